@@ -1,0 +1,48 @@
+"""The ``a2video`` console script.
+
+Each subcommand lives in ``a2video/commands/<name>.py`` and exposes ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``. Command modules import torch and the
+heavy parts of the package inside ``run`` so that ``a2video --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS: dict[str, str] = {
+    "synth": "a2video.commands.synth",
+    "check-data": "a2video.commands.check_data",
+    "flops": "a2video.commands.flops",
+    "predict": "a2video.commands.predict",
+    "export": "a2video.commands.export",
+    "bench": "a2video.commands.bench",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="a2video", description="A²-Nets video action recognition toolkit."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:  # a command whose module is not written yet
+            if err.name != module_name:
+                raise
+            continue
+        command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
