@@ -1,0 +1,260 @@
+"""Attention blocks: the double attention block (A²-block) and the non-local baseline.
+
+``DoubleAttention`` follows Chen et al., "A²-Nets: Double Attention Networks", NeurIPS 2018,
+Section 2, Eq. 1-7. For an input X with c channels over L positions (L = T·H·W for video,
+H·W for images):
+
+- A = φ(X) ∈ R^{m×L} (Eq. 2), B = softmax_L(θ(X)) ∈ R^{n×L} (Eq. 3-4, gather by second-order
+  attention pooling: G = A·Bᵀ ∈ R^{m×n}),
+- V = softmax_n(ρ(X)) ∈ R^{n×L} (Eq. 5, distribute: z_i = G·v_i),
+- Z = (A·Bᵀ)·V (Eq. 6, left association) or A·(Bᵀ·V) (Eq. 7, right association),
+- Y = X + BN(W_out Z), with the BN scale initialised to zero so a new block is the identity.
+
+``NonLocal`` is the embedded-Gaussian non-local block of Wang et al., "Non-local Neural
+Networks", CVPR 2018, the baseline the A²-Nets paper compares against.
+
+Both blocks accept 5-D (N, C, T, H, W) and 4-D (N, C, H, W) tensors; a 4-D input is treated as a
+clip of one frame, so the same parameters serve images and video.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["DoubleAttention", "NonLocal", "association_cost"]
+
+Association = Literal["left", "right", "auto"]
+
+
+def association_cost(m: int, n: int, length: int) -> dict[str, int]:
+    """Multiply-adds of the two association orders of Eq. 6 and Eq. 7 (per sample).
+
+    Left, Eq. 6, ``(A·Bᵀ)·V``: ``A·Bᵀ`` is (m×L)(L×n) = m·n·L, then ``G·V`` is (m×n)(n×L) =
+    m·n·L, in all ``2·m·n·L``; the largest intermediate is G with m·n entries.
+    Right, Eq. 7, ``A·(Bᵀ·V)``: ``Bᵀ·V`` is (L×n)(n×L) = n·L², then ``A·(BᵀV)`` is (m×L)(L×L) =
+    m·L², in all ``(m + n)·L²``; the intermediate BᵀV has L² entries.
+
+    Args:
+        m: Channels of A (feature maps).
+        n: Number of attention maps / global descriptors.
+        length: Number of positions L.
+
+    Returns:
+        ``{"left": 2·m·n·L, "right": (m+n)·L²}``.
+    """
+    return {"left": 2 * m * n * length, "right": (m + n) * length * length}
+
+
+def _as_video(x: Tensor) -> tuple[Tensor, bool]:
+    """Views a 4-D (N, C, H, W) tensor as a one-frame clip (N, C, 1, H, W)."""
+    if x.dim() == 5:
+        return x, False
+    if x.dim() == 4:
+        return x.unsqueeze(2), True
+    raise ValueError(
+        f"expected a 4-D (N,C,H,W) or 5-D (N,C,T,H,W) tensor, got shape {tuple(x.shape)}"
+    )
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    """Softmax and the matrix products run in at least float32 (fp16/bf16 inputs are promoted)."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+class DoubleAttention(nn.Module):
+    """The double attention block (A²-block), Eq. 1-7 of the paper.
+
+    φ, θ and ρ are one fused 1×1×1 convolution producing m + 2n channels (one read of X).
+    Softmaxes and the matrix products are computed in float32 even under autocast; the result is
+    cast back before the output projection.
+
+    Association cost (multiply-adds per sample, see :func:`association_cost`):
+    left ``2·m·n·L`` with an m×n intermediate; right ``(m+n)·L²`` with an L×L intermediate.
+    ``association="auto"`` picks left when ``2·m·n·L <= (m+n)·L²`` (i.e. unless
+    L < 2mn/(m+n)), which is left for every realistic feature map. The left path never
+    materialises an L×L tensor.
+
+    Added cost of one block over L positions (multiply-adds, BN and softmax not counted):
+    projections ``c·(m+2n)·L + m·c·L`` (= ``4·c·m·L`` for m = n) and products ``2·m·n·L``.
+    Parameters: ``c·(m+2n) + (m+2n)`` (fused conv with bias) ``+ m·c`` (output conv) ``+ 2·c``
+    (output BN).
+
+    Args:
+        in_channels: Channels c of the input (and output).
+        m: Channels of the feature maps A = φ(X); default c/4.
+        n: Number of attention maps / global descriptors; default c/4.
+        association: ``"left"`` (Eq. 6), ``"right"`` (Eq. 7) or ``"auto"`` (cheaper by cost).
+        zero_init: Initialise the output BN scale to zero (the block starts as the identity).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        m: int | None = None,
+        n: int | None = None,
+        association: Association = "left",
+        *,
+        zero_init: bool = True,
+    ) -> None:
+        super().__init__()
+        if association not in ("left", "right", "auto"):
+            raise ValueError(f"association must be 'left', 'right' or 'auto', got {association!r}")
+        self.in_channels = in_channels
+        self.m = m if m is not None else max(1, in_channels // 4)
+        self.n = n if n is not None else max(1, in_channels // 4)
+        self.association = association
+        # φ, θ, ρ fused: output channels [0, m) are φ, [m, m+n) θ, [m+n, m+2n) ρ.
+        self.qkv = nn.Conv3d(in_channels, self.m + 2 * self.n, kernel_size=1, bias=True)
+        self.proj = nn.Conv3d(self.m, in_channels, kernel_size=1, bias=False)
+        self.bn = nn.BatchNorm3d(in_channels)
+        self.zero_init = zero_init
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Kaiming-normal convolutions, zero bias; BN scale zero when ``zero_init``."""
+        nn.init.kaiming_normal_(self.qkv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.qkv.bias)
+        nn.init.kaiming_normal_(self.proj.weight, mode="fan_out", nonlinearity="relu")
+        self.bn.reset_parameters()
+        if self.zero_init:
+            nn.init.zeros_(self.bn.weight)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_channels={self.in_channels}, m={self.m}, n={self.n}, "
+            f"association={self.association!r}"
+        )
+
+    def _choose(self, length: int) -> str:
+        if self.association != "auto":
+            return self.association
+        cost = association_cost(self.m, self.n, length)
+        return "left" if cost["left"] <= cost["right"] else "right"
+
+    def descriptors(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The block's three maps for ``x`` (4-D or 5-D).
+
+        Returns:
+            ``(A, B, V)`` shaped (N, m, L), (N, n, L), (N, n, L), in float32 (at least):
+            A = φ(X); B = softmax over positions of θ(X) (each row sums to 1 over L);
+            V = softmax over descriptors of ρ(X) (each column sums to 1 over n).
+        """
+        x5, _ = _as_video(x)
+        qkv = self.qkv(x5).flatten(2)  # (N, m+2n, L)
+        dtype = _compute_dtype(qkv)
+        with torch.autocast(device_type=qkv.device.type, enabled=False):
+            qkv = qkv.to(dtype)
+            a, b, v = torch.split(qkv, [self.m, self.n, self.n], dim=1)
+            b = torch.softmax(b, dim=2)  # (N, n, L): distribution over positions (gather)
+            v = torch.softmax(v, dim=1)  # (N, n, L): distribution over descriptors (distribute)
+        return a, b, v
+
+    def aggregate(self, a: Tensor, b: Tensor, v: Tensor, association: str | None = None) -> Tensor:
+        """Z = A·Bᵀ·V in the chosen association order.
+
+        Args:
+            a: (N, m, L).
+            b: (N, n, L).
+            v: (N, n, L).
+            association: ``"left"`` or ``"right"``; default from the block's setting.
+
+        Returns:
+            Z shaped (N, m, L).
+        """
+        order = association or self._choose(a.shape[-1])
+        with torch.autocast(device_type=a.device.type, enabled=False):
+            if order == "left":
+                g = torch.bmm(a, b.transpose(1, 2))  # (N, m, L)(N, L, n) -> (N, m, n)
+                return torch.bmm(g, v)  # (N, m, n)(N, n, L) -> (N, m, L)
+            if order == "right":
+                bv = torch.bmm(b.transpose(1, 2), v)  # (N, L, n)(N, n, L) -> (N, L, L)
+                return torch.bmm(a, bv)  # (N, m, L)(N, L, L) -> (N, m, L)
+        raise ValueError(f"association must be 'left' or 'right', got {order!r}")
+
+    def project(self, z: Tensor) -> Tensor:
+        """Output 1×1×1 convolution and BN: (N, m, *spatial) -> (N, C, *spatial)."""
+        z5, was_image = _as_video(z)
+        z5 = z5.to(self.proj.weight.dtype) if not torch.is_autocast_enabled(z5.device.type) else z5
+        out = self.bn(self.proj(z5))
+        return out.squeeze(2) if was_image else out
+
+    def forward(self, x: Tensor) -> Tensor:
+        a, b, v = self.descriptors(x)
+        z = self.aggregate(a, b, v)  # (N, m, L)
+        z = z.reshape(x.shape[0], self.m, *x.shape[2:])  # (N, m, L) -> (N, m, *spatial)
+        return x + self.project(z).to(x.dtype)
+
+
+class NonLocal(nn.Module):
+    """Embedded-Gaussian non-local block (Wang et al. 2018, Eq. 1-3 with f = exp(θᵀφ)).
+
+    y_i = Σ_j softmax_j(θ(x_i)ᵀ φ(x_j)) g(x_j); out = x + BN(W_z y), BN scale zero at init.
+    Builds an L×L (or L×L/s) affinity, so it costs ``2·d·L·L'`` multiply-adds for the products
+    (L' = L / pooled positions), against the A²-block's ``2·m·n·L``.
+
+    Args:
+        in_channels: Channels c of the input (and output).
+        inter_channels: Embedding width d; default c/2 (Wang et al.).
+        scale: Multiply the affinity by d^-1/2 before the softmax, as Wang et al.'s released
+            code (``USE_SCALE``) and PySlowFast do.
+        pool: Max-pool kernel (t, h, w) applied to φ and g to sub-sample the keys (Wang et al.
+            use (1, 2, 2) in their "subsampling" variant); ``None`` keeps every position.
+        zero_init: Initialise the output BN scale to zero (the block starts as the identity).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        inter_channels: int | None = None,
+        *,
+        scale: bool = True,
+        pool: tuple[int, int, int] | None = None,
+        zero_init: bool = True,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.inter_channels = inter_channels or max(1, in_channels // 2)
+        self.scale = scale
+        d = self.inter_channels
+        # θ, φ, g fused: [0, d) θ, [d, 2d) φ, [2d, 3d) g.
+        self.qkv = nn.Conv3d(in_channels, 3 * d, kernel_size=1, bias=True)
+        self.pool = nn.MaxPool3d(pool, stride=pool) if pool is not None else None
+        self.proj = nn.Conv3d(d, in_channels, kernel_size=1, bias=False)
+        self.bn = nn.BatchNorm3d(in_channels)
+        self.zero_init = zero_init
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Kaiming-normal convolutions, zero bias; BN scale zero when ``zero_init``."""
+        nn.init.kaiming_normal_(self.qkv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.qkv.bias)
+        nn.init.kaiming_normal_(self.proj.weight, mode="fan_out", nonlinearity="relu")
+        self.bn.reset_parameters()
+        if self.zero_init:
+            nn.init.zeros_(self.bn.weight)
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.in_channels}, inter_channels={self.inter_channels}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        x5, was_image = _as_video(x)
+        d = self.inter_channels
+        qkv = self.qkv(x5)  # (N, 3d, T, H, W)
+        theta, phi, g = torch.split(qkv, [d, d, d], dim=1)
+        if self.pool is not None:
+            phi, g = self.pool(phi), self.pool(g)
+        theta, phi, g = theta.flatten(2), phi.flatten(2), g.flatten(2)  # (N, d, L), (N, d, L')
+        dtype = _compute_dtype(qkv)
+        with torch.autocast(device_type=qkv.device.type, enabled=False):
+            theta, phi, g = theta.to(dtype), phi.to(dtype), g.to(dtype)
+            aff = torch.bmm(theta.transpose(1, 2), phi)  # (N, L, d)(N, d, L') -> (N, L, L')
+            if self.scale:
+                aff = aff * d**-0.5
+            aff = torch.softmax(aff, dim=2)  # normalise over the keys j
+            y = torch.bmm(g, aff.transpose(1, 2))  # (N, d, L')(N, L', L) -> (N, d, L)
+        y = y.reshape(x5.shape[0], d, *x5.shape[2:]).to(qkv.dtype)  # (N, d, L) -> (N, d, T, H, W)
+        out = x5 + self.bn(self.proj(y)).to(x5.dtype)
+        return out.squeeze(2) if was_image else out

@@ -1,0 +1,155 @@
+"""Specification of the double attention block (paper Eq. 1-7) and the non-local baseline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from a2video.models import DoubleAttention, NonLocal, association_cost
+
+
+def _randomise(block: torch.nn.Module) -> torch.nn.Module:
+    """Non-zero output BN scale and non-trivial running statistics: not the identity."""
+    with torch.no_grad():
+        block.bn.weight.normal_(1.0, 0.3)
+        block.bn.bias.normal_(0.0, 0.3)
+        block.bn.running_mean.normal_(0.0, 0.3)
+        block.bn.running_var.uniform_(0.5, 1.5)
+        if hasattr(block.qkv, "bias"):
+            block.qkv.bias.normal_(0.0, 0.3)
+    return block.eval()
+
+
+SHAPES = [(2, 16, 3, 5, 4), (2, 16, 6, 7)]  # video (N,C,T,H,W) and image (N,C,H,W)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=["video", "image"])
+def test_forward_is_x_plus_project_of_a_bt_v(shape: tuple[int, ...]) -> None:
+    block = _randomise(DoubleAttention(16))
+    x = torch.randn(shape)
+    a, b, v = block.descriptors(x)
+    n, m = x.shape[0], block.m
+    z = (a @ b.transpose(1, 2) @ v).view(n, m, *x.shape[2:])
+    expected = x + block.project(z)
+    torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(block(x), x)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=["video", "image"])
+def test_descriptor_shapes_and_softmax_axes(shape: tuple[int, ...]) -> None:
+    block = DoubleAttention(16, m=3, n=5)
+    x = torch.randn(shape)
+    length = int(torch.tensor(shape[2:]).prod())
+    a, b, v = block.descriptors(x)
+    assert a.shape == (2, 3, length)
+    assert b.shape == (2, 5, length) and v.shape == (2, 5, length)
+    # B: each of the n attention maps is a distribution over the L positions (gather).
+    torch.testing.assert_close(b.sum(dim=2), torch.ones(2, 5))
+    # V: at each position a distribution over the n global descriptors (distribute).
+    torch.testing.assert_close(v.sum(dim=1), torch.ones(2, length))
+    assert (b >= 0).all() and (v >= 0).all()
+
+
+def test_default_widths_are_a_quarter_of_the_channels() -> None:
+    block = DoubleAttention(64)
+    assert (block.m, block.n) == (16, 16)
+    assert block.qkv.out_channels == 16 + 2 * 16  # one fused conv for φ, θ, ρ
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=["video", "image"])
+def test_left_and_right_association_agree(shape: tuple[int, ...]) -> None:
+    left = _randomise(DoubleAttention(16, association="left"))
+    right = DoubleAttention(16, association="right").eval()
+    right.load_state_dict(left.state_dict())
+    x = torch.randn(shape)
+    torch.testing.assert_close(left(x), right(x), rtol=0, atol=1e-5)
+
+
+def test_auto_association_picks_the_cheaper_order() -> None:
+    block = DoubleAttention(16, m=4, n=4, association="auto")
+    # 2·m·n·L against (m+n)·L²: right is cheaper only when L < 2mn/(m+n) = 4.
+    assert association_cost(4, 4, 3) == {"left": 96, "right": 72}
+    assert block._choose(3) == "right"
+    assert block._choose(4) == "left"
+    assert block._choose(8 * 28 * 28) == "left"
+    x = torch.randn(1, 16, 1, 1, 3)
+    ref = DoubleAttention(16, m=4, n=4, association="left")
+    ref.load_state_dict(block.state_dict())
+    torch.testing.assert_close(block(x), ref(x))
+
+
+def test_association_costs_match_the_counted_flops() -> None:
+    """The docstring's cost formulas are what the products cost (flop_counter: 2 per MAC)."""
+    block = DoubleAttention(8, m=2, n=3).eval()
+    length = 4 * 8 * 8
+    a = torch.randn(1, 2, length)
+    b = torch.softmax(torch.randn(1, 3, length), dim=2)
+    v = torch.softmax(torch.randn(1, 3, length), dim=1)
+    for order in ("left", "right"):
+        with FlopCounterMode(display=False) as counter:
+            block.aggregate(a, b, v, order)
+        assert counter.get_total_flops() == 2 * association_cost(2, 3, length)[order]
+
+
+@pytest.mark.parametrize("cls", [DoubleAttention, NonLocal])
+@pytest.mark.parametrize("shape", SHAPES, ids=["video", "image"])
+def test_fresh_block_is_the_identity(cls: type, shape: tuple[int, ...]) -> None:
+    block = cls(16)
+    x = torch.randn(shape)
+    torch.testing.assert_close(block(x), x, rtol=0, atol=0)
+    torch.testing.assert_close(block.eval()(x), x, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cls", [DoubleAttention, NonLocal])
+def test_gradients_reach_every_parameter(cls: type) -> None:
+    block = cls(16)
+    x = torch.randn(2, 16, 2, 4, 4, requires_grad=True)
+    # From the zero-initialised state only the BN scale/bias get signal, as in training step 1.
+    block(x).square().sum().backward()
+    assert block.bn.weight.grad is not None and block.bn.weight.grad.abs().sum() > 0
+    block.zero_grad()
+    _randomise(block).train()
+    block(x).square().sum().backward()
+    for name, p in block.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_nonlocal_matches_a_direct_embedded_gaussian() -> None:
+    block = _randomise(NonLocal(8, inter_channels=4))
+    x = torch.randn(2, 8, 2, 3, 3)
+    d = 4
+    w = block.qkv.weight.view(3 * d, 8)
+    feats = torch.einsum("oc,nct->not", w, x.flatten(2)) + block.qkv.bias.view(1, -1, 1)
+    theta, phi, g = feats.split(d, dim=1)
+    f = torch.softmax(theta.transpose(1, 2) @ phi / d**0.5, dim=-1)  # (N, L, L)
+    y = (g @ f.transpose(1, 2)).view(2, d, 2, 3, 3)
+    expected = x + block.bn(block.proj(y))
+    torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_nonlocal_with_key_subsampling_runs_on_video() -> None:
+    block = _randomise(NonLocal(8, pool=(1, 2, 2)))
+    x = torch.randn(1, 8, 2, 4, 4)
+    assert block(x).shape == x.shape
+
+
+def test_autocast_keeps_attention_in_float32() -> None:
+    block = _randomise(DoubleAttention(16))
+    x = torch.randn(1, 16, 2, 4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b, v = block.descriptors(x)
+        y = block(x)
+    assert a.dtype == b.dtype == v.dtype == torch.float32
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, block(x), rtol=0.05, atol=0.05)
+
+
+def test_rejects_bad_inputs() -> None:
+    with pytest.raises(ValueError):
+        DoubleAttention(8, association="middle")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        DoubleAttention(8)(torch.randn(8, 4))
