@@ -1,0 +1,75 @@
+"""Export: the ONNX and TorchScript files give PyTorch's logits for the fixed clip shape."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from a2video.export import export_model, load_exported, parity_check
+from a2video.models import DoubleAttention
+
+CLIP = (2, 3, 4, 32, 32)  # (N, 3, T, H, W)
+
+
+class _A2Net(nn.Module):
+    """Stem, BN, an A²-block with non-zero output scale, pooled linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv3d(3, 16, 3, stride=(1, 2, 2), padding=1)
+        self.bn = nn.BatchNorm3d(16)
+        self.attn = DoubleAttention(16, zero_init=False)
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.attn(torch.relu(self.bn(self.stem(x))))
+        return self.fc(x.mean((2, 3, 4)))
+
+
+@pytest.fixture(scope="module")
+def net() -> nn.Module:
+    torch.manual_seed(0)
+    model = _A2Net()
+    model.bn.running_mean.uniform_(-0.5, 0.5)  # eval-mode BN with non-trivial statistics
+    model.bn.running_var.uniform_(0.5, 2.0)
+    nn.init.normal_(model.attn.bn.weight, std=0.5)
+    return model
+
+
+def test_onnx_export_matches_pytorch_logits_with_onnxruntime(net, tmp_path):
+    path = export_model(net, tmp_path / "net.onnx", CLIP, fmt="onnx")
+    x = torch.randn(CLIP)
+    parity = parity_check(net, path, "onnx", x)
+    assert parity.max_abs_diff < 1e-3, parity.summary()
+    assert parity.top1_agree == 1.0 and parity.ok
+    assert "parity OK" in parity.summary()
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    shape = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
+    assert graph.input[0].name == "video" and shape == list(CLIP)  # the fixed clip shape
+    assert graph.output[0].name == "logits"
+
+
+def test_torchscript_export_matches_pytorch_logits(net, tmp_path):
+    path = export_model(net, tmp_path / "net.pt", CLIP, fmt="torchscript")
+    x = torch.randn(CLIP)
+    run = load_exported(path, "torchscript")
+    torch.testing.assert_close(run(x), net.eval()(x), atol=1e-5, rtol=1e-5)
+    assert parity_check(net, path, "torchscript", x).ok
+
+
+def test_export_leaves_the_model_untouched_and_rejects_unknown_formats(net, tmp_path):
+    net.train()
+    export_model(net, tmp_path / "net.pt", CLIP, fmt="torchscript")
+    assert net.training  # exported from an eval copy
+    with pytest.raises(ValueError, match="format"):
+        export_model(net, tmp_path / "net.tflite", CLIP, fmt="tflite")  # type: ignore[arg-type]
+
+
+def test_parity_reports_a_mismatch(net, tmp_path):
+    path = export_model(net, tmp_path / "net.pt", CLIP, fmt="torchscript")
+    other = _A2Net()
+    parity = parity_check(other, path, "torchscript", torch.randn(CLIP))
+    assert not parity.ok and "FAILED" in parity.summary()
