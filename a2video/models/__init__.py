@@ -1,5 +1,36 @@
-"""Models: A²-blocks, the non-local baseline, 3-D ResNets, inflation and weight import."""
+"""Models: A²-blocks, the non-local baseline, 3-D ResNets, inflation and weight import.
+
+Knows nothing of data or Lightning (see docs/internals.md).
+"""
 
 from a2video.models.attention import DoubleAttention, NonLocal, association_cost
+from a2video.models.flops import a2_block_cost, count_flops
+from a2video.models.inflate import (
+    LoadReport,
+    convert_pytorchvideo_state_dict,
+    inflate_2d_to_3d,
+    inflate_state_dict,
+    inflate_weight,
+    load_pytorchvideo,
+)
+from a2video.models.registry import build_model, list_models, register_model
+from a2video.models.resnet3d import Bottleneck3d, VideoResNet
 
-__all__ = ["DoubleAttention", "NonLocal", "association_cost"]
+__all__ = [
+    "Bottleneck3d",
+    "DoubleAttention",
+    "LoadReport",
+    "NonLocal",
+    "VideoResNet",
+    "a2_block_cost",
+    "association_cost",
+    "build_model",
+    "convert_pytorchvideo_state_dict",
+    "count_flops",
+    "inflate_2d_to_3d",
+    "inflate_state_dict",
+    "inflate_weight",
+    "list_models",
+    "load_pytorchvideo",
+    "register_model",
+]

@@ -1,0 +1,63 @@
+"""``a2video flops ARCH --frames T --size S [--json]``: multiply-adds and parameters of an arch.
+
+GFLOPs are 10⁹ multiply-adds, as the A²-Nets paper counts them (torch.utils.flop_counter FLOPs / 2),
+for one clip of T×S×S. ``ARCH`` may be ``all`` (or ``--all``) for a table of every arch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "GFLOPs (multiply-adds) and parameters of a model arch on one clip."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("arch", nargs="?", default=None, help="registered arch, or 'all'")
+    parser.add_argument("--all", action="store_true", help="every registered arch")
+    parser.add_argument("--frames", "-t", type=int, default=8, help="clip length T (default 8)")
+    parser.add_argument("--size", "-s", type=int, default=224, help="spatial size (default 224)")
+    parser.add_argument("--num-classes", type=int, default=400, help="head size (default 400)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--blocks", action="store_true", help="include per-attention-block details in the JSON"
+    )
+
+
+def _row(r: dict) -> str:
+    attn = ""
+    if r["attn_blocks"]:
+        attn = f"  (+{r['attn_blocks']} blocks: {r['attn_gflops']:.2f} GFLOPs"
+        attn += f", {r['attn_params_m']:.2f} M params)"
+    return (
+        f"{r['arch']:<12} {r['frames']}x{r['size']}x{r['size']}  "
+        f"{r['gflops']:8.2f} GFLOPs  {r['params_m']:7.2f} M params{attn}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from a2video.models import build_model, count_flops, list_models
+
+    torch.set_grad_enabled(False)
+    if args.all or args.arch in (None, "all"):
+        archs = list_models()
+    elif args.arch in list_models():
+        archs = [args.arch]
+    else:
+        print(f"unknown arch {args.arch!r}; choose from {', '.join(list_models())} or 'all'")
+        return 2
+    results = []
+    for arch in archs:
+        model = build_model(arch, num_classes=args.num_classes)
+        r = count_flops(model, frames=args.frames, size=args.size)
+        if not args.blocks:
+            r.pop("blocks")
+        results.append(r)
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+    else:
+        for r in results:
+            print(_row(r))
+    return 0
