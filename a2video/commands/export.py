@@ -1,0 +1,59 @@
+"""``a2video export --ckpt CKPT --format onnx|torchscript [--out FILE]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = (
+    "Export a checkpoint's network to ONNX or TorchScript for a fixed clip shape (parity checked)."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", required=True, help="checkpoint written by train.py / finetune")
+    parser.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    parser.add_argument(
+        "--out", default=None, help="output file (default: next to the checkpoint, .onnx / .pt)"
+    )
+    parser.add_argument("--batch", type=int, default=1, help="clips per call (fixed, default 1)")
+    parser.add_argument(
+        "--frames", type=int, default=None, help="frames per clip (default: the checkpoint's)"
+    )
+    parser.add_argument(
+        "--size", type=int, default=None, help="crop size (default: the checkpoint's)"
+    )
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: exporter's)")
+    parser.add_argument(
+        "--tolerance", type=float, default=1e-3, help="largest |logit difference| accepted"
+    )
+    parser.add_argument(
+        "--unsafe-load",
+        action="store_true",
+        help="allow pickled Python objects in the checkpoint (trusted files only)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from a2video.checkpoint import CheckpointError
+    from a2video.export import SUFFIX, export_model, parity_check
+    from a2video.predict import load_predictor
+
+    try:
+        predictor = load_predictor(args.ckpt, unsafe=args.unsafe_load)
+    except CheckpointError as err:
+        print(f"a2video export: {err}", file=sys.stderr)
+        return 2
+    _, frames, size, _ = predictor.clip_shape
+    shape = (args.batch, 3, args.frames or frames, args.size or size, args.size or size)
+    out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(SUFFIX[args.format])
+    path = export_model(predictor.model, out, shape, fmt=args.format, opset=args.opset)
+    print(f"exported {predictor.meta.get('arch')} to {path} ({args.format}, input {list(shape)})")
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(shape, generator=generator)
+    parity = parity_check(predictor.model, path, args.format, inputs, tolerance=args.tolerance)
+    print(parity.summary())
+    return 0 if parity.ok else 1

@@ -1,0 +1,80 @@
+"""``a2video predict --ckpt CKPT VIDEO... [--views 10x3] [--topk 5] [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "Top-k action labels of video files from a trained checkpoint (multi-view)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files to label")
+    parser.add_argument("--ckpt", required=True, help="checkpoint written by train.py / finetune")
+    parser.add_argument(
+        "--views",
+        default="10x3",
+        help="CLIPSxCROPS averaged per video (default 10x3, the paper's protocol; 1x1 is fastest)",
+    )
+    parser.add_argument("--topk", type=int, default=5, help="labels listed per video (default 5)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
+        "--decoder",
+        default="auto",
+        choices=["auto", "decord", "pyav", "torchcodec"],
+        help="video decoder (default: decord where installed, else PyAV)",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
+    parser.add_argument("--batch-size", type=int, default=16, help="views per forward pass")
+    parser.add_argument(
+        "--unsafe-load",
+        action="store_true",
+        help="allow pickled Python objects in the checkpoint (trusted files only)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from a2video.checkpoint import CheckpointError
+    from a2video.predict import load_predictor, parse_views, predict_videos
+
+    try:
+        clips, crops = parse_views(args.views)
+    except ValueError as err:
+        print(f"a2video predict: {err}", file=sys.stderr)
+        return 2
+    if args.topk < 1:
+        print("a2video predict: --topk must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        predictor = load_predictor(args.ckpt, device=args.device, unsafe=args.unsafe_load)
+    except CheckpointError as err:
+        print(f"a2video predict: {err}", file=sys.stderr)
+        return 2
+    results = predict_videos(
+        predictor,
+        args.videos,
+        clips=clips,
+        crops=crops,
+        topk=args.topk,
+        decoder=args.decoder,
+        batch_size=args.batch_size,
+    )
+    if args.json:
+        doc = {
+            "checkpoint": str(args.ckpt),
+            "arch": predictor.meta.get("arch"),
+            "views": f"{clips}x{crops}",
+            "videos": [r.as_dict() for r in results],
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        for r in results:
+            if not r.ok:
+                continue
+            ranked = ", ".join(f"{name} {score:.3f}" for name, score in r.topk)
+            print(f"{r.path}: {ranked}")
+    for r in results:
+        if not r.ok:
+            print(f"a2video predict: {r.path}: {r.error}", file=sys.stderr)
+    return 1 if any(not r.ok for r in results) else 0

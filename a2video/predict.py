@@ -1,0 +1,501 @@
+"""Inference with a trained checkpoint: load it, predict video files or a test set from several
+views, and the accuracy analyses the notebooks draw.
+
+A checkpoint written by training carries what inference needs (``checkpoint["a2video"]``: arch,
+arch options, class names, clip spec, metrics), so :func:`load_predictor` rebuilds the network
+with :func:`a2video.models.build_model` and needs no config file.
+
+Multi-view testing follows the paper's protocol (Chen et al., NeurIPS 2018, Section 4.1, after
+Wang et al.'s non-local networks): several clips spread over the video, several spatial crops of
+each, softmax scores averaged over the views. Views are ordered clip-major (``c * crops + s``),
+as in the test batches of :mod:`a2video.data`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "DatasetPredictions",
+    "Predictor",
+    "VideoPrediction",
+    "accuracy_by_views",
+    "confusion_matrix",
+    "load_predictor",
+    "most_confused_pairs",
+    "parse_views",
+    "per_class_accuracy",
+    "predict_loader",
+    "predict_videos",
+    "view_subset",
+]
+
+# Builder options that fetch initial weights: irrelevant (and possibly unreachable paths) when the
+# checkpoint supplies every weight.
+_WEIGHT_OPTIONS = ("pretrained_2d", "pretrained_ptv", "inflate")
+
+
+# ---------------------------------------------------------------- loading
+
+
+@dataclass
+class Predictor:
+    """A network ready for inference and what it needs to read a clip.
+
+    Attributes:
+        model: The network in eval mode, on ``device``.
+        class_names: Names indexed by class.
+        clip_spec: ``frames``, ``stride``, ``size``, ``mean``, ``std`` of the training clips.
+        meta: The checkpoint's ``a2video`` metadata (arch, options, metrics, …).
+        device: Where the model runs.
+    """
+
+    model: nn.Module
+    class_names: list[str]
+    clip_spec: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def clip_shape(self) -> tuple[int, int, int, int]:
+        """(3, T, H, W) of one view."""
+        size = int(self.clip_spec.get("crop_size", self.clip_spec.get("size")))
+        return (3, int(self.clip_spec["frames"]), size, size)
+
+    def spec(self, clips: int | None = None, crops: int | None = None):
+        """The checkpoint's clip spec as an :class:`a2video.data.datasets.ClipSpec`, with the
+        number of test clips and crops optionally replaced."""
+        from a2video.data.datasets import ClipSpec
+
+        known = {f.name for f in dataclasses.fields(ClipSpec)}
+        values = {k: v for k, v in self.clip_spec.items() if k in known}
+        if "crop_size" not in values and "size" in self.clip_spec:
+            values["crop_size"] = int(self.clip_spec["size"])
+        if clips is not None:
+            values["num_clips"] = clips
+        if crops is not None:
+            values["num_crops"] = crops
+        return ClipSpec(**values)
+
+    @torch.no_grad()
+    def view_scores(self, views: Tensor, batch_size: int = 16) -> Tensor:
+        """Softmax scores of each view.
+
+        Args:
+            views: (V, 3, T, H, W) normalised clips.
+            batch_size: Views per forward pass.
+
+        Returns:
+            (V, num_classes) float32 probabilities, on the CPU.
+        """
+        out = []
+        for chunk in views.split(batch_size):
+            logits = self.model(chunk.to(self.device, non_blocking=True))
+            out.append(torch.softmax(logits.float(), dim=1).cpu())
+        return torch.cat(out)
+
+
+def _strip_prefix(state: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """The network's own keys from a LightningModule state dict (``net.conv1.weight`` -> …)."""
+    wanted = set(model.state_dict())
+    for prefix in ("net.", "model.", ""):
+        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if wanted <= set(sub):
+            return {k: sub[k] for k in wanted}
+    missing = sorted(wanted - {k.split(".", 1)[-1] for k in state})[:5]
+    raise KeyError(f"the checkpoint's state_dict lacks the network's weights (e.g. {missing})")
+
+
+def load_predictor(
+    ckpt: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    unsafe: bool = False,
+) -> Predictor:
+    """Loads a training checkpoint for inference.
+
+    Args:
+        ckpt: A ``.ckpt`` written by ``train.py`` / ``finetune_ucf.py``.
+        device: Where to run the network.
+        unsafe: Allow pickled Python objects in the file (trusted files only).
+
+    Returns:
+        The :class:`Predictor`.
+
+    Raises:
+        a2video.checkpoint.CheckpointError: the file is missing, corrupt, or not an a2video
+            checkpoint.
+    """
+    from a2video.checkpoint import CheckpointError, load_checkpoint
+    from a2video.models import build_model
+
+    checkpoint = load_checkpoint(ckpt, unsafe=unsafe, map_location="cpu")
+    meta = checkpoint.get("a2video")
+    if not isinstance(meta, dict) or "arch" not in meta:
+        raise CheckpointError(
+            f"{os.fspath(ckpt)}: no 'a2video' metadata (arch, classes, clip spec): it was not "
+            "written by a2video's training; pass a checkpoint from train.py or finetune_ucf.py."
+        )
+    options = {
+        k: v for k, v in (meta.get("arch_options") or {}).items() if k not in _WEIGHT_OPTIONS
+    }
+    num_classes = int(meta["num_classes"])
+    model = build_model(meta["arch"], num_classes=num_classes, **options)
+    model.load_state_dict(_strip_prefix(checkpoint["state_dict"], model))
+    device = torch.device(device)
+    model.to(device).eval()
+    names = list(meta.get("class_names") or [str(i) for i in range(num_classes)])
+    return Predictor(
+        model=model,
+        class_names=names,
+        clip_spec=dict(meta["clip_spec"]),
+        meta=dict(meta),
+        device=device,
+    )
+
+
+def parse_views(spec: str) -> tuple[int, int]:
+    """``"10x3"`` -> (10 clips, 3 crops); ``"1"`` -> (1, 1).
+
+    Raises:
+        ValueError: not ``CLIPS[xCROPS]`` with positive integers, or crops not 1 or 3.
+    """
+    parts = spec.lower().replace("×", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values.append(1)
+    if len(values) != 2 or min(values) < 1 or values[1] not in (1, 3):
+        raise ValueError(f"views must be CLIPSxCROPS with crops 1 or 3, e.g. 10x3; got {spec!r}")
+    return values[0], values[1]
+
+
+# ---------------------------------------------------------------- video files
+
+
+@dataclass
+class VideoPrediction:
+    """What :func:`predict_videos` says about one file.
+
+    Attributes:
+        path: The file as given.
+        topk: ``(class name, score)`` pairs, best first; empty when the file was unreadable.
+        scores: (K,) mean softmax over the views; None when unreadable.
+        views: Views averaged (clips · crops).
+        error: Why the file could not be read (None when it was).
+    """
+
+    path: str
+    topk: list[tuple[str, float]] = field(default_factory=list)
+    scores: Tensor | None = None
+    views: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def label(self) -> str | None:
+        return self.topk[0][0] if self.topk else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``path``, ``ok``, ``error``, ``views``, ``label``, ``topk``."""
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "error": self.error,
+            "views": self.views,
+            "label": self.label,
+            "topk": [{"label": name, "score": round(score, 6)} for name, score in self.topk],
+        }
+
+
+@torch.no_grad()
+def predict_videos(
+    predictor: Predictor,
+    paths: Sequence[str | os.PathLike],
+    *,
+    clips: int = 10,
+    crops: int = 3,
+    topk: int = 5,
+    decoder: str = "auto",
+    batch_size: int = 16,
+) -> list[VideoPrediction]:
+    """Top-k classes of each file from ``clips × crops`` views (the test set's pipeline).
+
+    Each file is decoded once (:class:`a2video.data.datasets.VideoClipDataset` in test mode);
+    a file the decoder cannot read gives a :class:`VideoPrediction` with ``error`` set, and the
+    others are still predicted.
+
+    Args:
+        predictor: From :func:`load_predictor`.
+        paths: Video files.
+        clips: Clips spread over each video.
+        crops: Spatial crops per clip (1: centre; 3: along the long side).
+        topk: Classes listed per video.
+        decoder: Decoder name (``auto``, ``decord``, ``pyav``, ``torchcodec``).
+        batch_size: Views per forward pass.
+
+    Returns:
+        One :class:`VideoPrediction` per path, in order.
+    """
+    from a2video.data.annotations import VideoRecord
+    from a2video.data.datasets import VideoClipDataset
+
+    spec = predictor.spec(clips, crops)
+    records = [VideoRecord(path=os.fspath(p), label=-1) for p in paths]
+    dataset = VideoClipDataset(records, "test", spec, decoder=decoder)
+    results = []
+    for i, path in enumerate(paths):
+        sample = dataset[(i, 0)]
+        if not sample["valid"]:
+            reason = sample.get("failed_reason") or "unreadable"
+            results.append(VideoPrediction(os.fspath(path), error=f"cannot decode: {reason}"))
+            continue
+        scores = predictor.view_scores(sample["video"], batch_size).mean(0)  # (V, K) -> (K,)
+        values, classes = scores.topk(min(topk, scores.numel()))
+        results.append(
+            VideoPrediction(
+                os.fspath(path),
+                topk=[
+                    (predictor.class_names[c], float(v))
+                    for v, c in zip(values.tolist(), classes.tolist(), strict=True)
+                ],
+                scores=scores,
+                views=spec.num_views,
+            )
+        )
+    return results
+
+
+def centre_clip_frames(
+    predictor: Predictor, path: str | os.PathLike, decoder: str = "auto"
+) -> Tensor:
+    """The centre clip of a video as the network sees it (short side resized, centre crop),
+    as displayable uint8 frames (T, H, W, 3).
+
+    Raises:
+        a2video.data.video.VideoDecodeError: the file cannot be decoded.
+    """
+    from a2video.data.annotations import VideoRecord
+    from a2video.data.datasets import VideoClipDataset
+    from a2video.data.video import VideoDecodeError
+
+    spec = predictor.spec()
+    record = VideoRecord(path=os.fspath(path), label=-1)
+    sample = VideoClipDataset([record], "val", spec, decoder=decoder)[(0, 0)]
+    if not sample["valid"]:
+        raise VideoDecodeError(record.path, sample.get("failed_reason") or "unreadable")
+    video = sample["video"]  # (3, T, S, S) normalised
+    mean = torch.tensor(spec.mean).view(3, 1, 1, 1)
+    std = torch.tensor(spec.std).view(3, 1, 1, 1)
+    frames = (video * std + mean).permute(1, 2, 3, 0)  # (3, T, S, S) -> (T, S, S, 3)
+    return frames.mul(255).round().clamp(0, 255).to(torch.uint8)
+
+
+# ---------------------------------------------------------------- analysis
+
+
+def view_subset(clips_total: int, crops_total: int, clips: int, crops: int) -> list[int]:
+    """Indices of a ``clips × crops`` subset of a ``clips_total × crops_total`` decode.
+
+    The test sampler spreads clip starts uniformly from the first to the last possible one (one
+    clip: the centre one), so the subset takes, for each start a ``clips``-clip decode would use,
+    the nearest decoded clip: 1 of 10 is clip 5 (of 0..9), 3 of 10 are clips 0, 5, 9. One crop is
+    the centre crop. Views are clip-major: view ``c * crops_total + s``.
+
+    Raises:
+        ValueError: the subset is larger than the decode, or crops is neither 1 nor all.
+    """
+    if clips > clips_total or crops > crops_total:
+        raise ValueError(
+            f"{clips}x{crops} views is more than the {clips_total}x{crops_total} decoded"
+        )
+    if crops not in (1, crops_total):
+        raise ValueError(f"crops must be 1 or {crops_total}, got {crops}")
+    if clips == 1:
+        targets = [(clips_total - 1) / 2]
+    else:
+        targets = [i * (clips_total - 1) / (clips - 1) for i in range(clips)]
+    clip_ids = [math.floor(t + 0.5) for t in targets]
+    crop_ids = [crops_total // 2] if crops == 1 else list(range(crops_total))
+    return [c * crops_total + s for c in clip_ids for s in crop_ids]
+
+
+def accuracy_by_views(
+    view_scores: Tensor,
+    labels: Tensor,
+    clips_total: int,
+    crops_total: int,
+    *,
+    clips: Sequence[int] = (1, 3, 10),
+    crops: Sequence[int] = (1, 3),
+) -> dict[tuple[int, int], float]:
+    """Top-1 accuracy of averaging the softmax of view subsets (see :func:`view_subset`).
+
+    Args:
+        view_scores: (N, V, K) per-view probabilities, V = clips_total · crops_total.
+        labels: (N,) true classes.
+        clips_total: Clips decoded per video.
+        crops_total: Crops decoded per clip.
+        clips: Clip counts to evaluate (those above ``clips_total`` are skipped).
+        crops: Crop counts to evaluate (1 or ``crops_total``).
+
+    Returns:
+        ``{(clips, crops): accuracy}``.
+    """
+    out: dict[tuple[int, int], float] = {}
+    for n_crops in crops:
+        if n_crops not in (1, crops_total):
+            continue
+        for n_clips in clips:
+            if n_clips > clips_total:
+                continue
+            idx = view_subset(clips_total, crops_total, n_clips, n_crops)
+            pred = view_scores[:, idx].mean(1).argmax(1)  # (N, |idx|, K) -> (N,)
+            out[(n_clips, n_crops)] = float((pred == labels).float().mean())
+    return out
+
+
+def confusion_matrix(labels: Tensor, preds: Tensor, num_classes: int) -> Tensor:
+    """(K, K) counts, ``cm[t, p]`` = videos of class t predicted p."""
+    flat = labels.long() * num_classes + preds.long()
+    return torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def per_class_accuracy(cm: Tensor) -> Tensor:
+    """(K,) accuracy per true class; NaN for a class with no video."""
+    totals = cm.sum(1).double()
+    return torch.where(totals > 0, cm.diag().double() / totals.clamp(min=1), float("nan"))
+
+
+def most_confused_pairs(
+    cm: Tensor, class_names: Sequence[str], k: int = 10
+) -> list[dict[str, Any]]:
+    """The ``k`` largest off-diagonal cells of the confusion matrix.
+
+    Returns:
+        Dicts ``true``, ``predicted`` (names), ``count`` and ``fraction`` (of the true class's
+        videos), largest count first (ties: larger fraction, then class order).
+    """
+    counts = cm.clone()
+    counts.fill_diagonal_(0)
+    totals = cm.sum(1)
+    cells = [(int(counts[t, p]), t, p) for t, p in (counts > 0).nonzero().tolist()]
+    cells.sort(key=lambda c: (-c[0], -c[0] / max(int(totals[c[1]]), 1), c[1], c[2]))
+    return [
+        {
+            "true": class_names[t],
+            "predicted": class_names[p],
+            "count": n,
+            "fraction": n / max(int(totals[t]), 1),
+        }
+        for n, t, p in cells[:k]
+    ]
+
+
+# ---------------------------------------------------------------- test sets
+
+
+@dataclass
+class DatasetPredictions:
+    """Per-view scores of a test set, one decode of each video.
+
+    Attributes:
+        view_scores: (N, V, K) softmax scores per view, V = clips · crops, clip-major.
+        labels: (N,) true classes.
+        index: (N,) the videos' indices in the split's list.
+        valid: (N,) False where the video could not be decoded (its scores are meaningless).
+        clips: Clips per video.
+        crops: Crops per clip.
+    """
+
+    view_scores: Tensor
+    labels: Tensor
+    index: Tensor
+    valid: Tensor
+    clips: int
+    crops: int
+
+    def scores(self) -> Tensor:
+        """(N, K) video-level scores: the mean softmax over all views."""
+        return self.view_scores.mean(1)
+
+    def preds(self) -> Tensor:
+        return self.scores().argmax(1)
+
+    def accuracy(self) -> float:
+        """Top-1 over the decodable videos."""
+        ok = self.valid
+        return float((self.preds()[ok] == self.labels[ok]).float().mean()) if ok.any() else 0.0
+
+    def only_valid(self) -> DatasetPredictions:
+        ok = self.valid
+        return DatasetPredictions(
+            self.view_scores[ok],
+            self.labels[ok],
+            self.index[ok],
+            self.valid[ok],
+            self.clips,
+            self.crops,
+        )
+
+
+@torch.no_grad()
+def predict_loader(
+    predictor: Predictor,
+    batches: Iterable[dict[str, Tensor]],
+    clips: int,
+    crops: int,
+    *,
+    batch_size: int = 16,
+) -> DatasetPredictions:
+    """Per-view scores of every video in test batches (``video`` (B, V, 3, T, H, W)).
+
+    Args:
+        predictor: From :func:`load_predictor`.
+        batches: Test/predict batch dicts of :mod:`a2video.data` (``video``, ``label``,
+            ``index``, optional ``valid``).
+        clips: Clips per video in the batches.
+        crops: Crops per clip in the batches.
+        batch_size: Views per forward pass.
+
+    Returns:
+        The :class:`DatasetPredictions`, sorted by ``index``.
+    """
+    scores, labels, index, valid = [], [], [], []
+    for batch in batches:
+        video = batch["video"]
+        b, v = video.shape[:2]
+        if v != clips * crops:
+            raise ValueError(f"batches carry {v} views per video, expected {clips}x{crops}")
+        flat = predictor.view_scores(video.flatten(0, 1), batch_size)  # (B*V, K)
+        scores.append(flat.view(b, v, -1))
+        labels.append(batch["label"].cpu())
+        index.append(batch["index"].cpu())
+        valid.append(batch.get("valid", torch.ones(b, dtype=torch.bool)).cpu())
+    index_t = torch.cat(index)
+    order = index_t.argsort()
+    return DatasetPredictions(
+        view_scores=torch.cat(scores)[order],
+        labels=torch.cat(labels)[order],
+        index=index_t[order],
+        valid=torch.cat(valid)[order],
+        clips=clips,
+        crops=crops,
+    )
