@@ -1,0 +1,191 @@
+"""Checkpoint files: atomic writes and safe reads.
+
+Writes go to a temporary file in the target's directory, are flushed and fsync'ed, and then
+``os.replace``'d over the target, so a process killed mid-write (SIGKILL, OOM, pre-emption) leaves
+either the previous complete file or the new complete file, never a truncated ``last.ckpt``.
+
+Reads use ``torch.load(weights_only=True)``: tensors, containers and plain Python values only.
+A checkpoint that needs arbitrary pickled objects (a crafted file, or one saved with objects in its
+hyper-parameters) is refused with a one-line message unless the caller opts in with
+``unsafe=True`` (``--unsafe_load true`` on the command line).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.data import AttributeDict
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+__all__ = [
+    "AtomicCheckpointIO",
+    "CheckpointError",
+    "atomic_save",
+    "load_checkpoint",
+    "safe_globals",
+]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be used; the message names the file and the fix."""
+
+
+# Plain-data classes Lightning and our configs may leave in a checkpoint's hyper-parameters.
+# Each is rebuilt from strings or dict items only, so allowing them keeps loading code-free.
+_SAFE_GLOBALS: list[Any] = [
+    AttributeDict,
+    pathlib.PosixPath,
+    pathlib.WindowsPath,
+    pathlib.PurePosixPath,
+    pathlib.PureWindowsPath,
+]
+
+
+def safe_globals() -> list[Any]:
+    """The classes allowed by :func:`load_checkpoint` on top of torch's weights-only defaults."""
+    return list(_SAFE_GLOBALS)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` ``obj`` to ``path`` atomically (temp file in the same dir, fsync, replace).
+
+    Args:
+        obj: anything ``torch.save`` accepts.
+        path: the target file; its directory is created if needed.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    # Make the rename itself durable (POSIX: fsync the directory entry).
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _diagnose(path: str) -> str | None:
+    """A reason the file is not a complete torch zip checkpoint, or None if it looks like one."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return "the file is empty (a write was interrupted?)"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"PK"):
+        if not zipfile.is_zipfile(path):
+            return "the file is truncated or corrupt (incomplete zip archive)"
+        return None
+    if head[:1] == b"\x80":
+        return None  # a legacy (non-zip) pickle; weights_only decides whether it is allowed
+    return "not a PyTorch checkpoint"
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    unsafe: bool = False,
+    map_location: Any = "cpu",
+) -> dict[str, Any]:
+    """Load a checkpoint dict safely.
+
+    Args:
+        path: the ``.ckpt``/``.pt`` file.
+        unsafe: allow arbitrary pickled objects (``weights_only=False``). Only for files you trust.
+        map_location: passed to ``torch.load``.
+
+    Returns:
+        The checkpoint dictionary.
+
+    Raises:
+        CheckpointError: missing, empty, truncated, not a checkpoint, or a pickle that
+            weights-only loading refuses. The message is one line naming the file and the fix.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint file; check the path (or use 'last').")
+    reason = _diagnose(path)
+    if reason == "not a PyTorch checkpoint":
+        raise CheckpointError(
+            f"{path}: {reason}; pass a .ckpt written by train.py (Trainer.save_checkpoint)."
+        )
+    if reason is not None:
+        raise CheckpointError(
+            f"{path}: {reason}; re-copy it or resume from an earlier checkpoint "
+            "(checkpoints written by a2video are replaced atomically, so 'last' stays readable)."
+        )
+    try:
+        if unsafe:
+            ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        else:
+            with torch.serialization.safe_globals(_SAFE_GLOBALS):
+                ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()
+        detail = next((line for line in first if "Unsupported" in line or "GLOBAL" in line), "")
+        raise CheckpointError(
+            f"{path}: refused: it holds pickled Python objects that safe (weights_only) loading "
+            f"does not allow{(' (' + detail.strip() + ')') if detail else ''}; if you trust the "
+            "file's source, pass unsafe_load=True (--unsafe_load true)."
+        ) from err
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path}: unreadable checkpoint ({msg}); the file is truncated or corrupt: re-copy it "
+            "or resume from an earlier checkpoint."
+        ) from err
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(
+            f"{path}: not a checkpoint (it holds a {type(ckpt).__name__}, not a dict); "
+            "pass a file written by Trainer.save_checkpoint / ModelCheckpoint."
+        )
+    return ckpt
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning CheckpointIO: atomic replace on save, :func:`load_checkpoint` on load.
+
+    Installed by :class:`a2video.cli_lightning.A2VideoCLI` so every ModelCheckpoint write (best,
+    last, step and epoch-end) and every ``--ckpt_path`` read goes through it.
+
+    Args:
+        unsafe_load: allow pickled Python objects when loading (trusted files only).
+    """
+
+    def __init__(self, unsafe_load: bool = False) -> None:
+        super().__init__()
+        self.unsafe_load = unsafe_load
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO does not take storage_options")
+        atomic_save(checkpoint, path)
+
+    def load_checkpoint(
+        self,
+        path: Any,
+        map_location: Callable | Any = "cpu",
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        # Lightning's own `weights_only` hint is ignored: only the user's flag allows pickles.
+        return load_checkpoint(path, unsafe=self.unsafe_load, map_location=map_location)
