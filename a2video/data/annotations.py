@@ -1,0 +1,461 @@
+"""Annotation readers: Kinetics-400/600/700 CSVs, ``path label`` lists, UCF-101 split files.
+
+Kinetics (CVDF download, ``github.com/cvdfoundation/kinetics-dataset``)::
+
+    ROOT/annotations/{train,val,test}.csv      label,youtube_id,time_start,time_end,split[,is_cc]
+    ROOT/{train,val,test}/<id>_<start:06d>_<end:06d>.mp4               (flat, as extracted)
+    ROOT/{train,val,test}/<label>/<id>_<start:06d>_<end:06d>.mp4       (per-class folders)
+
+Both layouts (and a mix) are found by indexing each split folder once by file stem. Listed
+videos that are absent are skipped and counted in one log line (real Kinetics lacks 5-10%).
+
+UCF-101 (CRCV download)::
+
+    ROOT/UCF-101/<Class>/v_<Class>_gXX_cYY.avi
+    ROOT/ucfTrainTestlist/classInd.txt                     "1 ApplyEyeMakeup" (1-based)
+    ROOT/ucfTrainTestlist/trainlist0{1,2,3}.txt           "<Class>/v_..avi 1"
+    ROOT/ucfTrainTestlist/testlist0{1,2,3}.txt            "<Class>/v_..avi" (label = folder)
+
+Every problem with an annotation file is one :class:`AnnotationError` naming the file, the
+line and the fix, raised while the DataModule is built, before any training starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".flv")
+KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
+KINETICS_CSV_NAMES = {
+    "train": ("train.csv", "kinetics_train.csv", "kinetics-400_train.csv"),
+    "val": ("val.csv", "validate.csv", "kinetics_val.csv", "kinetics-400_val.csv"),
+    "test": ("test.csv", "kinetics_test.csv", "kinetics-400_test.csv"),
+}
+KINETICS_VIDEO_DIRS = {
+    "train": ("train", "videos_train", "train_256", "kinetics_train"),
+    "val": ("val", "videos_val", "val_256", "validate", "kinetics_val"),
+    "test": ("test", "videos_test", "test_256", "kinetics_test"),
+}
+
+
+class AnnotationError(ValueError):
+    """An annotation problem that stops the run before training, with where and how to fix."""
+
+    def __init__(
+        self, file: str | os.PathLike, message: str, line: int | None = None, fix: str | None = None
+    ) -> None:
+        self.file, self.line, self.fix = str(file), line, fix
+        where = f"{file}:{line}" if line is not None else str(file)
+        text = f"{where}: {message}"
+        if fix:
+            text += f"\n  fix: {fix}"
+        super().__init__(text)
+
+    def __reduce__(self):
+        return (_rebuild_annotation_error, (self.file, str(self), self.line, self.fix))
+
+
+def _rebuild_annotation_error(file, text, line, fix):
+    err = AnnotationError.__new__(AnnotationError)
+    ValueError.__init__(err, text)
+    err.file, err.line, err.fix = file, line, fix
+    return err
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One listed video: its path, its label (-1 when the split has none) and where it came from."""
+
+    path: str
+    label: int
+    line: int = 0  # line in the annotation file (1-based, header included)
+
+
+@dataclass
+class SplitAnnotations:
+    """The usable videos of one split plus the listed-but-missing ones."""
+
+    records: list[VideoRecord]
+    class_names: list[str]
+    source: str
+    missing: list[tuple[int, str]] = field(default_factory=list)  # (line, expected name)
+    header: list[str] | None = None
+    raw_lines: dict[int, str] = field(default_factory=dict)  # line -> original text
+
+
+# --------------------------------------------------------------------------- Kinetics
+def kinetics_video_stem(youtube_id: str, time_start: float | str, time_end: float | str) -> str:
+    return f"{youtube_id}_{int(float(time_start)):06d}_{int(float(time_end)):06d}"
+
+
+def find_kinetics_csv(annotation_dir: str | os.PathLike, split: str) -> Path:
+    """The CSV of ``split`` (a split name or a path to a .csv/.txt file)."""
+    if os.path.isfile(split):
+        return Path(split)
+    names = KINETICS_CSV_NAMES.get(split, (f"{split}.csv",))
+    for name in names:
+        candidate = Path(annotation_dir) / name
+        if candidate.is_file():
+            return candidate
+    raise AnnotationError(
+        Path(annotation_dir) / names[0],
+        f"no annotation file for split {split!r} (looked for {', '.join(names)})",
+        fix="pass annotation_dir= the folder holding the Kinetics CSVs (CVDF: <root>/annotations)"
+        " or give the split as a path to a CSV / 'path label' list",
+    )
+
+
+def find_kinetics_video_dir(data_root: str | os.PathLike, split: str) -> Path:
+    root = Path(data_root)
+    for name in KINETICS_VIDEO_DIRS.get(split, (split,)):
+        if (root / name).is_dir():
+            return root / name
+    return root
+
+
+def index_videos(video_dir: str | os.PathLike) -> dict[str, str]:
+    """Map file stem -> path for every video in ``video_dir`` and its direct subfolders."""
+    index: dict[str, str] = {}
+    try:
+        entries = list(os.scandir(video_dir))
+    except FileNotFoundError:
+        return index
+    for entry in entries:
+        if entry.is_dir():
+            for sub in os.scandir(entry.path):
+                stem, ext = os.path.splitext(sub.name)
+                if ext.lower() in VIDEO_EXTENSIONS:
+                    index.setdefault(stem, sub.path)
+        else:
+            stem, ext = os.path.splitext(entry.name)
+            if ext.lower() in VIDEO_EXTENSIONS:
+                index.setdefault(stem, entry.path)
+    return index
+
+
+def read_kinetics_classes(csv_path: str | os.PathLike) -> list[str]:
+    """The sorted class list of a Kinetics CSV (the train CSV defines the classes)."""
+    rows, _ = _read_kinetics_rows(csv_path)
+    labels = sorted({label for _, label, _ in rows if label})
+    if not labels:
+        raise AnnotationError(
+            csv_path, "no labelled rows", fix="the class list comes from the train CSV"
+        )
+    return labels
+
+
+def _read_kinetics_rows(csv_path: str | os.PathLike) -> tuple[list[tuple[int, str, str]], list]:
+    """(line, label, stem) for every row, checking columns and duplicates."""
+    path = Path(csv_path)
+    if not path.is_file():
+        raise AnnotationError(
+            path, "annotation file not found", fix="check data_root / annotation_dir"
+        )
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise AnnotationError(path, "empty file", line=1, fix="re-download the annotations")
+        header = [h.strip().lower() for h in header]
+        needed = [c for c in KINETICS_COLUMNS[1:] if c not in header]
+        if needed:
+            raise AnnotationError(
+                path,
+                f"header {','.join(header)!r} lacks column(s) {', '.join(needed)}",
+                line=1,
+                fix="a Kinetics CSV starts with 'label,youtube_id,time_start,time_end,split'; "
+                "for a 'path label' list use a .txt file",
+            )
+        col = {name: header.index(name) for name in header}
+        rows, seen = [], {}
+        for lineno, row in enumerate(reader, start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) < len(header) - ("is_cc" in col):
+                raise AnnotationError(
+                    path,
+                    f"expected {len(header)} fields, got {len(row)}",
+                    line=lineno,
+                    fix="repair or delete this line",
+                )
+            try:
+                stem = kinetics_video_stem(
+                    row[col["youtube_id"]].strip(), row[col["time_start"]], row[col["time_end"]]
+                )
+            except ValueError:
+                raise AnnotationError(
+                    path,
+                    f"time_start/time_end not numbers: {row}",
+                    line=lineno,
+                    fix="repair or delete this line",
+                ) from None
+            if stem in seen:
+                raise AnnotationError(
+                    path,
+                    f"duplicated row for video {stem} (first at line {seen[stem]})",
+                    line=lineno,
+                    fix=f"delete line {lineno}",
+                )
+            seen[stem] = lineno
+            label = row[col["label"]].strip() if "label" in col else ""
+            rows.append((lineno, label, stem))
+    return rows, header
+
+
+def read_kinetics_csv(
+    csv_path: str | os.PathLike,
+    video_dir: str | os.PathLike,
+    class_names: list[str],
+    require_labels: bool = True,
+) -> SplitAnnotations:
+    """Usable videos of a Kinetics CSV, found flat or in per-class folders under ``video_dir``."""
+    rows, header = _read_kinetics_rows(csv_path)
+    label_of = {name: i for i, name in enumerate(class_names)}
+    index = index_videos(video_dir)
+    records, missing = [], []
+    for lineno, label, stem in rows:
+        if label == "" and not require_labels:
+            target = -1
+        elif label not in label_of:
+            raise AnnotationError(
+                csv_path,
+                f"label {label!r} is not one of the {len(class_names)} classes of the train CSV",
+                line=lineno,
+                fix="use annotation files of the same Kinetics version (400/600/700) for all "
+                "splits, or delete this line",
+            )
+        else:
+            target = label_of[label]
+        path = index.get(stem)
+        if path is None:
+            missing.append((lineno, stem))
+            continue
+        records.append(VideoRecord(path, target, lineno))
+    _log_missing(csv_path, video_dir, len(rows), missing)
+    return SplitAnnotations(records, list(class_names), str(csv_path), missing, header)
+
+
+def _log_missing(source, video_dir, listed: int, missing: list) -> None:
+    if missing:
+        log.warning(
+            "%s: %d of %d listed videos are missing under %s and are skipped (%.1f%%), e.g. %s",
+            source,
+            len(missing),
+            listed,
+            video_dir,
+            100.0 * len(missing) / max(listed, 1),
+            missing[0][1],
+        )
+
+
+# --------------------------------------------------------------------------- path label lists
+def read_path_label_list(
+    list_path: str | os.PathLike,
+    video_root: str | os.PathLike,
+    class_names: list[str] | None = None,
+) -> SplitAnnotations:
+    """A ``path label`` list (MMAction2 / PySlowFast); label an int or a class name."""
+    path = Path(list_path)
+    if not path.is_file():
+        raise AnnotationError(path, "list file not found", fix="check the split path")
+    entries = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.rsplit(maxsplit=1) if "," not in line else line.rsplit(",", 1)
+        if len(parts) != 2:
+            raise AnnotationError(
+                path,
+                f"expected 'path label', got {line!r}",
+                line=lineno,
+                fix="one video per line: <relative/path.mp4> <label>",
+            )
+        entries.append((lineno, parts[0].strip(), parts[1].strip()))
+    if class_names is None:
+        if all(lbl.lstrip("-").isdigit() for _, _, lbl in entries):
+            n = max((int(lbl) for _, _, lbl in entries), default=-1) + 1
+            class_names = [f"class_{i:03d}" for i in range(n)]
+        else:
+            class_names = sorted({lbl for _, _, lbl in entries})
+    label_of = {name: i for i, name in enumerate(class_names)}
+    records, missing, seen = [], [], {}
+    for lineno, rel, lbl in entries:
+        if lbl.lstrip("-").isdigit() and lbl not in label_of:
+            target = int(lbl)
+            if not 0 <= target < len(class_names):
+                raise AnnotationError(
+                    path,
+                    f"label {target} outside [0, {len(class_names)})",
+                    line=lineno,
+                    fix="fix the label or delete the line",
+                )
+        elif lbl in label_of:
+            target = label_of[lbl]
+        else:
+            raise AnnotationError(
+                path,
+                f"unknown label {lbl!r}",
+                line=lineno,
+                fix="use the class names of the train list",
+            )
+        if rel in seen:
+            raise AnnotationError(
+                path,
+                f"duplicated video {rel} (first at line {seen[rel]})",
+                line=lineno,
+                fix=f"delete line {lineno}",
+            )
+        seen[rel] = lineno
+        full = rel if os.path.isabs(rel) else os.path.join(video_root, rel)
+        if os.path.exists(full):
+            records.append(VideoRecord(full, target, lineno))
+        else:
+            missing.append((lineno, rel))
+    _log_missing(path, video_root, len(entries), missing)
+    return SplitAnnotations(records, list(class_names), str(path), missing)
+
+
+# --------------------------------------------------------------------------- UCF-101
+_UCF_NAME = re.compile(r"v_(?P<cls>[A-Za-z]+)_g(?P<group>\d+)_c(?P<clip>\d+)")
+
+
+def ucf_group(path: str) -> int:
+    """The group number ``XX`` of ``v_<Class>_gXX_cYY.avi`` (the unit folds split by)."""
+    m = _UCF_NAME.search(os.path.basename(path))
+    if m is None:
+        raise ValueError(f"not a UCF-101 file name: {path}")
+    return int(m.group("group"))
+
+
+def read_ucf_classes(split_dir: str | os.PathLike) -> list[str]:
+    """Class names from ``classInd.txt`` ("1 ApplyEyeMakeup"), in label order."""
+    path = Path(split_dir) / "classInd.txt"
+    if not path.is_file():
+        raise AnnotationError(
+            path,
+            "classInd.txt not found",
+            fix="pass annotation_dir= the extracted ucfTrainTestlist folder",
+        )
+    names: dict[int, str] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise AnnotationError(
+                path,
+                f"expected '<index> <ClassName>', got {line!r}",
+                line=lineno,
+                fix="restore the original classInd.txt",
+            )
+        idx = int(parts[0])
+        if idx in names:
+            raise AnnotationError(
+                path, f"class index {idx} repeated", line=lineno, fix=f"delete line {lineno}"
+            )
+        names[idx] = parts[1]
+    if sorted(names) != list(range(1, len(names) + 1)):
+        raise AnnotationError(path, "class indices are not 1..N", fix="indices are 1-based")
+    return [names[i] for i in range(1, len(names) + 1)]
+
+
+def find_ucf_video_dir(data_root: str | os.PathLike) -> Path:
+    root = Path(data_root)
+    for name in ("UCF-101", "UCF101", "videos"):
+        if (root / name).is_dir():
+            return root / name
+    return root
+
+
+def ucf_split_file(split_dir: str | os.PathLike, split: str, fold: int) -> Path:
+    if os.path.isfile(split):
+        return Path(split)
+    if fold not in (1, 2, 3):
+        raise ValueError(f"UCF-101 fold must be 1, 2 or 3, got {fold}")
+    kind = {"train": "trainlist", "val": "testlist", "test": "testlist"}.get(split)
+    if kind is None:
+        raise ValueError(f"UCF-101 split must be train, val or test (or a file), got {split!r}")
+    return Path(split_dir) / f"{kind}{fold:02d}.txt"
+
+
+def read_ucf_split(
+    split_file: str | os.PathLike,
+    video_dir: str | os.PathLike,
+    class_names: list[str],
+    allow_missing: bool = False,
+) -> SplitAnnotations:
+    """Videos of a UCF-101 train/test list (train lines carry a 1-based label, test lines none)."""
+    path = Path(split_file)
+    if not path.is_file():
+        raise AnnotationError(
+            path,
+            "split file not found",
+            fix="folds are 1-3: trainlist0{1,2,3}.txt / testlist0{1,2,3}.txt",
+        )
+    label_of = {name.lower(): i for i, name in enumerate(class_names)}
+    records, missing, seen, raw = [], [], {}, {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        rel = parts[0].replace("\\", "/")
+        folder = rel.split("/")[0] if "/" in rel else _UCF_NAME.search(rel).group("cls")  # type: ignore[union-attr]
+        if folder.lower() not in label_of:
+            raise AnnotationError(
+                path,
+                f"class folder {folder!r} is not in classInd.txt",
+                line=lineno,
+                fix="use split files and classInd.txt of one download",
+            )
+        target = label_of[folder.lower()]
+        if len(parts) >= 2 and (not parts[1].isdigit() or int(parts[1]) - 1 != target):
+            raise AnnotationError(
+                path,
+                f"label {parts[1]} disagrees with folder {folder} (classInd gives {target + 1})",
+                line=lineno,
+                fix="labels in trainlists are 1-based indices of classInd.txt",
+            )
+        if rel in seen:
+            raise AnnotationError(
+                path,
+                f"duplicated video {rel} (first at line {seen[rel]})",
+                line=lineno,
+                fix=f"delete line {lineno}",
+            )
+        seen[rel] = lineno
+        raw[lineno] = line
+        full = os.path.join(video_dir, rel)
+        if os.path.exists(full):
+            records.append(VideoRecord(full, target, lineno))
+        else:
+            missing.append((lineno, rel))
+    if missing and not allow_missing:
+        raise AnnotationError(
+            path,
+            f"{len(missing)} of {len(seen)} listed videos are absent under {video_dir} "
+            f"(first: {missing[0][1]})",
+            line=missing[0][0],
+            fix="point data_root at the folder holding UCF-101/, or write a cleaned split "
+            "file with `a2video check-data --layout ucf101 ROOT --write-clean DIR` and pass "
+            "annotation_dir=DIR",
+        )
+    _log_missing(path, video_dir, len(seen), missing)
+    return SplitAnnotations(records, list(class_names), str(path), missing, None, raw)
+
+
+def require_nonempty(split: SplitAnnotations, what: str) -> None:
+    if not split.records:
+        raise AnnotationError(
+            split.source,
+            f"{what}: no usable videos ({len(split.missing)} listed, all missing)"
+            if split.missing
+            else f"{what}: the split lists no videos",
+            fix="check data_root (videos) and annotation_dir (annotation files)",
+        )

@@ -1,0 +1,302 @@
+"""``KineticsDataModule`` and ``UCF101DataModule``.
+
+Both are map-style (every loader has a length), shard by rank themselves without padding in
+val/test/predict (use ``Trainer(use_distributed_sampler=False)``), and know ``num_classes``
+and ``class_names`` right after ``__init__`` (read from the annotation files), so LightningCLI
+can link ``data.num_classes -> model.num_classes``.
+
+Batches (dicts):
+- train/val: ``video`` (B, 3, T, S, S), ``label``, ``index``, ``valid``, ``failed``,
+  ``failed_index``.
+- test/predict: ``video`` (B, V, 3, T, S, S) with V = num_clips * num_crops, clip-major.
+
+The DataModule implements ``on_before_batch_transfer`` to count unusable videos (see
+:class:`BadVideoMonitor`); ``data_counters(stage)`` gives the numbers to log per epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from . import annotations as ann
+from .datasets import BadVideoMonitor, ClipSpec, ShardedSampler, VideoClipDataset
+from .transforms import IMAGENET_MEAN, IMAGENET_STD
+
+log = logging.getLogger(__name__)
+
+_STAGE_OF = {
+    "sanity_check": "val",
+    "validate": "val",
+    "train": "train",
+    "test": "test",
+    "predict": "predict",
+}
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # parallelism comes from the workers
+
+
+class VideoDataModule(L.LightningDataModule):
+    """Shared machinery; subclasses read the annotations of one layout."""
+
+    layout = "video"
+
+    def __init__(
+        self,
+        data_root: str,
+        annotation_dir: str | None = None,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str = "val",
+        predict_split: str | None = None,
+        # clip
+        frames: int = 8,
+        stride: int = 8,
+        train_scale: tuple[int, int] = (256, 320),
+        crop_size: int = 224,
+        test_scale: int = 256,
+        num_clips: int = 10,
+        num_crops: int = 3,
+        flip: bool = True,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        # loading
+        batch_size: int = 8,
+        test_batch_size: int = 1,
+        num_workers: int = 4,
+        decoder: str = "auto",
+        pin_memory: bool | None = None,
+        persistent_workers: bool = False,
+        seed: int = 0,
+        max_bad_fraction: float = 0.05,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.data_root = str(data_root)
+        self.annotation_dir = annotation_dir
+        self.splits = {
+            "train": train_split,
+            "val": val_split,
+            "test": test_split,
+            "predict": predict_split or test_split,
+        }
+        self.spec = ClipSpec(
+            frames,
+            stride,
+            tuple(train_scale),
+            crop_size,
+            test_scale,
+            num_clips,
+            num_crops,
+            tuple(mean),
+            tuple(std),
+            flip,
+        )
+        self.batch_size, self.test_batch_size = batch_size, test_batch_size
+        self.num_workers, self.decoder = num_workers, decoder
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.seed = seed
+        self.monitor = BadVideoMonitor(max_bad_fraction)
+        self.datasets: dict[str, VideoClipDataset] = {}
+        self.missing: dict[str, int] = {}
+        self.class_names: list[str] = self._read_class_names()
+        if not self.class_names:
+            raise ann.AnnotationError(self.data_root, "no classes found")
+
+    # ------------------------------------------------------------------ to override
+    def _read_class_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def _read_split(self, stage: str) -> ann.SplitAnnotations:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ public attributes
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def clip_spec(self) -> dict:
+        return self.spec.as_dict()
+
+    def data_counters(self, stage: str = "train") -> dict[str, int]:
+        """Per-epoch ``seen``/``failed`` samples, run-wide ``bad_files``, ``missing`` listings."""
+        c = self.monitor.counters(stage)
+        c["missing"] = self.missing.get(stage, 0)
+        return c
+
+    def bad_videos(self, stage: str = "test") -> dict[str, str]:
+        return self.monitor.bad_videos(stage)
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {
+            "fit": ("train", "val"),
+            "validate": ("val",),
+            "test": ("test",),
+            "predict": ("predict",),
+            None: ("train", "val", "test"),
+        }[stage]
+        for name in wanted:
+            if name in self.datasets:
+                continue
+            split = self._read_split(name)
+            ann.require_nonempty(split, f"{self.layout} {name} split")
+            self.missing[name] = len(split.missing)
+            mode = {"train": "train", "val": "val"}.get(name, "test")
+            self.datasets[name] = VideoClipDataset(
+                split.records, mode, self.spec, self.decoder, self.seed
+            )
+            self.monitor.set_paths(name, [r.path for r in split.records])
+        if stage == "fit":
+            self._write_class_names()
+
+    def _write_class_names(self) -> None:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.global_rank != 0 or not trainer.log_dir:
+            return
+        self.save_class_names(trainer.log_dir)
+
+    def save_class_names(self, directory: str | os.PathLike) -> Path:
+        """Write ``class_names.txt`` (one per line, label order) into ``directory``."""
+        path = Path(directory) / "class_names.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(self.class_names) + "\n", encoding="utf-8")
+        return path
+
+    def state_dict(self) -> dict:
+        # Saved by Lightning inside every checkpoint.
+        return {"layout": self.layout, "class_names": self.class_names, "clip_spec": self.clip_spec}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        saved = state_dict.get("class_names")
+        if saved is not None and list(saved) != self.class_names:
+            log.warning("checkpoint class list differs from the annotation files' class list")
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        trainer = getattr(self, "trainer", None)
+        stage = "train"
+        if trainer is not None:
+            stage = _STAGE_OF.get(
+                str(trainer.state.stage.value if trainer.state.stage else ""), "train"
+            )
+        self.count_batch(batch, stage)
+        return batch
+
+    def count_batch(self, batch: dict, stage: str) -> dict:
+        """Count a batch's failure flags (raises DataQualityError past the limit); drops strings."""
+        if isinstance(batch, dict):
+            self.monitor.update(batch, stage)
+            batch.pop("failed_reason", None)
+        return batch
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, name: str, batch_size: int, sampler: ShardedSampler) -> DataLoader:
+        if name not in self.datasets:
+            self.setup({"train": "fit", "val": "validate"}.get(name, name))
+        self.monitor.reset_epoch(name)
+        return DataLoader(
+            self.datasets[name],
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            worker_init_fn=_worker_init,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        n = len(self._dataset("train"))
+        sampler = ShardedSampler(n, shuffle=True, seed=self.seed, pad=True, yield_epoch=True)
+        return self._loader("train", self.batch_size, sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.batch_size, ShardedSampler(len(self._dataset("val"))))
+
+    def test_dataloader(self) -> DataLoader:
+        n = len(self._dataset("test"))
+        return self._loader("test", self.test_batch_size, ShardedSampler(n))
+
+    def predict_dataloader(self) -> DataLoader:
+        n = len(self._dataset("predict"))
+        return self._loader("predict", self.test_batch_size, ShardedSampler(n))
+
+    def _dataset(self, name: str) -> VideoClipDataset:
+        if name not in self.datasets:
+            self.setup({"train": "fit", "val": "validate"}.get(name, name))
+        return self.datasets[name]
+
+
+class KineticsDataModule(VideoDataModule):
+    """Kinetics-400/600/700 from the official CSVs (flat or per-class video folders).
+
+    ``data_root`` holds the split folders (``train/``, ``val/``, ``test/``; MMAction2's
+    ``videos_train/`` also works); ``annotation_dir`` defaults to ``data_root/annotations``.
+    A split may also be a path to a CSV, or to a ``path label`` .txt list (paths relative
+    to ``data_root``). The class list is the sorted labels of the train CSV.
+    """
+
+    layout = "kinetics"
+
+    def _annotation_dir(self) -> str:
+        return self.annotation_dir or os.path.join(self.data_root, "annotations")
+
+    def _read_class_names(self) -> list[str]:
+        split = self.splits["train"]
+        if split.endswith(".txt") and os.path.isfile(split):
+            names_file = Path(split).with_name("class_names.txt")
+            if names_file.is_file():
+                return names_file.read_text(encoding="utf-8").split("\n")[:-1]
+            return ann.read_path_label_list(split, self.data_root).class_names
+        return ann.read_kinetics_classes(ann.find_kinetics_csv(self._annotation_dir(), split))
+
+    def _read_split(self, stage: str) -> ann.SplitAnnotations:
+        split = self.splits[stage]
+        if split.endswith(".txt") and os.path.isfile(split):
+            return ann.read_path_label_list(split, self.data_root, self.class_names)
+        csv_path = ann.find_kinetics_csv(self._annotation_dir(), split)
+        split_name = split if split in ann.KINETICS_VIDEO_DIRS else Path(csv_path).stem
+        video_dir = ann.find_kinetics_video_dir(self.data_root, split_name)
+        return ann.read_kinetics_csv(
+            csv_path, video_dir, self.class_names, require_labels=stage not in ("train", "val")
+        )
+
+
+class UCF101DataModule(VideoDataModule):
+    """UCF-101 with the official three folds (``trainlist0F.txt`` / ``testlist0F.txt``).
+
+    ``data_root`` holds ``UCF-101/`` (videos); ``annotation_dir`` defaults to
+    ``data_root/ucfTrainTestlist``. UCF-101 has no val split: val and test both read the
+    fold's test list (the common practice), val as one centre clip, test as all views.
+    """
+
+    layout = "ucf101"
+
+    def __init__(self, data_root: str, fold: int = 1, **kwargs) -> None:
+        if fold not in (1, 2, 3):
+            raise ValueError(f"UCF-101 fold must be 1, 2 or 3, got {fold}")
+        self.fold = fold
+        kwargs.setdefault("val_split", "test")
+        kwargs.setdefault("test_split", "test")
+        super().__init__(data_root, **kwargs)
+
+    def _annotation_dir(self) -> str:
+        return self.annotation_dir or os.path.join(self.data_root, "ucfTrainTestlist")
+
+    def _read_class_names(self) -> list[str]:
+        return ann.read_ucf_classes(self._annotation_dir())
+
+    def _read_split(self, stage: str) -> ann.SplitAnnotations:
+        split_file = ann.ucf_split_file(self._annotation_dir(), self.splits[stage], self.fold)
+        return ann.read_ucf_split(
+            split_file, ann.find_ucf_video_dir(self.data_root), self.class_names
+        )

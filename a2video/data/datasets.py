@@ -1,0 +1,369 @@
+"""Map-style clip datasets, rank-sharding samplers and the bad-video monitor.
+
+One sample = one video. Train: one random clip ``(3, T, S, S)``; val: the centre clip;
+test/predict: every view ``(V, 3, T, S, S)`` (V = clips x crops, clip-major) from one decode.
+Each sample opens its file once and closes it before returning.
+
+Randomness is per sample: the generator is seeded from ``(seed, epoch, index)``, so a batch
+does not depend on which worker made it. :class:`ShardedSampler` hands ``(index, epoch)``
+keys to the dataset so this also holds with persistent workers.
+
+Bad videos never stop a run on their own. Every sample carries ``valid`` (its tensor comes
+from a decoded video), ``failed`` (the requested video was unusable), ``failed_index`` and
+``failed_reason``. In training a failed video is replaced by another, deterministically
+chosen one (``valid`` stays True, ``failed`` True); in val/test it comes back as zeros with
+``valid=False``. :class:`BadVideoMonitor` counts these flags in the main process, so the
+counts are right whatever the number of workers, reports each file once and stops the run
+when more than ``max_bad_fraction`` of a split is unusable.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler, get_worker_info
+
+from . import sampling, transforms
+from .annotations import VideoRecord
+from .video import VideoDecodeError, get_decoder
+
+log = logging.getLogger(__name__)
+
+MODES = ("train", "val", "test")
+
+
+class DataQualityError(RuntimeError):
+    """Too many unusable videos: the run stops with the list of what failed."""
+
+
+@dataclass
+class ClipSpec:
+    """How clips are cut and transformed (also what checkpoints record as ``clip_spec``)."""
+
+    frames: int = 8
+    stride: int = 8
+    train_scale: tuple[int, int] = (256, 320)
+    crop_size: int = 224
+    test_scale: int = 256
+    num_clips: int = 10
+    num_crops: int = 3
+    mean: tuple[float, float, float] = transforms.IMAGENET_MEAN
+    std: tuple[float, float, float] = transforms.IMAGENET_STD
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        self.train_scale = (int(self.train_scale[0]), int(self.train_scale[1]))
+        self.mean, self.std = tuple(self.mean), tuple(self.std)  # type: ignore[assignment]
+        if self.frames < 1 or self.stride < 1:
+            raise ValueError(f"frames and stride must be >= 1, got {self.frames}, {self.stride}")
+        if min(self.train_scale[0], self.test_scale) < self.crop_size:
+            raise ValueError(
+                f"short-side scales {self.train_scale} / {self.test_scale} must be >= "
+                f"crop_size {self.crop_size}"
+            )
+        if self.train_scale[0] > self.train_scale[1]:
+            raise ValueError(f"train_scale must be (min, max), got {self.train_scale}")
+
+    @property
+    def num_views(self) -> int:
+        return self.num_clips * self.num_crops
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["size"] = self.crop_size
+        d["train_scale"], d["mean"], d["std"] = (
+            list(self.train_scale),
+            list(self.mean),
+            list(self.std),
+        )
+        return d
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator of one sample: a pure function of (seed, epoch, index)."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch) & 0xFFFFFFFF, int(index)])
+
+
+class VideoClipDataset(Dataset):
+    """Clips of the listed videos for one mode (``train``, ``val`` or ``test``).
+
+    Args:
+        records: the split's usable videos (from ``annotations``).
+        mode: "train" (random clip + augmentation), "val" (centre clip) or "test" (all views).
+        spec: clip shape and transform sizes.
+        decoder: decoder name for :func:`get_decoder`.
+        seed: base seed of the per-sample generators.
+        max_retries: train only: how many replacement videos to try after a failure.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        mode: str,
+        spec: ClipSpec,
+        decoder: str = "auto",
+        seed: int = 0,
+        max_retries: int = 10,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.records = list(records)
+        self.mode = mode
+        self.spec = spec
+        self.decoder_name = decoder
+        self.seed = seed
+        self.max_retries = max_retries
+        self._decoder = None  # made lazily in each worker process
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def decoder(self):
+        if self._decoder is None:
+            self._decoder = get_decoder(self.decoder_name)
+        return self._decoder
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_decoder"] = None
+        return state
+
+    # ------------------------------------------------------------------ loading
+    def _decode(self, path: str, pick) -> tuple[torch.Tensor, list]:
+        """Open once, choose indices from ``num_frames`` with ``pick``, decode, close."""
+        reader = self.decoder.open(path)
+        try:
+            indices = pick(reader.num_frames)
+            flat = sorted({i for clip in indices for i in clip})
+            frames = reader.get_frames(flat)  # each distinct frame decoded once
+        finally:
+            reader.close()
+        pos = {v: k for k, v in enumerate(flat)}
+        return frames, [[pos[i] for i in clip] for clip in indices]
+
+    def _train_clip(self, record: VideoRecord, rng: np.random.Generator) -> torch.Tensor:
+        s = self.spec
+        frames, (positions,) = self._decode(
+            record.path, lambda n: [sampling.train_clip(n, s.frames, s.stride, rng)]
+        )
+        return transforms.train_transform(
+            frames[positions], rng, s.train_scale, s.crop_size, s.mean, s.std, s.flip
+        )
+
+    def _val_clip(self, record: VideoRecord) -> torch.Tensor:
+        s = self.spec
+        frames, (positions,) = self._decode(
+            record.path, lambda n: [sampling.center_clip(n, s.frames, s.stride)]
+        )
+        return transforms.eval_transform(
+            frames[positions], s.test_scale, s.crop_size, s.mean, s.std
+        )
+
+    def _test_views(self, record: VideoRecord) -> torch.Tensor:
+        s = self.spec
+        frames, clips = self._decode(
+            record.path, lambda n: sampling.multi_clip(n, s.frames, s.stride, s.num_clips)
+        )
+        return transforms.multi_view_transform(
+            frames, clips, s.test_scale, s.crop_size, s.num_crops, s.mean, s.std
+        )
+
+    def empty(self) -> torch.Tensor:
+        s = self.spec
+        shape = (3, s.frames, s.crop_size, s.crop_size)
+        return torch.zeros((s.num_views, *shape) if self.mode == "test" else shape)
+
+    # ------------------------------------------------------------------ sample
+    def _key(self, key) -> tuple[int, int]:
+        if isinstance(key, (tuple, list)):
+            return int(key[0]), int(key[1])
+        info = get_worker_info()
+        # without an epoch from ShardedSampler: the DataLoader's per-epoch base seed
+        base = (info.seed - info.id) if info is not None else torch.initial_seed()
+        return int(key), int(base) & 0xFFFFFFFF
+
+    def __getitem__(self, key) -> dict:
+        index, epoch = self._key(key)
+        record = self.records[index]
+        sample = {
+            "label": record.label,
+            "index": index,
+            "valid": True,
+            "failed": False,
+            "failed_index": -1,
+            "failed_reason": "",
+        }
+        try:
+            if self.mode == "train":
+                rng = sample_rng(self.seed, epoch, index)
+                sample["video"] = self._train_clip(record, rng)
+            elif self.mode == "val":
+                sample["video"] = self._val_clip(record)
+            else:
+                sample["video"] = self._test_views(record)
+            return sample
+        except VideoDecodeError as err:
+            sample.update(failed=True, failed_index=index, failed_reason=err.reason)
+        if self.mode != "train":
+            sample.update(video=self.empty(), valid=False)  # never dropped: listed as invalid
+            return sample
+        # train: replace by another video chosen from (seed, epoch, index), flagged as failed
+        rng = sample_rng(self.seed + 1, epoch, index)
+        for _ in range(self.max_retries):
+            other = int(rng.integers(len(self.records)))
+            if other == index:
+                continue
+            try:
+                video = self._train_clip(self.records[other], sample_rng(self.seed, epoch, other))
+            except VideoDecodeError:
+                continue
+            sample.update(video=video, label=self.records[other].label, index=other)
+            return sample
+        sample.update(video=self.empty(), valid=False)
+        return sample
+
+
+# ---------------------------------------------------------------------------- samplers
+def _dist_rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class ShardedSampler(Sampler):
+    """Rank-aware sampler: rank ``r`` of ``w`` gets ``order[r::w]``.
+
+    With ``pad=False`` (val/test/predict) nothing is duplicated: ranks may get one index
+    fewer, and every video is seen exactly once over all ranks. With ``pad=True`` (train) the
+    order is padded from its start so every rank runs the same number of steps.
+    ``yield_epoch`` makes it yield ``(index, epoch)`` keys so the dataset seeds per epoch.
+    Rank and world size are read from ``torch.distributed`` when iterated, unless given.
+    Lightning calls ``set_epoch`` every epoch. Use with
+    ``Trainer(use_distributed_sampler=False)``.
+    """
+
+    def __init__(
+        self,
+        length: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        pad: bool = False,
+        yield_epoch: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        self.length, self.shuffle, self.seed, self.pad = length, shuffle, seed, pad
+        self.yield_epoch = yield_epoch
+        self._rank, self._world = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _rank_world(self) -> tuple[int, int]:
+        rank, world = _dist_rank_world()
+        return (
+            self._rank if self._rank is not None else rank,
+            self._world if self._world is not None else world,
+        )
+
+    def indices(self) -> list[int]:
+        rank, world = self._rank_world()
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.length, generator=g).tolist()
+        else:
+            order = list(range(self.length))
+        if self.pad and world > 1 and order:
+            total = math.ceil(self.length / world) * world
+            order = (order * math.ceil(total / len(order)))[:total]
+        return order[rank::world]
+
+    def __iter__(self) -> Iterator:
+        for i in self.indices():
+            yield (i, self.epoch) if self.yield_epoch else i
+
+    def __len__(self) -> int:
+        rank, world = self._rank_world()
+        if self.pad:
+            return math.ceil(self.length / world)
+        return len(range(rank, self.length, world))
+
+
+# ---------------------------------------------------------------------------- monitor
+@dataclass
+class _StageCounts:
+    seen: int = 0  # samples this epoch
+    failed: int = 0  # samples whose video was unusable this epoch
+    bad_files: dict[int, str] = field(default_factory=dict)  # index -> reason, whole run
+
+
+class BadVideoMonitor:
+    """Counts unusable videos from the batch flags (main process) and enforces a limit.
+
+    Args:
+        max_bad_fraction: the run stops once more than this share of a split's videos failed.
+        paths: per stage, the list of video paths (to name each bad file once).
+    """
+
+    def __init__(self, max_bad_fraction: float = 0.05, paths: dict | None = None) -> None:
+        self.max_bad_fraction = max_bad_fraction
+        self.paths: dict[str, list[str]] = dict(paths or {})
+        self.stages: dict[str, _StageCounts] = {}
+
+    def set_paths(self, stage: str, paths: list[str]) -> None:
+        self.paths[stage] = paths
+
+    def update(self, batch: dict, stage: str) -> None:
+        counts = self.stages.setdefault(stage, _StageCounts())
+        failed = batch.get("failed")
+        if failed is None:
+            return
+        failed = torch.as_tensor(failed).view(-1)
+        counts.seen += failed.numel()
+        counts.failed += int(failed.sum())
+        if not bool(failed.any()):
+            return
+        indices = torch.as_tensor(batch["failed_index"]).view(-1).tolist()
+        reasons = batch.get("failed_reason") or [""] * len(indices)
+        paths = self.paths.get(stage, [])
+        for flag, idx, reason in zip(failed.tolist(), indices, reasons, strict=False):
+            if not flag or idx in counts.bad_files:
+                continue
+            counts.bad_files[idx] = reason
+            path = paths[idx] if 0 <= idx < len(paths) else f"#{idx}"
+            action = "replaced by another video" if stage == "train" else "returned as invalid"
+            log.warning("unusable video (%s, %s): %s: %s", stage, action, path, reason)
+        total = len(paths)
+        if total and len(counts.bad_files) > self.max_bad_fraction * total:
+            listing = "\n".join(
+                f"  {paths[i] if i < len(paths) else i}: {r}"
+                for i, r in list(counts.bad_files.items())[:20]
+            )
+            raise DataQualityError(
+                f"{len(counts.bad_files)} of {total} {stage} videos are unusable, more than "
+                f"max_bad_fraction={self.max_bad_fraction}:\n{listing}\n"
+                "Run `a2video check-data` to list and clean them, or raise max_bad_fraction."
+            )
+
+    def counters(self, stage: str) -> dict[str, int]:
+        """``seen`` / ``failed`` samples this epoch and distinct ``bad_files`` of the run."""
+        c = self.stages.get(stage, _StageCounts())
+        return {"seen": c.seen, "failed": c.failed, "bad_files": len(c.bad_files)}
+
+    def reset_epoch(self, stage: str) -> None:
+        c = self.stages.get(stage)
+        if c is not None:
+            c.seen = c.failed = 0
+
+    def bad_videos(self, stage: str) -> dict[str, str]:
+        """Path -> reason of every unusable video met in ``stage``."""
+        paths = self.paths.get(stage, [])
+        c = self.stages.get(stage, _StageCounts())
+        return {(paths[i] if i < len(paths) else f"#{i}"): r for i, r in c.bad_files.items()}

@@ -1,0 +1,49 @@
+"""Temporal sampling of frame indices (PySlowFast / MMAction2 conventions).
+
+A clip is ``frames`` indices ``stride`` apart, spanning ``(frames - 1) * stride + 1`` frames.
+Train: one clip from a uniformly random start. Val: the centre clip. Test: ``num_clips``
+clips with starts spread uniformly from the first to the last possible one, so together
+they cover the whole video. A video shorter than the span is sampled with repetition as
+PySlowFast does: indices spread over the span and clamped to the last frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def clip_span(frames: int, stride: int) -> int:
+    return (frames - 1) * stride + 1
+
+
+def clip_at(start: int, num_frames: int, frames: int, stride: int) -> list[int]:
+    """Indices of the clip starting at ``start``, clamped to ``[0, num_frames)``."""
+    last = num_frames - 1
+    return [min(start + i * stride, last) for i in range(frames)]
+
+
+def train_clip(num_frames: int, frames: int, stride: int, rng: np.random.Generator) -> list[int]:
+    delta = max(num_frames - clip_span(frames, stride), 0)
+    start = int(rng.integers(0, delta + 1))
+    return clip_at(start, num_frames, frames, stride)
+
+
+def center_clip(num_frames: int, frames: int, stride: int) -> list[int]:
+    delta = max(num_frames - clip_span(frames, stride), 0)
+    return clip_at(delta // 2, num_frames, frames, stride)
+
+
+def uniform_clip_starts(num_frames: int, frames: int, stride: int, num_clips: int) -> list[int]:
+    """Starts of ``num_clips`` clips spread uniformly over the video (first and last included)."""
+    delta = max(num_frames - clip_span(frames, stride), 0)
+    if num_clips == 1:
+        return [delta // 2]
+    return [round(x) for x in np.linspace(0, delta, num_clips)]
+
+
+def multi_clip(num_frames: int, frames: int, stride: int, num_clips: int) -> list[list[int]]:
+    """``num_clips`` clips of indices, one list per clip, in temporal order."""
+    return [
+        clip_at(s, num_frames, frames, stride)
+        for s in uniform_clip_starts(num_frames, frames, stride, num_clips)
+    ]

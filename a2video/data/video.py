@@ -1,0 +1,336 @@
+"""Video decoders behind one interface (decord default, PyAV fallback, torchcodec optional).
+
+``get_decoder(name)`` returns an object with ``open(path) -> reader``; a reader has
+``num_frames``, ``fps``, ``height``, ``width``, ``get_frames(indices) -> uint8 (T, H, W, 3)``
+and ``close()``. Every failure (missing file, not a video, no video stream, truncated data)
+surfaces as one exception type, :class:`VideoDecodeError`, carrying the path and a reason.
+
+Readers decode only the frames a clip needs: ``get_frames`` takes any list of indices
+(repeats and any order allowed), decodes each distinct frame once and gathers the result.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+
+DECODERS = ("decord", "pyav", "torchcodec")
+
+
+class VideoDecodeError(RuntimeError):
+    """A video that cannot be used, with its path and the reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):  # picklable across DataLoader workers
+        return (VideoDecodeError, (self.path, self.reason))
+
+
+class VideoReader(Protocol):
+    num_frames: int
+    fps: float
+    height: int
+    width: int
+
+    def get_frames(self, indices: Sequence[int]) -> torch.Tensor: ...
+
+    def close(self) -> None: ...
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise VideoDecodeError(path, "file not found")
+    if os.path.getsize(path) == 0:
+        raise VideoDecodeError(path, "empty file (0 bytes)")
+
+
+def _unique(indices: Sequence[int], num_frames: int, path: str) -> tuple[list[int], list[int]]:
+    """Distinct sorted indices and, for every requested index, its position among them."""
+    idx = [int(i) for i in indices]
+    if not idx:
+        raise ValueError("get_frames needs at least one index")
+    if min(idx) < 0 or max(idx) >= num_frames:
+        raise VideoDecodeError(path, f"frame index out of range [0, {num_frames}): {idx}")
+    uniq = sorted(set(idx))
+    pos = {v: k for k, v in enumerate(uniq)}
+    return uniq, [pos[i] for i in idx]
+
+
+# --------------------------------------------------------------------------- decord
+class DecordReader:
+    """decord reader; files decord mis-decodes fall back to PyAV.
+
+    decord 0.6 fails on some valid files (rotated phone videos, some frame widths: it
+    returns 4-channel frames and raises on copy). Those files are decoded with PyAV
+    instead; files neither can decode raise :class:`VideoDecodeError`.
+    """
+
+    def __init__(self, path: str, num_threads: int = 1) -> None:
+        import decord
+
+        self.path = path
+        self._fallback: PyAVReader | None = None
+        _check_file(path)
+        try:
+            self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
+            self.num_frames = len(self._vr)
+            self.fps = float(self._vr.get_avg_fps() or 0.0)
+        except Exception as err:  # decord raises DECORDError / RuntimeError / IndexError
+            raise VideoDecodeError(path, f"decord cannot open: {_short(err)}") from None
+        if self.num_frames <= 0:
+            raise VideoDecodeError(path, "no decodable video frames")
+        self._shape: tuple[int, int] | None = None
+
+    def _frame_shape(self) -> tuple[int, int]:
+        if self._shape is None:  # decoded on demand: decord has no size property
+            frame = self.get_frames([0])
+            self._shape = (int(frame.shape[1]), int(frame.shape[2]))
+        return self._shape
+
+    @property
+    def height(self) -> int:
+        return self._frame_shape()[0]
+
+    @property
+    def width(self) -> int:
+        return self._frame_shape()[1]
+
+    def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
+        uniq, pos = _unique(indices, self.num_frames, self.path)
+        if self._fallback is not None:
+            return self._fallback.get_frames(indices)
+        try:
+            arr = self._vr.get_batch(uniq).asnumpy()
+            if arr.ndim != 4 or arr.shape[-1] != 3:
+                raise RuntimeError(f"decord returned frames of shape {arr.shape}")
+        except Exception as err:
+            try:  # a file decord cannot handle but PyAV can is still a good video
+                self._fallback = PyAVReader(self.path)
+            except VideoDecodeError:
+                raise VideoDecodeError(self.path, f"cannot decode: {_short(err)}") from None
+            return self._fallback.get_frames(indices)
+        frames = torch.from_numpy(arr)
+        return frames if pos == list(range(len(uniq))) else frames[pos]
+
+    def close(self) -> None:
+        self._vr = None
+        if self._fallback is not None:
+            self._fallback.close()
+            self._fallback = None
+
+
+class DecordDecoder:
+    name = "decord"
+
+    def __init__(self, num_threads: int = 1) -> None:
+        self.num_threads = num_threads
+
+    def open(self, path: str | os.PathLike) -> DecordReader | PyAVReader:
+        try:
+            return DecordReader(str(path), self.num_threads)
+        except VideoDecodeError as err:
+            if err.reason.startswith(("file not found", "empty file")):
+                raise
+            return PyAVReader(str(path))  # raises its own, more precise, VideoDecodeError
+
+
+# --------------------------------------------------------------------------- PyAV
+class PyAVReader:
+    """PyAV reader that indexes packets once, then seeks and decodes forward only.
+
+    On open it demuxes (without decoding) the video packets to get every frame's
+    presentation time: frame ``i`` is the ``i``-th smallest timestamp, as decord counts it.
+    This makes ``num_frames`` exact even when the container's ``frames`` field is 0
+    (webm, some avi) and indices stable on variable-frame-rate videos. ``get_frames``
+    seeks to the keyframe before the first needed frame and decodes only up to the last.
+    """
+
+    def __init__(self, path: str, threads: int = 1) -> None:
+        import av
+
+        self.path = path
+        _check_file(path)
+        self._container = None
+        try:
+            container = av.open(path, metadata_errors="ignore")
+        except Exception as err:
+            raise VideoDecodeError(path, f"not a readable video container: {_short(err)}") from None
+        self._container = container
+        try:
+            if not container.streams.video:
+                raise VideoDecodeError(path, "no video stream (audio-only or data file)")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO" if threads > 1 else "SLICE"
+            stream.codec_context.thread_count = threads
+            self._stream = stream
+            self._tb = float(stream.time_base)
+            pts = []
+            for packet in container.demux(stream):
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if ts is not None and packet.size > 0:
+                    pts.append(ts)
+            if not pts:
+                pts = self._pts_by_decoding()
+            self._pts = sorted(set(pts))
+            self._index_of = {p: i for i, p in enumerate(self._pts)}
+            self.num_frames = len(self._pts)
+            rate = stream.average_rate or stream.guessed_rate
+            self.fps = float(rate) if rate else 0.0
+            self.height = int(stream.codec_context.height)
+            self.width = int(stream.codec_context.width)
+            self.rotation = 0  # display rotation, read from the first decoded frame
+        except VideoDecodeError:
+            self.close()
+            raise
+        except Exception as err:
+            self.close()
+            raise VideoDecodeError(path, f"cannot index video: {_short(err)}") from None
+        if self.num_frames == 0 or self.width <= 0:
+            self.close()
+            raise VideoDecodeError(path, "no decodable video frames")
+
+    def _pts_by_decoding(self) -> list[int]:
+        self._container.seek(0)
+        return [f.pts for f in self._container.decode(self._stream) if f.pts is not None]
+
+    def _decode_range(self, wanted: set[int], first: int, last: int, seek: bool) -> dict:
+        out: dict[int, np.ndarray] = {}
+        if seek:
+            self._container.seek(first, stream=self._stream, backward=True, any_frame=False)
+        else:
+            self._container.seek(0, stream=self._stream, backward=True)
+        started = False
+        for frame in self._container.decode(self._stream):
+            if frame.pts is None:
+                continue
+            if not started:
+                started = True
+                self.rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+                if frame.pts > first and seek:
+                    return {}  # the seek overshot: the caller decodes from the start instead
+            if frame.pts in wanted:
+                out[frame.pts] = frame.to_ndarray(format="rgb24")
+            if frame.pts >= last:
+                break
+        return out
+
+    def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
+        uniq, pos = _unique(indices, self.num_frames, self.path)
+        wanted = {self._pts[i] for i in uniq}
+        first, last = self._pts[uniq[0]], self._pts[uniq[-1]]
+        try:
+            got = self._decode_range(wanted, first, last, seek=uniq[0] > 0)
+            if len(got) < len(wanted) and uniq[0] > 0:
+                got = self._decode_range(wanted, first, last, seek=False)
+        except Exception as err:
+            raise VideoDecodeError(self.path, f"decoding failed: {_short(err)}") from None
+        if len(got) < len(wanted):
+            have = sorted(self._index_of[p] for p in got)
+            missing = [i for i in uniq if self._pts[i] not in got]
+            raise VideoDecodeError(
+                self.path,
+                f"truncated or corrupt: frames {missing[:5]} of {self.num_frames} not decodable"
+                + (f" (decoded up to {have[-1]})" if have else ""),
+            )
+        frames = np.stack([got[self._pts[i]] for i in uniq])
+        if self.rotation % 90 == 0 and self.rotation:  # phone videos: apply the display matrix
+            frames = np.ascontiguousarray(np.rot90(frames, k=self.rotation // 90, axes=(1, 2)))
+        tensor = torch.from_numpy(frames)
+        return tensor if pos == list(range(len(uniq))) else tensor[pos]
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+
+class PyAVDecoder:
+    name = "pyav"
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = threads
+
+    def open(self, path: str | os.PathLike) -> PyAVReader:
+        return PyAVReader(str(path), self.threads)
+
+
+# --------------------------------------------------------------------------- torchcodec
+class TorchCodecReader:
+    def __init__(self, path: str) -> None:
+        from torchcodec.decoders import VideoDecoder
+
+        self.path = path
+        _check_file(path)
+        try:
+            self._dec = VideoDecoder(path, dimension_order="NHWC", num_ffmpeg_threads=1)
+            meta = self._dec.metadata
+            self.num_frames = int(meta.num_frames or len(self._dec))
+            self.fps = float(meta.average_fps or 0.0)
+            self.height, self.width = int(meta.height), int(meta.width)
+        except Exception as err:
+            raise VideoDecodeError(path, f"torchcodec cannot open: {_short(err)}") from None
+        if self.num_frames <= 0:
+            raise VideoDecodeError(path, "no decodable video frames")
+
+    def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
+        uniq, pos = _unique(indices, self.num_frames, self.path)
+        try:
+            frames = self._dec.get_frames_at(indices=uniq).data
+        except Exception as err:
+            raise VideoDecodeError(self.path, f"torchcodec cannot decode: {_short(err)}") from None
+        return frames if pos == list(range(len(uniq))) else frames[pos]
+
+    def close(self) -> None:
+        self._dec = None
+
+
+class TorchCodecDecoder:
+    name = "torchcodec"
+
+    def open(self, path: str | os.PathLike) -> TorchCodecReader:
+        return TorchCodecReader(str(path))
+
+
+# --------------------------------------------------------------------------- factory
+def available_decoders() -> list[str]:
+    names = []
+    for name, module in (("decord", "decord"), ("pyav", "av"), ("torchcodec", "torchcodec")):
+        if importlib.util.find_spec(module) is not None:
+            names.append(name)
+    return names
+
+
+def get_decoder(name: str = "auto", threads: int = 1):
+    """A decoder by name; ``"auto"`` is decord where installed, else PyAV.
+
+    Args:
+        name: "auto", "decord", "pyav" or "torchcodec".
+        threads: decoding threads per reader (keep 1 when DataLoader workers give parallelism).
+    """
+    if name == "auto":
+        name = "decord" if importlib.util.find_spec("decord") is not None else "pyav"
+    if name == "decord":
+        if importlib.util.find_spec("decord") is None:
+            raise ImportError("decoder='decord' but decord is not installed; use decoder='pyav'")
+        return DecordDecoder(threads)
+    if name in ("pyav", "av"):
+        return PyAVDecoder(threads)
+    if name == "torchcodec":
+        if importlib.util.find_spec("torchcodec") is None:
+            raise ImportError("decoder='torchcodec' but torchcodec is not installed")
+        return TorchCodecDecoder()
+    raise ValueError(f"unknown decoder {name!r}; choose from auto, {', '.join(DECODERS)}")
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    text = text[-1] if text else type(err).__name__
+    return f"{type(err).__name__}: {text[:200]}"
