@@ -1,0 +1,49 @@
+"""torch.compile and channels_last_3d give the eager outputs (CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from a2video.models import DoubleAttention, build_model
+
+
+def _model() -> torch.nn.Module:
+    model = build_model("a2net_tiny", num_classes=5).eval()
+    for block in model.attention_blocks.values():  # make the blocks do something
+        torch.nn.init.normal_(block.bn.weight, 1.0, 0.2)
+    return model
+
+
+def test_channels_last_3d_matches_eager() -> None:
+    model = _model()
+    x = torch.randn(2, 3, 8, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        model_cl = model.to(memory_format=torch.channels_last_3d)
+        got = model_cl(x.to(memory_format=torch.channels_last_3d))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compiled_block_matches_eager_forward_and_backward(backend: str) -> None:
+    block = DoubleAttention(16)
+    torch.nn.init.ones_(block.bn.weight)
+    compiled = torch.compile(block, backend=backend, fullgraph=True)
+    x = torch.randn(2, 16, 2, 4, 4, requires_grad=True)
+    y_ref = block(x)
+    (g_ref,) = torch.autograd.grad(y_ref.square().sum(), x)
+    y = compiled(x)
+    (g,) = torch.autograd.grad(y.square().sum(), x)
+    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
+def test_compiled_model_matches_eager(backend: str) -> None:
+    model = _model()
+    x = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        got = torch.compile(model, backend=backend)(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
