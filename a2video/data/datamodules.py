@@ -281,13 +281,30 @@ class UCF101DataModule(VideoDataModule):
 
     layout = "ucf101"
 
-    def __init__(self, data_root: str, fold: int = 1, **kwargs) -> None:
+    def __init__(
+        self,
+        data_root: str,
+        fold: int = 1,
+        annotation_dir: str | None = None,
+        train_split: str = "train",
+        val_split: str = "test",
+        test_split: str = "test",
+        predict_split: str | None = None,
+        **kwargs,
+    ) -> None:
+        """Args: as :class:`VideoDataModule`, plus ``fold`` (1, 2 or 3: the official splits)."""
         if fold not in (1, 2, 3):
             raise ValueError(f"UCF-101 fold must be 1, 2 or 3, got {fold}")
         self.fold = fold
-        kwargs.setdefault("val_split", "test")
-        kwargs.setdefault("test_split", "test")
-        super().__init__(data_root, **kwargs)
+        super().__init__(
+            data_root,
+            annotation_dir=annotation_dir,
+            train_split=train_split,
+            val_split=val_split,
+            test_split=test_split,
+            predict_split=predict_split,
+            **kwargs,
+        )
 
     def _annotation_dir(self) -> str:
         return self.annotation_dir or os.path.join(self.data_root, "ucfTrainTestlist")

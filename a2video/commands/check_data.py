@@ -1,0 +1,78 @@
+"""``a2video check-data --layout kinetics|ucf101 ROOT``: list missing/undecodable/short videos."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+HELP = "Decode every listed video once; list missing, undecodable and too-short files."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "root",
+        help="dataset root (Kinetics: holds annotations/, train/...; "
+        "UCF-101: holds UCF-101/ and ucfTrainTestlist/)",
+    )
+    parser.add_argument("--layout", choices=["kinetics", "ucf101"], required=True)
+    parser.add_argument(
+        "--split",
+        action="append",
+        default=None,
+        help="split name or annotation file; repeatable (default: all)",
+    )
+    parser.add_argument("--fold", type=int, default=1, choices=[1, 2, 3], help="UCF-101 fold")
+    parser.add_argument("--annotation-dir", default=None)
+    parser.add_argument(
+        "--min-frames",
+        type=int,
+        default=8,
+        help="fewer decodable frames than this counts as too short",
+    )
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument(
+        "--write-clean",
+        metavar="DIR",
+        default=None,
+        help="write cleaned annotation files (usable videos only) into DIR",
+    )
+    parser.add_argument("--report", metavar="CSV", default=None, help="write a per-video CSV")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from a2video.data.annotations import AnnotationError
+    from a2video.data.check import check_split, format_report, write_clean, write_csv_report
+
+    splits = args.split or (
+        ["train", "val", "test"] if args.layout == "kinetics" else ["train", "test"]
+    )
+    unusable, all_checks = 0, []
+    for split in splits:
+        try:
+            checks, split_ann = check_split(
+                args.layout,
+                args.root,
+                split,
+                args.fold,
+                args.annotation_dir,
+                args.min_frames,
+                args.workers,
+                progress=not args.no_progress,
+            )
+        except AnnotationError as err:
+            print(f"[{split}] annotation error: {err}")
+            unusable += 1
+            continue
+        all_checks.extend(checks)
+        print(f"[{split}] {split_ann.source}")
+        print(format_report(checks))
+        unusable += sum(c.status != "ok" for c in checks)
+        if args.write_clean:
+            cleaned = write_clean(args.layout, split_ann, checks, args.write_clean)
+            print(f"[{split}] cleaned annotations: {cleaned}")
+    if args.report:
+        write_csv_report(all_checks, args.report)
+    if unusable:
+        print(f"{unusable} unusable entries")
+    return 1 if unusable else 0

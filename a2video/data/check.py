@@ -1,0 +1,165 @@
+"""``a2video check-data``: decode every listed video once and list the unusable ones.
+
+Each existing file is opened with PyAV and every frame decoded (in parallel processes);
+a file is *missing* (listed, absent), *undecodable* (open or decode fails, or frames beyond
+the decodable part are listed in the container index: a truncated file) or *too short*
+(fewer than ``min_frames`` decodable frames). A cleaned copy of the annotation file, with
+only the usable videos, can be written next to the originals' names in another folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import annotations as ann
+
+
+@dataclass
+class VideoCheck:
+    line: int
+    path: str
+    status: str  # ok | missing | undecodable | too-short
+    frames: int = 0
+    reason: str = ""
+
+
+def decode_all(path: str) -> tuple[int, str]:
+    """(decoded frames, error) after decoding every frame of ``path`` with PyAV."""
+    import av
+
+    from .video import PyAVReader, VideoDecodeError
+
+    try:
+        reader = PyAVReader(path)
+    except VideoDecodeError as err:
+        return 0, err.reason
+    container, stream = reader._container, reader._stream
+    n = 0
+    try:
+        container.seek(0, stream=stream, backward=True)
+        for _ in container.decode(stream):
+            n += 1
+    except (av.FFmpegError, OSError, ValueError) as err:
+        return n, f"decoding stopped after {n} of {reader.num_frames} frames: {err}"
+    finally:
+        reader.close()
+    if n < reader.num_frames:
+        return n, f"truncated: {n} of {reader.num_frames} indexed frames decodable"
+    return n, ""
+
+
+def _split_annotations(layout: str, root: str, split: str, fold: int, annotation_dir):
+    if layout == "kinetics":
+        adir = annotation_dir or os.path.join(root, "annotations")
+        if split.endswith(".txt") and os.path.isfile(split):
+            return ann.read_path_label_list(split, root)
+        train_csv = ann.find_kinetics_csv(adir, "train")
+        classes = ann.read_kinetics_classes(train_csv)
+        csv_path = ann.find_kinetics_csv(adir, split)
+        name = split if split in ann.KINETICS_VIDEO_DIRS else Path(csv_path).stem
+        return ann.read_kinetics_csv(
+            csv_path, ann.find_kinetics_video_dir(root, name), classes, require_labels=False
+        )
+    adir = annotation_dir or os.path.join(root, "ucfTrainTestlist")
+    classes = ann.read_ucf_classes(adir)
+    split_file = ann.ucf_split_file(adir, split, fold)
+    return ann.read_ucf_split(split_file, ann.find_ucf_video_dir(root), classes, allow_missing=True)
+
+
+def check_split(
+    layout: str,
+    root: str,
+    split: str = "train",
+    fold: int = 1,
+    annotation_dir: str | None = None,
+    min_frames: int = 8,
+    workers: int = 2,
+    progress: bool = True,
+) -> tuple[list[VideoCheck], ann.SplitAnnotations]:
+    """Check every listed video of one split; returns one :class:`VideoCheck` per line."""
+    split_ann = _split_annotations(layout, root, split, fold, annotation_dir)
+    results = [
+        VideoCheck(line, name, "missing", reason="listed, not found")
+        for line, name in split_ann.missing
+    ]
+    paths = [r.path for r in split_ann.records]
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(paths), desc=f"check {layout} {split}", unit="video", disable=not progress)
+    if workers > 1 and len(paths) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            outcomes = []
+            for out in pool.map(decode_all, paths, chunksize=4):
+                outcomes.append(out)
+                bar.update()
+    else:
+        outcomes = []
+        for p in paths:
+            outcomes.append(decode_all(p))
+            bar.update()
+    bar.close()
+    for record, (n, err) in zip(split_ann.records, outcomes, strict=True):
+        if err:
+            status = "undecodable"
+        elif n < min_frames:
+            status, err = "too-short", f"{n} frames < min_frames={min_frames}"
+        else:
+            status = "ok"
+        results.append(VideoCheck(record.line, record.path, status, n, err))
+    results.sort(key=lambda c: c.line)
+    return results, split_ann
+
+
+def write_clean(
+    layout: str, split_ann: ann.SplitAnnotations, checks: list[VideoCheck], out_dir: str
+) -> Path:
+    """Copy the split's annotation file into ``out_dir`` keeping only usable videos."""
+    keep = {c.line for c in checks if c.status == "ok"}
+    source = Path(split_ann.source)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / source.name
+    if target.resolve() == source.resolve():
+        raise ValueError(f"--write-clean would overwrite {source}; choose another folder")
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    if layout == "kinetics" and source.suffix == ".csv":
+        kept = [lines[0]] + [lines[i - 1] for i in range(2, len(lines) + 1) if i in keep]
+    else:
+        kept = [lines[i - 1] for i in range(1, len(lines) + 1) if i in keep]
+    target.write_text("".join(kept), encoding="utf-8")
+    if layout == "ucf101":  # the cleaned folder must be a complete annotation_dir
+        src_dir = source.parent
+        for name in os.listdir(src_dir):
+            if name.endswith(".txt") and not (out / name).exists():
+                shutil.copy(src_dir / name, out / name)
+    elif layout == "kinetics":  # the class list comes from train.csv: keep it available
+        for name in os.listdir(source.parent):
+            if name.endswith(".csv") and not (out / name).exists():
+                shutil.copy(source.parent / name, out / name)
+    return target
+
+
+def format_report(checks: list[VideoCheck]) -> str:
+    bad = [c for c in checks if c.status != "ok"]
+    counts = {
+        s: sum(c.status == s for c in checks) for s in ("ok", "missing", "undecodable", "too-short")
+    }
+    lines = [f"{c.status:12s} line {c.line:6d}  {c.path}  {c.reason}" for c in bad]
+    lines.append(
+        f"{len(checks)} listed: {counts['ok']} ok, {counts['missing']} missing, "
+        f"{counts['undecodable']} undecodable, {counts['too-short']} too short"
+    )
+    return "\n".join(lines)
+
+
+def write_csv_report(checks: list[VideoCheck], path: str) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["line", "path", "status", "frames", "reason"])
+        for c in checks:
+            w.writerow([c.line, c.path, c.status, c.frames, c.reason])

@@ -1,0 +1,210 @@
+"""Annotation files of both layouts: label mapping, folds, layouts, missing videos, bad files."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from a2video.data import annotations as ann
+from a2video.data.synthetic import UCF_TEST_GROUPS
+
+
+def _csv_rows(path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+# --------------------------------------------------------------------------- Kinetics
+def test_kinetics_labels_match_the_csv(kinetics_root):
+    rows = _csv_rows(Path(kinetics_root) / "annotations" / "train.csv")
+    classes = ann.read_kinetics_classes(Path(kinetics_root) / "annotations" / "train.csv")
+    assert classes == sorted({r["label"] for r in rows})
+    split = ann.read_kinetics_csv(
+        Path(kinetics_root) / "annotations" / "train.csv", Path(kinetics_root) / "train", classes
+    )
+    label_of_stem = {
+        ann.kinetics_video_stem(r["youtube_id"], r["time_start"], r["time_end"]): r["label"]
+        for r in rows
+    }
+    assert split.records
+    for record in split.records:
+        stem = Path(record.path).stem
+        assert classes[record.label] == label_of_stem[stem]
+        # per-class folders, where used, agree with the CSV
+        parent = Path(record.path).parent.name
+        assert parent in ("train", label_of_stem[stem])
+
+
+def test_kinetics_missing_videos_skipped_and_counted_in_one_line(kinetics_root, caplog):
+    csv_path = Path(kinetics_root) / "annotations" / "train.csv"
+    rows = _csv_rows(csv_path)
+    classes = ann.read_kinetics_classes(csv_path)
+    with caplog.at_level(logging.WARNING, logger="a2video.data.annotations"):
+        split = ann.read_kinetics_csv(csv_path, Path(kinetics_root) / "train", classes)
+    assert len(split.missing) >= 1
+    assert len(split.records) + len(split.missing) == len(rows)
+    lines = [r.getMessage() for r in caplog.records if "missing" in r.getMessage()]
+    assert len(lines) == 1
+    assert f"{len(split.missing)} of {len(rows)}" in lines[0]
+
+
+@pytest.mark.parametrize("structure", ["flat", "per-class"])
+def test_kinetics_flat_and_per_class_layouts_give_the_same_videos(
+    kinetics_root, tmp_path, structure
+):
+    """The same CSV resolves the same videos whether files are flat or in class folders."""
+    src = Path(kinetics_root)
+    csv_path = src / "annotations" / "train.csv"
+    classes = ann.read_kinetics_classes(csv_path)
+    reference = ann.read_kinetics_csv(csv_path, src / "train", classes)
+    label_of = {Path(r.path).stem: r.label for r in reference.records}
+    dst = tmp_path / "k400"
+    shutil.copytree(src / "annotations", dst / "annotations")
+    for record in reference.records:
+        name = Path(record.path).name
+        folder = dst / "train" if structure == "flat" else dst / "train" / classes[record.label]
+        folder.mkdir(parents=True, exist_ok=True)
+        os.symlink(record.path, folder / name)
+    split = ann.read_kinetics_csv(dst / "annotations" / "train.csv", dst / "train", classes)
+    assert {Path(r.path).stem: r.label for r in split.records} == label_of
+    assert len(split.missing) == len(reference.missing)
+
+
+def test_path_label_list(kinetics_root, tmp_path):
+    split = ann.read_kinetics_csv(
+        Path(kinetics_root) / "annotations" / "val.csv",
+        Path(kinetics_root) / "val",
+        ann.read_kinetics_classes(Path(kinetics_root) / "annotations" / "train.csv"),
+    )
+    lst = tmp_path / "val_list.txt"
+    lst.write_text(
+        "".join(f"{os.path.relpath(r.path, kinetics_root)} {r.label}\n" for r in split.records)
+    )
+    got = ann.read_path_label_list(lst, kinetics_root, split.class_names)
+    assert [(r.path, r.label) for r in got.records] == [
+        (os.path.join(kinetics_root, os.path.relpath(r.path, kinetics_root)), r.label)
+        for r in split.records
+    ]
+
+
+# --------------------------------------------------------------------------- UCF-101
+def test_ucf_labels_are_one_based_classind_indices(ucf_root):
+    split_dir = Path(ucf_root) / "ucfTrainTestlist"
+    classes = ann.read_ucf_classes(split_dir)
+    ind = [line.split() for line in (split_dir / "classInd.txt").read_text().splitlines()]
+    assert classes == [name for _, name in sorted(ind, key=lambda x: int(x[0]))]
+    video_dir = ann.find_ucf_video_dir(ucf_root)
+    train = ann.read_ucf_split(split_dir / "trainlist01.txt", video_dir, classes)
+    lines = (split_dir / "trainlist01.txt").read_text().splitlines()
+    for record, line in zip(train.records, lines, strict=True):
+        rel, label = line.split()
+        assert record.label == int(label) - 1
+        assert classes[record.label] == rel.split("/")[0] == Path(record.path).parent.name
+    test = ann.read_ucf_split(split_dir / "testlist01.txt", video_dir, classes)
+    for record in test.records:  # test lists carry no label: it comes from the folder
+        assert classes[record.label] == Path(record.path).parent.name
+
+
+@pytest.mark.parametrize("fold", [1, 2, 3])
+def test_ucf_fold_selection_follows_groups(ucf_root, fold):
+    split_dir = Path(ucf_root) / "ucfTrainTestlist"
+    classes = ann.read_ucf_classes(split_dir)
+    video_dir = ann.find_ucf_video_dir(ucf_root)
+    train = ann.read_ucf_split(ann.ucf_split_file(split_dir, "train", fold), video_dir, classes)
+    test = ann.read_ucf_split(ann.ucf_split_file(split_dir, "test", fold), video_dir, classes)
+    test_groups = {ann.ucf_group(r.path) for r in test.records}
+    train_groups = {ann.ucf_group(r.path) for r in train.records}
+    assert test_groups and test_groups <= set(UCF_TEST_GROUPS[fold])
+    assert not train_groups & set(UCF_TEST_GROUPS[fold])
+    all_videos = {str(p) for p in Path(video_dir).rglob("*.avi")}
+    assert {r.path for r in train.records} | {r.path for r in test.records} == all_videos
+    assert {r.label for r in test.records} == set(range(len(classes)))
+
+
+# --------------------------------------------------------------------------- bad annotations
+def _kinetics_copy(kinetics_root, tmp_path) -> Path:
+    dst = tmp_path / "k"
+    shutil.copytree(Path(kinetics_root) / "annotations", dst / "annotations")
+    for split in ("train", "val", "test"):
+        os.symlink(Path(kinetics_root) / split, dst / split)
+    return dst
+
+
+def _dm(root, **kw):
+    from a2video.data import KineticsDataModule
+
+    return KineticsDataModule(str(root), num_workers=0, **kw)
+
+
+def test_missing_csv_is_one_clear_error(tmp_path):
+    with pytest.raises(ann.AnnotationError, match=r"train\.csv.*\n  fix: "):
+        _dm(tmp_path)
+
+
+def test_wrong_columns(kinetics_root, tmp_path):
+    root = _kinetics_copy(kinetics_root, tmp_path)
+    path = root / "annotations" / "train.csv"
+    text = path.read_text().replace("youtube_id", "video", 1)
+    path.write_text(text)
+    with pytest.raises(ann.AnnotationError, match=r"train\.csv:1: .*youtube_id") as err:
+        _dm(root)
+    assert err.value.line == 1 and err.value.fix
+
+
+def test_unknown_label_in_val_names_file_and_line(kinetics_root, tmp_path):
+    root = _kinetics_copy(kinetics_root, tmp_path)
+    path = root / "annotations" / "val.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = "juggling fire," + lines[2].split(",", 1)[1]
+    path.write_text("".join(lines))
+    dm = _dm(root)  # the class list comes from train.csv: building works
+    with pytest.raises(ann.AnnotationError, match=r"val\.csv:3: label 'juggling fire'"):
+        dm.setup("fit")
+
+
+def test_duplicated_rows(kinetics_root, tmp_path):
+    root = _kinetics_copy(kinetics_root, tmp_path)
+    path = root / "annotations" / "train.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join([*lines, lines[3]]))
+    with pytest.raises(ann.AnnotationError, match=rf"train\.csv:{len(lines) + 1}: duplicated"):
+        _dm(root)
+
+
+def test_empty_dataset(kinetics_root, tmp_path):
+    root = _kinetics_copy(kinetics_root, tmp_path)
+    (root / "val").unlink()
+    (root / "val").mkdir()
+    dm = _dm(root)
+    with pytest.raises(ann.AnnotationError, match="no usable videos"):
+        dm.setup("validate")
+
+
+def test_ucf_split_naming_absent_videos(ucf_root, tmp_path):
+    from a2video.data import UCF101DataModule
+
+    split_dir = tmp_path / "lists"
+    shutil.copytree(Path(ucf_root) / "ucfTrainTestlist", split_dir)
+    with open(split_dir / "trainlist01.txt", "a") as fh:
+        fh.write("BalloonRise/v_BalloonRise_g24_c09.avi 1\r\n")
+    dm = UCF101DataModule(ucf_root, annotation_dir=str(split_dir), num_workers=0)
+    with pytest.raises(ann.AnnotationError, match=r"trainlist01\.txt:\d+: 1 of .* absent"):
+        dm.setup("fit")
+
+
+def test_ucf_train_label_disagreeing_with_folder(ucf_root, tmp_path):
+    split_dir = tmp_path / "lists"
+    shutil.copytree(Path(ucf_root) / "ucfTrainTestlist", split_dir)
+    path = split_dir / "trainlist01.txt"
+    lines = path.read_text().splitlines()
+    rel, _ = lines[0].split()
+    lines[0] = f"{rel} 4"
+    path.write_text("\r\n".join(lines) + "\r\n")
+    classes = ann.read_ucf_classes(split_dir)
+    with pytest.raises(ann.AnnotationError, match=r"trainlist01\.txt:1: label 4 disagrees"):
+        ann.read_ucf_split(path, ann.find_ucf_video_dir(ucf_root), classes)
