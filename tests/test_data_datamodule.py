@@ -1,0 +1,102 @@
+"""DataModules: attributes right after __init__, batch contracts, sharding, reproducibility."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from a2video.data import KineticsDataModule, ShardedSampler, UCF101DataModule
+
+
+def test_classes_known_right_after_init(kinetics_root, ucf_root, small_clip):
+    dm = KineticsDataModule(kinetics_root, **small_clip)
+    assert dm.class_names == ["falling", "growing", "rising", "shrinking"]
+    assert dm.num_classes == 4 and not dm.datasets  # nothing decoded or indexed yet
+    assert dm.clip_spec["frames"] == 4 and dm.clip_spec["size"] == 32
+    assert dm.clip_spec["mean"] == [0.485, 0.456, 0.406]
+    ucf = UCF101DataModule(ucf_root, fold=2, **small_clip)
+    assert ucf.class_names == ["BalloonRise", "StoneDrop", "BalloonInflate", "BalloonDeflate"]
+
+
+def test_train_val_test_batches(kinetics_root, small_clip):
+    dm = KineticsDataModule(kinetics_root, **small_clip)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["video"].shape == (4, 3, 4, 32, 32) and batch["video"].dtype == torch.float32
+    assert batch["label"].dtype == torch.long and batch["index"].dtype == torch.long
+    assert batch["valid"].all()
+    val = next(iter(dm.val_dataloader()))
+    assert val["video"].shape[1:] == (3, 4, 32, 32) and val["valid"].dtype == torch.bool
+    dm.setup("test")
+    seen = []
+    for test in dm.test_dataloader():
+        assert test["video"].shape[1:] == (9, 3, 4, 32, 32)  # V = 3 clips x 3 crops
+        seen += test["index"].tolist()
+    assert seen == list(range(len(dm.datasets["test"])))  # stable video index, in order
+
+
+def test_labels_in_batches_follow_the_annotations(ucf_root, small_clip):
+    dm = UCF101DataModule(ucf_root, fold=1, **small_clip)
+    dm.setup("test")
+    records = dm.datasets["test"].records
+    for batch in dm.test_dataloader():
+        for i, label in zip(batch["index"].tolist(), batch["label"].tolist(), strict=True):
+            assert dm.class_names[label] in records[i].path
+
+
+def _batches(dm, n=3):
+    out = []
+    for b in dm.train_dataloader():
+        out.append((b["index"].clone(), b["video"].clone()))
+        if len(out) == n:
+            break
+    return out
+
+
+def test_same_seed_same_batches_whatever_the_worker_count(kinetics_root, small_clip):
+    small_clip["batch_size"] = 2
+    ref = _batches(KineticsDataModule(kinetics_root, seed=3, **small_clip))
+    again = _batches(KineticsDataModule(kinetics_root, seed=3, **small_clip))
+    small_clip["num_workers"] = 2
+    workers = _batches(KineticsDataModule(kinetics_root, seed=3, **small_clip))
+    for (i0, v0), (i1, v1), (i2, v2) in zip(ref, again, workers, strict=True):
+        assert torch.equal(i0, i1) and torch.equal(v0, v1)
+        assert torch.equal(i0, i2) and torch.equal(v0, v2)
+    small_clip["num_workers"] = 0
+    other = _batches(KineticsDataModule(kinetics_root, seed=4, **small_clip))
+    assert not all(torch.equal(a[1], b[1]) for a, b in zip(ref, other, strict=True))
+
+
+def test_new_epoch_new_order_and_augmentation(kinetics_root, small_clip):
+    dm = KineticsDataModule(kinetics_root, **small_clip)
+    loader = dm.train_dataloader()
+    first = [b["index"] for b in loader]
+    loader.sampler.set_epoch(1)  # what Lightning does every epoch
+    second = [b["index"] for b in loader]
+    assert not all(torch.equal(a, b) for a, b in zip(first, second, strict=False))
+
+
+@pytest.mark.parametrize("length,world", [(10, 3), (7, 2), (2, 4)])
+def test_eval_sharding_has_no_padding_and_no_duplicates(length, world):
+    shards = [list(ShardedSampler(length, rank=r, world_size=world)) for r in range(world)]
+    flat = [i for s in shards for i in s]
+    assert sorted(flat) == list(range(length))  # every video exactly once over all ranks
+    for r, s in enumerate(shards):
+        assert s == list(range(r, length, world))
+        assert len(ShardedSampler(length, rank=r, world_size=world)) == len(s)
+
+
+def test_train_sharding_pads_to_equal_steps():
+    shards = [
+        list(ShardedSampler(10, shuffle=True, pad=True, rank=r, world_size=3)) for r in range(3)
+    ]
+    assert {len(s) for s in shards} == {4}
+    assert set().union(*map(set, shards)) == set(range(10))
+
+
+def test_class_names_travel_with_checkpoints(kinetics_root, small_clip, tmp_path):
+    dm = KineticsDataModule(kinetics_root, **small_clip)
+    state = dm.state_dict()
+    assert state["class_names"] == dm.class_names and state["clip_spec"] == dm.clip_spec
+    path = dm.save_class_names(tmp_path)
+    assert path.read_text().splitlines() == dm.class_names
