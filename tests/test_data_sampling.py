@@ -15,7 +15,7 @@ def test_train_clip_is_strided_and_inside_the_video():
     for _ in range(200):
         idx = sampling.train_clip(100, 8, 4, rng)
         assert len(idx) == 8 and np.all(np.diff(idx) == 4)
-        assert 0 <= idx[0] and idx[-1] <= 99
+        assert idx[0] >= 0 and idx[-1] <= 99
         starts.add(idx[0])
     assert min(starts) == 0 and max(starts) == 100 - 29  # every start reachable
 
