@@ -1,0 +1,146 @@
+"""The shared LightningCLI of ``train.py`` and ``finetune_ucf.py``.
+
+Everything a run needs is in one YAML file; this class only sets the defaults every run shares:
+
+- ``checkpoint`` (ModelCheckpoint): best on ``val/top1`` + ``last.ckpt`` after each validation;
+  ``step_checkpoint``: ``last.ckpt`` every ``every_n_train_steps`` optimizer steps. Both write into
+  ``<trainer.default_root_dir>/checkpoints`` (fixed, so ``--ckpt_path last`` finds it from a new
+  process) through :class:`a2video.checkpoint.AtomicCheckpointIO`: atomic writes, safe reads
+  (``--unsafe_load true`` to accept pickled objects from a trusted file).
+- RichProgressBar, LearningRateMonitor (when a logger is on), SaveOnSigterm.
+- ``trainer.use_distributed_sampler: false``: our DataModules shard themselves without padding
+  val/test; the metrics deduplicate by video index anyway.
+- ``data.num_classes`` and ``data.class_names`` linked into the model.
+- W&B: a ``WandbLogger`` runs offline unless the user is logged in (``WANDB_API_KEY`` or
+  ``~/.netrc``) or ``WANDB_MODE`` is set.
+- The resolved YAML travels in every checkpoint (``checkpoint["a2video"]["config"]``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import (
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ProgressBar,
+    RichProgressBar,
+)
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities import rank_zero_info
+
+from a2video.callbacks import SaveOnSigterm
+from a2video.checkpoint import AtomicCheckpointIO
+
+__all__ = ["A2VideoCLI", "wandb_logged_in"]
+
+
+def wandb_logged_in() -> bool:
+    """Whether W&B credentials are available (env var or ``~/.netrc`` entry)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" in netrc.read_text()
+    except OSError:
+        return False
+
+
+def _mentions(value: Any, name: str) -> bool:
+    return name in str(value)
+
+
+class A2VideoCLI(LightningCLI):
+    """LightningCLI with a2video's checkpoint, logging and data-link defaults.
+
+    Args:
+        model_class: the LightningModule (``VideoClassifier``).
+        datamodule_class: the DataModule (``KineticsDataModule``, ``UCF101DataModule``).
+        **kwargs: passed to :class:`LightningCLI`.
+    """
+
+    def __init__(self, model_class: Any = None, datamodule_class: Any = None, **kwargs: Any):
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        super().__init__(model_class, datamodule_class, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--unsafe_load",
+            type=bool,
+            default=False,
+            help="Accept checkpoints holding pickled Python objects (only for trusted files).",
+        )
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/top1",
+                "checkpoint.mode": "max",
+                "checkpoint.save_top_k": 1,
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-epoch{epoch:03d}-step{step:07d}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.add_lightning_class_args(ModelCheckpoint, "step_checkpoint")
+        parser.set_defaults(
+            {
+                "step_checkpoint.every_n_train_steps": 500,
+                "step_checkpoint.save_top_k": 0,
+                "step_checkpoint.save_last": True,
+                "step_checkpoint.monitor": None,
+            }
+        )
+        parser.set_defaults({"trainer.use_distributed_sampler": False})
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        root = config.trainer.get("default_root_dir") or "runs/default"
+        config.trainer.default_root_dir = root
+        for key in ("checkpoint", "step_checkpoint"):
+            if config.get(key) is not None and not config[key].get("dirpath"):
+                config[key].dirpath = os.path.join(root, "checkpoints")
+        if (
+            _mentions(config.trainer.get("logger"), "WandbLogger")
+            and "WANDB_MODE" not in os.environ
+        ) and not wandb_logged_in():
+            os.environ["WANDB_MODE"] = "offline"
+            rank_zero_info("a2video: W&B runs offline (not logged in); `wandb sync` later")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        config = self._get(self.config_init, "trainer", default={})
+        callbacks = config.get("callbacks") or []
+        callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+        if config.get("enable_progress_bar", True) is not False and not any(
+            isinstance(c, ProgressBar) for c in callbacks
+        ):
+            callbacks.append(RichProgressBar())
+        if config.get("logger", True) not in (False, None, []) and not any(
+            isinstance(c, LearningRateMonitor) for c in callbacks
+        ):
+            callbacks.append(LearningRateMonitor(logging_interval="step"))
+        if not any(isinstance(c, SaveOnSigterm) for c in callbacks):
+            callbacks.append(SaveOnSigterm())
+        kwargs.setdefault("callbacks", callbacks)
+
+        plugins = config.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            unsafe = bool(self._get(self.config_init, "unsafe_load", default=False))
+            plugins.append(AtomicCheckpointIO(unsafe_load=unsafe))
+        kwargs.setdefault("plugins", plugins)
+        return super().instantiate_trainer(**kwargs)
+
+    def after_instantiate_classes(self) -> None:
+        if self.subcommand is None:
+            return
+        try:
+            text = self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False)
+        except Exception:  # a config that cannot be dumped is not worth failing the run for
+            text = None
+        if hasattr(self.model, "run_config"):
+            self.model.run_config = text

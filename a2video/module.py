@@ -1,0 +1,553 @@
+"""VideoClassifier: the LightningModule that joins an A²-Net (or any registry arch) with the data.
+
+Training follows the paper's video setting (Section 3; synchronous SGD with momentum, step schedule)
+with the usual modern alternative (cosine with linear warm-up): SGD with momentum and weight decay,
+no decay on BatchNorm and bias parameters, optional label smoothing. Precision (``bf16-mixed``,
+``16-mixed``), gradient clipping and ``sync_batchnorm`` are Trainer options; the A² softmaxes and
+matrix products run in float32 inside the blocks (see ``a2video.models.attention``).
+
+Evaluation (see :mod:`a2video.metrics`): clip top-1/top-5 during training; validation is
+deduplicated by video index so it is exact under DDP; test/predict average the softmax over all
+K×3 views of each video and also keep the centre view for the single-clip accuracy, write
+``predictions.csv`` and a confusion matrix into the run directory, and report unreadable videos.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, SumMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from a2video import __version__
+from a2video.metrics import (
+    VideoAccumulator,
+    VideoResults,
+    confusion_matrix,
+    video_metrics,
+    write_predictions_csv,
+)
+
+__all__ = ["NonFiniteLossError", "VideoClassifier", "WarmupSchedule", "param_groups"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised after ``max_nonfinite_steps`` consecutive steps with a NaN/inf loss."""
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two groups: conv/linear weights decay, BatchNorm parameters and biases (ndim <= 1) do not.
+
+    Args:
+        model: the network.
+        weight_decay: decay of the first group.
+
+    Returns:
+        Parameter groups for a ``torch.optim`` optimizer.
+    """
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+class WarmupSchedule:
+    """LR multiplier per optimizer step: linear warm-up, then cosine or steps (``LambdaLR``).
+
+    A plain object (not a closure) so ``LambdaLR.state_dict`` stores its fields as plain data.
+
+    Args:
+        total_steps: optimizer steps in the whole run.
+        warmup_steps: steps of linear warm-up from ``warmup_start`` to 1.
+        kind: "cosine" (to ``min_ratio`` at ``total_steps``), "step" (× ``gamma`` at each
+            milestone) or "constant".
+        milestones: steps where the step schedule multiplies by ``gamma``.
+        gamma: step factor.
+        min_ratio: final multiplier of the cosine.
+        warmup_start: first multiplier of the warm-up.
+    """
+
+    def __init__(
+        self,
+        total_steps: int,
+        warmup_steps: int = 0,
+        kind: str = "cosine",
+        milestones: Sequence[int] = (),
+        gamma: float = 0.1,
+        min_ratio: float = 0.0,
+        warmup_start: float = 0.01,
+    ) -> None:
+        self.total_steps = max(1, int(total_steps))
+        self.warmup_steps = max(0, int(warmup_steps))
+        self.kind = kind
+        self.milestones = sorted(int(m) for m in milestones)
+        self.gamma = float(gamma)
+        self.min_ratio = float(min_ratio)
+        self.warmup_start = float(warmup_start)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.warmup_start + (1.0 - self.warmup_start) * step / self.warmup_steps
+        if self.kind == "cosine":
+            span = max(1, self.total_steps - self.warmup_steps)
+            t = min(1.0, (step - self.warmup_steps) / span)
+            return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+        if self.kind == "step":
+            return self.gamma ** sum(step >= m for m in self.milestones)
+        return 1.0
+
+
+def _plain(x: Any) -> Any:
+    """Convert to plain Python data (for weights_only-loadable checkpoint metadata)."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, Tensor):
+        return x.item() if x.numel() == 1 else x.tolist()
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
+    return str(x)
+
+
+class VideoClassifier(LightningModule):
+    """Video action classifier around any ``a2video.models`` registry architecture.
+
+    Args:
+        arch: registry name (``a2video.models.list_models()``), e.g. ``a2net_r50``.
+        num_classes: number of classes (linked from the datamodule by the CLI).
+        arch_options: keyword options of ``build_model`` (``inflate``, ``dropout``…).
+        pretrained_2d: 2-D ImageNet weights to inflate when a fit starts from scratch
+            ("imagenet" or a path); ignored when resuming or evaluating a checkpoint.
+        class_names: names by class index (linked from the datamodule by the CLI).
+        optimizer: an optimizer callable (``class_path`` in YAML) receiving the parameter groups;
+            None uses SGD with ``lr``, ``momentum``, ``weight_decay``, ``nesterov``.
+        lr: base learning rate (of SGD, and the schedule's peak).
+        momentum: SGD momentum.
+        weight_decay: L2 decay on conv/linear weights (never on BatchNorm or bias).
+        nesterov: Nesterov momentum.
+        lr_base_batch_size: if set, ``lr`` is for this global batch size and is scaled linearly to
+            the actual one (per-device batch × devices × nodes × gradient accumulation).
+        scheduler: "cosine" (with linear warm-up), "step" (the paper's) or "constant".
+        warmup_epochs: linear warm-up length in epochs (fractions allowed).
+        milestones: epochs at which the step schedule multiplies the LR by ``gamma``.
+        gamma: step factor.
+        min_lr_ratio: final LR of the cosine as a fraction of ``lr``.
+        label_smoothing: cross-entropy label smoothing.
+        max_nonfinite_steps: stop with an error after this many consecutive NaN/inf losses
+            (each such step is skipped and counted).
+        test_crops: spatial crops per temporal clip in test batches (views are clip-major), used
+            to pick the centre view for the single-clip accuracy.
+        view_chunk: forward at most this many clips at once in test/predict (0: all views of a
+            batch at once); bounds memory for 10×3 views.
+        channels_last: use ``channels_last_3d`` memory format (faster convs on recent GPUs).
+        compile: ``torch.compile`` the network's forward (the state dict keeps plain names).
+        write_outputs: write ``predictions.csv`` and ``confusion_matrix.png`` after test/predict.
+    """
+
+    def __init__(
+        self,
+        arch: str = "a2net_r50",
+        num_classes: int = 400,
+        arch_options: dict[str, Any] | None = None,
+        pretrained_2d: str | None = None,
+        class_names: list[str] | None = None,
+        optimizer: OptimizerCallable | None = None,
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        nesterov: bool = False,
+        lr_base_batch_size: int | None = None,
+        scheduler: Literal["cosine", "step", "constant"] = "cosine",
+        warmup_epochs: float = 0.0,
+        milestones: list[float] | None = None,
+        gamma: float = 0.1,
+        min_lr_ratio: float = 0.0,
+        label_smoothing: float = 0.0,
+        max_nonfinite_steps: int = 10,
+        test_crops: int = 3,
+        view_chunk: int = 0,
+        channels_last: bool = False,
+        compile: bool = False,
+        write_outputs: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.arch = arch
+        self.num_classes = num_classes
+        self.arch_options = dict(arch_options or {})
+        self.class_names = list(class_names) if class_names is not None else None
+        self.optimizer_fn = optimizer
+        self.net = self.build_net()
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last_3d)
+        self._compiled: list[Callable[[Tensor], Tensor]] = []  # not a submodule: clean state dict
+        self._pretrained_done = False
+
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        k5 = min(5, num_classes)
+        self.train_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.train_top5 = MulticlassAccuracy(num_classes, top_k=k5, average="micro")
+        self.val_videos = VideoAccumulator(num_classes)
+        self.val_loss = MeanMetric()
+        self.test_videos = VideoAccumulator(num_classes)
+        self.bad_videos = SumMetric()
+        self.nonfinite_total = 0
+        self.nonfinite_in_a_row = 0
+        self.clip_spec: dict[str, Any] | None = None
+        self.run_config: str | None = None  # the CLI's YAML, stored in checkpoints
+        self.video_results: VideoResults | None = None
+        self.test_summary: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ network
+    def build_net(self) -> nn.Module:
+        """Build the network from the registry (no pretrained weights: see ``configure_model``)."""
+        from a2video.models import build_model
+
+        return build_model(self.arch, num_classes=self.num_classes, **self.arch_options)
+
+    def configure_model(self) -> None:
+        # Inflate ImageNet weights only when a fit starts: a resumed fit restores the checkpoint
+        # over them right after this hook, and validate/test/predict never need them.
+        pretrained = self.hparams.get("pretrained_2d")
+        if not pretrained or self._pretrained_done or self._trainer is None:
+            return
+        if self.trainer.state.fn != "fit":
+            return
+        from a2video.models import build_model
+
+        source = build_model(
+            self.arch, num_classes=self.num_classes, pretrained_2d=pretrained, **self.arch_options
+        )
+        self.net.load_state_dict(source.state_dict())
+        self._pretrained_done = True
+        rank_zero_info(f"a2video: initialised {self.arch} from 2-D weights {pretrained!r}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits ``(N, num_classes)`` of clips ``(N, 3, T, H, W)``."""
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        if self.hparams.compile:
+            if not self._compiled:
+                self._compiled.append(torch.compile(self.net))
+            return self._compiled[0](x)
+        return self.net(x)
+
+    # ------------------------------------------------------------------ train
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
+        video, label = batch["video"], batch["label"]
+        logits = self(video)
+        loss = self.criterion(logits.float(), label)
+        # Unreadable videos: the data room replaces them in train and flags the sample `failed`
+        # (`valid` False in other datamodules); counted per epoch over all ranks.
+        flags = batch.get("failed")
+        if flags is None and "valid" in batch:
+            flags = ~batch["valid"].bool()
+        if flags is not None:
+            self.bad_videos.update(torch.as_tensor(flags).bool().sum())
+            self.log("data/bad_videos", self.bad_videos, on_step=False, on_epoch=True)
+
+        finite = bool(torch.isfinite(loss.detach()))
+        if self.trainer.world_size > 1:  # every rank must agree to skip, or DDP hangs
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            return self._skip_nonfinite(batch_idx)
+        self.nonfinite_in_a_row = 0
+
+        self.train_top1(logits.detach(), label)
+        self.train_top5(logits.detach(), label)
+        bs = label.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/top1", self.train_top1, on_step=True, on_epoch=True, batch_size=bs)
+        self.log("train/top5", self.train_top5, on_step=False, on_epoch=True, batch_size=bs)
+        return loss
+
+    def _skip_nonfinite(self, batch_idx: int) -> None:
+        self.nonfinite_total += 1
+        self.nonfinite_in_a_row += 1
+        self.log("train/nonfinite_steps", float(self.nonfinite_total), on_step=True, on_epoch=False)
+        limit = self.hparams.max_nonfinite_steps
+        rank_zero_warn(
+            f"a2video: non-finite loss at step {self.global_step} (batch {batch_idx}); skipped "
+            f"({self.nonfinite_in_a_row} in a row, {self.nonfinite_total} in total, limit {limit})."
+        )
+        if self.nonfinite_in_a_row >= limit:
+            raise NonFiniteLossError(
+                f"a2video: {self.nonfinite_in_a_row} consecutive steps had a non-finite loss "
+                f"(limit max_nonfinite_steps={limit}); stopping. Lower the learning rate, enable "
+                "gradient clipping (trainer.gradient_clip_val) or use bf16-mixed, not 16-mixed."
+            )
+        return None
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/nonfinite_total", float(self.nonfinite_total))
+
+    # ------------------------------------------------------------------ validation
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        logits = self(batch["video"]).float()
+        label = batch["label"]
+        self.val_loss.update(F.cross_entropy(logits, label), weight=label.shape[0])
+        probs = logits.softmax(dim=1)
+        self.val_videos.update(batch["index"], label, probs, valid=batch.get("valid"))
+
+    def on_validation_epoch_end(self) -> None:
+        # Deduplicated over ranks: identical on every rank, so no further sync is needed.
+        results = self.val_videos.compute()
+        self.val_videos.reset()
+        m = video_metrics(results, self.num_classes)
+        self.log("val/loss", self.val_loss.compute(), sync_dist=False)
+        self.val_loss.reset()
+        self.log_dict(
+            {"val/top1": m["top1"], "val/top5": m["top5"], "val/videos": m["videos"]},
+            prog_bar=False,
+            sync_dist=False,
+        )
+
+    # ------------------------------------------------------------------ test / predict
+    def _view_probs(self, video: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and single-view softmax of ``video`` ``(B, V, 3, T, H, W)`` → two ``(B, C)``."""
+        if video.ndim == 5:  # a single view per video
+            video = video[:, None]
+        b, v = video.shape[:2]
+        flat = video.flatten(0, 1)  # (B*V, 3, T, H, W)
+        chunk = self.hparams.view_chunk or flat.shape[0]
+        logits = torch.cat([self(flat[i : i + chunk]) for i in range(0, flat.shape[0], chunk)])
+        probs = logits.float().softmax(dim=1).view(b, v, -1)  # (B, V, C)
+        crops = self.hparams.test_crops if v % self.hparams.test_crops == 0 else 1
+        clips = v // crops
+        centre = (clips // 2) * crops + crops // 2  # views are clip-major: c * crops + s
+        return probs.mean(dim=1), probs[:, centre]
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        probs, clip_probs = self._view_probs(batch["video"])
+        self.test_videos.update(
+            batch["index"], batch["label"], probs, clip_probs, batch.get("valid")
+        )
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        probs, clip_probs = self._view_probs(batch["video"])
+        label = batch.get("label")
+        if label is None:
+            label = torch.full_like(batch["index"], -1)
+        self.test_videos.update(batch["index"], label, probs, clip_probs, batch.get("valid"))
+        scores, classes = probs.topk(min(5, probs.shape[1]), dim=1)
+        return {"index": batch["index"].cpu(), "top5": classes.cpu(), "scores": scores.cpu()}
+
+    def on_test_epoch_end(self) -> None:
+        m = self._finish_videos("test")
+        self.log_dict({f"test/{k}": v for k, v in m.items()}, sync_dist=False)
+
+    def on_predict_epoch_end(self) -> None:
+        self._finish_videos("predict")
+
+    def _finish_videos(self, stage: str) -> dict[str, float]:
+        results = self.test_videos.compute()
+        self.test_videos.reset()
+        self.video_results = results
+        m = video_metrics(results, self.num_classes)
+        self.test_summary = m
+        if self.trainer.is_global_zero:
+            names = self._video_names(stage)
+            bad = [names[i] if names else str(i) for i in results.index[~results.valid].tolist()]
+            msg = (
+                f"a2video {stage}: metrics over {int(m['videos'])} videos "
+                f"({len(results)} distinct seen, {len(bad)} unreadable)"
+            )
+            if bad:
+                shown = ", ".join(bad[:20]) + (" …" if len(bad) > 20 else "")
+                msg += f"; unreadable: {shown}"
+            rank_zero_info(msg)
+            if self.hparams.write_outputs:
+                self._write_outputs(results, names)
+        return m
+
+    def _video_names(self, stage: str) -> list[str] | None:
+        """Names by video index: ``datamodule.video_names(stage)`` or its dataset's records."""
+        dm = getattr(self.trainer, "datamodule", None)
+        try:
+            getter = getattr(dm, "video_names", None)
+            if callable(getter):
+                return [str(n) for n in getter(stage)]
+            records = getattr(getattr(dm, "datasets", {}).get(stage), "records", None)
+            if records is not None:
+                return [str(getattr(r, "path", r)) for r in records]
+        except Exception as err:  # a name list is a convenience, never a failure
+            rank_zero_warn(f"a2video: could not read video names ({err})")
+        return None
+
+    def output_dir(self) -> str:
+        """The run directory where test/predict outputs go (the logger's ``log_dir``)."""
+        return self.trainer.log_dir or self.trainer.default_root_dir
+
+    def _write_outputs(self, results: VideoResults, names: list[str] | None) -> None:
+        out = self.output_dir()
+        os.makedirs(out, exist_ok=True)
+        path = os.path.join(out, "predictions.csv")
+        write_predictions_csv(path, results, self.class_names, names)
+        if bool((results.label >= 0).any()):
+            try:
+                self._save_confusion(results, os.path.join(out, "confusion_matrix.png"))
+            except Exception as err:
+                rank_zero_warn(f"a2video: confusion matrix not saved ({err})")
+        rank_zero_info(f"a2video: wrote {path}")
+
+    def _save_confusion(self, results: VideoResults, path: str) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        from a2video.viz import plot_confusion_matrix
+
+        cm = confusion_matrix(results, self.num_classes)
+        names = self.class_names or [str(i) for i in range(self.num_classes)]
+        ax = plot_confusion_matrix(cm, names)
+        ax.figure.tight_layout()
+        ax.figure.savefig(path, dpi=100)
+        plt.close(ax.figure)
+
+    # ------------------------------------------------------------------ optimisation
+    def _global_batch_size(self) -> int | None:
+        dm = getattr(self.trainer, "datamodule", None)
+        per_device = getattr(dm, "batch_size", None)
+        if per_device is None:
+            return None
+        return int(per_device) * self.trainer.world_size * self.trainer.accumulate_grad_batches
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        lr = hp.lr
+        if hp.lr_base_batch_size:
+            global_batch = self._global_batch_size()
+            if global_batch is None:
+                rank_zero_warn("a2video: lr_base_batch_size set but the batch size is unknown")
+            else:
+                lr = hp.lr * global_batch / hp.lr_base_batch_size
+                rank_zero_info(
+                    f"a2video: lr {hp.lr} for batch {hp.lr_base_batch_size} → {lr:g} "
+                    f"for global batch {global_batch} (linear scaling)"
+                )
+        groups = param_groups(self.net, hp.weight_decay)
+        if self.optimizer_fn is not None:
+            optimizer = self.optimizer_fn(groups)
+        else:
+            optimizer = torch.optim.SGD(
+                groups, lr=lr, momentum=hp.momentum, nesterov=hp.nesterov, weight_decay=0.0
+            )
+            # weight_decay lives in the groups (0 on BN/bias); SGD's default must not override it.
+            for group, wd in zip(optimizer.param_groups, (hp.weight_decay, 0.0), strict=True):
+                group["weight_decay"] = wd
+        total = int(self.trainer.estimated_stepping_batches)
+        per_epoch = self._steps_per_epoch(total)
+        schedule = WarmupSchedule(
+            total_steps=total,
+            warmup_steps=round(hp.warmup_epochs * per_epoch),
+            kind=hp.scheduler,
+            milestones=[round(m * per_epoch) for m in (hp.milestones or [])],
+            gamma=hp.gamma,
+            min_ratio=hp.min_lr_ratio,
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _steps_per_epoch(self, total: int) -> float:
+        batches = self.trainer.num_training_batches
+        if isinstance(batches, (int, float)) and math.isfinite(batches) and batches > 0:
+            return max(1.0, batches / self.trainer.accumulate_grad_batches)
+        epochs = self.trainer.max_epochs
+        return total / epochs if epochs and epochs > 0 else float(total)
+
+    # ------------------------------------------------------------------ checkpoints
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        spec = getattr(dm, "clip_spec", None)
+        if spec is not None:
+            self.clip_spec = _plain(spec)
+        if self.class_names is None and getattr(dm, "class_names", None) is not None:
+            self.class_names = list(dm.class_names)
+
+    def checkpoint_metadata(self) -> dict[str, Any]:
+        """The ``checkpoint["a2video"]`` dict (plain Python data only) of docs/internals.md."""
+        metrics = {}
+        if self._trainer is not None:
+            metrics = {
+                k: float(v)
+                for k, v in self.trainer.callback_metrics.items()
+                if k.startswith(("val/", "test/")) and torch.as_tensor(v).numel() == 1
+            }
+        return _plain(
+            {
+                "arch": self.arch,
+                "arch_options": self.arch_options,
+                "num_classes": self.num_classes,
+                "class_names": self.class_names,
+                "clip_spec": self.clip_spec,
+                "metrics": metrics,
+                "version": __version__,
+                "config": self.run_config,
+                "nonfinite_total": self.nonfinite_total,
+            }
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["a2video"] = self.checkpoint_metadata()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get("a2video") or {}
+        if meta.get("class_names") and not self.class_names:
+            self.class_names = list(meta["class_names"])
+        if meta.get("clip_spec") and self.clip_spec is None:
+            self.clip_spec = dict(meta["clip_spec"])
+        self.nonfinite_total = int(meta.get("nonfinite_total", 0))
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        unsafe: bool = False,
+        map_location: Any = "cpu",
+        **overrides: Any,
+    ) -> VideoClassifier:
+        """Rebuild a classifier from a checkpoint, loaded safely (``weights_only=True``).
+
+        Args:
+            path: a checkpoint written by training.
+            unsafe: allow pickled objects (trusted files only).
+            map_location: passed to ``torch.load``.
+            **overrides: constructor arguments replacing the stored hyper-parameters.
+
+        Returns:
+            The classifier in eval mode, with ``class_names`` and ``clip_spec`` restored.
+        """
+        from a2video.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path, unsafe=unsafe, map_location=map_location)
+        hp = dict(ckpt.get("hyper_parameters") or {})
+        meta = ckpt.get("a2video") or {}
+        keep = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        kwargs = {k: v for k, v in hp.items() if k in keep}
+        for key in ("arch", "num_classes", "arch_options", "class_names"):
+            if meta.get(key) is not None:
+                kwargs[key] = meta[key]
+        kwargs["pretrained_2d"] = None
+        kwargs.update(overrides)
+        model = cls(**kwargs)
+        model.load_state_dict(ckpt["state_dict"])
+        model.on_load_checkpoint(ckpt)
+        return model.eval()

@@ -1,0 +1,242 @@
+"""VideoClassifier: optimisation, schedules, non-finite steps, mixed precision, multi-view test.
+
+``TinyVideoData`` here is an in-memory stand-in for the data room's DataModules that yields the
+batch dicts of docs/internals.md (other test files import it): each class is a fixed random
+spatio-temporal pattern plus noise, so a tiny net learns it in a few steps.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+
+import pytest
+import torch
+from lightning.pytorch import LightningDataModule, Trainer
+from torch.utils.data import DataLoader, Dataset
+
+from a2video.module import NonFiniteLossError, VideoClassifier, WarmupSchedule, param_groups
+
+FRAMES, SIZE = 4, 32
+
+
+class _Clips(Dataset):
+    def __init__(self, n, num_classes, views, seed, bad=(), noise=0.6):
+        g = torch.Generator().manual_seed(1234)
+        self.patterns = torch.randn(num_classes, 3, FRAMES, SIZE, SIZE, generator=g)
+        self.n, self.k, self.views, self.seed, self.bad, self.noise = (
+            n, num_classes, views, seed, set(bad), noise,
+        )  # fmt: skip
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        label = i % self.k
+        g = torch.Generator().manual_seed(self.seed * 100003 + i)
+        shape = (self.views, 3, FRAMES, SIZE, SIZE) if self.views else (3, FRAMES, SIZE, SIZE)
+        video = self.patterns[label] + self.noise * torch.randn(shape, generator=g)
+        valid = i not in self.bad
+        if not valid:
+            video = torch.zeros_like(video)
+        return {"video": video, "label": label, "index": i, "valid": valid}
+
+
+class TinyVideoData(LightningDataModule):
+    """In-memory stand-in DataModule with the contract's batch dicts.
+
+    Args:
+        num_classes: classes.
+        train_size: train videos.
+        val_size: val videos.
+        test_size: test videos.
+        views: test views per video (clip-major; 3 crops).
+        batch_size: train/val batch.
+        test_batch_size: test/predict batch.
+        bad: test indices that "failed to decode" (valid False, zeros).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 4,
+        train_size: int = 32,
+        val_size: int = 16,
+        test_size: int = 15,
+        views: int = 6,
+        batch_size: int = 8,
+        test_batch_size: int = 2,
+        bad: tuple[int, ...] = (),
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.class_names = [f"class_{i}" for i in range(num_classes)]
+        self.batch_size, self.test_batch_size = batch_size, test_batch_size
+        self.clip_spec = {"frames": FRAMES, "stride": 2, "size": SIZE, "mean": [0.5] * 3}
+        self.train = _Clips(train_size, num_classes, 0, seed=1)
+        self.val = _Clips(val_size, num_classes, 0, seed=2)
+        self.test = _Clips(test_size, num_classes, views, seed=3, bad=bad)
+
+    def video_names(self, stage):
+        return [f"video_{i:03d}.mp4" for i in range(len(self.test))]
+
+    def train_dataloader(self):
+        g = torch.Generator().manual_seed(0)
+        return DataLoader(self.train, batch_size=self.batch_size, shuffle=True, generator=g)
+
+    def val_dataloader(self):
+        return DataLoader(self.val, batch_size=self.batch_size)
+
+    def test_dataloader(self):
+        return DataLoader(self.test, batch_size=self.test_batch_size)
+
+    def predict_dataloader(self):
+        return DataLoader(self.test, batch_size=self.test_batch_size)
+
+
+def tiny_model(**kw) -> VideoClassifier:
+    kw.setdefault("arch", "a2net_tiny")
+    kw.setdefault("num_classes", 4)
+    kw.setdefault("lr", 0.05)
+    kw.setdefault("test_crops", 3)
+    return VideoClassifier(**kw)
+
+
+def tiny_trainer(tmp_path, **kw) -> Trainer:
+    kw.setdefault("max_epochs", 1)
+    return Trainer(
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=str(tmp_path),
+        logger=kw.pop("logger", False),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=kw.pop("enable_checkpointing", False),
+        **kw,
+    )
+
+
+def test_training_step_lowers_loss_on_fixed_batch():
+    torch.manual_seed(0)
+    model = tiny_model(lr=0.05, weight_decay=0.0)
+    batch = next(iter(TinyVideoData().train_dataloader()))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for _ in range(8):
+        loss = model.criterion(model(batch["video"]), batch["label"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_no_weight_decay_on_batchnorm_and_bias():
+    model = tiny_model()
+    decay, no_decay = param_groups(model.net, 1e-4)
+    names = {id(p): n for n, p in model.net.named_parameters()}
+    assert all(p.ndim > 1 for p in decay["params"])
+    no_decay_names = [names[id(p)] for p in no_decay["params"]]
+    assert any(".bn" in n or n.startswith("bn") for n in no_decay_names)
+    assert "fc.bias" in no_decay_names
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 1e-4
+
+
+def test_schedules_warmup_cosine_and_steps():
+    cos = WarmupSchedule(total_steps=100, warmup_steps=10, kind="cosine", warmup_start=0.0)
+    assert cos(0) == 0.0 and cos(5) == pytest.approx(0.5) and cos(10) == pytest.approx(1.0)
+    assert cos(55) == pytest.approx(0.5) and cos(100) == pytest.approx(0.0, abs=1e-12)
+    step = WarmupSchedule(total_steps=100, kind="step", milestones=[30, 60], gamma=0.1)
+    assert [step(s) for s in (0, 29, 30, 59, 60, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_fit_uses_step_schedule_in_epochs_and_sgd_groups(tmp_path):
+    model = tiny_model(scheduler="step", milestones=[1.0], gamma=0.1, lr=0.2, momentum=0.8)
+    trainer = tiny_trainer(tmp_path, max_epochs=2, limit_val_batches=0)
+    lrs = []
+
+    from lightning.pytorch import Callback
+
+    class LR(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer.callbacks.append(LR())
+    trainer.fit(model, TinyVideoData())
+    opt = trainer.optimizers[0]
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["momentum"] == 0.8
+    assert [g["weight_decay"] for g in opt.param_groups] == [1e-4, 0.0]
+    assert lrs == pytest.approx([0.2] * 4 + [0.02] * 4)  # 4 steps per epoch, milestone epoch 1
+
+
+def test_lr_scaled_linearly_with_global_batch(tmp_path):
+    model = tiny_model(lr=0.1, lr_base_batch_size=64, scheduler="constant")
+    trainer = tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    trainer.fit(model, TinyVideoData(batch_size=8))
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.1 * 8 / 64)
+
+
+def test_nonfinite_loss_is_skipped_counted_then_stops(tmp_path):
+    model = tiny_model(max_nonfinite_steps=3)
+
+    class NaNFromSecondStep(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.calls = inner, 0
+
+        def forward(self, logits, label):
+            self.calls += 1
+            loss = self.inner(logits, label)
+            return loss * float("nan") if self.calls >= 2 else loss
+
+    model.criterion = NaNFromSecondStep(model.criterion)
+    trainer = tiny_trainer(tmp_path, max_epochs=3, limit_val_batches=0)
+    with pytest.raises(NonFiniteLossError, match="3 consecutive steps had a non-finite loss"):
+        trainer.fit(model, TinyVideoData())
+    assert model.nonfinite_total == 3
+    # skipped steps never reach the weights (a NaN update would have poisoned them)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_bf16_mixed_forward_close_to_fp32_and_finite(tmp_path):
+    model = tiny_model().eval()
+    x = TinyVideoData().train[0]["video"][None].repeat(2, 1, 1, 1, 1)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x)
+    assert torch.isfinite(low).all()
+    assert torch.allclose(low.float(), ref, atol=0.1, rtol=0.05)
+    # One optimizer step through the Trainer's bf16-mixed plugin. (Longer CPU bf16 runs of the
+    # tiny nets hit non-finite conv weight gradients even without A²-blocks: see docs/training.md.)
+    trainer = tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0, precision="bf16-mixed")
+    trainer.fit(tiny_model(), TinyVideoData())
+    assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
+
+
+def test_multiview_test_writes_predictions_and_reports_unreadable(tmp_path, capsys):
+    model = tiny_model()
+    trainer = tiny_trainer(tmp_path, logger=True)
+    dm = TinyVideoData(test_size=7, views=6, bad=(3,))
+    (metrics,) = trainer.test(model, dm)
+    out = trainer.log_dir
+    with open(os.path.join(out, "predictions.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["index"]) for r in rows] == list(range(7))
+    assert rows[3]["valid"] == "0" and rows[3]["top1"] == ""
+    assert rows[0]["video"] == "video_000.mp4" and rows[0]["top1"].startswith("class_")
+    assert os.path.getsize(os.path.join(out, "confusion_matrix.png")) > 0
+    assert metrics["test/videos"] == 6 and metrics["test/unreadable"] == 1
+    for key in ("top1", "top5", "mean_class_acc", "clip_top1", "clip_top5"):
+        assert 0.0 <= metrics[f"test/{key}"] <= 1.0
+
+
+def test_centre_view_is_the_single_clip():
+    model = tiny_model().eval()
+    video = torch.randn(2, 6, 3, FRAMES, SIZE, SIZE)  # 2 clips x 3 crops, clip-major
+    mean, single = model._view_probs(video)
+    with torch.no_grad():
+        centre = model(video[:, 4]).softmax(1)  # clip 1 (of 2), crop 1 (of 3): view 1*3+1
+        every = torch.stack([model(video[:, v]).softmax(1) for v in range(6)], 1).mean(1)
+    assert torch.allclose(single, centre, atol=1e-5)
+    assert torch.allclose(mean, every, atol=1e-5)
