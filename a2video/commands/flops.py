@@ -36,11 +36,9 @@ def _row(r: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
-    from a2video.models import build_model, count_flops, list_models
+    from a2video.models import count_arch_flops, list_models
 
-    torch.set_grad_enabled(False)
     if args.all or args.arch in (None, "all"):
         archs = list_models()
     elif args.arch in list_models():
@@ -50,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     results = []
     for arch in archs:
-        model = build_model(arch, num_classes=args.num_classes)
-        r = count_flops(model, frames=args.frames, size=args.size)
+        r = count_arch_flops(arch, args.frames, args.size, num_classes=args.num_classes)
         if not args.blocks:
             r.pop("blocks")
         results.append(r)

@@ -4,7 +4,7 @@ Knows nothing of data or Lightning (see docs/internals.md).
 """
 
 from a2video.models.attention import DoubleAttention, NonLocal, association_cost
-from a2video.models.flops import a2_block_cost, count_flops
+from a2video.models.flops import a2_block_cost, count_arch_flops, count_flops
 from a2video.models.inflate import (
     LoadReport,
     convert_pytorchvideo_state_dict,
@@ -26,6 +26,7 @@ __all__ = [
     "association_cost",
     "build_model",
     "convert_pytorchvideo_state_dict",
+    "count_arch_flops",
     "count_flops",
     "inflate_2d_to_3d",
     "inflate_state_dict",

@@ -19,6 +19,7 @@ clip of one frame, so the same parameters serve images and video.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal
 
 import torch
@@ -57,6 +58,21 @@ def _as_video(x: Tensor) -> tuple[Tensor, bool]:
     raise ValueError(
         f"expected a 4-D (N,C,H,W) or 5-D (N,C,T,H,W) tensor, got shape {tuple(x.shape)}"
     )
+
+
+def _autocast_on(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (False where autocast lacks it, e.g. meta)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return False
+
+
+def _no_autocast(device_type: str) -> contextlib.AbstractContextManager:
+    """Disables autocast where it is on, so the attention runs in the dtype we cast to."""
+    if _autocast_on(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -145,7 +161,7 @@ class DoubleAttention(nn.Module):
         x5, _ = _as_video(x)
         qkv = self.qkv(x5).flatten(2)  # (N, m+2n, L)
         dtype = _compute_dtype(qkv)
-        with torch.autocast(device_type=qkv.device.type, enabled=False):
+        with _no_autocast(qkv.device.type):
             qkv = qkv.to(dtype)
             a, b, v = torch.split(qkv, [self.m, self.n, self.n], dim=1)
             b = torch.softmax(b, dim=2)  # (N, n, L): distribution over positions (gather)
@@ -165,7 +181,7 @@ class DoubleAttention(nn.Module):
             Z shaped (N, m, L).
         """
         order = association or self._choose(a.shape[-1])
-        with torch.autocast(device_type=a.device.type, enabled=False):
+        with _no_autocast(a.device.type):
             if order == "left":
                 g = torch.bmm(a, b.transpose(1, 2))  # (N, m, L)(N, L, n) -> (N, m, n)
                 return torch.bmm(g, v)  # (N, m, n)(N, n, L) -> (N, m, L)
@@ -177,7 +193,7 @@ class DoubleAttention(nn.Module):
     def project(self, z: Tensor) -> Tensor:
         """Output 1×1×1 convolution and BN: (N, m, *spatial) -> (N, C, *spatial)."""
         z5, was_image = _as_video(z)
-        z5 = z5.to(self.proj.weight.dtype) if not torch.is_autocast_enabled(z5.device.type) else z5
+        z5 = z5.to(self.proj.weight.dtype) if not _autocast_on(z5.device.type) else z5
         out = self.bn(self.proj(z5))
         return out.squeeze(2) if was_image else out
 
@@ -248,7 +264,7 @@ class NonLocal(nn.Module):
             phi, g = self.pool(phi), self.pool(g)
         theta, phi, g = theta.flatten(2), phi.flatten(2), g.flatten(2)  # (N, d, L), (N, d, L')
         dtype = _compute_dtype(qkv)
-        with torch.autocast(device_type=qkv.device.type, enabled=False):
+        with _no_autocast(qkv.device.type):
             theta, phi, g = theta.to(dtype), phi.to(dtype), g.to(dtype)
             aff = torch.bmm(theta.transpose(1, 2), phi)  # (N, L, d)(N, d, L') -> (N, L, L')
             if self.scale:

@@ -20,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from a2video.models.attention import DoubleAttention
 
-__all__ = ["a2_block_cost", "count_flops"]
+__all__ = ["a2_block_cost", "count_arch_flops", "count_flops"]
 
 
 def a2_block_cost(channels: int, m: int, n: int, length: int) -> dict[str, int]:
@@ -124,3 +124,23 @@ def count_flops(model: nn.Module, frames: int = 8, size: int = 224) -> dict[str,
         "attn_closed_form_params_m": closed_params / 1e6,
         "blocks": details,
     }
+
+
+def count_arch_flops(arch: str, frames: int = 8, size: int = 224, **options: Any) -> dict[str, Any]:
+    """:func:`count_flops` of a registered arch, built on the meta device (no memory, no compute).
+
+    Args:
+        arch: A registered arch name.
+        frames: Clip length T.
+        size: Spatial size (square).
+        **options: Builder options (``num_classes``, ``attn_m``…); weights options are ignored.
+
+    Returns:
+        As :func:`count_flops`.
+    """
+    from a2video.models.registry import build_model
+
+    options = {k: v for k, v in options.items() if k not in ("pretrained_2d", "pretrained_ptv")}
+    with torch.device("meta"):
+        model = build_model(arch, **options)
+    return count_flops(model, frames=frames, size=size)
