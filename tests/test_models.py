@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from torchvision.models import resnet50
@@ -39,11 +41,11 @@ def test_every_arch_trains_on_a_tiny_clip(arch: str) -> None:
 def test_tiny_arch_is_fast_on_the_demo_clip(arch: str) -> None:
     model = build_model(arch, num_classes=5)
     model(torch.randn(2, 3, 8, 64, 64)).sum().backward()  # warm-up
-    import time
-
-    start = time.perf_counter()
+    # CPU time of this process (robust to other processes sharing the cores); on 2 threads
+    # 2 CPU-seconds are about 1 s of wall time. Measured: ~0.05 s.
+    start = time.process_time()
     model(torch.randn(2, 3, 8, 64, 64)).sum().backward()
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 2.0
 
 
 def test_features_head_and_reset_classifier() -> None:
