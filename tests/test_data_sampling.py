@@ -83,3 +83,13 @@ def test_multi_view_from_one_decode_equals_views_made_one_by_one():
         for s, crop in enumerate(transforms.three_crops(x, 32, 3)):
             one = transforms.normalize(crop, (0.5,) * 3, (0.25,) * 3)
             assert torch.allclose(views[c * 3 + s], one)  # clip-major order
+
+
+def test_resized_crop_matches_resize_then_crop():
+    """Cropping the source region first gives the resize-then-crop picture (within rounding)."""
+    yy, xx = torch.meshgrid(torch.arange(240.0), torch.arange(320.0), indexing="ij")
+    smooth = ((yy + 2 * xx) / 4).to(torch.uint8).expand(2, 3, 240, 320)  # a smooth ramp
+    full = transforms.crop(transforms.short_side_resize(smooth, 256), 10, 40, 224)
+    fast = transforms.resized_crop(smooth, 256, 10, 40, 224)
+    assert fast.shape == full.shape
+    assert (fast.float() - full.float()).abs().mean() < 1.5

@@ -228,11 +228,14 @@ def write_video(
     path = str(path)
     ext = os.path.splitext(path)[1].lower()
     container_opts = {"movflags": "+faststart"} if faststart and ext == ".mp4" else {}
+    if ext in (".webm", ".mkv"):
+        container_opts["fflags"] = "+bitexact"  # no random Matroska segment UID
     container = av.open(path, "w", options=container_opts)
     rate = Fraction(fps).limit_denominator(1001)
     options = {}
     if codec == "libx264":
-        options = {"preset": "veryfast", "crf": "20", "threads": "1"}
+        # mbtree=0: x264's macroblock-tree rate control made the output vary run to run
+        options = {"preset": "veryfast", "crf": "20", "threads": "1", "x264-params": "mbtree=0"}
     elif codec == "libvpx-vp9":
         options = {"deadline": "realtime", "cpu-used": "8", "threads": "1", "row-mt": "0"}
     stream = container.add_stream(codec, rate=rate, options=options)
@@ -247,9 +250,10 @@ def write_video(
         stream.codec_context.time_base = Fraction(1, 1000)
     if rotate:
         stream.set_display_rotation(rotate)  # counter-clockwise degrees, as phones write it
-    fmt = "gray" if pix_fmt == "gray" else "rgb24"
     for k, arr in enumerate(frames):
-        frame = av.VideoFrame.from_ndarray(arr[..., 0] if fmt == "gray" else arr, format=fmt)
+        # RGB -> YUV in numpy: FFmpeg's cached swscale context made the bytes depend on what
+        # the process encoded before; this keeps "same seed, same bytes".
+        frame = av.VideoFrame.from_ndarray(_rgb_to_yuv(arr, pix_fmt), format=pix_fmt)
         if pts is not None:
             frame.pts, frame.time_base = pts[k], Fraction(1, 1000)
         for packet in stream.encode(frame):
@@ -257,6 +261,27 @@ def write_video(
     for packet in stream.encode():
         container.mux(packet)
     container.close()
+
+
+def _rgb_to_yuv(rgb: np.ndarray, pix_fmt: str) -> np.ndarray:
+    """BT.601 limited-range planes in PyAV's ``from_ndarray`` layout for ``pix_fmt``."""
+    x = rgb.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16.0 + 0.257 * r + 0.504 * g + 0.098 * b
+    if pix_fmt == "gray":
+        return np.clip(np.round((y - 16.0) * 255.0 / 219.0), 0, 255).astype(np.uint8)
+    u = 128.0 - 0.148 * r - 0.291 * g + 0.439 * b
+    v = 128.0 + 0.439 * r - 0.368 * g - 0.071 * b
+    if pix_fmt == "yuv444p":
+        planes = np.stack([y, u, v])  # (3, H, W)
+        return np.clip(np.round(planes), 0, 255).astype(np.uint8)
+    if pix_fmt != "yuv420p":
+        raise ValueError(f"unsupported pix_fmt {pix_fmt!r}")
+    h, w = y.shape
+    u = u.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    v = v.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    out = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(h * 3 // 2, w)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def write_audio_only(path: str | os.PathLike, seconds: float = 1.0) -> None:
@@ -320,7 +345,9 @@ def write_special(
     elif kind == "single-frame":
         write_video(path, render_video(motion, rng, w, h, 1, fps), fps, codec)
     elif kind == "odd-size":
-        frames = render_video(motion, rng, 97, 61, num_frames, fps)
+        # 4:2:0 (the only choice for MPEG-4 in avi) needs even sides: 98x62 there
+        ow, oh = (97, 61) if codec == "libx264" else (98, 62)
+        frames = render_video(motion, rng, ow, oh, num_frames, fps)
         write_video(
             path, frames, fps, codec, pix_fmt="yuv444p" if codec == "libx264" else "yuv420p"
         )
@@ -390,6 +417,9 @@ def synthesize(
 ) -> dict:
     """Write a synthetic dataset in the real layout; returns the manifest (also saved as JSON).
 
+    The manifest lists the classes, the listed-but-missing videos and the special files
+    (path relative to ``root`` -> kind).
+
     Args:
         root: output folder (the dataset root users point ``data_root`` at).
         layout: "kinetics" or "ucf101".
@@ -431,7 +461,7 @@ def synthesize(
     for slot, job in enumerate(iterator):
         rng = np.random.default_rng(job["seed"])
         if job.get("missing"):
-            manifest["missing"].append(str(job["path"]))
+            manifest["missing"].append(os.path.relpath(job["path"], root))
             continue
         fps = job["fps"]
         dur = duration[0] + (duration[1] - duration[0]) * rng.random()
@@ -445,7 +475,7 @@ def synthesize(
             written = write_special(
                 job["path"], plan[slot], rng, motion, (w, h), fps, max(2, int(dur * fps))
             )
-            manifest["special"][written] = plan[slot]
+            manifest["special"][os.path.relpath(written, root)] = plan[slot]
             continue
         frames = render_video(motion, rng, w, h, max(2, round(dur * fps)), fps, job["style"])
         job["path"].parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
 Clips enter as decoded ``(T, H, W, 3)`` uint8 and leave as normalised float ``(3, T, H, W)``.
 Resizing runs on uint8 (torchvision's antialiased uint8 bilinear kernel) before the float
-conversion, and crops are taken before normalising, so the float work is on the crop only.
+conversion. Train and val crop the source region first and resize only that region
+(:func:`resized_crop`); test resizes the decoded frames once for all crops of all clips.
 """
 
 from __future__ import annotations
@@ -25,16 +26,37 @@ def to_tchw(frames: torch.Tensor) -> torch.Tensor:
     return x.contiguous()
 
 
+def short_side_shape(h: int, w: int, size: int) -> tuple[int, int]:
+    """(H, W) after resizing the short side to ``size``, keeping the aspect ratio."""
+    if h <= w:
+        return size, max(size, round(w * size / h))
+    return max(size, round(h * size / w)), size
+
+
 def short_side_resize(x: torch.Tensor, size: int) -> torch.Tensor:
     """Resize (T, C, H, W) so that its short side is ``size``, keeping the aspect ratio."""
     h, w = x.shape[-2:]
     if min(h, w) == size:
         return x
-    if h <= w:
-        new_h, new_w = size, max(size, round(w * size / h))
-    else:
-        new_h, new_w = max(size, round(h * size / w)), size
-    return F.resize(x, [new_h, new_w], antialias=True)
+    return F.resize(x, list(short_side_shape(h, w, size)), antialias=True)
+
+
+def resized_crop(x: torch.Tensor, short: int, top: int, left: int, size: int) -> torch.Tensor:
+    """The ``size`` crop at (top, left) of ``x`` resized to short side ``short``.
+
+    Crops the matching region of the source first and resizes only that region: the same
+    picture as resizing the whole frame then cropping (up to sub-pixel rounding of the box),
+    for a fraction of the resizing work.
+    """
+    h, w = x.shape[-2:]
+    new_h, new_w = short_side_shape(h, w, short)
+    fy, fx = h / new_h, w / new_w
+    y0, x0 = round(top * fy), round(left * fx)
+    y1, x1 = min(h, round((top + size) * fy)), min(w, round((left + size) * fx))
+    region = x[..., y0:y1, x0:x1]
+    if region.shape[-2:] == (size, size):
+        return region
+    return F.resize(region, [size, size], antialias=True)
 
 
 def crop(x: torch.Tensor, top: int, left: int, size: int) -> torch.Tensor:
@@ -92,8 +114,11 @@ def train_transform(
 ) -> torch.Tensor:
     """Random short side in ``scale`` (inclusive), random crop, random horizontal flip."""
     x = to_tchw(frames)
-    x = short_side_resize(x, int(rng.integers(scale[0], scale[1] + 1)))
-    x = random_crop(x, crop_size, rng)
+    short = int(rng.integers(scale[0], scale[1] + 1))
+    new_h, new_w = short_side_shape(x.shape[-2], x.shape[-1], short)
+    top = int(rng.integers(0, new_h - crop_size + 1))
+    left = int(rng.integers(0, new_w - crop_size + 1))
+    x = resized_crop(x, short, top, left, crop_size)
     if flip and rng.random() < 0.5:
         x = x.flip(-1)
     return normalize(x, mean, std)
@@ -107,8 +132,10 @@ def eval_transform(
     std: Sequence[float],
 ) -> torch.Tensor:
     """Short side ``scale``, centre crop."""
-    x = short_side_resize(to_tchw(frames), scale)
-    return normalize(center_crop(x, crop_size), mean, std)
+    x = to_tchw(frames)
+    new_h, new_w = short_side_shape(x.shape[-2], x.shape[-1], scale)
+    x = resized_crop(x, scale, (new_h - crop_size) // 2, (new_w - crop_size) // 2, crop_size)
+    return normalize(x, mean, std)
 
 
 def multi_view_transform(

@@ -1,0 +1,328 @@
+"""Data-loading benchmarks (results in benchmarks/RESULTS.md, "## Data loading").
+
+Subcommands:
+  throughput   train clips/s of the dataset in one process (= one worker) against the bare
+               decoder bound: the same frame indices opened and decoded with no dataset,
+               sampling or transform around them. Goal: >= 0.9 of the bound.
+  multiview    10x3 test views of a video decoded once against each view decoded on its own.
+               Goal: >= 3x faster.
+  broken-epoch epochs over a dataset where 10% of the videos are broken, with persistent
+               DataLoader workers; reports failures counted and RSS per worker per epoch
+               (memory must stay flat).
+
+Each subcommand synthesizes its dataset under --root unless one is there already, e.g.
+  python benchmarks/bench_data.py throughput --root /tmp/bench_k400
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from a2video.data import annotations as ann
+from a2video.data import sampling, transforms
+from a2video.data.datasets import ClipSpec, VideoClipDataset, sample_rng
+from a2video.data.synthetic import synthesize
+from a2video.data.video import get_decoder
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def ensure_dataset(
+    root: str,
+    classes: int,
+    per_class: int,
+    duration,
+    broken: float = 0.0,
+    max_side: int | None = None,
+) -> str:
+    if not (Path(root) / "annotations" / "train.csv").is_file():
+        synthesize(
+            root,
+            "kinetics",
+            classes=classes,
+            videos_per_class=per_class,
+            val_per_class=1,
+            duration=tuple(duration),
+            seed=0,
+            max_side=max_side,
+            missing=0.0,
+            broken=broken,
+            structure="mixed",
+        )
+    return root
+
+
+def train_records(root: str) -> list:
+    csv_path = Path(root) / "annotations" / "train.csv"
+    classes = ann.read_kinetics_classes(csv_path)
+    return ann.read_kinetics_csv(csv_path, Path(root) / "train", classes).records
+
+
+# --------------------------------------------------------------------------- throughput
+def bench_throughput(args) -> dict:
+    root = ensure_dataset(args.root, args.classes, args.per_class, args.duration)
+    records = train_records(root)
+    spec = ClipSpec(
+        frames=args.frames,
+        stride=args.stride,
+        train_scale=(args.scale_min, args.scale_max),
+        crop_size=args.crop,
+        test_scale=args.scale_min,
+    )
+    results = {}
+    for decoder_name in args.decoders:
+        ds = VideoClipDataset(records, "train", spec, decoder_name, seed=0)
+        decoder = get_decoder(decoder_name)
+        keys = [(i % len(records), i // len(records)) for i in range(args.samples)]
+        # the indices the dataset will use, replayed for the bare decoder
+        plan = []
+        for index, epoch in keys:
+            reader = decoder.open(records[index].path)
+            n = reader.num_frames
+            reader.close()
+            rng = sample_rng(0, epoch, index)
+            plan.append(
+                (records[index].path, sampling.train_clip(n, spec.frames, spec.stride, rng))
+            )
+        best_bare, best_ds = 0.0, 0.0
+        for _ in range(args.repeats):  # interleaved, best of: robust to a noisy shared machine
+            t0 = time.perf_counter()
+            for path, indices in plan:
+                reader = decoder.open(path)
+                reader.get_frames(indices)
+                reader.close()
+            best_bare = max(best_bare, len(plan) / (time.perf_counter() - t0))
+            t0 = time.perf_counter()
+            for key in keys:
+                ds[key]
+            best_ds = max(best_ds, len(keys) / (time.perf_counter() - t0))
+        results[decoder_name] = {
+            "bare_clips_per_s": round(best_bare, 2),
+            "dataset_clips_per_s": round(best_ds, 2),
+            "ratio": round(best_ds / best_bare, 3),
+        }
+        print(decoder_name, results[decoder_name], flush=True)
+    return {"throughput": results, "samples": args.samples, "spec": spec.as_dict()}
+
+
+# --------------------------------------------------------------------------- multi-view
+def bench_multiview(args) -> dict:
+    root = ensure_dataset(args.root, args.classes, args.per_class, args.duration)
+    records = train_records(root)[: args.videos]
+    spec = ClipSpec(
+        frames=args.frames,
+        stride=args.stride,
+        crop_size=args.crop,
+        test_scale=args.scale_min,
+        train_scale=(args.scale_min, args.scale_min),
+        num_clips=args.clips,
+        num_crops=args.crops,
+    )
+    results = {}
+    for decoder_name in args.decoders:
+        ds = VideoClipDataset(records, "test", spec, decoder_name)
+        decoder = get_decoder(decoder_name)
+
+        def per_view(record, decoder=decoder):
+            reader = decoder.open(record.path)
+            clips = sampling.multi_clip(reader.num_frames, spec.frames, spec.stride, spec.num_clips)
+            reader.close()
+            views = []
+            for clip in clips:
+                for s in range(spec.num_crops):
+                    reader = decoder.open(record.path)  # each view on its own: open + decode
+                    x = transforms.short_side_resize(
+                        transforms.to_tchw(reader.get_frames(clip)), spec.test_scale
+                    )
+                    reader.close()
+                    crop = transforms.three_crops(x, spec.crop_size, spec.num_crops)[s]
+                    views.append(transforms.normalize(crop, spec.mean, spec.std))
+            return torch.stack(views)
+
+        once_best, each_best = float("inf"), float("inf")
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            for i in range(len(records)):
+                once = ds[i]["video"]
+            once_best = min(once_best, (time.perf_counter() - t0) / len(records))
+            t0 = time.perf_counter()
+            for r in records:
+                each = per_view(r)
+            each_best = min(each_best, (time.perf_counter() - t0) / len(records))
+        assert torch.allclose(once, each, atol=1e-5), "decode-once views differ from per-view"
+        results[decoder_name] = {
+            "decode_once_s_per_video": round(once_best, 4),
+            "per_view_s_per_video": round(each_best, 4),
+            "speedup": round(each_best / once_best, 2),
+        }
+        print(decoder_name, results[decoder_name], flush=True)
+    return {"multiview": results, "views": spec.num_views, "spec": spec.as_dict()}
+
+
+# --------------------------------------------------------------------------- broken epoch
+class _RssDataset(torch.utils.data.Dataset):
+    """Adds the worker's id and RSS (bytes) to every sample."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __getitem__(self, key):
+        import psutil
+
+        sample = self.inner[key]
+        info = torch.utils.data.get_worker_info()
+        sample["worker"] = info.id if info else -1
+        sample["rss"] = psutil.Process().memory_info().rss
+        return sample
+
+
+def run_broken_epochs(
+    root: str,
+    epochs: int,
+    workers: int,
+    frames: int = 4,
+    stride: int = 2,
+    crop: int = 32,
+    batch_size: int = 4,
+    max_bad_fraction: float = 0.2,
+    decoder: str = "auto",
+) -> dict:
+    """Train epochs over ``root`` with persistent workers; per-worker RSS per epoch."""
+    from a2video.data import KineticsDataModule
+
+    dm = KineticsDataModule(
+        root,
+        frames=frames,
+        stride=stride,
+        train_scale=(crop + 8, crop + 16),
+        crop_size=crop,
+        test_scale=crop + 8,
+        batch_size=batch_size,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        max_bad_fraction=max_bad_fraction,
+        decoder=decoder,
+    )
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    loader = torch.utils.data.DataLoader(
+        _RssDataset(loader.dataset),
+        batch_size=batch_size,
+        sampler=loader.sampler,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        worker_init_fn=loader.worker_init_fn,
+    )
+    per_epoch = []
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        loader.sampler.set_epoch(epoch)
+        dm.monitor.reset_epoch("train")
+        rss: dict[int, list[int]] = {}
+        for batch in loader:
+            dm.count_batch(batch, "train")
+            for w, r in zip(batch["worker"].tolist(), batch["rss"].tolist(), strict=True):
+                rss.setdefault(w, []).append(r)
+        c = dm.data_counters("train")
+        per_epoch.append(
+            {
+                "epoch": epoch,
+                **c,
+                "rss_mb_end": {w: round(v[-1] / 2**20, 1) for w, v in sorted(rss.items())},
+                "rss_mb_peak": {w: round(max(v) / 2**20, 1) for w, v in sorted(rss.items())},
+            }
+        )
+        print(json.dumps(per_epoch[-1]), flush=True)
+    first = per_epoch[min(1, epochs - 1)]["rss_mb_end"]  # after warm-up
+    last = per_epoch[-1]["rss_mb_end"]
+    growth = max((last[w] - first[w] for w in last if w in first), default=0.0)
+    return {
+        "epochs": per_epoch,
+        "videos": len(dm.datasets["train"]),
+        "bad_files": dm.data_counters("train")["bad_files"],
+        "rss_growth_mb_after_first_epoch": round(growth, 1),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def bench_broken(args) -> dict:
+    root = ensure_dataset(
+        args.root, args.classes, args.per_class, args.duration, broken=0.10, max_side=args.max_side
+    )
+    return {
+        "broken_epoch": run_broken_epochs(root, args.epochs, args.workers, decoder=args.decoders[0])
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name in ("throughput", "multiview", "broken-epoch"):
+        p = sub.add_parser(name)
+        p.add_argument("--root", required=True, help="dataset folder (synthesized if empty)")
+        p.add_argument("--classes", type=int, default=8)
+        p.add_argument("--per-class", type=int, default=3)
+        p.add_argument("--duration", type=float, nargs=2, default=(6.0, 10.0))
+        p.add_argument("--decoders", nargs="+", default=["decord", "pyav"])
+        p.add_argument("--frames", type=int, default=8)
+        p.add_argument("--stride", type=int, default=8)
+        p.add_argument("--crop", type=int, default=224)
+        p.add_argument("--scale-min", type=int, default=256)
+        p.add_argument("--scale-max", type=int, default=320)
+        p.add_argument("--samples", type=int, default=48)
+        p.add_argument("--videos", type=int, default=6)
+        p.add_argument("--clips", type=int, default=10)
+        p.add_argument("--crops", type=int, default=3)
+        p.add_argument("--repeats", type=int, default=3)
+        p.add_argument("--epochs", type=int, default=4)
+        p.add_argument("--workers", type=int, default=2)
+        p.add_argument("--max-side", type=int, default=None)
+        p.add_argument("--json", default=None, help="also write the result here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    fn = {
+        "throughput": bench_throughput,
+        "multiview": bench_multiview,
+        "broken-epoch": bench_broken,
+    }
+    result = {"machine": machine(), "command": " ".join(sys.argv), **fn[args.cmd](args)}
+    print(json.dumps(result, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
