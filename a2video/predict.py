@@ -28,6 +28,7 @@ __all__ = [
     "Predictor",
     "VideoPrediction",
     "accuracy_by_views",
+    "centre_clip",
     "confusion_matrix",
     "load_predictor",
     "most_confused_pairs",
@@ -56,6 +57,9 @@ class Predictor:
         clip_spec: ``frames``, ``stride``, ``size``, ``mean``, ``std`` of the training clips.
         meta: The checkpoint's ``a2video`` metadata (arch, options, metrics, …).
         device: Where the model runs.
+        datamodule_class: Name of the DataModule class the checkpoint was trained with (in
+            :mod:`a2video.data`), when the checkpoint records it.
+        datamodule_hparams: That DataModule's constructor arguments.
     """
 
     model: nn.Module
@@ -63,6 +67,8 @@ class Predictor:
     clip_spec: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    datamodule_class: str | None = None
+    datamodule_hparams: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -88,6 +94,40 @@ class Predictor:
         if crops is not None:
             values["num_crops"] = crops
         return ClipSpec(**values)
+
+    def datamodule(self, data_root: str | os.PathLike | None = None, **overrides: Any):
+        """The DataModule the checkpoint was trained with, rebuilt from its recorded arguments.
+
+        Args:
+            data_root: Dataset root (default: the recorded one).
+            **overrides: Constructor arguments to replace (``num_workers``, ``num_clips``, …).
+
+        Returns:
+            A :class:`a2video.data.VideoDataModule` (Kinetics when the checkpoint names none).
+        """
+        import inspect as pyinspect
+
+        import a2video.data as data
+
+        cls = getattr(data, self.datamodule_class or "KineticsDataModule", None)
+        if not (isinstance(cls, type) and issubclass(cls, data.VideoDataModule)):
+            cls = data.KineticsDataModule
+        accepted = {
+            name
+            for klass in cls.__mro__
+            if klass.__init__ is not object.__init__
+            for name in pyinspect.signature(klass.__init__).parameters
+        }
+        kwargs = {k: v for k, v in self.datamodule_hparams.items() if k in accepted}
+        spec = self.spec()
+        for key in ("frames", "stride", "crop_size", "test_scale", "mean", "std"):
+            kwargs.setdefault(key, getattr(spec, key))
+        if data_root is not None:
+            kwargs["data_root"] = os.fspath(data_root)
+        kwargs.update(overrides)
+        if "data_root" not in kwargs:
+            raise ValueError("the checkpoint records no data_root: pass data_root=")
+        return cls(**kwargs)
 
     @torch.no_grad()
     def view_scores(self, views: Tensor, batch_size: int = 16) -> Tensor:
@@ -157,12 +197,16 @@ def load_predictor(
     device = torch.device(device)
     model.to(device).eval()
     names = list(meta.get("class_names") or [str(i) for i in range(num_classes)])
+    # Lightning stores the DataModule's state under its class name, its arguments apart.
+    dm_class = next((k for k in checkpoint if k.endswith("DataModule")), None)
     return Predictor(
         model=model,
         class_names=names,
         clip_spec=dict(meta["clip_spec"]),
         meta=dict(meta),
         device=device,
+        datamodule_class=dm_class,
+        datamodule_hparams=dict(checkpoint.get("datamodule_hyper_parameters") or {}),
     )
 
 
@@ -283,11 +327,14 @@ def predict_videos(
     return results
 
 
-def centre_clip_frames(
+def centre_clip(
     predictor: Predictor, path: str | os.PathLike, decoder: str = "auto"
-) -> Tensor:
-    """The centre clip of a video as the network sees it (short side resized, centre crop),
-    as displayable uint8 frames (T, H, W, 3).
+) -> tuple[Tensor, Tensor]:
+    """The centre clip of a video as the network sees it (short side resized, centre crop).
+
+    Returns:
+        ``(video, frames)``: the normalised clip (3, T, S, S) to feed the network and the same
+        clip as displayable uint8 frames (T, S, S, 3).
 
     Raises:
         a2video.data.video.VideoDecodeError: the file cannot be decoded.
@@ -305,7 +352,7 @@ def centre_clip_frames(
     mean = torch.tensor(spec.mean).view(3, 1, 1, 1)
     std = torch.tensor(spec.std).view(3, 1, 1, 1)
     frames = (video * std + mean).permute(1, 2, 3, 0)  # (3, T, S, S) -> (T, S, S, 3)
-    return frames.mul(255).round().clamp(0, 255).to(torch.uint8)
+    return video, frames.mul(255).round().clamp(0, 255).to(torch.uint8)
 
 
 # ---------------------------------------------------------------- analysis
@@ -443,6 +490,14 @@ class DatasetPredictions:
         """Top-1 over the decodable videos."""
         ok = self.valid
         return float((self.preds()[ok] == self.labels[ok]).float().mean()) if ok.any() else 0.0
+
+    def worst(self, n: int = 8) -> list[int]:
+        """Rows of the ``n`` worst predictions: lowest score of the true class first (so the
+        confident mistakes lead), valid videos only."""
+        true_score = self.scores().gather(1, self.labels.clamp(min=0)[:, None])[:, 0]
+        true_score = torch.where(self.valid & (self.labels >= 0), true_score, float("inf"))
+        order = true_score.argsort().tolist()
+        return [r for r in order if torch.isfinite(true_score[r])][:n]
 
     def only_valid(self) -> DatasetPredictions:
         ok = self.valid

@@ -3,6 +3,8 @@ with a tiny checkpoint trained in the session."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -85,3 +87,101 @@ def test_dataset_predictions_score_valid_videos_only():
     )
     assert preds.accuracy() == 0.5
     assert len(preds.only_valid().labels) == 2
+
+
+# ---------------------------------------------------------------- with a trained checkpoint
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, kinetics_root) -> dict[str, str]:
+    from tiny_checkpoint import train_tiny_run
+
+    return train_tiny_run(tmp_path_factory.getbasetemp(), kinetics_root)
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    from a2video.cli import main
+
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_load_predictor_restores_the_network_classes_clip_and_datamodule(tiny_run):
+    from a2video.predict import load_predictor
+
+    predictor = load_predictor(tiny_run["ckpt"])
+    assert predictor.meta["arch"] == "a2net_tiny"
+    assert predictor.class_names == ["falling", "growing", "rising", "shrinking"]
+    assert predictor.clip_shape == (3, 4, 32, 32)
+    assert not predictor.model.training
+    dm = predictor.datamodule(num_clips=1, num_crops=1)
+    assert dm.class_names == predictor.class_names
+    assert dm.data_root == tiny_run["data"]
+    assert (dm.spec.frames, dm.spec.crop_size, dm.spec.num_views) == (4, 32, 1)
+
+
+def test_predict_names_the_right_class_of_the_videos_the_model_learned(tiny_run, capsys):
+    from a2video.predict import load_predictor
+
+    dm = load_predictor(tiny_run["ckpt"]).datamodule()
+    dm.setup("fit")
+    records = dm.datasets["train"].records
+    code, out, err = _cli(
+        ["predict", "--ckpt", tiny_run["ckpt"], "--views", "3x3", "--json"]
+        + [r.path for r in records],
+        capsys,
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["views"] == "3x3" and len(doc["videos"]) == len(records)
+    right = 0
+    for video, record in zip(doc["videos"], records, strict=True):
+        assert video["ok"] and video["views"] == 9 and len(video["topk"]) == 4
+        scores = [t["score"] for t in video["topk"]]
+        assert scores == sorted(scores, reverse=True) and sum(scores) == pytest.approx(1, abs=1e-4)
+        right += video["label"] == dm.class_names[record.label]
+    # The tiny model memorised most of its 11 training videos (chance: 1 in 4).
+    assert right / len(records) >= 0.7, f"{right} of {len(records)}"
+
+
+def test_predict_gives_the_scores_of_the_training_test_run(tiny_run, capsys):
+    """Same views, same scores: `a2video predict` reproduces training's predictions.csv."""
+    import pandas as pd
+
+    table = pd.read_csv(f"{tiny_run['run']}/predictions.csv")
+    args = ["predict", "--ckpt", tiny_run["ckpt"], "--views", "3x3", "--topk", "2", "--json"]
+    code, out, _ = _cli([*args, *table["video"]], capsys)
+    assert code == 0
+    for video, (_, row) in zip(json.loads(out)["videos"], table.iterrows(), strict=True):
+        assert video["label"] == row["top1"]
+        assert video["topk"][0]["score"] == pytest.approx(row["score1"], abs=1e-4)
+        assert video["topk"][1]["label"] == row["top2"]
+
+
+def test_predict_reports_a_file_it_cannot_decode_and_still_labels_the_others(
+    tiny_run, tmp_path, capsys
+):
+    import pandas as pd
+
+    good = pd.read_csv(f"{tiny_run['run']}/predictions.csv")["video"][0]
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n")
+    missing = tmp_path / "missing.mp4"
+    code, out, err = _cli(
+        ["predict", "--ckpt", tiny_run["ckpt"], "--views", "1x1", str(text), good, str(missing)],
+        capsys,
+    )
+    assert code == 1
+    assert out.count("\n") == 1 and out.startswith(f"{good}: ")  # the good one is labelled
+    assert f"{text}: cannot decode" in err and f"{missing}: cannot decode" in err
+    assert "file not found" in err
+
+
+def test_predict_rejects_bad_views_and_non_checkpoints_in_one_line(tiny_run, tmp_path, capsys):
+    code, _, err = _cli(["predict", "--ckpt", tiny_run["ckpt"], "--views", "10x2", "x.mp4"], capsys)
+    assert code == 2 and "CLIPSxCROPS" in err
+    bogus = tmp_path / "model.ckpt"
+    bogus.write_text("hello")
+    code, _, err = _cli(["predict", "--ckpt", str(bogus), "x.mp4"], capsys)
+    assert code == 2 and "not a PyTorch checkpoint" in err and err.count("\n") == 1

@@ -1,0 +1,145 @@
+"""Run the exploration notebooks top to bottom, in place or into copies.
+
+``python -m a2video.notebooks --execute-in-place`` re-runs ``notebooks/*.ipynb`` against the demo's
+checkpoint and saves their outputs (figures included) in the files, so they show on a repository
+page; ``--ckpt`` / ``--data`` point them at another run. The notebooks read their paths from the
+environment variables ``A2VIDEO_CKPT``, ``A2VIDEO_DATA`` and ``A2VIDEO_RUN`` (see their first
+cell), which this module sets for the kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["NOTEBOOKS", "execute_notebook", "image_outputs", "main", "repo_root"]
+
+NOTEBOOKS = ("explore_predictions.ipynb", "attention_maps.ipynb")
+ENV_VARS = {"ckpt": "A2VIDEO_CKPT", "data": "A2VIDEO_DATA", "run": "A2VIDEO_RUN"}
+
+
+def repo_root(start: str | os.PathLike | None = None) -> Path:
+    """The repository root: the first folder upwards holding ``pyproject.toml``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "a2video").is_dir():
+            return folder
+    return Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def _environ(values: Mapping[str, str]):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def execute_notebook(
+    source: str | os.PathLike,
+    target: str | os.PathLike | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: int = 600,
+    cwd: str | os.PathLike | None = None,
+):
+    """Executes a notebook with a fresh kernel and writes the executed copy.
+
+    Args:
+        source: The ``.ipynb`` to run.
+        target: Where to write the executed notebook (default: over ``source``).
+        env: Environment variables for the kernel (e.g. ``A2VIDEO_CKPT``).
+        timeout: Seconds allowed per cell.
+        cwd: The kernel's working directory (default: the notebook's folder).
+
+    Returns:
+        The executed ``nbformat.NotebookNode``.
+
+    Raises:
+        nbclient.exceptions.CellExecutionError: a cell raised; the message holds its traceback.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    source = Path(source)
+    nb = nbformat.read(source, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(cwd or source.parent)}},
+    )
+    values = {"MPLBACKEND": "module://matplotlib_inline.backend_inline", **(env or {})}
+    with _environ(values):
+        client.execute()
+    nbformat.write(nb, Path(target or source))
+    return nb
+
+
+def image_outputs(nb) -> list[tuple[int, str]]:
+    """``(cell index, mime type)`` of every image output of an executed notebook."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            for mime in output.get("data", {}):
+                if mime.startswith("image/"):
+                    found.append((i, mime))
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m a2video.notebooks",
+        description="Execute the exploration notebooks (figures kept in the outputs).",
+    )
+    parser.add_argument(
+        "notebooks",
+        nargs="*",
+        help=f"notebooks to run (default: notebooks/{{{','.join(NOTEBOOKS)}}})",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--execute-in-place", action="store_true", help="save the outputs into the notebooks"
+    )
+    where.add_argument("--out", default=None, help="folder for the executed copies")
+    parser.add_argument("--ckpt", default=None, help="checkpoint (sets A2VIDEO_CKPT)")
+    parser.add_argument("--data", default=None, help="dataset root (sets A2VIDEO_DATA)")
+    parser.add_argument("--run", default=None, help="run folder (sets A2VIDEO_RUN)")
+    parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell")
+    args = parser.parse_args(argv)
+    if not args.execute_in_place and args.out is None:
+        parser.error("pass --execute-in-place or --out FOLDER")
+    root = repo_root()
+    paths = [Path(p) for p in args.notebooks] or [root / "notebooks" / n for n in NOTEBOOKS]
+    env = {
+        var: str(Path(value).resolve())
+        for key, var in ENV_VARS.items()
+        if (value := getattr(args, key)) is not None
+    }
+    from nbclient.exceptions import CellExecutionError
+
+    for path in paths:
+        target = path if args.execute_in_place else Path(args.out) / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        print(f"executing {path} -> {target}", flush=True)
+        try:
+            nb = execute_notebook(path, target, env=env, timeout=args.timeout)
+        except CellExecutionError as err:
+            print(f"{path}: a cell failed:\n{err}", file=sys.stderr)
+            return 1
+        print(f"  {len(image_outputs(nb))} figures", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

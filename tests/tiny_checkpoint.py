@@ -1,0 +1,72 @@
+"""A tiny A²-Net checkpoint trained once per test session on the synthetic Kinetics layout.
+
+Used by test_predict, test_export and test_notebooks. Pytest registers a fixture once per module
+that imports it, so the run is cached on disk under the session's base temp folder: the first
+module trains, the others reuse the files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# Training settings: Adam memorises most of the 11 training videos (4 classes) in 48 steps.
+TINY_CLIP = {
+    "frames": 4,
+    "stride": 2,
+    "train_scale": (40, 40),
+    "crop_size": 32,
+    "test_scale": 40,
+    "num_clips": 3,
+    "num_crops": 3,
+    "flip": False,
+    "batch_size": 4,
+    "test_batch_size": 2,
+    "num_workers": 0,
+}
+STEPS = 48
+
+
+def train_tiny_run(base: Path, data_root: str) -> dict[str, str]:
+    """Trains ``a2net_tiny`` with the real Trainer/VideoClassifier/DataModule, tests it (writing
+    ``predictions.csv``), and returns the paths: ``ckpt``, ``run``, ``data``."""
+    run = base / "a2video_tiny_run"
+    done = run / "paths.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from a2video.data import KineticsDataModule
+    from a2video.module import VideoClassifier
+
+    L.seed_everything(0, verbose=False)
+    dm = KineticsDataModule(data_root, **TINY_CLIP)
+    model = VideoClassifier(
+        arch="a2net_tiny",
+        num_classes=dm.num_classes,
+        class_names=dm.class_names,
+        optimizer=lambda params: torch.optim.Adam(params, lr=3e-3),
+        scheduler="constant",
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=STEPS,
+        default_root_dir=str(run),
+        logger=CSVLogger(str(run), name="", version=""),
+        callbacks=[ModelCheckpoint(dirpath=str(run / "checkpoints"), save_last=True)],
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+    )
+    trainer.fit(model, dm)
+    trainer.test(model, dm, verbose=False)
+    paths = {"ckpt": str(run / "checkpoints" / "last.ckpt"), "run": str(run), "data": data_root}
+    done.write_text(json.dumps(paths))
+    return paths
