@@ -362,6 +362,7 @@ class VideoClassifier(LightningModule):
         self.video_results = results
         m = video_metrics(results, self.num_classes)
         self.test_summary = m
+        out = self.output_dir()  # on every rank: trainer.log_dir broadcasts
         if self.trainer.is_global_zero:
             names = self._video_names(stage)
             bad = [names[i] if names else str(i) for i in results.index[~results.valid].tolist()]
@@ -374,7 +375,7 @@ class VideoClassifier(LightningModule):
                 msg += f"; unreadable: {shown}"
             rank_zero_info(msg)
             if self.hparams.write_outputs:
-                self._write_outputs(results, names)
+                self._write_outputs(results, names, out)
         return m
 
     def _video_names(self, stage: str) -> list[str] | None:
@@ -395,8 +396,7 @@ class VideoClassifier(LightningModule):
         """The run directory where test/predict outputs go (the logger's ``log_dir``)."""
         return self.trainer.log_dir or self.trainer.default_root_dir
 
-    def _write_outputs(self, results: VideoResults, names: list[str] | None) -> None:
-        out = self.output_dir()
+    def _write_outputs(self, results: VideoResults, names: list[str] | None, out: str) -> None:
         os.makedirs(out, exist_ok=True)
         path = os.path.join(out, "predictions.csv")
         write_predictions_csv(path, results, self.class_names, names)
