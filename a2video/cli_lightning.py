@@ -136,11 +136,11 @@ class A2VideoCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def after_instantiate_classes(self) -> None:
-        if self.subcommand is None:
-            return
+        config = self.config[self.subcommand] if self.subcommand else self.config
         try:
-            text = self._parser(self.subcommand).dump(self.config[self.subcommand], skip_none=False)
-        except Exception:  # a config that cannot be dumped is not worth failing the run for
+            text = self._parser(self.subcommand).dump(config, skip_none=False, skip_check=True)
+        except Exception as err:  # a config that cannot be dumped is not worth failing the run
+            rank_zero_info(f"a2video: run config not stored in checkpoints ({err})")
             text = None
         if hasattr(self.model, "run_config"):
             self.model.run_config = text
