@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -73,3 +75,29 @@ def test_parity_reports_a_mismatch(net, tmp_path):
     other = _A2Net()
     parity = parity_check(other, path, "torchscript", torch.randn(CLIP))
     assert not parity.ok and "FAILED" in parity.summary()
+
+
+# ---------------------------------------------------------------- from a trained checkpoint
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, kinetics_root) -> dict[str, str]:
+    from tiny_checkpoint import train_tiny_run
+
+    return train_tiny_run(tmp_path_factory.getbasetemp(), kinetics_root)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_command_writes_the_checkpoint_network_and_prints_parity(
+    tiny_run, tmp_path, capsys, fmt
+):
+    from a2video.cli import main
+
+    out = tmp_path / f"tiny.{fmt}"
+    code = main(["export", "--ckpt", tiny_run["ckpt"], "--format", fmt, "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert out.is_file()
+    assert "input [1, 3, 4, 32, 32]" in printed  # the checkpoint's clip shape
+    diff = float(re.search(r"max \|logit diff\| = (\S+)", printed).group(1))
+    assert diff < 1e-3 and "parity OK" in printed
