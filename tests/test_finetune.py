@@ -1,0 +1,301 @@
+"""Transfer to UCF-101 (paper Table 6): loading pretrained weights, fine-tuning options, folds.
+
+Specifications:
+- a checkpoint written by ``train.py`` loads with every backbone and A²-block tensor matched and
+  only the head re-initialised;
+- PyTorchVideo ``slow_r50`` weights and a torchvision ResNet-50 load the same way (A²-blocks of
+  ``a2net_r50`` stay at their identity initialisation, reported as missing);
+- a bad checkpoint (wrong arch, truncated, not a checkpoint) is a one-line error naming the file;
+- ``frozen_bn`` keeps BatchNorm running statistics through a training epoch, ``freeze_stages``
+  keeps the first stages' weights, ``backbone_lr_mult`` scales the backbone's learning rate;
+- ``--folds all`` runs folds 1, 2, 3 and reports the three results and their mean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from a2video.checkpoint import CheckpointError
+from a2video.finetune import (
+    FinetuneClassifier,
+    FinetuneError,
+    finetune_param_groups,
+    load_pretrained,
+    parse_folds,
+    run_folds,
+)
+from a2video.models import build_model
+
+CLIP = [
+    "--data.frames", "4", "--data.stride", "2", "--data.train_scale", "[40, 48]",
+    "--data.crop_size", "32", "--data.test_scale", "40", "--data.num_clips", "3",
+    "--data.num_crops", "3", "--data.batch_size", "4", "--data.test_batch_size", "2",
+    "--data.num_workers", "0",
+]  # fmt: skip
+QUIET = [
+    "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
+    "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
+    "--trainer.enable_model_summary", "false", "--checkpoint.monitor", "null",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def train_ckpt(kinetics_root, tmp_path_factory) -> str:
+    """``last.ckpt`` of a 3-step ``train.py fit`` of ``a2net_tiny`` on synthetic Kinetics."""
+    from a2video.cli_lightning import A2VideoCLI
+    from a2video.data import KineticsDataModule
+    from a2video.module import VideoClassifier
+
+    run = tmp_path_factory.mktemp("kinetics_run")
+    args = ["fit", "--model.arch", "a2net_tiny", "--data.data_root", kinetics_root]
+    args += ["--trainer.default_root_dir", str(run), "--trainer.max_steps", "3"]
+    A2VideoCLI(VideoClassifier, KineticsDataModule, args=args + CLIP + QUIET)  # = train.py
+    path = run / "checkpoints" / "last.ckpt"
+    assert path.is_file()
+    return str(path)
+
+
+def _one_line_naming(err: BaseException, path) -> None:
+    msg = str(err)
+    assert "\n" not in msg, msg
+    assert str(path) in msg, msg
+
+
+# --------------------------------------------------------------------------- loading
+def test_train_checkpoint_loads_every_backbone_and_a2_tensor(train_ckpt):
+    ckpt = torch.load(train_ckpt, weights_only=True)
+    net = build_model("a2net_tiny", num_classes=7)
+    report = load_pretrained(net, train_ckpt)
+
+    non_head = [k for k in net.state_dict() if not k.startswith("fc.")]
+    assert sorted(report.loaded) == sorted(non_head)
+    assert any(".attn." in k for k in report.loaded)
+    assert report.reinitialized == ["fc.weight", "fc.bias"]
+    assert report.skipped == [] and report.missing == []
+    assert report.kind == "a2video" and report.source_arch == "a2net_tiny"
+    assert report.counts()["loaded_attention"] == sum(".attn." in k for k in non_head)
+    for key in non_head:
+        torch.testing.assert_close(net.state_dict()[key], ckpt["state_dict"][f"net.{key}"])
+    assert net.fc.out_features == 7
+    assert "reinitialized 2: fc.weight, fc.bias" in report.summary()
+
+
+def test_same_class_count_still_gets_a_new_head(train_ckpt):
+    net = build_model("a2net_tiny", num_classes=4)  # the Kinetics fixture has 4 classes too
+    report = load_pretrained(net, train_ckpt)
+    assert report.reinitialized == ["fc.weight", "fc.bias"]
+    assert float(net.fc.bias.detach().abs().sum()) == 0.0  # freshly initialised
+
+
+def test_pytorchvideo_state_dict_loads(tmp_path):
+    hub = pytest.importorskip("pytorchvideo.models.hub")
+    ptv = hub.slow_r50(pretrained=False)
+    path = tmp_path / "SLOW_8x8_R50.pyth"
+    torch.save({"model_state": ptv.state_dict()}, path)  # the zoo's .pyth layout
+
+    net = build_model("slow_r50", num_classes=101)
+    report = load_pretrained(net, path)
+    assert report.kind == "pytorchvideo"
+    assert report.reinitialized == ["fc.weight", "fc.bias"]
+    assert report.missing == [] and report.skipped == []
+    assert len(report.loaded) == len(net.state_dict()) - 2
+    torch.testing.assert_close(
+        net.state_dict()["layer3.2.conv2.weight"],
+        ptv.state_dict()["blocks.3.res_blocks.2.branch2.conv_b.weight"],
+    )
+
+
+def test_imagenet_resnet50_inflates_into_a2net_r50_with_identity_blocks(tmp_path):
+    from torchvision.models import resnet50
+
+    path = tmp_path / "resnet50.pth"
+    torch.save(resnet50(weights=None).state_dict(), path)
+    net = build_model("a2net_r50", num_classes=101)
+    report = load_pretrained(net, path)
+    assert report.kind == "imagenet"
+    assert report.reinitialized == ["fc.weight", "fc.bias"]
+    assert report.missing and all(".attn." in k for k in report.missing)
+    assert report.counts()["loaded_backbone"] == len(report.loaded)
+    assert net.state_dict()["conv1.weight"].shape[2] == 5  # 7×7 kernel inflated over 5 frames
+
+
+def test_wrong_arch_is_a_one_line_error_naming_the_file(train_ckpt):
+    with pytest.raises(FinetuneError, match="wrong arch") as err:
+        load_pretrained(build_model("i3d_tiny", num_classes=4), train_ckpt)
+    _one_line_naming(err.value, train_ckpt)
+    assert "--model.arch a2net_tiny" in str(err.value)
+
+
+def test_shape_mismatch_outside_the_head_is_an_error_not_a_reinit(train_ckpt, tmp_path):
+    ckpt = torch.load(train_ckpt, weights_only=True)
+    sd = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    sd["layer2.0.attn.qkv.weight"] = sd["layer2.0.attn.qkv.weight"][:-1]  # other attn width
+    path = tmp_path / "bare_state_dict.pt"
+    torch.save(sd, path)
+    with pytest.raises(FinetuneError, match="differ in shape") as err:
+        load_pretrained(build_model("a2net_tiny", num_classes=4), path)
+    _one_line_naming(err.value, path)
+    assert "layer2.0.attn.qkv.weight" in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "text", "tensor_soup", "empty"])
+def test_bad_checkpoint_is_a_one_line_error_naming_the_file(train_ckpt, tmp_path, kind):
+    path = tmp_path / f"{kind}.ckpt"
+    if kind == "truncated":
+        data = Path(train_ckpt).read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "text":
+        path.write_text("<html>404 Not Found</html>\n")
+    elif kind == "tensor_soup":
+        torch.save({"weights": {"a": torch.zeros(3)}}, path)
+    else:
+        path.write_bytes(b"")
+    with pytest.raises((CheckpointError, FinetuneError)) as err:
+        load_pretrained(build_model("a2net_tiny", num_classes=4), path)
+    _one_line_naming(err.value, path)
+
+
+def test_cli_reports_a_bad_checkpoint_in_one_line(ucf_root, tmp_path, capsys):
+    from a2video.finetune import main
+
+    bad = tmp_path / "not_a_checkpoint.ckpt"
+    bad.write_text("hello")
+    args = ["fit", "--model.arch", "a2net_tiny", "--data.data_root", ucf_root, "--ckpt", str(bad)]
+    args += ["--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.max_steps", "1"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args + CLIP + QUIET)
+    assert exit_info.value.code == 2
+    err_lines = [ln for ln in capsys.readouterr().err.splitlines() if "finetune_ucf" in ln]
+    assert len(err_lines) == 1 and str(bad) in err_lines[0]
+
+
+# --------------------------------------------------------------------------- fine-tuning options
+def _bn_stats(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        k: v.clone()
+        for k, v in net.state_dict().items()
+        if k.endswith(("running_mean", "running_var"))
+    }
+
+
+def test_frozen_bn_frozen_stages_and_backbone_lr(train_ckpt, ucf_root, tmp_path):
+    import lightning as L
+
+    from a2video.data import UCF101DataModule
+
+    dm = UCF101DataModule(
+        ucf_root, frames=4, stride=2, train_scale=(40, 48), crop_size=32, test_scale=40,
+        batch_size=4, num_workers=0,
+    )  # fmt: skip
+    model = FinetuneClassifier(
+        pretrained=train_ckpt,
+        frozen_bn=True,
+        freeze_stages=2,  # stem + res2
+        backbone_lr_mult=0.1,
+        arch="a2net_tiny",
+        num_classes=dm.num_classes,
+        lr=0.5,
+        scheduler="constant",
+    )
+    reference = build_model("a2net_tiny", num_classes=dm.num_classes)
+    load_pretrained(reference, train_ckpt)
+    before_stats, before = _bn_stats(reference), reference.state_dict()
+
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=1, default_root_dir=str(tmp_path), logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        limit_val_batches=0, num_sanity_val_steps=0,
+    )  # fmt: skip
+    trainer.fit(model, dm)
+    assert trainer.global_step >= 2  # a whole epoch of training ran
+
+    after = model.net.state_dict()
+    for key, value in before_stats.items():  # every running statistic, A²-blocks' included
+        torch.testing.assert_close(after[key], value, rtol=0, atol=0, msg=key)
+    for key in ("conv1.weight", "layer1.0.conv2.weight", "layer1.0.bn1.weight"):
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=0, msg=key)
+    assert not torch.equal(after["layer3.0.conv2.weight"], before["layer3.0.conv2.weight"])
+    assert not torch.equal(after["layer4.0.bn1.weight"], before["layer4.0.bn1.weight"])  # affine
+
+    groups = {g["name"]: g for g in trainer.optimizers[0].param_groups}
+    assert groups["backbone"]["lr"] == pytest.approx(0.05)
+    assert groups["head"]["lr"] == pytest.approx(0.5)
+    assert groups["backbone_no_decay"]["weight_decay"] == 0.0
+    frozen = {id(p) for n, p in model.net.named_parameters() if n.startswith(("conv1", "layer1"))}
+    assert not any(id(p) in frozen for g in groups.values() for p in g["params"])
+    report = json.loads((tmp_path / "transfer_report.json").read_text())
+    assert report["counts"]["frozen_bn"] == sum(
+        isinstance(m, nn.BatchNorm3d) for m in model.net.modules()
+    )
+
+
+def test_without_frozen_bn_the_statistics_move(train_ckpt, ucf_root, tmp_path):
+    import lightning as L
+
+    from a2video.data import UCF101DataModule
+
+    dm = UCF101DataModule(
+        ucf_root, frames=4, stride=2, train_scale=(40, 48), crop_size=32, batch_size=4,
+        num_workers=0,
+    )  # fmt: skip
+    model = FinetuneClassifier(pretrained=train_ckpt, arch="a2net_tiny", num_classes=4)
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=1, default_root_dir=str(tmp_path), logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        limit_val_batches=0, num_sanity_val_steps=0,
+    )  # fmt: skip
+    trainer.fit(model, dm)
+    ckpt = torch.load(train_ckpt, weights_only=True)["state_dict"]
+    assert not torch.equal(model.net.bn1.running_mean, ckpt["net.bn1.running_mean"])
+
+
+def test_param_groups_split_head_and_backbone():
+    net = build_model("a2net_tiny", num_classes=3)
+    groups = finetune_param_groups(net, weight_decay=1e-4, backbone_lr_mult=0.1)
+    names = [g["name"] for g in groups]
+    assert names == ["backbone", "backbone_no_decay", "head", "head_no_decay"]
+    assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
+    assert [g["lr_mult"] for g in groups] == [0.1, 0.1, 1.0, 1.0]
+
+
+def test_dropout_before_the_head():
+    model = FinetuneClassifier(arch="a2net_tiny", num_classes=3, dropout=0.4)
+    assert isinstance(model.net.dropout, nn.Dropout) and model.net.dropout.p == 0.4
+
+
+def test_parse_folds():
+    assert parse_folds("all") == [1, 2, 3]
+    assert parse_folds("1,3") == [1, 3]
+    assert parse_folds(None) == []
+    with pytest.raises(ValueError):
+        parse_folds("4")
+
+
+# --------------------------------------------------------------------------- folds
+def test_folds_all_reports_three_results_and_their_mean(train_ckpt, ucf_root, tmp_path):
+    root = tmp_path / "ucf_folds"
+    args = ["fit", "--model.arch", "a2net_tiny", "--data.data_root", ucf_root, "--ckpt", train_ckpt]
+    args += ["--trainer.default_root_dir", str(root), "--trainer.max_steps", "2", "--folds", "all"]
+    summary = run_folds(args + CLIP + QUIET)
+
+    assert [r["fold"] for r in summary["folds"]] == [1, 2, 3]
+    top1 = [r["metrics"]["test/top1"] for r in summary["folds"]]
+    assert summary["mean"]["test/top1"] == pytest.approx(sum(top1) / 3)
+    for fold in (1, 2, 3):
+        run = root / f"fold{fold}"
+        assert (run / "predictions.csv").is_file()
+        assert json.loads((run / "results.json").read_text())["fold"] == fold
+        assert (run / "checkpoints" / "last.ckpt").is_file()
+        with open(run / "predictions.csv") as f:
+            assert len(f.readlines()) == 1 + 4  # header + one test video per class
+    saved = json.loads((root / "folds.json").read_text())
+    assert saved["num_folds"] == 3 and "test/top1" in saved["mean"]
+    ckpt = torch.load(root / "fold1" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["a2video"]["transfer"]["kind"] == "a2video"
+    assert os.path.basename(ckpt["a2video"]["transfer"]["source"]) == "last.ckpt"
