@@ -119,7 +119,7 @@ def test_lightning_fit_and_test_run_through_bad_videos(broken_kinetics_root, sma
     dm = KineticsDataModule(broken_kinetics_root, max_bad_fraction=0.5, **small_clip)
     model = Tiny(dm.num_classes)
     trainer = L.Trainer(
-        max_epochs=1,
+        max_epochs=2,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
@@ -128,7 +128,9 @@ def test_lightning_fit_and_test_run_through_bad_videos(broken_kinetics_root, sma
         default_root_dir=tmp_path,
     )
     trainer.fit(model, dm)
-    assert dm.data_counters("train")["bad_files"] >= 1
+    counters = dm.data_counters("train")
+    assert counters["bad_files"] >= 1
+    assert counters["seen"] == len(dm.datasets["train"])  # per epoch: reset by set_epoch
     trainer.test(model, dm)
     assert len(model.test_valid) == len(dm.datasets["test"])
 

@@ -16,6 +16,7 @@ The DataModule implements ``on_before_batch_transfer`` to count unusable videos 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -214,21 +215,24 @@ class VideoDataModule(L.LightningDataModule):
             drop_last=False,
         )
 
+    def _sampler(self, name: str, **kwargs) -> ShardedSampler:
+        # Lightning calls set_epoch every epoch (train) and every evaluation run: the
+        # per-epoch failure counters restart there.
+        reset = functools.partial(self.monitor.reset_epoch, name)
+        return ShardedSampler(len(self._dataset(name)), on_epoch=reset, **kwargs)
+
     def train_dataloader(self) -> DataLoader:
-        n = len(self._dataset("train"))
-        sampler = ShardedSampler(n, shuffle=True, seed=self.seed, pad=True, yield_epoch=True)
+        sampler = self._sampler("train", shuffle=True, seed=self.seed, pad=True, yield_epoch=True)
         return self._loader("train", self.batch_size, sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.batch_size, ShardedSampler(len(self._dataset("val"))))
+        return self._loader("val", self.batch_size, self._sampler("val"))
 
     def test_dataloader(self) -> DataLoader:
-        n = len(self._dataset("test"))
-        return self._loader("test", self.test_batch_size, ShardedSampler(n))
+        return self._loader("test", self.test_batch_size, self._sampler("test"))
 
     def predict_dataloader(self) -> DataLoader:
-        n = len(self._dataset("predict"))
-        return self._loader("predict", self.test_batch_size, ShardedSampler(n))
+        return self._loader("predict", self.test_batch_size, self._sampler("predict"))
 
     def _dataset(self, name: str) -> VideoClipDataset:
         if name not in self.datasets:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -257,14 +257,18 @@ class ShardedSampler(Sampler):
         yield_epoch: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
+        on_epoch: Callable[[int], None] | None = None,
     ) -> None:
         self.length, self.shuffle, self.seed, self.pad = length, shuffle, seed, pad
+        self.on_epoch = on_epoch  # e.g. reset the per-epoch failure counters
         self.yield_epoch = yield_epoch
         self._rank, self._world = rank, world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        if self.on_epoch is not None:
+            self.on_epoch(epoch)
 
     def _rank_world(self) -> tuple[int, int]:
         rank, world = _dist_rank_world()
@@ -357,7 +361,7 @@ class BadVideoMonitor:
         c = self.stages.get(stage, _StageCounts())
         return {"seen": c.seen, "failed": c.failed, "bad_files": len(c.bad_files)}
 
-    def reset_epoch(self, stage: str) -> None:
+    def reset_epoch(self, stage: str, epoch: int | None = None) -> None:
         c = self.stages.get(stage)
         if c is not None:
             c.seen = c.failed = 0

@@ -195,16 +195,23 @@ def render_video(
     for k in range(num_frames):
         cx, cy, angle, scale, bright = _state(motion, k / fps, duration, look)
         r = radius_px * scale
-        ca, sa = math.cos(angle), math.sin(angle)
-        dx, dy = (xx - cx * short) / r, (yy - cy * short) / r
-        u, v = ca * dx + sa * dy, -sa * dx + ca * dy  # object coordinates
-        d = _shape_distance(look["shape"], u, v)
-        mask = np.clip((1.0 - d) * r / 1.5, 0.0, 1.0)[..., None]
-        stripes = (np.sin(u * math.pi * look["stripes"]) > 0.0)[..., None]
-        dot = ((u - 0.45) ** 2 + v**2 < 0.04)[..., None]  # breaks rotational symmetry
-        fill = np.where(stripes, look["color"], look["stripe"]) * bright
-        fill = np.where(dot, 255.0, fill)
-        frame = bg * (1 - mask) + fill * mask
+        # only the object's bounding box is rendered (no shape reaches beyond 1.6 radii)
+        half = math.ceil(1.6 * r) + 2
+        x0, x1 = max(0, int(cx * short) - half), min(width, int(cx * short) + half + 1)
+        y0, y1 = max(0, int(cy * short) - half), min(height, int(cy * short) + half + 1)
+        frame = bg.copy()
+        if x1 > x0 and y1 > y0:
+            ca, sa = math.cos(angle), math.sin(angle)
+            dx = (xx[y0:y1, x0:x1] - cx * short) / r
+            dy = (yy[y0:y1, x0:x1] - cy * short) / r
+            u, v = ca * dx + sa * dy, -sa * dx + ca * dy  # object coordinates
+            d = _shape_distance(look["shape"], u, v)
+            mask = np.clip((1.0 - d) * r / 1.5, 0.0, 1.0)[..., None]
+            stripes = (np.sin(u * math.pi * look["stripes"]) > 0.0)[..., None]
+            dot = ((u - 0.45) ** 2 + v**2 < 0.04)[..., None]  # breaks rotational symmetry
+            fill = np.where(stripes, look["color"], look["stripe"]) * bright
+            fill = np.where(dot, 255.0, fill)
+            frame[y0:y1, x0:x1] = frame[y0:y1, x0:x1] * (1 - mask) + fill * mask
         frame += noise_rng.normal(0.0, look["noise"], size=(height, width, 1)).astype(np.float32)
         out[k] = np.clip(frame, 0, 255).astype(np.uint8)
     return out
