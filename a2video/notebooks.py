@@ -16,10 +16,23 @@ from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["NOTEBOOKS", "execute_notebook", "image_outputs", "main", "repo_root"]
+__all__ = [
+    "NOTEBOOKS",
+    "execute_notebook",
+    "image_outputs",
+    "main",
+    "notebook_paths",
+    "repo_root",
+]
 
 NOTEBOOKS = ("explore_predictions.ipynb", "attention_maps.ipynb")
 ENV_VARS = {"ckpt": "A2VIDEO_CKPT", "data": "A2VIDEO_DATA", "run": "A2VIDEO_RUN"}
+# Where the demo leaves its Kinetics-layout checkpoint (`make demo`, or train.py with
+# configs/demo_kinetics.yaml), first found wins.
+DEMO_CHECKPOINTS = (
+    "runs/demo/kinetics/checkpoints/last.ckpt",
+    "runs/demo_kinetics/checkpoints/last.ckpt",
+)
 
 
 def repo_root(start: str | os.PathLike | None = None) -> Path:
@@ -29,6 +42,30 @@ def repo_root(start: str | os.PathLike | None = None) -> Path:
         if (folder / "pyproject.toml").is_file() and (folder / "a2video").is_dir():
             return folder
     return Path(__file__).resolve().parent.parent
+
+
+def notebook_paths() -> tuple[Path, Path | None, Path | None]:
+    """The notebooks' inputs: ``(checkpoint, data root, predictions.csv)``.
+
+    ``A2VIDEO_CKPT`` or else the demo's checkpoint; ``A2VIDEO_DATA`` or else None (the data root
+    recorded in the checkpoint); the newest ``predictions.csv`` under ``A2VIDEO_RUN`` or else
+    under the checkpoint's run folder (None when there is none). Relative paths are taken from
+    the repository root.
+    """
+    root = repo_root()
+    if os.environ.get("A2VIDEO_CKPT"):
+        ckpt = root / os.environ["A2VIDEO_CKPT"]
+    else:
+        candidates = [root / c for c in DEMO_CHECKPOINTS]
+        ckpt = next((c for c in candidates if c.is_file()), candidates[0])
+    data = root / os.environ["A2VIDEO_DATA"] if os.environ.get("A2VIDEO_DATA") else None
+    run = root / os.environ["A2VIDEO_RUN"] if os.environ.get("A2VIDEO_RUN") else ckpt.parent.parent
+    found = (
+        sorted(run.rglob("predictions.csv"), key=lambda p: p.stat().st_mtime)
+        if run.is_dir()
+        else []
+    )
+    return ckpt, data, (found[-1] if found else None)
 
 
 @contextmanager
