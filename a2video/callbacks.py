@@ -22,7 +22,41 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-__all__ = ["SaveOnSigterm", "StepTimer"]
+__all__ = ["LastCheckpoint", "SaveOnSigterm", "StepTimer"]
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every ``every_n_train_steps`` optimizer steps and at every epoch end.
+
+    Lightning's ModelCheckpoint takes one trigger (steps or epochs) and, since 2.5, refreshes
+    ``last`` only when it saved a top-k file; this one refreshes ``last.ckpt`` on both triggers
+    (after the epoch's validation), which is what ``--ckpt_path last`` resumes from. Writes are
+    atomic through :class:`a2video.checkpoint.AtomicCheckpointIO`.
+
+    Args:
+        every_n_train_steps: steps between saves (0: only at epoch ends).
+        **kwargs: other ModelCheckpoint arguments (``dirpath``…); ``save_last`` is forced on.
+    """
+
+    def __init__(self, every_n_train_steps: int = 500, **kwargs: Any) -> None:
+        kwargs.update(save_top_k=0, monitor=None, save_last=True, enable_version_counter=False)
+        super().__init__(every_n_train_steps=every_n_train_steps or None, **kwargs)
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        n = self._every_n_train_steps
+        if n and trainer.global_step % n == 0 and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self._last_global_step_saved = trainer.global_step
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self._last_global_step_saved = trainer.global_step
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        return None
 
 
 class SaveOnSigterm(Callback):
@@ -58,8 +92,8 @@ class SaveOnSigterm(Callback):
         if trainer.world_size > 1:  # a signal seen by any rank stops all of them together
             got = trainer.strategy.reduce_boolean_decision(got, all=False)
         if got and self.saved_path is None:
+            # Lightning raises SIGTERMException after the remaining batch-end hooks.
             self._save(trainer)
-            raise SIGTERMException()
 
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException

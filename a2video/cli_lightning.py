@@ -2,8 +2,9 @@
 
 Everything a run needs is in one YAML file; this class only sets the defaults every run shares:
 
-- ``checkpoint`` (ModelCheckpoint): best on ``val/top1`` + ``last.ckpt`` after each validation;
-  ``step_checkpoint``: ``last.ckpt`` every ``every_n_train_steps`` optimizer steps. Both write into
+- ``checkpoint`` (ModelCheckpoint): the best on ``val/top1``; ``step_checkpoint``
+  (:class:`a2video.callbacks.LastCheckpoint`): ``last.ckpt`` every ``every_n_train_steps``
+  optimizer steps and at every epoch end. Both write into
   ``<trainer.default_root_dir>/checkpoints`` (fixed, so ``--ckpt_path last`` finds it from a new
   process) through :class:`a2video.checkpoint.AtomicCheckpointIO`: atomic writes, safe reads
   (``--unsafe_load true`` to accept pickled objects from a trusted file).
@@ -32,7 +33,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
-from a2video.callbacks import SaveOnSigterm
+from a2video.callbacks import LastCheckpoint, SaveOnSigterm
 from a2video.checkpoint import AtomicCheckpointIO
 
 __all__ = ["A2VideoCLI", "wandb_logged_in"]
@@ -79,20 +80,14 @@ class A2VideoCLI(LightningCLI):
                 "checkpoint.monitor": "val/top1",
                 "checkpoint.mode": "max",
                 "checkpoint.save_top_k": 1,
-                "checkpoint.save_last": True,
+                "checkpoint.save_last": False,
                 "checkpoint.filename": "best-epoch{epoch:03d}-step{step:07d}",
                 "checkpoint.auto_insert_metric_name": False,
+                "checkpoint.enable_version_counter": False,
             }
         )
-        parser.add_lightning_class_args(ModelCheckpoint, "step_checkpoint")
-        parser.set_defaults(
-            {
-                "step_checkpoint.every_n_train_steps": 500,
-                "step_checkpoint.save_top_k": 0,
-                "step_checkpoint.save_last": True,
-                "step_checkpoint.monitor": None,
-            }
-        )
+        parser.add_lightning_class_args(LastCheckpoint, "step_checkpoint")
+        parser.set_defaults({"step_checkpoint.every_n_train_steps": 500})
         parser.set_defaults({"trainer.use_distributed_sampler": False})
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
