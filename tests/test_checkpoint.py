@@ -1,0 +1,86 @@
+"""Checkpoints: safe loading (weights_only) with one-line errors, atomic writes, metadata, and
+validate/test from a saved checkpoint reproducing the in-training numbers."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from test_module import TinyVideoData, tiny_model
+
+import a2video.checkpoint as ck
+from a2video.checkpoint import AtomicCheckpointIO, CheckpointError, atomic_save, load_checkpoint
+from a2video.module import VideoClassifier
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_crafted_pickle_refused_unless_unsafe(tmp_path):
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "x": _Evil()}, path)
+    with pytest.raises(CheckpointError, match=r"evil\.ckpt: refused.*--unsafe_load"):
+        load_checkpoint(path)
+
+
+def test_truncated_and_foreign_files_named_with_fix(tmp_path):
+    path = tmp_path / "t.ckpt"
+    atomic_save({"state_dict": {"w": torch.ones(100)}}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"t\.ckpt: .*truncated.*earlier checkpoint"):
+        load_checkpoint(path)
+    (tmp_path / "n.ckpt").write_text("hello")
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+        load_checkpoint(tmp_path / "n.ckpt")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_interrupted_write_keeps_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    atomic_save({"state_dict": {}, "global_step": 1}, path)
+
+    def dying_save(obj, f):
+        f.write(b"PK\x03\x04partial")
+        raise KeyboardInterrupt  # the process dies mid-write
+
+    monkeypatch.setattr(ck.torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"state_dict": {}, "global_step": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["global_step"] == 1
+    assert os.listdir(tmp_path) == ["last.ckpt"]  # no temp file left behind
+
+
+def test_validate_and_test_from_checkpoint_reproduce_training(tmp_path):
+    dm = TinyVideoData(test_size=7, views=3)
+    model = tiny_model()
+    kw = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+              enable_model_summary=False, plugins=[AtomicCheckpointIO()])  # fmt: skip
+    trainer = Trainer(default_root_dir=str(tmp_path), max_epochs=1, **kw)
+    trainer.fit(model, dm)
+    in_training = float(trainer.callback_metrics["val/top1"])
+    (tested,) = trainer.test(model, dm, verbose=False)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+
+    ckpt = load_checkpoint(path)  # weights_only=True: the whole Lightning checkpoint passes
+    meta = ckpt["a2video"]
+    assert meta["arch"] == "a2net_tiny" and meta["class_names"] == dm.class_names
+    assert meta["num_classes"] == 4 and meta["clip_spec"]["size"] == 32 and "version" in meta
+
+    fresh = Trainer(default_root_dir=str(tmp_path / "eval"), **kw)
+    (val,) = fresh.validate(tiny_model(), dm, ckpt_path=str(path), verbose=False)
+    assert val["val/top1"] == pytest.approx(in_training, abs=1e-7)
+    (test,) = fresh.test(tiny_model(), dm, ckpt_path=str(path), verbose=False)
+    assert test == pytest.approx(tested, abs=1e-7)
+
+    restored = VideoClassifier.from_checkpoint(path)
+    assert restored.class_names == dm.class_names
+    x = dm.test[0]["video"][:1]
+    assert torch.allclose(restored(x), model.eval()(x), atol=1e-5)
