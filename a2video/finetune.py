@@ -659,6 +659,8 @@ class FinetuneCLI(A2VideoCLI):
             "fold": getattr(self.datamodule, "fold", None),
             "metrics": metrics,
             "predictions": os.path.join(self.model.output_dir(), "predictions.csv"),
+            "videos": {k: len(v) for k, v in getattr(self.datamodule, "datasets", {}).items()},
+            "steps": int(self.trainer.global_step),
             "transfer": report.to_dict() if report is not None else None,
         }
         if self.trainer.is_global_zero:
