@@ -6,6 +6,7 @@ Subcommands:
                sampling or transform around them. Goal: >= 0.9 of the bound.
   multiview    10x3 test views of a video decoded once against each view decoded on its own.
                Goal: >= 3x faster.
+  plot T.json M.json OUT.png   figure from the throughput and multiview JSON results
   broken-epoch epochs over a dataset where 10% of the videos are broken, with persistent
                DataLoader workers; reports failures counted and RSS per worker per epoch
                (memory must stay flat).
@@ -24,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -287,7 +289,50 @@ def bench_broken(args) -> dict:
     }
 
 
+def plot(throughput_json: str, multiview_json: str, out: str) -> None:
+    """Two bar charts: clips/s bare vs dataset, and s/video decode-once vs per-view."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = json.loads(Path(throughput_json).read_text())["throughput"]
+    m = json.loads(Path(multiview_json).read_text())["multiview"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    names = list(t)
+    x = np.arange(len(names))
+    a.bar(x - 0.2, [t[n]["bare_clips_per_s"] for n in names], 0.4, label="bare decoder")
+    a.bar(x + 0.2, [t[n]["dataset_clips_per_s"] for n in names], 0.4, label="dataset (train clip)")
+    for i, n in enumerate(names):
+        a.text(
+            i + 0.2, t[n]["dataset_clips_per_s"], f"{t[n]['ratio']:.2f}x", ha="center", va="bottom"
+        )
+    a.set_xticks(x, names)
+    a.set_ylabel("clips / s, one worker")
+    a.legend(fontsize=8, loc="lower right")
+    names = list(m)
+    x = np.arange(len(names))
+    b.bar(x - 0.2, [m[n]["per_view_s_per_video"] for n in names], 0.4, label="each view alone")
+    b.bar(x + 0.2, [m[n]["decode_once_s_per_video"] for n in names], 0.4, label="decode once")
+    for i, n in enumerate(names):
+        b.text(
+            i + 0.2,
+            m[n]["decode_once_s_per_video"],
+            f"{m[n]['speedup']:.1f}x faster",
+            ha="center",
+            va="bottom",
+        )
+    b.set_xticks(x, names)
+    b.set_ylabel("s / video, 10x3 views")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def main(argv=None) -> int:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "plot":
+        plot(sys.argv[2], sys.argv[3], sys.argv[4])
+        return 0
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
