@@ -316,21 +316,16 @@ def load_pretrained(
     sd, found, meta = read_pretrained(source, kind, unsafe)
     target_arch = getattr(net, "arch", None) or type(net).__name__
     source_arch = meta.get("arch")
-    fix = (
-        f"; the checkpoint holds arch {source_arch!r}: set --model.arch {source_arch}"
-        if source_arch and source_arch != target_arch
-        else ""
-    )
     if source_arch and source_arch != target_arch:
         raise FinetuneError(
             f"{name}: wrong arch: the checkpoint holds {source_arch!r}, the model is "
-            f"{target_arch!r}{fix} (only the head may differ)."
+            f"{target_arch!r}; set --model.arch {source_arch} (only the head may differ)."
         )
     try:
         out, report = convert_pretrained(sd, net.state_dict(), found, inflate, reset_head)
     except FinetuneError as err:
         raise FinetuneError(
-            f"{name}: {found} weights do not fit {target_arch}: {err}{fix} (only the head 'fc' "
+            f"{name}: {found} weights do not fit {target_arch}: {err} (only the head 'fc' "
             "may differ)."
         ) from None
     result = net.load_state_dict(out, strict=False)

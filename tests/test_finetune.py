@@ -299,3 +299,30 @@ def test_folds_all_reports_three_results_and_their_mean(train_ckpt, ucf_root, tm
     ckpt = torch.load(root / "fold1" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["a2video"]["transfer"]["kind"] == "a2video"
     assert os.path.basename(ckpt["a2video"]["transfer"]["source"]) == "last.ckpt"
+
+
+# --------------------------------------------------------------------------- configs
+@pytest.mark.parametrize("name", ["ucf101_finetune", "demo_ucf101"])
+def test_config_instantiates(name, ucf_root, tmp_path, monkeypatch):
+    import yaml
+
+    from a2video.data import UCF101DataModule
+    from a2video.finetune import FinetuneCLI
+
+    config = Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"
+    monkeypatch.chdir(tmp_path)
+    cli = FinetuneCLI(
+        FinetuneClassifier,
+        UCF101DataModule,
+        run=False,
+        args=["--config", str(config), "--data.data_root", ucf_root, "--ckpt", "k.ckpt"],
+    )
+    expected = yaml.safe_load(config.read_text())
+    assert cli.model.num_classes == cli.datamodule.num_classes == 4  # linked from the data
+    assert cli.model.net.arch == expected["model"]["arch"]
+    assert cli.model.hparams.pretrained == "k.ckpt"  # --ckpt
+    assert cli.datamodule.fold == 1 and cli.datamodule.spec.num_clips == 10
+    if name == "ucf101_finetune":  # the paper: 8 GPUs x 13 = 104 clips, LR dropped three times
+        assert cli.trainer.num_devices * cli.datamodule.batch_size == 104
+        assert cli.model.hparams.scheduler == "step" and len(cli.model.hparams.milestones) == 3
+        assert isinstance(cli.model.net.dropout, nn.Dropout)
