@@ -105,3 +105,59 @@ def test_fresh_attention_archs_equal_their_backbone() -> None:
     base.load_state_dict({k: v for k, v in a2.state_dict().items() if ".attn." not in k})
     x = torch.randn(1, 3, 8, 32, 32)
     torch.testing.assert_close(a2(x), base(x))
+
+
+@pytest.mark.parametrize(
+    ("arch", "options", "expected"),
+    [
+        ("r26", {"attention": "a2", "attn_units": {"layer3": [1]}}, {"layer3.1.attn": "a2"}),
+        ("r26", {"attention": "nonlocal", "attn_units": {"layer3": [1]}}, {"layer3.1.attn": "nl"}),
+        (
+            "r29",
+            {"attention": "a2", "attn_units": {"layer1": [0], "layer2": [0, 2], "layer4": [1]}},
+            {
+                "layer1.0.attn": "a2",
+                "layer2.0.attn": "a2",
+                "layer2.2.attn": "a2",
+                "layer4.1.attn": "a2",
+            },
+        ),
+        ("a2net_r26", {"attn_units": {"layer4": [1]}}, {"layer4.1.attn": "a2"}),
+        ("nl_r26", {}, {"layer2.1.attn": "nl", "layer3.1.attn": "nl"}),
+        ("a2net_tiny", {"attn_units": {"layer1": [0]}}, {"layer1.0.attn": "a2"}),
+        ("r26", {}, {}),
+    ],
+)
+def test_placement_puts_exactly_the_requested_blocks(arch, options, expected) -> None:
+    """``attention`` picks the kind, ``attn_units`` the units: blocks only at ``layerS.i.attn``."""
+    kinds = {"a2": DoubleAttention, "nl": NonLocal}
+    with torch.device("meta"):
+        model = build_model(arch, num_classes=5, **options)
+    assert {k: type(v) for k, v in model.attention_blocks.items()} == {
+        k: kinds[v] for k, v in expected.items()
+    }
+    for name, block in model.attention_blocks.items():  # sized to its unit's output channels
+        stage, unit = name.split(".")[:2]
+        assert block.bn.num_features == getattr(model, stage)[int(unit)].conv3.out_channels
+    # Everything else is the plain backbone, parameter for parameter.
+    with torch.device("meta"):
+        base = build_model(
+            "r29" if arch == "r29" else "i3d_tiny" if "tiny" in arch else "r26", num_classes=5
+        )
+    backbone = {k: v.shape for k, v in model.state_dict().items() if ".attn." not in k}
+    assert backbone == {k: v.shape for k, v in base.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"attention": "a2"}, "needs attn_units"),
+        ({"attn_units": {"layer3": [1]}}, "without attention"),
+        ({"attention": "a2", "attn_units": {"res4": [1]}}, "unknown stage"),
+        ({"attention": "a2", "attn_units": {"layer3": [2]}}, "layer3 has units 0..1"),
+        ({"attention": "se", "attn_units": {"layer3": [1]}}, "attention must be"),
+    ],
+)
+def test_placement_errors_name_the_fix(options, error) -> None:
+    with pytest.raises(ValueError, match=error):
+        build_model("r26", **options)

@@ -24,6 +24,7 @@ res2..res5 = torchvision ``layer1..layer4``):
   ablations place blocks). Stem 3×7×7, temporal kernel 3 in every unit, max-pool 2×1×1 after res2.
 - ``a2net_r26``: ``r26`` with one A²-block after the second unit of res3 and of res4
   (``layer2.1.attn``, ``layer3.1.attn``): "after the second residual unit", spread over stages.
+- ``nl_r26``: the same places with non-local blocks (the A²-vs-non-local comparison).
 - ``a2net_tiny`` / ``i3d_tiny``: 14-layer, 16-wide nets for tests and CPU demos (one unit per stage,
   A²-blocks after ``layer2.0`` and ``layer3.0``).
 
@@ -32,6 +33,17 @@ ResNet state dict, path, or ``"imagenet"``) with ``inflate`` (``"mean"``/``"cent
 ``pretrained_ptv`` (PyTorchVideo state dict or ``.pyth`` path), and for the attention archs
 ``association``, ``attn_m``, ``attn_n`` (int: channels; float: fraction of the block's input
 channels; ``None``: c/4 for A²-blocks).
+
+Block kind and placement (the paper's ablations):
+
+- ``attention`` (``r26``, ``r29``): ``"a2"``, ``"nonlocal"`` or ``None`` (no blocks, the
+  default): the kind of block to insert.
+- ``attn_units`` (``r26``, ``r29`` and every attention arch): where the blocks go, as a mapping
+  from stage name to the indices of the residual units followed by a block, in torchvision's stage
+  naming ``layer1..layer4`` (= the paper's res2..res5); the block after unit ``i`` of ``layerS``
+  lives at ``layerS.i.attn``. E.g. the single-block ablation "one A²-block after the second
+  residual unit of res4" is ``build_model("r26", attention="a2", attn_units={"layer3": [1]})``.
+  Stages left out get no block. On the attention archs it replaces their default placement.
 """
 
 from __future__ import annotations
@@ -53,6 +65,9 @@ _MODELS: dict[str, Callable[..., VideoResNet]] = {}
 WeightsSource = Mapping[str, Tensor] | str | os.PathLike | None
 Width = int | float | None
 BlockKind = Literal["none", "a2", "nonlocal"]
+Attention = Literal["a2", "nonlocal"] | None
+AttnUnits = Mapping[str, Sequence[int]] | None
+_STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
 def register_model(fn: Callable[..., VideoResNet]) -> Callable[..., VideoResNet]:
@@ -91,6 +106,56 @@ def _width(spec: Width, channels: int) -> int | None:
     if isinstance(spec, float):
         return max(1, round(spec * channels))
     return int(spec)
+
+
+def _block_units(
+    attn_units: Mapping[str, Sequence[int]], layers: Sequence[int]
+) -> tuple[tuple[int, ...], ...]:
+    """``{"layer3": [1]}`` → per-stage unit tuples ``((), (), (1,), ())``, checked."""
+    if not isinstance(attn_units, Mapping):
+        raise TypeError(
+            f"attn_units must map stage names to unit indices, e.g. {{'layer3': [1]}}; "
+            f"got {attn_units!r}"
+        )
+    unknown = sorted(set(attn_units) - set(_STAGES))
+    if unknown:
+        raise ValueError(
+            f"attn_units: unknown stage(s) {unknown}; use {list(_STAGES)} (= res2..res5)"
+        )
+    units = []
+    for stage, depth in zip(_STAGES, layers, strict=True):
+        idx = attn_units.get(stage) or ()
+        if isinstance(idx, int):
+            idx = (idx,)
+        idx = tuple(sorted({int(i) for i in idx}))
+        if any(not 0 <= i < depth for i in idx):
+            raise ValueError(
+                f"attn_units[{stage!r}] = {list(idx)}: {stage} has units 0..{depth - 1}"
+            )
+        units.append(idx)
+    return tuple(units)
+
+
+def _placement(
+    arch: str,
+    layers: Sequence[int],
+    attention: Attention,
+    attn_units: AttnUnits,
+    default_units: Sequence[Sequence[int]] = ((), (), (), ()),
+) -> dict[str, Any]:
+    """Public ``attention``/``attn_units`` → the private builder's ``block``/``block_units``."""
+    if attention not in (None, "a2", "nonlocal"):
+        raise ValueError(f"{arch}: attention must be 'a2', 'nonlocal' or None, got {attention!r}")
+    if attention is None:
+        if attn_units and any(attn_units.values()):
+            raise ValueError(f"{arch}: attn_units={dict(attn_units)} given without attention=")
+        return {"block": "none", "block_units": ((), (), (), ())}
+    units = default_units if attn_units is None else _block_units(attn_units, layers)
+    if not any(units):
+        raise ValueError(
+            f"{arch}: attention={attention!r} needs attn_units, e.g. {{'layer3': [1]}}"
+        )
+    return {"block": attention, "block_units": tuple(tuple(u) for u in units)}
 
 
 def _attn_factory(
@@ -172,6 +237,8 @@ _I3D_R50 = {
 _R50 = (3, 4, 6, 3)
 _A2_UNITS_R50 = ((), (1, 3), (1, 3, 5), ())
 _ABLATION = {"stem_temporal_kernel": 3, "temporal_kernels": (3, 3, 3, 3), "temporal_pool": True}
+_R26 = (2, 2, 2, 2)
+_UNITS_R26 = ((), (1,), (1,), ())
 
 
 @register_model
@@ -204,6 +271,7 @@ def a2net_r50(
     association: Association = "left",
     attn_m: Width = None,
     attn_n: Width = None,
+    attn_units: AttnUnits = None,
     pretrained_2d: WeightsSource = None,
     inflate: Inflate = "mean",
     pretrained_ptv: WeightsSource = None,
@@ -213,8 +281,7 @@ def a2net_r50(
         "a2net_r50",
         _R50,
         **_I3D_R50,
-        block="a2",
-        block_units=_A2_UNITS_R50,
+        **_placement("a2net_r50", _R50, "a2", attn_units, _A2_UNITS_R50),
         association=association,
         attn_m=attn_m,
         attn_n=attn_n,
@@ -233,6 +300,7 @@ def nl_r50(
     dropout: float = 0.5,
     attn_m: Width = None,
     nl_pool: tuple[int, int, int] | None = (1, 2, 2),
+    attn_units: AttnUnits = None,
     pretrained_2d: WeightsSource = None,
     inflate: Inflate = "mean",
     pretrained_ptv: WeightsSource = None,
@@ -242,8 +310,7 @@ def nl_r50(
         "nl_r50",
         _R50,
         **_I3D_R50,
-        block="nonlocal",
-        block_units=_A2_UNITS_R50,
+        **_placement("nl_r50", _R50, "nonlocal", attn_units, _A2_UNITS_R50),
         attn_m=attn_m,
         nl_pool=nl_pool,
         num_classes=num_classes,
@@ -283,14 +350,29 @@ def r26(
     *,
     num_classes: int = 400,
     dropout: float = 0.5,
+    attention: Attention = None,
+    attn_units: AttnUnits = None,
+    association: Association = "left",
+    attn_m: Width = None,
+    attn_n: Width = None,
+    nl_pool: tuple[int, int, int] | None = (1, 2, 2),
     pretrained_2d: WeightsSource = None,
     inflate: Inflate = "mean",
 ) -> VideoResNet:
-    """ResNet-26 ablation backbone: bottleneck units (2, 2, 2, 2)."""
+    """ResNet-26 ablation backbone: bottleneck units (2, 2, 2, 2).
+
+    ``attention`` ("a2"/"nonlocal") with ``attn_units`` inserts blocks for the ablations, e.g.
+    ``attention="a2", attn_units={"layer3": [1]}``: one A²-block after the second unit of res4.
+    """
     return _video_resnet(
         "r26",
         (2, 2, 2, 2),
         **_ABLATION,
+        **_placement("r26", (2, 2, 2, 2), attention, attn_units),
+        association=association,
+        attn_m=attn_m,
+        attn_n=attn_n,
+        nl_pool=nl_pool,
         num_classes=num_classes,
         dropout=dropout,
         pretrained_2d=pretrained_2d,
@@ -303,14 +385,29 @@ def r29(
     *,
     num_classes: int = 400,
     dropout: float = 0.5,
+    attention: Attention = None,
+    attn_units: AttnUnits = None,
+    association: Association = "left",
+    attn_m: Width = None,
+    attn_n: Width = None,
+    nl_pool: tuple[int, int, int] | None = (1, 2, 2),
     pretrained_2d: WeightsSource = None,
     inflate: Inflate = "mean",
 ) -> VideoResNet:
-    """ResNet-29 ablation backbone: bottleneck units (2, 3, 2, 2)."""
+    """ResNet-29 ablation backbone: bottleneck units (2, 3, 2, 2).
+
+    ``attention`` ("a2"/"nonlocal") with ``attn_units`` inserts blocks for the ablations, e.g.
+    ``attention="a2", attn_units={"layer3": [1]}``: one A²-block after the second unit of res4.
+    """
     return _video_resnet(
         "r29",
         (2, 3, 2, 2),
         **_ABLATION,
+        **_placement("r29", (2, 3, 2, 2), attention, attn_units),
+        association=association,
+        attn_m=attn_m,
+        attn_n=attn_n,
+        nl_pool=nl_pool,
         num_classes=num_classes,
         dropout=dropout,
         pretrained_2d=pretrained_2d,
@@ -326,19 +423,45 @@ def a2net_r26(
     association: Association = "left",
     attn_m: Width = None,
     attn_n: Width = None,
+    attn_units: AttnUnits = None,
     pretrained_2d: WeightsSource = None,
     inflate: Inflate = "mean",
 ) -> VideoResNet:
     """ResNet-26 with A²-blocks after the second unit of res3 and res4."""
     return _video_resnet(
         "a2net_r26",
-        (2, 2, 2, 2),
+        _R26,
         **_ABLATION,
-        block="a2",
-        block_units=((), (1,), (1,), ()),
+        **_placement("a2net_r26", _R26, "a2", attn_units, _UNITS_R26),
         association=association,
         attn_m=attn_m,
         attn_n=attn_n,
+        num_classes=num_classes,
+        dropout=dropout,
+        pretrained_2d=pretrained_2d,
+        inflate=inflate,
+    )
+
+
+@register_model
+def nl_r26(
+    *,
+    num_classes: int = 400,
+    dropout: float = 0.5,
+    attn_m: Width = None,
+    nl_pool: tuple[int, int, int] | None = (1, 2, 2),
+    attn_units: AttnUnits = None,
+    pretrained_2d: WeightsSource = None,
+    inflate: Inflate = "mean",
+) -> VideoResNet:
+    """ResNet-26 with non-local blocks where ``a2net_r26`` has its A²-blocks (``attn_m``: d)."""
+    return _video_resnet(
+        "nl_r26",
+        _R26,
+        **_ABLATION,
+        **_placement("nl_r26", _R26, "nonlocal", attn_units, _UNITS_R26),
+        attn_m=attn_m,
+        nl_pool=nl_pool,
         num_classes=num_classes,
         dropout=dropout,
         pretrained_2d=pretrained_2d,
@@ -357,6 +480,7 @@ def a2net_tiny(
     association: Association = "left",
     attn_m: Width = None,
     attn_n: Width = None,
+    attn_units: AttnUnits = None,
 ) -> VideoResNet:
     """Tiny A²-Net for tests and CPU demos: units (1, 1, 1, 1), width 16, 2 A²-blocks."""
     return _video_resnet(
@@ -364,8 +488,7 @@ def a2net_tiny(
         (1, 1, 1, 1),
         **_TINY,
         temporal_pool=True,
-        block="a2",
-        block_units=((), (0,), (0,), ()),
+        **_placement("a2net_tiny", (1, 1, 1, 1), "a2", attn_units, ((), (0,), (0,), ())),
         association=association,
         attn_m=attn_m,
         attn_n=attn_n,
