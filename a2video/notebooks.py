@@ -27,10 +27,12 @@ __all__ = [
 
 NOTEBOOKS = ("explore_predictions.ipynb", "attention_maps.ipynb")
 ENV_VARS = {"ckpt": "A2VIDEO_CKPT", "data": "A2VIDEO_DATA", "run": "A2VIDEO_RUN"}
-# Where the demo leaves its Kinetics-layout checkpoint (`make demo`, or train.py with
-# configs/demo_kinetics.yaml), first found wins.
+# Where the demo leaves its checkpoints, first found wins: `make demo` (python -m a2video.demo)
+# fine-tunes on the UCF-101 layout (tested with 10x3 views, so its run holds predictions.csv)
+# from a Kinetics-layout pretraining; train.py with configs/demo_kinetics.yaml alone.
 DEMO_CHECKPOINTS = (
-    "runs/demo/kinetics/checkpoints/last.ckpt",
+    "runs/demo/finetune/checkpoints/last.ckpt",
+    "runs/demo/pretrain/checkpoints/last.ckpt",
     "runs/demo_kinetics/checkpoints/last.ckpt",
 )
 
