@@ -46,18 +46,18 @@ class DemoPlan:
 
     arch: str = "a2net_tiny"
     # data (the generator's options)
-    kinetics_classes: int = 16
-    kinetics_videos_per_class: int = 24
-    kinetics_val_per_class: int = 3
+    kinetics_classes: int = 8
+    kinetics_videos_per_class: int = 40
+    kinetics_val_per_class: int = 4
     kinetics_max_side: int = 64
-    ucf_classes: int = 10
-    ucf_videos_per_class: int = 9  # fold 1: 6 train + 3 test videos per class
+    ucf_classes: int = 7
+    ucf_videos_per_class: int = 15  # fold 1: 10 train + 5 test videos per class
     ucf_size: tuple[int, int] = (64, 48)
-    duration: tuple[float, float] = (1.5, 2.5)
+    duration: tuple[float, float] = (1.0, 1.5)
     seed: int = 0
     # clips
     frames: int = 8
-    stride: int = 3
+    stride: int = 4
     train_scale: tuple[int, int] = (40, 48)
     crop_size: int = 40
     test_scale: int = 40
@@ -66,7 +66,7 @@ class DemoPlan:
     batch_size: int = 16
     test_batch_size: int = 4
     # optimisation
-    pretrain_epochs: int = 16
+    pretrain_epochs: int = 20
     pretrain_lr: float = 3e-3
     finetune_epochs: int = 15
     finetune_lr: float = 1e-3
@@ -195,8 +195,16 @@ def _optimizer_args(lr: float, weight_decay: float) -> list[str]:
     return ["--model.optimizer", json.dumps(spec)]
 
 
-def _command(script: str, args: Sequence[str]) -> str:
-    return " ".join(["python", script, *(shlex.quote(a) for a in args)])
+def _config(name: str) -> str:
+    """``configs/<name>`` relative to the working directory when it is inside it."""
+    path = REPO / "configs" / name
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
+def _command(program: str, args: Sequence[str]) -> str:
+    return " ".join([program, *(shlex.quote(a) for a in args)])
 
 
 def _metric(metrics: Any, key: str) -> float | None:
@@ -212,8 +220,9 @@ def pretrain(plan: DemoPlan, data: Path, out: Path, progress: bool) -> tuple[Sta
     from a2video.module import VideoClassifier
 
     run = out / "pretrain"
-    args = ["fit", "--config", str(REPO / "configs" / "demo_kinetics.yaml")]
+    args = ["fit", "--config", _config("demo_kinetics.yaml")]
     args += ["--data.data_root", str(data), "--trainer.default_root_dir", str(run)]
+    args += ["--seed_everything", str(plan.seed)]
     args += ["--model.arch", plan.arch, "--model.warmup_epochs", "0.5"]
     args += _optimizer_args(plan.pretrain_lr, plan.weight_decay) + _clip_args(plan)
     args += ["--trainer.max_epochs", str(plan.pretrain_epochs)]
@@ -237,7 +246,7 @@ def pretrain(plan: DemoPlan, data: Path, out: Path, progress: bool) -> tuple[Sta
     ckpt = run / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
         raise RuntimeError(f"pretraining wrote no checkpoint at {ckpt}")
-    return StageResult("pretrain", seconds, metrics, _command("train.py", args)), str(ckpt)
+    return StageResult("pretrain", seconds, metrics, _command("python train.py", args)), str(ckpt)
 
 
 def finetune(
@@ -248,9 +257,9 @@ def finetune(
 
     name = "finetune" if ckpt else "scratch"
     lr = plan.finetune_lr if ckpt else plan.scratch_lr
-    args = ["fit", "--config", str(REPO / "configs" / "demo_ucf101.yaml")]
+    args = ["fit", "--config", _config("demo_ucf101.yaml")]
     args += ["--data.data_root", str(data), "--data.fold", str(plan.fold)]
-    args += ["--trainer.default_root_dir", str(out / name)]
+    args += ["--trainer.default_root_dir", str(out / name), "--seed_everything", str(plan.seed)]
     args += ["--model.arch", plan.arch, *_optimizer_args(lr, plan.weight_decay)]
     args += [*_clip_args(plan), "--trainer.max_epochs", str(plan.finetune_epochs)]
     args += ["--trainer.enable_progress_bar", str(progress).lower()]
@@ -274,7 +283,7 @@ def finetune(
     if ckpt and transfer:
         metrics["loaded_tensors"] = transfer.get("counts", {}).get("loaded")
         metrics["loaded_attention_tensors"] = transfer.get("counts", {}).get("loaded_attention")
-    stage = StageResult(name, seconds, metrics, _command("finetune_ucf.py", args))
+    stage = StageResult(name, seconds, metrics, _command("python finetune_ucf.py", args))
     stage.metrics["predictions"] = results.get("predictions")
     return stage
 
@@ -357,7 +366,7 @@ def run_demo(
         made[layout] = synthesize_once(data / sub, plan.synth_params(layout), progress)
     stages["synth"] = StageResult("synth", time.perf_counter() - start, {}, "")
     synth_cmds = [
-        _command("-m a2video.cli synth", [str(data / sub), *_synth_cli(plan.synth_params(lay))])
+        _command("a2video synth", [str(data / sub), *_synth_cli(plan.synth_params(lay))])
         for lay, sub in (("kinetics", "kinetics"), ("ucf101", "ucf101"))
     ]
     _say(f"   {'written' if any(made.values()) else 'kept'} in {stages['synth'].seconds:.0f}s")
@@ -459,10 +468,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="decoding workers (1)")
     parser.add_argument("--pretrain-epochs", type=int, default=None)
     parser.add_argument("--finetune-epochs", type=int, default=None)
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed of the data and of the runs (0)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    for key in ("threads", "workers", "pretrain_epochs", "finetune_epochs"):
+    for key in ("threads", "workers", "pretrain_epochs", "finetune_epochs", "seed"):
         if getattr(args, key) is not None:
             plan = replace(plan, **{key: getattr(args, key)})
     summary = run_demo(args.out, args.data, plan, progress=not args.no_progress)
