@@ -250,6 +250,15 @@ class VideoClassifier(LightningModule):
         return self.net(x)
 
     # ------------------------------------------------------------------ train
+    def on_fit_start(self) -> None:
+        if str(self.trainer.precision).startswith("bf16") and self.device.type == "cpu":
+            rank_zero_warn(
+                "a2video: bf16 training on the CPU: torch's CPU (oneDNN) bf16 Conv3d backward can "
+                "return non-finite weight gradients for small temporal extents (e.g. T=2 with a "
+                "3×1×1 kernel); use precision 32 on the CPU, bf16-mixed is for GPUs "
+                "(docs/training.md, Known limitations)."
+            )
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         video, label = batch["video"], batch["label"]
         logits = self(video)
