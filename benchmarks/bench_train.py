@@ -63,7 +63,9 @@ def _fit(model: Any, datamodule: Any, steps: int, skip: int, **trainer: Any) -> 
     from a2video.callbacks import StepTimer
 
     timer = StepTimer(skip=skip)
+    root = tempfile.mkdtemp(prefix="bench_train_run_")  # run files never land in the cwd
     t = L.Trainer(
+        default_root_dir=root,
         max_steps=steps,
         limit_val_batches=0,
         num_sanity_val_steps=0,
