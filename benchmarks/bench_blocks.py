@@ -192,6 +192,45 @@ def plot(results: list[bench.BlockResult], path: str) -> None:
     plt.close(fig)
 
 
+# ----------------------------------------------------------------------------- RESULTS.md
+
+
+def results_section(payload: dict, figure: str) -> str:
+    """The "A²-block performance" section of RESULTS.md from one run's JSON payload."""
+    results = [bench.BlockResult(**r) for r in payload["results"]]
+    parts = [
+        f"Command: `{payload['command']}`",
+        "",
+        bench.format_machine(payload["machine"]),
+        "",
+        "Forward+backward of one block, batch 1, float32; each stage in a fresh process, the "
+        "block kinds and the bare-GEMM references timed interleaved (medians). Peak memory: "
+        "bytes allocated above the inputs and weights during one forward+backward "
+        "(`torch.profiler` memory events). GFLOP counts 2 per multiply-add (convolutions and "
+        "matrix products, forward and backward). *Same GEMMs bare*: the block's own matrix "
+        "products (convolutions as GEMMs) replayed with `torch.bmm` into preallocated outputs; "
+        "*square mm*: one square product of the same total work.",
+        "",
+        "### Goals per stage",
+        "",
+        bench.format_goals(payload["goals"]),
+        "",
+        "### All measurements",
+        "",
+        bench.format_blocks(results),
+        "",
+        f"![A²-block vs non-local]({figure})",
+    ]
+    if payload.get("variants"):
+        parts += [
+            "",
+            "### Implementation variants of the A²-block (same weights, interleaved)",
+            "",
+            format_variants(payload["variants"]),
+        ]
+    return "\n".join(parts)
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -209,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ablation", action="store_true", help="also time implementation variants")
     p.add_argument("--write", action="store_true", help="write JSON, plot and RESULTS.md section")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
+    p.add_argument("--results-md", default=os.path.join(HERE, "RESULTS.md"))
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -244,11 +284,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         tag = "cpu" if args.device == "cpu" else "gpu"
         os.makedirs(args.out, exist_ok=True)
+        payload = {
+            "machine": machine,
+            "command": " ".join(["python", "benchmarks/bench_blocks.py", *sys.argv[1:]]),
+            "results": [asdict(r) for r in results],
+            "goals": goals,
+            "variants": variants,
+        }
         with open(os.path.join(args.out, f"blocks_{tag}.json"), "w") as f:
-            json.dump({"machine": machine, "command": " ".join(["python", *sys.argv]),
-                       "results": [asdict(r) for r in results], "goals": goals,
-                       "variants": variants}, f, indent=1)  # fmt: skip
+            json.dump(payload, f, indent=1)
         plot(results, os.path.join(HERE, "figures", f"blocks_{tag}.png"))
+        heading = "A²-block performance" + ("" if tag == "cpu" else " (GPU)")
+        body = results_section(payload, f"figures/blocks_{tag}.png")
+        bench.replace_section(args.results_md, heading, body)
     return 0
 
 

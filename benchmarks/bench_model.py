@@ -32,6 +32,20 @@ sys.path.insert(0, os.path.dirname(HERE))
 from a2video import bench  # noqa: E402
 
 
+def results_section(payloads: list[dict]) -> str:
+    """The "Model throughput" section of RESULTS.md from one or more runs' JSON payloads."""
+    parts: list[str] = []
+    for payload in payloads:
+        parts += [f"Command: `{payload['command']}`", "", bench.format_machine(payload["machine"])]
+        if payload.get("throughput"):
+            results = [bench.ModelResult(**r) for r in payload["throughput"]]
+            parts += ["", bench.format_models(results)]
+        if payload.get("share"):
+            parts += ["", "```", bench.format_share(payload["share"]), "```"]
+        parts.append("")
+    return "\n".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="a2net_r50")
@@ -49,11 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-throughput", action="store_true")
     p.add_argument("--write", action="store_true", help="write JSON under benchmarks/results")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
+    p.add_argument(
+        "--results-md",
+        default=None,
+        help="rewrite this file's 'Model throughput' section from every model_*.json in --out",
+    )
     args = p.parse_args(argv)
     opts = {"off": (False,), "on": (True,), "both": (False, True)}
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     machine = bench.machine_info(args.device)
-    payload: dict[str, object] = {"machine": machine, "command": " ".join(["python", *sys.argv])}
+    command = " ".join(["python", "benchmarks/bench_model.py", *sys.argv[1:]])
+    payload: dict[str, object] = {"machine": machine, "command": command}
     if not args.no_throughput:
         results = bench.bench_model(
             args.arch,
@@ -83,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         name = f"model_{args.arch}_{args.frames}x{args.size}_{tag}"
         with open(os.path.join(args.out, name + ".json"), "w") as f:
             json.dump(payload, f, indent=1)
+    if args.results_md:
+        payloads = []
+        for fname in sorted(os.listdir(args.out)):
+            if fname.startswith("model_") and fname.endswith(".json"):
+                with open(os.path.join(args.out, fname)) as f:
+                    payloads.append(json.load(f))
+        bench.replace_section(args.results_md, "Model throughput", results_section(payloads))
     return 0
 
 
