@@ -49,20 +49,23 @@ GIB = 1024**3
 # ----------------------------------------------------------------------------- machine and timing
 
 
-def machine_info(device: str = "cpu") -> dict[str, Any]:
-    """What the numbers were measured on: CPU model, cores, threads, torch, GPU, date."""
-    cpu = platform.processor() or "unknown"
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux, else what platform reports)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """What the numbers were measured on: CPU model, cores, threads, torch, GPU, date."""
     info: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "nproc": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
