@@ -80,6 +80,18 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
+def _reset_attention_parameters(
+    qkv: nn.Conv3d, proj: nn.Conv3d, bn: nn.BatchNorm3d, *, zero_init: bool
+) -> None:
+    """Kaiming-normal convolutions, zero bias; BN scale zero when ``zero_init`` (identity start)."""
+    nn.init.kaiming_normal_(qkv.weight, mode="fan_out", nonlinearity="relu")
+    nn.init.zeros_(qkv.bias)
+    nn.init.kaiming_normal_(proj.weight, mode="fan_out", nonlinearity="relu")
+    bn.reset_parameters()
+    if zero_init:
+        nn.init.zeros_(bn.weight)
+
+
 class DoubleAttention(nn.Module):
     """The double attention block (A²-block), Eq. 1-7 of the paper.
 
@@ -130,13 +142,7 @@ class DoubleAttention(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Kaiming-normal convolutions, zero bias; BN scale zero when ``zero_init``."""
-        nn.init.kaiming_normal_(self.qkv.weight, mode="fan_out", nonlinearity="relu")
-        nn.init.zeros_(self.qkv.bias)
-        nn.init.kaiming_normal_(self.proj.weight, mode="fan_out", nonlinearity="relu")
-        self.bn.reset_parameters()
-        if self.zero_init:
-            nn.init.zeros_(self.bn.weight)
+        _reset_attention_parameters(self.qkv, self.proj, self.bn, zero_init=self.zero_init)
 
     def extra_repr(self) -> str:
         return (
@@ -244,13 +250,7 @@ class NonLocal(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Kaiming-normal convolutions, zero bias; BN scale zero when ``zero_init``."""
-        nn.init.kaiming_normal_(self.qkv.weight, mode="fan_out", nonlinearity="relu")
-        nn.init.zeros_(self.qkv.bias)
-        nn.init.kaiming_normal_(self.proj.weight, mode="fan_out", nonlinearity="relu")
-        self.bn.reset_parameters()
-        if self.zero_init:
-            nn.init.zeros_(self.bn.weight)
+        _reset_attention_parameters(self.qkv, self.proj, self.bn, zero_init=self.zero_init)
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, inter_channels={self.inter_channels}"
