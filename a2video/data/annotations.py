@@ -62,6 +62,20 @@ class AnnotationError(ValueError):
         return (_rebuild_annotation_error, (self.file, str(self), self.line, self.fix))
 
 
+def _claim_once(
+    seen: dict[str, int], key: str, path: str | os.PathLike, lineno: int, *, what: str
+) -> None:
+    """Record ``key`` at ``lineno``; a second occurrence is an AnnotationError naming both lines."""
+    if key in seen:
+        raise AnnotationError(
+            path,
+            f"duplicated {what} {key} (first at line {seen[key]})",
+            line=lineno,
+            fix=f"delete line {lineno}",
+        )
+    seen[key] = lineno
+
+
 def _rebuild_annotation_error(file, text, line, fix):
     err = AnnotationError.__new__(AnnotationError)
     ValueError.__init__(err, text)
@@ -196,14 +210,7 @@ def _read_kinetics_rows(csv_path: str | os.PathLike) -> tuple[list[tuple[int, st
                     line=lineno,
                     fix="repair or delete this line",
                 ) from None
-            if stem in seen:
-                raise AnnotationError(
-                    path,
-                    f"duplicated row for video {stem} (first at line {seen[stem]})",
-                    line=lineno,
-                    fix=f"delete line {lineno}",
-                )
-            seen[stem] = lineno
+            _claim_once(seen, stem, path, lineno, what="row for video")
             label = row[col["label"]].strip() if "label" in col else ""
             rows.append((lineno, label, stem))
     return rows, header
@@ -305,14 +312,7 @@ def read_path_label_list(
                 line=lineno,
                 fix="use the class names of the train list",
             )
-        if rel in seen:
-            raise AnnotationError(
-                path,
-                f"duplicated video {rel} (first at line {seen[rel]})",
-                line=lineno,
-                fix=f"delete line {lineno}",
-            )
-        seen[rel] = lineno
+        _claim_once(seen, rel, path, lineno, what="video")
         full = rel if os.path.isabs(rel) else os.path.join(video_root, rel)
         if os.path.exists(full):
             records.append(VideoRecord(full, target, lineno))
@@ -422,14 +422,7 @@ def read_ucf_split(
                 line=lineno,
                 fix="labels in trainlists are 1-based indices of classInd.txt",
             )
-        if rel in seen:
-            raise AnnotationError(
-                path,
-                f"duplicated video {rel} (first at line {seen[rel]})",
-                line=lineno,
-                fix=f"delete line {lineno}",
-            )
-        seen[rel] = lineno
+        _claim_once(seen, rel, path, lineno, what="video")
         raw[lineno] = line
         full = os.path.join(video_dir, rel)
         if os.path.exists(full):
