@@ -114,13 +114,6 @@ def test_replace_section_keeps_the_other_sections(tmp_path) -> None:
     assert "old" not in text and text.rstrip().endswith("more")
 
 
-def _has_arch(name: str) -> bool:
-    from a2video.models import list_models
-
-    return name in list_models()
-
-
-@pytest.mark.skipif(not _has_arch("a2net_tiny"), reason="a2net_tiny not registered")
 def test_bench_model_and_block_share_on_the_tiny_net() -> None:
     results = bench.bench_model(
         "a2net_tiny", frames=2, size=32, batch=2, num_classes=5, reps=1, warmup=1,
