@@ -3,9 +3,9 @@
 A thin LightningCLI entry point (the logic is in ``a2video``); see docs/training.md.
 """
 
-from a2video.cli_lightning import A2VideoCLI
 from a2video.data import KineticsDataModule
-from a2video.module import VideoClassifier
+from a2video.training.cli import A2VideoCLI
+from a2video.training.module import VideoClassifier
 
 
 def main() -> None:

@@ -215,9 +215,9 @@ def _metric(metrics: Any, key: str) -> float | None:
 # --------------------------------------------------------------------------- stages
 def pretrain(plan: DemoPlan, data: Path, out: Path, progress: bool) -> tuple[StageResult, str]:
     """``train.py fit`` on the Kinetics layout; returns the stage and ``last.ckpt``."""
-    from a2video.cli_lightning import A2VideoCLI
     from a2video.data import KineticsDataModule
-    from a2video.module import VideoClassifier
+    from a2video.training.cli import A2VideoCLI
+    from a2video.training.module import VideoClassifier
 
     run = out / "pretrain"
     args = ["fit", "--config", _config("demo_kinetics.yaml")]
@@ -253,7 +253,7 @@ def finetune(
     plan: DemoPlan, data: Path, out: Path, ckpt: str | None, progress: bool
 ) -> StageResult:
     """``finetune_ucf.py fit`` (then the 10×3 test) from ``ckpt``, or from scratch if None."""
-    from a2video.finetune import run_folds
+    from a2video.training.finetune import run_folds
 
     name = "finetune" if ckpt else "scratch"
     lr = plan.finetune_lr if ckpt else plan.scratch_lr

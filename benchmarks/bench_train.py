@@ -1,6 +1,6 @@
 """Training throughput (clips/s) and the share of step time spent waiting for data.
 
-Measured with :class:`a2video.callbacks.StepTimer` inside a real ``Trainer.fit``:
+Measured with :class:`a2video.training.callbacks.StepTimer` inside a real ``Trainer.fit``:
 
 - CPU: ``configs/demo_kinetics.yaml`` (a2net_tiny, 8×64², batch 8) on synthetic videos written by
   ``a2video synth``, decoded for real, with ``num_workers`` 0 and 2. The variants run
@@ -51,7 +51,7 @@ def make_data(root: Path, classes: int, videos: int) -> None:
 def _fit(model: Any, datamodule: Any, steps: int, skip: int, **trainer: Any) -> dict[str, float]:
     import lightning as L
 
-    from a2video.callbacks import StepTimer
+    from a2video.training.callbacks import StepTimer
 
     timer = StepTimer(skip=skip)
     root = tempfile.mkdtemp(prefix="bench_train_run_")  # run files never land in the cwd
@@ -75,7 +75,7 @@ def _fit(model: Any, datamodule: Any, steps: int, skip: int, **trainer: Any) -> 
 
 def bench_cpu(args: argparse.Namespace) -> dict[str, Any]:
     from a2video.data import KineticsDataModule
-    from a2video.module import VideoClassifier
+    from a2video.training.module import VideoClassifier
 
     cfg = yaml.safe_load(Path(args.config).read_text())
     data_root = args.data_root
@@ -139,7 +139,7 @@ def bench_gpu(args: argparse.Namespace) -> dict[str, Any]:
         return {"skipped": "no CUDA device on this machine: the a2net_r50 GPU part did not run"}
     import lightning as L
 
-    from a2video.module import VideoClassifier
+    from a2video.training.module import VideoClassifier
 
     class Clips(L.LightningDataModule):
         def train_dataloader(self):
@@ -195,7 +195,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, nproc {m['nproc']}, torch {m['torch']}, 1-min load average "
         f"{m['loadavg_1min_at_start']} at start (cores shared with other jobs); "
         f"{result['date']}.  ",
-        "StepTimer (a2video.callbacks) inside `Trainer.fit`: clips/s over the measured steps (the "
+        "StepTimer (a2video.training.callbacks) inside `Trainer.fit`: clips/s over the measured "
+        "steps (the "
         "first ones skipped), and the share of step time between one batch's end and the next "
         "batch's start (waiting for data). Variants ran interleaved in one process; medians over "
         "rounds.",

@@ -10,9 +10,14 @@ import torch
 from lightning.pytorch import Trainer
 from test_module import TinyVideoData, tiny_model
 
-import a2video.checkpoint as ck
-from a2video.checkpoint import AtomicCheckpointIO, CheckpointError, atomic_save, load_checkpoint
-from a2video.module import VideoClassifier
+import a2video.training.checkpoint as ck
+from a2video.training.checkpoint import (
+    AtomicCheckpointIO,
+    CheckpointError,
+    atomic_save,
+    load_checkpoint,
+)
+from a2video.training.module import VideoClassifier
 
 
 class _Evil:

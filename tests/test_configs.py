@@ -8,11 +8,11 @@ import pytest
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from a2video.checkpoint import AtomicCheckpointIO
-from a2video.cli_lightning import A2VideoCLI
 from a2video.data import KineticsDataModule
 from a2video.models import DoubleAttention, NonLocal
-from a2video.module import VideoClassifier
+from a2video.training.checkpoint import AtomicCheckpointIO
+from a2video.training.cli import A2VideoCLI
+from a2video.training.module import VideoClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(

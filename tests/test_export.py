@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from a2video.export import export_model, load_exported, parity_check
+from a2video.explore.export import export_model, load_exported, parity_check
 from a2video.models import DoubleAttention
 
 CLIP = (2, 3, 4, 32, 32)  # (N, 3, T, H, W)

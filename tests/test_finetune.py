@@ -21,8 +21,9 @@ import pytest
 import torch
 from torch import nn
 
-from a2video.checkpoint import CheckpointError
-from a2video.finetune import (
+from a2video.models import build_model
+from a2video.training.checkpoint import CheckpointError
+from a2video.training.finetune import (
     FinetuneClassifier,
     FinetuneError,
     finetune_param_groups,
@@ -30,7 +31,6 @@ from a2video.finetune import (
     parse_folds,
     run_folds,
 )
-from a2video.models import build_model
 
 CLIP = [
     "--data.frames", "4", "--data.stride", "2", "--data.train_scale", "[40, 48]",
@@ -48,9 +48,9 @@ QUIET = [
 @pytest.fixture(scope="module")
 def train_ckpt(kinetics_root, tmp_path_factory) -> str:
     """``last.ckpt`` of a 3-step ``train.py fit`` of ``a2net_tiny`` on synthetic Kinetics."""
-    from a2video.cli_lightning import A2VideoCLI
     from a2video.data import KineticsDataModule
-    from a2video.module import VideoClassifier
+    from a2video.training.cli import A2VideoCLI
+    from a2video.training.module import VideoClassifier
 
     run = tmp_path_factory.mktemp("kinetics_run")
     args = ["fit", "--model.arch", "a2net_tiny", "--data.data_root", kinetics_root]
@@ -162,7 +162,7 @@ def test_bad_checkpoint_is_a_one_line_error_naming_the_file(train_ckpt, tmp_path
 
 
 def test_cli_reports_a_bad_checkpoint_in_one_line(ucf_root, tmp_path, capsys):
-    from a2video.finetune import main
+    from a2video.training.finetune import main
 
     bad = tmp_path / "not_a_checkpoint.ckpt"
     bad.write_text("hello")
@@ -307,7 +307,7 @@ def test_config_instantiates(name, ucf_root, tmp_path, monkeypatch):
     import yaml
 
     from a2video.data import UCF101DataModule
-    from a2video.finetune import FinetuneCLI
+    from a2video.training.finetune import FinetuneCLI
 
     config = Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"
     monkeypatch.chdir(tmp_path)

@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import DistributedSampler
 
-from a2video.metrics import (
+from a2video.training.metrics import (
     VideoAccumulator,
     VideoResults,
     gather_uneven,

@@ -16,7 +16,12 @@ import torch
 from lightning.pytorch import LightningDataModule, Trainer
 from torch.utils.data import DataLoader, Dataset
 
-from a2video.module import NonFiniteLossError, VideoClassifier, WarmupSchedule, param_groups
+from a2video.training.module import (
+    NonFiniteLossError,
+    VideoClassifier,
+    WarmupSchedule,
+    param_groups,
+)
 
 FRAMES, SIZE = 4, 32
 

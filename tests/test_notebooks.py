@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from a2video.notebooks import NOTEBOOKS, execute_notebook, image_outputs, repo_root
+from a2video.explore.notebooks import NOTEBOOKS, execute_notebook, image_outputs, repo_root
 
 nbclient = pytest.importorskip("nbclient")
 

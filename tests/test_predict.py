@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from a2video.predict import (
+from a2video.explore.predict import (
     DatasetPredictions,
     accuracy_by_views,
     confusion_matrix,
@@ -108,7 +108,7 @@ def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
 
 
 def test_load_predictor_restores_the_network_classes_clip_and_datamodule(tiny_run):
-    from a2video.predict import load_predictor
+    from a2video.explore.predict import load_predictor
 
     predictor = load_predictor(tiny_run["ckpt"])
     assert predictor.meta["arch"] == "a2net_tiny"
@@ -122,7 +122,7 @@ def test_load_predictor_restores_the_network_classes_clip_and_datamodule(tiny_ru
 
 
 def test_predict_names_the_right_class_of_the_videos_the_model_learned(tiny_run, capsys):
-    from a2video.predict import load_predictor
+    from a2video.explore.predict import load_predictor
 
     dm = load_predictor(tiny_run["ckpt"]).datamodule()
     dm.setup("fit")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from a2video.checkpoint import load_checkpoint
-from a2video.module import WarmupSchedule
+from a2video.training.checkpoint import load_checkpoint
+from a2video.training.module import WarmupSchedule
 
 TESTS = Path(__file__).resolve().parent
 STEPS_PER_EPOCH, EPOCHS, LR = 4, 2, 0.05
@@ -25,8 +25,8 @@ SCRIPT = textwrap.dedent(
     import json, os, signal, sys
     sys.path.insert(0, {tests!r})
     from lightning.pytorch import Callback
-    from a2video.cli_lightning import A2VideoCLI
-    from a2video.module import VideoClassifier
+    from a2video.training.cli import A2VideoCLI
+    from a2video.training.module import VideoClassifier
     from test_module import TinyVideoData
 
     class Record(Callback):

@@ -16,9 +16,9 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 
-from a2video.cli_lightning import A2VideoCLI
 from a2video.data import KineticsDataModule
-from a2video.module import VideoClassifier
+from a2video.training.cli import A2VideoCLI
+from a2video.training.module import VideoClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo_kinetics.yaml"

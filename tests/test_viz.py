@@ -13,8 +13,8 @@ import torch
 from matplotlib.colors import to_rgba
 from torch import nn
 
-from a2video import viz
-from a2video.inspect import attention_blocks, capture_attention, descriptor_usage
+from a2video.explore import viz
+from a2video.explore.attention_maps import attention_blocks, capture_attention, descriptor_usage
 from a2video.models import DoubleAttention
 
 NAMES = [f"class_{i}" for i in range(7)]

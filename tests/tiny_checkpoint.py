@@ -41,7 +41,7 @@ def train_tiny_run(base: Path, data_root: str) -> dict[str, str]:
     from lightning.pytorch.loggers import CSVLogger
 
     from a2video.data import KineticsDataModule
-    from a2video.module import VideoClassifier
+    from a2video.training.module import VideoClassifier
 
     L.seed_everything(0, verbose=False)
     dm = KineticsDataModule(data_root, **TINY_CLIP)

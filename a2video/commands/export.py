@@ -38,9 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from a2video.checkpoint import CheckpointError
-    from a2video.export import SUFFIX, export_model, parity_check
-    from a2video.predict import load_predictor
+    from a2video.explore.export import SUFFIX, export_model, parity_check
+    from a2video.explore.predict import load_predictor
+    from a2video.training.checkpoint import CheckpointError
 
     try:
         predictor = load_predictor(args.ckpt, unsafe=args.unsafe_load)

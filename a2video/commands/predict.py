@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from a2video.checkpoint import CheckpointError
-    from a2video.predict import load_predictor, parse_views, predict_videos
+    from a2video.explore.predict import load_predictor, parse_views, predict_videos
+    from a2video.training.checkpoint import CheckpointError
 
     try:
         clips, crops = parse_views(args.views)

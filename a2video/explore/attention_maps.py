@@ -4,7 +4,7 @@ Chen et al., "A²-Nets: Double Attention Networks", NeurIPS 2018, Section 2: eac
 with n attention maps B = softmax_L(θ(X)) (Eq. 3-4) and distributes with weights
 V = softmax_n(ρ(X)) (Eq. 5). :func:`capture_attention` hooks every
 :class:`~a2video.models.DoubleAttention` in a model and records B and V, reshaped onto the
-block's (T, H, W) feature grid, so that :mod:`a2video.viz` can draw them over the frames.
+block's (T, H, W) feature grid, so that :mod:`a2video.explore.viz` can draw them over the frames.
 """
 
 from __future__ import annotations

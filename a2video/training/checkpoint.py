@@ -163,7 +163,7 @@ def load_checkpoint(
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning CheckpointIO: atomic replace on save, :func:`load_checkpoint` on load.
 
-    Installed by :class:`a2video.cli_lightning.A2VideoCLI` so every ModelCheckpoint write (best,
+    Installed by :class:`a2video.training.cli.A2VideoCLI` so every ModelCheckpoint write (best,
     last, step and epoch-end) and every ``--ckpt_path`` read goes through it.
 
     Args:

@@ -4,7 +4,7 @@ the number of views, and the A²-blocks' attention maps drawn over the frames.
 The attention maps are those of Chen et al., "A²-Nets: Double Attention Networks", NeurIPS 2018,
 Section 2: the gather maps B = softmax_L(θ(X)) (Eq. 3-4, each a distribution over the T·H·W
 positions) and the distribution weights V = softmax_n(ρ(X)) (Eq. 5, at each position a
-distribution over the n global descriptors). :mod:`a2video.inspect` captures them.
+distribution over the n global descriptors). :mod:`a2video.explore.attention_maps` captures them.
 
 Every function draws on axes it is given or on a new figure, and returns the figure (or the axes
 for single-panel plots) so that tests can read back what was drawn. Nothing here chooses a
@@ -281,7 +281,7 @@ def plot_accuracy_vs_views(
 
     Args:
         table: ``{(clips, crops): accuracy}``, e.g. from
-            :func:`a2video.predict.accuracy_by_views`.
+            :func:`a2video.explore.predict.accuracy_by_views`.
         ax: Axes to draw on; a new figure when None.
 
     Returns:
@@ -401,7 +401,7 @@ def plot_descriptor_usage(
     Args:
         usage: (K, n), ``usage[k, j]`` the mean over positions and videos of class k of V's
             weight on descriptor j (rows sum to 1), e.g. from
-            :func:`a2video.inspect.descriptor_usage`.
+            :func:`a2video.explore.attention_maps.descriptor_usage`.
         class_names: Names indexed by class.
         top: Descriptors marked (with a dot) in each row.
         ax: Axes to draw on; a new figure when None.

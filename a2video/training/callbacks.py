@@ -31,7 +31,7 @@ class LastCheckpoint(ModelCheckpoint):
     Lightning's ModelCheckpoint takes one trigger (steps or epochs) and, since 2.5, refreshes
     ``last`` only when it saved a top-k file; this one refreshes ``last.ckpt`` on both triggers
     (after the epoch's validation), which is what ``--ckpt_path last`` resumes from. Writes are
-    atomic through :class:`a2video.checkpoint.AtomicCheckpointIO`.
+    atomic through :class:`a2video.training.checkpoint.AtomicCheckpointIO`.
 
     Args:
         every_n_train_steps: steps between saves (0: only at epoch ends).

@@ -175,11 +175,11 @@ def load_predictor(
         The :class:`Predictor`.
 
     Raises:
-        a2video.checkpoint.CheckpointError: the file is missing, corrupt, or not an a2video
+        a2video.training.checkpoint.CheckpointError: the file is missing, corrupt, or not an a2video
             checkpoint.
     """
-    from a2video.checkpoint import CheckpointError, load_checkpoint
     from a2video.models import build_model
+    from a2video.training.checkpoint import CheckpointError, load_checkpoint
 
     checkpoint = load_checkpoint(ckpt, unsafe=unsafe, map_location="cpu")
     meta = checkpoint.get("a2video")

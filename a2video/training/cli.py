@@ -3,10 +3,11 @@
 Everything a run needs is in one YAML file; this class only sets the defaults every run shares:
 
 - ``checkpoint`` (ModelCheckpoint): the best on ``val/top1``; ``step_checkpoint``
-  (:class:`a2video.callbacks.LastCheckpoint`): ``last.ckpt`` every ``every_n_train_steps``
+  (:class:`a2video.training.callbacks.LastCheckpoint`): ``last.ckpt`` every ``every_n_train_steps``
   optimizer steps and at every epoch end. Both write into
   ``<trainer.default_root_dir>/checkpoints`` (fixed, so ``--ckpt_path last`` finds it from a new
-  process) through :class:`a2video.checkpoint.AtomicCheckpointIO`: atomic writes, safe reads
+  process) through :class:`a2video.training.checkpoint.AtomicCheckpointIO`: atomic writes, safe
+  reads
   (``--unsafe_load true`` to accept pickled objects from a trusted file).
 - RichProgressBar, LearningRateMonitor (when a logger is on), SaveOnSigterm.
 - ``trainer.use_distributed_sampler: false``: our DataModules shard themselves without padding
@@ -33,8 +34,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
-from a2video.callbacks import LastCheckpoint, SaveOnSigterm
-from a2video.checkpoint import AtomicCheckpointIO
+from a2video.training.callbacks import LastCheckpoint, SaveOnSigterm
+from a2video.training.checkpoint import AtomicCheckpointIO
 
 __all__ = ["A2VideoCLI", "wandb_logged_in"]
 

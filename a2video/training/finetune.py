@@ -1,4 +1,4 @@
-"""Transfer learning: start a :class:`~a2video.module.VideoClassifier` from pretrained weights.
+"""Transfer learning: start a ``VideoClassifier`` from pretrained weights.
 
 The paper's second use (Table 6): features learned on Kinetics, fine-tuned on UCF-101. Three kinds
 of source weights are accepted, recognised from the file's contents:
@@ -42,10 +42,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
-from a2video.checkpoint import load_checkpoint
-from a2video.cli_lightning import A2VideoCLI
 from a2video.models import LoadReport, convert_pytorchvideo_state_dict, inflate_weight
-from a2video.module import VideoClassifier
+from a2video.training.checkpoint import load_checkpoint
+from a2video.training.cli import A2VideoCLI
+from a2video.training.module import VideoClassifier
 
 __all__ = [
     "FinetuneCLI",
@@ -179,7 +179,7 @@ def read_pretrained(
 
     Raises:
         CheckpointError: missing, empty, truncated or unreadable file (from
-            :func:`a2video.checkpoint.load_checkpoint`).
+            :func:`a2video.training.checkpoint.load_checkpoint`).
         FinetuneError: a readable file that holds no weights this loader knows.
     """
     name = "<state dict>" if isinstance(source, Mapping) else os.fspath(source)
@@ -582,7 +582,7 @@ def parse_folds(value: str | int | None) -> list[int]:
 class FinetuneCLI(A2VideoCLI):
     """``finetune_ucf.py``: LightningCLI for transfer to UCF-101.
 
-    On top of :class:`a2video.cli_lightning.A2VideoCLI`:
+    On top of :class:`a2video.training.cli.A2VideoCLI`:
 
     - ``--ckpt PATH``: the pretrained weights (``model.pretrained``).
     - ``--test_after_fit true`` (default): after ``fit``, the 10×3-view test of the fine-tuned
@@ -742,7 +742,7 @@ def run_folds(
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Entry point of ``finetune_ucf.py``: a bad ``--ckpt`` ends with one line and exit code 2."""
-    from a2video.checkpoint import CheckpointError
+    from a2video.training.checkpoint import CheckpointError
 
     try:
         return run_folds(argv)

@@ -6,7 +6,7 @@ no decay on BatchNorm and bias parameters, optional label smoothing. Precision (
 ``16-mixed``), gradient clipping and ``sync_batchnorm`` are Trainer options; the A² softmaxes and
 matrix products run in float32 inside the blocks (see ``a2video.models.attention``).
 
-Evaluation (see :mod:`a2video.metrics`): clip top-1/top-5 during training; validation is
+Evaluation (see :mod:`a2video.training.metrics`): clip top-1/top-5 during training; validation is
 deduplicated by video index so it is exact under DDP; test/predict average the softmax over all
 K×3 views of each video and also keep the centre view for the single-clip accuracy, write
 ``predictions.csv`` and a confusion matrix into the run directory, and report unreadable videos.
@@ -30,7 +30,7 @@ from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from a2video import __version__
-from a2video.metrics import (
+from a2video.training.metrics import (
     VideoAccumulator,
     VideoResults,
     confusion_matrix,
@@ -422,7 +422,7 @@ class VideoClassifier(LightningModule):
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
-        from a2video.viz import plot_confusion_matrix
+        from a2video.explore.viz import plot_confusion_matrix
 
         cm = confusion_matrix(results, self.num_classes)
         names = self.class_names or [str(i) for i in range(self.num_classes)]
@@ -544,7 +544,7 @@ class VideoClassifier(LightningModule):
         Returns:
             The classifier in eval mode, with ``class_names`` and ``clip_spec`` restored.
         """
-        from a2video.checkpoint import load_checkpoint
+        from a2video.training.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path, unsafe=unsafe, map_location=map_location)
         hp = dict(ckpt.get("hyper_parameters") or {})

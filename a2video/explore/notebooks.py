@@ -1,6 +1,7 @@
 """Run the exploration notebooks top to bottom, in place or into copies.
 
-``python -m a2video.notebooks --execute-in-place`` re-runs ``notebooks/*.ipynb`` against the demo's
+``python -m a2video.explore.notebooks --execute-in-place`` re-runs ``notebooks/*.ipynb``
+against the demo's
 checkpoint and saves their outputs (figures included) in the files, so they show on a repository
 page; ``--ckpt`` / ``--data`` point them at another run. The notebooks read their paths from the
 environment variables ``A2VIDEO_CKPT``, ``A2VIDEO_DATA`` and ``A2VIDEO_RUN`` (see their first
@@ -43,7 +44,7 @@ def repo_root(start: str | os.PathLike | None = None) -> Path:
     for folder in (here, *here.parents):
         if (folder / "pyproject.toml").is_file() and (folder / "a2video").is_dir():
             return folder
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def notebook_paths() -> tuple[Path, Path | None, Path | None]:
@@ -138,7 +139,7 @@ def image_outputs(nb) -> list[tuple[int, str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m a2video.notebooks",
+        prog="python -m a2video.explore.notebooks",
         description="Execute the exploration notebooks (figures kept in the outputs).",
     )
     parser.add_argument(

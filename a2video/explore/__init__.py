@@ -1,0 +1,1 @@
+"""Exploring a trained model: prediction, attention maps, figures and export."""

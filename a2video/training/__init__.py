@@ -1,0 +1,1 @@
+"""Training: the LightningModule, video-level metrics, callbacks, checkpoints and the CLI."""
