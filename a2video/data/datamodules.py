@@ -162,9 +162,11 @@ class VideoDataModule(L.LightningDataModule):
 
     def _write_class_names(self) -> None:
         trainer = getattr(self, "trainer", None)
-        if trainer is None or trainer.global_rank != 0 or not trainer.log_dir:
+        if trainer is None:
             return
-        self.save_class_names(trainer.log_dir)
+        log_dir = trainer.log_dir  # on every rank: Trainer.log_dir broadcasts (a collective)
+        if trainer.is_global_zero and log_dir:
+            self.save_class_names(log_dir)
 
     def save_class_names(self, directory: str | os.PathLike) -> Path:
         """Write ``class_names.txt`` (one per line, label order) into ``directory``."""
