@@ -12,7 +12,7 @@ def test_classes_known_right_after_init(kinetics_root, ucf_root, small_clip):
     dm = KineticsDataModule(kinetics_root, **small_clip)
     assert dm.class_names == ["falling", "growing", "rising", "shrinking"]
     assert dm.num_classes == 4 and not dm.datasets  # nothing decoded or indexed yet
-    assert dm.clip_spec["frames"] == 4 and dm.clip_spec["size"] == 32
+    assert dm.clip_spec["frames"] == 4 and dm.clip_spec["crop_size"] == 32
     assert dm.clip_spec["mean"] == [0.485, 0.456, 0.406]
     ucf = UCF101DataModule(ucf_root, fold=2, **small_clip)
     assert ucf.class_names == ["BalloonRise", "StoneDrop", "BalloonInflate", "BalloonDeflate"]

@@ -26,11 +26,11 @@ from a2video.training.checkpoint import CheckpointError
 from a2video.training.finetune import (
     FinetuneClassifier,
     FinetuneError,
-    finetune_param_groups,
     load_pretrained,
     parse_folds,
     run_folds,
 )
+from a2video.training.module import param_groups
 
 CLIP = [
     "--data.frames", "4", "--data.stride", "2", "--data.train_scale", "[40, 48]",
@@ -257,7 +257,7 @@ def test_without_frozen_bn_the_statistics_move(train_ckpt, ucf_root, tmp_path):
 
 def test_param_groups_split_head_and_backbone():
     net = build_model("a2net_tiny", num_classes=3)
-    groups = finetune_param_groups(net, weight_decay=1e-4, backbone_lr_mult=0.1)
+    groups = param_groups(net, weight_decay=1e-4, backbone_lr_mult=0.1)
     names = [g["name"] for g in groups]
     assert names == ["backbone", "backbone_no_decay", "head", "head_no_decay"]
     assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))

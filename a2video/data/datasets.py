@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
@@ -73,15 +73,30 @@ class ClipSpec:
     def num_views(self) -> int:
         return self.num_clips * self.num_crops
 
+    @property
+    def centre_view(self) -> int:
+        """Index of the centre clip's centre crop among the test views (clip-major:
+        view ``c * num_crops + s``): the single-clip view of the test protocol."""
+        return (self.num_clips // 2) * self.num_crops + self.num_crops // 2
+
     def as_dict(self) -> dict:
+        """Plain data (JSON, weights-only checkpoints); :meth:`from_dict` reads it back."""
         d = asdict(self)
-        d["size"] = self.crop_size
         d["train_scale"], d["mean"], d["std"] = (
             list(self.train_scale),
             list(self.mean),
             list(self.std),
         )
         return d
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ClipSpec:
+        """The spec of :meth:`as_dict` output, also of older checkpoints (``size`` key)."""
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in values.items() if k in known}
+        if "crop_size" not in kwargs and "size" in values:
+            kwargs["crop_size"] = int(values["size"])
+        return cls(**kwargs)
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:

@@ -12,7 +12,8 @@ Everything a run needs is in one YAML file; this class only sets the defaults ev
 - RichProgressBar, LearningRateMonitor (when a logger is on), SaveOnSigterm.
 - ``trainer.use_distributed_sampler: false``: our DataModules shard themselves without padding
   val/test; the metrics deduplicate by video index anyway.
-- ``data.num_classes`` and ``data.class_names`` linked into the model.
+- ``data.num_classes``, ``data.class_names`` and ``data.spec`` (the clip and test-view
+  :class:`a2video.data.ClipSpec`, stored once in checkpoints) linked into the model.
 - W&B: a ``WandbLogger`` runs offline unless the user is logged in (``WANDB_API_KEY`` or
   ``~/.netrc``) or ``WANDB_MODE`` is set.
 - The resolved YAML travels in every checkpoint (``checkpoint["a2video"]["config"]``).
@@ -92,6 +93,7 @@ class A2VideoCLI(LightningCLI):
         parser.set_defaults({"trainer.use_distributed_sampler": False})
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
+        parser.link_arguments("data.spec", "model.clip_spec", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from a2video.models import LoadReport, convert_pytorchvideo_state_dict, inflate_weight
 from a2video.training.checkpoint import load_checkpoint
 from a2video.training.cli import A2VideoCLI
-from a2video.training.module import VideoClassifier
+from a2video.training.module import VideoClassifier, param_groups
 
 __all__ = [
     "FinetuneCLI",
@@ -54,7 +54,6 @@ __all__ = [
     "TransferReport",
     "convert_pretrained",
     "detect_kind",
-    "finetune_param_groups",
     "freeze_stages",
     "frozen_bn_modules",
     "load_pretrained",
@@ -392,36 +391,6 @@ def frozen_bn_modules(
     return names
 
 
-def finetune_param_groups(
-    net: nn.Module, weight_decay: float, backbone_lr_mult: float = 1.0
-) -> list[dict[str, Any]]:
-    """Four groups: backbone/head × decay/no-decay (BatchNorm and biases never decay).
-
-    The head (``fc``) group carries ``lr_mult`` 1, the backbone ``backbone_lr_mult``; frozen
-    parameters (``requires_grad`` False) are left out. Empty groups are dropped.
-    """
-    groups: dict[tuple[str, bool], list[Tensor]] = {}
-    for name, p in net.named_parameters():
-        if not p.requires_grad:
-            continue
-        part = "head" if name.startswith(HEAD_PREFIX) else "backbone"
-        groups.setdefault((part, p.ndim > 1), []).append(p)
-    out = []
-    for part in ("backbone", "head"):
-        for decays in (True, False):
-            params = groups.get((part, decays))
-            if params:
-                out.append(
-                    {
-                        "params": params,
-                        "weight_decay": weight_decay if decays else 0.0,
-                        "lr_mult": backbone_lr_mult if part == "backbone" else 1.0,
-                        "name": f"{part}{'' if decays else '_no_decay'}",
-                    }
-                )
-    return out
-
-
 # --------------------------------------------------------------------------- the module
 class FinetuneClassifier(VideoClassifier):
     """A :class:`VideoClassifier` that starts from pretrained weights and fine-tunes them.
@@ -536,30 +505,10 @@ class FinetuneClassifier(VideoClassifier):
             checkpoint["a2video"]["transfer"] = self.transfer_report.to_dict()
 
     # ------------------------------------------------------------------ optimisation
-    def configure_optimizers(self) -> dict[str, Any]:
-        """The base optimizer and schedule, with the backbone's LR scaled by ``backbone_lr_mult``.
-
-        The base class builds its optimizer (SGD or the configured callable, LR scaling, no
-        decay on BatchNorm/bias) and its warm-up schedule; this rebuilds the same optimizer over
-        :func:`finetune_param_groups` and reattaches the same schedule.
-        """
-        config = super().configure_optimizers()
-        mult = float(self.hparams.backbone_lr_mult)
-        if mult == 1.0:
-            return config
-        old = config["optimizer"]
-        sched = config["lr_scheduler"]["scheduler"]
-        base_lr = old.param_groups[0].get("initial_lr", old.defaults.get("lr"))
-        groups = finetune_param_groups(self.net, self.hparams.weight_decay, mult)
-        for group in groups:
-            group["lr"] = base_lr * group["lr_mult"]
-        optimizer = type(old)(groups, **old.defaults)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, sched.lr_lambdas[0])
-        rank_zero_info(f"a2video: backbone LR {base_lr * mult:g}, head LR {base_lr:g}")
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {**config["lr_scheduler"], "scheduler": schedule},
-        }
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Backbone/head groups: the backbone's ``lr_mult`` is ``backbone_lr_mult``; the decay
+        groups keep the optimizer's ``weight_decay`` (BatchNorm and biases never decay)."""
+        return param_groups(self.net, backbone_lr_mult=float(self.hparams.backbone_lr_mult))
 
 
 # --------------------------------------------------------------------------- the CLI

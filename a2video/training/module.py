@@ -30,6 +30,7 @@ from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from a2video import __version__
+from a2video.data.datasets import ClipSpec
 from a2video.training.metrics import (
     VideoAccumulator,
     VideoResults,
@@ -45,24 +46,54 @@ class NonFiniteLossError(RuntimeError):
     """Raised after ``max_nonfinite_steps`` consecutive steps with a NaN/inf loss."""
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two groups: conv/linear weights decay, BatchNorm parameters and biases (ndim <= 1) do not.
+def param_groups(
+    model: nn.Module,
+    weight_decay: float | None = None,
+    backbone_lr_mult: float = 1.0,
+    head_prefix: str = "fc.",
+) -> list[dict[str, Any]]:
+    """Parameter groups: no decay on BatchNorm and bias (``ndim <= 1``), optional backbone LR.
+
+    Only the no-decay groups set ``weight_decay`` (to 0); the decay groups keep the optimizer's
+    own ``weight_decay`` unless ``weight_decay`` is given. Each group carries ``lr_mult`` (the
+    backbone's is ``backbone_lr_mult``, the head's 1), applied by
+    :meth:`VideoClassifier.configure_optimizers`. Frozen parameters are left out, empty groups
+    dropped.
 
     Args:
         model: the network.
-        weight_decay: decay of the first group.
+        weight_decay: decay of the decay groups; None keeps the optimizer's.
+        backbone_lr_mult: LR multiplier of every parameter outside the head (fine-tuning).
+        head_prefix: parameter-name prefix of the head.
 
     Returns:
-        Parameter groups for a ``torch.optim`` optimizer.
+        Groups named ``decay``/``no_decay`` (or ``backbone``/``backbone_no_decay``/``head``/
+        ``head_no_decay`` when ``backbone_lr_mult != 1``), in that order.
     """
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    split = backbone_lr_mult != 1.0
+    buckets: dict[tuple[str, bool], list[Tensor]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        part = ("head" if name.startswith(head_prefix) else "backbone") if split else ""
+        buckets.setdefault((part, p.ndim > 1), []).append(p)
+    groups = []
+    for part in ("backbone", "head") if split else ("",):
+        for decays in (True, False):
+            params = buckets.get((part, decays))
+            if not params:
+                continue
+            group: dict[str, Any] = {
+                "params": params,
+                "name": (part or "decay") if decays else f"{part}_no_decay".lstrip("_"),
+                "lr_mult": backbone_lr_mult if part == "backbone" else 1.0,
+            }
+            if not decays:
+                group["weight_decay"] = 0.0
+            elif weight_decay is not None:
+                group["weight_decay"] = weight_decay
+            groups.append(group)
+    return groups
 
 
 class WarmupSchedule:
@@ -136,14 +167,17 @@ class VideoClassifier(LightningModule):
         pretrained_2d: 2-D ImageNet weights to inflate when a fit starts from scratch
             ("imagenet" or a path); ignored when resuming or evaluating a checkpoint.
         class_names: names by class index (linked from the datamodule by the CLI).
-        optimizer: an optimizer callable (``class_path`` in YAML) receiving the parameter groups;
-            None uses SGD with ``lr``, ``momentum``, ``weight_decay``, ``nesterov``.
-        lr: base learning rate (of SGD, and the schedule's peak).
-        momentum: SGD momentum.
-        weight_decay: L2 decay on conv/linear weights (never on BatchNorm or bias).
-        nesterov: Nesterov momentum.
-        lr_base_batch_size: if set, ``lr`` is for this global batch size and is scaled linearly to
-            the actual one (per-device batch × devices × nodes × gradient accumulation).
+        optimizer: an optimizer callable (``class_path`` in YAML, Lightning's
+            ``OptimizerCallable``) receiving the parameter groups; its own ``lr`` and
+            ``weight_decay`` apply (BatchNorm and bias groups get decay 0). None: SGD with
+            ``lr``, ``momentum``, ``weight_decay``, ``nesterov``.
+        lr: learning rate of the default SGD (ignored with ``optimizer``).
+        momentum: momentum of the default SGD.
+        weight_decay: decay of the default SGD on conv/linear weights (never on BN or bias).
+        nesterov: Nesterov momentum of the default SGD.
+        lr_base_batch_size: if set, the optimizer's LR is for this global batch size and is
+            scaled linearly to the actual one (per-device batch × devices × nodes × gradient
+            accumulation), whichever optimizer is used.
         scheduler: "cosine" (with linear warm-up), "step" (the paper's) or "constant".
         warmup_epochs: linear warm-up length in epochs (fractions allowed).
         milestones: epochs at which the step schedule multiplies the LR by ``gamma``.
@@ -152,8 +186,11 @@ class VideoClassifier(LightningModule):
         label_smoothing: cross-entropy label smoothing.
         max_nonfinite_steps: stop with an error after this many consecutive NaN/inf losses
             (each such step is skipped and counted).
-        test_crops: spatial crops per temporal clip in test batches (views are clip-major), used
-            to pick the centre view for the single-clip accuracy.
+        clip_spec: the clips and test views the data produces (the DataModule's ``spec``, linked
+            by the CLI; restored from checkpoints): picks the centre view for the single-clip
+            accuracy and travels with the weights.
+        test_crops: deprecated and ignored (the views come from ``clip_spec``); accepted so that
+            checkpoints written before it was removed still load with ``--ckpt_path``.
         view_chunk: forward at most this many clips at once in test/predict (0: all views of a
             batch at once); bounds memory for 10×3 views.
         channels_last: use ``channels_last_3d`` memory format (faster convs on recent GPUs).
@@ -181,14 +218,20 @@ class VideoClassifier(LightningModule):
         min_lr_ratio: float = 0.0,
         label_smoothing: float = 0.0,
         max_nonfinite_steps: int = 10,
-        test_crops: int = 3,
+        clip_spec: ClipSpec | None = None,
+        test_crops: int | None = None,
         view_chunk: int = 0,
         channels_last: bool = False,
         compile: bool = False,
         write_outputs: bool = True,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer"])
+        self.save_hyperparameters(ignore=["optimizer", "clip_spec", "test_crops"])
+        if test_crops is not None:
+            rank_zero_warn(
+                "a2video: model.test_crops is ignored: the test views are the data's num_clips × "
+                "num_crops (data.num_crops), linked into the model as clip_spec"
+            )
         self.arch = arch
         self.num_classes = num_classes
         self.arch_options = dict(arch_options or {})
@@ -210,7 +253,7 @@ class VideoClassifier(LightningModule):
         self.bad_videos = SumMetric()
         self.nonfinite_total = 0
         self.nonfinite_in_a_row = 0
-        self.clip_spec: dict[str, Any] | None = None
+        self.clip_spec: ClipSpec | None = clip_spec
         self.run_config: str | None = None  # the CLI's YAML, stored in checkpoints
         self.video_results: VideoResults | None = None
         self.test_summary: dict[str, float] = {}
@@ -338,10 +381,21 @@ class VideoClassifier(LightningModule):
         chunk = self.hparams.view_chunk or flat.shape[0]
         logits = torch.cat([self(flat[i : i + chunk]) for i in range(0, flat.shape[0], chunk)])
         probs = logits.float().softmax(dim=1).view(b, v, -1)  # (B, V, C)
-        crops = self.hparams.test_crops if v % self.hparams.test_crops == 0 else 1
-        clips = v // crops
-        centre = (clips // 2) * crops + crops // 2  # views are clip-major: c * crops + s
-        return probs.mean(dim=1), probs[:, centre]
+        return probs.mean(dim=1), probs[:, self._centre_view(v)]
+
+    def _centre_view(self, views: int) -> int:
+        """The centre clip's centre crop among ``views`` clip-major views (``clip_spec``)."""
+        if views == 1:
+            return 0
+        spec = self.clip_spec
+        if spec is None or spec.num_views != views:
+            have = "no clip_spec" if spec is None else f"{spec.num_clips}x{spec.num_crops} views"
+            raise ValueError(
+                f"a2video: test batches carry {views} views per video but the model has {have}; "
+                "the views are the DataModule's num_clips x num_crops (data.spec, linked to "
+                "model.clip_spec by the CLI): pass clip_spec=datamodule.spec"
+            )
+        return spec.centre_view
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         probs, clip_probs = self._view_probs(batch["video"])
@@ -439,29 +493,49 @@ class VideoClassifier(LightningModule):
             return None
         return int(per_device) * self.trainer.world_size * self.trainer.accumulate_grad_batches
 
+    def lr_scale(self) -> float:
+        """Linear LR scaling: global batch / ``lr_base_batch_size`` (1 when unset or unknown)."""
+        base = self.hparams.lr_base_batch_size
+        if not base:
+            return 1.0
+        global_batch = self._global_batch_size()
+        if global_batch is None:
+            rank_zero_warn("a2video: lr_base_batch_size set but the batch size is unknown")
+            return 1.0
+        return global_batch / base
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's groups (:func:`param_groups` over the network; no decay on BN/bias)."""
+        return param_groups(self.net)
+
     def configure_optimizers(self) -> dict[str, Any]:
+        """The injected optimizer (or SGD) over :meth:`parameter_groups`, and the LR schedule.
+
+        Every group's LR is the optimizer's own times the group's ``lr_mult`` and
+        :meth:`lr_scale`, so scaling and fine-tuning multipliers apply to the LR in use whatever
+        the optimizer; the decay groups keep the optimizer's ``weight_decay``.
+        """
         hp = self.hparams
-        lr = hp.lr
-        if hp.lr_base_batch_size:
-            global_batch = self._global_batch_size()
-            if global_batch is None:
-                rank_zero_warn("a2video: lr_base_batch_size set but the batch size is unknown")
-            else:
-                lr = hp.lr * global_batch / hp.lr_base_batch_size
-                rank_zero_info(
-                    f"a2video: lr {hp.lr} for batch {hp.lr_base_batch_size} → {lr:g} "
-                    f"for global batch {global_batch} (linear scaling)"
-                )
-        groups = param_groups(self.net, hp.weight_decay)
+        groups = self.parameter_groups()
         if self.optimizer_fn is not None:
             optimizer = self.optimizer_fn(groups)
         else:
             optimizer = torch.optim.SGD(
-                groups, lr=lr, momentum=hp.momentum, nesterov=hp.nesterov, weight_decay=0.0
+                groups,
+                lr=hp.lr,
+                momentum=hp.momentum,
+                nesterov=hp.nesterov,
+                weight_decay=hp.weight_decay,
             )
-            # weight_decay lives in the groups (0 on BN/bias); SGD's default must not override it.
-            for group, wd in zip(optimizer.param_groups, (hp.weight_decay, 0.0), strict=True):
-                group["weight_decay"] = wd
+        scale = self.lr_scale()
+        for group in optimizer.param_groups:
+            group["lr"] = group["lr"] * scale * group.get("lr_mult", 1.0)
+        if scale != 1.0:
+            base = optimizer.defaults.get("lr")
+            rank_zero_info(
+                f"a2video: lr {base} for batch {hp.lr_base_batch_size} → {base * scale:g} for "
+                f"global batch {self._global_batch_size()} (linear scaling)"
+            )
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = self._steps_per_epoch(total)
         schedule = WarmupSchedule(
@@ -485,9 +559,9 @@ class VideoClassifier(LightningModule):
     # ------------------------------------------------------------------ checkpoints
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
-        spec = getattr(dm, "clip_spec", None)
-        if spec is not None:
-            self.clip_spec = _plain(spec)
+        spec = getattr(dm, "spec", None)  # a DataModule used without the CLI's link
+        if self.clip_spec is None and isinstance(spec, ClipSpec):
+            self.clip_spec = spec
         if self.class_names is None and getattr(dm, "class_names", None) is not None:
             self.class_names = list(dm.class_names)
 
@@ -506,7 +580,7 @@ class VideoClassifier(LightningModule):
                 "arch_options": self.arch_options,
                 "num_classes": self.num_classes,
                 "class_names": self.class_names,
-                "clip_spec": self.clip_spec,
+                "clip_spec": self.clip_spec.as_dict() if self.clip_spec else None,
                 "metrics": metrics,
                 "version": __version__,
                 "config": self.run_config,
@@ -522,7 +596,7 @@ class VideoClassifier(LightningModule):
         if meta.get("class_names") and not self.class_names:
             self.class_names = list(meta["class_names"])
         if meta.get("clip_spec") and self.clip_spec is None:
-            self.clip_spec = dict(meta["clip_spec"])
+            self.clip_spec = ClipSpec.from_dict(meta["clip_spec"])
         self.nonfinite_total = int(meta.get("nonfinite_total", 0))
 
     @classmethod
