@@ -55,8 +55,9 @@ from typing import Any, Literal
 from torch import Tensor, nn
 
 from a2video.models.attention import Association, DoubleAttention, NonLocal
-from a2video.models.inflate import Inflate, LoadReport, inflate_2d_to_3d, load_pytorchvideo
+from a2video.models.inflate import Inflate
 from a2video.models.resnet3d import StageSpec, VideoResNet
+from a2video.models.weights import load_weights
 
 __all__ = ["build_model", "list_models", "register_model"]
 
@@ -219,12 +220,15 @@ def _video_resnet(
         dropout=dropout,
         arch=arch,
     )
-    reports: dict[str, LoadReport] = {}
-    if pretrained_2d is not None:
-        reports["pretrained_2d"] = inflate_2d_to_3d(model, pretrained_2d, inflate=inflate)
-    if pretrained_ptv is not None:
-        reports["pretrained_ptv"] = load_pytorchvideo(model, pretrained_ptv)
-    model.load_reports = reports
+    sources = {
+        "pretrained_2d": (pretrained_2d, "imagenet"),
+        "pretrained_ptv": (pretrained_ptv, "pytorchvideo"),
+    }
+    model.load_reports = {
+        name: load_weights(model, source, kind=kind, inflate=inflate)
+        for name, (source, kind) in sources.items()
+        if source is not None
+    }
     return model
 
 

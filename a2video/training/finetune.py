@@ -1,24 +1,14 @@
 """Transfer learning: start a ``VideoClassifier`` from pretrained weights.
 
-The paper's second use (Table 6): features learned on Kinetics, fine-tuned on UCF-101. Three kinds
-of source weights are accepted, recognised from the file's contents:
-
-- ``a2video``: a checkpoint of this project (``train.py``), or a bare state dict of one of our
-  networks. Every tensor except the head must match the target network key for key and shape for
-  shape, A²-blocks included; the architecture recorded in the checkpoint must be the target's.
-- ``pytorchvideo``: a PyTorchVideo ``slow_r50`` / ``i3d_r50`` state dict (or its ``.pyth``
-  checkpoint), renamed with :func:`a2video.models.convert_pytorchvideo_state_dict`. Loaded into
-  ``slow_r50`` / ``i3d_r50``, or into ``a2net_r50`` / ``nl_r50`` whose inserted blocks then start
-  at their identity initialisation (as the paper's "randomly initialised A²-blocks").
-- ``imagenet``: a torchvision ResNet-50 state dict (2-D), inflated to 3-D
-  (:func:`a2video.models.inflate_state_dict`); A²-blocks start at identity, as above.
-
-The head (``fc``) is always re-initialised for the new dataset's classes (``reset_head``). Any
-other mismatch is a :class:`FinetuneError`: one line naming the file, what differs and the fix,
-never a silent re-initialisation. What happened is a :class:`TransferReport` (loaded, skipped,
-re-initialised, missing keys), printed at the start of the fit, written to
-``<default_root_dir>/transfer_report.json`` and stored in every checkpoint
-(``checkpoint["a2video"]["transfer"]``).
+The paper's second use (Table 6): features learned on Kinetics, fine-tuned on UCF-101. The
+weights (an a2video checkpoint, a PyTorchVideo ``slow_r50``/``i3d_r50`` state dict or a
+torchvision ResNet-50, recognised from the contents) are read by the package's one loader,
+:func:`a2video.models.load_weights`; the head (``fc``) is always re-initialised for the new
+classes. Any other mismatch is a :class:`FinetuneError` (``WeightsError``): one line naming the
+file, what differs and the fix, never a silent re-initialisation. What happened is a
+:class:`TransferReport` (loaded, skipped, re-initialised, missing keys, frozen), printed at the
+start of the fit, written to ``<default_root_dir>/transfer_report.json`` and stored in every
+checkpoint (``checkpoint["a2video"]["transfer"]``).
 
 Fine-tuning options (MMAction2 / PySlowFast users expect them) live in
 :class:`FinetuneClassifier`: ``frozen_bn`` (BatchNorm running statistics fixed, as MMAction2's
@@ -35,15 +25,15 @@ import os
 import statistics
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch import Tensor, nn
+from torch import nn
 
-from a2video.models import LoadReport, convert_pytorchvideo_state_dict, inflate_weight
-from a2video.training.checkpoint import load_checkpoint
+from a2video.models.weights import Kind as SourceKind
+from a2video.models.weights import LoadReport, WeightsError, load_weights
 from a2video.training.cli import A2VideoCLI
 from a2video.training.module import VideoClassifier, param_groups
 
@@ -52,238 +42,45 @@ __all__ = [
     "FinetuneClassifier",
     "FinetuneError",
     "TransferReport",
-    "convert_pretrained",
-    "detect_kind",
     "freeze_stages",
     "frozen_bn_modules",
     "load_pretrained",
     "parse_folds",
-    "read_pretrained",
     "run_folds",
     "stage_prefixes",
 ]
 
-SourceKind = Literal["auto", "a2video", "pytorchvideo", "imagenet"]
 HEAD_PREFIX = "fc."
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
-class FinetuneError(ValueError):
-    """Pretrained weights that do not fit the target network (one line, naming the file)."""
+FinetuneError = WeightsError  # pretrained weights that do not fit (one line, naming the file)
 
 
 @dataclass
 class TransferReport(LoadReport):
-    """A :class:`~a2video.models.LoadReport` plus where the weights came from.
+    """A :class:`~a2video.models.LoadReport` plus what fine-tuning froze.
 
     Attributes:
-        source: the file (or ``"<state dict>"``).
-        kind: ``a2video``, ``pytorchvideo`` or ``imagenet``.
-        source_arch: the architecture recorded in an a2video checkpoint (else None).
-        target_arch: the network's architecture.
-        source_classes: the checkpoint's class count (a2video), or the head's rows.
         frozen: parameter names left without gradient by ``freeze_stages``.
         frozen_bn: BatchNorm modules whose running statistics stay fixed.
     """
 
-    source: str = "<state dict>"
-    kind: str = "a2video"
-    source_arch: str | None = None
-    target_arch: str | None = None
-    source_classes: int | None = None
     frozen: list[str] = field(default_factory=list)
     frozen_bn: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
-        """Loaded backbone / A²-block tensors and the other categories, counted."""
-        attn = sum(".attn." in k for k in self.loaded)
-        return {
-            "loaded": len(self.loaded),
-            "loaded_backbone": len(self.loaded) - attn,
-            "loaded_attention": attn,
-            "skipped": len(self.skipped),
-            "reinitialized": len(self.reinitialized),
-            "missing": len(self.missing),
-            "frozen": len(self.frozen),
-            "frozen_bn": len(self.frozen_bn),
-        }
+        return {**super().counts(), "frozen": len(self.frozen), "frozen_bn": len(self.frozen_bn)}
 
     def summary(self) -> str:
-        c = self.counts()
         arch = f" (arch {self.source_arch})" if self.source_arch else ""
+        c = self.counts()
         head = (
             f"a2video transfer: {self.kind} weights {self.source}{arch} → {self.target_arch}: "
-            f"loaded {c['loaded']} tensors ({c['loaded_backbone']} backbone, "
-            f"{c['loaded_attention']} A²-block)"
+            f"{c['loaded_backbone']} backbone and {c['loaded_attention']} A²-block tensors; "
         )
-        rest = [head]
-        for name in ("skipped", "reinitialized", "missing"):
-            keys = getattr(self, name)
-            shown = ", ".join(keys[:6]) + (f", … (+{len(keys) - 6})" if len(keys) > 6 else "")
-            rest.append(f"{name} {len(keys)}" + (f": {shown}" if keys else ""))
-        if self.frozen or self.frozen_bn:
-            rest.append(f"frozen {c['frozen']} params, {c['frozen_bn']} BN with fixed statistics")
-        return "; ".join(rest)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (JSON, weights-only checkpoints)."""
-        return {**asdict(self), "counts": self.counts()}
-
-
-# --------------------------------------------------------------------------- reading sources
-def _unwrap(obj: Mapping[str, Any]) -> dict[str, Any]:
-    for wrapper in ("state_dict", "model_state", "model"):
-        inner = obj.get(wrapper)
-        if isinstance(inner, Mapping) and any(isinstance(v, Tensor) for v in inner.values()):
-            return dict(inner)
-    return dict(obj)
-
-
-def detect_kind(state_dict: Mapping[str, Any]) -> str:
-    """``a2video``, ``pytorchvideo`` or ``imagenet`` from a (net-level) state dict's keys.
-
-    Raises:
-        FinetuneError: no kind fits.
-    """
-    keys = [k for k, v in state_dict.items() if isinstance(v, Tensor)]
-    if not keys:
-        raise FinetuneError("holds no tensors")
-    if any(k.startswith("blocks.") and ".res_blocks." in k for k in keys):
-        return "pytorchvideo"
-    conv1 = state_dict.get("conv1.weight")
-    if isinstance(conv1, Tensor) and "layer1.0.conv1.weight" in state_dict:
-        return "imagenet" if conv1.dim() == 4 else "a2video"
-    raise FinetuneError(
-        "is not a checkpoint this loader knows (expected an a2video .ckpt, a PyTorchVideo "
-        f"slow_r50/i3d_r50 state dict or a torchvision ResNet-50 state dict; keys start {keys[:3]})"
-    )
-
-
-def read_pretrained(
-    source: str | os.PathLike | Mapping[str, Any],
-    kind: SourceKind = "auto",
-    unsafe: bool = False,
-) -> tuple[dict[str, Tensor], str, dict[str, Any]]:
-    """Read pretrained weights into a state dict with our network's key names.
-
-    Args:
-        source: a file or an in-memory checkpoint / state dict.
-        kind: ``auto`` (recognise the contents) or the kind to assume.
-        unsafe: allow pickled Python objects (trusted files only).
-
-    Returns:
-        ``(state_dict, kind, meta)``; ``meta`` is an a2video checkpoint's ``checkpoint["a2video"]``
-        (empty for other kinds). The state dict has our key names (``net.`` stripped, PyTorchVideo
-        renamed), 2-D ImageNet kernels not yet inflated.
-
-    Raises:
-        CheckpointError: missing, empty, truncated or unreadable file (from
-            :func:`a2video.training.checkpoint.load_checkpoint`).
-        FinetuneError: a readable file that holds no weights this loader knows.
-    """
-    name = "<state dict>" if isinstance(source, Mapping) else os.fspath(source)
-    raw = dict(source) if isinstance(source, Mapping) else load_checkpoint(source, unsafe=unsafe)
-    meta = raw.get("a2video") if isinstance(raw.get("a2video"), Mapping) else {}
-    sd = _unwrap(raw)
-    if any(k.startswith("net.") for k in sd):  # a VideoClassifier checkpoint
-        sd = {k[4:]: v for k, v in sd.items() if k.startswith("net.") and isinstance(v, Tensor)}
-    sd = {k: v for k, v in sd.items() if isinstance(v, Tensor)}
-    try:
-        found = detect_kind(sd) if kind == "auto" or not sd else kind
-    except FinetuneError as err:
-        raise FinetuneError(f"{name}: {err}") from None
-    if found not in ("a2video", "pytorchvideo", "imagenet"):
-        raise FinetuneError(f"{name}: unknown pretrained kind {kind!r}")
-    if found == "pytorchvideo":
-        sd = convert_pytorchvideo_state_dict(sd)
-    return sd, found, dict(meta or {})
-
-
-# --------------------------------------------------------------------------- conversion
-def _example(keys: Sequence[str], n: int = 3) -> str:
-    return ", ".join(keys[:n]) + (f", … (+{len(keys) - n})" if len(keys) > n else "")
-
-
-def convert_pretrained(
-    state_dict: Mapping[str, Tensor],
-    target: Mapping[str, Tensor | torch.Size | tuple[int, ...]],
-    kind: str = "a2video",
-    inflate: Literal["mean", "center"] = "mean",
-    reset_head: bool = True,
-) -> tuple[dict[str, Tensor], TransferReport]:
-    """A pure function: source tensors → the target's state dict entries, plus the report.
-
-    Args:
-        state_dict: source weights with our key names (:func:`read_pretrained`).
-        target: the target network's state dict (or key → shape).
-        kind: the source kind; ``imagenet`` inflates 2-D kernels, and foreign kinds
-            (``imagenet``, ``pytorchvideo``) may leave A²/non-local blocks (``.attn.``) at init.
-        inflate: ``mean`` or ``center`` (see :mod:`a2video.models.inflate`).
-        reset_head: re-initialise ``fc`` even when its shape matches (a new dataset's classes).
-
-    Returns:
-        ``(state_dict_to_load, report)``.
-
-    Raises:
-        FinetuneError: a non-head tensor differs in shape, a non-head target tensor is absent
-            from the source (other than new ``.attn.`` blocks of a foreign source), or the source
-            has non-head tensors the target lacks.
-    """
-    shapes = {k: tuple(v.shape if isinstance(v, Tensor) else v) for k, v in target.items()}
-    out: dict[str, Tensor] = {}
-    report = TransferReport(kind=kind)
-    bad_shape: list[str] = []
-    for key, shape in shapes.items():
-        is_head = key.startswith(HEAD_PREFIX)
-        if key not in state_dict:
-            report.missing.append(key)
-            continue
-        src = state_dict[key]
-        if is_head and reset_head:
-            report.reinitialized.append(key)
-            continue
-        if tuple(src.shape) == shape:
-            out[key] = src.detach().clone()
-        elif (
-            kind == "imagenet"
-            and src.dim() == 4
-            and len(shape) == 5
-            and tuple(src.shape[:2]) == shape[:2]
-            and tuple(src.shape[2:]) == shape[3:]
-        ):
-            out[key] = inflate_weight(src.detach(), shape[2], inflate)
-        elif is_head:
-            report.reinitialized.append(key)
-            continue
-        else:
-            bad_shape.append(f"{key} {tuple(src.shape)} vs {shape}")
-            continue
-        report.loaded.append(key)
-    report.skipped = [k for k in state_dict if k not in shapes]
-    if "fc.weight" in state_dict:
-        report.source_classes = int(state_dict["fc.weight"].shape[0])
-
-    foreign = kind in ("imagenet", "pytorchvideo")
-    missing = [
-        k
-        for k in report.missing
-        if not k.startswith(HEAD_PREFIX) and not (foreign and ".attn." in k)
-    ]
-    # Source tensors with no place in the target; a 2-D ResNet's head and PyTorchVideo's
-    # weight-free pooling are the only ones expected.
-    extra = [k for k in report.skipped if not k.startswith(HEAD_PREFIX)]
-    problems = []
-    if bad_shape:
-        problems.append(f"{len(bad_shape)} tensors differ in shape ({_example(bad_shape, 2)})")
-    if missing:
-        problems.append(f"{len(missing)} model tensors are not in it ({_example(missing)})")
-    if extra:
-        problems.append(
-            f"{len(extra)} of its tensors have no place in the model ({_example(extra)})"
-        )
-    if problems:
-        raise FinetuneError("; ".join(problems))
-    return out, report
+        tail = f"; frozen {c['frozen']} params, {c['frozen_bn']} BN with fixed statistics"
+        return head + super().summary() + (tail if self.frozen or self.frozen_bn else "")
 
 
 def load_pretrained(
@@ -294,47 +91,11 @@ def load_pretrained(
     reset_head: bool = True,
     unsafe: bool = False,
 ) -> TransferReport:
-    """Load pretrained weights into ``net`` in place; only the head may be re-initialised.
-
-    Args:
-        net: a network from :func:`a2video.models.build_model` (already sized for the new classes).
-        source: a checkpoint / state dict file, or one in memory.
-        kind: ``auto`` or the source kind.
-        inflate: how ImageNet 2-D kernels gain time (``mean`` or ``center``).
-        reset_head: re-initialise ``fc`` even when the class counts agree.
-        unsafe: allow pickled objects in the file (trusted files only).
-
-    Returns:
-        The :class:`TransferReport`.
-
-    Raises:
-        CheckpointError: the file is missing, truncated or not a checkpoint.
-        FinetuneError: the weights do not fit ``net`` (one line naming the file and the fix).
-    """
-    name = "<state dict>" if isinstance(source, Mapping) else os.fspath(source)
-    sd, found, meta = read_pretrained(source, kind, unsafe)
-    target_arch = getattr(net, "arch", None) or type(net).__name__
-    source_arch = meta.get("arch")
-    if source_arch and source_arch != target_arch:
-        raise FinetuneError(
-            f"{name}: wrong arch: the checkpoint holds {source_arch!r}, the model is "
-            f"{target_arch!r}; set --model.arch {source_arch} (only the head may differ)."
-        )
-    try:
-        out, report = convert_pretrained(sd, net.state_dict(), found, inflate, reset_head)
-    except FinetuneError as err:
-        raise FinetuneError(
-            f"{name}: {found} weights do not fit {target_arch}: {err} (only the head 'fc' "
-            "may differ)."
-        ) from None
-    result = net.load_state_dict(out, strict=False)
-    assert not result.unexpected_keys, result.unexpected_keys
-    if reset_head and hasattr(net, "reset_classifier"):
-        net.reset_classifier(getattr(net, "num_classes", net.fc.out_features))
-    report.source, report.source_arch, report.target_arch = name, source_arch, target_arch
-    if meta.get("num_classes") is not None:
-        report.source_classes = int(meta["num_classes"])
-    return report
+    """:func:`a2video.models.load_weights` with a new head (fine-tuning on new classes)."""
+    report = load_weights(
+        net, source, kind=kind, inflate=inflate, reset_head=reset_head, unsafe=unsafe
+    )
+    return TransferReport(**vars(report))
 
 
 # --------------------------------------------------------------------------- freezing

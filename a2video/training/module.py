@@ -273,14 +273,13 @@ class VideoClassifier(LightningModule):
             return
         if self.trainer.state.fn != "fit":
             return
-        from a2video.models import build_model
+        from a2video.models.weights import load_weights
 
-        source = build_model(
-            self.arch, num_classes=self.num_classes, pretrained_2d=pretrained, **self.arch_options
-        )
-        self.net.load_state_dict(source.state_dict())
+        inflate = self.arch_options.get("inflate", "mean")
+        report = load_weights(self.net, pretrained, kind="imagenet", inflate=inflate)
         self._pretrained_done = True
-        rank_zero_info(f"a2video: initialised {self.arch} from 2-D weights {pretrained!r}")
+        rank_zero_info(f"a2video: initialised {self.arch} from 2-D weights {pretrained!r}: "
+                       f"{report.summary()}")  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``(N, num_classes)`` of clips ``(N, 3, T, H, W)``."""
@@ -618,12 +617,13 @@ class VideoClassifier(LightningModule):
         Returns:
             The classifier in eval mode, with ``class_names`` and ``clip_spec`` restored.
         """
+        from a2video.models.weights import load_weights
         from a2video.training.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path, unsafe=unsafe, map_location=map_location)
         hp = dict(ckpt.get("hyper_parameters") or {})
         meta = ckpt.get("a2video") or {}
-        keep = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        keep = set(inspect.signature(cls.__init__).parameters) - {"self", "test_crops"}
         kwargs = {k: v for k, v in hp.items() if k in keep}
         for key in ("arch", "num_classes", "arch_options", "class_names"):
             if meta.get(key) is not None:
@@ -631,6 +631,6 @@ class VideoClassifier(LightningModule):
         kwargs["pretrained_2d"] = None
         kwargs.update(overrides)
         model = cls(**kwargs)
-        model.load_state_dict(ckpt["state_dict"])
+        load_weights(model.net, ckpt, kind="a2video")
         model.on_load_checkpoint(ckpt)
         return model.eval()
