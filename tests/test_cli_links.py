@@ -21,7 +21,7 @@ import yaml
 
 from a2video.data import KineticsDataModule, UCF101DataModule
 from a2video.training.cli import A2VideoCLI
-from a2video.training.finetune import FinetuneClassifier, FinetuneCLI
+from a2video.training.finetune import FinetuneCLI
 from a2video.training.module import VideoClassifier
 
 DATA = {
@@ -71,7 +71,7 @@ def test_adamw_keeps_its_decay_and_uses_the_scaled_lr(kinetics_root, tmp_path):
 def test_backbone_lr_mult_groups_keep_the_optimizer_decay(ucf_root, tmp_path):
     config = _config(tmp_path, ucf_root, backbone_lr_mult=0.1, lr_base_batch_size=8)
     args = ["fit", "--config", config, "--test_after_fit", "false", *ONE_STEP]
-    cli = FinetuneCLI(FinetuneClassifier, UCF101DataModule, args=args)
+    cli = FinetuneCLI(VideoClassifier, UCF101DataModule, args=args)
     groups = _groups(cli)
     assert list(groups) == ["backbone", "backbone_no_decay", "head", "head_no_decay"]
     assert groups["backbone"]["weight_decay"] == groups["head"]["weight_decay"] == 0.05

@@ -10,12 +10,12 @@ file, what differs and the fix, never a silent re-initialisation. What happened 
 start of the fit, written to ``<default_root_dir>/transfer_report.json`` and stored in every
 checkpoint (``checkpoint["a2video"]["transfer"]``).
 
-Fine-tuning options (MMAction2 / PySlowFast users expect them) live in
-:class:`FinetuneClassifier`: ``frozen_bn`` (BatchNorm running statistics fixed, as MMAction2's
-``norm_eval`` and PySlowFast's ``BN.FREEZE``), ``freeze_stages`` (no gradient in the first k
-stages, the stem being stage 1), ``backbone_lr_mult`` (the backbone's LR is the head's times this)
-and ``dropout`` before the head. :class:`FinetuneCLI` adds ``--ckpt``, runs the 10×3-view test
-after ``fit``, and ``--folds all`` runs the three UCF-101 folds and reports their mean.
+Fine-tuning options (MMAction2 / PySlowFast users expect them): the :class:`Finetune` callback
+(Lightning's ``BaseFinetuning``) loads the weights and holds ``frozen_bn`` and ``freeze_stages``;
+the backbone's LR multiplier is ``VideoClassifier``'s ``backbone_lr_mult`` (a parameter-group
+option) and dropout is ``arch_options.dropout``. :class:`FinetuneCLI` adds ``--ckpt``, runs the
+10×3-view test after ``fit``; ``--folds all`` (the script's fold loop, :func:`run_folds`) runs
+the three UCF-101 folds and reports their mean.
 """
 
 from __future__ import annotations
@@ -29,17 +29,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import BaseFinetuning
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from a2video.models.weights import Kind as SourceKind
 from a2video.models.weights import LoadReport, WeightsError, load_weights
 from a2video.training.cli import A2VideoCLI
-from a2video.training.module import VideoClassifier, param_groups
+from a2video.training.module import VideoClassifier
 
 __all__ = [
+    "Finetune",
     "FinetuneCLI",
-    "FinetuneClassifier",
     "FinetuneError",
     "TransferReport",
     "freeze_stages",
@@ -152,26 +154,28 @@ def frozen_bn_modules(
     return names
 
 
-# --------------------------------------------------------------------------- the module
-class FinetuneClassifier(VideoClassifier):
-    """A :class:`VideoClassifier` that starts from pretrained weights and fine-tunes them.
+# --------------------------------------------------------------------------- the callback
+class Finetune(BaseFinetuning):
+    """Start a fit from pretrained weights, with frozen stages and frozen BatchNorm statistics.
+
+    Lightning's ``BaseFinetuning``: :meth:`freeze_before_training` runs before the optimizer is
+    built, so frozen parameters are in no optimizer group; the backbone's LR multiplier is the
+    module's ``backbone_lr_mult`` (a parameter-group option).
 
     Args:
         pretrained: the weights to start from (``--ckpt`` of ``finetune_ucf.py``): an a2video
-            checkpoint, a PyTorchVideo state dict or a torchvision ResNet-50 state dict. Loaded
-            when a fit starts (not when resuming, testing or predicting from a fine-tuned
-            checkpoint, which holds every weight). None: train from scratch.
+            checkpoint, a PyTorchVideo state dict or a torchvision ResNet-50 state dict, read by
+            :func:`a2video.models.load_weights` when a fit starts (a resumed fit then restores its
+            checkpoint over them). None: train from scratch.
         pretrained_kind: ``auto`` or ``a2video`` / ``pytorchvideo`` / ``imagenet``.
         inflate: ``mean`` or ``center`` inflation of ImageNet kernels.
         reset_head: re-initialise the head even when the class counts agree.
-        frozen_bn: keep every loaded BatchNorm's running statistics fixed (the layers run in eval
-            mode during training; their scale and shift still learn).
-        freeze_stages: no gradient in the first k stages (1: stem; 2..5: + res2..res5);
-            their BatchNorm statistics stay fixed too. Newly initialised tensors stay trainable.
-        backbone_lr_mult: the backbone's learning rate is the head's (``lr``) times this.
-        dropout: dropout before the head (overrides ``arch_options["dropout"]``).
+        frozen_bn: keep every loaded BatchNorm's running statistics fixed (MMAction2's
+            ``norm_eval``, PySlowFast's ``BN.FREEZE``: the layers run in eval mode while training;
+            their scale and shift still learn).
+        freeze_stages: no gradient in the first k stages (1: stem; 2..5: + res2..res5); their
+            BatchNorm statistics stay fixed too. Newly initialised tensors stay trainable.
         unsafe_load: accept pickled Python objects in ``pretrained`` (trusted files only).
-        **kwargs: the :class:`VideoClassifier` arguments (``arch``, ``lr``, ``scheduler``…).
     """
 
     def __init__(
@@ -182,94 +186,75 @@ class FinetuneClassifier(VideoClassifier):
         reset_head: bool = True,
         frozen_bn: bool = False,
         freeze_stages: int = 0,
-        backbone_lr_mult: float = 1.0,
-        dropout: float | None = None,
         unsafe_load: bool = False,
-        **kwargs: Any,
     ) -> None:
-        if dropout is not None:
-            kwargs["arch_options"] = {**dict(kwargs.get("arch_options") or {}), "dropout": dropout}
+        super().__init__()
         stage_prefixes(freeze_stages)  # validates
-        if backbone_lr_mult < 0:
-            raise ValueError(f"backbone_lr_mult must be >= 0, got {backbone_lr_mult}")
-        super().__init__(**kwargs)
-        self.transfer_report: TransferReport | None = None
+        self.pretrained, self.pretrained_kind, self.inflate = pretrained, pretrained_kind, inflate
+        self.reset_head, self.unsafe_load = reset_head, unsafe_load
+        self.frozen_bn, self.freeze_stages = frozen_bn, freeze_stages
+        self.report: TransferReport | None = None
         self._frozen_bn: list[str] = []
-        self._transfer_done = False
 
-    # ------------------------------------------------------------------ weights and freezing
-    def configure_model(self) -> None:
-        super().configure_model()
-        if self._transfer_done or self._trainer is None or self.trainer.state.fn != "fit":
-            return
-        hp = self.hparams
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":  # the test after fit keeps the fine-tuned weights
+            super().setup(trainer, pl_module, stage)
+
+    def freeze_before_training(self, pl_module: LightningModule) -> None:
+        net = pl_module.net
         new_keys: set[str] = set()
-        if hp.pretrained:
-            if hp.get("pretrained_2d"):
+        if self.pretrained:
+            if pl_module.hparams.get("pretrained_2d"):
                 raise FinetuneError(
-                    "give either pretrained (--ckpt) or pretrained_2d, not both: --ckpt also "
-                    "takes a torchvision ResNet-50 state dict"
+                    "give either pretrained (--ckpt) or model.pretrained_2d, not both: --ckpt "
+                    "also takes a torchvision ResNet-50 state dict"
                 )
-            report = load_pretrained(
-                self.net,
-                hp.pretrained,
-                kind=hp.pretrained_kind,
-                inflate=hp.inflate,
-                reset_head=hp.reset_head,
-                unsafe=hp.unsafe_load,
-            )
+            report = load_pretrained(net, self.pretrained, self.pretrained_kind, self.inflate,
+                                     self.reset_head, self.unsafe_load)  # fmt: skip
             new_keys = set(report.missing) | set(report.reinitialized)
+            rank_zero_info(report.summary())
         else:
             report = TransferReport(kind="none", source="(none: from scratch)")
-            report.target_arch = self.arch
-            if hp.frozen_bn or hp.freeze_stages:
+            report.target_arch = getattr(net, "arch", None)
+            if self.frozen_bn or self.freeze_stages:
                 rank_zero_warn(
                     "a2video: frozen_bn / freeze_stages without pretrained weights freeze "
                     "randomly initialised layers"
                 )
         new_modules = {k.rsplit(".", 1)[0] for k in new_keys}
-        report.frozen = freeze_stages(self.net, hp.freeze_stages, keep=sorted(new_keys))
+        report.frozen = freeze_stages(net, self.freeze_stages, keep=sorted(new_keys))
         self._frozen_bn = frozen_bn_modules(
-            self.net, hp.frozen_bn, hp.freeze_stages, exclude=sorted(new_modules)
+            net, self.frozen_bn, self.freeze_stages, exclude=sorted(new_modules)
         )
         report.frozen_bn = list(self._frozen_bn)
-        self.transfer_report = report
-        self._transfer_done = True
-        if hp.pretrained:
-            rank_zero_info(report.summary())
+        self.report = report
 
-    def train(self, mode: bool = True) -> FinetuneClassifier:
-        """As ``nn.Module.train``, keeping frozen BatchNorm layers in eval mode."""
-        super().train(mode)
-        if mode and self._frozen_bn:
-            modules = dict(self.net.named_modules())
-            for name in self._frozen_bn:
-                modules[name].eval()
-        return self
+    def _bn_eval(self, pl_module: LightningModule) -> None:
+        """Frozen BatchNorm layers in eval mode (the evaluation loops restore these modes)."""
+        modules = dict(pl_module.net.named_modules())
+        for name in self._frozen_bn:
+            modules[name].eval()
 
-    def on_fit_start(self) -> None:
-        self.train(self.training)  # the Trainer may have toggled modes before the first batch
-        report = self.transfer_report
-        if report is None or not self.trainer.is_global_zero:
+    def finetune_function(self, pl_module: LightningModule, epoch: int, optimizer: Any) -> None:
+        self._bn_eval(pl_module)  # every train epoch start: nothing is unfrozen later
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._bn_eval(pl_module)
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_fit_start(trainer, pl_module)
+        if self.report is None or not trainer.is_global_zero:
             return
-        root = self.trainer.default_root_dir
+        root = trainer.default_root_dir
         os.makedirs(root, exist_ok=True)
         with open(os.path.join(root, "transfer_report.json"), "w") as f:
-            json.dump(report.to_dict(), f, indent=1)
+            json.dump(self.report.to_dict(), f, indent=1)
 
-    def on_train_epoch_start(self) -> None:
-        self.train(True)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        if self.transfer_report is not None:
-            checkpoint["a2video"]["transfer"] = self.transfer_report.to_dict()
-
-    # ------------------------------------------------------------------ optimisation
-    def parameter_groups(self) -> list[dict[str, Any]]:
-        """Backbone/head groups: the backbone's ``lr_mult`` is ``backbone_lr_mult``; the decay
-        groups keep the optimizer's ``weight_decay`` (BatchNorm and biases never decay)."""
-        return param_groups(self.net, backbone_lr_mult=float(self.hparams.backbone_lr_mult))
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if self.report is not None:
+            checkpoint.setdefault("a2video", {})["transfer"] = self.report.to_dict()
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -294,7 +279,8 @@ class FinetuneCLI(A2VideoCLI):
 
     On top of :class:`a2video.training.cli.A2VideoCLI`:
 
-    - ``--ckpt PATH``: the pretrained weights (``model.pretrained``).
+    - ``finetune.*``: the :class:`Finetune` callback (``frozen_bn``, ``freeze_stages`` …).
+    - ``--ckpt PATH``: the pretrained weights (``finetune.pretrained``).
     - ``--test_after_fit true`` (default): after ``fit``, the 10×3-view test of the fine-tuned
       weights on the fold's test list (``predictions.csv`` in the run directory), and
       ``<default_root_dir>/results.json`` with the test metrics and the transfer report.
@@ -320,7 +306,9 @@ class FinetuneCLI(A2VideoCLI):
             help="Pretrained weights: an a2video Kinetics checkpoint, a PyTorchVideo "
             "slow_r50/i3d_r50 state dict, or a torchvision ResNet-50 state dict (inflated).",
         )
-        parser.link_arguments("ckpt", "model.pretrained")
+        parser.add_lightning_class_args(Finetune, "finetune")
+        parser.link_arguments("ckpt", "finetune.pretrained")
+        parser.link_arguments("unsafe_load", "finetune.unsafe_load")
         parser.add_argument(
             "--folds",
             type=str | None,
@@ -359,7 +347,8 @@ class FinetuneCLI(A2VideoCLI):
             for k, v in self.trainer.callback_metrics.items()
             if k.startswith("test/") and torch.as_tensor(v).numel() == 1
         }
-        report = getattr(self.model, "transfer_report", None)
+        callback = next((c for c in self.trainer.callbacks if isinstance(c, Finetune)), None)
+        report = callback.report if callback is not None else None
         self.results = {
             "fold": getattr(self.datamodule, "fold", None),
             "metrics": metrics,
@@ -405,7 +394,7 @@ def run_folds(
 
     Args:
         argv: the command line (default ``sys.argv[1:]``).
-        model_class: default :class:`FinetuneClassifier`.
+        model_class: default :class:`VideoClassifier`.
         datamodule_class: default :class:`a2video.data.UCF101DataModule`.
         **cli_kwargs: passed to :class:`FinetuneCLI`.
 
@@ -414,7 +403,7 @@ def run_folds(
     """
     from a2video.data import UCF101DataModule
 
-    model_class = model_class or FinetuneClassifier
+    model_class = model_class or VideoClassifier
     datamodule_class = datamodule_class or UCF101DataModule
     argv = list(sys.argv[1:] if argv is None else argv)
     value, rest = _split_folds_arg(argv)

@@ -178,6 +178,8 @@ class VideoClassifier(LightningModule):
         lr_base_batch_size: if set, the optimizer's LR is for this global batch size and is
             scaled linearly to the actual one (per-device batch × devices × nodes × gradient
             accumulation), whichever optimizer is used.
+        backbone_lr_mult: the backbone's LR is the head's times this (fine-tuning; a
+            parameter-group option, so the optimizer's decay still applies).
         scheduler: "cosine" (with linear warm-up), "step" (the paper's) or "constant".
         warmup_epochs: linear warm-up length in epochs (fractions allowed).
         milestones: epochs at which the step schedule multiplies the LR by ``gamma``.
@@ -211,6 +213,7 @@ class VideoClassifier(LightningModule):
         weight_decay: float = 1e-4,
         nesterov: bool = False,
         lr_base_batch_size: int | None = None,
+        backbone_lr_mult: float = 1.0,
         scheduler: Literal["cosine", "step", "constant"] = "cosine",
         warmup_epochs: float = 0.0,
         milestones: list[float] | None = None,
@@ -226,6 +229,8 @@ class VideoClassifier(LightningModule):
         write_outputs: bool = True,
     ) -> None:
         super().__init__()
+        if backbone_lr_mult < 0:
+            raise ValueError(f"backbone_lr_mult must be >= 0, got {backbone_lr_mult}")
         self.save_hyperparameters(ignore=["optimizer", "clip_spec", "test_crops"])
         if test_crops is not None:
             rank_zero_warn(
@@ -505,7 +510,7 @@ class VideoClassifier(LightningModule):
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """The optimizer's groups (:func:`param_groups` over the network; no decay on BN/bias)."""
-        return param_groups(self.net)
+        return param_groups(self.net, backbone_lr_mult=float(self.hparams.backbone_lr_mult))
 
     def configure_optimizers(self) -> dict[str, Any]:
         """The injected optimizer (or SGD) over :meth:`parameter_groups`, and the LR schedule.
@@ -588,7 +593,7 @@ class VideoClassifier(LightningModule):
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["a2video"] = self.checkpoint_metadata()
+        checkpoint.setdefault("a2video", {}).update(self.checkpoint_metadata())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("a2video") or {}
