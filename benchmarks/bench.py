@@ -1,4 +1,5 @@
-"""``a2video bench blocks|model|share``: attention-block and whole-model speed benchmarks.
+"""``python benchmarks/bench.py blocks|model|share`` (also ``a2video bench …`` from a source
+checkout): attention-block and whole-model speed benchmarks.
 
 - ``blocks``: forward+backward time, peak memory and GFLOP/s of the A²-block (left, right, auto)
   and the non-local block at the res2..res5 shapes of ``a2net_r50`` (8×224²) and ``a2net_r26``
@@ -8,13 +9,20 @@
 - ``share``: the attention blocks' share of a training step's time against their share of its
   FLOPs.
 
-Every comparison is timed interleaved in one process (see ``a2video.bench``); results print as a
+Every comparison is timed interleaved in one process (see ``harness``); results print as a
 table and, with ``--json``, as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
 HELP = "Benchmark attention blocks (time, memory, GFLOP/s) and whole models (clips/s)."
 
@@ -80,9 +88,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
+    import harness as bench
     import torch
-
-    from a2video import bench
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -158,3 +165,13 @@ def run(args: argparse.Namespace) -> int:
         print(bench.format_models(results))
         print(bench.format_machine(bench.machine_info(args.device)))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python benchmarks/bench.py", description=HELP)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -29,8 +29,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from a2video.bench import cpu_model
+from harness import cpu_model
+
 from a2video.data import annotations as ann
 from a2video.data import sampling, transforms
 from a2video.data.datasets import ClipSpec, VideoClipDataset, sample_rng

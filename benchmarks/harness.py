@@ -1,4 +1,5 @@
-"""Benchmark logic shared by ``benchmarks/bench_*.py`` and ``a2video bench``.
+"""Benchmark logic and report writers shared by ``benchmarks/bench_*.py`` and
+``benchmarks/bench.py`` (``a2video bench`` runs it from a source checkout).
 
 Three measurements back the paper's efficiency claim (Chen et al. 2018, Section 2.3: double
 attention gathers and distributes global features at a fraction of the non-local block's cost):
@@ -482,7 +483,11 @@ def bench_stage_subprocess(shape: StageShape, **kwargs: Any) -> list[BlockResult
     kinds = tuple(kwargs.pop("kinds", BLOCK_KINDS))
     dtype = kwargs.pop("dtype", torch.float32)
     payload = {"shape": asdict(shape), "kinds": kinds, "dtype": str(dtype)[6:], **kwargs}
-    code = "import sys; from a2video.bench import _worker; _worker(sys.argv[1])"
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = (
+        f"import sys; sys.path[:0] = [{here!r}, {os.path.dirname(here)!r}]; "
+        "from harness import _worker; _worker(sys.argv[1])"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", code, json.dumps(payload)],
         capture_output=True,
