@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from a2video.models.attention import attention_blocks
+
 BLOCK_KINDS = ("a2_left", "a2_right", "a2_auto", "nonlocal")
 STAGES = ("res2", "res3", "res4", "res5")
 # (arch, frames, size): the paper's Kinetics model and its ablation backbone.
@@ -664,17 +666,11 @@ def bench_model(
 # ----------------------------------------------------------------------------- block share
 
 
-def _is_attention(module: nn.Module) -> bool:
-    from a2video.models.attention import DoubleAttention, NonLocal
-
-    return isinstance(module, (DoubleAttention, NonLocal))
-
-
 def flops_by_block(model: nn.Module, x: Tensor) -> tuple[int, dict[str, int]]:
     """Training-step FLOPs (forward+backward) of ``model`` in total and per attention block."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    names = [name for name, mod in model.named_modules() if _is_attention(mod)]
+    names = list(attention_blocks(model))
     counter = FlopCounterMode(display=False)
     with counter:
         model(x).sum().backward()
@@ -694,9 +690,7 @@ def _time_blocks_hooks(model: nn.Module) -> tuple[dict[str, float], Callable[[],
     acc: dict[str, float] = {}
     starts: dict[str, float] = {}
     handles = []
-    for name, mod in model.named_modules():
-        if not _is_attention(mod):
-            continue
+    for name, mod in attention_blocks(model).items():
         acc[name] = 0.0
 
         def fpre(_m, _i, name=name):

@@ -42,8 +42,9 @@ class AttentionMaps:
 def attention_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model's A²-blocks, in forward order, with their module paths."""
     from a2video.models import DoubleAttention
+    from a2video.models import attention_blocks as find
 
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, DoubleAttention)]
+    return list(find(model, DoubleAttention).items())
 
 
 @contextmanager

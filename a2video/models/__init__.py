@@ -3,7 +3,7 @@
 Knows nothing of data or Lightning (see docs/internals.md).
 """
 
-from a2video.models.attention import DoubleAttention, NonLocal, association_cost
+from a2video.models.attention import DoubleAttention, NonLocal, association_cost, attention_blocks
 from a2video.models.flops import a2_block_cost, count_arch_flops, count_flops
 from a2video.models.inflate import convert_pytorchvideo_state_dict, inflate_weight
 from a2video.models.registry import build_model, list_models, register_model
@@ -26,6 +26,7 @@ __all__ = [
     "WeightsError",
     "a2_block_cost",
     "association_cost",
+    "attention_blocks",
     "build_model",
     "convert_pytorchvideo_state_dict",
     "count_arch_flops",
