@@ -4,7 +4,8 @@
 Specifications:
 - an injected AdamW keeps its own ``weight_decay`` on conv/linear weights; only BatchNorm and
   bias groups get 0;
-- ``lr_base_batch_size`` scales the LR the injected optimizer actually uses;
+- ``lr_base_batch_size`` scales the LR the injected optimizer actually uses; an injected
+  ``lr_scheduler`` (Lightning's ``LRSchedulerCallable``) drives that optimizer;
 - fine-tuning's ``backbone_lr_mult`` is a group option: the backbone groups get the scaled LR and
   keep the optimizer's decay;
 - the single-clip accuracy reads the centre clip's centre crop for any ``num_clips × num_crops``
@@ -65,6 +66,18 @@ def test_adamw_keeps_its_decay_and_uses_the_scaled_lr(kinetics_root, tmp_path):
     # global batch 4 = half the base batch 8: the optimizer's 0.003 becomes 0.0015
     assert groups["decay"]["lr"] == pytest.approx(0.0015)
     assert groups["no_decay"]["lr"] == pytest.approx(0.0015)
+
+
+@pytest.mark.timeout(120)
+def test_an_injected_scheduler_drives_the_optimizer(kinetics_root, tmp_path):
+    step_lr = {"class_path": "torch.optim.lr_scheduler.StepLR", "init_args": {"step_size": 1}}
+    config = _config(tmp_path, kinetics_root, lr_scheduler=step_lr)
+    args = ["fit", "--config", config, *ONE_STEP]
+    cli = A2VideoCLI(VideoClassifier, KineticsDataModule, args=args)
+    (scheduler,) = cli.trainer.lr_scheduler_configs
+    assert type(scheduler.scheduler).__name__ == "StepLR" and scheduler.interval == "epoch"
+    assert scheduler.scheduler.optimizer is cli.trainer.optimizers[0]
+    assert _groups(cli)["decay"]["weight_decay"] == 0.05
 
 
 @pytest.mark.timeout(120)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, SumMetric
@@ -76,6 +76,8 @@ class VideoClassifier(LightningModule):
             ``OptimizerCallable``) receiving the parameter groups; its own ``lr`` and
             ``weight_decay`` apply (BatchNorm and bias groups get decay 0). None: SGD with
             ``lr``, ``momentum``, ``weight_decay``, ``nesterov``.
+        lr_scheduler: an LR scheduler callable (``class_path`` in YAML, Lightning's
+            ``LRSchedulerCallable``), stepped per epoch; replaces the built-in ``scheduler``.
         lr: learning rate of the default SGD (ignored with ``optimizer``).
         momentum: momentum of the default SGD.
         weight_decay: decay of the default SGD on conv/linear weights (never on BN or bias).
@@ -113,6 +115,7 @@ class VideoClassifier(LightningModule):
         pretrained_2d: str | None = None,
         class_names: list[str] | None = None,
         optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
         lr: float = 0.1,
         momentum: float = 0.9,
         weight_decay: float = 1e-4,
@@ -136,7 +139,7 @@ class VideoClassifier(LightningModule):
         super().__init__()
         if backbone_lr_mult < 0:
             raise ValueError(f"backbone_lr_mult must be >= 0, got {backbone_lr_mult}")
-        self.save_hyperparameters(ignore=["optimizer", "clip_spec", "test_crops"])
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "clip_spec", "test_crops"])
         if test_crops is not None:
             rank_zero_warn(
                 "a2video: model.test_crops is ignored: the test views are the data's num_clips × "
@@ -147,6 +150,7 @@ class VideoClassifier(LightningModule):
         self.arch_options = dict(arch_options or {})
         self.class_names = list(class_names) if class_names is not None else None
         self.optimizer_fn = optimizer
+        self.lr_scheduler_fn = lr_scheduler
         self.net = self.build_net()
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last_3d)
@@ -445,6 +449,8 @@ class VideoClassifier(LightningModule):
                 f"a2video: lr {base} for batch {hp.lr_base_batch_size} → {base * scale:g} for "
                 f"global batch {self._global_batch_size()} (linear scaling)"
             )
+        if self.lr_scheduler_fn is not None:  # Lightning's default: stepped once per epoch
+            return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_fn(optimizer)}
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = self._steps_per_epoch(total)
         schedule = WarmupSchedule(
