@@ -93,3 +93,114 @@ def test_sigterm_saves_then_resume(tmp_path):
     resumed = _fit(tmp_path, "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _check_steps(tmp_path)
+
+
+# ---------------------------------------------------------------------------- exactly once
+# The real KineticsDataModule on the synthetic fixture (11 train videos), with dropout so that the
+# RNG streams matter: every step's loss and video indices are logged per rank, and a run killed at
+# step k then resumed with `--ckpt_path last` must log exactly what an uninterrupted run logs.
+EXACT_SCRIPT = textwrap.dedent(
+    """
+    import json, os, signal, sys, torch
+    torch.set_num_threads(1)
+    from lightning.pytorch import Callback
+    from a2video.data import KineticsDataModule
+    from a2video.training.cli import A2VideoCLI
+    from a2video.training.module import VideoClassifier
+
+    class Record(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == int(os.environ.get("KILL_AT", -1)):
+                if trainer.world_size > 1:  # the whole job dies at once, as on a lost node
+                    os.killpg(os.getpgid(0), signal.SIGKILL)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            row = [trainer.global_rank, trainer.current_epoch, trainer.global_step,
+                   float(outputs["loss"]), batch["index"].tolist()]
+            with open(os.environ["STEP_LOG"] + f".{trainer.global_rank}", "a") as f:
+                f.write(json.dumps(row) + "\\n")
+
+    A2VideoCLI(VideoClassifier, KineticsDataModule, trainer_defaults={"callbacks": [Record()]})
+    """
+)
+EXACT_ARGS = [
+    "--seed_everything", "0",
+    "--model.arch", "a2net_tiny", "--model.arch_options", '{"dropout": 0.5}',
+    "--model.lr", "0.05", "--model.warmup_epochs", "0.5",
+    "--data.frames", "4", "--data.stride", "3", "--data.train_scale", "[40, 48]",
+    "--data.crop_size", "32", "--data.test_scale", "40", "--data.num_clips", "1",
+    "--data.num_crops", "1", "--data.num_workers", "0", "--data.val_split", "val",
+    "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
+    "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+    "--trainer.enable_model_summary", "false", "--trainer.num_sanity_val_steps", "0",
+    "--step_checkpoint.every_n_train_steps", "1",
+]  # fmt: skip
+
+
+def _exact_fit(run: Path, data_root: str, *extra: str, kill_at: int = -1):
+    script = run.parent / "exact_fit.py"
+    script.write_text(EXACT_SCRIPT)
+    env = dict(os.environ, KILL_AT=str(kill_at), STEP_LOG=str(run / "steps"))
+    env.update(PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    run.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable, str(script), "fit", *EXACT_ARGS, "--data.data_root", data_root,
+        "--trainer.default_root_dir", str(run), *extra,
+    ]  # fmt: skip
+    return subprocess.run(
+        cmd, env=env, cwd=run, capture_output=True, text=True, timeout=170, start_new_session=True
+    )
+
+
+def _steps(run: Path, rank: int) -> list[list]:
+    return [json.loads(line) for line in (run / f"steps.{rank}").read_text().splitlines()]
+
+
+def _assert_exactly_once(tmp_path: Path, data_root: str, kill_at: int, *extra: str) -> None:
+    ranks = 2 if "--trainer.devices" in extra else 1
+    whole = _fit_ok(_exact_fit(tmp_path / "whole", data_root, *extra))
+    killed = _exact_fit(tmp_path / "resumed", data_root, *extra, kill_at=kill_at)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    _fit_ok(_exact_fit(tmp_path / "resumed", data_root, *extra, "--ckpt_path", "last"))
+    del whole
+    for rank in range(ranks):
+        expected, got = _steps(tmp_path / "whole", rank), _steps(tmp_path / "resumed", rank)
+        assert [r[2] for r in got] == [r[2] for r in expected]  # each step once, none lost
+        assert [r[4] for r in got] == [r[4] for r in expected], "other videos after the resume"
+        assert [r[3] for r in got] == pytest.approx([r[3] for r in expected], rel=1e-6, abs=0)
+    # every video (11 listed and present) trained once per epoch over all ranks
+    for epoch in (0, 1):
+        seen = [
+            i for rank in range(ranks) for r in _steps(tmp_path / "resumed", rank) for i in r[4]
+            if r[1] == epoch
+        ]  # fmt: skip
+        assert sorted(set(seen)) == list(range(11)), seen
+        assert len(seen) == 11 + (len(seen) - 11)  # padding (ranks) repeats at most one per rank
+        assert len(seen) - len(set(seen)) < ranks
+
+
+def _fit_ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("kill_at", [1, 3])  # mid-epoch; right after epoch 0 ended (3 steps)
+def test_resume_trains_on_the_same_batches_with_the_same_randomness(
+    kinetics_root, tmp_path, kill_at
+):
+    """1 process, batch 4, 3 steps per epoch: killed after step 1 (mid-epoch) or after step 3 (at
+    the epoch's end, after its validation), the resumed run's per-step losses equal the
+    uninterrupted run's within 1e-6 (relative) and it sees the same videos in the same order."""
+    _assert_exactly_once(tmp_path, kinetics_root, kill_at, "--data.batch_size", "4")
+
+
+@pytest.mark.timeout(420)
+def test_resume_is_exactly_once_under_ddp(kinetics_root, tmp_path):
+    """2 gloo ranks, batch 2 per rank (3 steps per epoch): killed after step 2, each rank's
+    resumed losses and videos equal the uninterrupted run's step by step."""
+    _assert_exactly_once(
+        tmp_path, kinetics_root, 2,
+        "--data.batch_size", "2", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+    )  # fmt: skip

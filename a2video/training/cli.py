@@ -9,7 +9,9 @@ Everything a run needs is in one YAML file; this class only sets the defaults ev
   process) through :class:`a2video.training.checkpoint.AtomicCheckpointIO`: atomic writes, safe
   reads
   (``--unsafe_load true`` to accept pickled objects from a trusted file).
-- RichProgressBar, LearningRateMonitor (when a logger is on), SaveOnSigterm.
+- RichProgressBar, LearningRateMonitor (when a logger is on), SaveOnSigterm, and
+  :class:`a2video.training.resume.ResumeState` (exactly-once resume: data position and RNG
+  streams in every checkpoint).
 - ``trainer.use_distributed_sampler: false``: our DataModules shard themselves without padding
   val/test; the metrics deduplicate by video index anyway.
 - ``data.num_classes`` and ``data.class_names`` linked into the model.
@@ -36,6 +38,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from a2video.training.callbacks import LastCheckpoint, SaveOnSigterm
 from a2video.training.checkpoint import AtomicCheckpointIO
+from a2video.training.resume import ResumeState
 
 __all__ = ["A2VideoCLI", "wandb_logged_in"]
 
@@ -121,6 +124,8 @@ class A2VideoCLI(LightningCLI):
             callbacks.append(LearningRateMonitor(logging_interval="step"))
         if not any(isinstance(c, SaveOnSigterm) for c in callbacks):
             callbacks.append(SaveOnSigterm())
+        if not any(isinstance(c, ResumeState) for c in callbacks):
+            callbacks.append(ResumeState())
         kwargs.setdefault("callbacks", callbacks)
 
         plugins = config.get("plugins") or []
