@@ -6,8 +6,9 @@ checkpoint, a bad config value print ``<prog>: error: <message>`` and exit with 
 traceback. ``A2VIDEO_DEBUG=1`` in the environment lets the exception through with its traceback.
 
 A user error is one of a2video's own error types, an ``OSError`` naming a file, or a
-``ValueError``/``OSError`` raised by a2video's own code (its checks of paths and values); anything raised deeper (a library bug) keeps
-its traceback. This module imports nothing heavy, so ``a2video --help`` stays instant.
+``ValueError``/``OSError`` raised by a2video's own code (its checks of paths and values);
+anything raised deeper (a library bug) keeps its traceback. This module imports nothing heavy,
+so ``a2video --help`` stays instant.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import lightning.pytorch  # noqa: F401  (its log handler binds stderr now, not a test's capture)
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +145,9 @@ def test_crafted_pickle_refused_in_one_line(entry, evil, kinetics_root, ucf_root
     assert not marker.exists()  # the payload never ran
 
 
-@pytest.mark.parametrize("entry", ["train.py test", "finetune_ucf.py fit --ckpt", "a2video predict"])
+@pytest.mark.parametrize(
+    "entry", ["train.py test", "finetune_ucf.py fit --ckpt", "a2video predict"]
+)
 def test_the_named_flag_is_accepted(entry, evil, kinetics_root, ucf_root, tmp_path, capsys):
     """With the flag the refusal names, the file is loaded (its payload runs: the flag reaches the
     loader), and what follows still ends in one line (it is not a usable checkpoint)."""
@@ -157,8 +159,8 @@ def test_the_named_flag_is_accepted(entry, evil, kinetics_root, ucf_root, tmp_pa
 
 @pytest.mark.parametrize(
     "entry",
-    ["train.py test", "train.py fit", "finetune_ucf.py fit --ckpt", "finetune_ucf.py test --ckpt_path",
-     "a2video predict", "a2video export", "notebooks"],
+    ["train.py test", "train.py fit", "finetune_ucf.py fit --ckpt",
+     "finetune_ucf.py test --ckpt_path", "a2video predict", "a2video export", "notebooks"],
 )  # fmt: skip
 def test_wrong_checkpoint_path(entry, kinetics_root, ucf_root, tmp_path, capsys):
     missing = str(tmp_path / "no_such.ckpt")
@@ -169,7 +171,8 @@ def test_wrong_checkpoint_path(entry, kinetics_root, ucf_root, tmp_path, capsys)
 
 def test_wrong_data_root(tmp_path, capsys):
     missing = str(tmp_path / "nowhere")
-    line = _user_error(capsys, _train_main(), ["fit", "--config", DEMO, "--data.data_root", missing])
+    argv = ["fit", "--config", DEMO, "--data.data_root", missing]
+    line = _user_error(capsys, _train_main(), argv)
     assert line.startswith("train.py: error: ") and missing in line, line
     line = _user_error(
         capsys, _finetune_main, ["fit", "--config", DEMO_UCF, "--data.data_root", missing]

@@ -187,9 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     from a2video.errors import exit_on_user_error
 
-    with exit_on_user_error("python -m a2video.explore.notebooks", "--unsafe-load"):
-        with _environ(env):
-            _check_checkpoint(notebook_paths()[0], args.unsafe_load)
+    prog = "python -m a2video.explore.notebooks"
+    with exit_on_user_error(prog, "--unsafe-load"), _environ(env):
+        _check_checkpoint(notebook_paths()[0], args.unsafe_load)
     if args.unsafe_load:
         env[UNSAFE_ENV] = "1"
     from nbclient.exceptions import CellExecutionError
