@@ -29,6 +29,7 @@ Everything a run needs is in one YAML file; this class only sets the defaults ev
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,29 +79,28 @@ def _same(key: str, a: Any, b: Any) -> bool:
 
 
 def merge_saved_hparams(
-    ckpt_path: str, saved: dict[str, Any], given: dict[str, Any], defaults: dict[str, Any]
+    ckpt_path: str, saved: dict[str, Any], given: dict[str, Any], user_set: set[str]
 ) -> dict[str, Any]:
-    """The saved hyper-parameters to apply: those whose option the user left at its default.
+    """The saved hyper-parameters to apply: those of options the user did not set.
 
     Args:
         ckpt_path: the checkpoint (named in errors).
         saved: its ``hyper_parameters``.
-        given: the model options parsed from the command line and YAML.
-        defaults: the parser's defaults of those options.
+        given: the model options parsed from the command line and YAML (defaults included).
+        user_set: the options the user set on the command line or in a YAML file.
 
     Returns:
         ``{option: saved value}`` for the options to take from the checkpoint.
 
     Raises:
-        ValueError: an architecture option (:data:`ARCH_KEYS`) given with a value that conflicts
+        ValueError: an architecture option (:data:`ARCH_KEYS`) set to a value that conflicts
             with the checkpoint's (one line naming both).
     """
     taken = {}
     for key, value in saved.items():
         if key.startswith("_") or key in _NEVER_FROM_CKPT or key not in given:
             continue
-        user_set = not _same(key, given[key], defaults.get(key))
-        if not user_set:
+        if key not in user_set:
             taken[key] = value
         elif key in ARCH_KEYS and not _same(key, given[key], value):
             raise ValueError(
@@ -149,6 +149,26 @@ class A2VideoCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._args = (
+            list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else None
+        )
+        super().parse_arguments(parser, args)
+
+    def _given_model_options(self) -> set[str]:
+        """The model options the user set (command line or YAML), not left at their default."""
+        subcommand = self.config.get("subcommand")
+        try:
+            explicit = self.parser.parse_args(self._args, defaults=False)
+        except (SystemExit, Exception):  # e.g. args given as a dict: fall back on the defaults
+            explicit = None
+        model = explicit.get(subcommand, {}).get("model") if explicit is not None else None
+        if model is not None:
+            return set(dict(model))
+        given = dict(self.config[subcommand].get("model") or {})
+        defaults = dict(self._parser(subcommand).get_defaults().get("model") or {})
+        return {k for k, v in given.items() if not _same(k, v, defaults.get(k))}
+
     def _parse_ckpt_path(self) -> None:
         """Check ``--ckpt_path`` early and apply its saved hyper-parameters below the user's."""
         subcommand = self.config.get("subcommand")
@@ -176,8 +196,7 @@ class A2VideoCLI(LightningCLI):
         model = config.get("model")
         if model is None or "class_path" in model:
             return
-        defaults = self._parser(subcommand).get_defaults().get("model") or {}
-        taken = merge_saved_hparams(str(ckpt_path), saved, dict(model), dict(defaults))
+        taken = merge_saved_hparams(str(ckpt_path), saved, dict(model), self._given_model_options())
         if taken:
             self.config = self.parser.parse_object({subcommand: {"model": taken}}, self.config)
 
