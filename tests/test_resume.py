@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from a2video.training.checkpoint import load_checkpoint
+from a2video.training.checkpoint import atomic_save, load_checkpoint
 from a2video.training.module import WarmupSchedule
+from a2video.training.resume import RESUME_KEY
 
 TESTS = Path(__file__).resolve().parent
 STEPS_PER_EPOCH, EPOCHS, LR = 4, 2, 0.05
@@ -80,6 +81,21 @@ def test_sigkill_after_step_checkpoint_then_resume(tmp_path):
     assert not [p for p in os.listdir(tmp_path / "run" / "checkpoints") if p.endswith(".tmp")]
     resumed = _fit(tmp_path, "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _check_steps(tmp_path)
+
+
+def test_checkpoint_of_the_previous_version_resumes_with_one_warning(tmp_path):
+    """A ``last.ckpt`` without ``a2video_resume`` (written before it existed) still resumes: one
+    warning, then every step exactly once as before."""
+    killed = _fit(tmp_path, kill_at=3, sig="SIGKILL")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt = load_checkpoint(path)
+    assert ckpt.pop(RESUME_KEY)["world_size"] == 1
+    atomic_save(ckpt, path)
+    resumed = _fit(tmp_path, "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (resumed.stderr + resumed.stdout).count("no data position or RNG state") == 1
     _check_steps(tmp_path)
 
 

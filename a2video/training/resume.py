@@ -18,18 +18,26 @@ batches from its start) after one warning.
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only
 
 __all__ = ["RESUME_KEY", "ResumeState", "capture_rng", "restore_rng"]
 
 RESUME_KEY = "a2video_resume"
 VERSION = 1
+log = logging.getLogger(__name__)
+
+
+@rank_zero_only
+def _warn(message: str) -> None:
+    # logging, not warnings: a run with warnings filtered (PYTHONWARNINGS=ignore) still says it
+    log.warning(message)
 
 
 def capture_rng() -> dict[str, Any]:
@@ -111,7 +119,7 @@ class ResumeState(Callback):
             return
         self._loaded = checkpoint.get(RESUME_KEY)
         if self._loaded is None:
-            rank_zero_warn(
+            _warn(
                 f"a2video: {trainer.ckpt_path}: no data position or RNG state in this checkpoint "
                 "(written by an earlier a2video); the interrupted epoch continues with batches "
                 "from its start, so some videos are seen twice in it and others not at all."
@@ -123,7 +131,7 @@ class ResumeState(Callback):
             return
         world, rank = trainer.world_size, trainer.global_rank
         if state.get("world_size") != world:
-            rank_zero_warn(
+            _warn(
                 f"a2video: {trainer.ckpt_path} was written by {state.get('world_size')} "
                 f"processes, this run has {world}: the interrupted epoch continues with batches "
                 "from its start and the RNG streams start afresh."
@@ -134,7 +142,7 @@ class ResumeState(Callback):
             return
         sampler, batch_size = _train_sampler(trainer)
         if sampler is None or batch_size != state["batch_size"]:
-            rank_zero_warn(
+            _warn(
                 f"a2video: {trainer.ckpt_path}: the train loader changed (batch size "
                 f"{state['batch_size']} -> {batch_size}); the interrupted epoch continues with "
                 "batches from its start."
