@@ -111,6 +111,21 @@ def test_sigterm_saves_then_resume(tmp_path):
     _check_steps(tmp_path)
 
 
+def test_sampler_skip_drops_the_consumed_keys_of_one_epoch_once():
+    """What a resume asks of ShardedSampler: the rest of that epoch's shuffle, then full epochs."""
+    from a2video.data.datasets import ShardedSampler
+
+    sampler = ShardedSampler(10, shuffle=True, seed=3, pad=True, rank=1, world_size=2)
+    sampler.set_epoch(4)
+    whole = list(sampler)
+    sampler.skip(4, 2)
+    assert list(sampler) == whole[2:] and len(sampler) == len(whole) == 5
+    assert list(sampler) == whole  # one-shot
+    sampler.skip(4, 5)  # the epoch had ended: the next one is not shortened
+    sampler.set_epoch(5)
+    assert len(list(sampler)) == 5
+
+
 # ---------------------------------------------------------------------------- exactly once
 # The real KineticsDataModule on the synthetic fixture (11 train videos), with dropout so that the
 # RNG streams matter: every step's loss and video indices are logged per rank, and a run killed at

@@ -20,8 +20,8 @@ Everything a run needs is in one YAML file; this class only sets the defaults ev
 - The resolved YAML travels in every checkpoint (``checkpoint["a2video"]["config"]``).
 - ``--ckpt_path FILE`` is read through :func:`a2video.training.checkpoint.load_checkpoint` (safe
   unless ``--unsafe_load true``; a missing or refused file stops with one line), and its saved
-  hyper-parameters fill in only the model options the command line / YAML left at their
-  defaults: a value given there wins (views, ``view_chunk``, outputs…), except the
+  hyper-parameters fill in only the model options the command line / YAML left unset: a value
+  given there wins (views, ``view_chunk``, outputs…), except the
   architecture-defining ones (:data:`ARCH_KEYS`): a conflict there stops with one line naming
   both values.
 """
@@ -257,7 +257,6 @@ class A2VideoCLI(LightningCLI):
 
     def after_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        self._check_saved_weights(config.get("ckpt_path"))
         saved = getattr(self, "_saved_hparams", {}).get("num_classes")
         given = getattr(self.model, "num_classes", None)
         if saved is not None and given is not None and int(saved) != int(given):
@@ -265,6 +264,7 @@ class A2VideoCLI(LightningCLI):
                 f"{config.get('ckpt_path')}: the checkpoint's num_classes is {saved} but the data "
                 f"has {given} classes; pass the dataset (or annotation_dir) it was trained on."
             )
+        self._check_saved_weights(config.get("ckpt_path"))
         try:
             text = self._parser(self.subcommand).dump(config, skip_none=False, skip_check=True)
         except Exception as err:  # a config that cannot be dumped is not worth failing the run
