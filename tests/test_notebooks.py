@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import nbclient  # noqa: F401  (a dev dependency: imported, never skipped)
 import pytest
 
 from a2video.explore.notebooks import NOTEBOOKS, execute_notebook, image_outputs, repo_root
-
-nbclient = pytest.importorskip("nbclient")
 
 
 @pytest.fixture(scope="session")

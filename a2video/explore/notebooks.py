@@ -24,10 +24,12 @@ __all__ = [
     "main",
     "notebook_paths",
     "repo_root",
+    "unsafe_load",
 ]
 
 NOTEBOOKS = ("explore_predictions.ipynb", "attention_maps.ipynb")
 ENV_VARS = {"ckpt": "A2VIDEO_CKPT", "data": "A2VIDEO_DATA", "run": "A2VIDEO_RUN"}
+UNSAFE_ENV = "A2VIDEO_UNSAFE_LOAD"  # set to 1 by --unsafe-load; read by the notebooks' loader
 # Where the demo leaves its checkpoints, first found wins: `make demo` (python -m a2video.demo)
 # fine-tunes on the UCF-101 layout (tested with 10x3 views, so its run holds predictions.csv)
 # from a Kinetics-layout pretraining; train.py with configs/demo_kinetics.yaml alone.
@@ -69,6 +71,18 @@ def notebook_paths() -> tuple[Path, Path | None, Path | None]:
         else []
     )
     return ckpt, data, (found[-1] if found else None)
+
+
+def unsafe_load() -> bool:
+    """Whether the notebooks may load a pickled checkpoint (``--unsafe-load`` of :func:`main`)."""
+    return os.environ.get(UNSAFE_ENV) == "1"
+
+
+def _check_checkpoint(ckpt: Path, unsafe: bool) -> None:
+    """Refuse (one line, before any kernel starts) a checkpoint safe loading does not accept."""
+    from a2video.training.checkpoint import load_checkpoint
+
+    load_checkpoint(ckpt, unsafe=unsafe)
 
 
 @contextmanager
@@ -156,6 +170,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="dataset root (sets A2VIDEO_DATA)")
     parser.add_argument("--run", default=None, help="run folder (sets A2VIDEO_RUN)")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell")
+    parser.add_argument(
+        "--unsafe-load",
+        action="store_true",
+        help="allow pickled Python objects in the checkpoint (trusted files only)",
+    )
     args = parser.parse_args(argv)
     if not args.execute_in_place and args.out is None:
         parser.error("pass --execute-in-place or --out FOLDER")
@@ -166,6 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, var in ENV_VARS.items()
         if (value := getattr(args, key)) is not None
     }
+    from a2video.errors import exit_on_user_error
+
+    prog = "python -m a2video.explore.notebooks"
+    with exit_on_user_error(prog, "--unsafe-load"), _environ(env):
+        _check_checkpoint(notebook_paths()[0], args.unsafe_load)
+    if args.unsafe_load:
+        env[UNSAFE_ENV] = "1"
     from nbclient.exceptions import CellExecutionError
 
     for path in paths:

@@ -611,6 +611,7 @@ class FinetuneCLI(A2VideoCLI):
             "slow_r50/i3d_r50 state dict, or a torchvision ResNet-50 state dict (inflated).",
         )
         parser.link_arguments("ckpt", "model.pretrained")
+        parser.link_arguments("unsafe_load", "model.unsafe_load")  # one flag: --unsafe_load true
         parser.add_argument(
             "--folds",
             type=str | None,
@@ -741,11 +742,9 @@ def run_folds(
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Entry point of ``finetune_ucf.py``: a bad ``--ckpt`` ends with one line and exit code 2."""
-    from a2video.training.checkpoint import CheckpointError
+    """Entry point of ``finetune_ucf.py``: a user error (bad ``--ckpt``, data root…) ends with
+    one message and exit code 2 (:func:`a2video.errors.exit_on_user_error`)."""
+    from a2video.errors import exit_on_user_error
 
-    try:
+    with exit_on_user_error("finetune_ucf.py", "--unsafe_load true"):
         return run_folds(argv)
-    except (CheckpointError, FinetuneError) as err:
-        print(f"finetune_ucf: error: {err}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
