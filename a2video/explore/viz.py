@@ -518,8 +518,9 @@ def class_report(
     rows = run.mistakes(videos, true_class=c)
     rows += [r for r in run.rows_of_class(c) if r not in rows][: videos - len(rows)]
     items = gallery_items(run, rows, num_frames=num_frames, frames_of=frames_of)
-    fig = plt.figure(figsize=(15.0, 3.2 + 2.3 * max(1, len(items))), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[3.2, 2.3 * max(1, len(items))])
+    top_h, row_h = 0.9 + 0.25 * confusions, 2.3
+    fig = plt.figure(figsize=(15.0, top_h + row_h * max(1, len(items))), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[top_h, row_h * max(1, len(items))])
     head = (
         f"{names[c]}: accuracy {acc[c]:.2f} over {total} videos "
         f"(rank {rank} of {int(np.sum(~np.isnan(acc)))} from the worst)"
@@ -543,6 +544,7 @@ def class_report(
         ax.xaxis.get_major_locator().set_params(integer=True)
         if not order:
             ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([])
     if items:
         plot_mistake_gallery(items, names, num_frames=num_frames, figure=bottom)
     return fig
@@ -675,6 +677,7 @@ def plot_descriptor_usage(
     top: int = 3,
     ax: Axes | None = None,
     title: str = "descriptor usage per class",
+    max_classes: int = 40,
 ) -> Axes:
     """Mean distribution weight of each descriptor per class, the ``top`` per class marked.
 
@@ -686,11 +689,18 @@ def plot_descriptor_usage(
         top: Descriptors marked (with a dot) in each row.
         ax: Axes to draw on; a new figure when None.
         title: Axes title.
+        max_classes: Rows drawn: the first classes that have videos (rows of zeros are classes
+            without one and are left out), so every row keeps its name.
 
     Returns:
-        The axes; its image holds ``usage``.
+        The axes; its image holds the rows of ``usage`` drawn.
     """
     u = _numpy(usage).astype(np.float64)
+    total = u.shape[0]
+    rows = np.flatnonzero(u.sum(1) > 0)[:max_classes]  # classes with videos, at most max_classes
+    u, class_names = u[rows], [class_names[c] for c in rows]
+    if len(rows) < total:
+        title = f"{title} ({len(rows)} of {total} classes)"
     k, n = u.shape
     if ax is None:
         _, ax = plt.subplots(figsize=(min(14.0, 2.0 + 0.25 * n), min(12.0, 1.0 + 0.3 * k)))
