@@ -7,15 +7,21 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import socket
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch.utils.data import DistributedSampler
+from view_ranks import (
+    CLIPS,
+    CROPS,
+    N_CLASSES,
+    N_VIDEOS,
+    _evaluate,
+    _free_port,
+    _view_probs,
+    _worker,
+)
 
 from a2video.explore import predict, viz
 from a2video.explore.results import (
@@ -25,9 +31,8 @@ from a2video.explore.results import (
     synthetic_class_names,
     synthetic_run,
 )
-from a2video.training.metrics import VideoAccumulator, view_subsets
+from a2video.training.metrics import view_subsets
 
-N_VIDEOS, N_CLASSES, CLIPS, CROPS = 11, 7, 4, 3
 MAX_INCHES = 20.0
 
 
@@ -35,40 +40,6 @@ MAX_INCHES = 20.0
 def _close_figures():
     yield
     plt.close("all")
-
-
-def _view_probs(i: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(i)
-    return (torch.randn(CLIPS * CROPS, N_CLASSES, generator=g) * 2).softmax(1)  # (V, C)
-
-
-def _evaluate(indices: list[int]):
-    acc = VideoAccumulator(N_CLASSES)
-    for start in range(0, len(indices), 2):
-        batch = indices[start : start + 2]
-        vp = torch.stack([_view_probs(i) for i in batch])  # (B, V, C)
-        index = torch.tensor(batch, dtype=torch.long)
-        acc.update(index, index % N_CLASSES, vp.mean(1), vp[:, 4], index != 4)
-        acc.update_views(index, vp, CROPS)
-    return acc.compute()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, out: str) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
-    try:
-        padded = _evaluate(list(DistributedSampler(range(N_VIDEOS), world, rank, shuffle=False)))
-        if rank == 0:
-            torch.save(padded.__dict__, out)
-    finally:
-        dist.destroy_process_group()
 
 
 def test_per_view_topk_and_view_subsets_are_exact():
@@ -202,3 +173,20 @@ def test_class_report_names_the_class_and_its_confusions(kinetics_scale):
     assert text.startswith(f"{run.class_names[c]}: accuracy")
     with pytest.raises(KeyError, match="did you mean"):
         run.class_index(run.class_names[c] + "x")
+
+
+def test_report_writes_every_figure_of_a_run_as_png(kinetics_scale, tmp_path, capsys):
+    from PIL import Image
+
+    from a2video.explore.report import main
+
+    assert main([str(kinetics_scale.source), "--out", str(tmp_path), "--mistakes", "2"]) == 0
+    files = sorted(p.name for p in tmp_path.glob("*.png"))
+    worst = kinetics_scale.class_names[int(np.nanargmin(kinetics_scale.per_class_accuracy()))]
+    expected = ["confused_pairs.png", "mistakes.png", "per_class.png", "views.png"]
+    assert files == sorted([*expected, f"class_{worst.replace(' ', '_')}.png"])
+    for name in files:
+        with Image.open(tmp_path / name) as png:
+            assert max(png.size) <= MAX_INCHES * 72, name
+    assert main([str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 2
+    assert "no scores.npz" in capsys.readouterr().err

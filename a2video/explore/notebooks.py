@@ -1,11 +1,11 @@
 """Run the exploration notebooks top to bottom, in place or into copies.
 
 ``python -m a2video.explore.notebooks --execute-in-place`` re-runs ``notebooks/*.ipynb``
-against the demo's
-checkpoint and saves their outputs (figures included) in the files, so they show on a repository
-page; ``--ckpt`` / ``--data`` point them at another run. The notebooks read their paths from the
-environment variables ``A2VIDEO_CKPT``, ``A2VIDEO_DATA`` and ``A2VIDEO_RUN`` (see their first
-cell), which this module sets for the kernel.
+against the demo's run and saves their outputs (figures included) in the files, so they show on
+a repository page; ``--run`` (the test run's ``scores.npz`` the explore notebook reads),
+``--ckpt`` / ``--data`` (the attention notebook's model and videos) point them elsewhere. The
+notebooks read their paths from the environment variables ``A2VIDEO_RUN``, ``A2VIDEO_CKPT`` and
+``A2VIDEO_DATA`` (see their first cell), which this module sets for the kernel.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     where.add_argument("--out", default=None, help="folder for the executed copies")
     parser.add_argument("--ckpt", default=None, help="checkpoint (sets A2VIDEO_CKPT)")
     parser.add_argument("--data", default=None, help="dataset root (sets A2VIDEO_DATA)")
-    parser.add_argument("--run", default=None, help="run folder (sets A2VIDEO_RUN)")
+    parser.add_argument("--run", default=None, help="run folder or scores.npz (sets A2VIDEO_RUN)")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell")
     args = parser.parse_args(argv)
     if not args.execute_in_place and args.out is None:

@@ -321,6 +321,7 @@ def plot_per_class_accuracy(
     *,
     overall: float | None = None,
     n: int = 15,
+    videos: torch.Tensor | np.ndarray | None = None,
 ) -> Figure:
     """Per-class accuracy that reads at any number of classes: the ``n`` worst and the ``n`` best
     classes as bars, and a histogram of every class.
@@ -332,6 +333,8 @@ def plot_per_class_accuracy(
         class_names: Names indexed by class.
         overall: Overall accuracy, drawn as a dashed line.
         n: Classes per bar panel.
+        videos: (K,) test videos per class; each bar is then labelled ``accuracy (right/all)``
+            (else ``accuracy``), so a class at 0 still reads.
 
     Returns:
         The figure; its axes are the bar panels (worst first), then the histogram.
@@ -358,6 +361,16 @@ def plot_per_class_accuracy(
         y = np.arange(len(classes))[::-1]  # the first (worst) at the top
         ax.barh(y, acc[classes], color=OTHER_COLOR)
         ax.set_yticks(y, [_short_name(class_names[c]) for c in classes], fontsize=8)
+        for yy, c in zip(y, classes, strict=True):
+            note = f"{acc[c]:.2f}"
+            if videos is not None:
+                total = int(_numpy(videos)[c])
+                note += f" ({round(acc[c] * total)}/{total})"
+            inside = acc[c] > 0.75  # written inside a long bar, after a short one
+            ax.text(
+                acc[c] - 0.01 if inside else acc[c] + 0.01, yy, note, va="center", fontsize=7,
+                ha="right" if inside else "left", color="white" if inside else "black",
+            )  # fmt: skip
         ax.set_xlim(0.0, 1.0)
         ax.set_xlabel("accuracy")
         ax.set_title(title, fontsize=10)
