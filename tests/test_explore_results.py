@@ -87,6 +87,10 @@ def test_scores_npz_round_trip_is_compact_and_keeps_the_predictions(tmp_path):
 def test_load_run_without_scores_says_how_to_make_them(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no scores.npz; `python train.py test"):
         load_run(tmp_path)
+    bad = tmp_path / "scores.npz"
+    bad.write_text("not an archive")
+    with pytest.raises(ValueError, match=r"scores.npz: not a scores.npz written by a2video"):
+        load_run(bad)
 
 
 # ---------------------------------------------------------------- 400 classes, 2,000 videos

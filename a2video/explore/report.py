@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         synthetic_run(args.run, video_files=args.videos)
     try:
         files = write_report(args.run, args.out, mistakes=args.mistakes, class_name=args.class_name)
-    except (FileNotFoundError, KeyError) as err:
+    except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"a2video.explore.report: {str(err).strip(chr(39))}", file=sys.stderr)
         return 2
     for path in files:

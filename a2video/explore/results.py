@@ -23,6 +23,7 @@ exactly; it is not kept. The file is compressed (``np.savez_compressed``) and ho
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,6 +268,7 @@ def load_run(run: str | os.PathLike) -> RunResults:
 
     Raises:
         FileNotFoundError: there is none (the message says how to make one).
+        ValueError: the file is not one (corrupt, another format), in one line.
     """
     path = find_scores(run)
     if path is None:
@@ -274,8 +276,21 @@ def load_run(run: str | os.PathLike) -> RunResults:
             f"{os.fspath(run)}: no {SCORES_FILE}; `python train.py test --config ... --ckpt ...` "
             "writes one in the run folder next to predictions.csv"
         )
-    with np.load(path, allow_pickle=False) as z:
-        a = {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+        version = int(a["format_version"])
+        missing = {"index", "label", "valid", "probs", "class_names", "video_names"} - set(a)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(
+            f"{path}: not a scores.npz written by a2video's test stage ({err}); re-run the test"
+        ) from None
+    if version > FORMAT_VERSION or missing:
+        raise ValueError(
+            f"{path}: scores.npz format {version} (this a2video reads {FORMAT_VERSION}"
+            + (f", and lacks {sorted(missing)}" if missing else "")
+            + "): update a2video or re-run the test"
+        )
     t = {k: torch.from_numpy(v) for k, v in a.items() if v.dtype.kind in "biuf" and v.ndim}
     has_views = "view_topk_scores" in a
     return RunResults(
