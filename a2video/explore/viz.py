@@ -408,12 +408,15 @@ def plot_confused_pairs(
     cells = [divmod(int(f), len(off)) for f in np.argsort(-off, axis=None, kind="stable")[:pairs]]
     cells = [(t, p) for t, p in cells if off[t, p] > 0]
     shown = confused_classes(counts, 16)
+    rows = max(len(cells), len(shown), 1)
+    height = min(8.0, max(3.2, 2.2 + 0.33 * rows))  # grows with what is drawn, up to 8 inches
     fig, (bars, matrix) = plt.subplots(
-        1, 2, figsize=(15.0, 6.5), layout="constrained", width_ratios=[1.0, 1.1]
+        1, 2, figsize=(8.0 + height, height), layout="constrained", width_ratios=[7.0, height]
     )
     y = np.arange(len(cells))[::-1]
     frac = [off[t, p] / max(totals[t], 1) for t, p in cells]
-    bars.barh(y, frac, color=WRONG_COLOR, alpha=0.6)
+    bars.barh(y, frac, color=WRONG_COLOR, alpha=0.6, height=0.7)
+    bars.set_ylim(-0.6, max(len(cells), 4) - 0.4)
     labels = [
         f"{_short_name(class_names[t], 22)} → {_short_name(class_names[p], 22)}" for t, p in cells
     ]
@@ -422,7 +425,8 @@ def plot_confused_pairs(
         bars.text(f, yy, f" {int(off[t, p])}/{int(totals[t])}", va="center", fontsize=7)
     bars.set_xlim(0.0, min(1.0, max(frac, default=0.5) * 1.3))
     bars.set_xlabel("fraction of the true class's videos")
-    bars.set_title(f"{len(cells)} most confused pairs (true → predicted)", fontsize=10)
+    plural = "pairs" if len(cells) != 1 else "pair"
+    bars.set_title(f"{len(cells)} most confused {plural} (true → predicted)", fontsize=10)
     names = [_short_name(c, 22) for c in class_names]
     plot_confusion_matrix(counts, names, ax=matrix, max_classes=len(shown))
     matrix.set_title(f"confusion among the {len(shown)} classes involved", fontsize=10)
