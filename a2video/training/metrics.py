@@ -32,7 +32,6 @@ from torch import Tensor
 from torchmetrics import Metric
 
 __all__ = [
-    "SUBSET_CLIPS",
     "VideoAccumulator",
     "VideoResults",
     "gather_uneven",
