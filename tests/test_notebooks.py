@@ -7,12 +7,11 @@ import base64
 import io
 from pathlib import Path
 
+import nbclient  # noqa: F401  (a dev dependency: imported, never skipped)
 import pytest
 from PIL import Image
 
 from a2video.explore.notebooks import NOTEBOOKS, execute_notebook, image_outputs, repo_root
-
-nbclient = pytest.importorskip("nbclient")
 
 MAX_INCHES = 20.0
 INLINE_DPI = 72  # the notebooks draw at 72 dpi
