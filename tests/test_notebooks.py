@@ -3,18 +3,10 @@ classes, 2,000 videos), and keep their figures, none larger than about 20 inches
 
 from __future__ import annotations
 
-import base64
-import io
-from pathlib import Path
-
 import nbclient  # noqa: F401  (a dev dependency: imported, never skipped)
 import pytest
-from PIL import Image
 
 from a2video.explore.notebooks import NOTEBOOKS, execute_notebook, image_outputs, repo_root
-
-MAX_INCHES = 20.0
-INLINE_DPI = 72  # the notebooks draw at 72 dpi
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +20,8 @@ def tiny_run(tmp_path_factory, kinetics_root) -> dict[str, str]:
 def kinetics_scale(tmp_path_factory, tiny_run) -> dict[str, str]:
     """A 400-class, 2,000-video test run (structured random scores; the videos' names cycle
     through the tiny dataset's files) and the tiny checkpoint widened to 400 classes."""
+    from pathlib import Path
+
     from tiny_checkpoint import widen_checkpoint
 
     from a2video.explore.results import synthetic_run
@@ -37,6 +31,10 @@ def kinetics_scale(tmp_path_factory, tiny_run) -> dict[str, str]:
     synthetic_run(base / "run", num_classes=400, videos=2000, video_files=files)
     ckpt = widen_checkpoint(tiny_run["ckpt"], base / "wide.ckpt", 400)
     return {"ckpt": ckpt, "data": tiny_run["data"], "run": str(base / "run")}
+
+
+MAX_INCHES = 20.0
+INLINE_DPI = 72  # the notebooks draw at 72 dpi
 
 
 def _run(name: str, paths: dict[str, str], tmp_path):
@@ -57,6 +55,11 @@ def _run(name: str, paths: dict[str, str], tmp_path):
 
 
 def _image_sizes(nb) -> list[tuple[int, tuple[int, int]]]:
+    import base64
+    import io
+
+    from PIL import Image
+
     sizes = []
     for i, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):

@@ -72,30 +72,6 @@ def notebook_paths() -> tuple[Path, Path | None, Path | None]:
     return ckpt, data, (found[-1] if found else None)
 
 
-def notebook_scores() -> Path:
-    """The test run the explore notebook reads: ``A2VIDEO_RUN`` (a run folder or its
-    ``scores.npz``), else the demo checkpoint's run folder; the newest ``scores.npz`` in it.
-
-    Raises:
-        FileNotFoundError: there is none (the message says how to make one).
-    """
-    from a2video.explore.results import find_scores
-
-    root = repo_root()
-    if os.environ.get("A2VIDEO_RUN"):
-        run = root / os.environ["A2VIDEO_RUN"]
-    else:
-        ckpt, _, _ = notebook_paths()
-        run = ckpt.parent.parent
-    found = find_scores(run)
-    if found is None:
-        raise FileNotFoundError(
-            f"{run}: no scores.npz; run `make demo`, or test a checkpoint "
-            "(`python train.py test --config CONFIG --ckpt_path CKPT`) and set A2VIDEO_RUN"
-        )
-    return found
-
-
 @contextmanager
 def _environ(values: Mapping[str, str]):
     saved = {k: os.environ.get(k) for k in values}
@@ -159,6 +135,30 @@ def image_outputs(nb) -> list[tuple[int, str]]:
             for mime in output.get("data", {}):
                 if mime.startswith("image/"):
                     found.append((i, mime))
+    return found
+
+
+def notebook_scores() -> Path:
+    """The test run the explore notebook reads: ``A2VIDEO_RUN`` (a run folder or its
+    ``scores.npz``), else the demo checkpoint's run folder; the newest ``scores.npz`` in it.
+
+    Raises:
+        FileNotFoundError: there is none (the message says how to make one).
+    """
+    from a2video.explore.results import find_scores
+
+    root = repo_root()
+    if os.environ.get("A2VIDEO_RUN"):
+        run = root / os.environ["A2VIDEO_RUN"]
+    else:
+        ckpt, _, _ = notebook_paths()
+        run = ckpt.parent.parent
+    found = find_scores(run)
+    if found is None:
+        raise FileNotFoundError(
+            f"{run}: no scores.npz; run `make demo`, or test a checkpoint "
+            "(`python train.py test --config CONFIG --ckpt_path CKPT`) and set A2VIDEO_RUN"
+        )
     return found
 
 
