@@ -1,11 +1,11 @@
 """Run the exploration notebooks top to bottom, in place or into copies.
 
 ``python -m a2video.explore.notebooks --execute-in-place`` re-runs ``notebooks/*.ipynb``
-against the demo's
-checkpoint and saves their outputs (figures included) in the files, so they show on a repository
-page; ``--ckpt`` / ``--data`` point them at another run. The notebooks read their paths from the
-environment variables ``A2VIDEO_CKPT``, ``A2VIDEO_DATA`` and ``A2VIDEO_RUN`` (see their first
-cell), which this module sets for the kernel.
+against the demo's run and saves their outputs (figures included) in the files, so they show on
+a repository page; ``--run`` (the test run's ``scores.npz`` the explore notebook reads),
+``--ckpt`` / ``--data`` (the attention notebook's model and videos) point them elsewhere. The
+notebooks read their paths from the environment variables ``A2VIDEO_RUN``, ``A2VIDEO_CKPT`` and
+``A2VIDEO_DATA`` (see their first cell), which this module sets for the kernel.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ __all__ = [
     "image_outputs",
     "main",
     "notebook_paths",
+    "notebook_scores",
     "repo_root",
     "unsafe_load",
 ]
@@ -151,6 +152,30 @@ def image_outputs(nb) -> list[tuple[int, str]]:
     return found
 
 
+def notebook_scores() -> Path:
+    """The test run the explore notebook reads: ``A2VIDEO_RUN`` (a run folder or its
+    ``scores.npz``), else the demo checkpoint's run folder; the newest ``scores.npz`` in it.
+
+    Raises:
+        FileNotFoundError: there is none (the message says how to make one).
+    """
+    from a2video.explore.results import find_scores
+
+    root = repo_root()
+    if os.environ.get("A2VIDEO_RUN"):
+        run = root / os.environ["A2VIDEO_RUN"]
+    else:
+        ckpt, _, _ = notebook_paths()
+        run = ckpt.parent.parent
+    found = find_scores(run)
+    if found is None:
+        raise FileNotFoundError(
+            f"{run}: no scores.npz; run `make demo`, or test a checkpoint "
+            "(`python train.py test --config CONFIG --ckpt_path CKPT`) and set A2VIDEO_RUN"
+        )
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m a2video.explore.notebooks",
@@ -168,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     where.add_argument("--out", default=None, help="folder for the executed copies")
     parser.add_argument("--ckpt", default=None, help="checkpoint (sets A2VIDEO_CKPT)")
     parser.add_argument("--data", default=None, help="dataset root (sets A2VIDEO_DATA)")
-    parser.add_argument("--run", default=None, help="run folder (sets A2VIDEO_RUN)")
+    parser.add_argument("--run", default=None, help="run folder or scores.npz (sets A2VIDEO_RUN)")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell")
     parser.add_argument(
         "--unsafe-load",

@@ -344,10 +344,14 @@ class VideoClassifier(LightningModule):
         return probs.mean(dim=1), probs[:, centre]
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        probs, clip_probs = self._view_probs(batch["video"])
+        # Every view's softmax is kept (per-view top-k, view-subset accuracy: scores.npz).
+        view_probs, crops = self._per_view_probs(batch["video"])  # (B, V, C)
+        centre = (view_probs.shape[1] // crops // 2) * crops + crops // 2  # as in _view_probs
+        probs, clip_probs = view_probs.mean(dim=1), view_probs[:, centre]
         self.test_videos.update(
             batch["index"], batch["label"], probs, clip_probs, batch.get("valid")
         )
+        self.test_videos.update_views(batch["index"], view_probs, crops)
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         probs, clip_probs = self._view_probs(batch["video"])
@@ -357,6 +361,20 @@ class VideoClassifier(LightningModule):
         self.test_videos.update(batch["index"], label, probs, clip_probs, batch.get("valid"))
         scores, classes = probs.topk(min(5, probs.shape[1]), dim=1)
         return {"index": batch["index"].cpu(), "top5": classes.cpu(), "scores": scores.cpu()}
+
+    def _per_view_probs(self, video: Tensor) -> tuple[Tensor, int]:
+        """Softmax of every view of ``video`` ``(B, V, 3, T, H, W)`` → ``(B, V, C)`` and the crops
+        per clip (views are clip-major: ``c * crops + s``), forwarded ``view_chunk`` at a time."""
+        if video.ndim == 5:  # a single view per video
+            video = video[:, None]
+        b, v = video.shape[:2]
+        flat = video.flatten(0, 1)  # (B*V, 3, T, H, W)
+        chunk = self.hparams.view_chunk or flat.shape[0]
+        logits = torch.cat([self(flat[i : i + chunk]) for i in range(0, flat.shape[0], chunk)])
+        # Crops per clip: the clip spec's where it is typed, else the test_crops option.
+        crops = getattr(self.clip_spec, "num_crops", None) or self.hparams.get("test_crops", 1)
+        crops = crops if v % crops == 0 else 1
+        return logits.float().softmax(dim=1).view(b, v, -1), crops
 
     def on_test_epoch_end(self) -> None:
         m = self._finish_videos("test")
@@ -409,6 +427,9 @@ class VideoClassifier(LightningModule):
         os.makedirs(out, exist_ok=True)
         path = os.path.join(out, "predictions.csv")
         write_predictions_csv(path, results, self.class_names, names)
+        from a2video.explore.results import save_results
+
+        save_results(os.path.join(out, "scores.npz"), results, self.class_names, names)
         if bool((results.label >= 0).any()):
             try:
                 self._save_confusion(results, os.path.join(out, "confusion_matrix.png"))
