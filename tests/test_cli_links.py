@@ -135,4 +135,27 @@ def test_views_travel_once_in_the_checkpoint_and_old_dicts_still_load(tmp_path):
     ckpt["a2video"]["clip_spec"] = old
     torch.save(ckpt, path)
     restored = VideoClassifier.from_checkpoint(path)
-    assert restored.clip_spec == spec and restored._centre_view(6) == 3
+    assert restored.clip_spec == spec and restored._view_layout(6) == (1, 3)
+
+
+@pytest.mark.timeout(120)
+def test_an_older_checkpoint_still_evaluates_through_the_cli(kinetics_root, tmp_path):
+    """Written before the link: ``test_crops`` in its hyper-parameters, a dict with ``size``."""
+    from lightning.pytorch import Trainer
+
+    model = VideoClassifier(arch="a2net_tiny", num_classes=4)
+    trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
+    trainer.strategy.connect(model)
+    path = tmp_path / "old.ckpt"
+    trainer.save_checkpoint(path)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["hyper_parameters"]["test_crops"] = 3
+    ckpt["a2video"]["clip_spec"] = {"frames": 4, "stride": 2, "size": 32, "num_clips": 1}
+    torch.save(ckpt, path)
+
+    config = _config(tmp_path, kinetics_root)
+    args = ["test", "--config", config, "--ckpt_path", str(path), *ONE_STEP]
+    args += ["--trainer.limit_test_batches", "1"]
+    cli = A2VideoCLI(VideoClassifier, KineticsDataModule, args=args)
+    assert cli.model.clip_spec is cli.datamodule.spec  # the data's views, not the old dict
+    assert cli.trainer.callback_metrics["test/videos"] > 0

@@ -94,7 +94,7 @@ def test_same_class_count_still_gets_a_new_head(train_ckpt):
 
 
 def test_pytorchvideo_state_dict_loads(tmp_path):
-    import pytorchvideo.models.hub as hub  # a declared dependency: no skip
+    import pytorchvideo.models.hub as hub  # a dev dependency: imported, never skipped
 
     ptv = hub.slow_r50(pretrained=False)
     path = tmp_path / "SLOW_8x8_R50.pyth"

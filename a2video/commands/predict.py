@@ -1,4 +1,4 @@
-"""``a2video predict --ckpt CKPT VIDEO... [--views 10x3] [--topk 5] [--json]``."""
+"""``a2video predict --ckpt CKPT VIDEO... [--views 10x3] [--topk 5] [--json] [--attention DIR]``."""
 
 from __future__ import annotations
 
@@ -27,6 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
     parser.add_argument("--batch-size", type=int, default=16, help="views per forward pass")
+    parser.add_argument(
+        "--attention",
+        metavar="DIR",
+        default=None,
+        help="also write each A2-block's gather maps over the frames of every video as PNGs "
+        "(DIR/<video>/<block>.png)",
+    )
     parser.add_argument(
         "--unsafe-load",
         action="store_true",
@@ -74,6 +81,19 @@ def run(args: argparse.Namespace) -> int:
                 continue
             ranked = ", ".join(f"{name} {score:.3f}" for name, score in r.topk)
             print(f"{r.path}: {ranked}")
+    if args.attention is not None:
+        from a2video.explore.attention_maps import attention_blocks, write_attention_maps
+
+        if not attention_blocks(predictor.model):
+            print(
+                f"a2video predict: --attention: {predictor.meta.get('arch')} has no A2-block",
+                file=sys.stderr,
+            )
+            return 2
+        readable = [r.path for r in results if r.ok]
+        written = write_attention_maps(predictor, readable, args.attention, decoder=args.decoder)
+        count = sum(len(files) for files in written.values())
+        print(f"attention maps: {count} PNGs in {args.attention}", file=sys.stderr)
     for r in results:
         if not r.ok:
             print(f"a2video predict: {r.path}: {r.error}", file=sys.stderr)

@@ -215,6 +215,10 @@ class VideoDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers,
             worker_init_fn=_worker_init,
             drop_last=False,
+            # The loader's per-iterator base seed comes from its own generator, not torch's global
+            # one: starting an epoch or a validation run leaves dropout's RNG stream untouched,
+            # so a resumed run (which restores that stream) matches an uninterrupted one.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def _sampler(self, name: str, **kwargs) -> ShardedSampler:

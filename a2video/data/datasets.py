@@ -261,6 +261,11 @@ class ShardedSampler(Sampler):
     Rank and world size are read from ``torch.distributed`` when iterated, unless given.
     Lightning calls ``set_epoch`` every epoch. Use with
     ``Trainer(use_distributed_sampler=False)``.
+
+    Resuming mid-epoch: :meth:`skip` drops this rank's first ``n`` keys of one epoch the next time
+    that epoch is iterated, so the rest of the epoch is exactly what an uninterrupted run would
+    have drawn (``len`` stays the full epoch's: Lightning's batch counters continue from the
+    checkpoint).
     """
 
     def __init__(
@@ -279,6 +284,15 @@ class ShardedSampler(Sampler):
         self.yield_epoch = yield_epoch
         self._rank, self._world = rank, world_size
         self.epoch = 0
+        self._skip: tuple[int, int] | None = None  # (epoch, keys) to drop once, see skip()
+
+    def skip(self, epoch: int, count: int) -> None:
+        """Drop the first ``count`` keys of this rank the next time ``epoch`` is iterated.
+
+        One-shot: the next ``__iter__`` consumes it whatever its epoch (a resume at an epoch's
+        end continues with the next epoch, which is not shortened).
+        """
+        self._skip = (int(epoch), int(count))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -305,7 +319,11 @@ class ShardedSampler(Sampler):
         return order[rank::world]
 
     def __iter__(self) -> Iterator:
-        for i in self.indices():
+        indices = self.indices()
+        skip, self._skip = self._skip, None
+        if skip is not None and skip[0] == self.epoch:
+            indices = indices[skip[1] :]
+        for i in indices:
             yield (i, self.epoch) if self.yield_epoch else i
 
     def __len__(self) -> int:

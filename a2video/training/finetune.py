@@ -308,7 +308,7 @@ class FinetuneCLI(A2VideoCLI):
         )
         parser.add_lightning_class_args(Finetune, "finetune")
         parser.link_arguments("ckpt", "finetune.pretrained")
-        parser.link_arguments("unsafe_load", "finetune.unsafe_load")
+        parser.link_arguments("unsafe_load", "finetune.unsafe_load")  # one flag: --unsafe_load
         parser.add_argument(
             "--folds",
             type=str | None,
@@ -440,11 +440,9 @@ def run_folds(
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Entry point of ``finetune_ucf.py``: a bad ``--ckpt`` ends with one line and exit code 2."""
-    from a2video.training.checkpoint import CheckpointError
+    """Entry point of ``finetune_ucf.py``: a user error (bad ``--ckpt``, data root…) ends with
+    one message and exit code 2 (:func:`a2video.errors.exit_on_user_error`)."""
+    from a2video.errors import exit_on_user_error
 
-    try:
+    with exit_on_user_error("finetune_ucf.py", "--unsafe_load true"):
         return run_folds(argv)
-    except (CheckpointError, FinetuneError) as err:
-        print(f"finetune_ucf: error: {err}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None

@@ -98,8 +98,6 @@ class VideoClassifier(LightningModule):
         clip_spec: the clips and test views the data produces (the DataModule's ``spec``, linked
             by the CLI; restored from checkpoints): picks the centre view for the single-clip
             accuracy and travels with the weights.
-        test_crops: deprecated and ignored (the views come from ``clip_spec``); accepted so that
-            checkpoints written before it was removed still load with ``--ckpt_path``.
         view_chunk: forward at most this many clips at once in test/predict (0: all views of a
             batch at once); bounds memory for 10×3 views.
         channels_last: use ``channels_last_3d`` memory format (faster convs on recent GPUs).
@@ -130,7 +128,6 @@ class VideoClassifier(LightningModule):
         label_smoothing: float = 0.0,
         max_nonfinite_steps: int = 10,
         clip_spec: ClipSpec | None = None,
-        test_crops: int | None = None,
         view_chunk: int = 0,
         channels_last: bool = False,
         compile: bool = False,
@@ -139,12 +136,7 @@ class VideoClassifier(LightningModule):
         super().__init__()
         if backbone_lr_mult < 0:
             raise ValueError(f"backbone_lr_mult must be >= 0, got {backbone_lr_mult}")
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "clip_spec", "test_crops"])
-        if test_crops is not None:
-            rank_zero_warn(
-                "a2video: model.test_crops is ignored: the test views are the data's num_clips × "
-                "num_crops (data.num_crops), linked into the model as clip_spec"
-            )
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "clip_spec"])
         self.arch = arch
         self.num_classes = num_classes
         self.arch_options = dict(arch_options or {})
@@ -287,19 +279,14 @@ class VideoClassifier(LightningModule):
     # ------------------------------------------------------------------ test / predict
     def _view_probs(self, video: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and single-view softmax of ``video`` ``(B, V, 3, T, H, W)`` → two ``(B, C)``."""
-        if video.ndim == 5:  # a single view per video
-            video = video[:, None]
-        b, v = video.shape[:2]
-        flat = video.flatten(0, 1)  # (B*V, 3, T, H, W)
-        chunk = self.hparams.view_chunk or flat.shape[0]
-        logits = torch.cat([self(flat[i : i + chunk]) for i in range(0, flat.shape[0], chunk)])
-        probs = logits.float().softmax(dim=1).view(b, v, -1)  # (B, V, C)
-        return probs.mean(dim=1), probs[:, self._centre_view(v)]
+        probs, _ = self._per_view_probs(video)  # (B, V, C)
+        return probs.mean(dim=1), probs[:, self._view_layout(probs.shape[1])[1]]
 
-    def _centre_view(self, views: int) -> int:
-        """The centre clip's centre crop among ``views`` clip-major views (``clip_spec``)."""
+    def _view_layout(self, views: int) -> tuple[int, int]:
+        """Crops per clip and the centre clip's centre crop among ``views`` clip-major views, from
+        ``clip_spec`` (the data's, linked by the CLI); no guessing from the count."""
         if views == 1:
-            return 0
+            return 1, 0
         spec = self.clip_spec
         if spec is None or spec.num_views != views:
             have = "no clip_spec" if spec is None else f"{spec.num_clips}x{spec.num_crops} views"
@@ -308,13 +295,17 @@ class VideoClassifier(LightningModule):
                 "the views are the DataModule's num_clips x num_crops (data.spec, linked to "
                 "model.clip_spec by the CLI): pass clip_spec=datamodule.spec"
             )
-        return spec.centre_view
+        return spec.num_crops, spec.centre_view
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        probs, clip_probs = self._view_probs(batch["video"])
+        # Every view's softmax is kept (per-view top-k, view-subset accuracy: scores.npz).
+        view_probs, crops = self._per_view_probs(batch["video"])  # (B, V, C)
+        centre = self._view_layout(view_probs.shape[1])[1]
+        probs, clip_probs = view_probs.mean(dim=1), view_probs[:, centre]
         self.test_videos.update(
             batch["index"], batch["label"], probs, clip_probs, batch.get("valid")
         )
+        self.test_videos.update_views(batch["index"], view_probs, crops)
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         probs, clip_probs = self._view_probs(batch["video"])
@@ -324,6 +315,18 @@ class VideoClassifier(LightningModule):
         self.test_videos.update(batch["index"], label, probs, clip_probs, batch.get("valid"))
         scores, classes = probs.topk(min(5, probs.shape[1]), dim=1)
         return {"index": batch["index"].cpu(), "top5": classes.cpu(), "scores": scores.cpu()}
+
+    def _per_view_probs(self, video: Tensor) -> tuple[Tensor, int]:
+        """Softmax of every view of ``video`` ``(B, V, 3, T, H, W)`` → ``(B, V, C)`` and the crops
+        per clip (views are clip-major: ``c * crops + s``), forwarded ``view_chunk`` at a time."""
+        if video.ndim == 5:  # a single view per video
+            video = video[:, None]
+        b, v = video.shape[:2]
+        flat = video.flatten(0, 1)  # (B*V, 3, T, H, W)
+        chunk = self.hparams.view_chunk or flat.shape[0]
+        logits = torch.cat([self(flat[i : i + chunk]) for i in range(0, flat.shape[0], chunk)])
+        crops = self._view_layout(v)[0]
+        return logits.float().softmax(dim=1).view(b, v, -1), crops
 
     def on_test_epoch_end(self) -> None:
         m = self._finish_videos("test")
@@ -376,6 +379,9 @@ class VideoClassifier(LightningModule):
         os.makedirs(out, exist_ok=True)
         path = os.path.join(out, "predictions.csv")
         write_predictions_csv(path, results, self.class_names, names)
+        from a2video.explore.results import save_results
+
+        save_results(os.path.join(out, "scores.npz"), results, self.class_names, names)
         if bool((results.label >= 0).any()):
             try:
                 self._save_confusion(results, os.path.join(out, "confusion_matrix.png"))
@@ -539,7 +545,7 @@ class VideoClassifier(LightningModule):
         ckpt = load_checkpoint(path, unsafe=unsafe, map_location=map_location)
         hp = dict(ckpt.get("hyper_parameters") or {})
         meta = ckpt.get("a2video") or {}
-        keep = set(inspect.signature(cls.__init__).parameters) - {"self", "test_crops"}
+        keep = set(inspect.signature(cls.__init__).parameters) - {"self"}  # drops removed ones
         kwargs = {k: v for k, v in hp.items() if k in keep}
         for key in ("arch", "num_classes", "arch_options", "class_names"):
             if meta.get(key) is not None:
