@@ -52,7 +52,7 @@ def _raised_by_a2video(err: BaseException) -> bool:
 def is_user_error(err: BaseException) -> bool:
     """An error whose message is meant for the user (see the module docstring)."""
     names = {cls.__name__ for cls in type(err).__mro__}
-    if names & {"CheckpointError", "DataQualityError", "AnnotationError", "FinetuneError"}:
+    if names & {"CheckpointError", "DataQualityError", "AnnotationError", "WeightsError"}:
         return True
     if isinstance(err, OSError) and getattr(err, "filename", None):
         return True  # "[Errno 2] No such file or directory: '<path>'" names the file
@@ -68,6 +68,7 @@ def exit_on_user_error(prog: str, flag: str | None = None) -> Iterator[None]:
         flag: the option this entry point accepts to trust a pickled checkpoint (named by the
             refusal message); default ``--unsafe_load true``.
     """
+    saved = _UNSAFE_FLAG[0]
     if flag is not None:
         _UNSAFE_FLAG[0] = flag
     try:
@@ -78,3 +79,5 @@ def exit_on_user_error(prog: str, flag: str | None = None) -> Iterator[None]:
         message = str(err).strip() or type(err).__name__
         print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+    finally:
+        _UNSAFE_FLAG[0] = saved  # the next entry point in this process names its own flag

@@ -103,7 +103,10 @@ def tiny_run(tmp_path_factory, kinetics_root) -> dict[str, str]:
 def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
     from a2video.cli import main
 
-    code = main(argv)
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # a user error: one line, status 2 (a2video.errors)
+        code = exit_.code
     out = capsys.readouterr()
     return code, out.out, out.err
 

@@ -6,12 +6,14 @@ import argparse
 import json
 import sys
 
+from a2video.commands import add_checkpoint_arguments
+
 HELP = "Top-k action labels of video files from a trained checkpoint (multi-view)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files to label")
-    parser.add_argument("--ckpt", required=True, help="checkpoint written by train.py / finetune")
+    add_checkpoint_arguments(parser)
     parser.add_argument(
         "--views",
         default="10x3",
@@ -34,16 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write each A2-block's gather maps over the frames of every video as PNGs "
         "(DIR/<video>/<block>.png)",
     )
-    parser.add_argument(
-        "--unsafe-load",
-        action="store_true",
-        help="allow pickled Python objects in the checkpoint (trusted files only)",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
     from a2video.explore.predict import load_predictor, parse_views, predict_videos
-    from a2video.training.checkpoint import CheckpointError
 
     try:
         clips, crops = parse_views(args.views)
@@ -53,11 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.topk < 1:
         print("a2video predict: --topk must be at least 1", file=sys.stderr)
         return 2
-    try:
-        predictor = load_predictor(args.ckpt, device=args.device, unsafe=args.unsafe_load)
-    except CheckpointError as err:
-        print(f"a2video predict: {err}", file=sys.stderr)
-        return 2
+    predictor = load_predictor(args.ckpt, device=args.device, unsafe=args.unsafe_load)
     results = predict_videos(
         predictor,
         args.videos,

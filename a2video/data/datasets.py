@@ -75,9 +75,9 @@ class ClipSpec:
 
     @property
     def centre_view(self) -> int:
-        """Index of the centre clip's centre crop among the test views (clip-major:
-        view ``c * num_crops + s``): the single-clip view of the test protocol."""
-        return (self.num_clips // 2) * self.num_crops + self.num_crops // 2
+        """Index of the centre clip's centre crop among the test views
+        (:func:`a2video.data.sampling.centre_view`)."""
+        return sampling.centre_view(self.num_clips, self.num_crops)
 
     def as_dict(self) -> dict:
         """Plain data (JSON, weights-only checkpoints); :meth:`from_dict` reads it back."""

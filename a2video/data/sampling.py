@@ -47,3 +47,12 @@ def multi_clip(num_frames: int, frames: int, stride: int, num_clips: int) -> lis
         clip_at(s, num_frames, frames, stride)
         for s in uniform_clip_starts(num_frames, frames, stride, num_clips)
     ]
+
+
+def centre_view(num_clips: int, num_crops: int) -> int:
+    """Index of the centre clip's centre crop among ``num_clips × num_crops`` test views.
+
+    Views are clip-major (view ``c * num_crops + s``, as :func:`a2video.data.transforms` stacks
+    them): the single-clip view of the test protocol, e.g. 3 of 6×1, 7 of 5×3, 16 of 10×3.
+    """
+    return (num_clips // 2) * num_crops + num_crops // 2

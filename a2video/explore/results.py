@@ -426,6 +426,7 @@ def synthetic_run(
     Returns:
         The file written.
     """
+    from a2video.data.sampling import centre_view
     from a2video.training.metrics import VideoAccumulator
 
     g = torch.Generator().manual_seed(seed)
@@ -443,7 +444,7 @@ def synthetic_run(
         logits = 2.0 * (base + torch.randn(b, views, num_classes, generator=g) * 0.9)
         view_probs = logits.softmax(2)  # (B, V, C)
         index = torch.arange(start, start + b)
-        centre = (clips // 2) * crops + crops // 2
+        centre = centre_view(clips, crops)
         valid = (index % 997) != 5  # one unreadable video in about a thousand
         acc.update(index, y, view_probs.mean(1), view_probs[:, centre], valid)
         acc.update_views(index, view_probs, crops)
