@@ -39,6 +39,7 @@ from .datasets import (
     VideoClipDataset,
     repeated_collate,
 )
+from .prepare import read_frame_step
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ class VideoDataModule(L.LightningDataModule):
                 self.seed,
                 repeat=self.repeat_clips if mode == "train" else 1,
                 uint8=self.normalize_on_device,
+                frame_step=read_frame_step(self.data_root),  # 1 unless an `a2video prepare` copy
             )
             self.monitor.set_paths(name, [r.path for r in split.records])
         if stage == "fit":

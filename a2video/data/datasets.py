@@ -105,6 +105,9 @@ class VideoClipDataset(Dataset):
         repeat: train only: clips per decoded video, each with its own start, scale, crop and
             flip (PySlowFast / MAE-ST repeated augmentation); 1 gives one ``(3, T, S, S)`` clip.
         uint8: return uint8 clips (normalise later with :func:`transforms.normalize_batch`).
+        frame_step: the videos keep every ``frame_step``-th frame of the original (a copy made
+            by ``a2video prepare --frame-step``): ``spec.stride``, in original frames, is
+            divided by it so a clip spans the same time.
     """
 
     def __init__(
@@ -117,9 +120,15 @@ class VideoClipDataset(Dataset):
         max_retries: int = 10,
         repeat: int = 1,
         uint8: bool = False,
+        frame_step: int = 1,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if frame_step < 1 or spec.stride % frame_step:
+            raise ValueError(
+                f"stride {spec.stride} (in original frames) is not a multiple of the videos' "
+                f"frame_step {frame_step}: use a stride divisible by {frame_step}"
+            )
         if repeat < 1:
             raise ValueError(f"repeat must be >= 1, got {repeat}")
         self.records = list(records)
@@ -130,6 +139,7 @@ class VideoClipDataset(Dataset):
         self.max_retries = max_retries
         self.repeat = repeat if mode == "train" else 1
         self.uint8 = uint8
+        self.stride = spec.stride // frame_step  # in the frames of the files read
         self._decoder = None  # made lazily in each worker process
 
     def __len__(self) -> int:
@@ -164,7 +174,7 @@ class VideoClipDataset(Dataset):
         s, k = self.spec, self.repeat
         frames, clips = self._decode(
             record.path,
-            lambda n: [sampling.train_clip(n, s.frames, s.stride, rng) for _ in range(k)],
+            lambda n: sampling.repeated_train_clips(n, s.frames, self.stride, k, rng),
         )
         out = [
             transforms.train_transform(
@@ -184,7 +194,7 @@ class VideoClipDataset(Dataset):
     def _val_clip(self, record: VideoRecord) -> torch.Tensor:
         s = self.spec
         frames, (positions,) = self._decode(
-            record.path, lambda n: [sampling.center_clip(n, s.frames, s.stride)]
+            record.path, lambda n: [sampling.center_clip(n, s.frames, self.stride)]
         )
         return transforms.eval_transform(
             frames[positions], s.test_scale, s.crop_size, s.mean, s.std, self.uint8
@@ -193,7 +203,7 @@ class VideoClipDataset(Dataset):
     def _test_views(self, record: VideoRecord) -> torch.Tensor:
         s = self.spec
         frames, clips = self._decode(
-            record.path, lambda n: sampling.multi_clip(n, s.frames, s.stride, s.num_clips)
+            record.path, lambda n: sampling.multi_clip(n, s.frames, self.stride, s.num_clips)
         )
         return transforms.multi_view_transform(
             frames, clips, s.test_scale, s.crop_size, s.num_crops, s.mean, s.std, self.uint8
