@@ -41,6 +41,7 @@ from .datasets import (
 )
 from .prepare import read_frame_step
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
+from .video import get_decoder
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,14 @@ class VideoDataModule(L.LightningDataModule):
             )
         self.repeat_clips = repeat_clips
         self.normalize_on_device = normalize_on_device
+        if decoder == "nvdec":  # decodes on the GPU in the main process
+            get_decoder("nvdec")  # one-line error here where it cannot run
+            if num_workers:
+                raise ValueError(
+                    f"decoder='nvdec' decodes on the GPU in the main process: set num_workers=0 "
+                    f"(got {num_workers}); CUDA does not survive the fork into workers"
+                )
+            pin_memory = False
         self.data_root = str(data_root)
         self.annotation_dir = annotation_dir
         self.splits = {
