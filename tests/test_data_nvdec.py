@@ -116,3 +116,38 @@ def test_nvdec_where_it_cannot_run_is_one_clear_line(kinetics_root, small_clip, 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="needs an NVIDIA GPU and its driver"):
         get_decoder("nvdec")
+
+
+@pytest.mark.timeout(120)
+def test_bench_nvdec_needs_no_pyav_decord_numpy_or_jsonargparse(
+    kinetics_root, small_clip, fake_nvdec
+):
+    """The GPU machine has python3 + torch + PyNvVideoCodec only: the benchmark imports with the
+    others blocked, and its clip loop runs (here on the fake decoder, on the CPU)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    absent = ("av", "decord", "numpy", "jsonargparse", "torchvision", "lightning")
+    blocked = f"import sys; [sys.modules.__setitem__(m, None) for m in {absent!r}]"
+    code = f"{blocked}; sys.path.insert(0, 'benchmarks'); import bench_nvdec; print('ok')"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=100
+    )
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+
+    import importlib.util
+    import types
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_nvdec", root / "benchmarks" / "bench_nvdec.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    path = KineticsDataModule(kinetics_root, **small_clip)._dataset("train").records[0].path
+    args = types.SimpleNamespace(frames=4, stride=2, train_crop=False)
+    decoder = get_decoder("nvdec")
+    assert bench.decode_clips(decoder, path, 4, bench._Rng(0), args) == 4
+    frames = torch.randint(0, 255, (4, 64, 48, 3), dtype=torch.uint8)
+    assert bench.train_crop(frames, bench._Rng(1), (40, 48), 32).shape == (3, 4, 32, 32)

@@ -11,7 +11,10 @@ clamped to the last frame.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy is imported where used: GPU tools import this without it
+    import numpy as np
 
 
 def clip_span(frames: int, stride: int) -> int:
@@ -65,6 +68,8 @@ def uniform_clip_starts(num_frames: int, frames: int, stride: int, num_clips: in
     delta = max(num_frames - clip_span(frames, stride), 0)
     if num_clips == 1:
         return [delta // 2]
+    import numpy as np
+
     return [round(x) for x in np.linspace(0, delta, num_clips)]
 
 
