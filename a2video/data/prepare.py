@@ -46,15 +46,21 @@ class Encoding:
     crf: int = 23
     frame_step: int = 1
     preset: str = "fast"
+    fastdecode: bool = True  # x264 tune: no CABAC, no deblocking, cheaper per frame to decode
+    bframes: int = 0
 
     def x264_options(self) -> dict[str, str]:
-        return {
+        opts = {
             "preset": self.preset,
             "crf": str(self.crf),
-            "tune": "fastdecode",  # no CABAC, no deblocking: cheaper per frame to decode
             "threads": "1",
-            "x264-params": f"keyint={self.gop}:min-keyint={self.gop}:scenecut=0:bframes=0",
+            "x264-params": (
+                f"keyint={self.gop}:min-keyint={self.gop}:scenecut=0:bframes={self.bframes}"
+            ),
         }
+        if self.fastdecode:
+            opts["tune"] = "fastdecode"
+        return opts
 
 
 @dataclass
