@@ -177,3 +177,34 @@ def test_prepare_frame_step_keeps_the_stride_time_span(kinetics_root, ucf_root, 
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["video"].shape[1:] == (3, 4, 32, 32) and batch["valid"].all()
+
+
+@pytest.mark.timeout(240)
+def test_bench_data_loading_runs_on_a_tiny_download_like_set(tmp_path):
+    """The benchmark's path (web synth -> prepare -> interleaved variants -> cores per GPU)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_data", ROOT / "benchmarks" / "bench_data.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "loading.json"
+    args = ["loading", "--root", str(tmp_path / "web"), "--classes", "1", "--per-class", "2"]
+    args += ["--duration", "1", "1", "--repeats", "1", "--decoders", "pyav", "--frames", "4"]
+    args += ["--stride", "4", "--crop", "32", "--scale-min", "40", "--scale-max", "48"]
+    args += ["--gpu-rate", "100", "--json", str(out)]
+    assert bench.main(args) == 0
+    result = json.loads(out.read_text())["loading"]
+    assert json.loads((tmp_path / "web" / "synth_manifest.json").read_text())["encoding"] == "web"
+    rows = result["variants"]["pyav"]
+    assert set(rows) == {
+        "bare decoder",
+        "plain float (before)",
+        "plain uint8",
+        "repeated K=4",
+        "prepared",
+        "prepared K=4",
+    }
+    for row in rows.values():
+        assert row["cores_per_gpu"]["100.0"] == -(-100 // row["clips_per_s_per_core"])
