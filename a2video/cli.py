@@ -14,6 +14,7 @@ import sys
 COMMANDS: dict[str, str] = {
     "synth": "a2video.commands.synth",
     "check-data": "a2video.commands.check_data",
+    "prepare": "a2video.commands.prepare",
     "flops": "a2video.commands.flops",
     "predict": "a2video.commands.predict",
     "export": "a2video.commands.export",

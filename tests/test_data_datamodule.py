@@ -22,7 +22,9 @@ def test_train_val_test_batches(kinetics_root, small_clip):
     dm = KineticsDataModule(kinetics_root, **small_clip)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    assert batch["video"].shape == (4, 3, 4, 32, 32) and batch["video"].dtype == torch.float32
+    assert batch["video"].shape == (4, 3, 4, 32, 32) and batch["video"].dtype == torch.uint8
+    batch = dm.on_after_batch_transfer(batch, 0)  # what Lightning calls on the device
+    assert batch["video"].dtype == torch.float32
     assert batch["label"].dtype == torch.long and batch["index"].dtype == torch.long
     assert batch["valid"].all()
     val = next(iter(dm.val_dataloader()))

@@ -120,6 +120,7 @@ class Predictor:
             kwargs.setdefault(key, getattr(spec, key))
         if data_root is not None:
             kwargs["data_root"] = os.fspath(data_root)
+        kwargs["normalize_on_device"] = False  # its loaders are iterated directly: float clips
         kwargs.update(overrides)
         if "data_root" not in kwargs:
             raise ValueError("the checkpoint records no data_root: pass data_root=")
