@@ -47,3 +47,36 @@ def test_compiled_model_matches_eager(backend: str) -> None:
         expected = model(x)
         got = torch.compile(model, backend=backend)(x)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_folded_batchnorm_matches_batchnorm3d_in_train_and_eval() -> None:
+    """The channels-last 4-D view of BatchNorm3d gives the same output, statistics and grads."""
+    from a2video.models.norm import BatchNorm3d
+
+    folded, plain = BatchNorm3d(8), torch.nn.BatchNorm3d(8)
+    plain.load_state_dict(folded.state_dict())
+    x = torch.randn(2, 8, 3, 5, 4).contiguous(memory_format=torch.channels_last_3d)
+    x.requires_grad_(True)
+    for train in (True, False):
+        folded.train(train), plain.train(train)
+        y = folded(x)
+        (g,) = torch.autograd.grad(y.square().sum(), x)
+        y_ref = plain(x)
+        (g_ref,) = torch.autograd.grad(y_ref.square().sum(), x)
+        torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-5)
+        assert y.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(folded.running_var, plain.running_var)
+    assert int(folded.num_batches_tracked) == int(plain.num_batches_tracked) == 1
+
+
+def test_contiguous_stem_matches_channels_last_stem(monkeypatch) -> None:
+    from a2video.models.resnet3d import VideoResNet
+
+    model = _model().to(memory_format=torch.channels_last_3d)
+    x = torch.randn(1, 3, 4, 32, 32).contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        expected = model(x)
+        monkeypatch.setattr(VideoResNet, "stem_contiguous", True)
+        got = model(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from a2video.models.norm import BatchNorm3d
+
 __all__ = ["Bottleneck3d", "StageSpec", "VideoResNet"]
 
 AttnFactory = Callable[[int], nn.Module]
@@ -63,19 +65,19 @@ class Bottleneck3d(nn.Module):
         out = planes * self.expansion
         kt = temporal_kernel
         self.conv1 = nn.Conv3d(inplanes, planes, (kt, 1, 1), padding=(kt // 2, 0, 0), bias=False)
-        self.bn1 = nn.BatchNorm3d(planes)
+        self.bn1 = BatchNorm3d(planes)
         self.conv2 = nn.Conv3d(
             planes, planes, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False
         )
-        self.bn2 = nn.BatchNorm3d(planes)
+        self.bn2 = BatchNorm3d(planes)
         self.conv3 = nn.Conv3d(planes, out, 1, bias=False)
-        self.bn3 = nn.BatchNorm3d(out)
+        self.bn3 = BatchNorm3d(out)
         self.relu = nn.ReLU(inplace=True)
         self.downsample: nn.Module | None = None
         if stride != 1 or inplanes != out:
             self.downsample = nn.Sequential(
                 nn.Conv3d(inplanes, out, 1, stride=(1, stride, stride), bias=False),
-                nn.BatchNorm3d(out),
+                BatchNorm3d(out),
             )
         self.attn: nn.Module | None = attn(out) if attn is not None else None
 
@@ -142,7 +144,7 @@ class VideoResNet(nn.Module):
         self.conv1 = nn.Conv3d(
             3, width, (kt, 7, 7), stride=(1, 2, 2), padding=(kt // 2, 3, 3), bias=False
         )
-        self.bn1 = nn.BatchNorm3d(width)
+        self.bn1 = BatchNorm3d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         self.temporal_pool = (
@@ -194,9 +196,26 @@ class VideoResNet(nn.Module):
         """Inserted blocks by name (``layerS.i.attn``)."""
         return {n: m for n, m in self.named_modules() if n.endswith(".attn")}
 
+    stem_contiguous: bool = False
+    """Run the 3-channel stem convolution channels-first even on a channels-last clip.
+
+    cuDNN's channels-last kernels handle 3 input channels poorly; with this set, the stem reads
+    the clip (and its small weight) channels-first and writes channels-last. Class-wide.
+    """
+
+    def stem(self, x: Tensor) -> Tensor:
+        """The stem convolution ``conv1`` (layout per :attr:`stem_contiguous`)."""
+        conv = self.conv1
+        if self.stem_contiguous and x.dim() == 5 and not x.is_contiguous():
+            y = nn.functional.conv3d(
+                x.contiguous(), conv.weight.contiguous(), None, conv.stride, conv.padding
+            )
+            return y.contiguous(memory_format=torch.channels_last_3d)
+        return conv(x)
+
     def forward_features(self, x: Tensor) -> Tensor:
         """(N, 3, T, H, W) → last feature map (N, feature_dim, t, h, w)."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.relu(self.bn1(self.stem(x))))
         x = self.temporal_pool(self.layer1(x))
         x = self.layer2(x)
         x = self.layer3(x)
