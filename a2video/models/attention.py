@@ -195,17 +195,19 @@ class DoubleAttention(nn.Module):
 
     def _choose_timed(self, a: Tensor, b: Tensor, v: Tensor, positions_major: bool) -> str:
         """``auto`` on a timed device: both orders' forward timed once per shape, then cached."""
-        if self.association != "auto" or a.device.type not in TIMED_AUTO_DEVICES:
+        if (
+            self.association != "auto"
+            or a.device.type not in TIMED_AUTO_DEVICES
+            or torch.compiler.is_compiling()  # traced code keeps the cost model's constant
+        ):
             return self._choose(a.shape[-1])
         n, length = a.shape[0], a.shape[-1]
         key = (str(a.device), a.dtype, n, self.m, self.n, length, positions_major)
         if key in _TIMED_CHOICE:
             return _TIMED_CHOICE[key]
         right_bytes = n * length * length * a.element_size()
-        if (
-            torch.compiler.is_compiling()
-            or right_bytes > _RIGHT_TIMING_MAX_BYTES
-            or (a.is_cuda and torch.cuda.is_current_stream_capturing())
+        if right_bytes > _RIGHT_TIMING_MAX_BYTES or (
+            a.is_cuda and torch.cuda.is_current_stream_capturing()
         ):
             return self._choose(length)
         times = {}

@@ -18,18 +18,22 @@ import inspect
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
-from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, SumMetric
 
 from a2video import __version__
+
+try:  # jsonargparse (the CLI's) is optional for the module itself, e.g. on a GPU benchmark host
+    from lightning.pytorch.cli import OptimizerCallable
+except ImportError:  # pragma: no cover - exercised by tests/test_bench_gpu.py
+    OptimizerCallable = Callable[[Iterable], torch.optim.Optimizer]  # type: ignore[misc]
 from a2video.training.metrics import (
     ClipAccuracy,
     VideoAccumulator,
