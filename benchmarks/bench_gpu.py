@@ -11,8 +11,8 @@ Measures, on one CUDA device (bf16 autocast, ``channels_last_3d``, 8×224² clip
 - ``blocks``: the A²-block (left / right / auto; float32 products = the old default) against its
   own matrix products run bare and against the non-local block at res2..res5 of a2net_r50.
 - ``profile``: where a2net_r50's eager step spends device time (torch.profiler, by op class).
-- ``variants``: the layout/precision options side by side (BatchNorm folded to 4-D, channels-first
-  stem, A² products in bf16), each alone and together, whole-step and per layer.
+- ``variants``: the layout/precision options side by side (BatchNorm folded to 4-D, A² products
+  in bf16), each alone and together, whole step and per layer.
 
 It imports only torch, Lightning, torchmetrics and ``a2video.models`` / ``a2video.training.module``
 (no decord, PyAV or jsonargparse). Every section is time-boxed (``--budget-s`` in all) and the
@@ -44,7 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from a2video.models import DoubleAttention, NonLocal, build_model, count_arch_flops
 from a2video.models.norm import BatchNorm3d
-from a2video.models.resnet3d import VideoResNet
 
 CL3D = torch.channels_last_3d
 ARCHS = ("i3d", "a2net", "nl")
@@ -139,8 +138,10 @@ class Ctx:
         self.tables: dict[str, str] = {}
         self.flops: dict[str, float] = {}
 
-    def autocast(self) -> Any:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+    def autocast(self, cache: bool = True) -> Any:
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.amp, cache_enabled=cache
+        )
 
     def clip(self, batch: int) -> tuple[Tensor, Tensor]:
         a = self.args
@@ -364,9 +365,10 @@ def _lightning_pair(ctx: Ctx, batch: int, compiled: bool) -> dict[str, float]:
                 sync(dev)
                 self.start = time.perf_counter()
 
-        def on_train_end(self, trainer, pl_module) -> None:
-            sync(dev)
-            self.sec = (time.perf_counter() - self.start) / steps
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if batch_idx == warm + steps - 1:  # the step itself, not the epoch-end hooks
+                sync(dev)
+                self.sec = (time.perf_counter() - self.start) / steps
 
     torch.manual_seed(0)
     if compiled:
@@ -486,6 +488,24 @@ def _auto_order(c: int, batch: int, length: int) -> str:
     return DoubleAttention(c, association="auto")._choose(length)
 
 
+def _cuda_graph(step: Callable[[], None], dev: torch.device) -> Callable[[], None] | None:
+    """``step`` captured as a CUDA graph (replayed without Python/dispatch cost), or None."""
+    try:
+        side = torch.cuda.Stream(dev)
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                step()
+        torch.cuda.current_stream(dev).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            step()
+        return graph.replay
+    except Exception as err:  # capture limits vary by torch build: the row is just left out
+        print(f"[blocks] CUDA graph capture failed: {type(err).__name__}: {str(err)[:200]}")
+        return None
+
+
 def section_blocks(ctx: Ctx) -> None:
     from a2video.bench import gemm_flops, gemm_replay, record_gemms
 
@@ -508,7 +528,7 @@ def section_blocks(ctx: Ctx) -> None:
             nn.init.normal_(block.bn.weight, 1.0, 0.1)
 
             def step(block: nn.Module = block, x: Tensor = x) -> None:
-                with ctx.autocast():
+                with ctx.autocast(cache=False):
                     out = block(x)
                 out.backward(torch.ones_like(out))
 
@@ -516,9 +536,16 @@ def section_blocks(ctx: Ctx) -> None:
             gemms = record_gemms(step)
             flop[name] = gemm_flops(gemms)
             fns[name] = step
+            if dev.type == "cuda" and name in ("a2 auto", "non-local"):
+                graphed = _cuda_graph(step, dev)  # no CPU dispatch: the device's own rate
+                if graphed is not None:
+                    fns[f"{name}, CUDA graph"] = graphed
+                    flop[f"{name}, CUDA graph"] = flop[name]
             if name.startswith("a2"):
                 dtype = torch.bfloat16 if ctx.amp else torch.float32
                 fns[f"{name} GEMMs"] = gemm_replay(gemms, dev, dtype)
+                if f"{name}, CUDA graph" in fns:
+                    fns[f"{name}, CUDA graph GEMMs"] = fns[f"{name} GEMMs"]
         times = interleaved(fns, args.block_steps, 3, dev)
         auto_order = _auto_order(c, batch, length)
         for name in flop:
@@ -617,9 +644,8 @@ def section_profile(ctx: Ctx) -> None:
     peak_reset(dev)
 
 
-def _set_variant(model: nn.Module, fold: bool, stem: bool, precision: str) -> None:
+def _set_variant(model: nn.Module, fold: bool, precision: str) -> None:
     BatchNorm3d.fold_time = fold
-    VideoResNet.stem_contiguous = stem
     for blk in model.modules():
         if isinstance(blk, (DoubleAttention, NonLocal)):
             blk.precision = precision
@@ -636,15 +662,13 @@ def section_variants(ctx: Ctx) -> None:
     model = build("a2net", args.arch_scale, args.classes).to(dev).to(memory_format=CL3D)
     step, _ = _train_step(ctx, model, batch, compiled=False)
     configs = {
-        "old (BN 5-D, stem channels-last, A² fp32)": (False, False, "float32"),
-        "+ A² products bf16": (False, False, "autocast"),
-        "+ BN folded to 4-D": (True, False, "float32"),
-        "+ stem channels-first": (False, True, "float32"),
-        "all three": (True, True, "autocast"),
-        "BN folded + A² bf16": (True, False, "autocast"),
+        "before #12 (BN 5-D, A² products fp32)": (False, "float32"),
+        "A² products bf16": (False, "autocast"),
+        "BN folded to 4-D": (True, "float32"),
+        "both (the default now)": (True, "autocast"),
     }
 
-    def variant(cfg: tuple[bool, bool, str]) -> Callable[[], None]:
+    def variant(cfg: tuple[bool, str]) -> Callable[[], None]:
         def run() -> None:
             _set_variant(model, *cfg)
             step()
@@ -660,26 +684,11 @@ def section_variants(ctx: Ctx) -> None:
     ctx.results["variants"] = {"whole_step_ms": {k: 1e3 * v for k, v in times.items()}}
     hdr = ["a2net eager step", "ms", "clips/s", "speed-up"]
     ctx.table("variants", f"Layout / precision options (batch {batch})", hdr, rows)
-    _set_variant(model, True, False, "autocast")
+    _set_variant(model, True, "autocast")
     peak_reset(dev)
 
-    # Per layer: the stem convolution and BatchNorm at res2/res3 shapes, forward + backward.
+    # Per layer: BatchNorm at the res2/res3 shapes, forward + backward.
     layer: dict[str, Callable[[], None]] = {}
-    x = torch.randn(batch, 3, args.frames, args.size, args.size, device=dev)
-    x = x.contiguous(memory_format=CL3D)
-    stem_model = build("i3d", args.arch_scale, args.classes).to(dev).to(memory_format=CL3D)
-
-    def stem(contiguous: bool) -> Callable[[], None]:
-        def run() -> None:
-            VideoResNet.stem_contiguous = contiguous
-            with ctx.autocast():
-                out = stem_model.stem(x)
-            out.backward(torch.ones_like(out))
-
-        return run
-
-    layer["stem 5×7×7, channels-last"] = stem(False)
-    layer["stem 5×7×7, channels-first"] = stem(True)
     for stage, c, t, h, w in _stage_shapes(ctx)[:2]:
         feat = torch.randn(batch, c, t, h, w, device=dev, dtype=torch.bfloat16 if ctx.amp else None)
         feat = feat.contiguous(memory_format=CL3D).requires_grad_(True)
@@ -697,7 +706,7 @@ def section_variants(ctx: Ctx) -> None:
         layer[f"BN {stage} {c}×{t}×{h}×{w}, 5-D"] = norm(False)
         layer[f"BN {stage} {c}×{t}×{h}×{w}, folded 4-D"] = norm(True)
     times = interleaved(layer, args.steps, 3, dev)
-    BatchNorm3d.fold_time, VideoResNet.stem_contiguous = True, False
+    BatchNorm3d.fold_time = True
     ctx.results["variants"]["layers_ms"] = {k: 1e3 * v for k, v in times.items()}
     rows = [[k, 1e3 * v] for k, v in times.items()]
     ctx.table("variant_layers", "Per layer, forward + backward", ["layer", "ms"], rows)

@@ -68,15 +68,3 @@ def test_folded_batchnorm_matches_batchnorm3d_in_train_and_eval() -> None:
         assert y.is_contiguous(memory_format=torch.channels_last_3d)
     torch.testing.assert_close(folded.running_var, plain.running_var)
     assert int(folded.num_batches_tracked) == int(plain.num_batches_tracked) == 1
-
-
-def test_contiguous_stem_matches_channels_last_stem(monkeypatch) -> None:
-    from a2video.models.resnet3d import VideoResNet
-
-    model = _model().to(memory_format=torch.channels_last_3d)
-    x = torch.randn(1, 3, 4, 32, 32).contiguous(memory_format=torch.channels_last_3d)
-    with torch.no_grad():
-        expected = model(x)
-        monkeypatch.setattr(VideoResNet, "stem_contiguous", True)
-        got = model(x)
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)

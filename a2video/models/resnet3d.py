@@ -196,26 +196,9 @@ class VideoResNet(nn.Module):
         """Inserted blocks by name (``layerS.i.attn``)."""
         return {n: m for n, m in self.named_modules() if n.endswith(".attn")}
 
-    stem_contiguous: bool = False
-    """Run the 3-channel stem convolution channels-first even on a channels-last clip.
-
-    cuDNN's channels-last kernels handle 3 input channels poorly; with this set, the stem reads
-    the clip (and its small weight) channels-first and writes channels-last. Class-wide.
-    """
-
-    def stem(self, x: Tensor) -> Tensor:
-        """The stem convolution ``conv1`` (layout per :attr:`stem_contiguous`)."""
-        conv = self.conv1
-        if self.stem_contiguous and x.dim() == 5 and not x.is_contiguous():
-            y = nn.functional.conv3d(
-                x.contiguous(), conv.weight.contiguous(), None, conv.stride, conv.padding
-            )
-            return y.contiguous(memory_format=torch.channels_last_3d)
-        return conv(x)
-
     def forward_features(self, x: Tensor) -> Tensor:
         """(N, 3, T, H, W) → last feature map (N, feature_dim, t, h, w)."""
-        x = self.maxpool(self.relu(self.bn1(self.stem(x))))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.temporal_pool(self.layer1(x))
         x = self.layer2(x)
         x = self.layer3(x)
