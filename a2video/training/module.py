@@ -292,8 +292,9 @@ class VideoClassifier(LightningModule):
             out = self._compiled[0](x)
         except Exception as err:  # compiler/backend errors vary by torch build and device
             self._compile_state = "failed"
+            reason = " ".join(str(err).split())[:300]  # one line
             rank_zero_warn(
-                f"a2video: torch.compile failed ({type(err).__name__}: {str(err)[:300]}); "
+                f"a2video: torch.compile failed ({type(err).__name__}: {reason}); "
                 "running the network eagerly. Set model.compile: false to silence this."
             )
             return self.net(x)
