@@ -65,10 +65,8 @@ class SyncWatch(Callback):
         torch.cuda.set_sync_debug_mode("default")
 
 
-def test_five_step_bf16_fit_skips_nan_on_the_device_without_host_syncs(tmp_path) -> None:
-    model = tiny_model(channels_last=True, max_nonfinite_steps=3)
-    model.criterion = NaNAt(model.criterion, {2})
-    trainer = Trainer(
+def _gpu_trainer(tmp_path, **kw) -> Trainer:
+    return Trainer(
         accelerator="gpu",
         devices=1,
         default_root_dir=str(tmp_path),
@@ -76,13 +74,25 @@ def test_five_step_bf16_fit_skips_nan_on_the_device_without_host_syncs(tmp_path)
         enable_progress_bar=False,
         enable_model_summary=False,
         enable_checkpointing=False,
-        max_steps=5,
         limit_val_batches=0,
         precision="bf16-mixed",
-        log_every_n_steps=4,
-        callbacks=[SyncWatch(1, 3)],
+        **kw,
     )
+
+
+def test_five_step_bf16_fit_skips_a_nan_step_on_the_device(tmp_path) -> None:
+    model = tiny_model(channels_last=True, max_nonfinite_steps=3)
+    model.criterion = NaNAt(model.criterion, {2})
+    trainer = _gpu_trainer(tmp_path, max_steps=5, log_every_n_steps=4)
     trainer.fit(model, TinyVideoData(train_size=48))
     assert trainer.global_step == 5 and model._device_skip
     assert model.nonfinite_total == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert "train/top1" in trainer.callback_metrics
+
+
+def test_training_steps_between_logging_steps_never_synchronise(tmp_path) -> None:
+    """Batches 1 and 2 (neither logs nor checks) run under sync debug mode "error"."""
+    trainer = _gpu_trainer(tmp_path, max_steps=5, log_every_n_steps=4, callbacks=[SyncWatch(1, 3)])
+    trainer.fit(tiny_model(channels_last=True), TinyVideoData(train_size=48))
+    assert trainer.global_step == 5

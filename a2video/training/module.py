@@ -4,7 +4,11 @@ Training follows the paper's video setting (Section 3; synchronous SGD with mome
 with the usual modern alternative (cosine with linear warm-up): SGD with momentum and weight decay,
 no decay on BatchNorm and bias parameters, optional label smoothing. Precision (``bf16-mixed``,
 ``16-mixed``), gradient clipping and ``sync_batchnorm`` are Trainer options; the A² softmaxes and
-matrix products run in float32 inside the blocks (see ``a2video.models.attention``).
+matrix products run in the autocast dtype (see ``a2video.models.attention``).
+
+The training step never waits for the host: a non-finite loss is flagged on the device and the
+fused optimizer skips that update on the device (see ``training_step``); counters and train
+accuracy are read on the host only every ``log_every_n_steps`` batches and at epoch end.
 
 Evaluation (see :mod:`a2video.training.metrics`): clip top-1/top-5 during training; validation is
 deduplicated by video index so it is exact under DDP; test/predict average the softmax over all
@@ -174,7 +178,8 @@ class VideoClassifier(LightningModule):
         min_lr_ratio: final LR of the cosine as a fraction of ``lr``.
         label_smoothing: cross-entropy label smoothing.
         max_nonfinite_steps: stop with an error after this many consecutive NaN/inf losses
-            (each such step is skipped and counted).
+            (each such step is skipped on the device and counted; checked every
+            ``trainer.log_every_n_steps`` batches and at epoch end).
         test_crops: spatial crops per temporal clip in test batches (views are clip-major), used
             to pick the centre view for the single-clip accuracy.
         view_chunk: forward at most this many clips at once in test/predict (0: all views of a
