@@ -9,6 +9,7 @@ but the same Python calls happen, so counting them here catches a sync before it
 from __future__ import annotations
 
 import collections
+import math
 import traceback
 
 import pytest
@@ -211,3 +212,67 @@ def test_an_unfused_optimizer_still_skips_on_the_host(tmp_path) -> None:
     trainer.fit(model, TinyVideoData())
     assert not model._device_skip and model.nonfinite_total == 1
     assert _same(_params_only(snaps.before[1][0]), _params_only(snaps.after[1][0]))
+
+
+DDP_SCRIPT = """
+import sys
+
+import torch
+from lightning.pytorch import Callback, Trainer
+
+sys.path.insert(0, sys.argv[2])
+from test_module import TinyVideoData, tiny_model
+
+
+class NaNOnRank1(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, logits, label):
+        loss = self.inner(logits, label)
+        bad = self.calls == 1 and torch.distributed.get_rank() == 1
+        self.calls += 1
+        return loss * float("nan") if bad else loss
+
+
+class Report(Callback):
+    def on_train_end(self, trainer, pl_module):
+        total = sum(float(p.detach().double().sum()) for p in pl_module.parameters())
+        with open(f"{sys.argv[1]}/rank{trainer.global_rank}.txt", "w") as f:
+            f.write(f"{pl_module.nonfinite_total} {total!r}")
+
+
+torch.manual_seed(0)
+model = tiny_model(max_nonfinite_steps=3)
+model.criterion = NaNOnRank1(model.criterion)
+trainer = Trainer(
+    accelerator="cpu", devices=2, strategy="ddp", max_steps=3, limit_val_batches=0,
+    logger=False, enable_progress_bar=False, enable_model_summary=False,
+    enable_checkpointing=False, default_root_dir=sys.argv[1], callbacks=[Report()],
+)
+trainer.fit(model, TinyVideoData())
+"""
+
+
+@pytest.mark.timeout(240)
+def test_ddp_a_nan_on_one_rank_is_skipped_by_every_rank(tmp_path) -> None:
+    """The non-finite flag is all-reduced on the device: both ranks skip, weights stay equal."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "ddp_nan.py"
+    script.write_text(DDP_SCRIPT)
+    tests = str(Path(__file__).parent)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(tests).parent))
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), tests],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=220,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reports = [(tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1)]
+    assert [r[0] for r in reports] == ["1", "1"]  # counted on both ranks
+    # skipped on both: finite weights, and the replicas did not diverge
+    assert math.isfinite(float(reports[0][1])) and reports[0][1] == reports[1][1]

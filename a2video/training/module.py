@@ -309,6 +309,9 @@ class VideoClassifier(LightningModule):
 
     # ------------------------------------------------------------------ train
     def on_fit_start(self) -> None:
+        # Fresh counters in this process: ddp_spawn shares CPU tensors between its processes.
+        self._nonfinite_counts = self._nonfinite_counts.clone().to(self.device)
+        self._found_inf = torch.zeros((), device=self.device)
         if str(self.trainer.precision).startswith("bf16") and self.device.type == "cpu":
             rank_zero_warn(
                 "a2video: bf16 training on the CPU: torch's CPU (oneDNN) bf16 Conv3d backward can "
