@@ -7,7 +7,8 @@ Measures, on one CUDA device (bf16 autocast, ``channels_last_3d``, 8×224² clip
   multiply-adds × 2), the fraction of a measured large bf16 matmul rate, peak memory; and the five
   A²-blocks' share of step time (a2net_r50 − i3d_r50, same run) against their FLOP share.
 - ``lightning``: ``VideoClassifier`` in ``Trainer.fit`` (bf16-mixed) against a plain loop over
-  the same network, batch and device tensors (eager; ``lightning_compiled``: both compiled).
+  the same network, batch and device tensors (eager; ``lightning_compiled``: both compiled, the
+  plain loop's row also joins the ``models`` table).
 - ``blocks``: the A²-block (left / right / auto; float32 products = the old default) against its
   own matrix products run bare and against the non-local block at res2..res5 of a2net_r50.
 - ``profile``: where a2net_r50's eager step spends device time (torch.profiler, by op class).
@@ -47,7 +48,7 @@ from a2video.models.norm import BatchNorm3d
 
 CL3D = torch.channels_last_3d
 ARCHS = ("i3d", "a2net", "nl")
-DEFAULT_SECTIONS = "info,models,lightning,blocks,profile,compiled,lightning_compiled"
+DEFAULT_SECTIONS = "info,models,lightning,profile,lightning_compiled,blocks,compiled"
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -67,14 +68,14 @@ class Budget:
 
 
 def arch_name(kind: str, scale: str) -> str:
-    if scale == "tiny":
-        return {"i3d": "i3d_tiny", "a2net": "a2net_tiny", "nl": "a2net_tiny"}[kind]
-    return {"i3d": "i3d_r50", "a2net": "a2net_r50", "nl": "nl_r50"}[kind]
+    """The row label of ``kind``: a registry name (``nl_tiny``: a2net_tiny with non-local blocks)."""
+    return f"{kind}_{'tiny' if scale == 'tiny' else 'r50'}"
 
 
 def build(kind: str, scale: str, classes: int) -> nn.Module:
     """A network of ``kind`` (i3d / a2net / nl); tiny scale swaps non-local blocks in itself."""
-    model = build_model(arch_name(kind, scale), num_classes=classes)
+    name = "a2net_tiny" if (scale, kind) == ("tiny", "nl") else arch_name(kind, scale)
+    model = build_model(name, num_classes=classes)
     if scale == "tiny" and kind == "nl":
         for name in list(model.attention_blocks):
             parent = model.get_submodule(name.rsplit(".", 1)[0])
@@ -355,7 +356,7 @@ def _lightning_pair(ctx: Ctx, batch: int, compiled: bool) -> dict[str, float]:
 
     dev, args = ctx.device, ctx.args
     arch = arch_name("a2net", args.arch_scale)
-    warm, steps = args.warmup + 2, args.steps
+    warm, steps = args.warmup + 1, args.steps  # as _model_row: one first step, then warm-up
     x, y = ctx.clip(batch)
     batches = SameBatch({"video": x, "label": y}, warm + steps)
 
@@ -399,17 +400,13 @@ def _lightning_pair(ctx: Ctx, batch: int, compiled: bool) -> dict[str, float]:
     del trainer, module
     peak_reset(dev)
 
-    torch.manual_seed(0)
-    if compiled:
-        torch._dynamo.reset()
-    model = build_model(arch, num_classes=args.classes).to(dev).to(memory_format=CL3D)
-    step, _ = _train_step(ctx, model, batch, compiled)
-    for _ in range(warm):
-        step()
-    raw_s = timed(step, steps, dev)
-    del model, step
-    peak_reset(dev)
-    return {"lightning_ms": 1e3 * lightning_s, "raw_ms": 1e3 * raw_s}
+    raw = _model_row(ctx, "a2net", batch, compiled)  # the same network in a plain loop
+    models = ctx.results["sections"].setdefault("models", [])
+    same = [r for r in models if (r["arch"], r["mode"], r["batch"]) == (arch, raw["mode"], batch)]
+    if not same:
+        models.append(raw)
+        _models_table(ctx)
+    return {"lightning_ms": 1e3 * lightning_s, "raw_ms": raw["step_ms"]}
 
 
 def _lightning_section(ctx: Ctx, compiled: bool) -> None:
