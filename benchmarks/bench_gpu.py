@@ -68,7 +68,7 @@ class Budget:
 
 
 def arch_name(kind: str, scale: str) -> str:
-    """The row label of ``kind``: a registry name (``nl_tiny``: a2net_tiny with non-local blocks)."""
+    """Row label of ``kind``: a registry name (``nl_tiny``: a2net_tiny with non-local blocks)."""
     return f"{kind}_{'tiny' if scale == 'tiny' else 'r50'}"
 
 
@@ -300,7 +300,7 @@ def _models_table(ctx: Ctx) -> None:
     if share:
         ctx.results["block_share"] = share
         hdr = ["mode", "batch", "A²-blocks' share of step time", "their share of FLOPs"]
-        ctx.table("share", "The five A²-blocks (a2net_r50 − i3d_r50, same run)", hdr, share)
+        ctx.table("share", "The A²-blocks (a2net − i3d, same run)", hdr, share)
 
 
 def section_models(ctx: Ctx, compiled: bool = False) -> None:
