@@ -63,6 +63,8 @@ def _init_momentum(optimizer: torch.optim.Optimizer) -> None:
         if not group["momentum"] or group.get("dampening", 0):
             continue
         for p in group["params"]:
+            if not p.requires_grad:  # frozen: never stepped, no buffer
+                continue
             state = optimizer.state[p]
             if state.get("momentum_buffer") is None:
                 state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
