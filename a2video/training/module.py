@@ -387,10 +387,14 @@ class VideoClassifier(LightningModule):
         if not self._device_skip:
             if not self._warned_host_skip:
                 self._warned_host_skip = True
+                why = (
+                    "16-mixed's GradScaler owns its found_inf"
+                    if scaler is not None
+                    else f"{type(opt).__name__} is not a fused torch optimizer"
+                )
                 rank_zero_info(
-                    f"a2video: {type(opt).__name__} cannot skip a non-finite step on the device "
-                    "(use fused=True or precision bf16-mixed); checking the loss on the host "
-                    "every step."
+                    f"a2video: non-finite steps are checked on the host every step ({why}; "
+                    "bf16-mixed with a fused optimizer keeps the check on the device)."
                 )
             return optimizer.step(closure=optimizer_closure)
         self._nonfinite_state()
