@@ -346,8 +346,8 @@ class VideoClassifier(LightningModule):
             self.nonfinite_in_a_row = 0
             finite = None
         self.train_acc.update(logits, label, finite)
-        if self._log_now():  # on-step values are read on the host: only on logging steps
-            self.log("train/loss", loss, batch_size=label.shape[0])
+        # Not in the progress bar: Lightning converts progress-bar values to floats every step.
+        self.log("train/loss", loss, batch_size=label.shape[0])
         return loss
 
     # Non-finite steps, decided on the device. A fused torch optimizer (``fused=True``: SGD, Adam,
@@ -406,13 +406,6 @@ class VideoClassifier(LightningModule):
         finally:
             del opt.found_inf
             self._found_inf.zero_()
-
-    def _log_now(self) -> bool:
-        """Whether this step's on-step values reach the logger (its ``log_every_n_steps``)."""
-        if self._trainer is None:
-            return True
-        every = max(1, int(self.trainer.log_every_n_steps or 1))
-        return (self.global_step + 1) % every == 0 or self.global_step == 0
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         every = max(1, int(self.trainer.log_every_n_steps or 1))
