@@ -47,3 +47,66 @@ def test_compiled_model_matches_eager(backend: str) -> None:
         expected = model(x)
         got = torch.compile(model, backend=backend)(x)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_folded_batchnorm_matches_batchnorm3d_in_train_and_eval() -> None:
+    """The channels-last 4-D view of BatchNorm3d gives the same output, statistics and grads."""
+    from a2video.models.norm import BatchNorm3d
+
+    folded, plain = BatchNorm3d(8), torch.nn.BatchNorm3d(8)
+    plain.load_state_dict(folded.state_dict())
+    x = torch.randn(2, 8, 3, 5, 4).contiguous(memory_format=torch.channels_last_3d)
+    x.requires_grad_(True)
+    for train in (True, False):
+        folded.train(train), plain.train(train)
+        y = folded(x)
+        (g,) = torch.autograd.grad(y.square().sum(), x)
+        y_ref = plain(x)
+        (g_ref,) = torch.autograd.grad(y_ref.square().sum(), x)
+        torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-5)
+        assert y.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(folded.running_var, plain.running_var)
+    assert int(folded.num_batches_tracked) == int(plain.num_batches_tracked) == 1
+
+
+def _failing_backend(gm, example_inputs):
+    raise RuntimeError("no compiler on this machine")
+
+
+def test_module_compile_logs_warmup_once_and_keeps_plain_checkpoint_keys(tmp_path, caplog) -> None:
+    """``compile: true`` through Trainer.fit: one warm-up line, a state dict without wrappers."""
+    import logging
+
+    from test_module import TinyVideoData, tiny_model, tiny_trainer
+
+    model = tiny_model(compile=True)
+    model.compile_options = {"backend": "aot_eager"}
+    trainer = tiny_trainer(tmp_path, max_steps=3, limit_val_batches=0, enable_checkpointing=True)
+    with caplog.at_level(logging.INFO):
+        trainer.fit(model, TinyVideoData())
+    warmups = [r for r in caplog.records if "torch.compile warm-up took" in r.getMessage()]
+    assert len(warmups) == 1 and model._compile_state == "warm"
+    ckpt = tmp_path / "plain.ckpt"
+    trainer.save_checkpoint(ckpt)
+    keys = torch.load(ckpt, weights_only=True)["state_dict"].keys()
+    assert keys == tiny_model().state_dict().keys()
+    assert not any("_orig_mod" in k or "_compiled" in k for k in keys)
+
+
+def test_module_compile_failure_warns_once_and_runs_eagerly() -> None:
+    from test_module import tiny_model
+
+    model = tiny_model(compile=True).eval()
+    model.compile_options = {"backend": _failing_backend}
+    x = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        with pytest.warns(UserWarning, match="torch.compile failed .*running the network eagerly"):
+            got = model(x)
+        torch.testing.assert_close(got, model.net(x))
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no second warning
+            model(x)
+    assert model._compile_state == "failed"

@@ -20,14 +20,25 @@ clip of one frame, so the same parameters serve images and video.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from a2video.models.norm import BatchNorm3d
+
 __all__ = ["DoubleAttention", "NonLocal", "association_cost", "attention_blocks"]
 
 Association = Literal["left", "right", "auto"]
+Precision = Literal["autocast", "float32"]
+
+# `association="auto"` on these device types times both orders once per shape (see
+# DoubleAttention._choose_timed); elsewhere it follows the multiply-add count.
+TIMED_AUTO_DEVICES = {"cuda"}
+_TIMED_CHOICE: dict[tuple, str] = {}
+# The right association holds an L×L matrix per sample: never timed above this many bytes.
+_RIGHT_TIMING_MAX_BYTES = 2**30
 
 
 def association_cost(m: int, n: int, length: int) -> dict[str, int]:
@@ -75,9 +86,23 @@ def _no_autocast(device_type: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    """Softmax and the matrix products run in at least float32 (fp16/bf16 inputs are promoted)."""
+def _compute_dtype(x: Tensor, precision: Precision = "float32") -> torch.dtype:
+    """The dtype of the softmaxes and matrix products.
+
+    ``"float32"``: at least float32 (fp16/bf16 inputs are promoted). ``"autocast"``: the input's
+    dtype, i.e. bf16/fp16 under autocast (the products still accumulate in float32 on GPUs and
+    in oneDNN) and float32 otherwise.
+    """
+    if precision == "autocast":
+        return x.dtype
     return torch.promote_types(x.dtype, torch.float32)
+
+
+def _positions_major(x: Tensor) -> bool:
+    """Whether ``x`` (5-D) is stored channels-last (positions-major), not plainly contiguous."""
+    return x.dim() == 5 and (
+        x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+    )
 
 
 def _reset_attention_parameters(
@@ -96,13 +121,18 @@ class DoubleAttention(nn.Module):
     """The double attention block (A²-block), Eq. 1-7 of the paper.
 
     φ, θ and ρ are one fused 1×1×1 convolution producing m + 2n channels (one read of X).
-    Softmaxes and the matrix products are computed in float32 even under autocast; the result is
-    cast back before the output projection.
+    ``precision="autocast"`` (default) runs the softmaxes and products in the autocast dtype
+    (bf16 under ``bf16-mixed``; softmax and GEMMs accumulate in float32 internally), which
+    stays within 1e-2 (relative to the output's scale) of a float64 reference
+    (tests/test_attention.py); ``"float32"`` promotes them to float32. On a channels-last input
+    the products write Z positions-major, so the output projection reads it without a copy.
 
     Association cost (multiply-adds per sample, see :func:`association_cost`):
     left ``2·m·n·L`` with an m×n intermediate; right ``(m+n)·L²`` with an L×L intermediate.
     ``association="auto"`` picks left when ``2·m·n·L <= (m+n)·L²`` (i.e. unless
-    L < 2mn/(m+n)), which is left for every realistic feature map. The left path never
+    L < 2mn/(m+n)), which is left for every realistic feature map; on CUDA it instead times both
+    orders once per shape, dtype and device (a one-time sync, cached; the cost model under
+    ``torch.compile`` tracing or where the L×L matrix would exceed 1 GiB). The left path never
     materialises an L×L tensor.
 
     Added cost of one block over L positions (multiply-adds, BN and softmax not counted):
@@ -114,8 +144,10 @@ class DoubleAttention(nn.Module):
         in_channels: Channels c of the input (and output).
         m: Channels of the feature maps A = φ(X); default c/4.
         n: Number of attention maps / global descriptors; default c/4.
-        association: ``"left"`` (Eq. 6), ``"right"`` (Eq. 7) or ``"auto"`` (cheaper by cost).
+        association: ``"left"`` (Eq. 6), ``"right"`` (Eq. 7) or ``"auto"`` (the faster order:
+            timed on CUDA, by cost elsewhere).
         zero_init: Initialise the output BN scale to zero (the block starts as the identity).
+        precision: ``"autocast"`` or ``"float32"``: dtype of the softmaxes and products.
     """
 
     def __init__(
@@ -126,6 +158,7 @@ class DoubleAttention(nn.Module):
         association: Association = "left",
         *,
         zero_init: bool = True,
+        precision: Precision = "autocast",
     ) -> None:
         super().__init__()
         if association not in ("left", "right", "auto"):
@@ -133,11 +166,14 @@ class DoubleAttention(nn.Module):
         self.in_channels = in_channels
         self.m = m if m is not None else max(1, in_channels // 4)
         self.n = n if n is not None else max(1, in_channels // 4)
+        if precision not in ("autocast", "float32"):
+            raise ValueError(f"precision must be 'autocast' or 'float32', got {precision!r}")
         self.association = association
+        self.precision = precision
         # φ, θ, ρ fused: output channels [0, m) are φ, [m, m+n) θ, [m+n, m+2n) ρ.
         self.qkv = nn.Conv3d(in_channels, self.m + 2 * self.n, kernel_size=1, bias=True)
         self.proj = nn.Conv3d(self.m, in_channels, kernel_size=1, bias=False)
-        self.bn = nn.BatchNorm3d(in_channels)
+        self.bn = BatchNorm3d(in_channels)
         self.zero_init = zero_init
         self.reset_parameters()
 
@@ -147,26 +183,57 @@ class DoubleAttention(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"in_channels={self.in_channels}, m={self.m}, n={self.n}, "
-            f"association={self.association!r}"
+            f"association={self.association!r}, precision={self.precision!r}"
         )
 
     def _choose(self, length: int) -> str:
+        """The order by multiply-adds (``association_cost``) unless fixed."""
         if self.association != "auto":
             return self.association
         cost = association_cost(self.m, self.n, length)
         return "left" if cost["left"] <= cost["right"] else "right"
 
+    def _choose_timed(self, a: Tensor, b: Tensor, v: Tensor, positions_major: bool) -> str:
+        """``auto`` on a timed device: both orders' forward timed once per shape, then cached."""
+        if (
+            self.association != "auto"
+            or a.device.type not in TIMED_AUTO_DEVICES
+            or torch.compiler.is_compiling()  # traced code keeps the cost model's constant
+        ):
+            return self._choose(a.shape[-1])
+        n, length = a.shape[0], a.shape[-1]
+        key = (str(a.device), a.dtype, n, self.m, self.n, length, positions_major)
+        if key in _TIMED_CHOICE:
+            return _TIMED_CHOICE[key]
+        right_bytes = n * length * length * a.element_size()
+        if right_bytes > _RIGHT_TIMING_MAX_BYTES or (
+            a.is_cuda and torch.cuda.is_current_stream_capturing()
+        ):
+            return self._choose(length)
+        times = {}
+        with torch.no_grad():
+            for order in ("left", "right"):
+                for _ in range(2):  # warm-up, then timed
+                    torch.cuda.synchronize(a.device) if a.is_cuda else None
+                    start = time.perf_counter()
+                    for _ in range(3):
+                        self.aggregate(a, b, v, order, positions_major=positions_major)
+                    torch.cuda.synchronize(a.device) if a.is_cuda else None
+                times[order] = time.perf_counter() - start
+        _TIMED_CHOICE[key] = min(times, key=times.get)
+        return _TIMED_CHOICE[key]
+
     def descriptors(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The block's three maps for ``x`` (4-D or 5-D).
 
         Returns:
-            ``(A, B, V)`` shaped (N, m, L), (N, n, L), (N, n, L), in float32 (at least):
+            ``(A, B, V)`` shaped (N, m, L), (N, n, L), (N, n, L), in the block's precision:
             A = φ(X); B = softmax over positions of θ(X) (each row sums to 1 over L);
             V = softmax over descriptors of ρ(X) (each column sums to 1 over n).
         """
         x5, _ = _as_video(x)
-        qkv = self.qkv(x5).flatten(2)  # (N, m+2n, L)
-        dtype = _compute_dtype(qkv)
+        qkv = self.qkv(x5).flatten(2)  # (N, m+2n, L); a view also when channels-last
+        dtype = _compute_dtype(qkv, self.precision)
         with _no_autocast(qkv.device.type):
             qkv = qkv.to(dtype)
             a, b, v = torch.split(qkv, [self.m, self.n, self.n], dim=1)
@@ -174,7 +241,15 @@ class DoubleAttention(nn.Module):
             v = torch.softmax(v, dim=1)  # (N, n, L): distribution over descriptors (distribute)
         return a, b, v
 
-    def aggregate(self, a: Tensor, b: Tensor, v: Tensor, association: str | None = None) -> Tensor:
+    def aggregate(
+        self,
+        a: Tensor,
+        b: Tensor,
+        v: Tensor,
+        association: str | None = None,
+        *,
+        positions_major: bool = False,
+    ) -> Tensor:
         """Z = A·Bᵀ·V in the chosen association order.
 
         Args:
@@ -182,6 +257,8 @@ class DoubleAttention(nn.Module):
             b: (N, n, L).
             v: (N, n, L).
             association: ``"left"`` or ``"right"``; default from the block's setting.
+            positions_major: compute Zᵀ = Vᵀ·Gᵀ (resp. (BᵀV)ᵀ·Aᵀ) so that Z is stored (N, L, m),
+                the layout a channels-last projection reads without a copy.
 
         Returns:
             Z shaped (N, m, L).
@@ -190,9 +267,13 @@ class DoubleAttention(nn.Module):
         with _no_autocast(a.device.type):
             if order == "left":
                 g = torch.bmm(a, b.transpose(1, 2))  # (N, m, L)(N, L, n) -> (N, m, n)
+                if positions_major:  # (N, L, n)(N, n, m) -> (N, L, m), seen as (N, m, L)
+                    return torch.bmm(v.transpose(1, 2), g.transpose(1, 2)).transpose(1, 2)
                 return torch.bmm(g, v)  # (N, m, n)(N, n, L) -> (N, m, L)
             if order == "right":
                 bv = torch.bmm(b.transpose(1, 2), v)  # (N, L, n)(N, n, L) -> (N, L, L)
+                if positions_major:  # (N, L, L)(N, L, m) -> (N, L, m), seen as (N, m, L)
+                    return torch.bmm(bv.transpose(1, 2), a.transpose(1, 2)).transpose(1, 2)
                 return torch.bmm(a, bv)  # (N, m, L)(N, L, L) -> (N, m, L)
         raise ValueError(f"association must be 'left' or 'right', got {order!r}")
 
@@ -205,8 +286,10 @@ class DoubleAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         a, b, v = self.descriptors(x)
-        z = self.aggregate(a, b, v)  # (N, m, L)
-        z = z.reshape(x.shape[0], self.m, *x.shape[2:])  # (N, m, L) -> (N, m, *spatial)
+        rows = _positions_major(x)
+        order = self._choose_timed(a, b, v, rows)
+        z = self.aggregate(a, b, v, order, positions_major=rows)  # (N, m, L)
+        z = z.reshape(x.shape[0], self.m, *x.shape[2:])  # (N, m, L) -> (N, m, *spatial), a view
         return x + self.project(z).to(x.dtype)
 
 
@@ -225,6 +308,8 @@ class NonLocal(nn.Module):
         pool: Max-pool kernel (t, h, w) applied to φ and g to sub-sample the keys (Wang et al.
             use (1, 2, 2) in their "subsampling" variant); ``None`` keeps every position.
         zero_init: Initialise the output BN scale to zero (the block starts as the identity).
+        precision: ``"autocast"`` or ``"float32"``: dtype of the softmax and the products (as in
+            :class:`DoubleAttention`).
     """
 
     def __init__(
@@ -235,8 +320,10 @@ class NonLocal(nn.Module):
         scale: bool = True,
         pool: tuple[int, int, int] | None = None,
         zero_init: bool = True,
+        precision: Precision = "autocast",
     ) -> None:
         super().__init__()
+        self.precision = precision
         self.in_channels = in_channels
         self.inter_channels = inter_channels or max(1, in_channels // 2)
         self.scale = scale
@@ -245,7 +332,7 @@ class NonLocal(nn.Module):
         self.qkv = nn.Conv3d(in_channels, 3 * d, kernel_size=1, bias=True)
         self.pool = nn.MaxPool3d(pool, stride=pool) if pool is not None else None
         self.proj = nn.Conv3d(d, in_channels, kernel_size=1, bias=False)
-        self.bn = nn.BatchNorm3d(in_channels)
+        self.bn = BatchNorm3d(in_channels)
         self.zero_init = zero_init
         self.reset_parameters()
 
@@ -263,7 +350,7 @@ class NonLocal(nn.Module):
         if self.pool is not None:
             phi, g = self.pool(phi), self.pool(g)
         theta, phi, g = theta.flatten(2), phi.flatten(2), g.flatten(2)  # (N, d, L), (N, d, L')
-        dtype = _compute_dtype(qkv)
+        dtype = _compute_dtype(qkv, self.precision)
         with _no_autocast(qkv.device.type):
             theta, phi, g = theta.to(dtype), phi.to(dtype), g.to(dtype)
             aff = torch.bmm(theta.transpose(1, 2), phi)  # (N, L, d)(N, d, L') -> (N, L, L')

@@ -32,6 +32,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 __all__ = [
+    "ClipAccuracy",
     "VideoAccumulator",
     "VideoResults",
     "gather_uneven",
@@ -256,6 +257,44 @@ class VideoAccumulator(Metric):
 def _topk_correct(probs: Tensor, label: Tensor, k: int) -> Tensor:
     k = min(k, probs.shape[1])
     return (probs.topk(k, dim=1).indices == label[:, None]).any(dim=1)
+
+
+class ClipAccuracy(Metric):
+    """Top-1 and top-k clip accuracy of training batches, updated without a host sync.
+
+    ``update`` only launches device kernels (no argument validation that reads values, unlike
+    torchmetrics' classification metrics with ``validate_args``), and rows can be masked on the
+    device (``weight`` 0 for a skipped non-finite step), so the training step never waits for the
+    host. ``compute`` (epoch end) sums the counts over ranks.
+
+    Args:
+        k: the second accuracy's k (5; capped at the number of classes).
+    """
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, k: int = 5) -> None:
+        super().__init__()
+        self.k = k
+        self.add_state("correct", default=torch.zeros(2, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, logits: Tensor, label: Tensor, weight: Tensor | None = None) -> None:
+        """Add a batch: ``logits`` (B, C), ``label`` (B,), optional 0-d ``weight`` (0 or 1)."""
+        k = min(self.k, logits.shape[1])
+        hits = logits.detach().topk(k, dim=1).indices == label[:, None]  # (B, k)
+        counts = torch.stack([hits[:, 0].sum(), hits.any(dim=1).sum()]).double()
+        total = counts.new_full((), float(label.shape[0]))  # a fill kernel, no host copy
+        if weight is not None:
+            counts, total = counts * weight, total * weight
+        self.correct += counts
+        self.total += total
+
+    def compute(self) -> dict[str, Tensor]:
+        """``{"top1", "top5"}`` over all rows seen (NaN before any)."""
+        acc = self.correct / self.total
+        return {"top1": acc[0], "top5": acc[1]}
 
 
 def video_metrics(results: VideoResults, num_classes: int | None = None) -> dict[str, float]:

@@ -4,7 +4,11 @@ Training follows the paper's video setting (Section 3; synchronous SGD with mome
 with the usual modern alternative (cosine with linear warm-up): SGD with momentum and weight decay,
 no decay on BatchNorm and bias parameters, optional label smoothing. Precision (``bf16-mixed``,
 ``16-mixed``), gradient clipping and ``sync_batchnorm`` are Trainer options; the A² softmaxes and
-matrix products run in float32 inside the blocks (see ``a2video.models.attention``).
+matrix products run in the autocast dtype (see ``a2video.models.attention``).
+
+The training step never waits for the host: a non-finite loss is flagged on the device and the
+fused optimizer skips that update on the device (see ``training_step``); counters and train
+accuracy are read on the host only every ``log_every_n_steps`` batches and at epoch end.
 
 Evaluation (see :mod:`a2video.training.metrics`): clip top-1/top-5 during training; validation is
 deduplicated by video index so it is exact under DDP; test/predict average the softmax over all
@@ -17,21 +21,27 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from collections.abc import Callable
-from typing import Any, Literal
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, SumMetric
-from torchmetrics.classification import MulticlassAccuracy
 
 from a2video import __version__
 from a2video.data.datasets import ClipSpec
+
+try:  # jsonargparse (the CLI's) is optional for the module itself, e.g. on a GPU benchmark host
+    from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+except ImportError:  # pragma: no cover - exercised by tests/test_bench_gpu.py
+    OptimizerCallable = Callable[[Iterable], torch.optim.Optimizer]  # type: ignore[misc]
+    LRSchedulerCallable = Callable[[torch.optim.Optimizer], Any]  # type: ignore[misc]
 from a2video.training.metrics import (
+    ClipAccuracy,
     VideoAccumulator,
     VideoResults,
     confusion_matrix,
@@ -41,6 +51,26 @@ from a2video.training.metrics import (
 from a2video.training.optim import WarmupSchedule, param_groups
 
 __all__ = ["NonFiniteLossError", "VideoClassifier", "WarmupSchedule", "param_groups"]
+
+
+def _init_momentum(optimizer: torch.optim.Optimizer) -> None:
+    """Zero SGD momentum buffers before the first step, so a skipped first step keeps them valid.
+
+    A fused SGD's first step allocates its buffers uninitialised and fills them in the kernel;
+    when that step is skipped (``found_inf``) they would stay garbage. With zero dampening a zero
+    buffer gives the same first update (``buf = momentum·0 + grad``).
+    """
+    if not isinstance(optimizer, torch.optim.SGD):
+        return
+    for group in optimizer.param_groups:
+        if not group["momentum"] or group.get("dampening", 0):
+            continue
+        for p in group["params"]:
+            if not p.requires_grad:  # frozen: never stepped, no buffer
+                continue
+            state = optimizer.state[p]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -94,7 +124,8 @@ class VideoClassifier(LightningModule):
         min_lr_ratio: final LR of the cosine as a fraction of ``lr``.
         label_smoothing: cross-entropy label smoothing.
         max_nonfinite_steps: stop with an error after this many consecutive NaN/inf losses
-            (each such step is skipped and counted).
+            (each such step is skipped on the device and counted; checked every
+            ``trainer.log_every_n_steps`` batches and at epoch end).
         clip_spec: the clips and test views the data produces (the DataModule's ``spec``, linked
             by the CLI; restored from checkpoints): picks the centre view for the single-clip
             accuracy and travels with the weights.
@@ -104,6 +135,9 @@ class VideoClassifier(LightningModule):
         compile: ``torch.compile`` the network's forward (the state dict keeps plain names).
         write_outputs: write ``predictions.csv`` and ``confusion_matrix.png`` after test/predict.
     """
+
+    compile_options: ClassVar[dict[str, Any]] = {}
+    """Keyword arguments of ``torch.compile`` (e.g. ``{"backend": "aot_eager"}`` in tests)."""
 
     def __init__(
         self,
@@ -147,17 +181,21 @@ class VideoClassifier(LightningModule):
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last_3d)
         self._compiled: list[Callable[[Tensor], Tensor]] = []  # not a submodule: clean state dict
+        self._compile_state = "cold"  # cold | warm | failed
         self._pretrained_done = False
 
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        k5 = min(5, num_classes)
-        self.train_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
-        self.train_top5 = MulticlassAccuracy(num_classes, top_k=k5, average="micro")
+        self.train_acc = ClipAccuracy(k=5)
         self.val_videos = VideoAccumulator(num_classes)
         self.val_loss = MeanMetric()
         self.test_videos = VideoAccumulator(num_classes)
-        self.bad_videos = SumMetric()
-        self.nonfinite_total = 0
+        self.bad_videos = SumMetric(nan_strategy="disable")  # its NaN check would sync per step
+        # Non-finite steps (see training_step): device counters [total, run, longest run].
+        self._nonfinite_counts = torch.zeros(3)
+        self._found_inf = torch.zeros(())
+        self._nonfinite_seen = 0
+        self._device_skip = False
+        self._warned_host_skip = False
         self.nonfinite_in_a_row = 0
         self.clip_spec: ClipSpec | None = clip_spec
         self.run_config: str | None = None  # the CLI's YAML, stored in checkpoints
@@ -191,14 +229,40 @@ class VideoClassifier(LightningModule):
         """Logits ``(N, num_classes)`` of clips ``(N, 3, T, H, W)``."""
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
-        if self.hparams.compile:
-            if not self._compiled:
-                self._compiled.append(torch.compile(self.net))
-            return self._compiled[0](x)
+        if self.hparams.compile and self._compile_state != "failed":
+            return self._forward_compiled(x)
         return self.net(x)
+
+    def _forward_compiled(self, x: Tensor) -> Tensor:
+        """The ``torch.compile``'d network; its first call (the warm-up) is timed and logged once.
+
+        If compilation fails, one warning names the error and the network runs eagerly from then
+        on (the state dict never sees the compiled wrapper, so checkpoints are unaffected).
+        """
+        if not self._compiled:
+            self._compiled.append(torch.compile(self.net, **self.compile_options))
+        if self._compile_state == "warm":
+            return self._compiled[0](x)
+        start = time.perf_counter()
+        try:
+            out = self._compiled[0](x)
+        except Exception as err:  # compiler/backend errors vary by torch build and device
+            self._compile_state = "failed"
+            reason = " ".join(str(err).split())[:300]  # one line
+            rank_zero_warn(
+                f"a2video: torch.compile failed ({type(err).__name__}: {reason}); "
+                "running the network eagerly. Set model.compile: false to silence this."
+            )
+            return self.net(x)
+        self._compile_state = "warm"
+        rank_zero_info(f"a2video: torch.compile warm-up took {time.perf_counter() - start:.1f} s")
+        return out
 
     # ------------------------------------------------------------------ train
     def on_fit_start(self) -> None:
+        # Fresh counters in this process: ddp_spawn shares CPU tensors between its processes.
+        self._nonfinite_counts = self._nonfinite_counts.clone().to(self.device)
+        self._found_inf = torch.zeros((), device=self.device)
         if str(self.trainer.precision).startswith("bf16") and self.device.type == "cpu":
             rank_zero_warn(
                 "a2video: bf16 training on the CPU: torch's CPU (oneDNN) bf16 Conv3d backward can "
@@ -220,20 +284,116 @@ class VideoClassifier(LightningModule):
             self.bad_videos.update(torch.as_tensor(flags).bool().sum())
             self.log("data/bad_videos", self.bad_videos, on_step=False, on_epoch=True)
 
-        finite = bool(torch.isfinite(loss.detach()))
-        if self.trainer.world_size > 1:  # every rank must agree to skip, or DDP hangs
-            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
-        if not finite:
-            return self._skip_nonfinite(batch_idx)
-        self.nonfinite_in_a_row = 0
-
-        self.train_top1(logits.detach(), label)
-        self.train_top5(logits.detach(), label)
-        bs = label.shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        self.log("train/top1", self.train_top1, on_step=True, on_epoch=True, batch_size=bs)
-        self.log("train/top5", self.train_top5, on_step=False, on_epoch=True, batch_size=bs)
+        if self._device_skip:
+            finite = self._flag_nonfinite(loss)  # 0-d 1.0/0.0 on the device: no host sync
+        else:  # an optimizer that cannot skip on the device: decide on the host (a sync)
+            ok = bool(torch.isfinite(loss.detach()))
+            if self.trainer.world_size > 1:  # every rank must agree to skip, or DDP hangs
+                ok = self.trainer.strategy.reduce_boolean_decision(ok, all=True)
+            if not ok:
+                return self._skip_nonfinite(batch_idx)
+            self.nonfinite_in_a_row = 0
+            finite = None
+        self.train_acc.update(logits, label, finite)
+        # Not in the progress bar: Lightning converts progress-bar values to floats every step.
+        self.log("train/loss", loss, batch_size=label.shape[0])
         return loss
+
+    # Non-finite steps, decided on the device. A fused torch optimizer (``fused=True``: SGD, Adam,
+    # AdamW...) skips its whole update on the device when its ``found_inf`` tensor is non-zero
+    # (GradScaler's mechanism), so a NaN/inf step leaves weights and optimizer state untouched
+    # without the host ever reading the loss. Three device counters (total, current run, longest
+    # run since the last check) are read on the host every ``trainer.log_every_n_steps`` batches
+    # and at epoch end: the run stops within that lag once ``max_nonfinite_steps`` consecutive
+    # steps were non-finite (identical on every rank: the flag is all-reduced on the device).
+
+    def _nonfinite_state(self) -> Tensor:
+        """``[total, run, longest run since last check]`` on the module's device."""
+        if self._nonfinite_counts.device != self.device:
+            self._nonfinite_counts = self._nonfinite_counts.to(self.device)
+            self._found_inf = self._found_inf.to(self.device)
+        return self._nonfinite_counts
+
+    def _flag_nonfinite(self, loss: Tensor) -> Tensor:
+        """Count a non-finite ``loss`` on the device; returns 1.0 if finite on all ranks, else 0."""
+        counts = self._nonfinite_state()
+        bad = (~torch.isfinite(loss.detach())).to(counts.dtype)
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(bad)  # on the device's stream, no host wait
+            bad = (bad > 0).to(counts.dtype)
+        run = (counts[1] + 1) * bad
+        counts.copy_(torch.stack([counts[0] + bad, run, torch.maximum(counts[2], run)]))
+        torch.maximum(self._found_inf, bad, out=self._found_inf)  # over accumulated batches
+        return 1.0 - bad
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure=None):
+        """The Trainer's step, with the device-side skip flag handed to a fused optimizer."""
+        opt = getattr(optimizer, "optimizer", optimizer)  # LightningOptimizer wraps it
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        self._device_skip = bool(getattr(opt, "_step_supports_amp_scaling", False)) and (
+            scaler is None  # 16-mixed: GradScaler owns found_inf (and skips inf steps itself)
+        )
+        if not self._device_skip:
+            if not self._warned_host_skip:
+                self._warned_host_skip = True
+                why = (
+                    "16-mixed's GradScaler owns its found_inf"
+                    if scaler is not None
+                    else f"{type(opt).__name__} is not a fused torch optimizer"
+                )
+                rank_zero_info(
+                    f"a2video: non-finite steps are checked on the host every step ({why}; "
+                    "bf16-mixed with a fused optimizer keeps the check on the device)."
+                )
+            return optimizer.step(closure=optimizer_closure)
+        self._nonfinite_state()
+        if not opt.state:  # before the first step (a resumed run has its buffers)
+            _init_momentum(opt)
+        opt.found_inf = self._found_inf  # read by the fused kernel after the closure ran
+        try:
+            return optimizer.step(closure=optimizer_closure)
+        finally:
+            del opt.found_inf
+            self._found_inf.zero_()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        every = max(1, int(self.trainer.log_every_n_steps or 1))
+        if self._device_skip and (batch_idx + 1) % every == 0:
+            self._check_nonfinite(in_batch=True)
+
+    def _check_nonfinite(self, in_batch: bool = False) -> None:
+        """Read the device counters (a host sync, every ``log_every_n_steps``); warn, maybe stop."""
+        counts = self._nonfinite_state()
+        total, run, longest = (int(v) for v in counts.tolist())
+        new = total - self._nonfinite_seen
+        self._nonfinite_seen = total
+        counts[2] = run  # the next window's longest run starts from the current one
+        self.nonfinite_in_a_row = run
+        if new == 0:
+            return
+        limit = self.hparams.max_nonfinite_steps
+        if in_batch:
+            self.log("train/nonfinite_steps", float(total), on_step=True, on_epoch=False)
+        rank_zero_warn(
+            f"a2video: {new} step(s) with a non-finite loss before step {self.global_step}; "
+            f"skipped on the device ({total} in total, longest run {longest}, limit {limit})."
+        )
+        if longest >= limit:
+            raise NonFiniteLossError(
+                f"a2video: {longest} consecutive steps had a non-finite loss "
+                f"(limit max_nonfinite_steps={limit}); stopping. Lower the learning rate, enable "
+                "gradient clipping (trainer.gradient_clip_val) or use bf16-mixed, not 16-mixed."
+            )
+
+    @property
+    def nonfinite_total(self) -> int:
+        """Steps skipped for a non-finite loss so far (reads the device counter)."""
+        return int(self._nonfinite_counts[0])
+
+    @nonfinite_total.setter
+    def nonfinite_total(self, value: int) -> None:
+        self._nonfinite_counts[0] = value
+        self._nonfinite_seen = int(value)
 
     def _skip_nonfinite(self, batch_idx: int) -> None:
         self.nonfinite_total += 1
@@ -253,6 +413,11 @@ class VideoClassifier(LightningModule):
         return None
 
     def on_train_epoch_end(self) -> None:
+        if self._device_skip:
+            self._check_nonfinite()
+        acc = self.train_acc.compute()  # sums over ranks: once per epoch
+        self.train_acc.reset()
+        self.log_dict({"train/top1": acc["top1"], "train/top5": acc["top5"]}, sync_dist=False)
         self.log("train/nonfinite_total", float(self.nonfinite_total))
 
     # ------------------------------------------------------------------ validation
@@ -445,6 +610,7 @@ class VideoClassifier(LightningModule):
                 momentum=hp.momentum,
                 nesterov=hp.nesterov,
                 weight_decay=hp.weight_decay,
+                fused=True,  # one kernel, and it can skip a non-finite step on the device
             )
         scale = self.lr_scale()
         for group in optimizer.param_groups:

@@ -1,0 +1,797 @@
+"""GPU training efficiency of the I3D / A²-Net / non-local ResNet-50s, in one command.
+
+Measures, on one CUDA device (bf16 autocast, ``channels_last_3d``, 8×224² clips on the device):
+
+- ``models``: raw-loop train steps (forward, backward, fused SGD) of i3d_r50 / a2net_r50 / nl_r50,
+  eager and ``torch.compile``'d, at batch 16 and 32: clips/s, TFLOP/s (3 × the forward's
+  multiply-adds × 2), the fraction of a measured large bf16 matmul rate, peak memory; and the five
+  A²-blocks' share of step time (a2net_r50 − i3d_r50, same run) against their FLOP share.
+- ``lightning``: ``VideoClassifier`` in ``Trainer.fit`` (bf16-mixed) against a plain loop over
+  the same network, batch and device tensors (eager; ``lightning_compiled``: both compiled, the
+  plain loop's row also joins the ``models`` table).
+- ``blocks``: the A²-block (left / right / auto; float32 products = the old default) against its
+  own matrix products run bare and against the non-local block at res2..res5 of a2net_r50.
+- ``profile``: where a2net_r50's eager step spends device time (torch.profiler, by op class).
+- ``variants``: the layout/precision options side by side (BatchNorm folded to 4-D, A² products
+  in bf16), each alone and together, whole step and per layer.
+
+It imports only torch, Lightning, torchmetrics and ``a2video.models`` / ``a2video.training.module``
+(no decord, PyAV or jsonargparse). Every section is time-boxed (``--budget-s`` in all) and the
+table is printed and written (``DIR/bench_gpu.md``, ``DIR/bench_gpu.json``) after each one, so a
+run cut short still leaves what it measured.
+
+    python benchmarks/bench_gpu.py --out runs/bench_gpu                  # the default sections
+    python benchmarks/bench_gpu.py --out /tmp/b --arch-scale tiny --device cpu   # seconds, CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from a2video.models import DoubleAttention, NonLocal, build_model, count_arch_flops
+from a2video.models.norm import BatchNorm3d
+
+CL3D = torch.channels_last_3d
+ARCHS = ("i3d", "a2net", "nl")
+DEFAULT_SECTIONS = "info,models,lightning,profile,lightning_compiled,blocks,compiled"
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+class Budget:
+    """Wall-clock budget of the whole run; sections and items ask before starting."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def allows(self, estimate_s: float) -> bool:
+        return self.left() > estimate_s
+
+
+def arch_name(kind: str, scale: str) -> str:
+    """Row label of ``kind``: a registry name (``nl_tiny``: a2net_tiny with non-local blocks)."""
+    return f"{kind}_{'tiny' if scale == 'tiny' else 'r50'}"
+
+
+def build(kind: str, scale: str, classes: int) -> nn.Module:
+    """A network of ``kind`` (i3d / a2net / nl); tiny scale swaps non-local blocks in itself."""
+    name = "a2net_tiny" if (scale, kind) == ("tiny", "nl") else arch_name(kind, scale)
+    model = build_model(name, num_classes=classes)
+    if scale == "tiny" and kind == "nl":
+        for name in list(model.attention_blocks):
+            parent = model.get_submodule(name.rsplit(".", 1)[0])
+            parent.attn = NonLocal(parent.attn.in_channels)
+    for blk in model.attention_blocks.values():  # live blocks (not the identity they start as)
+        nn.init.normal_(blk.bn.weight, 1.0, 0.1)
+    return model
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], steps: int, device: torch.device) -> float:
+    """Seconds per call of ``fn`` over ``steps`` back-to-back calls (one sync at each end)."""
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def interleaved(
+    fns: dict[str, Callable[[], Any]], steps: int, rounds: int, device: torch.device
+) -> dict[str, float]:
+    """Median seconds per call of each ``fn``, timed round-robin (``steps`` calls per turn)."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name].append(timed(fn, steps, device))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def peak_reset(device: torch.device) -> None:
+    if device.type == "cuda":
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_gib(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**30
+
+
+class Ctx:
+    """Run-wide settings and the results gathered so far."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.device = torch.device(args.device)
+        self.amp = self.device.type == "cuda" and args.dtype == "bf16"
+        self.budget = Budget(args.budget_s)
+        self.out = Path(args.out)
+        self.results: dict[str, Any] = {"command": " ".join(sys.argv), "sections": {}}
+        self.tables: dict[str, str] = {}
+        self.flops: dict[str, float] = {}
+
+    def autocast(self, cache: bool = True) -> Any:
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.amp, cache_enabled=cache
+        )
+
+    def clip(self, batch: int) -> tuple[Tensor, Tensor]:
+        a = self.args
+        x = torch.randn(batch, 3, a.frames, a.size, a.size, device=self.device)
+        y = torch.randint(0, a.classes, (batch,), device=self.device)
+        return x.contiguous(memory_format=CL3D), y
+
+    def train_flop(self, kind: str) -> float:
+        """Training FLOPs per clip: 3 × forward multiply-adds × 2."""
+        if kind not in self.flops:
+            arch = arch_name(kind, self.args.arch_scale)
+            if self.args.arch_scale == "tiny":
+                from torch.utils.flop_counter import FlopCounterMode
+
+                model = build(kind, "tiny", self.args.classes).eval()
+                x = torch.zeros(1, 3, self.args.frames, self.args.size, self.args.size)
+                with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                    model(x)
+                macs = counter.get_total_flops() / 2
+            else:
+                macs = count_arch_flops(arch, self.args.frames, self.args.size)["gflops"] * 1e9
+            self.flops[kind] = 6 * macs
+        return self.flops[kind]
+
+    def write(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "bench_gpu.json").write_text(json.dumps(self.results, indent=1, default=str))
+        md = "\n\n".join(self.tables.values()) + "\n"
+        (self.out / "bench_gpu.md").write_text(md)
+
+    def table(self, key: str, title: str, header: list[str], rows: list[list[Any]]) -> None:
+        lines = [f"### {title}", "", "| " + " | ".join(header) + " |"]
+        lines.append("|" + "---|" * len(header))
+        lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
+        self.tables[key] = "\n".join(lines)
+        print("\n" + self.tables[key], flush=True)
+        self.write()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def section_info(ctx: Ctx) -> None:
+    """Device, versions, date and the large-matmul rate every fraction is taken of."""
+    dev = ctx.device
+    info: dict[str, Any] = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None,
+        "arch_scale": ctx.args.arch_scale,
+        "clip": f"{ctx.args.frames}×{ctx.args.size}²",
+        "dtype": "bf16 autocast" if ctx.amp else "fp32",
+    }
+    side = 8192 if dev.type == "cuda" else 1024
+    dtype = torch.bfloat16 if ctx.amp else torch.float32
+    a = torch.randn(side, side, device=dev, dtype=dtype)
+    b = torch.randn(side, side, device=dev, dtype=dtype)
+    out = torch.empty(side, side, device=dev, dtype=dtype)
+    sec = interleaved({"mm": lambda: torch.mm(a, b, out=out)}, 10, 3, dev)["mm"]
+    info["matmul_tflops"] = 2 * side**3 / sec / 1e12
+    info["matmul_shape"] = f"{side}×{side}×{side} {str(dtype)[6:]}"
+    ctx.results["info"] = info
+    ctx.table("info", "Machine", ["what", "value"], [[k, v] for k, v in info.items()])
+
+
+def _train_step(
+    ctx: Ctx, model: nn.Module, batch: int, compiled: bool
+) -> tuple[Callable[[], None], nn.Module]:
+    x, y = ctx.clip(batch)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, fused=True)
+    fwd = model
+    if compiled:
+        fwd = torch.compile(model, backend=ctx.args.compile_backend, mode=ctx.args.compile_mode)
+
+    def step() -> None:
+        with ctx.autocast():
+            loss = F.cross_entropy(fwd(x).float(), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step, fwd
+
+
+def _model_row(ctx: Ctx, kind: str, batch: int, compiled: bool) -> dict[str, Any]:
+    dev, args = ctx.device, ctx.args
+    torch.manual_seed(0)
+    if compiled:
+        torch._dynamo.reset()
+    model = build(kind, args.arch_scale, args.classes).to(dev).to(memory_format=CL3D)
+    peak_reset(dev)
+    step, _ = _train_step(ctx, model, batch, compiled)
+    start = time.perf_counter()
+    step()  # compile (if any) and cuDNN autotuning
+    sync(dev)
+    first = time.perf_counter() - start
+    for _ in range(args.warmup):
+        step()
+    sec = timed(step, args.steps, dev)
+    flop = ctx.train_flop(kind) * batch
+    row = {
+        "arch": arch_name(kind, args.arch_scale),
+        "mode": "compiled" if compiled else "eager",
+        "batch": batch,
+        "step_ms": 1e3 * sec,
+        "clips_per_s": batch / sec,
+        "tflops": flop / sec / 1e12,
+        "matmul_fraction": flop / sec / 1e12 / ctx.results["info"]["matmul_tflops"],
+        "peak_gib": peak_gib(dev),
+        "first_step_s": first,
+    }
+    del model, step
+    peak_reset(dev)
+    return row
+
+
+def _models_table(ctx: Ctx) -> None:
+    rows = ctx.results["sections"].get("models", [])
+    header = ["arch", "mode", "batch", "ms/step", "clips/s", "TFLOP/s", "of matmul", "peak GiB"]
+    header.append("1st step s")
+    cells = [
+        [
+            r["arch"],
+            r["mode"],
+            r["batch"],
+            r["step_ms"],
+            r["clips_per_s"],
+            r["tflops"],
+            f"{100 * r['matmul_fraction']:.1f}%",
+            r["peak_gib"],
+            r["first_step_s"],
+        ]
+        for r in rows
+    ]
+    ctx.table("models", "Train step, raw loop (fwd + bwd + fused SGD)", header, cells)
+    share = []
+    by = {(r["arch"].split("_")[0], r["mode"], r["batch"]): r for r in rows}
+    for (kind, mode, batch), r in sorted(by.items()):
+        base = by.get(("i3d", mode, batch))
+        if kind != "a2net" or base is None:
+            continue
+        t_share = 1 - base["step_ms"] / r["step_ms"]
+        f_share = 1 - ctx.train_flop("i3d") / ctx.train_flop("a2net")
+        share.append([mode, batch, f"{100 * t_share:.1f}%", f"{100 * f_share:.1f}%"])
+    if share:
+        ctx.results["block_share"] = share
+        hdr = ["mode", "batch", "A²-blocks' share of step time", "their share of FLOPs"]
+        ctx.table("share", "The A²-blocks (a2net − i3d, same run)", hdr, share)
+
+
+def section_models(ctx: Ctx, compiled: bool = False) -> None:
+    """Eager (``models``) or compiled (``compiled``) train steps of each arch and batch."""
+    args = ctx.args
+    rows = ctx.results["sections"].setdefault("models", [])
+    if compiled:
+        plan = [(k, b, True) for b in args.compiled_batches for k in args.compiled_archs]
+    else:
+        plan = [(k, b, False) for b in args.batches for k in args.archs]
+    for kind, batch, compiled in plan:
+        if any(
+            r["arch"] == arch_name(kind, args.arch_scale)
+            and r["batch"] == batch
+            and r["mode"] == ("compiled" if compiled else "eager")
+            for r in rows
+        ):
+            continue
+        estimate = args.compile_estimate_s if compiled else 5.0
+        if not ctx.budget.allows(estimate):
+            print(f"[models] out of budget: {kind} batch {batch} compiled={compiled} skipped")
+            continue
+        try:
+            rows.append(_model_row(ctx, kind, batch, compiled))
+        except Exception as err:  # OOM or a compiler error: record it and go on
+            print(f"[models] {kind} batch {batch} compiled={compiled}: {type(err).__name__}: {err}")
+            peak_reset(ctx.device)
+        _models_table(ctx)
+
+
+def section_compiled(ctx: Ctx) -> None:
+    section_models(ctx, compiled=True)
+
+
+class SameBatch:
+    """An iterable of ``n`` times the same device-resident batch (no loader cost)."""
+
+    def __init__(self, batch: dict[str, Tensor], n: int) -> None:
+        self.batch, self.n = batch, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return (self.batch for _ in range(self.n))
+
+
+def _lightning_pair(ctx: Ctx, batch: int, compiled: bool) -> dict[str, float]:
+    """Seconds per step: ``VideoClassifier`` in ``Trainer.fit`` and the plain loop, same net."""
+    import lightning as L
+
+    from a2video.training.module import VideoClassifier
+
+    dev, args = ctx.device, ctx.args
+    arch = arch_name("a2net", args.arch_scale)
+    warm, steps = args.warmup + 1, args.steps  # as _model_row: one first step, then warm-up
+    x, y = ctx.clip(batch)
+    batches = SameBatch({"video": x, "label": y}, warm + steps)
+
+    class Timer(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if batch_idx == warm:
+                sync(dev)
+                self.start = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if batch_idx == warm + steps - 1:  # the step itself, not the epoch-end hooks
+                sync(dev)
+                self.sec = (time.perf_counter() - self.start) / steps
+
+    torch.manual_seed(0)
+    if compiled:
+        torch._dynamo.reset()
+    module = VideoClassifier(
+        arch=arch, num_classes=args.classes, lr=1e-3, channels_last=True, compile=compiled
+    )
+    module.compile_options = {"backend": args.compile_backend, "mode": args.compile_mode}
+    timer = Timer()
+    trainer = L.Trainer(
+        accelerator="gpu" if dev.type == "cuda" else "cpu",
+        devices=1,
+        precision="bf16-mixed" if ctx.amp else "32-true",
+        max_steps=warm + steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        benchmark=dev.type == "cuda",
+        log_every_n_steps=50,
+        callbacks=[timer],
+        default_root_dir=str(ctx.out / "lightning_run"),
+    )
+    trainer.fit(module, train_dataloaders=batches)
+    lightning_s = timer.sec
+    del trainer, module
+    peak_reset(dev)
+
+    raw = _model_row(ctx, "a2net", batch, compiled)  # the same network in a plain loop
+    models = ctx.results["sections"].setdefault("models", [])
+    same = [r for r in models if (r["arch"], r["mode"], r["batch"]) == (arch, raw["mode"], batch)]
+    if not same:
+        models.append(raw)
+        _models_table(ctx)
+    return {"lightning_ms": 1e3 * lightning_s, "raw_ms": raw["step_ms"]}
+
+
+def _lightning_section(ctx: Ctx, compiled: bool) -> None:
+    key = "lightning_compiled" if compiled else "lightning"
+    rows = ctx.results["sections"].setdefault("lightning", [])
+    estimate = 2 * ctx.args.compile_estimate_s if compiled else 20.0
+    if not ctx.budget.allows(estimate):
+        print(f"[{key}] out of budget: skipped")
+        return
+    batch = ctx.args.batches[0]
+    try:
+        pair = _lightning_pair(ctx, batch, compiled)
+    except Exception as err:
+        print(f"[{key}] {type(err).__name__}: {err}")
+        return
+    pair.update(mode="compiled" if compiled else "eager", batch=batch)
+    pair["ratio"] = pair["lightning_ms"] / pair["raw_ms"]
+    rows.append(pair)
+    cells = [[r["mode"], r["batch"], r["raw_ms"], r["lightning_ms"], r["ratio"]] for r in rows]
+    hdr = ["mode", "batch", "raw loop ms", "Trainer.fit ms", "Lightning / raw"]
+    ctx.table("lightning", "VideoClassifier in Trainer.fit vs a plain loop (a2net)", hdr, cells)
+
+
+def section_lightning(ctx: Ctx) -> None:
+    _lightning_section(ctx, compiled=False)
+
+
+def section_lightning_compiled(ctx: Ctx) -> None:
+    _lightning_section(ctx, compiled=True)
+
+
+def _stage_shapes(ctx: Ctx) -> list[tuple[str, int, int, int, int]]:
+    """(stage, C, T, H, W) of res2..res5 outputs of the a2net arch (meta device: no compute)."""
+    args = ctx.args
+    with torch.device("meta"):
+        model = build_model(arch_name("a2net", args.arch_scale), num_classes=10)
+    shapes: dict[str, tuple[int, ...]] = {}
+    hooks = [
+        getattr(model, f"layer{i}").register_forward_hook(
+            lambda _m, _i, out, i=i: shapes.__setitem__(f"res{i + 1}", tuple(out.shape))
+        )
+        for i in range(1, 5)
+    ]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, args.frames, args.size, args.size, device="meta"))
+    for h in hooks:
+        h.remove()
+    return [(s, *shapes[s][1:]) for s in sorted(shapes)]
+
+
+def _block_kinds(
+    c: int, t: int, h: int, w: int, batch: int, free_bytes: float
+) -> dict[str, nn.Module]:
+    """The blocks compared at one stage (those whose L×L matrices fit in ``free_bytes``)."""
+    length = t * h * w
+    kinds: dict[str, nn.Module] = {
+        "a2 auto": DoubleAttention(c, association="auto"),
+        "a2 left": DoubleAttention(c, association="left"),
+        "a2 left fp32": DoubleAttention(c, association="left", precision="float32"),
+    }
+    if 6 * batch * length * length * 2 < free_bytes:  # the right order's L×L (and its grads)
+        kinds["a2 right"] = DoubleAttention(c, association="right")
+    pool = (1, 2, 2) if min(h, w) >= 2 else None  # keys pooled 1×2×2 as in nl_r50
+    if 10 * batch * length * length // (4 if pool else 1) * 2 < free_bytes:
+        kinds["non-local"] = NonLocal(c, pool=pool)
+    return kinds
+
+
+def _auto_order(c: int, batch: int, length: int) -> str:
+    """The order ``auto`` took at this shape: the timed choice on CUDA, else the cost model."""
+    from a2video.models import attention
+
+    for key, order in attention._TIMED_CHOICE.items():
+        if key[2] == batch and key[5] == length:
+            return order
+    return DoubleAttention(c, association="auto")._choose(length)
+
+
+def _cuda_graph(step: Callable[[], None], dev: torch.device) -> Callable[[], None] | None:
+    """``step`` captured as a CUDA graph (replayed without Python/dispatch cost), or None."""
+    try:
+        side = torch.cuda.Stream(dev)
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                step()
+        torch.cuda.current_stream(dev).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            step()
+        return graph.replay
+    except Exception as err:  # capture limits vary by torch build: the row is just left out
+        print(f"[blocks] CUDA graph capture failed: {type(err).__name__}: {str(err)[:200]}")
+        return None
+
+
+def section_blocks(ctx: Ctx) -> None:
+    from harness import gemm_flops, gemm_replay, record_gemms  # benchmarks/harness.py
+
+    dev, args = ctx.device, ctx.args
+    rows = ctx.results["sections"].setdefault("blocks", [])
+    batch = args.block_batch
+    free = torch.cuda.mem_get_info(dev)[0] * 0.5 if dev.type == "cuda" else 2 * 2**30
+    for stage, c, t, h, w in _stage_shapes(ctx):
+        if not ctx.budget.allows(8.0):
+            print(f"[blocks] out of budget at {stage}")
+            break
+        length = t * h * w
+        x = torch.randn(batch, c, t, h, w, device=dev).contiguous(memory_format=CL3D)
+        x.requires_grad_(True)
+        fns: dict[str, Callable[[], None]] = {}
+        flop: dict[str, int] = {}
+        for name, block in _block_kinds(c, t, h, w, batch, free).items():
+            torch.manual_seed(0)
+            block = block.to(dev).to(memory_format=CL3D)
+            nn.init.normal_(block.bn.weight, 1.0, 0.1)
+
+            def step(block: nn.Module = block, x: Tensor = x) -> None:
+                with ctx.autocast(cache=False):
+                    out = block(x)
+                out.backward(torch.ones_like(out))
+
+            step()  # auto's one-time timing, cuDNN autotuning
+            gemms = record_gemms(step)
+            flop[name] = gemm_flops(gemms)
+            fns[name] = step
+            if dev.type == "cuda" and name in ("a2 auto", "non-local"):
+                graphed = _cuda_graph(step, dev)  # no CPU dispatch: the device's own rate
+                if graphed is not None:
+                    fns[f"{name}, CUDA graph"] = graphed
+                    flop[f"{name}, CUDA graph"] = flop[name]
+            if name.startswith("a2"):
+                dtype = torch.bfloat16 if ctx.amp else torch.float32
+                fns[f"{name} GEMMs"] = gemm_replay(gemms, dev, dtype)
+                if f"{name}, CUDA graph" in fns:  # the reference replayed as a graph too
+                    replay = gemm_replay(gemms, dev, dtype)
+                    fns[f"{name}, CUDA graph GEMMs"] = _cuda_graph(replay, dev) or replay
+        times = interleaved(fns, args.block_steps, 3, dev)
+        auto_order = _auto_order(c, batch, length)
+        for name in flop:
+            sec = times[name]
+            rate = flop[name] / sec / 1e12
+            gemm = times.get(f"{name} GEMMs")
+            rows.append(
+                {
+                    "stage": stage,
+                    "shape": f"{batch}×{c}×{t}×{h}×{w}",
+                    "kind": name + (f" ({auto_order})" if name == "a2 auto" else ""),
+                    "ms": 1e3 * sec,
+                    "tflops": rate,
+                    "gemm_tflops": flop[name] / gemm / 1e12 if gemm else None,
+                    "of_gemms": gemm / sec if gemm else None,
+                }
+            )
+        peak_reset(dev)
+        cells = [
+            [
+                r["stage"],
+                r["shape"],
+                r["kind"],
+                r["ms"],
+                r["tflops"],
+                r["gemm_tflops"],
+                f"{100 * r['of_gemms']:.0f}%" if r["of_gemms"] else None,
+            ]
+            for r in rows
+        ]
+        hdr = ["stage", "N×C×T×H×W", "block", "fwd+bwd ms", "TFLOP/s", "bare GEMMs TFLOP/s"]
+        hdr.append("of GEMM rate")
+        ctx.table("blocks", "Attention blocks, forward + backward (bf16 autocast)", hdr, cells)
+
+
+_CATEGORIES = (
+    ("convolution", ("conv", "cudnn_convolution")),
+    ("batch norm", ("batch_norm",)),
+    ("copies / casts", ("copy_", "_to_copy", "contiguous", "clone")),
+    ("matmul (bmm/mm)", ("bmm", "mm", "matmul", "addmm", "baddbmm")),
+    ("softmax", ("softmax",)),
+    ("optimizer", ("fused_sgd", "foreach", "_fused")),
+    ("pooling", ("pool",)),
+)
+
+
+def _category(name: str) -> str:
+    low = name.lower()
+    for cat, keys in _CATEGORIES:
+        if any(k in low for k in keys):
+            return cat
+    return "elementwise / other"
+
+
+def section_profile(ctx: Ctx) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    dev, args = ctx.device, ctx.args
+    if not ctx.budget.allows(15.0):
+        print("[profile] out of budget: skipped")
+        return
+    torch.manual_seed(0)
+    model = build("a2net", args.arch_scale, args.classes).to(dev).to(memory_format=CL3D)
+    step, _ = _train_step(ctx, model, args.batches[0], compiled=False)
+    for _ in range(args.warmup + 1):
+        step()
+    sync(dev)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for _ in range(3):
+            step()
+        sync(dev)
+    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+    key = "self_cpu_time_total"
+    if dev.type == "cuda":
+        key = "self_device_time_total"
+        if not hasattr(events[0], key):  # older torch
+            key = "self_cuda_time_total"
+    total = sum(getattr(e, key, 0) for e in events) or 1.0
+    cats: dict[str, float] = {}
+    for e in events:
+        cats[_category(e.key)] = cats.get(_category(e.key), 0.0) + getattr(e, key, 0)
+    top = sorted(events, key=lambda e: -getattr(e, key, 0))[: args.profile_top]
+    ctx.results["profile"] = {
+        "categories": {k: v / total for k, v in cats.items()},
+        "top_ops": [[e.key, getattr(e, key, 0) / total, e.count // 3] for e in top],
+        "ms_per_step": total / 3 / 1e3,
+    }
+    cells = [[k, f"{100 * v / total:.1f}%"] for k, v in sorted(cats.items(), key=lambda i: -i[1])]
+    clock = "device" if dev.type == "cuda" else "CPU"
+    title = f"Where a2net's eager step goes (batch {args.batches[0]}, self {clock} time)"
+    ctx.table("profile", title, ["op class", "share"], cells)
+    cells = [[n, f"{100 * s:.1f}%", c] for n, s, c in ctx.results["profile"]["top_ops"]]
+    ctx.table("profile_ops", f"Top aten ops (self {clock} time)", ["op", "share", "calls"], cells)
+    del model, step
+    peak_reset(dev)
+
+
+def _set_variant(model: nn.Module, fold: bool, precision: str) -> None:
+    BatchNorm3d.fold_time = fold
+    for blk in model.modules():
+        if isinstance(blk, (DoubleAttention, NonLocal)):
+            blk.precision = precision
+
+
+def section_variants(ctx: Ctx) -> None:
+    """Whole-step and per-layer timings of the layout/precision options, interleaved."""
+    dev, args = ctx.device, ctx.args
+    if not ctx.budget.allows(25.0):
+        print("[variants] out of budget: skipped")
+        return
+    batch = args.batches[0]
+    torch.manual_seed(0)
+    model = build("a2net", args.arch_scale, args.classes).to(dev).to(memory_format=CL3D)
+    step, _ = _train_step(ctx, model, batch, compiled=False)
+    configs = {
+        "before #12 (BN 5-D, A² products fp32)": (False, "float32"),
+        "A² products bf16": (False, "autocast"),
+        "BN folded to 4-D": (True, "float32"),
+        "both (the default now)": (True, "autocast"),
+    }
+
+    def variant(cfg: tuple[bool, str]) -> Callable[[], None]:
+        def run() -> None:
+            _set_variant(model, *cfg)
+            step()
+
+        return run
+
+    fns = {name: variant(cfg) for name, cfg in configs.items()}
+    for fn in fns.values():  # cuDNN autotuning per layout
+        fn()
+    times = interleaved(fns, args.steps // 2 or 1, 3, dev)
+    base = times[next(iter(configs))]
+    rows = [[n, 1e3 * s, batch / s, base / s] for n, s in times.items()]
+    ctx.results["variants"] = {"whole_step_ms": {k: 1e3 * v for k, v in times.items()}}
+    hdr = ["a2net eager step", "ms", "clips/s", "speed-up"]
+    ctx.table("variants", f"Layout / precision options (batch {batch})", hdr, rows)
+    _set_variant(model, True, "autocast")
+    peak_reset(dev)
+
+    # Per layer: BatchNorm at the res2/res3 shapes, forward + backward.
+    layer: dict[str, Callable[[], None]] = {}
+    for stage, c, t, h, w in _stage_shapes(ctx)[:2]:
+        feat = torch.randn(batch, c, t, h, w, device=dev, dtype=torch.bfloat16 if ctx.amp else None)
+        feat = feat.contiguous(memory_format=CL3D).requires_grad_(True)
+        bn = BatchNorm3d(c).to(dev)
+
+        def norm(fold: bool, feat: Tensor = feat, bn: nn.Module = bn) -> Callable[[], None]:
+            def run() -> None:
+                BatchNorm3d.fold_time = fold
+                with ctx.autocast():
+                    out = bn(feat)
+                out.backward(torch.ones_like(out))
+
+            return run
+
+        layer[f"BN {stage} {c}×{t}×{h}×{w}, 5-D"] = norm(False)
+        layer[f"BN {stage} {c}×{t}×{h}×{w}, folded 4-D"] = norm(True)
+    times = interleaved(layer, args.steps, 3, dev)
+    BatchNorm3d.fold_time = True
+    ctx.results["variants"]["layers_ms"] = {k: 1e3 * v for k, v in times.items()}
+    rows = [[k, 1e3 * v] for k, v in times.items()]
+    ctx.table("variant_layers", "Per layer, forward + backward", ["layer", "ms"], rows)
+
+
+RUNNERS: dict[str, Callable[[Ctx], None]] = {
+    "info": section_info,
+    "models": section_models,
+    "compiled": section_compiled,
+    "lightning": section_lightning,
+    "lightning_compiled": section_lightning_compiled,
+    "blocks": section_blocks,
+    "profile": section_profile,
+    "variants": section_variants,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="folder for bench_gpu.md and bench_gpu.json")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--arch-scale", choices=("full", "tiny"), default="full")
+    p.add_argument("--sections", default=DEFAULT_SECTIONS, help=f"comma list of {list(RUNNERS)}")
+    p.add_argument("--budget-s", type=float, default=280.0, help="wall-clock budget of the run")
+    p.add_argument("--archs", default="i3d,a2net,nl")
+    p.add_argument("--batches", default="16,32")
+    p.add_argument("--compiled-archs", default="a2net,i3d,nl")
+    p.add_argument("--compiled-batches", default="16")
+    p.add_argument("--compile-backend", default="inductor")
+    p.add_argument("--compile-mode", default=None)
+    p.add_argument("--compile-estimate-s", type=float, default=70.0)
+    p.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
+    p.add_argument("--frames", type=int, default=None)
+    p.add_argument("--size", type=int, default=None)
+    p.add_argument("--classes", type=int, default=400)
+    p.add_argument("--steps", type=int, default=None, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--block-batch", type=int, default=8)
+    p.add_argument("--block-steps", type=int, default=None)
+    p.add_argument("--profile-top", type=int, default=15)
+    args = p.parse_args(argv)
+    tiny = args.arch_scale == "tiny"
+    args.frames = args.frames or (4 if tiny else 8)
+    args.size = args.size or (32 if tiny else 224)
+    args.steps = args.steps or (2 if tiny else 10)
+    args.block_steps = args.block_steps or (2 if tiny else 10)
+    if tiny:  # seconds on a CPU
+        args.block_batch = min(args.block_batch, 2)
+        args.batches = args.batches if args.batches != "16,32" else "2,4"
+        args.compiled_batches = args.compiled_batches if args.compiled_batches != "16" else "2"
+    if torch.device(args.device).type != "cuda":
+        args.dtype = "fp32"  # bf16 autocast is for GPUs (see docs/training.md on CPU bf16)
+    args.archs = [a for a in args.archs.split(",") if a]
+    args.compiled_archs = [a for a in args.compiled_archs.split(",") if a]
+    args.batches = [int(b) for b in args.batches.split(",") if b]
+    args.compiled_batches = [int(b) for b in args.compiled_batches.split(",") if b]
+    args.sections = [s for s in args.sections.split(",") if s]
+    for name in args.sections:
+        if name not in RUNNERS:
+            p.error(f"--sections: unknown section {name!r}; choose from {list(RUNNERS)}")
+    for a in args.archs + args.compiled_archs:
+        if a not in ARCHS:
+            p.error(f"--archs: unknown arch {a!r}; choose from {list(ARCHS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    ctx = Ctx(args)
+    if ctx.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    sections = args.sections if "info" in args.sections else ["info", *args.sections]
+    for name in sections:
+        start = time.perf_counter()
+        print(f"\n== {name} (budget left {ctx.budget.left():.0f} s)", flush=True)
+        try:
+            RUNNERS[name](ctx)
+        except Exception as err:  # one section failing never loses the others
+            print(f"[{name}] failed: {type(err).__name__}: {err}", flush=True)
+            ctx.results.setdefault("errors", {})[name] = f"{type(err).__name__}: {err}"
+        ctx.results.setdefault("section_s", {})[name] = time.perf_counter() - start
+        ctx.write()
+    print(f"\nwrote {ctx.out / 'bench_gpu.md'} and {ctx.out / 'bench_gpu.json'}")
+    return ctx.results
+
+
+if __name__ == "__main__":
+    main()

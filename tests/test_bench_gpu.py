@@ -1,0 +1,66 @@
+"""benchmarks/bench_gpu.py runs on the CPU with tiny nets, without decord, PyAV or jsonargparse."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Runs the benchmark with decord, PyAV and jsonargparse made unimportable (as on a GPU host with
+# its own torch build), then checks none of them was imported.
+RUNNER = """
+import runpy, sys
+
+BLOCKED = {"decord", "av", "jsonargparse"}
+
+
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+        return None
+
+
+sys.meta_path.insert(0, Block())
+script = sys.argv[1]
+sys.argv = [script, *sys.argv[2:]]
+runpy.run_path(script, run_name="__main__")
+assert not BLOCKED & set(sys.modules), BLOCKED & set(sys.modules)
+print("BLOCKED-MODULES-NEVER-IMPORTED")
+"""
+
+
+@pytest.mark.timeout(300)
+def test_bench_gpu_runs_tiny_on_the_cpu_without_video_or_cli_packages(tmp_path) -> None:
+    out = tmp_path / "bench"
+    script = str(ROOT / "benchmarks" / "bench_gpu.py")
+    cmd = [sys.executable, "-c", RUNNER, script, "--out", str(out), "--arch-scale", "tiny"]
+    cmd += ["--device", "cpu", "--sections", "info,models,compiled,lightning,blocks,profile"]
+    cmd += ["--archs", "i3d,a2net", "--batches", "2", "--compiled-archs", "a2net"]
+    cmd += ["--compiled-batches", "2", "--compile-backend", "eager", "--steps", "1"]
+    cmd += ["--warmup", "0", "--block-steps", "1"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=280)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "BLOCKED-MODULES-NEVER-IMPORTED" in proc.stdout
+    result = json.loads((out / "bench_gpu.json").read_text())
+    assert not result.get("errors"), result["errors"]
+    assert result["info"]["device"] == "cpu" and result["info"]["torch"]
+    models = {(r["arch"], r["mode"]) for r in result["sections"]["models"]}
+    assert models == {("i3d_tiny", "eager"), ("a2net_tiny", "eager"), ("a2net_tiny", "compiled")}
+    assert all(r["clips_per_s"] > 0 and r["tflops"] > 0 for r in result["sections"]["models"])
+    (lightning,) = result["sections"]["lightning"]
+    assert lightning["raw_ms"] > 0 and lightning["lightning_ms"] > 0
+    kinds = {r["kind"].split(" (")[0] for r in result["sections"]["blocks"]}
+    assert {"a2 auto", "a2 left", "a2 right", "non-local"} <= kinds
+    assert {r["stage"] for r in result["sections"]["blocks"]} == {"res2", "res3", "res4", "res5"}
+    assert sum(result["profile"]["categories"].values()) == pytest.approx(1.0)
+    md = (out / "bench_gpu.md").read_text()
+    for title in ("Machine", "Train step", "A²-blocks", "Trainer.fit", "Attention blocks"):
+        assert title in md

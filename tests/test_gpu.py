@@ -1,0 +1,98 @@
+"""On a CUDA device: bf16 close to fp32, compile equal to eager, a short Lightning fit without
+host syncs between logging steps (``torch.cuda.set_sync_debug_mode``). Skipped without CUDA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch import Callback, Trainer
+from test_hotpath import NaNAt
+from test_module import TinyVideoData, tiny_model
+
+from a2video.models import build_model
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+CL3D = torch.channels_last_3d
+
+
+def _live_model() -> torch.nn.Module:
+    model = build_model("a2net_tiny", num_classes=5)
+    for block in model.attention_blocks.values():  # make the blocks do something
+        torch.nn.init.normal_(block.bn.weight, 1.0, 0.2)
+    return model.cuda().eval().to(memory_format=CL3D)
+
+
+def test_bf16_forward_is_close_to_fp32_with_live_attention_blocks() -> None:
+    model = _live_model()
+    x = torch.randn(4, 3, 8, 64, 64, device="cuda").contiguous(memory_format=CL3D)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            low = model(x)
+    assert torch.isfinite(low).all()
+    torch.testing.assert_close(low.float(), ref, atol=0.05 * ref.abs().max().item(), rtol=0.05)
+
+
+def test_compiled_model_matches_eager_on_cuda() -> None:
+    model = _live_model()
+    x = torch.randn(2, 3, 8, 64, 64, device="cuda").contiguous(memory_format=CL3D)
+    with torch.no_grad():
+        expected = model(x)
+        got = torch.compile(model)(x)
+    torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)
+
+
+class SyncWatch(Callback):
+    """CUDA sync debug mode "error" from batch ``start`` to the start of batch ``stop``.
+
+    A synchronising call in between raises where it happens (the traceback names it).
+    """
+
+    def __init__(self, start: int, stop: int) -> None:
+        self.start, self.stop = start, stop
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.start:
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
+        elif batch_idx == self.stop:
+            torch.cuda.set_sync_debug_mode("default")
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def _gpu_trainer(tmp_path, **kw) -> Trainer:
+    return Trainer(
+        accelerator="gpu",
+        devices=1,
+        default_root_dir=str(tmp_path),
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        precision="bf16-mixed",
+        **kw,
+    )
+
+
+def test_five_step_bf16_fit_skips_a_nan_step_on_the_device(tmp_path) -> None:
+    model = tiny_model(channels_last=True, max_nonfinite_steps=3)
+    model.criterion = NaNAt(model.criterion, {2})
+    trainer = _gpu_trainer(tmp_path, max_steps=5, log_every_n_steps=4)
+    trainer.fit(model, TinyVideoData(train_size=48))
+    assert trainer.global_step == 5 and model._device_skip
+    assert model.nonfinite_total == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert "train/top1" in trainer.callback_metrics
+
+
+def test_training_steps_between_logging_steps_never_synchronise(tmp_path) -> None:
+    """Batches 1 and 2 (neither logs nor checks) run under sync debug mode "error"."""
+    trainer = _gpu_trainer(tmp_path, max_steps=5, log_every_n_steps=4, callbacks=[SyncWatch(1, 3)])
+    trainer.fit(tiny_model(channels_last=True), TinyVideoData(train_size=48))
+    assert trainer.global_step == 5
