@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # the package, and benchmarks/harness.py
 
 from a2video.models import DoubleAttention, NonLocal, build_model, count_arch_flops
 from a2video.models.norm import BatchNorm3d
