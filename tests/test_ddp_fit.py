@@ -1,0 +1,361 @@
+"""Multi-process ``train.py`` runs as a user starts them, on the CPU (gloo: the same code path as
+NCCL on GPUs): Lightning's own launcher with 2 and 3 processes, torchrun with 2 nodes x 1 process
+on localhost, and SLURM (its variables set by hand for 2 tasks).
+
+Each rank records what it trained through ``tests/ddp_probe.py`` (``RecordRanks``, passed with
+``--trainer.callbacks+=``), so the tests check from the samplers' own indices that every rank runs
+``ceil(videos / (world * batch))`` steps per epoch, that all ranks end at the same global step and
+that every training video is trained once per epoch over all ranks (plus the few repeats the
+sampler pads with when the videos do not divide evenly). Every test has a hard timeout: a
+regression (a collective behind a rank condition) fails instead of hanging CI.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from a2video.data import KineticsDataModule
+from a2video.training.checkpoint import load_checkpoint
+
+TESTS = Path(__file__).resolve().parent
+TRAIN_PY = TESTS.parent / "train.py"
+BATCH = 2
+
+# 4 frames of 32², one val view, no logger or progress bar unless a test wants one.
+TINY = [
+    "--model.arch", "a2net_tiny",
+    "--data.frames", "4",
+    "--data.stride", "3",
+    "--data.train_scale", "[40, 40]",
+    "--data.crop_size", "32",
+    "--data.test_scale", "40",
+    "--data.num_clips", "1",
+    "--data.num_crops", "1",
+    "--data.batch_size", str(BATCH),
+    "--data.test_batch_size", "1",
+    "--data.num_workers", "0",
+    "--trainer.accelerator", "cpu",
+    "--trainer.enable_progress_bar", "false",
+    "--trainer.enable_model_summary", "false",
+    "--trainer.num_sanity_val_steps", "0",
+]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- helpers
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env(**extra: str) -> dict[str, str]:
+    """The child environment: tests/ importable (ddp_probe), one thread per process."""
+    out = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", **extra)
+    out["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH")) if p
+    )
+    for key in [k for k in out if k.startswith(("SLURM_", "TORCHELASTIC_"))]:
+        if key not in extra:
+            del out[key]  # a test run inside a SLURM job must not look like one of its tasks
+    return out
+
+
+def probe(out: Path) -> list[str]:
+    record = {"class_path": "ddp_probe.RecordRanks", "init_args": {"out_dir": str(out)}}
+    return ["--trainer.callbacks+=" + json.dumps(record)]
+
+
+def fit_args(data_root: str, run: Path, *extra: str, logger: bool = False) -> list[str]:
+    args = ["fit", "--data.data_root", data_root, "--trainer.default_root_dir", str(run), *TINY]
+    return [*args, *([] if logger else ["--trainer.logger", "false"]), *extra]
+
+
+def run_train(args: list[str], timeout: float, **env_extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(TRAIN_PY), *args]
+    return subprocess.run(
+        cmd, env=env(**env_extra), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def run_pair(commands: list[list[str]], envs: list[dict], timeout: float) -> list[tuple]:
+    """Start the commands together (one per node or task); return ``(returncode, output)``."""
+    procs = [
+        subprocess.Popen(c, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for c, e in zip(commands, envs, strict=True)
+    ]
+    try:
+        outs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return [(p.returncode, o) for p, o in zip(procs, outs, strict=True)]
+
+
+def records(out: Path) -> dict[int, list[dict]]:
+    """``RecordRanks`` rows by global rank."""
+    rows: dict[int, list[dict]] = {}
+    for path in sorted(out.glob("rank*.jsonl")):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            rows.setdefault(row["rank"], []).append(row)
+    return rows
+
+
+def train_videos(data_root: str, **kwargs) -> int:
+    dm = KineticsDataModule(data_root, num_workers=0, **kwargs)
+    dm.setup("fit")
+    return len(dm.datasets["train"])
+
+
+def check_epochs(rows: dict[int, list[dict]], videos: int, world: int, epochs: list[int]) -> int:
+    """Per-epoch checks over all ranks; returns the steps per epoch."""
+    assert sorted(rows) == list(range(world)), sorted(rows)
+    per_rank = math.ceil(videos / (world * BATCH))
+    shard = math.ceil(videos / world)  # samples per rank (the train sampler pads)
+    for epoch in epochs:
+        seen: Counter[int] = Counter()
+        steps = set()
+        for rank, rank_rows in rows.items():
+            batches = [r for r in rank_rows if r["event"] == "train_batch" and r["epoch"] == epoch]
+            assert len(batches) == per_rank, (rank, epoch, len(batches), per_rank)
+            steps.add(tuple(r["step"] for r in batches))
+            seen.update(i for r in batches for i in r["index"])
+        assert len(steps) == 1, f"ranks ran different steps in epoch {epoch}: {steps}"
+        assert set(seen) == set(range(videos)), (epoch, sorted(seen))  # every video trained
+        repeats = sum(seen.values()) - videos
+        assert repeats == shard * world - videos and max(seen.values()) <= 2, (epoch, seen)
+    return per_rank
+
+
+def last_steps(rows: dict[int, list[dict]]) -> set[int]:
+    return {rank_rows[-1]["step"] for rank_rows in rows.values()}
+
+
+def output(result: subprocess.CompletedProcess) -> str:
+    return (result.stdout + result.stderr)[-4000:]
+
+
+# --------------------------------------------------------------------------- Lightning's launcher
+@pytest.mark.timeout(240)
+def test_two_processes_fit_two_epochs_then_resume_last(kinetics_root, tmp_path) -> None:
+    """2 gloo processes, 2 epochs, with the default TensorBoard logger and a step checkpoint;
+    then ``--ckpt_path last`` resumes under 2 processes for a third epoch."""
+    run, videos = tmp_path / "run", train_videos(kinetics_root)
+    first = run_train(
+        fit_args(
+            kinetics_root, run, *probe(tmp_path / "a"),
+            "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "2",
+            "--step_checkpoint.every_n_train_steps", "2", logger=True,
+        ),
+        timeout=180,
+    )  # fmt: skip
+    assert first.returncode == 0, output(first)
+    rows = records(tmp_path / "a")
+    per_epoch = check_epochs(rows, videos, world=2, epochs=[0, 1])
+    ends = [r for rank_rows in rows.values() for r in rank_rows if r["event"] == "end"]
+    assert {(r["fn"], r["step"], r["world"]) for r in ends} == {("fit", 2 * per_epoch, 2)}
+    # One run directory (Trainer.log_dir agreed on by all ranks), written once by rank 0.
+    versions = sorted(p.name for p in (run / "lightning_logs").iterdir())
+    assert versions == ["version_0"], versions
+    assert (run / "lightning_logs" / "version_0" / "class_names.txt").is_file()
+    assert list((run / "lightning_logs" / "version_0").glob("events.out.tfevents.*"))
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 2 * per_epoch
+
+    second = run_train(
+        fit_args(
+            kinetics_root, run, *probe(tmp_path / "b"),
+            "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "3",
+            "--ckpt_path", "last",
+        ),
+        timeout=180,
+    )  # fmt: skip
+    assert second.returncode == 0, output(second)
+    rows = records(tmp_path / "b")
+    check_epochs(rows, videos, world=2, epochs=[2])
+    steps = [r["step"] for r in rows[0] if r["event"] == "train_batch"]
+    assert steps == list(range(2 * per_epoch + 1, 3 * per_epoch + 1)), steps  # none repeated
+    assert last_steps(rows) == {3 * per_epoch}
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 3 * per_epoch
+
+
+@pytest.mark.timeout(240)
+def test_three_processes_odd_number_of_videos(kinetics_root, tmp_path) -> None:
+    """11 training videos over 3 ranks: 4 samples each (one video repeated per epoch), and 4 val
+    videos split 2/1/1; validation still counts each video once."""
+    dm = KineticsDataModule(kinetics_root, num_workers=0)
+    dm.setup("fit")
+    records_ = dm.datasets["train"].records[:11]
+    listing = tmp_path / "train11.txt"
+    listing.write_text(
+        "".join(
+            f"{os.path.relpath(r.path, kinetics_root)} {dm.class_names[r.label]}\n"
+            for r in records_
+        )
+    )
+    run = tmp_path / "run"
+    result = run_train(
+        fit_args(
+            kinetics_root, run, *probe(tmp_path / "p"),
+            "--data.train_split", str(listing),
+            "--trainer.devices", "3", "--trainer.strategy", "ddp", "--trainer.max_epochs", "2",
+        ),
+        timeout=200,
+    )  # fmt: skip
+    assert result.returncode == 0, output(result)
+    rows = records(tmp_path / "p")
+    per_epoch = check_epochs(rows, 11, world=3, epochs=[0, 1])
+    assert per_epoch == 2 and last_steps(rows) == {4}
+    val = Counter(
+        i for rank_rows in rows.values() for r in rank_rows if r["event"] == "validate_batch"
+        for i in r["index"]
+    )  # fmt: skip
+    assert val == Counter({i: 2 for i in range(4)})  # 2 validations, each video once
+    meta = load_checkpoint(run / "checkpoints" / "last.ckpt")["a2video"]
+    assert meta["metrics"]["val/videos"] == 4
+
+
+# --------------------------------------------------------------------------- torchrun and SLURM
+@pytest.mark.timeout(240)
+def test_torchrun_two_nodes_on_localhost(kinetics_root, tmp_path) -> None:
+    """``python -m torch.distributed.run --nnodes 2 --nproc_per_node 1 --node_rank R …`` started
+    twice, as on two machines: both nodes train, agree and stop cleanly."""
+    port, run = free_port(), tmp_path / "run"
+    args = fit_args(
+        kinetics_root, run, *probe(tmp_path / "p"),
+        "--trainer.devices", "1", "--trainer.num_nodes", "2", "--trainer.max_epochs", "1",
+    )  # fmt: skip
+    torchrun = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+        "--master_addr", "127.0.0.1", "--master_port", str(port),
+    ]  # fmt: skip
+    commands = [[*torchrun, "--node_rank", str(r), str(TRAIN_PY), *args] for r in (0, 1)]
+    results = run_pair(commands, [env(), env()], timeout=200)
+    for code, out in results:
+        assert code == 0, out[-4000:]
+    rows = records(tmp_path / "p")
+    check_epochs(rows, train_videos(kinetics_root), world=2, epochs=[0])
+    assert {r["node"] for rank_rows in rows.values() for r in rank_rows} == {0, 1}
+    assert len(last_steps(rows)) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_slurm_two_tasks(kinetics_root, tmp_path) -> None:
+    """What ``srun`` gives two tasks on two nodes (the variables Lightning's SLURMEnvironment
+    reads), set by hand: both train, agree on every step and stop cleanly."""
+    run = tmp_path / "run"
+    args = fit_args(
+        kinetics_root, run, *probe(tmp_path / "p"),
+        "--trainer.devices", "1", "--trainer.num_nodes", "2", "--trainer.max_epochs", "2",
+    )  # fmt: skip
+    slurm = {
+        "SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "1", "SLURM_NNODES": "2",
+        "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "a2video", "SLURM_NODELIST": "127.0.0.1",
+        "SLURM_LOCALID": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+    }  # fmt: skip
+    envs = [env(**slurm, SLURM_PROCID=str(r), SLURM_NODEID=str(r)) for r in (0, 1)]
+    results = run_pair([[sys.executable, str(TRAIN_PY), *args]] * 2, envs, timeout=240)
+    for code, out in results:
+        assert code == 0, out[-4000:]
+        assert "SLURM auto-requeueing enabled" in out  # Lightning took the SLURM environment
+    rows = records(tmp_path / "p")
+    check_epochs(rows, train_videos(kinetics_root), world=2, epochs=[0, 1])
+    assert {r["node"] for rank_rows in rows.values() for r in rank_rows} == {0, 1}
+
+
+# --------------------------------------------------------------------------- SIGTERM
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("signalled_rank", [1, 0])
+def test_sigterm_stops_every_rank_then_resume(kinetics_root, tmp_path, signalled_rank) -> None:
+    """SIGTERM to one rank of a 2-process fit (rank 1: a node-local ``kill``, which Lightning's
+    own handler turned into a gloo abort without a checkpoint): every rank stops after the same
+    step, one ``last.ckpt`` holds that step, and ``--ckpt_path last`` runs each remaining step
+    once under 2 processes."""
+    run, videos = tmp_path / "run", train_videos(kinetics_root)
+    per_epoch = math.ceil(videos / (2 * BATCH))
+    signal_at = per_epoch + 1  # in the second epoch, mid-epoch
+    sender = {
+        "class_path": "ddp_probe.SignalAt",
+        "init_args": {"step": signal_at, "rank": signalled_rank},
+    }
+    common = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "2"]
+    stopped = run_train(
+        fit_args(
+            kinetics_root, run, *probe(tmp_path / "a"), *common,
+            "--step_checkpoint.every_n_train_steps", "0",
+            "--trainer.callbacks+=" + json.dumps(sender),
+        ),
+        timeout=200,
+    )  # fmt: skip
+    assert stopped.returncode == 0, output(stopped)  # Lightning's SIGTERMException is SystemExit
+    assert "SIGTERM received: saved" in stopped.stdout + stopped.stderr, output(stopped)
+    rows = records(tmp_path / "a")
+    assert sorted(rows) == [0, 1]
+    assert last_steps(rows) == {signal_at + 1}  # the batch running at the signal was finished
+    assert not [r for rank_rows in rows.values() for r in rank_rows if r["event"] == "end"]
+    files = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert [f for f in files if f.startswith("last")] == ["last.ckpt"], files
+    assert not [f for f in files if f.endswith(".tmp")], files
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == signal_at + 1
+
+    resumed = run_train(
+        fit_args(kinetics_root, run, *probe(tmp_path / "b"), *common, "--ckpt_path", "last"),
+        timeout=200,
+    )
+    assert resumed.returncode == 0, output(resumed)
+    rows = records(tmp_path / "b")
+    steps = [r["step"] for r in rows[0] if r["event"] == "train_batch"]
+    assert steps == list(range(signal_at + 2, 2 * per_epoch + 1)), steps
+    assert last_steps(rows) == {2 * per_epoch}
+
+
+# --------------------------------------------------------------------------- the watchdog
+@pytest.mark.timeout(180)
+def test_watchdog_names_the_stage_when_a_rank_is_stuck(kinetics_root, tmp_path) -> None:
+    """Rank 1 stops responding at the end of epoch 0 (``StallRank`` sleeps 10 minutes): rank 0's
+    next collective gives up after ``--collective_timeout 3``, the run exits non-zero with the
+    stage named, and the stuck child process does not outlive it."""
+    stall = {"class_path": "ddp_probe.StallRank", "init_args": {"rank": 1, "seconds": 600}}
+    result = run_train(
+        fit_args(
+            kinetics_root, tmp_path / "run", *probe(tmp_path / "p"),
+            "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "2",
+            "--collective_timeout", "3", "--trainer.callbacks+=" + json.dumps(stall),
+        ),
+        timeout=150,
+    )  # fmt: skip
+    text = result.stdout + result.stderr
+    assert result.returncode != 0, output(result)
+    assert "a2video: rank 0: a collective waited longer than collective_timeout=3 s" in text, (
+        output(result)
+    )
+    assert "during fit (train), epoch 0" in text and "on_train_epoch_end" in text, output(result)
+    child = next(r["pid"] for r in records(tmp_path / "p")[1])
+    assert not alive(child), "the stuck rank outlived the run"
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_watchdog_timeout_must_be_positive() -> None:
+    from a2video.training.callbacks import CollectiveWatchdog
+
+    with pytest.raises(ValueError, match="collective_timeout must be > 0"):
+        CollectiveWatchdog(0)
