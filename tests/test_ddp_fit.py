@@ -12,6 +12,7 @@ regression (a collective behind a rank condition) fails instead of hanging CI.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -359,3 +360,106 @@ def test_watchdog_timeout_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="collective_timeout must be > 0"):
         CollectiveWatchdog(0)
+
+
+# --------------------------------------------------------------------------- other stages, loggers
+def read_predictions(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return sorted(csv.DictReader(f), key=lambda row: int(row["index"]))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_validate_test_predict_with_two_and_three_processes(kinetics_root, tmp_path) -> None:
+    """A checkpoint from a 1-process fit, then ``validate``, ``test`` and ``predict`` under 2 and 3
+    processes (4 videos: shards of 2/2 and 2/1/1): every video is evaluated exactly once over the
+    ranks, and ``predictions.csv`` is the same whatever the number of processes."""
+    fitted = run_train(
+        fit_args(
+            kinetics_root, tmp_path / "fit",
+            "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+        ),
+        timeout=200,
+    )  # fmt: skip
+    assert fitted.returncode == 0, output(fitted)
+    ckpt = tmp_path / "fit" / "checkpoints" / "last.ckpt"
+    predictions: dict[tuple[int, str], list[dict]] = {}
+    for world in (2, 3):
+        for stage in ("validate", "test", "predict"):
+            out = tmp_path / f"{stage}{world}"
+            result = run_train(
+                [
+                    stage, "--data.data_root", kinetics_root, *TINY,
+                    "--trainer.default_root_dir", str(out), "--trainer.logger", "false",
+                    "--trainer.devices", str(world), "--trainer.strategy", "ddp",
+                    "--ckpt_path", str(ckpt), *probe(out / "p"),
+                ],
+                timeout=200,
+            )  # fmt: skip
+            assert result.returncode == 0, (stage, world, output(result))
+            rows = records(out / "p")
+            assert sorted(rows) == list(range(world)), (stage, world)
+            seen = Counter(
+                i for rank_rows in rows.values() for r in rank_rows
+                if r["event"] == f"{stage}_batch" for i in r["index"]
+            )  # fmt: skip
+            assert seen == Counter(range(4)), (stage, world, seen)
+            ends = {
+                r["fn"] for rank_rows in rows.values() for r in rank_rows if r["event"] == "end"
+            }
+            assert ends == {stage}, (stage, world, ends)
+            if stage != "validate":
+                predictions[(world, stage)] = read_predictions(out / "predictions.csv")
+    for stage in ("test", "predict"):
+        assert [int(r["index"]) for r in predictions[(2, stage)]] == [0, 1, 2, 3]
+        assert predictions[(2, stage)] == predictions[(3, stage)], stage
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_wandb_offline_logger_with_two_processes(kinetics_root, tmp_path) -> None:
+    """W&B with 2 processes and no login: the CLI switches it offline, rank 0 alone writes one
+    offline run, and the fit ends."""
+    wandb = {
+        "class_path": "lightning.pytorch.loggers.WandbLogger",
+        "init_args": {"project": "a2video-test", "save_dir": str(tmp_path / "wandb_logs")},
+    }
+    (tmp_path / "wandb_dir").mkdir()
+    extra = {"WANDB_DIR": str(tmp_path / "wandb_dir"), "WANDB_SILENT": "true"}
+    extra["NETRC"] = str(tmp_path / "no_netrc")  # not logged in, whatever this machine has
+    child_env = env(**extra)
+    for key in ("WANDB_API_KEY", "WANDB_MODE"):
+        child_env.pop(key, None)
+    cmd = [
+        sys.executable, str(TRAIN_PY),
+        *fit_args(
+            kinetics_root, tmp_path / "run", "--trainer.logger", json.dumps(wandb),
+            "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "1",
+            "--trainer.log_every_n_steps", "1", logger=True,
+        ),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, env=child_env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, output(result)
+    assert "W&B runs offline" in result.stdout + result.stderr
+    runs = sorted((tmp_path / "wandb_logs").rglob("offline-run-*"))
+    assert len(runs) == 1, runs  # rank 0 only
+    assert any(p.suffix == ".wandb" and p.stat().st_size > 0 for p in runs[0].rglob("*"))
+    assert (tmp_path / "wandb_logs" / "class_names.txt").is_file()  # Trainer.log_dir: save_dir
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sync_batchnorm_on_the_cpu_stops_every_rank_with_the_fix(kinetics_root, tmp_path) -> None:
+    """torch's SyncBatchNorm has no CPU implementation, so ``sync_batchnorm: true`` (the Kinetics
+    config's setting) cannot run on gloo processes: every rank stops at once, and the error names
+    the setting and the fix. (Multi-GPU runs use it; it needs 2 GPUs to test.)"""
+    result = run_train(
+        fit_args(
+            kinetics_root, tmp_path / "run",
+            "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "1",
+            "--trainer.sync_batchnorm", "true",
+        ),
+        timeout=240,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "sync_batchnorm needs GPUs" in result.stdout + result.stderr, output(result)
