@@ -463,3 +463,23 @@ def test_sync_batchnorm_on_the_cpu_stops_every_rank_with_the_fix(kinetics_root, 
     )  # fmt: skip
     assert result.returncode != 0
     assert "sync_batchnorm needs GPUs" in result.stdout + result.stderr, output(result)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_finetune_two_folds_with_two_processes(ucf_root, tmp_path) -> None:
+    """``finetune_ucf.py fit --folds 1,2`` under 2 processes: each rank runs every fold (fit, then
+    the multi-view test), and the summary is printed and written once."""
+    args = [
+        "fit", "--data.data_root", ucf_root, *TINY,
+        "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.logger", "false",
+        "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "1",
+        "--folds", "1,2",
+    ]  # fmt: skip
+    cmd = [sys.executable, str(TESTS.parent / "finetune_ucf.py"), *args]
+    result = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=360)
+    assert result.returncode == 0, output(result)
+    assert (result.stdout + result.stderr).count("a2video UCF-101 folds") == 1, output(result)
+    summary = json.loads((tmp_path / "run" / "folds.json").read_text())
+    assert [r["fold"] for r in summary["folds"]] == [1, 2]
+    assert all(r["metrics"]["test/videos"] == 4 for r in summary["folds"])
