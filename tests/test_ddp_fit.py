@@ -254,11 +254,13 @@ def test_torchrun_two_nodes_on_localhost(kinetics_root, tmp_path) -> None:
 @pytest.mark.timeout(300)
 def test_slurm_two_tasks(kinetics_root, tmp_path) -> None:
     """What ``srun`` gives two tasks on two nodes (the variables Lightning's SLURMEnvironment
-    reads), set by hand: both train, agree on every step and stop cleanly."""
+    reads), set by hand, with docs/training.md's ``--ckpt_path last`` (nothing to resume yet: a
+    fresh start): both train, agree on every step and stop cleanly."""
     run = tmp_path / "run"
     args = fit_args(
         kinetics_root, run, *probe(tmp_path / "p"),
         "--trainer.devices", "1", "--trainer.num_nodes", "2", "--trainer.max_epochs", "2",
+        "--ckpt_path", "last",
     )  # fmt: skip
     slurm = {
         "SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "1", "SLURM_NNODES": "2",
