@@ -653,6 +653,7 @@ class FinetuneCLI(A2VideoCLI):
         self.results = {
             "fold": getattr(self.datamodule, "fold", None),
             "metrics": metrics,
+            # output_dir() on every rank: Trainer.log_dir broadcasts.
             "predictions": os.path.join(self.model.output_dir(), "predictions.csv"),
             "videos": {k: len(v) for k, v in getattr(self.datamodule, "datasets", {}).items()},
             "steps": int(self.trainer.global_step),
