@@ -119,6 +119,18 @@ def train_videos(data_root: str, **kwargs) -> int:
     return len(dm.datasets["train"])
 
 
+def write_list(path: Path, data_root: str, split: str, count: int) -> Path:
+    """A ``path label`` list of the first ``count`` videos of ``split`` (a DataModule split)."""
+    dm = KineticsDataModule(data_root, num_workers=0)
+    dm.setup("fit")
+    rows = dm.datasets[split].records[:count]
+    assert len(rows) == count
+    path.write_text(
+        "".join(f"{os.path.relpath(r.path, data_root)} {dm.class_names[r.label]}\n" for r in rows)
+    )
+    return path
+
+
 def check_epochs(rows: dict[int, list[dict]], videos: int, world: int, epochs: list[int]) -> int:
     """Per-epoch checks over all ranks; returns the steps per epoch."""
     assert sorted(rows) == list(range(world)), sorted(rows)
@@ -194,16 +206,7 @@ def test_two_processes_fit_two_epochs_then_resume_last(kinetics_root, tmp_path) 
 def test_three_processes_odd_number_of_videos(kinetics_root, tmp_path) -> None:
     """11 training videos over 3 ranks: 4 samples each (one video repeated per epoch), and 4 val
     videos split 2/1/1; validation still counts each video once."""
-    dm = KineticsDataModule(kinetics_root, num_workers=0)
-    dm.setup("fit")
-    records_ = dm.datasets["train"].records[:11]
-    listing = tmp_path / "train11.txt"
-    listing.write_text(
-        "".join(
-            f"{os.path.relpath(r.path, kinetics_root)} {dm.class_names[r.label]}\n"
-            for r in records_
-        )
-    )
+    listing = write_list(tmp_path / "train11.txt", kinetics_root, "train", 11)
     run = tmp_path / "run"
     result = run_train(
         fit_args(
@@ -280,20 +283,26 @@ def test_slurm_two_tasks(kinetics_root, tmp_path) -> None:
 # --------------------------------------------------------------------------- SIGTERM
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("signalled_rank", [1, 0])
-def test_sigterm_stops_every_rank_then_resume(kinetics_root, tmp_path, signalled_rank) -> None:
+@pytest.mark.parametrize(("signalled_rank", "where"), [(1, "mid_epoch"), (0, "before_val")])
+def test_sigterm_stops_every_rank_then_resume(kinetics_root, tmp_path, signalled_rank, where):
     """SIGTERM to one rank of a 2-process fit (rank 1: a node-local ``kill``, which Lightning's
     own handler turned into a gloo abort without a checkpoint): every rank stops after the same
     step, one ``last.ckpt`` holds that step, and ``--ckpt_path last`` runs each remaining step
     once under 2 processes."""
     run, videos = tmp_path / "run", train_videos(kinetics_root)
-    per_epoch = math.ceil(videos / (2 * BATCH))
-    signal_at = per_epoch + 1  # in the second epoch, mid-epoch
+    common = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "2"]
+    if where == "mid_epoch":  # in epoch 1
+        per_epoch = math.ceil(videos / (2 * BATCH))
+        signal_at = per_epoch + 1
+    else:  # the last batch of epoch 0, then a validation of 2 batches on rank 0, 1 on rank 1
+        per_epoch = math.ceil(videos / 2)
+        signal_at = per_epoch - 1
+        val3 = write_list(tmp_path / "val3.txt", kinetics_root, "val", 3)
+        common += ["--data.batch_size", "1", "--data.val_split", str(val3)]
     sender = {
         "class_path": "ddp_probe.SignalAt",
         "init_args": {"step": signal_at, "rank": signalled_rank},
     }
-    common = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "2"]
     stopped = run_train(
         fit_args(
             kinetics_root, run, *probe(tmp_path / "a"), *common,

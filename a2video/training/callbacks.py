@@ -79,8 +79,9 @@ class SaveOnSigterm(Callback):
     ranks' collectives no longer match and gloo aborts the run without a checkpoint. So during
     ``fit`` this callback replaces that handler by one that only sets a flag; at the end of every
     training batch all ranks agree on the flags (one all-reduce, on every rank), save ``last.ckpt``
-    together and all raise Lightning's ``SIGTERMException`` there: every rank stops after the same
-    step and ``--ckpt_path last`` resumes right after it. With several processes, a signal that
+    together and all raise Lightning's ``SIGTERMException`` after that batch (before a validation
+    that would follow it): every rank stops after the same step and ``--ckpt_path last`` resumes
+    right after it. With several processes, a signal that
     comes during validation is acted on at the next training batch end (not at all if the fit
     ends there).
 
@@ -142,8 +143,13 @@ class SaveOnSigterm(Callback):
             got = trainer.strategy.reduce_boolean_decision(got, all=False)
         if got and self.saved_path is None:
             self._save(trainer)
-            # Every rank stops here, together. (Lightning's own flag would first let an epoch-end
-            # validation start, which its loop then leaves on some ranks only.)
+            # Lightning raises SIGTERMException on every rank after this batch's remaining hooks.
+            trainer._signal_connector.received_sigterm = True
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # An epoch-end validation would start first, and Lightning's evaluation loop leaves on
+        # the ranks with batches left only: stop here, where every rank is.
+        if self.saved_path is not None and trainer.state.fn == "fit":
             raise SIGTERMException()
 
     def on_exception(
