@@ -32,7 +32,8 @@ class RecordRanks(Callback):
 
     Lines: ``{"event": "train_batch", "epoch", "step", "index": [...]}`` after every training
     batch; ``{"event": "<stage>_batch", "index": [...]}`` in validate/test/predict (not in the
-    sanity check); ``{"event": "end", "fn", "step", "epoch"}`` at the end of every stage. Each line
+    sanity check); ``{"event": "end", "fn", "step", "epoch"}`` at the end of every stage;
+    ``{"event": "exception", "type"}`` when a stage ends with an exception. Each line
     also holds ``rank``, ``world``, ``node`` and ``local`` (the trainer's view of this process).
 
     Args:
@@ -81,6 +82,11 @@ class RecordRanks(Callback):
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         self._eval_batch(trainer, batch)
+
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        self._write(trainer, event="exception", type=type(exception).__name__)
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._write(

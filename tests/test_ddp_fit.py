@@ -151,8 +151,18 @@ def check_epochs(rows: dict[int, list[dict]], videos: int, world: int, epochs: l
     return per_rank
 
 
+def assert_ended(rows: dict[int, list[dict]], fn: str) -> None:
+    """Every rank reached the end of ``fn`` without an exception (child exit codes are unseen)."""
+    for rank, rank_rows in rows.items():
+        ends = [
+            (r["event"], r.get("fn", r.get("type"))) for r in rank_rows if "fn" in r or "type" in r
+        ]
+        assert ends == [("end", fn)], (rank, ends)
+
+
 def last_steps(rows: dict[int, list[dict]]) -> set[int]:
-    return {rank_rows[-1]["step"] for rank_rows in rows.values()}
+    """The last trained step of each rank."""
+    return {[r for r in rank_rows if "step" in r][-1]["step"] for rank_rows in rows.values()}
 
 
 def output(result: subprocess.CompletedProcess) -> str:
@@ -176,6 +186,7 @@ def test_two_processes_fit_two_epochs_then_resume_last(kinetics_root, tmp_path) 
     assert first.returncode == 0, output(first)
     rows = records(tmp_path / "a")
     per_epoch = check_epochs(rows, videos, world=2, epochs=[0, 1])
+    assert_ended(rows, "fit")
     ends = [r for rank_rows in rows.values() for r in rank_rows if r["event"] == "end"]
     assert {(r["fn"], r["step"], r["world"]) for r in ends} == {("fit", 2 * per_epoch, 2)}
     # One run directory (Trainer.log_dir agreed on by all ranks), written once by rank 0.
@@ -195,6 +206,7 @@ def test_two_processes_fit_two_epochs_then_resume_last(kinetics_root, tmp_path) 
     )  # fmt: skip
     assert second.returncode == 0, output(second)
     rows = records(tmp_path / "b")
+    assert_ended(rows, "fit")
     check_epochs(rows, videos, world=2, epochs=[2])
     steps = [r["step"] for r in rows[0] if r["event"] == "train_batch"]
     assert steps == list(range(2 * per_epoch + 1, 3 * per_epoch + 1)), steps  # none repeated
@@ -218,6 +230,7 @@ def test_three_processes_odd_number_of_videos(kinetics_root, tmp_path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, output(result)
     rows = records(tmp_path / "p")
+    assert_ended(rows, "fit")
     per_epoch = check_epochs(rows, 11, world=3, epochs=[0, 1])
     assert per_epoch == 2 and last_steps(rows) == {4}
     val = Counter(
@@ -316,7 +329,11 @@ def test_sigterm_stops_every_rank_then_resume(kinetics_root, tmp_path, signalled
     rows = records(tmp_path / "a")
     assert sorted(rows) == [0, 1]
     assert last_steps(rows) == {signal_at + 1}  # the batch running at the signal was finished
-    assert not [r for rank_rows in rows.values() for r in rank_rows if r["event"] == "end"]
+    ends = [
+        r for rank_rows in rows.values() for r in rank_rows if r["event"] in ("exception", "end")
+    ]
+    stops = [r.get("type", r["event"]) for r in ends]
+    assert stops == ["SIGTERMException"] * 2, stops  # each rank: that exception, then no end
     files = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert [f for f in files if f.startswith("last")] == ["last.ckpt"], files
     assert not [f for f in files if f.endswith(".tmp")], files
@@ -328,6 +345,7 @@ def test_sigterm_stops_every_rank_then_resume(kinetics_root, tmp_path, signalled
     )
     assert resumed.returncode == 0, output(resumed)
     rows = records(tmp_path / "b")
+    assert_ended(rows, "fit")
     steps = [r["step"] for r in rows[0] if r["event"] == "train_batch"]
     assert steps == list(range(signal_at + 2, 2 * per_epoch + 1)), steps
     assert last_steps(rows) == {2 * per_epoch}
@@ -415,10 +433,7 @@ def test_validate_test_predict_with_two_and_three_processes(kinetics_root, tmp_p
                 if r["event"] == f"{stage}_batch" for i in r["index"]
             )  # fmt: skip
             assert seen == Counter(range(4)), (stage, world, seen)
-            ends = {
-                r["fn"] for rank_rows in rows.values() for r in rank_rows if r["event"] == "end"
-            }
-            assert ends == {stage}, (stage, world, ends)
+            assert_ended(rows, stage)
             if stage != "validate":
                 predictions[(world, stage)] = read_predictions(out / "predictions.csv")
     for stage in ("test", "predict"):

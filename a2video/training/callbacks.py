@@ -81,9 +81,8 @@ class SaveOnSigterm(Callback):
     training batch all ranks agree on the flags (one all-reduce, on every rank), save ``last.ckpt``
     together and all raise Lightning's ``SIGTERMException`` after that batch (before a validation
     that would follow it): every rank stops after the same step and ``--ckpt_path last`` resumes
-    right after it. With several processes, a signal that
-    comes during validation is acted on at the next training batch end (not at all if the fit
-    ends there).
+    right after it. With several processes, a signal that comes during validation is acted on at
+    the next training batch end (not at all if the fit ends there).
 
     Args:
         filename: checkpoint file name inside the ModelCheckpoint directory.
@@ -221,7 +220,6 @@ class CollectiveWatchdog(Callback):
         elif _PEER_GONE.search(text):
             cause = "another rank ended (see its output for the first error)"
         elif _NOT_JOINED.search(text):
-            kill = False  # Lightning's launcher already stops its children
             cause = (
                 "not every rank joined the process group: start every rank, with "
                 "--trainer.devices x --trainer.num_nodes equal to the number of processes"
