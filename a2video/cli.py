@@ -14,6 +14,7 @@ import sys
 COMMANDS: dict[str, str] = {
     "synth": "a2video.commands.synth",
     "check-data": "a2video.commands.check_data",
+    "prepare": "a2video.commands.prepare",
     "flops": "a2video.commands.flops",
     "predict": "a2video.commands.predict",
     "export": "a2video.commands.export",
@@ -40,8 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from a2video.errors import exit_on_user_error
+
     args = build_parser().parse_args(argv)
-    return int(args._run(args) or 0)
+    with exit_on_user_error(f"a2video {args.command}", "--unsafe-load"):
+        return int(args._run(args) or 0)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ Five stages, each through the entry point a user would run (the LightningCLI cla
 1. synthesize the Kinetics- and UCF-101-layout datasets under ``data/demo`` (skipped when they
    exist with the same parameters);
 2. pretrain the demo arch (``a2net_tiny``) on the Kinetics layout: ``train.py fit`` with
-   ``configs/demo_kinetics.yaml`` and the demo's overrides;
+   ``configs/demo_kinetics.yaml`` as it is (only paths and the seed on the command line);
 3. fine-tune it on the UCF-101 layout (fold 1): ``finetune_ucf.py fit`` with
    ``configs/demo_ucf101.yaml --ckpt <pretrain>/checkpoints/last.ckpt``, then the 10×3-view test;
-4. the same budget from scratch (no ``--ckpt``), then the same test;
+4. the same budget from scratch (no ``--ckpt``; ``configs/demo_ucf101_scratch.yaml`` layered
+   over it for the from-scratch learning rate), then the same test;
 5. print a table and write ``<out>/summary.json``.
 
 The synthetic classes are motions (appearance is drawn independently of the class), the UCF
@@ -42,9 +43,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """Every number of the demo (see docs/demo.md for why each is what it is)."""
+    """The demo's data and machine; the training runs are the YAMLs of ``configs/`` as they are
+    (see docs/demo.md for why each number is what it is)."""
 
-    arch: str = "a2net_tiny"
     # data (the generator's options)
     kinetics_classes: int = 8
     kinetics_videos_per_class: int = 40
@@ -55,27 +56,13 @@ class DemoPlan:
     ucf_size: tuple[int, int] = (64, 48)
     duration: tuple[float, float] = (1.0, 1.5)
     seed: int = 0
-    # clips
-    frames: int = 8
-    stride: int = 4
-    train_scale: tuple[int, int] = (40, 48)
-    crop_size: int = 40
-    test_scale: int = 40
-    num_clips: int = 10
-    num_crops: int = 3
-    batch_size: int = 16
-    test_batch_size: int = 4
-    # optimisation
-    pretrain_epochs: int = 20
-    pretrain_lr: float = 3e-3
-    finetune_epochs: int = 15
-    finetune_lr: float = 1e-3
-    scratch_lr: float = 3e-3
-    weight_decay: float = 1e-4
-    fold: int = 1
+    # runs: configs/demo_kinetics.yaml, configs/demo_ucf101.yaml (+ demo_ucf101_scratch.yaml)
+    overlay: str | None = None  # a YAML layered over both (the quick smoke test's sizes)
+    pretrain_epochs: int | None = None  # None: the YAML's
+    finetune_epochs: int | None = None
     # machine
     threads: int = 1
-    workers: int = 1
+    workers: int | None = None  # None: the YAML's
 
     def synth_params(self, layout: str) -> dict[str, Any]:
         """Keyword arguments of :func:`a2video.data.synthesize` for ``layout``."""
@@ -107,18 +94,7 @@ QUICK = replace(
     kinetics_val_per_class=1,
     ucf_classes=4,
     ucf_videos_per_class=3,
-    duration=(1.0, 1.5),
-    frames=4,
-    stride=2,
-    train_scale=(32, 36),
-    crop_size=32,
-    test_scale=32,
-    num_clips=2,
-    batch_size=4,
-    test_batch_size=2,
-    pretrain_epochs=1,
-    finetune_epochs=1,
-    workers=0,
+    overlay="demo_quick.yaml",
 )
 
 
@@ -172,27 +148,16 @@ def synthesize_once(root: Path, params: dict[str, Any], progress: bool = True) -
     return True
 
 
-def _clip_args(plan: DemoPlan) -> list[str]:
-    return [
-        "--data.frames", str(plan.frames),
-        "--data.stride", str(plan.stride),
-        "--data.train_scale", f"[{plan.train_scale[0]}, {plan.train_scale[1]}]",
-        "--data.crop_size", str(plan.crop_size),
-        "--data.test_scale", str(plan.test_scale),
-        "--data.num_clips", str(plan.num_clips),
-        "--data.num_crops", str(plan.num_crops),
-        "--data.batch_size", str(plan.batch_size),
-        "--data.test_batch_size", str(plan.test_batch_size),
-        "--data.num_workers", str(plan.workers),
-    ]  # fmt: skip
-
-
-def _optimizer_args(lr: float, weight_decay: float) -> list[str]:
-    spec = {
-        "class_path": "torch.optim.AdamW",
-        "init_args": {"lr": lr, "weight_decay": weight_decay},
-    }
-    return ["--model.optimizer", json.dumps(spec)]
+def _run_args(plan: DemoPlan, configs: Sequence[str], root: Path, data: Path) -> list[str]:
+    """``fit`` with the YAMLs as they are; only paths, the seed and explicit plan options."""
+    args = ["fit"]
+    for name in [*configs, *([plan.overlay] if plan.overlay else [])]:
+        args += ["--config", _config(name)]
+    args += ["--data.data_root", str(data), "--trainer.default_root_dir", str(root)]
+    args += ["--seed_everything", str(plan.seed)]
+    if plan.workers is not None:
+        args += ["--data.num_workers", str(plan.workers)]
+    return args
 
 
 def _config(name: str) -> str:
@@ -220,16 +185,11 @@ def pretrain(plan: DemoPlan, data: Path, out: Path, progress: bool) -> tuple[Sta
     from a2video.training.module import VideoClassifier
 
     run = out / "pretrain"
-    args = ["fit", "--config", _config("demo_kinetics.yaml")]
-    args += ["--data.data_root", str(data), "--trainer.default_root_dir", str(run)]
-    args += ["--seed_everything", str(plan.seed)]
-    args += ["--model.arch", plan.arch, "--model.warmup_epochs", "0.5"]
-    args += _optimizer_args(plan.pretrain_lr, plan.weight_decay) + _clip_args(plan)
-    args += ["--trainer.max_epochs", str(plan.pretrain_epochs)]
-    args += ["--trainer.check_val_every_n_epoch", str(plan.pretrain_epochs)]  # once, at the end
-    args += ["--trainer.num_sanity_val_steps", "0", "--trainer.log_every_n_steps", "10"]
+    args = _run_args(plan, ["demo_kinetics.yaml"], run, data)
+    if plan.pretrain_epochs is not None:
+        args += ["--trainer.max_epochs", str(plan.pretrain_epochs)]
+        args += ["--trainer.check_val_every_n_epoch", str(plan.pretrain_epochs)]
     args += ["--trainer.enable_progress_bar", str(progress).lower()]
-    args += ["--step_checkpoint.every_n_train_steps", "0"]
     start = time.perf_counter()
     with _plain_argv():
         cli = A2VideoCLI(VideoClassifier, KineticsDataModule, args=args)
@@ -242,6 +202,8 @@ def pretrain(plan: DemoPlan, data: Path, out: Path, progress: bool) -> tuple[Sta
         "val_videos": len(dm.datasets["val"]),
         "classes": dm.num_classes,
         "steps": int(cli.trainer.global_step),
+        "arch": cli.model.arch,
+        "clip": dm.spec.as_dict(),
     }
     ckpt = run / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
@@ -256,12 +218,10 @@ def finetune(
     from a2video.training.finetune import run_folds
 
     name = "finetune" if ckpt else "scratch"
-    lr = plan.finetune_lr if ckpt else plan.scratch_lr
-    args = ["fit", "--config", _config("demo_ucf101.yaml")]
-    args += ["--data.data_root", str(data), "--data.fold", str(plan.fold)]
-    args += ["--trainer.default_root_dir", str(out / name), "--seed_everything", str(plan.seed)]
-    args += ["--model.arch", plan.arch, *_optimizer_args(lr, plan.weight_decay)]
-    args += [*_clip_args(plan), "--trainer.max_epochs", str(plan.finetune_epochs)]
+    configs = ["demo_ucf101.yaml"] if ckpt else ["demo_ucf101.yaml", "demo_ucf101_scratch.yaml"]
+    args = _run_args(plan, configs, out / name, data)
+    if plan.finetune_epochs is not None:
+        args += ["--trainer.max_epochs", str(plan.finetune_epochs)]
     args += ["--trainer.enable_progress_bar", str(progress).lower()]
     if ckpt:
         args += ["--ckpt", ckpt]
@@ -371,19 +331,20 @@ def run_demo(
     ]
     _say(f"   {'written' if any(made.values()) else 'kept'} in {stages['synth'].seconds:.0f}s")
 
-    _say(f"2/4 pretraining {plan.arch} on the Kinetics layout ({plan.pretrain_epochs} epochs)")
+    _say("2/4 pretraining on the Kinetics layout (configs/demo_kinetics.yaml)")
     stages["pretrain"], ckpt = pretrain(plan, data / "kinetics", out, progress)
     _say(f"   val top-1 {_fmt(stages['pretrain'].metrics['val_top1'])}")
 
-    _say(f"3/4 fine-tuning on the UCF layout ({plan.finetune_epochs} epochs), then 10x3 test")
+    _say("3/4 fine-tuning on the UCF layout (configs/demo_ucf101.yaml), then the multi-view test")
     stages["finetune"] = finetune(plan, data / "ucf101", out, ckpt, progress)
     _say(f"   video top-1 {_fmt(stages['finetune'].metrics['video_top1'])}")
 
-    _say(f"4/4 the same budget from scratch ({plan.finetune_epochs} epochs), then 10x3 test")
+    _say("4/4 the same budget from scratch (+ demo_ucf101_scratch.yaml), then the same test")
     stages["scratch"] = finetune(plan, data / "ucf101", out, None, progress)
     _say(f"   video top-1 {_fmt(stages['scratch'].metrics['video_top1'])}")
 
     seconds = time.perf_counter() - t0
+    clip = stages["pretrain"].metrics.pop("clip")
     ft, sc = stages["finetune"].metrics["video_top1"], stages["scratch"].metrics["video_top1"]
     summary: dict[str, Any] = {
         "kinetics_val_top1": stages["pretrain"].metrics["val_top1"],
@@ -392,15 +353,11 @@ def run_demo(
         "transfer_gain": None if ft is None or sc is None else ft - sc,
         "seconds": seconds,
         "stage_seconds": {k: round(v.seconds, 1) for k, v in stages.items()},
-        "arch": plan.arch,
+        "arch": stages["pretrain"].metrics.pop("arch"),
         "clip": {
-            "frames": plan.frames,
-            "stride": plan.stride,
-            "crop_size": plan.crop_size,
-            "train_scale": list(plan.train_scale),
-            "test_scale": plan.test_scale,
+            k: clip[k] for k in ("frames", "stride", "crop_size", "train_scale", "test_scale")
         },
-        "views": f"{plan.num_clips}x{plan.num_crops}",
+        "views": f"{clip['num_clips']}x{clip['num_crops']}",
         "datasets": {
             "kinetics": {
                 "classes": stages["pretrain"].metrics["classes"],
@@ -409,7 +366,7 @@ def run_demo(
             },
             "ucf101": {
                 "classes": plan.ucf_classes,
-                "fold": plan.fold,
+                "fold": 1,
                 "train_videos": stages["finetune"].metrics["train_videos"],
                 "test_videos": stages["finetune"].metrics["test_videos"],
             },
@@ -420,7 +377,7 @@ def run_demo(
         "machine": {
             "cpus": os.cpu_count(),
             "threads": plan.threads,
-            "workers": plan.workers,
+            "workers": plan.workers if plan.workers is not None else "the YAML's",
             "load_average_start": load_start,
             "load_average_end": _load(),
             "python": platform.python_version(),

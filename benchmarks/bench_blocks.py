@@ -13,7 +13,7 @@ Usage::
 
     python benchmarks/bench_blocks.py                       # table to stdout
     python benchmarks/bench_blocks.py --ablation --write    # + JSON, plot, RESULTS.md section
-    a2video bench blocks --configs r50 --stages res3        # the same measurement, from the CLI
+    python benchmarks/bench.py blocks --configs r50 --stages res3   # the same, from the CLI
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ from torch import Tensor, nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
-from a2video import bench  # noqa: E402
+import harness as bench  # noqa: E402
+
 from a2video.models.attention import DoubleAttention  # noqa: E402
 
 # ----------------------------------------------------------------------------- variants (ablation)

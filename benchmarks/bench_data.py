@@ -1,6 +1,14 @@
 """Data-loading benchmarks (results in benchmarks/RESULTS.md, "## Data loading").
 
 Subcommands:
+  loading      clips/s per core of the training path on download-like video (the default
+               dataset: `a2video synth --encoding web`): bare decoder, plain (float, uint8),
+               repeated (K clips per decode), on the original and on its `a2video prepare` copy,
+               interleaved per video in one process; and the cores one GPU needs at a given
+               GPU step rate (--gpu-rate). Goals: K=4 >= 2.5x, prepared >= 2x plain.
+  psnr         frames of the prepared copy against the original's (PSNR, dB)
+  sweep        decode speed of prepare encodings (keyframe interval, fastdecode, B-frames,
+               frame step) on a few videos: what `a2video prepare` defaults to
   throughput   train clips/s of the dataset in one process (= one worker) against the bare
                decoder bound: the same frame indices opened and decoded with no dataset,
                sampling or transform around them. Goal: >= 0.9 of the bound.
@@ -11,14 +19,17 @@ Subcommands:
                DataLoader workers; reports failures counted and RSS per worker per epoch
                (memory must stay flat).
 
-Each subcommand synthesizes its dataset under --root unless one is there already, e.g.
-  python benchmarks/bench_data.py throughput --root /tmp/bench_k400
+Each subcommand synthesizes its dataset under --root unless one is there already (download-like
+encoding for loading/psnr/sweep: x264 medium, crf 23, keyint 250, 30 fps, 10 s; 1-s GOPs, the
+fast test encoding, for the older subcommands), e.g.
+  python benchmarks/bench_data.py loading --root /tmp/bench_web --prepared /tmp/bench_web_fast
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -29,11 +40,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from a2video.bench import cpu_model
+from harness import cpu_model
+
 from a2video.data import annotations as ann
 from a2video.data import sampling, transforms
 from a2video.data.datasets import ClipSpec, VideoClipDataset, sample_rng
+from a2video.data.prepare import Encoding, prepare_dataset
 from a2video.data.synthetic import synthesize
 from a2video.data.video import get_decoder
 
@@ -55,8 +69,10 @@ def ensure_dataset(
     duration,
     broken: float = 0.0,
     max_side: int | None = None,
+    encoding: str = "fast",
 ) -> str:
     if not (Path(root) / "annotations" / "train.csv").is_file():
+        print(f"synthesizing a {encoding}-encoded Kinetics-layout set in {root}", flush=True)
         synthesize(
             root,
             "kinetics",
@@ -69,6 +85,7 @@ def ensure_dataset(
             missing=0.0,
             broken=broken,
             structure="mixed",
+            encoding=encoding,
         )
     return root
 
@@ -77,6 +94,193 @@ def train_records(root: str) -> list:
     csv_path = Path(root) / "annotations" / "train.csv"
     classes = ann.read_kinetics_classes(csv_path)
     return ann.read_kinetics_csv(csv_path, Path(root) / "train", classes).records
+
+
+# --------------------------------------------------------------------------- loading
+def _spec(args) -> ClipSpec:
+    return ClipSpec(
+        frames=args.frames,
+        stride=args.stride,
+        train_scale=(args.scale_min, args.scale_max),
+        crop_size=args.crop,
+        test_scale=args.scale_min,
+    )
+
+
+def ensure_prepared(src: str, dst: str | None, enc: Encoding | None = None) -> str:
+    dst = dst or src.rstrip("/") + "_prepared"
+    if not (Path(dst) / "annotations" / "train.csv").is_file() or not any(
+        Path(dst, "train").rglob("*.mp4")
+    ):
+        print(f"a2video prepare {src} -> {dst}", flush=True)
+    report = prepare_dataset(src, dst, "kinetics", enc, progress=False)  # resumes: quick if done
+    if report.encoded:
+        print(f"prepared {report.encoded} videos", flush=True)
+    return dst
+
+
+def bench_loading(args) -> dict:
+    """Clips/s per core of each loading variant, interleaved per video (one process)."""
+    root = ensure_dataset(args.root, args.classes, args.per_class, args.duration, encoding="web")
+    prepared = ensure_prepared(root, args.prepared, Encoding(frame_step=args.frame_step))
+    spec = _spec(args)
+    records, fast_records = train_records(root), train_records(prepared)
+    assert [Path(r.path).stem for r in records] == [Path(r.path).stem for r in fast_records]
+    k = args.repeat
+    out: dict = {"dataset": root, "prepared": prepared, "repeat": k, "variants": {}}
+    for decoder_name in args.decoders:
+        decoder = get_decoder(decoder_name)
+        step = args.frame_step
+        variants = {
+            "plain float (before)": (VideoClipDataset(records, "train", spec, decoder_name), 1),
+            "plain uint8": (VideoClipDataset(records, "train", spec, decoder_name, uint8=True), 1),
+            f"repeated K={k}": (
+                VideoClipDataset(records, "train", spec, decoder_name, repeat=k, uint8=True),
+                k,
+            ),
+            "prepared": (
+                VideoClipDataset(
+                    fast_records, "train", spec, decoder_name, uint8=True, frame_step=step
+                ),
+                1,
+            ),
+            f"prepared K={k}": (
+                VideoClipDataset(
+                    fast_records,
+                    "train",
+                    spec,
+                    decoder_name,
+                    repeat=k,
+                    uint8=True,
+                    frame_step=step,
+                ),
+                k,
+            ),
+        }
+        seconds = {"bare decoder": 0.0, **dict.fromkeys(variants, 0.0)}
+        clips = dict.fromkeys(seconds, 0)
+        n = len(records)
+        for rnd in range(args.repeats):
+            for i in range(n):
+                key = (i, rnd)
+                # bare: the plain variant's own frame indices, no dataset around them
+                t0 = time.perf_counter()
+                reader = decoder.open(records[i].path)
+                idx = sampling.train_clip(
+                    reader.num_frames, spec.frames, spec.stride, sample_rng(0, rnd, i)
+                )
+                reader.get_frames(idx)
+                reader.close()
+                seconds["bare decoder"] += time.perf_counter() - t0
+                clips["bare decoder"] += 1
+                for name, (ds, per) in variants.items():
+                    t0 = time.perf_counter()
+                    ds[key]
+                    seconds[name] += time.perf_counter() - t0
+                    clips[name] += per
+        rates = {name: clips[name] / seconds[name] for name in seconds}
+        plain = rates["plain uint8"]
+        res = {}
+        for name in seconds:
+            res[name] = {
+                "clips_per_s_per_core": round(rates[name], 2),
+                "ms_per_clip": round(1000 * seconds[name] / clips[name], 1),
+                "vs_plain": round(rates[name] / plain, 2),
+                "cores_per_gpu": {str(g): math.ceil(g / rates[name]) for g in args.gpu_rate},
+            }
+        out["variants"][decoder_name] = res
+        print(decoder_name, json.dumps(res, indent=1), flush=True)
+    return {"loading": out, "spec": spec.as_dict(), "gpu_rates": args.gpu_rate}
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
+
+
+def bench_psnr(args) -> dict:
+    """PSNR of every ``--every``-th frame of the prepared copy against the original's."""
+    from a2video.data.prepare import read_frame_step
+    from a2video.data.video import PyAVReader
+
+    root = ensure_dataset(args.root, args.classes, args.per_class, args.duration, encoding="web")
+    prepared = ensure_prepared(root, args.prepared, Encoding(frame_step=args.frame_step))
+    step = read_frame_step(prepared)
+    values = []
+    for a, b in zip(train_records(root), train_records(prepared), strict=True):
+        src, dst = PyAVReader(a.path), PyAVReader(b.path)
+        idx = list(range(0, dst.num_frames, args.every))
+        x = src.get_frames([min(i * step, src.num_frames - 1) for i in idx])
+        y = dst.get_frames(idx)
+        if x.shape != y.shape:  # the copy was downscaled: compare at its size
+            x = transforms.to_tchw(x)
+            x = transforms.short_side_resize(x, min(y.shape[1:3])).permute(0, 2, 3, 1)
+        values.append(psnr(x.numpy(), y.numpy()))
+        src.close(), dst.close()
+    res = {
+        "videos": len(values),
+        "psnr_db_mean": round(float(np.mean(values)), 2),
+        "psnr_db_min": round(float(np.min(values)), 2),
+    }
+    print(json.dumps(res), flush=True)
+    return {"psnr": res, "prepared": prepared}
+
+
+def bench_sweep(args) -> dict:
+    """K=1 clips/s per core of a few prepare encodings, interleaved, on ``--videos`` videos."""
+    root = ensure_dataset(args.root, args.classes, args.per_class, args.duration, encoding="web")
+    records = train_records(root)[: args.videos]
+    spec = _spec(args)
+    variants = {
+        "original (keyint 250, B-frames)": None,
+        "gop 16 fastdecode (default)": Encoding(),
+        "gop 8 fastdecode": Encoding(gop=8),
+        "gop 32 fastdecode": Encoding(gop=32),
+        "gop 16, CABAC+deblock": Encoding(fastdecode=False),
+        "gop 16 fastdecode, 3 B-frames": Encoding(bframes=3),
+        "gop 16 fastdecode, frame step 2": Encoding(frame_step=2),
+    }
+    work = Path(args.sweep_dir)
+    datasets = {}
+    for name, enc in variants.items():
+        if enc is None:
+            datasets[name] = VideoClipDataset(records, "train", spec, args.decoders[0], uint8=True)
+            continue
+        folder = work / "_".join(f"{k}{v}" for k, v in enc.__dict__.items())
+        folder.mkdir(parents=True, exist_ok=True)
+        from a2video.data.prepare import transcode
+
+        recs = []
+        for r in records:
+            out = folder / (Path(r.path).stem + ".mp4")
+            if not out.is_file():
+                transcode(r.path, str(out), enc)
+            recs.append(type(r)(path=str(out), label=r.label))
+        datasets[name] = VideoClipDataset(
+            recs, "train", spec, args.decoders[0], uint8=True, frame_step=enc.frame_step
+        )
+    seconds = dict.fromkeys(datasets, 0.0)
+    sizes = {}
+    for name, ds in datasets.items():
+        sizes[name] = sum(os.path.getsize(r.path) for r in ds.records)
+    for rnd in range(args.repeats):
+        for i in range(len(records)):
+            for name, ds in datasets.items():
+                t0 = time.perf_counter()
+                ds[(i, rnd)]
+                seconds[name] += time.perf_counter() - t0
+    n = args.repeats * len(records)
+    base = n / seconds["original (keyint 250, B-frames)"]
+    res = {
+        name: {
+            "clips_per_s_per_core": round(n / t, 2),
+            "vs_original": round(n / t / base, 2),
+            "mb": round(sizes[name] / 1e6, 2),
+        }
+        for name, t in seconds.items()
+    }
+    print(json.dumps(res, indent=1), flush=True)
+    return {"sweep": res, "decoder": args.decoders[0], "videos": len(records)}
 
 
 # --------------------------------------------------------------------------- throughput
@@ -329,12 +533,28 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("throughput", "multiview", "broken-epoch"):
+    for name in ("loading", "psnr", "sweep", "throughput", "multiview", "broken-epoch"):
         p = sub.add_parser(name)
         p.add_argument("--root", required=True, help="dataset folder (synthesized if empty)")
         p.add_argument("--classes", type=int, default=8)
         p.add_argument("--per-class", type=int, default=3)
-        p.add_argument("--duration", type=float, nargs=2, default=(6.0, 10.0))
+        web = name in ("loading", "psnr", "sweep")
+        p.add_argument(
+            "--duration", type=float, nargs=2, default=(10.0, 10.0) if web else (6.0, 10.0)
+        )
+        p.add_argument("--prepared", default=None, help="prepared copy (default ROOT_prepared)")
+        p.add_argument("--frame-step", type=int, default=1, help="prepare --frame-step")
+        p.add_argument("--repeat", type=int, default=4, help="K of the repeated variant")
+        p.add_argument(
+            "--gpu-rate",
+            type=float,
+            nargs="+",
+            default=[340.0, 490.0],
+            help="GPU training clips/s to feed (a2net_r50 bf16 on an H200: 340 eager, "
+            "490 compiled)",
+        )
+        p.add_argument("--every", type=int, default=10, help="psnr: every N-th frame")
+        p.add_argument("--sweep-dir", default="/tmp/bench_sweep")
         p.add_argument("--decoders", nargs="+", default=["decord", "pyav"])
         p.add_argument("--frames", type=int, default=8)
         p.add_argument("--stride", type=int, default=8)
@@ -353,6 +573,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     fn = {
+        "loading": bench_loading,
+        "psnr": bench_psnr,
+        "sweep": bench_sweep,
         "throughput": bench_throughput,
         "multiview": bench_multiview,
         "broken-epoch": bench_broken,

@@ -12,8 +12,8 @@ Two measurements:
 Usage::
 
     python benchmarks/bench_model.py --arch a2net_r50 --frames 8 --size 224 --write
-    a2video bench model a2net_r50 --compile both --channels-last both
-    a2video bench share a2net_r50 --baseline i3d_r50
+    python benchmarks/bench.py model a2net_r50 --compile both --channels-last both
+    python benchmarks/bench.py share a2net_r50 --baseline i3d_r50
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
-from a2video import bench  # noqa: E402
+import harness as bench  # noqa: E402
 
 
 def results_section(payloads: list[dict]) -> str:

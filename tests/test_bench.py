@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from a2video import bench
 from a2video.models import DoubleAttention, association_cost
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import harness as bench
 
 TINY = bench.StageShape("tiny", "res3", channels=16, frames=1, height=16, width=16, source="test")
 

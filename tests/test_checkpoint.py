@@ -77,7 +77,7 @@ def test_validate_and_test_from_checkpoint_reproduce_training(tmp_path):
     ckpt = load_checkpoint(path)  # weights_only=True: the whole Lightning checkpoint passes
     meta = ckpt["a2video"]
     assert meta["arch"] == "a2net_tiny" and meta["class_names"] == dm.class_names
-    assert meta["num_classes"] == 4 and meta["clip_spec"]["size"] == 32 and "version" in meta
+    assert meta["num_classes"] == 4 and meta["clip_spec"]["crop_size"] == 32 and "version" in meta
 
     fresh = Trainer(default_root_dir=str(tmp_path / "eval"), **kw)
     (val,) = fresh.validate(tiny_model(), dm, ckpt_path=str(path), verbose=False)

@@ -12,7 +12,7 @@ def test_classes_known_right_after_init(kinetics_root, ucf_root, small_clip):
     dm = KineticsDataModule(kinetics_root, **small_clip)
     assert dm.class_names == ["falling", "growing", "rising", "shrinking"]
     assert dm.num_classes == 4 and not dm.datasets  # nothing decoded or indexed yet
-    assert dm.clip_spec["frames"] == 4 and dm.clip_spec["size"] == 32
+    assert dm.clip_spec["frames"] == 4 and dm.clip_spec["crop_size"] == 32
     assert dm.clip_spec["mean"] == [0.485, 0.456, 0.406]
     ucf = UCF101DataModule(ucf_root, fold=2, **small_clip)
     assert ucf.class_names == ["BalloonRise", "StoneDrop", "BalloonInflate", "BalloonDeflate"]
@@ -22,7 +22,9 @@ def test_train_val_test_batches(kinetics_root, small_clip):
     dm = KineticsDataModule(kinetics_root, **small_clip)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    assert batch["video"].shape == (4, 3, 4, 32, 32) and batch["video"].dtype == torch.float32
+    assert batch["video"].shape == (4, 3, 4, 32, 32) and batch["video"].dtype == torch.uint8
+    batch = dm.on_after_batch_transfer(batch, 0)  # what Lightning calls on the device
+    assert batch["video"].dtype == torch.float32
     assert batch["label"].dtype == torch.long and batch["index"].dtype == torch.long
     assert batch["valid"].all()
     val = next(iter(dm.val_dataloader()))

@@ -27,7 +27,7 @@ def test_quick_demo_runs_every_stage_and_writes_the_summary(tmp_path, capsys):
     for key in KEYS:
         assert isinstance(saved[key], float) and saved[key] >= 0, key
     assert set(saved["stage_seconds"]) == {"synth", "pretrain", "finetune", "scratch"}
-    assert saved["arch"] == QUICK.arch and saved["views"] == "2x3"
+    assert saved["arch"] == "a2net_tiny" and saved["views"] == "2x3"
     assert saved["datasets"]["ucf101"]["test_videos"] == 4  # one video per class in fold 1
     assert saved["datasets"]["kinetics"]["classes"] == 4
     assert len(saved["commands"]) == 5

@@ -24,13 +24,13 @@ from torch import nn
 from a2video.models import build_model
 from a2video.training.checkpoint import CheckpointError
 from a2video.training.finetune import (
-    FinetuneClassifier,
+    Finetune,
     FinetuneError,
-    finetune_param_groups,
     load_pretrained,
     parse_folds,
     run_folds,
 )
+from a2video.training.module import VideoClassifier, param_groups
 
 CLIP = [
     "--data.frames", "4", "--data.stride", "2", "--data.train_scale", "[40, 48]",
@@ -94,7 +94,8 @@ def test_same_class_count_still_gets_a_new_head(train_ckpt):
 
 
 def test_pytorchvideo_state_dict_loads(tmp_path):
-    hub = pytest.importorskip("pytorchvideo.models.hub")
+    import pytorchvideo.models.hub as hub  # a dev dependency: imported, never skipped
+
     ptv = hub.slow_r50(pretrained=False)
     path = tmp_path / "SLOW_8x8_R50.pyth"
     torch.save({"model_state": ptv.state_dict()}, path)  # the zoo's .pyth layout
@@ -193,16 +194,14 @@ def test_frozen_bn_frozen_stages_and_backbone_lr(train_ckpt, ucf_root, tmp_path)
         ucf_root, frames=4, stride=2, train_scale=(40, 48), crop_size=32, test_scale=40,
         batch_size=4, num_workers=0,
     )  # fmt: skip
-    model = FinetuneClassifier(
-        pretrained=train_ckpt,
-        frozen_bn=True,
-        freeze_stages=2,  # stem + res2
+    model = VideoClassifier(
         backbone_lr_mult=0.1,
         arch="a2net_tiny",
         num_classes=dm.num_classes,
         lr=0.5,
         scheduler="constant",
     )
+    finetune = Finetune(pretrained=train_ckpt, frozen_bn=True, freeze_stages=2)  # stem + res2
     reference = build_model("a2net_tiny", num_classes=dm.num_classes)
     load_pretrained(reference, train_ckpt)
     before_stats, before = _bn_stats(reference), reference.state_dict()
@@ -210,7 +209,7 @@ def test_frozen_bn_frozen_stages_and_backbone_lr(train_ckpt, ucf_root, tmp_path)
     trainer = L.Trainer(
         accelerator="cpu", max_epochs=1, default_root_dir=str(tmp_path), logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, num_sanity_val_steps=0,
+        limit_val_batches=0, num_sanity_val_steps=0, callbacks=[finetune],
     )  # fmt: skip
     trainer.fit(model, dm)
     assert trainer.global_step >= 2  # a whole epoch of training ran
@@ -244,11 +243,11 @@ def test_without_frozen_bn_the_statistics_move(train_ckpt, ucf_root, tmp_path):
         ucf_root, frames=4, stride=2, train_scale=(40, 48), crop_size=32, batch_size=4,
         num_workers=0,
     )  # fmt: skip
-    model = FinetuneClassifier(pretrained=train_ckpt, arch="a2net_tiny", num_classes=4)
+    model = VideoClassifier(arch="a2net_tiny", num_classes=4)
     trainer = L.Trainer(
         accelerator="cpu", max_steps=1, default_root_dir=str(tmp_path), logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, num_sanity_val_steps=0,
+        limit_val_batches=0, num_sanity_val_steps=0, callbacks=[Finetune(pretrained=train_ckpt)],
     )  # fmt: skip
     trainer.fit(model, dm)
     ckpt = torch.load(train_ckpt, weights_only=True)["state_dict"]
@@ -257,7 +256,7 @@ def test_without_frozen_bn_the_statistics_move(train_ckpt, ucf_root, tmp_path):
 
 def test_param_groups_split_head_and_backbone():
     net = build_model("a2net_tiny", num_classes=3)
-    groups = finetune_param_groups(net, weight_decay=1e-4, backbone_lr_mult=0.1)
+    groups = param_groups(net, weight_decay=1e-4, backbone_lr_mult=0.1)
     names = [g["name"] for g in groups]
     assert names == ["backbone", "backbone_no_decay", "head", "head_no_decay"]
     assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
@@ -265,7 +264,7 @@ def test_param_groups_split_head_and_backbone():
 
 
 def test_dropout_before_the_head():
-    model = FinetuneClassifier(arch="a2net_tiny", num_classes=3, dropout=0.4)
+    model = VideoClassifier(arch="a2net_tiny", num_classes=3, arch_options={"dropout": 0.4})
     assert isinstance(model.net.dropout, nn.Dropout) and model.net.dropout.p == 0.4
 
 
@@ -312,7 +311,7 @@ def test_config_instantiates(name, ucf_root, tmp_path, monkeypatch):
     config = Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"
     monkeypatch.chdir(tmp_path)
     cli = FinetuneCLI(
-        FinetuneClassifier,
+        VideoClassifier,
         UCF101DataModule,
         run=False,
         args=["--config", str(config), "--data.data_root", ucf_root, "--ckpt", "k.ckpt"],
@@ -320,7 +319,8 @@ def test_config_instantiates(name, ucf_root, tmp_path, monkeypatch):
     expected = yaml.safe_load(config.read_text())
     assert cli.model.num_classes == cli.datamodule.num_classes == 4  # linked from the data
     assert cli.model.net.arch == expected["model"]["arch"]
-    assert cli.model.hparams.pretrained == "k.ckpt"  # --ckpt
+    (finetune,) = [c for c in cli.trainer.callbacks if isinstance(c, Finetune)]
+    assert finetune.pretrained == "k.ckpt"  # --ckpt
     assert cli.datamodule.fold == 1 and cli.datamodule.spec.num_clips == 10
     if name == "ucf101_finetune":  # the paper: 8 GPUs x 13 = 104 clips, LR dropped three times
         assert cli.trainer.num_devices * cli.datamodule.batch_size == 104

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.models import resnet50
 
-from a2video.models import build_model, inflate_2d_to_3d, inflate_state_dict, inflate_weight
+from a2video.models import build_model, filter_imagenet, inflate_weight, load_weights
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_mean_inflation_sums_back_to_the_2d_kernel(resnet2d: torch.nn.Module) ->
     sd2d = resnet2d.state_dict()
     model = build_model("i3d_r50", num_classes=1000)
     target = {k: v.shape for k, v in model.state_dict().items()}
-    sd3d, report = inflate_state_dict(sd2d, target, inflate="mean")
+    sd3d, report = filter_imagenet(sd2d, target, inflate="mean")
     inflated = [k for k, v in sd3d.items() if v.dim() == 5 and v.shape[2] > 1]
     assert "conv1.weight" in inflated and "layer1.0.conv1.weight" in inflated
     for key, w3d in sd3d.items():
@@ -76,7 +76,7 @@ def test_report_names_new_blocks_and_reinitialised_head(
     torch.save(resnet2d.state_dict(), path)
     model = build_model("a2net_r50", num_classes=400)
     fc_before = model.fc.weight.clone()
-    report = inflate_2d_to_3d(model, path, inflate="mean")
+    report = load_weights(model, path, kind="imagenet", inflate="mean")
     assert report.reinitialized == ["fc.weight", "fc.bias"]
     assert report.missing and all(".attn." in k for k in report.missing)
     assert {k.split(".attn.")[0] for k in report.missing} == {
@@ -103,5 +103,5 @@ def test_builder_reports_what_it_loaded(resnet2d: torch.nn.Module) -> None:
 
 def test_mismatched_widths_raise() -> None:
     model = build_model("a2net_tiny")
-    with pytest.raises(ValueError, match="does not fit"):
-        inflate_2d_to_3d(model, resnet50().state_dict())
+    with pytest.raises(ValueError, match="do not fit"):
+        load_weights(model, resnet50().state_dict(), kind="imagenet")

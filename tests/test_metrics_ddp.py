@@ -139,8 +139,10 @@ def _lightning_test(tmp_path, devices: int):
         use_distributed_sampler=True,  # torch's padding sampler: 7 videos over 2 ranks → 8 slots
     )
     (metrics,) = trainer.test(model, TinyVideoData(test_size=7, views=3, bad=(5,)))
+    from a2video.explore.results import load_run
+
     with open(root / "predictions.csv") as f:
-        return metrics, list(csv.DictReader(f))
+        return metrics, list(csv.DictReader(f)), load_run(root)
 
 
 @pytest.mark.timeout(120)
@@ -149,8 +151,13 @@ def test_trainer_one_vs_two_processes_identical(tmp_path):
 
     torch.manual_seed(0)
     torch.save(tiny_model().state_dict(), tmp_path / "weights.pt")
-    m1, rows1 = _lightning_test(tmp_path, 1)
-    m2, rows2 = _lightning_test(tmp_path, 2)
+    m1, rows1, run1 = _lightning_test(tmp_path, 1)
+    m2, rows2, run2 = _lightning_test(tmp_path, 2)
+    # scores.npz (per-view top-k, view-subset top-1) is the same from one or two processes.
+    assert run2.views == run1.views == (1, 3) and run2.index.tolist() == list(range(7))
+    for key in ("labels", "valid", "view_topk_classes", "subset_pred", "clip_topk_classes"):
+        assert torch.equal(getattr(run1, key), getattr(run2, key)), key
+    assert torch.allclose(run1.view_topk_scores, run2.view_topk_scores, atol=1e-3)
     assert [r["index"] for r in rows2] == [str(i) for i in range(7)]
     assert m1["test/videos"] == m2["test/videos"] == 6 and m2["test/unreadable"] == 1
     assert m1 == pytest.approx(m2, abs=1e-6)

@@ -1,12 +1,12 @@
-"""Both notebooks run top to bottom against a tiny checkpoint and keep their figures."""
+"""Both notebooks run top to bottom, on a tiny checkpoint's run and at Kinetics scale (400
+classes, 2,000 videos), and keep their figures, none larger than about 20 inches."""
 
 from __future__ import annotations
 
+import nbclient  # noqa: F401  (a dev dependency: imported, never skipped)
 import pytest
 
 from a2video.explore.notebooks import NOTEBOOKS, execute_notebook, image_outputs, repo_root
-
-nbclient = pytest.importorskip("nbclient")
 
 
 @pytest.fixture(scope="session")
@@ -16,11 +16,32 @@ def tiny_run(tmp_path_factory, kinetics_root) -> dict[str, str]:
     return train_tiny_run(tmp_path_factory.getbasetemp(), kinetics_root)
 
 
-def _run(name: str, tiny_run: dict[str, str], tmp_path):
+@pytest.fixture(scope="session")
+def kinetics_scale(tmp_path_factory, tiny_run) -> dict[str, str]:
+    """A 400-class, 2,000-video test run (structured random scores; the videos' names cycle
+    through the tiny dataset's files) and the tiny checkpoint widened to 400 classes."""
+    from pathlib import Path
+
+    from tiny_checkpoint import widen_checkpoint
+
+    from a2video.explore.results import synthetic_run
+
+    base = tmp_path_factory.mktemp("k400_notebooks")
+    files = sorted(str(p) for p in Path(tiny_run["data"]).rglob("*.mp4"))[:8]
+    synthetic_run(base / "run", num_classes=400, videos=2000, video_files=files)
+    ckpt = widen_checkpoint(tiny_run["ckpt"], base / "wide.ckpt", 400)
+    return {"ckpt": ckpt, "data": tiny_run["data"], "run": str(base / "run")}
+
+
+MAX_INCHES = 20.0
+INLINE_DPI = 72  # the notebooks draw at 72 dpi
+
+
+def _run(name: str, paths: dict[str, str], tmp_path):
     env = {
-        "A2VIDEO_CKPT": tiny_run["ckpt"],
-        "A2VIDEO_DATA": tiny_run["data"],
-        "A2VIDEO_RUN": tiny_run["run"],
+        "A2VIDEO_CKPT": paths["ckpt"],
+        "A2VIDEO_DATA": paths["data"],
+        "A2VIDEO_RUN": paths["run"],
     }
     source = repo_root() / "notebooks" / name
     target = tmp_path / name
@@ -28,7 +49,25 @@ def _run(name: str, tiny_run: dict[str, str], tmp_path):
     assert target.is_file()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+    for cell, size in _image_sizes(nb):  # every figure readable on a screen
+        assert max(size) <= MAX_INCHES * INLINE_DPI, (cell, size)
     return nb
+
+
+def _image_sizes(nb) -> list[tuple[int, tuple[int, int]]]:
+    import base64
+    import io
+
+    from PIL import Image
+
+    sizes = []
+    for i, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {}).get("image/png")
+            if data:
+                with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+                    sizes.append((i, image.size))
+    return sizes
 
 
 def _cell_images(nb, marker: str) -> int:
@@ -50,16 +89,37 @@ def test_the_committed_notebooks_are_the_ones_the_runner_knows():
         assert (repo_root() / "notebooks" / name).is_file()
 
 
-def test_explore_predictions_notebook_draws_every_figure(tiny_run, tmp_path):
+def test_explore_predictions_notebook_reads_the_test_runs_scores(tiny_run, tmp_path):
     nb = _run("explore_predictions.ipynb", tiny_run, tmp_path)
-    assert _cell_images(nb, "plot_per_class_accuracy") == 1
-    assert _cell_images(nb, "plot_confusion_matrix") == 1
-    assert _cell_images(nb, "plot_mistake_gallery") == 1
-    assert _cell_images(nb, "plot_accuracy_vs_views") == 1
+    for marker in (
+        "plot_per_class_accuracy",
+        "plot_confused_pairs",
+        "plot_confusion_matrix",
+        "plot_view_summary",
+        "class_browser",
+    ):
+        assert _cell_images(nb, marker) == 1, marker
     text = _text(nb)
-    assert "a2net_tiny: 4 classes" in text
-    # It found training's predictions.csv and compared it with its own scores.
-    assert "predictions.csv: 4 rows, tested with 3x3 views" in text
+    # training's test (3x3 views) wrote scores.npz; the notebook read it, no checkpoint needed
+    assert "4 videos (0 unreadable), 4 classes, tested with 3x3 views" in text
+
+
+def test_explore_predictions_notebook_at_kinetics_scale(kinetics_scale, tmp_path):
+    nb = _run("explore_predictions.ipynb", kinetics_scale, tmp_path)
+    for marker in (
+        "plot_per_class_accuracy",
+        "plot_confused_pairs",
+        "plot_confusion_matrix",
+        "plot_view_summary",
+        "plot_mistake_gallery",
+        "class_browser",
+    ):
+        assert _cell_images(nb, marker) == 1, marker
+    text = _text(nb)
+    assert "2000 videos (3 unreadable), 400 classes, tested with 10x3 views" in text
+    assert "image/gif;base64" in "".join(
+        o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", [])
+    )
 
 
 def test_attention_maps_notebook_draws_b_and_v_for_every_block(tiny_run, tmp_path):
@@ -70,3 +130,9 @@ def test_attention_maps_notebook_draws_b_and_v_for_every_block(tiny_run, tmp_pat
     assert _cell_images(nb, "plot_descriptor_usage") == blocks
     text = _text(nb)
     assert "layer2.0.attn: 32 descriptors" in text and "layer3.0.attn: 64 descriptors" in text
+
+
+def test_attention_maps_notebook_at_400_classes(kinetics_scale, tmp_path):
+    nb = _run("attention_maps.ipynb", kinetics_scale, tmp_path)
+    assert _cell_images(nb, "plot_descriptor_usage") == 2
+    assert "(4 classes with videos; the first 10)" in _text(nb)

@@ -4,6 +4,7 @@ with a tiny checkpoint trained in the session."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -102,7 +103,10 @@ def tiny_run(tmp_path_factory, kinetics_root) -> dict[str, str]:
 def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
     from a2video.cli import main
 
-    code = main(argv)
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # a user error: one line, status 2 (a2video.errors)
+        code = exit_.code
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -185,3 +189,27 @@ def test_predict_rejects_bad_views_and_non_checkpoints_in_one_line(tiny_run, tmp
     bogus.write_text("hello")
     code, _, err = _cli(["predict", "--ckpt", str(bogus), "x.mp4"], capsys)
     assert code == 2 and "not a PyTorch checkpoint" in err and err.count("\n") == 1
+
+
+def test_predict_attention_writes_the_gather_maps_of_every_block_over_each_video(
+    tiny_run, tmp_path, capsys
+):
+    import pandas as pd
+    from PIL import Image
+
+    videos = list(pd.read_csv(f"{tiny_run['run']}/predictions.csv")["video"][:2])
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video\n")
+    out = tmp_path / "maps"
+    args = ["predict", "--ckpt", tiny_run["ckpt"], "--views", "1x1", "--attention", str(out)]
+    code, stdout, err = _cli([*args, *videos, str(broken)], capsys)
+    assert code == 1 and f"{broken}: cannot decode" in err  # the others still get their maps
+    assert stdout.count("\n") == 2
+    blocks = ["layer2.0.attn", "layer3.0.attn"]  # a2net_tiny's A2-blocks
+    for video in videos:
+        folder = out / Path(video).stem
+        assert sorted(p.name for p in folder.iterdir()) == [f"{b}.png" for b in blocks]
+        with Image.open(folder / f"{blocks[0]}.png") as png:
+            width, height = png.size
+        assert 400 < width <= 2000 and 300 < height <= 2000  # 4 descriptors × 4 frames, readable
+    assert "attention maps: 4 PNGs in" in err and not (out / "broken").exists()

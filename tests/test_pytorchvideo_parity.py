@@ -10,11 +10,11 @@ import warnings
 import pytest
 import torch
 
-from a2video.models import build_model, convert_pytorchvideo_state_dict, load_pytorchvideo
+from a2video.models import build_model, convert_pytorchvideo_state_dict, load_weights
 
-with warnings.catch_warnings():
+with warnings.catch_warnings():  # a dev dependency (pyproject [dev]): imported, never skipped
     warnings.simplefilter("ignore")
-    hub = pytest.importorskip("pytorchvideo.models.hub")
+    import pytorchvideo.models.hub as hub
 
 
 def _randomise_bn(net: torch.nn.Module) -> torch.nn.Module:
@@ -39,7 +39,7 @@ def _global_pool_head(ptv: torch.nn.Module) -> torch.nn.Module:
 def test_pytorchvideo_weights_give_the_same_logits(ptv_name: str, arch: str) -> None:
     ptv = _global_pool_head(_randomise_bn(getattr(hub, ptv_name)(pretrained=False)))
     ours = build_model(arch, num_classes=400)
-    report = load_pytorchvideo(ours, ptv.state_dict())
+    report = load_weights(ours, ptv.state_dict(), kind="pytorchvideo")
     assert report.missing == report.skipped == report.reinitialized == []
     ours.eval()
     clip = torch.randn(1, 3, 4, 32, 32)
@@ -79,7 +79,7 @@ def test_conversion_is_a_pure_key_mapping() -> None:
 def test_slow_r50_parity_at_full_size_with_their_own_head() -> None:
     ptv = _randomise_bn(hub.slow_r50(pretrained=False))
     ours = build_model("slow_r50")
-    load_pytorchvideo(ours, ptv.state_dict())
+    load_weights(ours, ptv.state_dict(), kind="pytorchvideo")
     clip = torch.randn(1, 3, 8, 224, 224)
     with torch.no_grad():
         expected, got = ptv(clip), ours.eval()(clip)

@@ -10,12 +10,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from a2video.training.checkpoint import load_checkpoint
+from a2video.training.checkpoint import atomic_save, load_checkpoint
 from a2video.training.module import WarmupSchedule
+from a2video.training.resume import RESUME_KEY
 
 TESTS = Path(__file__).resolve().parent
 STEPS_PER_EPOCH, EPOCHS, LR = 4, 2, 0.05
@@ -83,6 +85,21 @@ def test_sigkill_after_step_checkpoint_then_resume(tmp_path):
     _check_steps(tmp_path)
 
 
+def test_checkpoint_of_the_previous_version_resumes_with_one_warning(tmp_path):
+    """A ``last.ckpt`` without ``a2video_resume`` (written before it existed) still resumes: one
+    warning, then every step exactly once as before."""
+    killed = _fit(tmp_path, kill_at=3, sig="SIGKILL")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt = load_checkpoint(path)
+    assert ckpt.pop(RESUME_KEY)["world_size"] == 1
+    atomic_save(ckpt, path)
+    resumed = _fit(tmp_path, "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (resumed.stderr + resumed.stdout).count("no data position or RNG state") == 1
+    _check_steps(tmp_path)
+
+
 @pytest.mark.slow
 def test_sigterm_saves_then_resume(tmp_path):
     stopped = _fit(tmp_path, kill_at=5, sig="SIGTERM")
@@ -93,3 +110,142 @@ def test_sigterm_saves_then_resume(tmp_path):
     resumed = _fit(tmp_path, "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _check_steps(tmp_path)
+
+
+def test_sampler_skip_drops_the_consumed_keys_of_one_epoch_once():
+    """What a resume asks of ShardedSampler: the rest of that epoch's shuffle, then full epochs."""
+    from a2video.data.datasets import ShardedSampler
+
+    sampler = ShardedSampler(10, shuffle=True, seed=3, pad=True, rank=1, world_size=2)
+    sampler.set_epoch(4)
+    whole = list(sampler)
+    sampler.skip(4, 2)
+    assert list(sampler) == whole[2:] and len(sampler) == len(whole) == 5
+    assert list(sampler) == whole  # one-shot
+    sampler.skip(4, 5)  # the epoch had ended: the next one is not shortened
+    sampler.set_epoch(5)
+    assert len(list(sampler)) == 5
+
+
+# ---------------------------------------------------------------------------- exactly once
+# The real KineticsDataModule on the synthetic fixture (11 train videos), with dropout so that the
+# RNG streams matter: every step's loss and video indices are logged per rank, and a run killed at
+# step k then resumed with `--ckpt_path last` must log exactly what an uninterrupted run logs.
+EXACT_SCRIPT = textwrap.dedent(
+    """
+    import json, os, signal, sys, torch
+    torch.set_num_threads(1)
+    from lightning.pytorch import Callback
+    from a2video.data import KineticsDataModule
+    from a2video.training.cli import A2VideoCLI
+    from a2video.training.module import VideoClassifier
+
+    class Record(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == int(os.environ.get("KILL_AT", -1)):
+                if trainer.world_size > 1:  # the whole job dies at once, as on a lost node
+                    os.killpg(os.getpgid(0), signal.SIGKILL)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            row = [trainer.global_rank, trainer.current_epoch, trainer.global_step,
+                   float(outputs["loss"]), batch["index"].tolist()]
+            with open(os.environ["STEP_LOG"] + f".{trainer.global_rank}", "a") as f:
+                f.write(json.dumps(row) + "\\n")
+
+    A2VideoCLI(VideoClassifier, KineticsDataModule, trainer_defaults={"callbacks": [Record()]})
+    """
+)
+EXACT_ARGS = [
+    "--seed_everything", "0",
+    "--model.arch", "a2net_tiny", "--model.arch_options", '{"dropout": 0.5}',
+    "--model.lr", "0.05", "--model.warmup_epochs", "0.5",
+    "--data.frames", "4", "--data.stride", "3", "--data.train_scale", "[40, 48]",
+    "--data.crop_size", "32", "--data.test_scale", "40", "--data.num_clips", "1",
+    "--data.num_crops", "1", "--data.num_workers", "0", "--data.val_split", "val",
+    "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
+    "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+    "--trainer.enable_model_summary", "false", "--trainer.num_sanity_val_steps", "0",
+    "--step_checkpoint.every_n_train_steps", "1",
+]  # fmt: skip
+
+
+def _exact_fit(run: Path, data_root: str, *extra: str, kill_at: int = -1):
+    script = run.parent / "exact_fit.py"
+    script.write_text(EXACT_SCRIPT)
+    env = dict(os.environ, KILL_AT=str(kill_at), STEP_LOG=str(run / "steps"))
+    env.update(PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    run.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable, str(script), "fit", *EXACT_ARGS, "--data.data_root", data_root,
+        "--trainer.default_root_dir", str(run), *extra,
+    ]  # fmt: skip
+    return subprocess.run(
+        cmd, env=env, cwd=run, capture_output=True, text=True, timeout=170, start_new_session=True
+    )
+
+
+def _steps(run: Path, rank: int) -> list[list]:
+    return [json.loads(line) for line in (run / f"steps.{rank}").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, kinetics_root) -> Callable[..., Path]:
+    """The uninterrupted run of a configuration, made once per module."""
+    runs: dict[tuple[str, ...], Path] = {}
+
+    def get(*extra: str) -> Path:
+        if extra not in runs:
+            run = tmp_path_factory.mktemp("whole") / "run"
+            _fit_ok(_exact_fit(run, kinetics_root, *extra))
+            runs[extra] = run
+        return runs[extra]
+
+    return get
+
+
+def _assert_exactly_once(
+    tmp_path: Path, data_root: str, whole: Path, kill_at: int, *extra: str
+) -> None:
+    ranks = 2 if "--trainer.devices" in extra else 1
+    killed = _exact_fit(tmp_path / "resumed", data_root, *extra, kill_at=kill_at)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    _fit_ok(_exact_fit(tmp_path / "resumed", data_root, *extra, "--ckpt_path", "last"))
+    for rank in range(ranks):
+        expected, got = _steps(whole, rank), _steps(tmp_path / "resumed", rank)
+        assert [r[2] for r in got] == [r[2] for r in expected]  # each step once, none lost
+        assert [r[4] for r in got] == [r[4] for r in expected], "other videos after the resume"
+        assert [r[3] for r in got] == pytest.approx([r[3] for r in expected], rel=1e-6, abs=0)
+    # every video (11 listed and present) trained once per epoch over all ranks
+    for epoch in (0, 1):
+        seen = [
+            i for rank in range(ranks) for r in _steps(tmp_path / "resumed", rank) for i in r[4]
+            if r[1] == epoch
+        ]  # fmt: skip
+        assert sorted(set(seen)) == list(range(11)), seen
+        assert len(seen) - len(set(seen)) < ranks
+
+
+def _fit_ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("kill_at", [1, 3])  # mid-epoch; right after epoch 0 ended (3 steps)
+def test_resume_trains_on_the_same_batches_with_the_same_randomness(
+    kinetics_root, tmp_path, uninterrupted, kill_at
+):
+    """1 process, batch 4, 3 steps per epoch: killed after step 1 (mid-epoch) or after step 3 (at
+    the epoch's end, after its validation), the resumed run's per-step losses equal the
+    uninterrupted run's within 1e-6 (relative) and it sees the same videos in the same order."""
+    extra = ("--data.batch_size", "4")
+    _assert_exactly_once(tmp_path, kinetics_root, uninterrupted(*extra), kill_at, *extra)
+
+
+@pytest.mark.timeout(420)
+def test_resume_is_exactly_once_under_ddp(kinetics_root, tmp_path, uninterrupted):
+    """2 gloo ranks, batch 2 per rank (3 steps per epoch): killed after step 2, each rank's
+    resumed losses and videos equal the uninterrupted run's step by step."""
+    extra = ("--data.batch_size", "2", "--trainer.devices", "2", "--trainer.strategy", "ddp")
+    _assert_exactly_once(tmp_path, kinetics_root, uninterrupted(*extra), 2, *extra)

@@ -67,23 +67,25 @@ def test_clip_topk_draws_frames_and_the_k_best_scores_in_order():
     # Drawn top to bottom: the best score has the highest y.
     bars = sorted(bars, key=lambda b: -b.get_y())
     np.testing.assert_allclose([b.get_width() for b in bars], [0.4, 0.3, 0.1, 0.08, 0.05])
-    labels = [t.get_text() for t in axes[4].get_yticklabels()]
-    ticks = axes[4].get_yticks()
-    by_height = [name for _, name in sorted(zip(ticks, labels, strict=True), reverse=True)]
+    # Each name is written inside its bar's row (long names never run into the frames).
+    names = [(t.get_position()[1], t.get_text()) for t in axes[4].texts if t.get_text() in NAMES]
+    by_height = [name for _, name in sorted(names, reverse=True)]
     assert by_height == ["class_1", "class_3", "class_4", "class_5", "class_0"]
     # The wrong top-1 is red, the true class green, the others grey.
-    assert bars[0].get_facecolor() == to_rgba(viz.WRONG_COLOR)
-    assert bars[1].get_facecolor() == to_rgba(viz.CORRECT_COLOR)
-    assert bars[2].get_facecolor() == to_rgba(viz.OTHER_COLOR)
+    assert bars[0].get_facecolor() == to_rgba(viz.WRONG_COLOR, 0.45)
+    assert bars[1].get_facecolor() == to_rgba(viz.CORRECT_COLOR, 0.45)
+    assert bars[2].get_facecolor() == to_rgba(viz.OTHER_COLOR, 0.45)
 
 
 def test_mistake_gallery_has_one_row_per_clip_with_its_title():
     items = [{"frames": _frames(), "scores": np.eye(7)[i], "label": (i + 1) % 7} for i in range(3)]
     fig = viz.plot_mistake_gallery(items, NAMES, k=3, num_frames=2)
     assert len(fig.axes) == 3 * 3
-    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
-    assert "true: class_1 | predicted: class_0" in texts
-    assert "true: class_3 | predicted: class_2" in texts
+    titles = [sub._suptitle.get_text() for sub in fig.subfigs]  # one line above each row
+    assert titles[0] == "true: class_1  |  predicted: class_0 (1.00)"
+    assert titles[2] == "true: class_3  |  predicted: class_2 (1.00)"
+    missing = viz.plot_mistake_gallery([{**items[0], "frames": None, "missing": "gone"}], NAMES)
+    assert "gone" in [t.get_text() for t in missing.axes[0].texts]
     with pytest.raises(ValueError, match="empty"):
         viz.plot_mistake_gallery([], NAMES)
 
@@ -105,7 +107,8 @@ def test_confusion_matrix_image_is_the_row_normalised_matrix():
 
 def test_per_class_accuracy_puts_the_worst_class_on_top_and_skips_absent_classes():
     acc = np.array([0.9, np.nan, 0.2, 0.5])
-    ax = viz.plot_per_class_accuracy(acc, NAMES[:4], overall=0.6)
+    ax, hist = viz.plot_per_class_accuracy(acc, NAMES[:4], overall=0.6).axes
+    assert sum(p.get_height() for p in hist.patches) == 3  # every present class, once
     bars = sorted(_bars(ax), key=lambda b: -b.get_y())
     np.testing.assert_allclose([b.get_width() for b in bars], [0.2, 0.5, 0.9])
     labels = dict(zip(ax.get_yticks(), [t.get_text() for t in ax.get_yticklabels()], strict=True))

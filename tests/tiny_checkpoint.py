@@ -70,3 +70,28 @@ def train_tiny_run(base: Path, data_root: str) -> dict[str, str]:
     paths = {"ckpt": str(run / "checkpoints" / "last.ckpt"), "run": str(run), "data": data_root}
     done.write_text(json.dumps(paths))
     return paths
+
+
+def widen_checkpoint(ckpt: str, out: Path, num_classes: int = 400) -> str:
+    """The tiny checkpoint with a ``num_classes``-way head: its classes keep their rows (same
+    predictions on its videos), the others get small random rows and Kinetics-like names. For
+    exercising the figures at Kinetics scale without training a 400-class model."""
+    import torch
+
+    from a2video.explore.results import synthetic_class_names
+
+    c = torch.load(ckpt, map_location="cpu", weights_only=True)
+    weight, bias = c["state_dict"]["net.fc.weight"], c["state_dict"]["net.fc.bias"]
+    known = weight.shape[0]
+    g = torch.Generator().manual_seed(0)
+    extra = num_classes - known
+    c["state_dict"]["net.fc.weight"] = torch.cat(
+        [weight, torch.randn(extra, weight.shape[1], generator=g) * weight.std()]
+    )
+    c["state_dict"]["net.fc.bias"] = torch.cat([bias, torch.full((extra,), float(bias.min()))])
+    names = list(c["a2video"]["class_names"]) + synthetic_class_names(num_classes)[known:]
+    c["a2video"].update(num_classes=num_classes, class_names=names)
+    c["hyper_parameters"].update(num_classes=num_classes, class_names=names)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(c, out)
+    return str(out)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from a2video.commands import add_checkpoint_arguments
 
 HELP = (
     "Export a checkpoint's network to ONNX or TorchScript for a fixed clip shape (parity checked)."
@@ -12,7 +13,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ckpt", required=True, help="checkpoint written by train.py / finetune")
+    add_checkpoint_arguments(parser)
     parser.add_argument("--format", required=True, choices=["onnx", "torchscript"])
     parser.add_argument(
         "--out", default=None, help="output file (default: next to the checkpoint, .onnx / .pt)"
@@ -28,11 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tolerance", type=float, default=1e-3, help="largest |logit difference| accepted"
     )
-    parser.add_argument(
-        "--unsafe-load",
-        action="store_true",
-        help="allow pickled Python objects in the checkpoint (trusted files only)",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,13 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
     from a2video.explore.export import SUFFIX, export_model, parity_check
     from a2video.explore.predict import load_predictor
-    from a2video.training.checkpoint import CheckpointError
 
-    try:
-        predictor = load_predictor(args.ckpt, unsafe=args.unsafe_load)
-    except CheckpointError as err:
-        print(f"a2video export: {err}", file=sys.stderr)
-        return 2
+    predictor = load_predictor(args.ckpt, unsafe=args.unsafe_load)
     _, frames, size, _ = predictor.clip_shape
     shape = (args.batch, 3, args.frames or frames, args.size or size, args.size or size)
     out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(SUFFIX[args.format])

@@ -1,4 +1,4 @@
-"""``a2video predict --ckpt CKPT VIDEO... [--views 10x3] [--topk 5] [--json]``."""
+"""``a2video predict --ckpt CKPT VIDEO... [--views 10x3] [--topk 5] [--json] [--attention DIR]``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import argparse
 import json
 import sys
 
+from a2video.commands import add_checkpoint_arguments
+
 HELP = "Top-k action labels of video files from a trained checkpoint (multi-view)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files to label")
-    parser.add_argument("--ckpt", required=True, help="checkpoint written by train.py / finetune")
+    add_checkpoint_arguments(parser)
     parser.add_argument(
         "--views",
         default="10x3",
@@ -28,15 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
     parser.add_argument("--batch-size", type=int, default=16, help="views per forward pass")
     parser.add_argument(
-        "--unsafe-load",
-        action="store_true",
-        help="allow pickled Python objects in the checkpoint (trusted files only)",
+        "--attention",
+        metavar="DIR",
+        default=None,
+        help="also write each A2-block's gather maps over the frames of every video as PNGs "
+        "(DIR/<video>/<block>.png)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from a2video.explore.predict import load_predictor, parse_views, predict_videos
-    from a2video.training.checkpoint import CheckpointError
 
     try:
         clips, crops = parse_views(args.views)
@@ -46,11 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.topk < 1:
         print("a2video predict: --topk must be at least 1", file=sys.stderr)
         return 2
-    try:
-        predictor = load_predictor(args.ckpt, device=args.device, unsafe=args.unsafe_load)
-    except CheckpointError as err:
-        print(f"a2video predict: {err}", file=sys.stderr)
-        return 2
+    predictor = load_predictor(args.ckpt, device=args.device, unsafe=args.unsafe_load)
     results = predict_videos(
         predictor,
         args.videos,
@@ -74,6 +73,19 @@ def run(args: argparse.Namespace) -> int:
                 continue
             ranked = ", ".join(f"{name} {score:.3f}" for name, score in r.topk)
             print(f"{r.path}: {ranked}")
+    if args.attention is not None:
+        from a2video.explore.attention_maps import attention_blocks, write_attention_maps
+
+        if not attention_blocks(predictor.model):
+            print(
+                f"a2video predict: --attention: {predictor.meta.get('arch')} has no A2-block",
+                file=sys.stderr,
+            )
+            return 2
+        readable = [r.path for r in results if r.ok]
+        written = write_attention_maps(predictor, readable, args.attention, decoder=args.decoder)
+        count = sum(len(files) for files in written.values())
+        print(f"attention maps: {count} PNGs in {args.attention}", file=sys.stderr)
     for r in results:
         if not r.ok:
             print(f"a2video predict: {r.path}: {r.error}", file=sys.stderr)

@@ -28,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--duration",
         type=float,
         nargs=2,
-        default=(2.0, 4.0),
+        default=None,
         metavar=("MIN", "MAX"),
-        help="seconds per video",
+        help="seconds per video (default 2 4; 10 10 with --encoding web)",
     )
     parser.add_argument(
         "--size",
@@ -70,6 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="add one unusual-but-usable video of each kind (short, 1 frame, "
         "97x61, grayscale, VP9 webm, rotated, VFR)",
     )
+    parser.add_argument(
+        "--encoding",
+        choices=["fast", "web"],
+        default="fast",
+        help="fast: x264 veryfast, a keyframe every second (quick tests); web: download-like "
+        "Kinetics (x264 medium, crf 23, keyint 250, 30 fps, short side 256, 10 s)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -83,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         videos_per_class=args.videos_per_class,
         val_per_class=args.val_per_class,
         seed=args.seed,
-        duration=tuple(args.duration),
+        duration=tuple(args.duration) if args.duration else None,
         size=tuple(args.size) if args.size else None,
         max_side=args.max_side,
         structure=args.structure,
@@ -91,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         broken=args.broken,
         quirks=args.quirks,
         progress=not args.no_progress,
+        encoding=args.encoding,
     )
     print(
         f"{args.layout} dataset in {args.root}: {len(manifest['classes'])} classes, "

@@ -10,6 +10,12 @@ Batches (dicts):
   ``failed_index``.
 - test/predict: ``video`` (B, V, 3, T, S, S) with V = num_clips * num_crops, clip-major.
 
+Workers return uint8 clips (a quarter of the bytes over PCIe, less work per clip); the
+DataModule's ``on_after_batch_transfer`` converts them to normalised float on the device, so the
+model sees the same floats as before (``normalize_on_device=False`` normalises in the workers,
+for code that iterates the loaders directly). With ``repeat_clips=K`` a train batch of
+``batch_size`` clips holds ``batch_size / K`` videos, K clips of each (see docs/data.md).
+
 The DataModule implements ``on_before_batch_transfer`` to count unusable videos (see
 :class:`BadVideoMonitor`); ``data_counters(stage)`` gives the numbers to log per epoch.
 """
@@ -26,8 +32,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import annotations as ann
-from .datasets import BadVideoMonitor, ClipSpec, ShardedSampler, VideoClipDataset
-from .transforms import IMAGENET_MEAN, IMAGENET_STD
+from .datasets import (
+    BadVideoMonitor,
+    ClipSpec,
+    ShardedSampler,
+    VideoClipDataset,
+    repeated_collate,
+)
+from .prepare import read_frame_step
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
+from .video import get_decoder
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +91,26 @@ class VideoDataModule(L.LightningDataModule):
         persistent_workers: bool = False,
         seed: int = 0,
         max_bad_fraction: float = 0.05,
+        repeat_clips: int = 1,
+        normalize_on_device: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if repeat_clips < 1 or batch_size % repeat_clips:
+            raise ValueError(
+                f"repeat_clips={repeat_clips} must be >= 1 and divide batch_size={batch_size} "
+                "(a batch holds batch_size / repeat_clips videos, repeat_clips clips of each)"
+            )
+        self.repeat_clips = repeat_clips
+        self.normalize_on_device = normalize_on_device
+        if decoder == "nvdec":  # decodes on the GPU in the main process
+            get_decoder("nvdec")  # one-line error here where it cannot run
+            if num_workers:
+                raise ValueError(
+                    f"decoder='nvdec' decodes on the GPU in the main process: set num_workers=0 "
+                    f"(got {num_workers}); CUDA does not survive the fork into workers"
+                )
+            pin_memory = False
         self.data_root = str(data_root)
         self.annotation_dir = annotation_dir
         self.splits = {
@@ -154,7 +185,14 @@ class VideoDataModule(L.LightningDataModule):
             self.missing[name] = len(split.missing)
             mode = {"train": "train", "val": "val"}.get(name, "test")
             self.datasets[name] = VideoClipDataset(
-                split.records, mode, self.spec, self.decoder, self.seed
+                split.records,
+                mode,
+                self.spec,
+                self.decoder,
+                self.seed,
+                repeat=self.repeat_clips if mode == "train" else 1,
+                uint8=self.normalize_on_device,
+                frame_step=read_frame_step(self.data_root),  # 1 unless an `a2video prepare` copy
             )
             self.monitor.set_paths(name, [r.path for r in split.records])
         if stage == "fit":
@@ -194,6 +232,16 @@ class VideoDataModule(L.LightningDataModule):
         self.count_batch(batch, stage)
         return batch
 
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """uint8 clips -> normalised float, on the device the batch was moved to."""
+        return self.normalize(batch)
+
+    def normalize(self, batch):
+        """A batch's uint8 ``video`` as normalised float (the clip spec's mean/std)."""
+        if isinstance(batch, dict) and getattr(batch.get("video"), "dtype", None) == torch.uint8:
+            batch["video"] = normalize_batch(batch["video"], self.spec.mean, self.spec.std)
+        return batch
+
     def count_batch(self, batch: dict, stage: str) -> dict:
         """Count a batch's failure flags (raises DataQualityError past the limit); drops strings."""
         if isinstance(batch, dict):
@@ -206,15 +254,21 @@ class VideoDataModule(L.LightningDataModule):
         if name not in self.datasets:
             self.setup({"train": "fit", "val": "validate"}.get(name, name))
         self.monitor.reset_epoch(name)
+        repeat = self.datasets[name].repeat
         return DataLoader(
             self.datasets[name],
-            batch_size=batch_size,
+            batch_size=batch_size // repeat,  # videos; each gives `repeat` clips
+            collate_fn=functools.partial(repeated_collate, repeat=repeat) if repeat > 1 else None,
             sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             worker_init_fn=_worker_init,
             drop_last=False,
+            # The loader's per-iterator base seed comes from its own generator, not torch's global
+            # one: starting an epoch or a validation run leaves dropout's RNG stream untouched,
+            # so a resumed run (which restores that stream) matches an uninterrupted one.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def _sampler(self, name: str, **kwargs) -> ShardedSampler:

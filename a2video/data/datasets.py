@@ -1,8 +1,11 @@
 """Map-style clip datasets, rank-sharding samplers and the bad-video monitor.
 
-One sample = one video. Train: one random clip ``(3, T, S, S)``; val: the centre clip;
-test/predict: every view ``(V, 3, T, S, S)`` (V = clips x crops, clip-major) from one decode.
-Each sample opens its file once and closes it before returning.
+One sample = one video. Train: one random clip ``(3, T, S, S)``, or with ``repeat=K`` K clips
+``(K, 3, T, S, S)`` from one decode (repeated augmentation; :func:`repeated_collate` flattens
+them into the batch); val: the centre clip; test/predict: every view ``(V, 3, T, S, S)``
+(V = clips x crops, clip-major) from one decode. Each sample opens its file once and closes it
+before returning. Clips are normalised float, or uint8 with ``uint8=True`` (the DataModules
+normalise on the device: :func:`transforms.normalize_batch`).
 
 Randomness is per sample: the generator is seeded from ``(seed, epoch, index)``, so a batch
 does not depend on which worker made it. :class:`ShardedSampler` hands ``(index, epoch)``
@@ -22,11 +25,11 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler, get_worker_info
+from torch.utils.data import Dataset, Sampler, default_collate, get_worker_info
 
 from . import sampling, transforms
 from .annotations import VideoRecord
@@ -73,15 +76,30 @@ class ClipSpec:
     def num_views(self) -> int:
         return self.num_clips * self.num_crops
 
+    @property
+    def centre_view(self) -> int:
+        """Index of the centre clip's centre crop among the test views
+        (:func:`a2video.data.sampling.centre_view`)."""
+        return sampling.centre_view(self.num_clips, self.num_crops)
+
     def as_dict(self) -> dict:
+        """Plain data (JSON, weights-only checkpoints); :meth:`from_dict` reads it back."""
         d = asdict(self)
-        d["size"] = self.crop_size
         d["train_scale"], d["mean"], d["std"] = (
             list(self.train_scale),
             list(self.mean),
             list(self.std),
         )
         return d
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ClipSpec:
+        """The spec of :meth:`as_dict` output, also of older checkpoints (``size`` key)."""
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in values.items() if k in known}
+        if "crop_size" not in kwargs and "size" in values:
+            kwargs["crop_size"] = int(values["size"])
+        return cls(**kwargs)
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -99,6 +117,12 @@ class VideoClipDataset(Dataset):
         decoder: decoder name for :func:`get_decoder`.
         seed: base seed of the per-sample generators.
         max_retries: train only: how many replacement videos to try after a failure.
+        repeat: train only: clips per decoded video, each with its own start, scale, crop and
+            flip (PySlowFast / MAE-ST repeated augmentation); 1 gives one ``(3, T, S, S)`` clip.
+        uint8: return uint8 clips (normalise later with :func:`transforms.normalize_batch`).
+        frame_step: the videos keep every ``frame_step``-th frame of the original (a copy made
+            by ``a2video prepare --frame-step``): ``spec.stride``, in original frames, is
+            divided by it so a clip spans the same time.
     """
 
     def __init__(
@@ -109,15 +133,28 @@ class VideoClipDataset(Dataset):
         decoder: str = "auto",
         seed: int = 0,
         max_retries: int = 10,
+        repeat: int = 1,
+        uint8: bool = False,
+        frame_step: int = 1,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if frame_step < 1 or spec.stride % frame_step:
+            raise ValueError(
+                f"stride {spec.stride} (in original frames) is not a multiple of the videos' "
+                f"frame_step {frame_step}: use a stride divisible by {frame_step}"
+            )
+        if repeat < 1:
+            raise ValueError(f"repeat must be >= 1, got {repeat}")
         self.records = list(records)
         self.mode = mode
         self.spec = spec
         self.decoder_name = decoder
         self.seed = seed
         self.max_retries = max_retries
+        self.repeat = repeat if mode == "train" else 1
+        self.uint8 = uint8
+        self.stride = spec.stride // frame_step  # in the frames of the files read
         self._decoder = None  # made lazily in each worker process
 
     def __len__(self) -> int:
@@ -148,36 +185,53 @@ class VideoClipDataset(Dataset):
         return frames, [[pos[i] for i in clip] for clip in indices]
 
     def _train_clip(self, record: VideoRecord, rng: np.random.Generator) -> torch.Tensor:
-        s = self.spec
-        frames, (positions,) = self._decode(
-            record.path, lambda n: [sampling.train_clip(n, s.frames, s.stride, rng)]
+        """One augmented clip, or ``repeat`` of them ``(K, 3, T, S, S)`` from one decode."""
+        s, k = self.spec, self.repeat
+        frames, clips = self._decode(
+            record.path,
+            lambda n: sampling.repeated_train_clips(n, s.frames, self.stride, k, rng),
         )
-        return transforms.train_transform(
-            frames[positions], rng, s.train_scale, s.crop_size, s.mean, s.std, s.flip
-        )
+        out = [
+            transforms.train_transform(
+                frames[positions],
+                rng,
+                s.train_scale,
+                s.crop_size,
+                s.mean,
+                s.std,
+                s.flip,
+                self.uint8,
+            )
+            for positions in clips
+        ]
+        return out[0] if k == 1 else torch.stack(out)
 
     def _val_clip(self, record: VideoRecord) -> torch.Tensor:
         s = self.spec
         frames, (positions,) = self._decode(
-            record.path, lambda n: [sampling.center_clip(n, s.frames, s.stride)]
+            record.path, lambda n: [sampling.center_clip(n, s.frames, self.stride)]
         )
         return transforms.eval_transform(
-            frames[positions], s.test_scale, s.crop_size, s.mean, s.std
+            frames[positions], s.test_scale, s.crop_size, s.mean, s.std, self.uint8
         )
 
     def _test_views(self, record: VideoRecord) -> torch.Tensor:
         s = self.spec
         frames, clips = self._decode(
-            record.path, lambda n: sampling.multi_clip(n, s.frames, s.stride, s.num_clips)
+            record.path, lambda n: sampling.multi_clip(n, s.frames, self.stride, s.num_clips)
         )
         return transforms.multi_view_transform(
-            frames, clips, s.test_scale, s.crop_size, s.num_crops, s.mean, s.std
+            frames, clips, s.test_scale, s.crop_size, s.num_crops, s.mean, s.std, self.uint8
         )
 
     def empty(self) -> torch.Tensor:
         s = self.spec
         shape = (3, s.frames, s.crop_size, s.crop_size)
-        return torch.zeros((s.num_views, *shape) if self.mode == "test" else shape)
+        if self.mode == "test":
+            shape = (s.num_views, *shape)
+        elif self.repeat > 1:
+            shape = (self.repeat, *shape)
+        return torch.zeros(shape, dtype=torch.uint8 if self.uint8 else torch.float32)
 
     # ------------------------------------------------------------------ sample
     def _key(self, key) -> tuple[int, int]:
@@ -229,6 +283,22 @@ class VideoClipDataset(Dataset):
         return sample
 
 
+def repeated_collate(samples: list[dict], repeat: int) -> dict:
+    """Collate train samples of ``repeat`` clips each into a flat batch of clips.
+
+    ``video`` ``(b, K, 3, T, S, S)`` becomes ``(b * K, 3, T, S, S)`` (the K clips of a video
+    side by side); ``label``, ``index`` and ``valid`` are repeated per clip. The failure flags
+    (``failed``, ``failed_index``, ``failed_reason``) stay one per video, so the bad-video
+    counters count videos, not clips.
+    """
+    batch = default_collate(samples)
+    video = batch["video"]
+    batch["video"] = video.reshape(video.shape[0] * repeat, *video.shape[2:])
+    for key in ("label", "index", "valid"):
+        batch[key] = batch[key].repeat_interleave(repeat)
+    return batch
+
+
 # ---------------------------------------------------------------------------- samplers
 def _dist_rank_world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -246,6 +316,11 @@ class ShardedSampler(Sampler):
     Rank and world size are read from ``torch.distributed`` when iterated, unless given.
     Lightning calls ``set_epoch`` every epoch. Use with
     ``Trainer(use_distributed_sampler=False)``.
+
+    Resuming mid-epoch: :meth:`skip` drops this rank's first ``n`` keys of one epoch the next time
+    that epoch is iterated, so the rest of the epoch is exactly what an uninterrupted run would
+    have drawn (``len`` stays the full epoch's: Lightning's batch counters continue from the
+    checkpoint).
     """
 
     def __init__(
@@ -264,6 +339,15 @@ class ShardedSampler(Sampler):
         self.yield_epoch = yield_epoch
         self._rank, self._world = rank, world_size
         self.epoch = 0
+        self._skip: tuple[int, int] | None = None  # (epoch, keys) to drop once, see skip()
+
+    def skip(self, epoch: int, count: int) -> None:
+        """Drop the first ``count`` keys of this rank the next time ``epoch`` is iterated.
+
+        One-shot: the next ``__iter__`` consumes it whatever its epoch (a resume at an epoch's
+        end continues with the next epoch, which is not shortened).
+        """
+        self._skip = (int(epoch), int(count))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -290,7 +374,11 @@ class ShardedSampler(Sampler):
         return order[rank::world]
 
     def __iter__(self) -> Iterator:
-        for i in self.indices():
+        indices = self.indices()
+        skip, self._skip = self._skip, None
+        if skip is not None and skip[0] == self.epoch:
+            indices = indices[skip[1] :]
+        for i in indices:
             yield (i, self.epoch) if self.yield_epoch else i
 
     def __len__(self) -> int:

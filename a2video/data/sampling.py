@@ -1,15 +1,20 @@
 """Temporal sampling of frame indices (PySlowFast / MMAction2 conventions).
 
 A clip is ``frames`` indices ``stride`` apart, spanning ``(frames - 1) * stride + 1`` frames.
-Train: one clip from a uniformly random start. Val: the centre clip. Test: ``num_clips``
-clips with starts spread uniformly from the first to the last possible one, so together
-they cover the whole video. A video shorter than the span is sampled with repetition as
-PySlowFast does: indices spread over the span and clamped to the last frame.
+Train: one clip from a uniformly random start; with repeated augmentation, K clips with their
+own starts inside one random window of ``REPEAT_WINDOW`` clip spans (one decode serves them
+all). Val: the centre clip. Test: ``num_clips`` clips with starts spread uniformly from the
+first to the last possible one, so together they cover the whole video. A video shorter than
+the span is sampled with repetition as PySlowFast does: indices spread over the span and
+clamped to the last frame.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy is imported where used: GPU tools import this without it
+    import numpy as np
 
 
 def clip_span(frames: int, stride: int) -> int:
@@ -28,6 +33,31 @@ def train_clip(num_frames: int, frames: int, stride: int, rng: np.random.Generat
     return clip_at(start, num_frames, frames, stride)
 
 
+REPEAT_WINDOW = 2  # repeated clips: the decoded window, in clip spans
+
+
+def repeated_train_clips(
+    num_frames: int, frames: int, stride: int, repeat: int, rng: np.random.Generator
+) -> list[list[int]]:
+    """``repeat`` training clips from one decoded window (repeated augmentation).
+
+    A window of ``REPEAT_WINDOW`` clip spans (the whole video if shorter) starts uniformly at
+    random; each clip then starts uniformly inside it. Decoding serves all clips from the
+    keyframe before the window to its end, about the cost of one clip on long-GOP video, while
+    every frame of the video stays reachable. ``repeat=1`` is :func:`train_clip`.
+    """
+    if repeat == 1:
+        return [train_clip(num_frames, frames, stride, rng)]
+    span = clip_span(frames, stride)
+    window = min(num_frames, REPEAT_WINDOW * span)
+    first = int(rng.integers(0, num_frames - window + 1))
+    delta = max(window - span, 0)
+    return [
+        clip_at(first + int(rng.integers(0, delta + 1)), num_frames, frames, stride)
+        for _ in range(repeat)
+    ]
+
+
 def center_clip(num_frames: int, frames: int, stride: int) -> list[int]:
     delta = max(num_frames - clip_span(frames, stride), 0)
     return clip_at(delta // 2, num_frames, frames, stride)
@@ -38,6 +68,8 @@ def uniform_clip_starts(num_frames: int, frames: int, stride: int, num_clips: in
     delta = max(num_frames - clip_span(frames, stride), 0)
     if num_clips == 1:
         return [delta // 2]
+    import numpy as np
+
     return [round(x) for x in np.linspace(0, delta, num_clips)]
 
 
@@ -47,3 +79,12 @@ def multi_clip(num_frames: int, frames: int, stride: int, num_clips: int) -> lis
         clip_at(s, num_frames, frames, stride)
         for s in uniform_clip_starts(num_frames, frames, stride, num_clips)
     ]
+
+
+def centre_view(num_clips: int, num_crops: int) -> int:
+    """Index of the centre clip's centre crop among ``num_clips × num_crops`` test views.
+
+    Views are clip-major (view ``c * num_crops + s``, as :func:`a2video.data.transforms` stacks
+    them): the single-clip view of the test protocol, e.g. 3 of 6×1, 7 of 5×3, 16 of 10×3.
+    """
+    return (num_clips // 2) * num_crops + num_crops // 2

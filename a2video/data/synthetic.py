@@ -68,6 +68,9 @@ MAX_CLASSES = len(MOTIONS)
 KINETICS_SHAPES = ("circle", "square", "triangle", "diamond")
 UCF_SHAPES = ("ring", "cross", "star", "ellipse")
 KINETICS_SIZES = ((340, 256), (320, 240), (256, 340), (400, 224), (288, 288), (480, 270))
+# Download-like encoding (``encoding="web"``): the frame sizes of resized Kinetics downloads.
+WEB_SIZES = ((340, 256), (456, 256), (340, 256), (256, 340))
+ENCODINGS = ("fast", "web")
 BROKEN_KINDS = ("zero-byte", "text", "truncated", "truncated-moov", "audio-only")
 QUIRK_KINDS = ("short", "single-frame", "odd-size", "grayscale", "vp9", "rotated", "vfr")
 UCF_QUIRK_KINDS = ("short", "single-frame", "odd-size", "grayscale")
@@ -182,8 +185,13 @@ def render_video(
     num_frames: int,
     fps: float,
     style: str = "kinetics",
+    temporal_noise: float = 1.0,
 ) -> np.ndarray:
-    """uint8 (num_frames, height, width, 3): one object doing ``motion``."""
+    """uint8 (num_frames, height, width, 3): one object doing ``motion``.
+
+    ``temporal_noise`` is the share of the per-video noise that is new in every frame; the rest
+    is a fixed texture (camera footage: mostly static detail, little sensor noise per frame).
+    """
     look = _appearance(rng, width, height, style)
     bg = _background(rng, width, height, style)
     short = float(min(width, height))
@@ -192,6 +200,9 @@ def render_video(
     radius_px = look["size"] * short
     out = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     noise_rng = np.random.default_rng(rng.integers(1 << 62))
+    if temporal_noise < 1.0:
+        static = noise_rng.normal(0.0, look["noise"], size=(height, width, 1))
+        bg = bg + (1.0 - temporal_noise) * static.astype(np.float32)
     for k in range(num_frames):
         cx, cy, angle, scale, bright = _state(motion, k / fps, duration, look)
         r = radius_px * scale
@@ -212,7 +223,8 @@ def render_video(
             fill = np.where(stripes, look["color"], look["stripe"]) * bright
             fill = np.where(dot, 255.0, fill)
             frame[y0:y1, x0:x1] = frame[y0:y1, x0:x1] * (1 - mask) + fill * mask
-        frame += noise_rng.normal(0.0, look["noise"], size=(height, width, 1)).astype(np.float32)
+        sigma = look["noise"] * temporal_noise
+        frame += noise_rng.normal(0.0, sigma, size=(height, width, 1)).astype(np.float32)
         out[k] = np.clip(frame, 0, 255).astype(np.uint8)
     return out
 
@@ -228,8 +240,14 @@ def write_video(
     faststart: bool = False,
     rotate: int = 0,
     pts: list[int] | None = None,
+    encoding: str = "fast",
 ) -> None:
-    """Encode (T, H, W, 3) uint8 with PyAV (single-threaded, so deterministic)."""
+    """Encode (T, H, W, 3) uint8 with PyAV (single-threaded, so deterministic).
+
+    ``encoding`` (H.264 only): "fast" is x264 ``veryfast`` crf 20 with a keyframe every second
+    (quick to write and to seek; the test datasets); "web" is what YouTube-derived datasets
+    hold: x264 ``medium``, crf 23, keyint 250 (about one keyframe per 8 s at 30 fps), B-frames.
+    """
     import av
 
     path = str(path)
@@ -240,9 +258,14 @@ def write_video(
     container = av.open(path, "w", options=container_opts)
     rate = Fraction(fps).limit_denominator(1001)
     options = {}
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
     if codec == "libx264":
         # mbtree=0: x264's macroblock-tree rate control made the output vary run to run
         options = {"preset": "veryfast", "crf": "20", "threads": "1", "x264-params": "mbtree=0"}
+        if encoding == "web":
+            options.update(preset="medium", crf="23")
+            gop = gop or 250
     elif codec == "libvpx-vp9":
         options = {"deadline": "realtime", "cpu-used": "8", "threads": "1", "row-mt": "0"}
     stream = container.add_stream(codec, rate=rate, options=options)
@@ -413,7 +436,7 @@ def synthesize(
     videos_per_class: int = 6,
     val_per_class: int | None = None,
     seed: int = 0,
-    duration: tuple[float, float] = (2.0, 4.0),
+    duration: tuple[float, float] | None = None,
     size: tuple[int, int] | None = None,
     max_side: int | None = None,
     structure: str = "mixed",
@@ -421,6 +444,7 @@ def synthesize(
     broken: float = 0.0,
     quirks: bool = False,
     progress: bool = True,
+    encoding: str = "fast",
 ) -> dict:
     """Write a synthetic dataset in the real layout; returns the manifest (also saved as JSON).
 
@@ -434,15 +458,24 @@ def synthesize(
         videos_per_class: Kinetics: train videos per class; UCF-101: videos per class in all.
         val_per_class: Kinetics val and test videos per class (default max(1, M // 3)).
         seed: everything is a function of it.
-        duration: (min, max) seconds per video.
-        size: fixed (width, height); default varied Kinetics sizes, 320x240 for UCF-101.
+        duration: (min, max) seconds per video (default 2-4 s; 10 s with ``encoding="web"``).
+        size: fixed (width, height); default varied Kinetics sizes (``WEB_SIZES``, short side
+            256, with ``encoding="web"``), 320x240 for UCF-101.
         max_side: scale the sizes down so the long side is at most this (fast tests).
         structure: Kinetics: "flat", "per-class" or "mixed" (train mostly per-class).
         missing: Kinetics: share of train/val/test rows whose video is not written (0.05).
         broken: share of videos replaced by unusable files (zero-byte, text, truncated, ...).
         quirks: also write one video of each unusual-but-usable kind (short, odd size, ...).
         progress: tqdm progress bar.
+        encoding: "fast" (1-s keyframe interval, quick tests) or "web" (download-like Kinetics:
+            x264 medium, crf 23, keyint 250, 30 fps; see :func:`write_video`). UCF-101 stays
+            MPEG-4 avi at 25 fps, as the real download is.
     """
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+    web = encoding == "web"
+    if duration is None:
+        duration = (10.0, 10.0) if web else (2.0, 4.0)
     if layout not in ("kinetics", "ucf101"):
         raise ValueError(f"layout must be kinetics or ucf101, got {layout!r}")
     if not 1 <= classes <= MAX_CLASSES:
@@ -458,7 +491,14 @@ def synthesize(
     master = np.random.default_rng([seed, 7919])
     special_kinds = QUIRK_KINDS if layout == "kinetics" else UCF_QUIRK_KINDS
     plan = _plan_special(len(job_list), broken, quirks, special_kinds, master)
-    manifest = {"layout": layout, "seed": seed, "classes": [], "special": {}, "missing": []}
+    manifest = {
+        "layout": layout,
+        "seed": seed,
+        "encoding": encoding,
+        "classes": [],
+        "special": {},
+        "missing": [],
+    }
     try:
         from tqdm import tqdm
 
@@ -470,10 +510,11 @@ def synthesize(
         if job.get("missing"):
             manifest["missing"].append(os.path.relpath(job["path"], root))
             continue
-        fps = job["fps"]
+        fps = 30.0 if web and layout == "kinetics" else job["fps"]
         dur = duration[0] + (duration[1] - duration[0]) * rng.random()
+        sizes = WEB_SIZES if web else KINETICS_SIZES
         w, h = size or (
-            _scaled(KINETICS_SIZES[int(rng.integers(len(KINETICS_SIZES)))], max_side)
+            _scaled(sizes[int(rng.integers(len(sizes)))], max_side)
             if layout == "kinetics"
             else _scaled((320, 240), max_side)
         )
@@ -484,9 +525,11 @@ def synthesize(
             )
             manifest["special"][os.path.relpath(written, root)] = plan[slot]
             continue
-        frames = render_video(motion, rng, w, h, max(2, round(dur * fps)), fps, job["style"])
+        frames = render_video(
+            motion, rng, w, h, max(2, round(dur * fps)), fps, job["style"], 0.6 if web else 1.0
+        )
         job["path"].parent.mkdir(parents=True, exist_ok=True)
-        write_video(job["path"], frames, fps, job["codec"])
+        write_video(job["path"], frames, fps, job["codec"], encoding=encoding)
     finish(job_list)
     manifest["classes"] = [m.kinetics if layout == "kinetics" else m.ucf for m in MOTIONS[:classes]]
     (root / "synth_manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))

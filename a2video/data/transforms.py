@@ -1,9 +1,11 @@
 """Spatial transforms on uint8 clip tensors (our own; see docs/data.md for why not PyTorchVideo).
 
-Clips enter as decoded ``(T, H, W, 3)`` uint8 and leave as normalised float ``(3, T, H, W)``.
-Resizing runs on uint8 (torchvision's antialiased uint8 bilinear kernel) before the float
-conversion. Train and val crop the source region first and resize only that region
-(:func:`resized_crop`); test resizes the decoded frames once for all crops of all clips.
+Clips enter as decoded ``(T, H, W, 3)`` uint8 and leave as normalised float ``(3, T, H, W)``,
+or, for the DataModules' loaders, as uint8 ``(3, T, H, W)`` (:func:`to_cthw`) that
+:func:`normalize_batch` turns into the same floats on the device. Resizing runs on uint8
+(torchvision's antialiased uint8 bilinear kernel) before the float conversion. Train and val
+crop the source region first and resize only that region (:func:`resized_crop`); test
+resizes the decoded frames once for all crops of all clips.
 """
 
 from __future__ import annotations
@@ -97,10 +99,33 @@ def three_crops(x: torch.Tensor, size: int, num_crops: int = 3) -> list[torch.Te
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 (T, C, H, W) -> float (C, T, H, W), scaled to [0, 1] then normalised."""
-    x = x.permute(1, 0, 2, 3).float().div_(255.0)  # (C, T, H, W)
-    m = torch.tensor(mean, dtype=x.dtype).view(-1, 1, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype).view(-1, 1, 1, 1)
+    return normalize_batch(to_cthw(x), mean, std)
+
+
+def to_cthw(x: torch.Tensor) -> torch.Tensor:
+    """(T, C, H, W) -> contiguous (C, T, H, W), dtype kept (the uint8 clip a worker returns)."""
+    return x.permute(1, 0, 2, 3).contiguous()
+
+
+def normalize_batch(
+    video: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """uint8 ``(..., C, T, H, W)`` -> float, ``(x / 255 - mean) / std`` per channel.
+
+    Runs where ``video`` is (the DataModules call it on the device after the transfer); the
+    same operations in the same order as the CPU path, so the same floats.
+    """
+    x = video.float().div_(255.0)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
     return x.sub_(m).div_(s)
+
+
+def finish(
+    x: torch.Tensor, mean: Sequence[float], std: Sequence[float], uint8: bool = False
+) -> torch.Tensor:
+    """A transformed uint8 (T, C, H, W) clip as the dataset returns it: uint8 or normalised."""
+    return to_cthw(x) if uint8 else normalize(x, mean, std)
 
 
 def train_transform(
@@ -111,8 +136,12 @@ def train_transform(
     mean: Sequence[float],
     std: Sequence[float],
     flip: bool = True,
+    uint8: bool = False,
 ) -> torch.Tensor:
-    """Random short side in ``scale`` (inclusive), random crop, random horizontal flip."""
+    """Random short side in ``scale`` (inclusive), random crop, random horizontal flip.
+
+    Returns normalised float (C, T, S, S), or uint8 with ``uint8=True``.
+    """
     x = to_tchw(frames)
     short = int(rng.integers(scale[0], scale[1] + 1))
     new_h, new_w = short_side_shape(x.shape[-2], x.shape[-1], short)
@@ -121,7 +150,7 @@ def train_transform(
     x = resized_crop(x, short, top, left, crop_size)
     if flip and rng.random() < 0.5:
         x = x.flip(-1)
-    return normalize(x, mean, std)
+    return finish(x, mean, std, uint8)
 
 
 def eval_transform(
@@ -130,12 +159,13 @@ def eval_transform(
     crop_size: int,
     mean: Sequence[float],
     std: Sequence[float],
+    uint8: bool = False,
 ) -> torch.Tensor:
     """Short side ``scale``, centre crop."""
     x = to_tchw(frames)
     new_h, new_w = short_side_shape(x.shape[-2], x.shape[-1], scale)
     x = resized_crop(x, scale, (new_h - crop_size) // 2, (new_w - crop_size) // 2, crop_size)
-    return normalize(x, mean, std)
+    return finish(x, mean, std, uint8)
 
 
 def multi_view_transform(
@@ -146,6 +176,7 @@ def multi_view_transform(
     num_crops: int,
     mean: Sequence[float],
     std: Sequence[float],
+    uint8: bool = False,
 ) -> torch.Tensor:
     """All views of one video from its frames decoded once.
 
@@ -160,5 +191,5 @@ def multi_view_transform(
     views = []
     for positions in clips:
         clip = x[list(positions)]  # (T, 3, h, w)
-        views.extend(normalize(c, mean, std) for c in three_crops(clip, crop_size, num_crops))
+        views.extend(finish(c, mean, std, uint8) for c in three_crops(clip, crop_size, num_crops))
     return torch.stack(views)

@@ -1,4 +1,4 @@
-"""Video decoders behind one interface (decord default, PyAV fallback, torchcodec optional).
+"""Video decoders behind one interface (decord default, PyAV fallback; torchcodec, NVDEC optional).
 
 ``get_decoder(name)`` returns an object with ``open(path) -> reader``; a reader has
 ``num_frames``, ``fps``, ``height``, ``width``, ``get_frames(indices) -> uint8 (T, H, W, 3)``
@@ -7,6 +7,10 @@ surfaces as one exception type, :class:`VideoDecodeError`, carrying the path and
 
 Readers decode only the frames a clip needs: ``get_frames`` takes any list of indices
 (repeats and any order allowed), decodes each distinct frame once and gathers the result.
+The NVDEC reader returns its frames on the GPU that decoded them.
+
+This module imports only torch at the top (decoders import their library when opened), so
+GPU-side tools can use it without PyAV, decord or numpy.
 """
 
 from __future__ import annotations
@@ -16,10 +20,9 @@ import os
 from collections.abc import Sequence
 from typing import Protocol
 
-import numpy as np
 import torch
 
-DECODERS = ("decord", "pyav", "torchcodec")
+DECODERS = ("decord", "pyav", "torchcodec", "nvdec")
 
 
 class VideoDecodeError(RuntimeError):
@@ -202,7 +205,7 @@ class PyAVReader:
         return [f.pts for f in self._container.decode(self._stream) if f.pts is not None]
 
     def _decode_range(self, wanted: set[int], first: int, last: int, seek: bool) -> dict:
-        out: dict[int, np.ndarray] = {}
+        out: dict = {}
         if seek:
             self._container.seek(first, stream=self._stream, backward=True, any_frame=False)
         else:
@@ -240,6 +243,8 @@ class PyAVReader:
                 f"truncated or corrupt: frames {missing[:5]} of {self.num_frames} not decodable"
                 + (f" (decoded up to {have[-1]})" if have else ""),
             )
+        import numpy as np
+
         frames = np.stack([got[self._pts[i]] for i in uniq])
         if self.rotation % 90 == 0 and self.rotation:  # phone videos: apply the display matrix
             frames = np.ascontiguousarray(np.rot90(frames, k=self.rotation // 90, axes=(1, 2)))
@@ -299,12 +304,136 @@ class TorchCodecDecoder:
         return TorchCodecReader(str(path))
 
 
+# --------------------------------------------------------------------------- NVDEC
+def nvdec_frames_to_uint8(frames: Sequence, path: str = "") -> torch.Tensor:
+    """PyNvVideoCodec RGB frames (DLPack, interleaved ``(H, W, 3)`` uint8) -> ``(T, H, W, 3)``.
+
+    Zero-copy per frame (``torch.from_dlpack``), one stack on the frames' device. A frame
+    handed over flat as ``(H, W * 3)`` is viewed as ``(H, W, 3)``.
+    """
+    out = []
+    for frame in frames:
+        x = torch.from_dlpack(frame)
+        if x.ndim == 2 and x.shape[1] % 3 == 0:
+            x = x.view(x.shape[0], x.shape[1] // 3, 3)
+        if x.ndim != 3 or x.shape[-1] != 3 or x.dtype != torch.uint8:
+            raise VideoDecodeError(path, f"NVDEC returned a frame of {x.dtype} {tuple(x.shape)}")
+        out.append(x)
+    return torch.stack(out)
+
+
+class NvdecReader:
+    """NVDEC reader (PyNvVideoCodec ``SimpleDecoder``): frames decoded on the GPU, returned there.
+
+    The decoder object is reused across files (``reconfigure_decoder``), so opening a file
+    costs no new decoding session. Frame ``i`` is the ``i``-th frame in display order, as for
+    the other readers.
+    """
+
+    def __init__(self, path: str, owner: NvdecDecoder) -> None:
+        self.path = path
+        _check_file(path)
+        try:
+            self._dec = owner.simple_decoder(path)
+            meta = self._dec.get_stream_metadata()
+            self.num_frames = len(self._dec)
+            self.fps = float(getattr(meta, "average_fps", 0.0) or 0.0)
+            self.height, self.width = int(meta.height), int(meta.width)
+        except VideoDecodeError:
+            raise
+        except Exception as err:
+            raise VideoDecodeError(path, f"NVDEC cannot open: {_short(err)}") from None
+        if self.num_frames <= 0:
+            raise VideoDecodeError(path, "no decodable video frames")
+
+    def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
+        uniq, pos = _unique(indices, self.num_frames, self.path)
+        try:
+            frames = self._dec.get_batch_frames_by_index(uniq)
+        except Exception as err:
+            raise VideoDecodeError(self.path, f"NVDEC cannot decode: {_short(err)}") from None
+        if len(frames) != len(uniq):
+            raise VideoDecodeError(
+                self.path, f"truncated or corrupt: NVDEC returned {len(frames)} of {len(uniq)}"
+            )
+        tensor = nvdec_frames_to_uint8(frames, self.path)
+        return tensor if pos == list(range(len(uniq))) else tensor[pos]
+
+    def close(self) -> None:
+        self._dec = None  # the session stays with the decoder object for the next file
+
+
+class NvdecDecoder:
+    """NVDEC through PyNvVideoCodec on GPU ``gpu_id`` (default: the current CUDA device).
+
+    Use in the main process (``num_workers: 0``): CUDA does not survive a fork into
+    DataLoader workers. Frames come back as uint8 on that GPU.
+    """
+
+    name = "nvdec"
+
+    def __init__(self, gpu_id: int | None = None) -> None:
+        nvc = _import_pynvvideocodec()
+        self.gpu_id = torch.cuda.current_device() if gpu_id is None else gpu_id
+        self._nvc = nvc
+        self._simple = None
+
+    def simple_decoder(self, path: str):
+        """The cached ``SimpleDecoder``, pointed at ``path``."""
+        if self._simple is None:
+            self._simple = self._nvc.SimpleDecoder(
+                path,
+                gpu_id=self.gpu_id,
+                use_device_memory=True,
+                output_color_type=self._nvc.OutputColorType.RGB,
+            )
+        else:
+            self._simple.reconfigure_decoder(path)
+        return self._simple
+
+    def open(self, path: str | os.PathLike) -> NvdecReader:
+        return NvdecReader(str(path), self)
+
+    def __getstate__(self) -> dict:  # the native decoder does not pickle; remade on use
+        state = self.__dict__.copy()
+        state["_simple"], state["_nvc"] = None, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._nvc = _import_pynvvideocodec()
+
+
+def _import_pynvvideocodec():
+    """PyNvVideoCodec, or a one-line error saying what is missing (package, GPU, driver)."""
+    if importlib.util.find_spec("PyNvVideoCodec") is None:
+        raise ImportError(
+            "decoder='nvdec' needs PyNvVideoCodec: pip install 'a2video[nvdec]' "
+            "(or use decoder='auto')"
+        )
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            "decoder='nvdec' needs an NVIDIA GPU and its driver (torch.cuda.is_available() is "
+            "False); use decoder='auto'"
+        )
+    try:
+        import PyNvVideoCodec as nvc
+    except Exception as err:  # e.g. libcuda / libnvcuvid missing from the driver install
+        raise RuntimeError(
+            f"decoder='nvdec': PyNvVideoCodec does not load ({_short(err)}); "
+            "check the NVIDIA driver (libnvcuvid) or use decoder='auto'"
+        ) from None
+    return nvc
+
+
 # --------------------------------------------------------------------------- factory
 def available_decoders() -> list[str]:
     names = []
     for name, module in (("decord", "decord"), ("pyav", "av"), ("torchcodec", "torchcodec")):
         if importlib.util.find_spec(module) is not None:
             names.append(name)
+    if importlib.util.find_spec("PyNvVideoCodec") is not None and torch.cuda.is_available():
+        names.append("nvdec")
     return names
 
 
@@ -312,7 +441,7 @@ def get_decoder(name: str = "auto", threads: int = 1):
     """A decoder by name; ``"auto"`` is decord where installed, else PyAV.
 
     Args:
-        name: "auto", "decord", "pyav" or "torchcodec".
+        name: "auto", "decord", "pyav", "torchcodec" or "nvdec" (GPU; frames on the GPU).
         threads: decoding threads per reader (keep 1 when DataLoader workers give parallelism).
     """
     if name == "auto":
@@ -327,6 +456,8 @@ def get_decoder(name: str = "auto", threads: int = 1):
         if importlib.util.find_spec("torchcodec") is None:
             raise ImportError("decoder='torchcodec' but torchcodec is not installed")
         return TorchCodecDecoder()
+    if name == "nvdec":
+        return NvdecDecoder()
     raise ValueError(f"unknown decoder {name!r}; choose from auto, {', '.join(DECODERS)}")
 
 

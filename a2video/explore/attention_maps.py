@@ -9,14 +9,24 @@ block's (T, H, W) feature grid, so that :mod:`a2video.explore.viz` can draw them
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["AttentionMaps", "attention_blocks", "capture_attention", "descriptor_usage"]
+__all__ = [
+    "AttentionMaps",
+    "attention_blocks",
+    "capture_attention",
+    "descriptor_usage",
+    "write_attention_maps",
+]
 
 
 @dataclass
@@ -42,8 +52,9 @@ class AttentionMaps:
 def attention_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model's A²-blocks, in forward order, with their module paths."""
     from a2video.models import DoubleAttention
+    from a2video.models import attention_blocks as find
 
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, DoubleAttention)]
+    return list(find(model, DoubleAttention).items())
 
 
 @contextmanager
@@ -130,3 +141,70 @@ def descriptor_usage(
         counts.index_add_(0, label.cpu(), torch.ones(len(label), dtype=torch.float64))
     scale = torch.where(counts > 0, 1.0 / counts.clamp(min=1), torch.zeros_like(counts))
     return {name: (total * scale[:, None]).float() for name, total in sums.items()}
+
+
+def write_attention_maps(
+    predictor: Any,
+    paths: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    descriptors: int = 4,
+    num_frames: int = 8,
+    decoder: str = "auto",
+) -> dict[str, list[Path]]:
+    """For each video, every A²-block's gather maps B over the frames of its centre clip (the
+    attention notebook's figure), as PNGs ``OUT/<video stem>/<block>.png``.
+
+    Each figure draws the ``descriptors`` maps the clip distributes most to (largest mean V),
+    one row each, each scaled by its own maximum over the clip (Chen et al. 2018, Eq. 3-5).
+
+    Args:
+        predictor: From :func:`a2video.explore.predict.load_predictor`.
+        paths: Video files.
+        out_dir: Folder to write into (created).
+        descriptors: Maps drawn per block.
+        num_frames: Frames drawn per map.
+        decoder: Decoder name.
+
+    Returns:
+        ``{path: [PNG files]}``; a video that cannot be decoded has no entry.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from a2video.data.video import VideoDecodeError
+    from a2video.explore.predict import centre_clip
+    from a2video.explore.viz import plot_attention_maps
+
+    out = Path(out_dir)
+    written: dict[str, list[Path]] = {}
+    for path in paths:
+        try:
+            clip, frames = centre_clip(predictor, path, decoder=decoder)
+        except VideoDecodeError:
+            continue
+        with torch.no_grad(), capture_attention(predictor.model) as maps:
+            probs = predictor.model(clip[None].to(predictor.device)).float().softmax(1)[0].cpu()
+        top = int(probs.argmax())
+        folder = out / re.sub(r"[^\w.-]+", "_", Path(path).stem)
+        folder.mkdir(parents=True, exist_ok=True)
+        files = []
+        for m in maps:
+            b, v = m.gather[0], m.distribute[0]  # (n, t, h, w)
+            chosen = v.flatten(1).mean(1).argsort(descending=True)[:descriptors].tolist()
+            fig = plot_attention_maps(
+                frames,
+                b,
+                descriptors=chosen,
+                num_frames=min(num_frames, len(frames)),
+                title=f"{Path(path).name}: {m.name} gather maps B "
+                f"(predicted {predictor.class_names[top]}, {float(probs[top]):.2f})",
+            )
+            target = folder / f"{m.name}.png"
+            fig.savefig(target, dpi=100)
+            plt.close(fig)
+            files.append(target)
+        written[os.fspath(path)] = files
+    return written

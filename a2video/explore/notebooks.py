@@ -1,11 +1,11 @@
 """Run the exploration notebooks top to bottom, in place or into copies.
 
 ``python -m a2video.explore.notebooks --execute-in-place`` re-runs ``notebooks/*.ipynb``
-against the demo's
-checkpoint and saves their outputs (figures included) in the files, so they show on a repository
-page; ``--ckpt`` / ``--data`` point them at another run. The notebooks read their paths from the
-environment variables ``A2VIDEO_CKPT``, ``A2VIDEO_DATA`` and ``A2VIDEO_RUN`` (see their first
-cell), which this module sets for the kernel.
+against the demo's run and saves their outputs (figures included) in the files, so they show on
+a repository page; ``--run`` (the test run's ``scores.npz`` the explore notebook reads),
+``--ckpt`` / ``--data`` (the attention notebook's model and videos) point them elsewhere. The
+notebooks read their paths from the environment variables ``A2VIDEO_RUN``, ``A2VIDEO_CKPT`` and
+``A2VIDEO_DATA`` (see their first cell), which this module sets for the kernel.
 """
 
 from __future__ import annotations
@@ -23,11 +23,14 @@ __all__ = [
     "image_outputs",
     "main",
     "notebook_paths",
+    "notebook_scores",
     "repo_root",
+    "unsafe_load",
 ]
 
 NOTEBOOKS = ("explore_predictions.ipynb", "attention_maps.ipynb")
 ENV_VARS = {"ckpt": "A2VIDEO_CKPT", "data": "A2VIDEO_DATA", "run": "A2VIDEO_RUN"}
+UNSAFE_ENV = "A2VIDEO_UNSAFE_LOAD"  # set to 1 by --unsafe-load; read by the notebooks' loader
 # Where the demo leaves its checkpoints, first found wins: `make demo` (python -m a2video.demo)
 # fine-tunes on the UCF-101 layout (tested with 10x3 views, so its run holds predictions.csv)
 # from a Kinetics-layout pretraining; train.py with configs/demo_kinetics.yaml alone.
@@ -69,6 +72,18 @@ def notebook_paths() -> tuple[Path, Path | None, Path | None]:
         else []
     )
     return ckpt, data, (found[-1] if found else None)
+
+
+def unsafe_load() -> bool:
+    """Whether the notebooks may load a pickled checkpoint (``--unsafe-load`` of :func:`main`)."""
+    return os.environ.get(UNSAFE_ENV) == "1"
+
+
+def _check_checkpoint(ckpt: Path, unsafe: bool) -> None:
+    """Refuse (one line, before any kernel starts) a checkpoint safe loading does not accept."""
+    from a2video.training.checkpoint import load_checkpoint
+
+    load_checkpoint(ckpt, unsafe=unsafe)
 
 
 @contextmanager
@@ -137,6 +152,30 @@ def image_outputs(nb) -> list[tuple[int, str]]:
     return found
 
 
+def notebook_scores() -> Path:
+    """The test run the explore notebook reads: ``A2VIDEO_RUN`` (a run folder or its
+    ``scores.npz``), else the demo checkpoint's run folder; the newest ``scores.npz`` in it.
+
+    Raises:
+        FileNotFoundError: there is none (the message says how to make one).
+    """
+    from a2video.explore.results import find_scores
+
+    root = repo_root()
+    if os.environ.get("A2VIDEO_RUN"):
+        run = root / os.environ["A2VIDEO_RUN"]
+    else:
+        ckpt, _, _ = notebook_paths()
+        run = ckpt.parent.parent
+    found = find_scores(run)
+    if found is None:
+        raise FileNotFoundError(
+            f"{run}: no scores.npz; run `make demo`, or test a checkpoint "
+            "(`python train.py test --config CONFIG --ckpt_path CKPT`) and set A2VIDEO_RUN"
+        )
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m a2video.explore.notebooks",
@@ -154,8 +193,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     where.add_argument("--out", default=None, help="folder for the executed copies")
     parser.add_argument("--ckpt", default=None, help="checkpoint (sets A2VIDEO_CKPT)")
     parser.add_argument("--data", default=None, help="dataset root (sets A2VIDEO_DATA)")
-    parser.add_argument("--run", default=None, help="run folder (sets A2VIDEO_RUN)")
+    parser.add_argument("--run", default=None, help="run folder or scores.npz (sets A2VIDEO_RUN)")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell")
+    parser.add_argument(
+        "--unsafe-load",
+        action="store_true",
+        help="allow pickled Python objects in the checkpoint (trusted files only)",
+    )
     args = parser.parse_args(argv)
     if not args.execute_in_place and args.out is None:
         parser.error("pass --execute-in-place or --out FOLDER")
@@ -166,6 +210,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, var in ENV_VARS.items()
         if (value := getattr(args, key)) is not None
     }
+    from a2video.errors import exit_on_user_error
+
+    prog = "python -m a2video.explore.notebooks"
+    with exit_on_user_error(prog, "--unsafe-load"), _environ(env):
+        _check_checkpoint(notebook_paths()[0], args.unsafe_load)
+    if args.unsafe_load:
+        env[UNSAFE_ENV] = "1"
     from nbclient.exceptions import CellExecutionError
 
     for path in paths:

@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from a2video.data.datasets import ClipSpec
+
 __all__ = [
     "DatasetPredictions",
     "Predictor",
@@ -54,7 +56,8 @@ class Predictor:
     Attributes:
         model: The network in eval mode, on ``device``.
         class_names: Names indexed by class.
-        clip_spec: ``frames``, ``stride``, ``size``, ``mean``, ``std`` of the training clips.
+        clip_spec: the training clips and test views (the checkpoint's typed
+            :class:`a2video.data.ClipSpec`).
         meta: The checkpoint's ``a2video`` metadata (arch, options, metrics, …).
         device: Where the model runs.
         datamodule_class: Name of the DataModule class the checkpoint was trained with (in
@@ -64,7 +67,7 @@ class Predictor:
 
     model: nn.Module
     class_names: list[str]
-    clip_spec: dict[str, Any]
+    clip_spec: ClipSpec
     meta: dict[str, Any] = field(default_factory=dict)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     datamodule_class: str | None = None
@@ -77,23 +80,16 @@ class Predictor:
     @property
     def clip_shape(self) -> tuple[int, int, int, int]:
         """(3, T, H, W) of one view."""
-        size = int(self.clip_spec.get("crop_size", self.clip_spec.get("size")))
-        return (3, int(self.clip_spec["frames"]), size, size)
+        spec = self.clip_spec
+        return (3, spec.frames, spec.crop_size, spec.crop_size)
 
-    def spec(self, clips: int | None = None, crops: int | None = None):
-        """The checkpoint's clip spec as an :class:`a2video.data.datasets.ClipSpec`, with the
-        number of test clips and crops optionally replaced."""
-        from a2video.data.datasets import ClipSpec
-
-        known = {f.name for f in dataclasses.fields(ClipSpec)}
-        values = {k: v for k, v in self.clip_spec.items() if k in known}
-        if "crop_size" not in values and "size" in self.clip_spec:
-            values["crop_size"] = int(self.clip_spec["size"])
-        if clips is not None:
-            values["num_clips"] = clips
-        if crops is not None:
-            values["num_crops"] = crops
-        return ClipSpec(**values)
+    def spec(self, clips: int | None = None, crops: int | None = None) -> ClipSpec:
+        """The checkpoint's clip spec, with the number of test clips and crops optionally
+        replaced."""
+        values = {"num_clips": clips, "num_crops": crops}
+        return dataclasses.replace(
+            self.clip_spec, **{k: v for k, v in values.items() if v is not None}
+        )
 
     def datamodule(self, data_root: str | os.PathLike | None = None, **overrides: Any):
         """The DataModule the checkpoint was trained with, rebuilt from its recorded arguments.
@@ -124,6 +120,7 @@ class Predictor:
             kwargs.setdefault(key, getattr(spec, key))
         if data_root is not None:
             kwargs["data_root"] = os.fspath(data_root)
+        kwargs["normalize_on_device"] = False  # its loaders are iterated directly: float clips
         kwargs.update(overrides)
         if "data_root" not in kwargs:
             raise ValueError("the checkpoint records no data_root: pass data_root=")
@@ -147,17 +144,6 @@ class Predictor:
         return torch.cat(out)
 
 
-def _strip_prefix(state: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
-    """The network's own keys from a LightningModule state dict (``net.conv1.weight`` -> …)."""
-    wanted = set(model.state_dict())
-    for prefix in ("net.", "model.", ""):
-        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if wanted <= set(sub):
-            return {k: sub[k] for k in wanted}
-    missing = sorted(wanted - {k.split(".", 1)[-1] for k in state})[:5]
-    raise KeyError(f"the checkpoint's state_dict lacks the network's weights (e.g. {missing})")
-
-
 def load_predictor(
     ckpt: str | os.PathLike,
     *,
@@ -178,7 +164,7 @@ def load_predictor(
         a2video.training.checkpoint.CheckpointError: the file is missing, corrupt, or not an a2video
             checkpoint.
     """
-    from a2video.models import build_model
+    from a2video.models import build_model, load_weights
     from a2video.training.checkpoint import CheckpointError, load_checkpoint
 
     checkpoint = load_checkpoint(ckpt, unsafe=unsafe, map_location="cpu")
@@ -193,7 +179,7 @@ def load_predictor(
     }
     num_classes = int(meta["num_classes"])
     model = build_model(meta["arch"], num_classes=num_classes, **options)
-    model.load_state_dict(_strip_prefix(checkpoint["state_dict"], model))
+    load_weights(model, checkpoint, kind="a2video")  # every tensor, head included
     device = torch.device(device)
     model.to(device).eval()
     names = list(meta.get("class_names") or [str(i) for i in range(num_classes)])
@@ -202,7 +188,7 @@ def load_predictor(
     return Predictor(
         model=model,
         class_names=names,
-        clip_spec=dict(meta["clip_spec"]),
+        clip_spec=ClipSpec.from_dict(meta["clip_spec"]),
         meta=dict(meta),
         device=device,
         datamodule_class=dm_class,

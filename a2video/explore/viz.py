@@ -24,15 +24,20 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 __all__ = [
+    "class_report",
+    "clip_animation",
+    "confused_classes",
     "denormalize",
     "frame_indices",
     "plot_accuracy_vs_views",
     "plot_attention_maps",
     "plot_clip_topk",
+    "plot_confused_pairs",
     "plot_confusion_matrix",
     "plot_descriptor_usage",
     "plot_mistake_gallery",
     "plot_per_class_accuracy",
+    "plot_view_summary",
     "upsample_maps",
 ]
 
@@ -81,32 +86,6 @@ def _topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return order, scores[order]
 
 
-def _draw_topk_bars(
-    ax: Axes,
-    scores: np.ndarray,
-    class_names: Sequence[str],
-    k: int,
-    label: int | None,
-) -> None:
-    """Horizontal bars of the k highest scores, best on top; the true class green, a wrong
-    top-1 red."""
-    order, values = _topk(scores, k)
-    colors = []
-    for rank, c in enumerate(order):
-        if label is not None and c == label:
-            colors.append(CORRECT_COLOR)
-        elif rank == 0 and label is not None:
-            colors.append(WRONG_COLOR)
-        else:
-            colors.append(OTHER_COLOR)
-    y = np.arange(len(order))[::-1]  # rank 0 drawn at the top
-    ax.barh(y, values, color=colors)
-    ax.set_yticks(y, [class_names[c] for c in order])
-    ax.set_xlim(0.0, 1.0)
-    ax.set_xlabel("score")
-    ax.tick_params(axis="y", labelsize=8)
-
-
 def _draw_frames(axes: Sequence[Axes], frames: np.ndarray) -> None:
     for ax, i in zip(axes, frame_indices(len(frames), len(axes)), strict=True):
         ax.imshow(frames[i])
@@ -146,49 +125,118 @@ def plot_clip_topk(
     )
 
 
+def _draw_named_bars(
+    ax: Axes, scores: np.ndarray, class_names: Sequence[str], k: int, label: int | None
+) -> None:
+    """Top-k bars with each class name written inside its bar's row (long Kinetics names never
+    run into the frames), the score at the right; the true class green, a wrong top-1 red."""
+    order, values = _topk(scores, k)
+    y = np.arange(len(order))[::-1]
+    colors = [
+        CORRECT_COLOR
+        if label is not None and c == label
+        else WRONG_COLOR
+        if rank == 0 and label is not None
+        else OTHER_COLOR
+        for rank, c in enumerate(order)
+    ]
+    ax.barh(y, values, color=colors, alpha=0.45, height=0.8)
+    for yy, c, v in zip(y, order, values, strict=True):
+        name = class_names[c]
+        name = name if len(name) <= 32 else name[:31] + "…"
+        ax.text(0.01, yy, name, va="center", ha="left", fontsize=8, clip_on=True)
+        ax.text(0.99, yy, f"{v:.2f}", va="center", ha="right", fontsize=8)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(-0.6, k - 0.4)
+    ax.set_yticks([])
+    ax.tick_params(axis="x", labelsize=7)
+
+
 def plot_mistake_gallery(
     items: Sequence[Mapping[str, Any]],
     class_names: Sequence[str],
     *,
     k: int = 5,
     num_frames: int = 4,
+    frame_inches: float = 1.7,
+    figure: Any = None,
 ) -> Figure:
-    """One row per clip: frames, then the top-k bars.
+    """One row per clip: a title line, frames, then the top-k bars.
+
+    Each row is its own sub-figure, so the title sits above the row and never over the frames;
+    frames are ``frame_inches`` wide (at least 112 px at 72 dpi); a row without frames
+    (``frames`` None, e.g. the video is not on this machine) shows ``missing`` instead.
 
     Args:
-        items: Each a mapping with ``frames`` (T, H, W, 3) uint8, ``scores`` (num_classes,),
-            optional ``label`` (int) and ``title`` (str, shown above the row's first frame).
+        items: Each a mapping with ``frames`` (T, H, W, 3) uint8 or None, ``scores``
+            (num_classes,), optional ``label`` (int), ``title`` (str) and ``missing`` (str).
         class_names: Names indexed by class.
         k: Bars per row.
         num_frames: Frames per row.
+        frame_inches: Width of each frame.
+        figure: A figure or sub-figure to draw in (default: a new figure).
 
     Returns:
-        The figure; its axes are row-major, ``num_frames + 1`` per row, the bars last.
+        The figure; ``fig.axes`` are row-major, ``num_frames + 1`` per row, the bars last.
     """
     if not items:
         raise ValueError("nothing to draw: the gallery is empty")
     rows = len(items)
-    fig, axes = plt.subplots(
-        rows,
-        num_frames + 1,
-        figsize=(2.0 * num_frames + 3.5, 2.1 * rows),
-        gridspec_kw={"width_ratios": [1.0] * num_frames + [1.8]},
-        squeeze=False,
-    )
-    for row, item in zip(axes, items, strict=True):
-        frames = _numpy(item["frames"])
+    row_h = frame_inches + 0.55
+    fig = figure
+    if fig is None:
+        size = (frame_inches * num_frames + 3.6, row_h * rows)
+        fig = plt.figure(figsize=size, layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(rows, 1))
+    for sub, item in zip(subfigs, items, strict=True):
+        frames = item.get("frames")
         scores = _numpy(item["scores"]).astype(np.float64)
         label = item.get("label")
-        _draw_frames(row[:num_frames], frames)
-        _draw_topk_bars(row[num_frames], scores, class_names, k, label)
+        axes = sub.subplots(1, num_frames + 1, width_ratios=[1.0] * num_frames + [2.1])
+        if frames is not None:
+            _draw_frames(axes[:num_frames], _numpy(frames))
+        else:
+            for ax in axes[:num_frames]:
+                ax.axis("off")
+            axes[0].text(
+                0.0, 0.5, item.get("missing") or "no frames", fontsize=8, va="center",
+                transform=axes[0].transAxes, wrap=True,
+            )  # fmt: skip
+        _draw_named_bars(axes[num_frames], scores, class_names, k, label)
         head = item.get("title")
         if head is None and label is not None:
             pred = int(np.argmax(scores))
-            head = f"true: {class_names[label]} | predicted: {class_names[pred]}"
+            head = (
+                f"true: {class_names[label]}  |  "
+                f"predicted: {class_names[pred]} ({scores[pred]:.2f})"
+            )
         if head:
-            row[0].text(0.0, 1.25, head, transform=row[0].transAxes, fontsize=9, ha="left")
-    fig.tight_layout()
+            sub.suptitle(head, fontsize=9, x=0.01, ha="left")
     return fig
+
+
+def clip_animation(frames: torch.Tensor | np.ndarray, *, fps: float = 4.0, size: int = 128):
+    """An inline animated GIF of the frames (for notebooks): ``IPython.display.HTML``.
+
+    Args:
+        frames: uint8 (T, H, W, 3).
+        fps: Playback speed.
+        size: Displayed width in pixels.
+    """
+    import base64
+    import io
+
+    from IPython.display import HTML
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in _numpy(frames)]
+    buffer = io.BytesIO()
+    images[0].save(
+        buffer, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps),
+        loop=0,
+    )  # fmt: skip
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return HTML(f'<img src="data:image/gif;base64,{data}" width="{size}">')
 
 
 def plot_confusion_matrix(
@@ -198,6 +246,7 @@ def plot_confusion_matrix(
     normalize: bool = True,
     ax: Axes | None = None,
     annotate: bool | None = None,
+    max_classes: int = 30,
 ) -> Axes:
     """The confusion matrix, rows the true class, columns the predicted one.
 
@@ -206,19 +255,28 @@ def plot_confusion_matrix(
         class_names: Names indexed by class.
         normalize: Divide each row by its count (rows of absent classes stay zero).
         ax: Axes to draw on; a new figure when None.
-        annotate: Write the value in each cell; default when K <= 12.
+        annotate: Write the value in each cell; default when K <= 16.
+        max_classes: Past this many classes only those of the most confused pairs are drawn
+            (:func:`confused_classes`), so every row keeps its name.
 
     Returns:
         The axes; its image holds the (normalised) matrix.
     """
     counts = _numpy(cm).astype(np.float64)
+    totals = counts.sum(axis=1, keepdims=True)  # of the whole row, also when a part is drawn
+    if counts.shape[0] > max_classes:
+        shown = confused_classes(counts, max_classes)
+        counts, totals = counts[np.ix_(shown, shown)], totals[shown]
+        class_names = [class_names[c] for c in shown]
+        subset = f"the {len(shown)} most confused of {cm.shape[0]} classes, "
+    else:
+        subset = ""
     k = counts.shape[0]
     data = counts
     if normalize:
-        totals = counts.sum(axis=1, keepdims=True)
         data = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     if ax is None:
-        size = min(12.0, 2.5 + 0.35 * k)
+        size = min(12.0, 3.0 + 0.35 * k)
         _, ax = plt.subplots(figsize=(size, size))
     image = ax.imshow(data, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else None)
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
@@ -228,8 +286,9 @@ def plot_confusion_matrix(
     ax.set_yticks(ticks, list(class_names) if show_names else [], fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title("confusion matrix" + (" (row-normalised)" if normalize else ""))
-    if annotate if annotate is not None else k <= 12:
+    title = "confusion matrix" + (f" ({subset}row-normalised)" if normalize else f" ({subset})")
+    ax.set_title(title.replace(" ()", "").replace(", )", ")"), fontsize=10)
+    if annotate if annotate is not None else k <= 16:
         for t in range(k):
             for p in range(k):
                 if counts[t, p]:
@@ -239,39 +298,139 @@ def plot_confusion_matrix(
     return ax
 
 
+def confused_classes(cm: torch.Tensor | np.ndarray, limit: int = 20) -> list[int]:
+    """The classes of the most confused pairs (largest off-diagonal counts), at most ``limit``,
+    in order of first appearance, for a confusion matrix small enough to read."""
+    counts = _numpy(cm).astype(np.float64).copy()
+    np.fill_diagonal(counts, 0)
+    chosen: list[int] = []
+    for flat in np.argsort(-counts, axis=None, kind="stable"):
+        t, p = divmod(int(flat), counts.shape[0])
+        if counts[t, p] <= 0:
+            break
+        new = [c for c in (t, p) if c not in chosen]
+        if len(chosen) + len(new) > limit:
+            break
+        chosen += new
+    return chosen or list(range(min(limit, counts.shape[0])))
+
+
 def plot_per_class_accuracy(
     accuracy: torch.Tensor | np.ndarray,
     class_names: Sequence[str],
     *,
     overall: float | None = None,
-    ax: Axes | None = None,
-) -> Axes:
-    """Per-class accuracy as horizontal bars, worst class on top.
+    n: int = 15,
+    videos: torch.Tensor | np.ndarray | None = None,
+) -> Figure:
+    """Per-class accuracy that reads at any number of classes: the ``n`` worst and the ``n`` best
+    classes as bars, and a histogram of every class.
+
+    With at most ``2 n`` classes, one bar panel holds them all (worst on top).
 
     Args:
         accuracy: (K,) accuracy per class; NaN for a class with no test video (not drawn).
         class_names: Names indexed by class.
         overall: Overall accuracy, drawn as a dashed line.
-        ax: Axes to draw on; a new figure when None.
+        n: Classes per bar panel.
+        videos: (K,) test videos per class; each bar is then labelled ``accuracy (right/all)``
+            (else ``accuracy``), so a class at 0 still reads.
 
     Returns:
-        The axes; bars in ascending order of accuracy.
+        The figure; its axes are the bar panels (worst first), then the histogram.
     """
     acc = _numpy(accuracy).astype(np.float64)
     present = np.flatnonzero(~np.isnan(acc))
     order = present[np.argsort(acc[present], kind="stable")]
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.0, 1.0 + 0.25 * len(order)))
-    y = np.arange(len(order))[::-1]  # worst at the top
-    ax.barh(y, acc[order], color=OTHER_COLOR)
-    ax.set_yticks(y, [class_names[c] for c in order], fontsize=8)
-    ax.set_xlim(0.0, 1.0)
-    ax.set_xlabel("accuracy")
+    if len(order) <= 2 * n:
+        panels = [(order, f"per-class accuracy ({len(order)} classes)")]
+    else:
+        panels = [
+            (order[:n], f"{n} worst classes"),
+            (order[::-1][:n][::-1], f"{n} best classes"),
+        ]
+    bars = max(len(p) for p, _ in panels)
+    fig, axes = plt.subplots(
+        1,
+        len(panels) + 1,
+        figsize=(5.2 * len(panels) + 4.2, min(12.0, 1.4 + 0.26 * bars)),
+        layout="constrained",
+        width_ratios=[1.0] * len(panels) + [0.8],
+    )
+    for ax, (classes, title) in zip(axes, panels, strict=False):
+        y = np.arange(len(classes))[::-1]  # the first (worst) at the top
+        ax.barh(y, acc[classes], color=OTHER_COLOR)
+        ax.set_yticks(y, [_short_name(class_names[c]) for c in classes], fontsize=8)
+        for yy, c in zip(y, classes, strict=True):
+            note = f"{acc[c]:.2f}"
+            if videos is not None:
+                total = int(_numpy(videos)[c])
+                note += f" ({round(acc[c] * total)}/{total})"
+            inside = acc[c] > 0.75  # written inside a long bar, after a short one
+            ax.text(
+                acc[c] - 0.01 if inside else acc[c] + 0.01, yy, note, va="center", fontsize=7,
+                ha="right" if inside else "left", color="white" if inside else "black",
+            )  # fmt: skip
+        ax.set_xlim(0.0, 1.0)
+        ax.set_xlabel("accuracy")
+        ax.set_title(title, fontsize=10)
+        if overall is not None:
+            ax.axvline(overall, color="black", linestyle="--", linewidth=1)
+    hist = axes[-1]
+    hist.hist(acc[present], bins=np.linspace(0.0, 1.0, 21), color=OTHER_COLOR, edgecolor="white")
+    hist.set_xlabel("accuracy")
+    hist.set_ylabel("classes")
+    hist.set_title(f"all {len(present)} classes", fontsize=10)
     if overall is not None:
-        ax.axvline(overall, color="black", linestyle="--", linewidth=1, label=f"all: {overall:.3f}")
-        ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("per-class accuracy")
-    return ax
+        label = f"all videos: {overall:.3f}"
+        hist.axvline(overall, color="black", linestyle="--", linewidth=1, label=label)
+        hist.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def _short_name(name: str, width: int = 28) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def plot_confused_pairs(
+    cm: torch.Tensor | np.ndarray, class_names: Sequence[str], *, pairs: int = 12
+) -> Figure:
+    """The most confused pairs as bars (``true → predicted``, fraction of the true class), beside
+    the row-normalised confusion matrix of only the classes involved.
+
+    Returns:
+        The figure: the bar axes, the matrix axes (and its colour bar).
+    """
+    counts = _numpy(cm).astype(np.float64)
+    off = counts.copy()
+    np.fill_diagonal(off, 0)
+    totals = counts.sum(1)
+    cells = [divmod(int(f), len(off)) for f in np.argsort(-off, axis=None, kind="stable")[:pairs]]
+    cells = [(t, p) for t, p in cells if off[t, p] > 0]
+    shown = confused_classes(counts, 16)
+    rows = max(len(cells), len(shown), 1)
+    height = min(8.0, max(3.2, 2.2 + 0.33 * rows))  # grows with what is drawn, up to 8 inches
+    fig, (bars, matrix) = plt.subplots(
+        1, 2, figsize=(8.0 + height, height), layout="constrained", width_ratios=[7.0, height]
+    )
+    y = np.arange(len(cells))[::-1]
+    frac = [off[t, p] / max(totals[t], 1) for t, p in cells]
+    bars.barh(y, frac, color=WRONG_COLOR, alpha=0.6, height=0.7)
+    bars.set_ylim(-0.6, max(len(cells), 4) - 0.4)
+    labels = [
+        f"{_short_name(class_names[t], 22)} → {_short_name(class_names[p], 22)}" for t, p in cells
+    ]
+    bars.set_yticks(y, labels, fontsize=8)
+    for yy, (t, p), f in zip(y, cells, frac, strict=True):
+        bars.text(f, yy, f" {int(off[t, p])}/{int(totals[t])}", va="center", fontsize=7)
+    bars.set_xlim(0.0, min(1.0, max(frac, default=0.5) * 1.3))
+    bars.set_xlabel("fraction of the true class's videos")
+    plural = "pairs" if len(cells) != 1 else "pair"
+    bars.set_title(f"{len(cells)} most confused {plural} (true → predicted)", fontsize=10)
+    names = [_short_name(c, 22) for c in class_names]
+    plot_confusion_matrix(counts, names, ax=matrix, max_classes=len(shown))
+    matrix.set_title(f"confusion among the {len(shown)} classes involved", fontsize=10)
+    return fig
 
 
 def plot_accuracy_vs_views(
@@ -305,6 +464,146 @@ def plot_accuracy_vs_views(
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return ax
+
+
+def plot_view_summary(
+    by_views: Mapping[tuple[int, int], float], clip_vs_video: Mapping[str, float]
+) -> Figure:
+    """Accuracy against the number of views (:func:`plot_accuracy_vs_views`) beside the single
+    centre clip against all views averaged (top-1 and top-5).
+
+    Args:
+        by_views: ``{(clips, crops): top-1}``, e.g. ``RunResults.accuracy_by_views()``.
+        clip_vs_video: ``{"clip top-1", "clip top-5", "video top-1", "video top-5"}``.
+
+    Returns:
+        The figure: the line axes, then the bar axes.
+    """
+    fig, (lines, bars) = plt.subplots(
+        1, 2, figsize=(11.0, 4.0), layout="constrained", width_ratios=[1.4, 1.0]
+    )
+    if by_views:
+        plot_accuracy_vs_views(by_views, ax=lines)
+    else:
+        note = "single-view test: no view subsets"
+        lines.text(0.5, 0.5, note, ha="center", transform=lines.transAxes)
+        lines.axis("off")
+    x = np.arange(2)
+    for i, (what, color) in enumerate((("clip", OTHER_COLOR), ("video", CORRECT_COLOR))):
+        values = [clip_vs_video[f"{what} top-1"], clip_vs_video[f"{what} top-5"]]
+        rects = bars.bar(x + (i - 0.5) * 0.38, values, 0.38, color=color, label=what)
+        bars.bar_label(rects, fmt="%.3f", fontsize=8)
+    bars.set_xticks(x, ["top-1", "top-5"])
+    bars.set_ylim(0.0, 1.08)
+    bars.set_title("centre clip vs. all views averaged", fontsize=10)
+    bars.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+def class_report(
+    run: Any,
+    cls: str | int,
+    *,
+    videos: int = 3,
+    num_frames: int = 5,
+    confusions: int = 8,
+    frames_of: Any = None,
+) -> Figure:
+    """One class of a finished run: its accuracy, where its videos go, what is mistaken for it,
+    and a few of its videos (mistakes first) with frames and top-5 scores.
+
+    Args:
+        run: An :class:`a2video.explore.results.RunResults`.
+        cls: Class name or number.
+        videos: Videos shown.
+        num_frames: Frames per video.
+        confusions: Bars per confusion panel.
+        frames_of: ``path -> (T, H, W, 3) uint8`` (default
+            :func:`a2video.explore.results.load_frames`); only the shown videos are decoded.
+
+    Returns:
+        The figure: a top sub-figure with the two confusion panels, then one row per video.
+    """
+    from a2video.explore.results import gallery_items
+
+    c = run.class_index(cls)
+    names = run.class_names
+    cm = _numpy(run.confusion()).astype(np.float64)
+    acc = _numpy(run.per_class_accuracy())
+    total = int(cm[c].sum())
+    rank = int(np.sum(acc[~np.isnan(acc)] < acc[c])) + 1 if total else 0
+    rows = run.mistakes(videos, true_class=c)
+    rows += [r for r in run.rows_of_class(c) if r not in rows][: videos - len(rows)]
+    items = gallery_items(run, rows, num_frames=num_frames, frames_of=frames_of)
+    top_h, row_h = 0.9 + 0.25 * confusions, 2.3
+    fig = plt.figure(figsize=(15.0, top_h + row_h * max(1, len(items))), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[top_h, row_h * max(1, len(items))])
+    head = (
+        f"{names[c]}: accuracy {acc[c]:.2f} over {total} videos "
+        f"(rank {rank} of {int(np.sum(~np.isnan(acc)))} from the worst)"
+        if total
+        else f"{names[c]}: no test video"
+    )
+    top.suptitle(head, fontsize=11, x=0.01, ha="left")
+    out_ax, in_ax = top.subplots(1, 2)
+    for ax, counts, title in (
+        (out_ax, cm[c].copy(), f"its videos predicted as (of {total})"),
+        (in_ax, cm[:, c].copy(), "mistaken for it (videos of other classes)"),
+    ):
+        counts[c] = 0
+        order = [int(o) for o in np.argsort(-counts, kind="stable")[:confusions] if counts[o] > 0]
+        y = np.arange(len(order))[::-1]
+        ax.barh(y, counts[order], color=WRONG_COLOR, alpha=0.6)
+        ax.set_yticks(y, [_short_name(names[o]) for o in order], fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("videos")
+        ax.set_ylim(-0.6, confusions - 0.4)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if not order:
+            ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([])
+    if items:
+        plot_mistake_gallery(items, names, num_frames=num_frames, figure=bottom)
+    return fig
+
+
+def class_browser(run: Any, **report_options: Any) -> Any:
+    """Pick a class, see its :func:`class_report`: a dropdown (ipywidgets) in a notebook.
+
+    Without ipywidgets, prints how to call :func:`class_report` and returns the report of the
+    worst class.
+
+    Returns:
+        The widget, or the figure of the worst class.
+    """
+    acc = _numpy(run.per_class_accuracy())
+    by_accuracy = [int(c) for c in np.argsort(np.nan_to_num(acc, nan=2.0), kind="stable")]
+    try:
+        import ipywidgets as widgets
+    except ImportError:
+        worst = run.class_names[by_accuracy[0]]
+        print(
+            "ipywidgets is not installed (pip install ipywidgets for a dropdown); call "
+            f"viz.class_report(run, 'CLASS'); here the worst class, {worst!r}:"
+        )
+        return class_report(run, by_accuracy[0], **report_options)
+    from IPython.display import display
+
+    options = [(f"{run.class_names[c]} ({acc[c]:.2f})", c) for c in by_accuracy]
+    choose = widgets.Dropdown(options=options, description="class (worst first)")
+    out = widgets.Output()
+
+    def show(change: Any = None) -> None:
+        with out:
+            out.clear_output(wait=True)
+            class_report(run, choose.value, **report_options)
+            plt.show()
+
+    choose.observe(show, names="value")
+    box = widgets.VBox([choose, out])
+    display(box)
+    show()
+    return box
 
 
 def upsample_maps(maps: torch.Tensor | np.ndarray, size: tuple[int, int, int]) -> np.ndarray:
@@ -395,6 +694,7 @@ def plot_descriptor_usage(
     top: int = 3,
     ax: Axes | None = None,
     title: str = "descriptor usage per class",
+    max_classes: int = 40,
 ) -> Axes:
     """Mean distribution weight of each descriptor per class, the ``top`` per class marked.
 
@@ -406,11 +706,18 @@ def plot_descriptor_usage(
         top: Descriptors marked (with a dot) in each row.
         ax: Axes to draw on; a new figure when None.
         title: Axes title.
+        max_classes: Rows drawn: the first classes that have videos (rows of zeros are classes
+            without one and are left out), so every row keeps its name.
 
     Returns:
-        The axes; its image holds ``usage``.
+        The axes; its image holds the rows of ``usage`` drawn.
     """
     u = _numpy(usage).astype(np.float64)
+    total = u.shape[0]
+    rows = np.flatnonzero(u.sum(1) > 0)[:max_classes]  # classes with videos, at most max_classes
+    u, class_names = u[rows], [class_names[c] for c in rows]
+    if len(rows) < total:
+        title = f"{title} ({len(rows)} of {total} classes)"
     k, n = u.shape
     if ax is None:
         _, ax = plt.subplots(figsize=(min(14.0, 2.0 + 0.25 * n), min(12.0, 1.0 + 0.3 * k)))

@@ -3,18 +3,19 @@
 Knows nothing of data or Lightning (see docs/internals.md).
 """
 
-from a2video.models.attention import DoubleAttention, NonLocal, association_cost
+from a2video.models.attention import DoubleAttention, NonLocal, association_cost, attention_blocks
 from a2video.models.flops import a2_block_cost, count_arch_flops, count_flops
-from a2video.models.inflate import (
-    LoadReport,
-    convert_pytorchvideo_state_dict,
-    inflate_2d_to_3d,
-    inflate_state_dict,
-    inflate_weight,
-    load_pytorchvideo,
-)
+from a2video.models.inflate import convert_pytorchvideo_state_dict, inflate_weight
 from a2video.models.registry import build_model, list_models, register_model
 from a2video.models.resnet3d import Bottleneck3d, VideoResNet
+from a2video.models.weights import (
+    LoadReport,
+    WeightsError,
+    filter_a2video,
+    filter_imagenet,
+    filter_pytorchvideo,
+    load_weights,
+)
 
 __all__ = [
     "Bottleneck3d",
@@ -22,16 +23,19 @@ __all__ = [
     "LoadReport",
     "NonLocal",
     "VideoResNet",
+    "WeightsError",
     "a2_block_cost",
     "association_cost",
+    "attention_blocks",
     "build_model",
     "convert_pytorchvideo_state_dict",
     "count_arch_flops",
     "count_flops",
-    "inflate_2d_to_3d",
-    "inflate_state_dict",
+    "filter_a2video",
+    "filter_imagenet",
+    "filter_pytorchvideo",
     "inflate_weight",
     "list_models",
-    "load_pytorchvideo",
+    "load_weights",
     "register_model",
 ]

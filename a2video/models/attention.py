@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DoubleAttention", "NonLocal", "association_cost"]
+__all__ = ["DoubleAttention", "NonLocal", "association_cost", "attention_blocks"]
 
 Association = Literal["left", "right", "auto"]
 
@@ -274,3 +274,17 @@ class NonLocal(nn.Module):
         y = y.reshape(x5.shape[0], d, *x5.shape[2:]).to(qkv.dtype)  # (N, d, L) -> (N, d, T, H, W)
         out = x5 + self.bn(self.proj(y)).to(x5.dtype)
         return out.squeeze(2) if was_image else out
+
+
+def attention_blocks(
+    model: nn.Module, kinds: type | tuple[type, ...] = (DoubleAttention, NonLocal)
+) -> dict[str, nn.Module]:
+    """The attention blocks of ``model`` by module path (``layerS.i.attn``), in forward order.
+
+    The one place that finds them (models, FLOP counts, attention maps, benchmarks).
+
+    Args:
+        model: any module.
+        kinds: the block classes to find (default: A²-blocks and non-local blocks).
+    """
+    return {name: m for name, m in model.named_modules() if isinstance(m, kinds)}

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from a2video.models.attention import DoubleAttention
+from a2video.models.attention import DoubleAttention, attention_blocks
 
 __all__ = ["a2_block_cost", "count_arch_flops", "count_flops"]
 
@@ -64,7 +64,7 @@ def count_flops(model: nn.Module, frames: int = 8, size: int = 224) -> dict[str,
     model.eval()
     p = next(model.parameters())
     x = torch.zeros(1, 3, frames, size, size, device=p.device, dtype=p.dtype)
-    blocks = {n: m for n, m in model.named_modules() if n.endswith(".attn")}
+    blocks = attention_blocks(model)
     shapes: dict[str, tuple[int, ...]] = {}
     handles = [
         mod.register_forward_hook(

@@ -1,7 +1,9 @@
 """Model registry: ``build_model(arch, num_classes, **options)`` and ``list_models()``.
 
-Every public builder is a thin, keyword-only function over :func:`_video_resnet` (torchvision's
-``_video_resnet`` shape), registered by name with :func:`register_model`.
+Every public builder is a thin function that fixes its architecture and passes ``**kwargs`` (the
+common options below) to :func:`_video_resnet`, which holds them once, typed and keyword-only
+(torchvision's ``_video_resnet`` shape); builders are registered by name with
+:func:`register_model`.
 
 Backbones (Section 3 and Table 1 of the A²-Nets paper; numbers in the paper's stage naming,
 res2..res5 = torchvision ``layer1..layer4``):
@@ -55,8 +57,9 @@ from typing import Any, Literal
 from torch import Tensor, nn
 
 from a2video.models.attention import Association, DoubleAttention, NonLocal
-from a2video.models.inflate import Inflate, LoadReport, inflate_2d_to_3d, load_pytorchvideo
+from a2video.models.inflate import Inflate
 from a2video.models.resnet3d import StageSpec, VideoResNet
+from a2video.models.weights import load_weights
 
 __all__ = ["build_model", "list_models", "register_model"]
 
@@ -187,7 +190,7 @@ def _video_resnet(
     arch: str,
     layers: Sequence[int],
     *,
-    num_classes: int,
+    num_classes: int = 400,
     # Backbone
     width: int = 64,
     stem_temporal_kernel: int,
@@ -201,7 +204,7 @@ def _video_resnet(
     attn_n: Width = None,
     nl_pool: tuple[int, int, int] | None = (1, 2, 2),
     # Head
-    dropout: float,
+    dropout: float = 0.5,
     # Weights
     pretrained_2d: WeightsSource = None,
     inflate: Inflate = "mean",
@@ -219,12 +222,15 @@ def _video_resnet(
         dropout=dropout,
         arch=arch,
     )
-    reports: dict[str, LoadReport] = {}
-    if pretrained_2d is not None:
-        reports["pretrained_2d"] = inflate_2d_to_3d(model, pretrained_2d, inflate=inflate)
-    if pretrained_ptv is not None:
-        reports["pretrained_ptv"] = load_pytorchvideo(model, pretrained_ptv)
-    model.load_reports = reports
+    sources = {
+        "pretrained_2d": (pretrained_2d, "imagenet"),
+        "pretrained_ptv": (pretrained_ptv, "pytorchvideo"),
+    }
+    model.load_reports = {
+        name: load_weights(model, source, kind=kind, inflate=inflate)
+        for name, (source, kind) in sources.items()
+        if source is not None
+    }
     return model
 
 
@@ -238,273 +244,89 @@ _R50 = (3, 4, 6, 3)
 _A2_UNITS_R50 = ((), (1, 3), (1, 3, 5), ())
 _ABLATION = {"stem_temporal_kernel": 3, "temporal_kernels": (3, 3, 3, 3), "temporal_pool": True}
 _R26 = (2, 2, 2, 2)
+_R29 = (2, 3, 2, 2)
+_SLOW_R50 = {"stem_temporal_kernel": 1, "temporal_kernels": (1, 1, 3, 3), "temporal_pool": False}
 _UNITS_R26 = ((), (1,), (1,), ())
 
 
 @register_model
-def i3d_r50(
-    *,
-    num_classes: int = 400,
-    dropout: float = 0.5,
-    pretrained_2d: WeightsSource = None,
-    inflate: Inflate = "mean",
-    pretrained_ptv: WeightsSource = None,
-) -> VideoResNet:
+def i3d_r50(**kwargs: Any) -> VideoResNet:
     """I3D ResNet-50 8×8 without attention blocks (the paper's baseline backbone)."""
-    return _video_resnet(
-        "i3d_r50",
-        _R50,
-        **_I3D_R50,
-        num_classes=num_classes,
-        dropout=dropout,
-        pretrained_2d=pretrained_2d,
-        inflate=inflate,
-        pretrained_ptv=pretrained_ptv,
-    )
+    return _video_resnet("i3d_r50", _R50, **_I3D_R50, **kwargs)
 
 
 @register_model
-def a2net_r50(
-    *,
-    num_classes: int = 400,
-    dropout: float = 0.5,
-    association: Association = "left",
-    attn_m: Width = None,
-    attn_n: Width = None,
-    attn_units: AttnUnits = None,
-    pretrained_2d: WeightsSource = None,
-    inflate: Inflate = "mean",
-    pretrained_ptv: WeightsSource = None,
-) -> VideoResNet:
+def a2net_r50(*, attn_units: AttnUnits = None, **kwargs: Any) -> VideoResNet:
     """A²-Net ResNet-50: I3D-R50 with 5 A²-blocks (2 in res3, 3 in res4), the Kinetics model."""
-    return _video_resnet(
-        "a2net_r50",
-        _R50,
-        **_I3D_R50,
-        **_placement("a2net_r50", _R50, "a2", attn_units, _A2_UNITS_R50),
-        association=association,
-        attn_m=attn_m,
-        attn_n=attn_n,
-        num_classes=num_classes,
-        dropout=dropout,
-        pretrained_2d=pretrained_2d,
-        inflate=inflate,
-        pretrained_ptv=pretrained_ptv,
-    )
+    placement = _placement("a2net_r50", _R50, "a2", attn_units, _A2_UNITS_R50)
+    return _video_resnet("a2net_r50", _R50, **_I3D_R50, **placement, **kwargs)
 
 
 @register_model
-def nl_r50(
-    *,
-    num_classes: int = 400,
-    dropout: float = 0.5,
-    attn_m: Width = None,
-    nl_pool: tuple[int, int, int] | None = (1, 2, 2),
-    attn_units: AttnUnits = None,
-    pretrained_2d: WeightsSource = None,
-    inflate: Inflate = "mean",
-    pretrained_ptv: WeightsSource = None,
-) -> VideoResNet:
+def nl_r50(*, attn_units: AttnUnits = None, **kwargs: Any) -> VideoResNet:
     """I3D-R50 with 5 non-local blocks where ``a2net_r50`` has its A²-blocks (``attn_m``: d)."""
-    return _video_resnet(
-        "nl_r50",
-        _R50,
-        **_I3D_R50,
-        **_placement("nl_r50", _R50, "nonlocal", attn_units, _A2_UNITS_R50),
-        attn_m=attn_m,
-        nl_pool=nl_pool,
-        num_classes=num_classes,
-        dropout=dropout,
-        pretrained_2d=pretrained_2d,
-        inflate=inflate,
-        pretrained_ptv=pretrained_ptv,
-    )
+    placement = _placement("nl_r50", _R50, "nonlocal", attn_units, _A2_UNITS_R50)
+    return _video_resnet("nl_r50", _R50, **_I3D_R50, **placement, **kwargs)
 
 
 @register_model
-def slow_r50(
-    *,
-    num_classes: int = 400,
-    dropout: float = 0.5,
-    pretrained_2d: WeightsSource = None,
-    inflate: Inflate = "mean",
-    pretrained_ptv: WeightsSource = None,
-) -> VideoResNet:
+def slow_r50(**kwargs: Any) -> VideoResNet:
     """PyTorchVideo's Slow R50 8×8 (temporal kernels only in res4/res5, no temporal pooling)."""
-    return _video_resnet(
-        "slow_r50",
-        _R50,
-        stem_temporal_kernel=1,
-        temporal_kernels=(1, 1, 3, 3),
-        temporal_pool=False,
-        num_classes=num_classes,
-        dropout=dropout,
-        pretrained_2d=pretrained_2d,
-        inflate=inflate,
-        pretrained_ptv=pretrained_ptv,
-    )
+    return _video_resnet("slow_r50", _R50, **_SLOW_R50, **kwargs)
 
 
 @register_model
-def r26(
-    *,
-    num_classes: int = 400,
-    dropout: float = 0.5,
-    attention: Attention = None,
-    attn_units: AttnUnits = None,
-    association: Association = "left",
-    attn_m: Width = None,
-    attn_n: Width = None,
-    nl_pool: tuple[int, int, int] | None = (1, 2, 2),
-    pretrained_2d: WeightsSource = None,
-    inflate: Inflate = "mean",
-) -> VideoResNet:
+def r26(*, attention: Attention = None, attn_units: AttnUnits = None, **kwargs: Any) -> VideoResNet:
     """ResNet-26 ablation backbone: bottleneck units (2, 2, 2, 2).
 
     ``attention`` ("a2"/"nonlocal") with ``attn_units`` inserts blocks for the ablations, e.g.
     ``attention="a2", attn_units={"layer3": [1]}``: one A²-block after the second unit of res4.
     """
-    return _video_resnet(
-        "r26",
-        (2, 2, 2, 2),
-        **_ABLATION,
-        **_placement("r26", (2, 2, 2, 2), attention, attn_units),
-        association=association,
-        attn_m=attn_m,
-        attn_n=attn_n,
-        nl_pool=nl_pool,
-        num_classes=num_classes,
-        dropout=dropout,
-        pretrained_2d=pretrained_2d,
-        inflate=inflate,
-    )
+    placement = _placement("r26", _R26, attention, attn_units)
+    return _video_resnet("r26", _R26, **_ABLATION, **placement, **kwargs)
 
 
 @register_model
-def r29(
-    *,
-    num_classes: int = 400,
-    dropout: float = 0.5,
-    attention: Attention = None,
-    attn_units: AttnUnits = None,
-    association: Association = "left",
-    attn_m: Width = None,
-    attn_n: Width = None,
-    nl_pool: tuple[int, int, int] | None = (1, 2, 2),
-    pretrained_2d: WeightsSource = None,
-    inflate: Inflate = "mean",
-) -> VideoResNet:
+def r29(*, attention: Attention = None, attn_units: AttnUnits = None, **kwargs: Any) -> VideoResNet:
     """ResNet-29 ablation backbone: bottleneck units (2, 3, 2, 2).
 
     ``attention`` ("a2"/"nonlocal") with ``attn_units`` inserts blocks for the ablations, e.g.
     ``attention="a2", attn_units={"layer3": [1]}``: one A²-block after the second unit of res4.
     """
-    return _video_resnet(
-        "r29",
-        (2, 3, 2, 2),
-        **_ABLATION,
-        **_placement("r29", (2, 3, 2, 2), attention, attn_units),
-        association=association,
-        attn_m=attn_m,
-        attn_n=attn_n,
-        nl_pool=nl_pool,
-        num_classes=num_classes,
-        dropout=dropout,
-        pretrained_2d=pretrained_2d,
-        inflate=inflate,
-    )
+    placement = _placement("r29", _R29, attention, attn_units)
+    return _video_resnet("r29", _R29, **_ABLATION, **placement, **kwargs)
 
 
 @register_model
-def a2net_r26(
-    *,
-    num_classes: int = 400,
-    dropout: float = 0.5,
-    association: Association = "left",
-    attn_m: Width = None,
-    attn_n: Width = None,
-    attn_units: AttnUnits = None,
-    pretrained_2d: WeightsSource = None,
-    inflate: Inflate = "mean",
-) -> VideoResNet:
+def a2net_r26(*, attn_units: AttnUnits = None, **kwargs: Any) -> VideoResNet:
     """ResNet-26 with A²-blocks after the second unit of res3 and res4."""
-    return _video_resnet(
-        "a2net_r26",
-        _R26,
-        **_ABLATION,
-        **_placement("a2net_r26", _R26, "a2", attn_units, _UNITS_R26),
-        association=association,
-        attn_m=attn_m,
-        attn_n=attn_n,
-        num_classes=num_classes,
-        dropout=dropout,
-        pretrained_2d=pretrained_2d,
-        inflate=inflate,
-    )
+    placement = _placement("a2net_r26", _R26, "a2", attn_units, _UNITS_R26)
+    return _video_resnet("a2net_r26", _R26, **_ABLATION, **placement, **kwargs)
 
 
 @register_model
-def nl_r26(
-    *,
-    num_classes: int = 400,
-    dropout: float = 0.5,
-    attn_m: Width = None,
-    nl_pool: tuple[int, int, int] | None = (1, 2, 2),
-    attn_units: AttnUnits = None,
-    pretrained_2d: WeightsSource = None,
-    inflate: Inflate = "mean",
-) -> VideoResNet:
+def nl_r26(*, attn_units: AttnUnits = None, **kwargs: Any) -> VideoResNet:
     """ResNet-26 with non-local blocks where ``a2net_r26`` has its A²-blocks (``attn_m``: d)."""
-    return _video_resnet(
-        "nl_r26",
-        _R26,
-        **_ABLATION,
-        **_placement("nl_r26", _R26, "nonlocal", attn_units, _UNITS_R26),
-        attn_m=attn_m,
-        nl_pool=nl_pool,
-        num_classes=num_classes,
-        dropout=dropout,
-        pretrained_2d=pretrained_2d,
-        inflate=inflate,
-    )
+    placement = _placement("nl_r26", _R26, "nonlocal", attn_units, _UNITS_R26)
+    return _video_resnet("nl_r26", _R26, **_ABLATION, **placement, **kwargs)
 
 
 _TINY = {"width": 16, "stem_temporal_kernel": 3, "temporal_kernels": (3, 3, 3, 3)}
+_UNITS_TINY = ((), (0,), (0,), ())
 
 
 @register_model
-def a2net_tiny(
-    *,
-    num_classes: int = 400,
-    dropout: float = 0.0,
-    association: Association = "left",
-    attn_m: Width = None,
-    attn_n: Width = None,
-    attn_units: AttnUnits = None,
-) -> VideoResNet:
+def a2net_tiny(*, attn_units: AttnUnits = None, **kwargs: Any) -> VideoResNet:
     """Tiny A²-Net for tests and CPU demos: units (1, 1, 1, 1), width 16, 2 A²-blocks."""
+    placement = _placement("a2net_tiny", (1, 1, 1, 1), "a2", attn_units, _UNITS_TINY)
+    kwargs = {"dropout": 0.0, **kwargs}
     return _video_resnet(
-        "a2net_tiny",
-        (1, 1, 1, 1),
-        **_TINY,
-        temporal_pool=True,
-        **_placement("a2net_tiny", (1, 1, 1, 1), "a2", attn_units, ((), (0,), (0,), ())),
-        association=association,
-        attn_m=attn_m,
-        attn_n=attn_n,
-        num_classes=num_classes,
-        dropout=dropout,
+        "a2net_tiny", (1, 1, 1, 1), **_TINY, temporal_pool=True, **placement, **kwargs
     )
 
 
 @register_model
-def i3d_tiny(*, num_classes: int = 400, dropout: float = 0.0) -> VideoResNet:
+def i3d_tiny(**kwargs: Any) -> VideoResNet:
     """``a2net_tiny`` without its A²-blocks (the baseline for demos)."""
-    return _video_resnet(
-        "i3d_tiny",
-        (1, 1, 1, 1),
-        **_TINY,
-        temporal_pool=True,
-        num_classes=num_classes,
-        dropout=dropout,
-    )
+    kwargs = {"dropout": 0.0, **kwargs}
+    return _video_resnet("i3d_tiny", (1, 1, 1, 1), **_TINY, temporal_pool=True, **kwargs)

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from a2video.models.attention import attention_blocks as find_attention_blocks
+
 __all__ = ["Bottleneck3d", "StageSpec", "VideoResNet"]
 
 AttnFactory = Callable[[int], nn.Module]
@@ -192,7 +194,7 @@ class VideoResNet(nn.Module):
     @property
     def attention_blocks(self) -> dict[str, nn.Module]:
         """Inserted blocks by name (``layerS.i.attn``)."""
-        return {n: m for n, m in self.named_modules() if n.endswith(".attn")}
+        return find_attention_blocks(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """(N, 3, T, H, W) → last feature map (N, feature_dim, t, h, w)."""

@@ -25,9 +25,12 @@ import torch
 from lightning.fabric.utilities.data import AttributeDict
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from a2video.errors import unsafe_flag
+
 __all__ = [
     "AtomicCheckpointIO",
     "CheckpointError",
+    "UntrustedCheckpointError",
     "atomic_save",
     "load_checkpoint",
     "safe_globals",
@@ -36,6 +39,26 @@ __all__ = [
 
 class CheckpointError(RuntimeError):
     """A checkpoint file cannot be used; the message names the file and the fix."""
+
+
+class UntrustedCheckpointError(CheckpointError):
+    """A checkpoint holding pickled Python objects, refused by safe loading (nothing ran).
+
+    The message names the file, why, and ``flag``: the option of the entry point that accepts
+    such a file (each entry point sets its own, e.g. ``--unsafe-load`` for ``a2video predict``).
+    """
+
+    def __init__(self, path: str, detail: str = "", flag: str | None = None) -> None:
+        self.path, self.detail, self.flag = path, detail, flag or unsafe_flag()
+        super().__init__(path)
+
+    def __str__(self) -> str:
+        detail = f" ({self.detail})" if self.detail else ""
+        return (
+            f"{self.path}: refused: it holds pickled Python objects that safe (weights_only) "
+            f"loading does not allow{detail}; nothing in it was run. If you trust the file's "
+            f"source, pass {self.flag}."
+        )
 
 
 # Plain-data classes Lightning and our configs may leave in a checkpoint's hyper-parameters.
@@ -141,11 +164,8 @@ def load_checkpoint(
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()
         detail = next((line for line in first if "Unsupported" in line or "GLOBAL" in line), "")
-        raise CheckpointError(
-            f"{path}: refused: it holds pickled Python objects that safe (weights_only) loading "
-            f"does not allow{(' (' + detail.strip() + ')') if detail else ''}; if you trust the "
-            "file's source, pass unsafe_load=True (--unsafe_load true)."
-        ) from err
+        detail = detail.split(" Please use")[0].replace("WeightsUnpickler error: ", "")
+        raise UntrustedCheckpointError(path, detail.strip().rstrip(".")) from err
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(

@@ -9,20 +9,30 @@ Everything a run needs is in one YAML file; this class only sets the defaults ev
   process) through :class:`a2video.training.checkpoint.AtomicCheckpointIO`: atomic writes, safe
   reads
   (``--unsafe_load true`` to accept pickled objects from a trusted file).
-- RichProgressBar, LearningRateMonitor (when a logger is on), SaveOnSigterm and
-  CollectiveWatchdog: in multi-process runs a collective that waits more than
-  ``--collective_timeout`` seconds (default 1800) ends the run with an error naming the stage.
+- RichProgressBar, LearningRateMonitor (when a logger is on), SaveOnSigterm,
+  :class:`a2video.training.resume.ResumeState` (exactly-once resume: data position and RNG
+  streams in every checkpoint) and CollectiveWatchdog: in multi-process runs a collective that
+  waits more than ``--collective_timeout`` seconds (default 1800) ends the run with an error
+  naming the stage.
 - ``trainer.use_distributed_sampler: false``: our DataModules shard themselves without padding
   val/test; the metrics deduplicate by video index anyway.
-- ``data.num_classes`` and ``data.class_names`` linked into the model.
+- ``data.num_classes``, ``data.class_names`` and ``data.spec`` (the clip and test-view
+  :class:`a2video.data.ClipSpec`, stored once in checkpoints) linked into the model.
 - W&B: a ``WandbLogger`` runs offline unless the user is logged in (``WANDB_API_KEY`` or
   ``~/.netrc``) or ``WANDB_MODE`` is set.
 - The resolved YAML travels in every checkpoint (``checkpoint["a2video"]["config"]``).
+- ``--ckpt_path FILE`` is read through :func:`a2video.training.checkpoint.load_checkpoint` (safe
+  unless ``--unsafe_load true``; a missing or refused file stops with one line), and its saved
+  hyper-parameters fill in only the model options the command line / YAML left unset: a value
+  given there wins (views, ``view_chunk``, outputs…), except the
+  architecture-defining ones (:data:`ARCH_KEYS`): a conflict there stops with one line naming
+  both values.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +47,17 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
 from a2video.training.callbacks import CollectiveWatchdog, LastCheckpoint, SaveOnSigterm
-from a2video.training.checkpoint import AtomicCheckpointIO
+from a2video.training.checkpoint import AtomicCheckpointIO, CheckpointError, load_checkpoint
+from a2video.training.resume import ResumeState
 
-__all__ = ["A2VideoCLI", "wandb_logged_in"]
+__all__ = ["ARCH_KEYS", "A2VideoCLI", "wandb_logged_in"]
+
+# Model options that define the network a checkpoint's weights belong to.
+ARCH_KEYS = ("arch", "num_classes", "arch_options")
+# --ckpt_path values Lightning resolves itself.
+_SPECIAL_CKPT = ("last", "best", "hpc", "registry")
+# Never taken from a checkpoint: a file must not be able to switch off safe loading.
+_NEVER_FROM_CKPT = ("unsafe_load",)
 
 
 def wandb_logged_in() -> bool:
@@ -55,6 +73,45 @@ def wandb_logged_in() -> bool:
 
 def _mentions(value: Any, name: str) -> bool:
     return name in str(value)
+
+
+def _same(key: str, a: Any, b: Any) -> bool:
+    if key == "arch_options":
+        return dict(a or {}) == dict(b or {})
+    return a == b
+
+
+def merge_saved_hparams(
+    ckpt_path: str, saved: dict[str, Any], given: dict[str, Any], user_set: set[str]
+) -> dict[str, Any]:
+    """The saved hyper-parameters to apply: those of options the user did not set.
+
+    Args:
+        ckpt_path: the checkpoint (named in errors).
+        saved: its ``hyper_parameters``.
+        given: the model options parsed from the command line and YAML (defaults included).
+        user_set: the options the user set on the command line or in a YAML file.
+
+    Returns:
+        ``{option: saved value}`` for the options to take from the checkpoint.
+
+    Raises:
+        ValueError: an architecture option (:data:`ARCH_KEYS`) set to a value that conflicts
+            with the checkpoint's (one line naming both).
+    """
+    taken = {}
+    for key, value in saved.items():
+        if key.startswith("_") or key in _NEVER_FROM_CKPT or key not in given:
+            continue
+        if key not in user_set:
+            taken[key] = value
+        elif key in ARCH_KEYS and not _same(key, given[key], value):
+            raise ValueError(
+                f"{ckpt_path}: the checkpoint's {key} is {value!r} but the config asks for "
+                f"{given[key]!r}; drop --model.{key} (the checkpoint's network is used) or pass "
+                "a checkpoint of that architecture."
+            )
+    return taken
 
 
 class A2VideoCLI(LightningCLI):
@@ -101,6 +158,58 @@ class A2VideoCLI(LightningCLI):
         parser.set_defaults({"trainer.use_distributed_sampler": False})
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.class_names", "model.class_names", apply_on="instantiate")
+        parser.link_arguments("data.spec", "model.clip_spec", apply_on="instantiate")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._args = (
+            list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else None
+        )
+        super().parse_arguments(parser, args)
+
+    def _given_model_options(self) -> set[str]:
+        """The model options the user set (command line or YAML), not left at their default."""
+        subcommand = self.config.get("subcommand")
+        try:
+            explicit = self.parser.parse_args(self._args, defaults=False)
+        except (SystemExit, Exception):  # e.g. args given as a dict: fall back on the defaults
+            explicit = None
+        model = explicit.get(subcommand, {}).get("model") if explicit is not None else None
+        if model is not None:
+            return set(dict(model))
+        given = dict(self.config[subcommand].get("model") or {})
+        defaults = dict(self._parser(subcommand).get_defaults().get("model") or {})
+        return {k for k, v in given.items() if not _same(k, v, defaults.get(k))}
+
+    def _parse_ckpt_path(self) -> None:
+        """Check ``--ckpt_path`` early and apply its saved hyper-parameters below the user's."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        ckpt_path = config.get("ckpt_path")
+        self._saved_hparams: dict[str, Any] = {}
+        self._saved_weights: set[str] | None = None
+        if not ckpt_path or str(ckpt_path) in _SPECIAL_CKPT:
+            return
+        ckpt = load_checkpoint(ckpt_path, unsafe=bool(config.get("unsafe_load")))
+        if "state_dict" not in ckpt or "pytorch-lightning_version" not in ckpt:
+            raise CheckpointError(
+                f"{ckpt_path}: not a Lightning checkpoint (no state_dict / "
+                "pytorch-lightning_version); pass a .ckpt written by train.py or finetune_ucf.py."
+            )
+        saved = dict(ckpt.get("hyper_parameters") or {})
+        meta = ckpt.get("a2video") or {}
+        for key in ARCH_KEYS:
+            if meta.get(key) is not None:
+                saved[key] = meta[key]
+        self._saved_hparams = saved
+        self._saved_weights = set(ckpt["state_dict"])
+        model = config.get("model")
+        if model is None or "class_path" in model:
+            return
+        taken = merge_saved_hparams(str(ckpt_path), saved, dict(model), self._given_model_options())
+        if taken:
+            self.config = self.parser.parse_object({subcommand: {"model": taken}}, self.config)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -130,6 +239,8 @@ class A2VideoCLI(LightningCLI):
             callbacks.append(LearningRateMonitor(logging_interval="step"))
         if not any(isinstance(c, SaveOnSigterm) for c in callbacks):
             callbacks.append(SaveOnSigterm())
+        if not any(isinstance(c, ResumeState) for c in callbacks):
+            callbacks.append(ResumeState())
         if not any(isinstance(c, CollectiveWatchdog) for c in callbacks):
             timeout = self._get(self.config_init, "collective_timeout", default=None)
             # First: its setup sets the timeout before the other callbacks' setup collectives.
@@ -144,8 +255,31 @@ class A2VideoCLI(LightningCLI):
         kwargs.setdefault("plugins", plugins)
         return super().instantiate_trainer(**kwargs)
 
+    def _check_saved_weights(self, ckpt_path: Any) -> None:
+        """One line, before any run, when ``--ckpt_path``'s weights do not fit the model."""
+        saved = getattr(self, "_saved_weights", None)
+        if saved is None or not hasattr(self.model, "state_dict"):
+            return
+        wanted = set(self.model.state_dict())
+        missing, unexpected = sorted(wanted - saved), sorted(saved - wanted)
+        if missing:
+            extra = f", {len(unexpected)} unexpected" if unexpected else ""
+            raise ValueError(
+                f"{ckpt_path}: its weights do not fit the model ({len(missing)} of "
+                f"{len(wanted)} missing, e.g. {missing[0]}{extra}); pass a checkpoint of this "
+                "architecture (train.py / finetune_ucf.py writes them)."
+            )
+
     def after_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        saved = getattr(self, "_saved_hparams", {}).get("num_classes")
+        given = getattr(self.model, "num_classes", None)
+        if saved is not None and given is not None and int(saved) != int(given):
+            raise ValueError(
+                f"{config.get('ckpt_path')}: the checkpoint's num_classes is {saved} but the data "
+                f"has {given} classes; pass the dataset (or annotation_dir) it was trained on."
+            )
+        self._check_saved_weights(config.get("ckpt_path"))
         try:
             text = self._parser(self.subcommand).dump(config, skip_none=False, skip_check=True)
         except Exception as err:  # a config that cannot be dumped is not worth failing the run

@@ -11,6 +11,12 @@ them depend on the world size. Here every rank keeps one row per video it saw, `
 mean softmax, single-view softmax, valid)``; at epoch end the rows are all-gathered (uneven sizes
 allowed, a rank may hold none), deduplicated by ``index`` and the metrics are computed on the union:
 each video counted exactly once, whatever the number of ranks and whatever padding was added.
+
+With the per-view softmax ``(B, V, C)`` of a multi-view test, each rank also keeps what the
+exploration tools read later without the checkpoint: every view's top-k (one row per (video,
+view), deduplicated the same way) and the top-1 of the standard view subsets (1, 2, 3, 5, 10
+clips × the centre crop or all crops, see :func:`a2video.explore.predict.view_subset`), so
+accuracy against the number of views is exact without keeping all V·C scores per video.
 """
 
 from __future__ import annotations
@@ -30,8 +36,25 @@ __all__ = [
     "VideoResults",
     "gather_uneven",
     "video_metrics",
+    "view_subsets",
     "write_predictions_csv",
 ]
+
+
+# Clip counts of the view subsets whose top-1 is kept per video (each with 1 crop and all crops).
+SUBSET_CLIPS = (1, 2, 3, 5, 10)
+VIEW_TOPK = 5  # classes kept per view
+
+
+def view_subsets(clips: int, crops: int) -> list[tuple[int, int]]:
+    """The ``(clips, crops)`` subsets of a ``clips × crops`` decode whose top-1 is kept, in the
+    fixed column order of :attr:`VideoResults.subset_pred`: every ``SUBSET_CLIPS`` count × (1
+    crop, all crops); a column that does not fit the decode (or repeats one) is ``(0, 0)``."""
+    out: list[tuple[int, int]] = []
+    for n in SUBSET_CLIPS:
+        for s in (1, crops):
+            out.append((n, s) if n <= clips and (n, s) not in out else (0, 0))
+    return out
 
 
 def gather_uneven(x: Tensor) -> Tensor:
@@ -67,6 +90,11 @@ class VideoResults:
     probs: Tensor  # (N, C) float: softmax averaged over all views
     clip_probs: Tensor  # (N, C) float: softmax of the single (centre) view
     valid: Tensor  # (N,) bool: False when the video could not be decoded
+    # Multi-view tests only (None otherwise):
+    view_topk_scores: Tensor | None = None  # (N, V, k) float: each view's k best softmax scores
+    view_topk_classes: Tensor | None = None  # (N, V, k) long: their classes
+    subset_pred: Tensor | None = None  # (N, S) long: top-1 of view_subsets(...) (-1: n/a)
+    views: tuple[int, int] | None = None  # (clips, crops) decoded per video
 
     def __len__(self) -> int:
         return int(self.index.numel())
@@ -93,6 +121,15 @@ class VideoAccumulator(Metric):
     def __init__(self, num_classes: int) -> None:
         super().__init__(sync_on_compute=False, compute_with_cache=False)
         self.num_classes = num_classes
+        self.view_k = min(VIEW_TOPK, num_classes)
+        # Per view (one row per (video, view), so ranks need not know V to join the gather):
+        self.add_state("view_video", default=[], dist_reduce_fx=None)
+        self.add_state("view_id", default=[], dist_reduce_fx=None)
+        self.add_state("view_scores", default=[], dist_reduce_fx=None)
+        self.add_state("view_classes", default=[], dist_reduce_fx=None)
+        # Per video: top-1 of each view subset and the (clips, crops) layout.
+        self.add_state("subset_pred", default=[], dist_reduce_fx=None)
+        self.add_state("layout", default=[], dist_reduce_fx=None)
         self.add_state("index", default=[], dist_reduce_fx=None)
         self.add_state("label", default=[], dist_reduce_fx=None)
         self.add_state("probs", default=[], dist_reduce_fx=None)
@@ -124,6 +161,35 @@ class VideoAccumulator(Metric):
             valid = torch.ones_like(index, dtype=torch.bool)
         self.valid.append(valid.detach().bool().reshape(-1))
 
+    def update_views(self, index: Tensor, view_probs: Tensor, crops: int) -> None:
+        """Add the per-view softmax of a batch (after :meth:`update` of the same videos).
+
+        Args:
+            index: ``(B,)`` the videos' indices.
+            view_probs: ``(B, V, C)`` softmax of each view, clip-major (``c * crops + s``).
+            crops: spatial crops per clip (V = clips · crops).
+        """
+        from a2video.explore.predict import view_subset
+
+        b, v, _ = view_probs.shape
+        probs = view_probs.detach().float()
+        scores, classes = probs.topk(self.view_k, dim=2)  # (B, V, k)
+        index = index.detach().long().reshape(-1)
+        self.view_video.append(index.repeat_interleave(v))
+        self.view_id.append(torch.arange(v, device=index.device).repeat(b))
+        self.view_scores.append(scores.reshape(b * v, -1))
+        self.view_classes.append(classes.reshape(b * v, -1))
+        clips = v // crops
+        columns = []
+        for n, s in view_subsets(clips, crops):
+            if n == 0:
+                columns.append(torch.full_like(index, -1))
+            else:
+                idx = view_subset(clips, crops, n, s)
+                columns.append(probs[:, idx].mean(1).argmax(1))
+        self.subset_pred.append(torch.stack(columns, dim=1))
+        self.layout.append(torch.tensor([[clips, crops]], device=index.device).expand(b, 2))
+
     def _local(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         items = getattr(self, name)
         if isinstance(items, Tensor):  # torchmetrics may have concatenated the list already
@@ -144,13 +210,47 @@ class VideoAccumulator(Metric):
         keep = torch.ones_like(index, dtype=torch.bool)
         keep[1:] = index[1:] != index[:-1]
         sel = order[keep]
-        return VideoResults(
+        results = VideoResults(
             index=index[keep].cpu(),
             label=label[sel].cpu(),
             probs=probs[sel].cpu(),
             clip_probs=clip_probs[sel].cpu(),
             valid=valid[sel].cpu(),
         )
+        self._compute_views(results)
+        return results
+
+    def _compute_views(self, results: VideoResults) -> None:
+        """Gathers the per-view rows and attaches them to ``results`` (every rank must call)."""
+        k, s = self.view_k, len(view_subsets(1, 1))
+        video = gather_uneven(self._local("view_video", (0,), torch.long))
+        view = gather_uneven(self._local("view_id", (0,), torch.long))
+        scores = gather_uneven(self._local("view_scores", (0, k), torch.float32))
+        classes = gather_uneven(self._local("view_classes", (0, k), torch.long))
+        vindex = gather_uneven(self._local("index", (0,), torch.long))
+        subset = gather_uneven(self._local("subset_pred", (0, s), torch.long))
+        layout = gather_uneven(self._local("layout", (0, 2), torch.long))
+        if video.numel() == 0 or subset.shape[0] != vindex.shape[0]:
+            return  # no per-view data (validation, predict) or not for every video
+        clips, crops = (int(x) for x in layout.max(dim=0).values)
+        v = clips * crops
+        key = video * v + view
+        order = torch.argsort(key, stable=True)
+        first = torch.ones_like(order, dtype=torch.bool)
+        first[1:] = key[order][1:] != key[order][:-1]
+        sel = order[first]  # one row per (video, view), sorted by video then view
+        n = len(results)
+        first_of_each = video[sel][::v].cpu() if sel.numel() == n * v else None
+        same = first_of_each is not None and torch.equal(first_of_each, results.index)
+        if not same:
+            return  # videos with differing view counts: per-view data is left out
+        order = torch.argsort(vindex, stable=True)
+        keep = torch.ones_like(order, dtype=torch.bool)
+        keep[1:] = vindex[order][1:] != vindex[order][:-1]
+        results.view_topk_scores = scores[sel].view(n, v, k).cpu()
+        results.view_topk_classes = classes[sel].view(n, v, k).cpu()
+        results.subset_pred = subset[order[keep]].cpu()
+        results.views = (clips, crops)
 
 
 def _topk_correct(probs: Tensor, label: Tensor, k: int) -> Tensor:

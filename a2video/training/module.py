@@ -17,19 +17,20 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from a2video import __version__
+from a2video.data.datasets import ClipSpec
 from a2video.training.metrics import (
     VideoAccumulator,
     VideoResults,
@@ -37,78 +38,13 @@ from a2video.training.metrics import (
     video_metrics,
     write_predictions_csv,
 )
+from a2video.training.optim import WarmupSchedule, param_groups
 
 __all__ = ["NonFiniteLossError", "VideoClassifier", "WarmupSchedule", "param_groups"]
 
 
 class NonFiniteLossError(RuntimeError):
     """Raised after ``max_nonfinite_steps`` consecutive steps with a NaN/inf loss."""
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two groups: conv/linear weights decay, BatchNorm parameters and biases (ndim <= 1) do not.
-
-    Args:
-        model: the network.
-        weight_decay: decay of the first group.
-
-    Returns:
-        Parameter groups for a ``torch.optim`` optimizer.
-    """
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
-class WarmupSchedule:
-    """LR multiplier per optimizer step: linear warm-up, then cosine or steps (``LambdaLR``).
-
-    A plain object (not a closure) so ``LambdaLR.state_dict`` stores its fields as plain data.
-
-    Args:
-        total_steps: optimizer steps in the whole run.
-        warmup_steps: steps of linear warm-up from ``warmup_start`` to 1.
-        kind: "cosine" (to ``min_ratio`` at ``total_steps``), "step" (× ``gamma`` at each
-            milestone) or "constant".
-        milestones: steps where the step schedule multiplies by ``gamma``.
-        gamma: step factor.
-        min_ratio: final multiplier of the cosine.
-        warmup_start: first multiplier of the warm-up.
-    """
-
-    def __init__(
-        self,
-        total_steps: int,
-        warmup_steps: int = 0,
-        kind: str = "cosine",
-        milestones: Sequence[int] = (),
-        gamma: float = 0.1,
-        min_ratio: float = 0.0,
-        warmup_start: float = 0.01,
-    ) -> None:
-        self.total_steps = max(1, int(total_steps))
-        self.warmup_steps = max(0, int(warmup_steps))
-        self.kind = kind
-        self.milestones = sorted(int(m) for m in milestones)
-        self.gamma = float(gamma)
-        self.min_ratio = float(min_ratio)
-        self.warmup_start = float(warmup_start)
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.warmup_start + (1.0 - self.warmup_start) * step / self.warmup_steps
-        if self.kind == "cosine":
-            span = max(1, self.total_steps - self.warmup_steps)
-            t = min(1.0, (step - self.warmup_steps) / span)
-            return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
-        if self.kind == "step":
-            return self.gamma ** sum(step >= m for m in self.milestones)
-        return 1.0
 
 
 def _plain(x: Any) -> Any:
@@ -136,14 +72,21 @@ class VideoClassifier(LightningModule):
         pretrained_2d: 2-D ImageNet weights to inflate when a fit starts from scratch
             ("imagenet" or a path); ignored when resuming or evaluating a checkpoint.
         class_names: names by class index (linked from the datamodule by the CLI).
-        optimizer: an optimizer callable (``class_path`` in YAML) receiving the parameter groups;
-            None uses SGD with ``lr``, ``momentum``, ``weight_decay``, ``nesterov``.
-        lr: base learning rate (of SGD, and the schedule's peak).
-        momentum: SGD momentum.
-        weight_decay: L2 decay on conv/linear weights (never on BatchNorm or bias).
-        nesterov: Nesterov momentum.
-        lr_base_batch_size: if set, ``lr`` is for this global batch size and is scaled linearly to
-            the actual one (per-device batch × devices × nodes × gradient accumulation).
+        optimizer: an optimizer callable (``class_path`` in YAML, Lightning's
+            ``OptimizerCallable``) receiving the parameter groups; its own ``lr`` and
+            ``weight_decay`` apply (BatchNorm and bias groups get decay 0). None: SGD with
+            ``lr``, ``momentum``, ``weight_decay``, ``nesterov``.
+        lr_scheduler: an LR scheduler callable (``class_path`` in YAML, Lightning's
+            ``LRSchedulerCallable``), stepped per epoch; replaces the built-in ``scheduler``.
+        lr: learning rate of the default SGD (ignored with ``optimizer``).
+        momentum: momentum of the default SGD.
+        weight_decay: decay of the default SGD on conv/linear weights (never on BN or bias).
+        nesterov: Nesterov momentum of the default SGD.
+        lr_base_batch_size: if set, the optimizer's LR is for this global batch size and is
+            scaled linearly to the actual one (per-device batch × devices × nodes × gradient
+            accumulation), whichever optimizer is used.
+        backbone_lr_mult: the backbone's LR is the head's times this (fine-tuning; a
+            parameter-group option, so the optimizer's decay still applies).
         scheduler: "cosine" (with linear warm-up), "step" (the paper's) or "constant".
         warmup_epochs: linear warm-up length in epochs (fractions allowed).
         milestones: epochs at which the step schedule multiplies the LR by ``gamma``.
@@ -152,8 +95,9 @@ class VideoClassifier(LightningModule):
         label_smoothing: cross-entropy label smoothing.
         max_nonfinite_steps: stop with an error after this many consecutive NaN/inf losses
             (each such step is skipped and counted).
-        test_crops: spatial crops per temporal clip in test batches (views are clip-major), used
-            to pick the centre view for the single-clip accuracy.
+        clip_spec: the clips and test views the data produces (the DataModule's ``spec``, linked
+            by the CLI; restored from checkpoints): picks the centre view for the single-clip
+            accuracy and travels with the weights.
         view_chunk: forward at most this many clips at once in test/predict (0: all views of a
             batch at once); bounds memory for 10×3 views.
         channels_last: use ``channels_last_3d`` memory format (faster convs on recent GPUs).
@@ -169,11 +113,13 @@ class VideoClassifier(LightningModule):
         pretrained_2d: str | None = None,
         class_names: list[str] | None = None,
         optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
         lr: float = 0.1,
         momentum: float = 0.9,
         weight_decay: float = 1e-4,
         nesterov: bool = False,
         lr_base_batch_size: int | None = None,
+        backbone_lr_mult: float = 1.0,
         scheduler: Literal["cosine", "step", "constant"] = "cosine",
         warmup_epochs: float = 0.0,
         milestones: list[float] | None = None,
@@ -181,19 +127,22 @@ class VideoClassifier(LightningModule):
         min_lr_ratio: float = 0.0,
         label_smoothing: float = 0.0,
         max_nonfinite_steps: int = 10,
-        test_crops: int = 3,
+        clip_spec: ClipSpec | None = None,
         view_chunk: int = 0,
         channels_last: bool = False,
         compile: bool = False,
         write_outputs: bool = True,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer"])
+        if backbone_lr_mult < 0:
+            raise ValueError(f"backbone_lr_mult must be >= 0, got {backbone_lr_mult}")
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "clip_spec"])
         self.arch = arch
         self.num_classes = num_classes
         self.arch_options = dict(arch_options or {})
         self.class_names = list(class_names) if class_names is not None else None
         self.optimizer_fn = optimizer
+        self.lr_scheduler_fn = lr_scheduler
         self.net = self.build_net()
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last_3d)
@@ -210,7 +159,7 @@ class VideoClassifier(LightningModule):
         self.bad_videos = SumMetric()
         self.nonfinite_total = 0
         self.nonfinite_in_a_row = 0
-        self.clip_spec: dict[str, Any] | None = None
+        self.clip_spec: ClipSpec | None = clip_spec
         self.run_config: str | None = None  # the CLI's YAML, stored in checkpoints
         self.video_results: VideoResults | None = None
         self.test_summary: dict[str, float] = {}
@@ -230,14 +179,13 @@ class VideoClassifier(LightningModule):
             return
         if self.trainer.state.fn != "fit":
             return
-        from a2video.models import build_model
+        from a2video.models.weights import load_weights
 
-        source = build_model(
-            self.arch, num_classes=self.num_classes, pretrained_2d=pretrained, **self.arch_options
-        )
-        self.net.load_state_dict(source.state_dict())
+        inflate = self.arch_options.get("inflate", "mean")
+        report = load_weights(self.net, pretrained, kind="imagenet", inflate=inflate)
         self._pretrained_done = True
-        rank_zero_info(f"a2video: initialised {self.arch} from 2-D weights {pretrained!r}")
+        rank_zero_info(f"a2video: initialised {self.arch} from 2-D weights {pretrained!r}: "
+                       f"{report.summary()}")  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``(N, num_classes)`` of clips ``(N, 3, T, H, W)``."""
@@ -331,23 +279,33 @@ class VideoClassifier(LightningModule):
     # ------------------------------------------------------------------ test / predict
     def _view_probs(self, video: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and single-view softmax of ``video`` ``(B, V, 3, T, H, W)`` → two ``(B, C)``."""
-        if video.ndim == 5:  # a single view per video
-            video = video[:, None]
-        b, v = video.shape[:2]
-        flat = video.flatten(0, 1)  # (B*V, 3, T, H, W)
-        chunk = self.hparams.view_chunk or flat.shape[0]
-        logits = torch.cat([self(flat[i : i + chunk]) for i in range(0, flat.shape[0], chunk)])
-        probs = logits.float().softmax(dim=1).view(b, v, -1)  # (B, V, C)
-        crops = self.hparams.test_crops if v % self.hparams.test_crops == 0 else 1
-        clips = v // crops
-        centre = (clips // 2) * crops + crops // 2  # views are clip-major: c * crops + s
-        return probs.mean(dim=1), probs[:, centre]
+        probs, _ = self._per_view_probs(video)  # (B, V, C)
+        return probs.mean(dim=1), probs[:, self._view_layout(probs.shape[1])[1]]
+
+    def _view_layout(self, views: int) -> tuple[int, int]:
+        """Crops per clip and the centre clip's centre crop among ``views`` clip-major views, from
+        ``clip_spec`` (the data's, linked by the CLI); no guessing from the count."""
+        if views == 1:
+            return 1, 0
+        spec = self.clip_spec
+        if spec is None or spec.num_views != views:
+            have = "no clip_spec" if spec is None else f"{spec.num_clips}x{spec.num_crops} views"
+            raise ValueError(
+                f"a2video: test batches carry {views} views per video but the model has {have}; "
+                "the views are the DataModule's num_clips x num_crops (data.spec, linked to "
+                "model.clip_spec by the CLI): pass clip_spec=datamodule.spec"
+            )
+        return spec.num_crops, spec.centre_view
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        probs, clip_probs = self._view_probs(batch["video"])
+        # Every view's softmax is kept (per-view top-k, view-subset accuracy: scores.npz).
+        view_probs, crops = self._per_view_probs(batch["video"])  # (B, V, C)
+        centre = self._view_layout(view_probs.shape[1])[1]
+        probs, clip_probs = view_probs.mean(dim=1), view_probs[:, centre]
         self.test_videos.update(
             batch["index"], batch["label"], probs, clip_probs, batch.get("valid")
         )
+        self.test_videos.update_views(batch["index"], view_probs, crops)
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         probs, clip_probs = self._view_probs(batch["video"])
@@ -357,6 +315,18 @@ class VideoClassifier(LightningModule):
         self.test_videos.update(batch["index"], label, probs, clip_probs, batch.get("valid"))
         scores, classes = probs.topk(min(5, probs.shape[1]), dim=1)
         return {"index": batch["index"].cpu(), "top5": classes.cpu(), "scores": scores.cpu()}
+
+    def _per_view_probs(self, video: Tensor) -> tuple[Tensor, int]:
+        """Softmax of every view of ``video`` ``(B, V, 3, T, H, W)`` → ``(B, V, C)`` and the crops
+        per clip (views are clip-major: ``c * crops + s``), forwarded ``view_chunk`` at a time."""
+        if video.ndim == 5:  # a single view per video
+            video = video[:, None]
+        b, v = video.shape[:2]
+        flat = video.flatten(0, 1)  # (B*V, 3, T, H, W)
+        chunk = self.hparams.view_chunk or flat.shape[0]
+        logits = torch.cat([self(flat[i : i + chunk]) for i in range(0, flat.shape[0], chunk)])
+        crops = self._view_layout(v)[0]
+        return logits.float().softmax(dim=1).view(b, v, -1), crops
 
     def on_test_epoch_end(self) -> None:
         m = self._finish_videos("test")
@@ -409,6 +379,9 @@ class VideoClassifier(LightningModule):
         os.makedirs(out, exist_ok=True)
         path = os.path.join(out, "predictions.csv")
         write_predictions_csv(path, results, self.class_names, names)
+        from a2video.explore.results import save_results
+
+        save_results(os.path.join(out, "scores.npz"), results, self.class_names, names)
         if bool((results.label >= 0).any()):
             try:
                 self._save_confusion(results, os.path.join(out, "confusion_matrix.png"))
@@ -439,29 +412,51 @@ class VideoClassifier(LightningModule):
             return None
         return int(per_device) * self.trainer.world_size * self.trainer.accumulate_grad_batches
 
+    def lr_scale(self) -> float:
+        """Linear LR scaling: global batch / ``lr_base_batch_size`` (1 when unset or unknown)."""
+        base = self.hparams.lr_base_batch_size
+        if not base:
+            return 1.0
+        global_batch = self._global_batch_size()
+        if global_batch is None:
+            rank_zero_warn("a2video: lr_base_batch_size set but the batch size is unknown")
+            return 1.0
+        return global_batch / base
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's groups (:func:`param_groups` over the network; no decay on BN/bias)."""
+        return param_groups(self.net, backbone_lr_mult=float(self.hparams.backbone_lr_mult))
+
     def configure_optimizers(self) -> dict[str, Any]:
+        """The injected optimizer (or SGD) over :meth:`parameter_groups`, and the LR schedule.
+
+        Every group's LR is the optimizer's own times the group's ``lr_mult`` and
+        :meth:`lr_scale`, so scaling and fine-tuning multipliers apply to the LR in use whatever
+        the optimizer; the decay groups keep the optimizer's ``weight_decay``.
+        """
         hp = self.hparams
-        lr = hp.lr
-        if hp.lr_base_batch_size:
-            global_batch = self._global_batch_size()
-            if global_batch is None:
-                rank_zero_warn("a2video: lr_base_batch_size set but the batch size is unknown")
-            else:
-                lr = hp.lr * global_batch / hp.lr_base_batch_size
-                rank_zero_info(
-                    f"a2video: lr {hp.lr} for batch {hp.lr_base_batch_size} → {lr:g} "
-                    f"for global batch {global_batch} (linear scaling)"
-                )
-        groups = param_groups(self.net, hp.weight_decay)
+        groups = self.parameter_groups()
         if self.optimizer_fn is not None:
             optimizer = self.optimizer_fn(groups)
         else:
             optimizer = torch.optim.SGD(
-                groups, lr=lr, momentum=hp.momentum, nesterov=hp.nesterov, weight_decay=0.0
+                groups,
+                lr=hp.lr,
+                momentum=hp.momentum,
+                nesterov=hp.nesterov,
+                weight_decay=hp.weight_decay,
             )
-            # weight_decay lives in the groups (0 on BN/bias); SGD's default must not override it.
-            for group, wd in zip(optimizer.param_groups, (hp.weight_decay, 0.0), strict=True):
-                group["weight_decay"] = wd
+        scale = self.lr_scale()
+        for group in optimizer.param_groups:
+            group["lr"] = group["lr"] * scale * group.get("lr_mult", 1.0)
+        if scale != 1.0:
+            base = optimizer.defaults.get("lr")
+            rank_zero_info(
+                f"a2video: lr {base} for batch {hp.lr_base_batch_size} → {base * scale:g} for "
+                f"global batch {self._global_batch_size()} (linear scaling)"
+            )
+        if self.lr_scheduler_fn is not None:  # Lightning's default: stepped once per epoch
+            return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_fn(optimizer)}
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = self._steps_per_epoch(total)
         schedule = WarmupSchedule(
@@ -485,9 +480,9 @@ class VideoClassifier(LightningModule):
     # ------------------------------------------------------------------ checkpoints
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
-        spec = getattr(dm, "clip_spec", None)
-        if spec is not None:
-            self.clip_spec = _plain(spec)
+        spec = getattr(dm, "spec", None)  # a DataModule used without the CLI's link
+        if self.clip_spec is None and isinstance(spec, ClipSpec):
+            self.clip_spec = spec
         if self.class_names is None and getattr(dm, "class_names", None) is not None:
             self.class_names = list(dm.class_names)
 
@@ -506,7 +501,7 @@ class VideoClassifier(LightningModule):
                 "arch_options": self.arch_options,
                 "num_classes": self.num_classes,
                 "class_names": self.class_names,
-                "clip_spec": self.clip_spec,
+                "clip_spec": self.clip_spec.as_dict() if self.clip_spec else None,
                 "metrics": metrics,
                 "version": __version__,
                 "config": self.run_config,
@@ -515,14 +510,14 @@ class VideoClassifier(LightningModule):
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["a2video"] = self.checkpoint_metadata()
+        checkpoint.setdefault("a2video", {}).update(self.checkpoint_metadata())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("a2video") or {}
         if meta.get("class_names") and not self.class_names:
             self.class_names = list(meta["class_names"])
         if meta.get("clip_spec") and self.clip_spec is None:
-            self.clip_spec = dict(meta["clip_spec"])
+            self.clip_spec = ClipSpec.from_dict(meta["clip_spec"])
         self.nonfinite_total = int(meta.get("nonfinite_total", 0))
 
     @classmethod
@@ -544,12 +539,13 @@ class VideoClassifier(LightningModule):
         Returns:
             The classifier in eval mode, with ``class_names`` and ``clip_spec`` restored.
         """
+        from a2video.models.weights import load_weights
         from a2video.training.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path, unsafe=unsafe, map_location=map_location)
         hp = dict(ckpt.get("hyper_parameters") or {})
         meta = ckpt.get("a2video") or {}
-        keep = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        keep = set(inspect.signature(cls.__init__).parameters) - {"self"}  # drops removed ones
         kwargs = {k: v for k, v in hp.items() if k in keep}
         for key in ("arch", "num_classes", "arch_options", "class_names"):
             if meta.get(key) is not None:
@@ -557,6 +553,6 @@ class VideoClassifier(LightningModule):
         kwargs["pretrained_2d"] = None
         kwargs.update(overrides)
         model = cls(**kwargs)
-        model.load_state_dict(ckpt["state_dict"])
+        load_weights(model.net, ckpt, kind="a2video")
         model.on_load_checkpoint(ckpt)
         return model.eval()

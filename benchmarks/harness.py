@@ -1,4 +1,5 @@
-"""Benchmark logic shared by ``benchmarks/bench_*.py`` and ``a2video bench``.
+"""Benchmark logic and report writers shared by ``benchmarks/bench_*.py`` and
+``benchmarks/bench.py`` (``a2video bench`` runs it from a source checkout).
 
 Three measurements back the paper's efficiency claim (Chen et al. 2018, Section 2.3: double
 attention gathers and distributes global features at a fraction of the non-local block's cost):
@@ -35,6 +36,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from a2video.models.attention import attention_blocks
 
 BLOCK_KINDS = ("a2_left", "a2_right", "a2_auto", "nonlocal")
 STAGES = ("res2", "res3", "res4", "res5")
@@ -482,7 +485,11 @@ def bench_stage_subprocess(shape: StageShape, **kwargs: Any) -> list[BlockResult
     kinds = tuple(kwargs.pop("kinds", BLOCK_KINDS))
     dtype = kwargs.pop("dtype", torch.float32)
     payload = {"shape": asdict(shape), "kinds": kinds, "dtype": str(dtype)[6:], **kwargs}
-    code = "import sys; from a2video.bench import _worker; _worker(sys.argv[1])"
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = (
+        f"import sys; sys.path[:0] = [{here!r}, {os.path.dirname(here)!r}]; "
+        "from harness import _worker; _worker(sys.argv[1])"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", code, json.dumps(payload)],
         capture_output=True,
@@ -659,17 +666,11 @@ def bench_model(
 # ----------------------------------------------------------------------------- block share
 
 
-def _is_attention(module: nn.Module) -> bool:
-    from a2video.models.attention import DoubleAttention, NonLocal
-
-    return isinstance(module, (DoubleAttention, NonLocal))
-
-
 def flops_by_block(model: nn.Module, x: Tensor) -> tuple[int, dict[str, int]]:
     """Training-step FLOPs (forward+backward) of ``model`` in total and per attention block."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    names = [name for name, mod in model.named_modules() if _is_attention(mod)]
+    names = list(attention_blocks(model))
     counter = FlopCounterMode(display=False)
     with counter:
         model(x).sum().backward()
@@ -689,9 +690,7 @@ def _time_blocks_hooks(model: nn.Module) -> tuple[dict[str, float], Callable[[],
     acc: dict[str, float] = {}
     starts: dict[str, float] = {}
     handles = []
-    for name, mod in model.named_modules():
-        if not _is_attention(mod):
-            continue
+    for name, mod in attention_blocks(model).items():
         acc[name] = 0.0
 
         def fpre(_m, _i, name=name):

@@ -1,0 +1,113 @@
+"""Optimisation parts of :class:`a2video.training.module.VideoClassifier`: parameter groups and
+the LR schedule.
+
+The paper's video setting (Section 3) trains with synchronous SGD with momentum and a step
+schedule; the usual modern alternative is cosine with linear warm-up. BatchNorm parameters and
+biases never decay; the decay groups keep the injected optimizer's own ``weight_decay``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+__all__ = ["WarmupSchedule", "param_groups"]
+
+
+def param_groups(
+    model: nn.Module,
+    weight_decay: float | None = None,
+    backbone_lr_mult: float = 1.0,
+    head_prefix: str = "fc.",
+) -> list[dict[str, Any]]:
+    """Parameter groups: no decay on BatchNorm and bias (``ndim <= 1``), optional backbone LR.
+
+    Only the no-decay groups set ``weight_decay`` (to 0); the decay groups keep the optimizer's
+    own ``weight_decay`` unless ``weight_decay`` is given. Each group carries ``lr_mult`` (the
+    backbone's is ``backbone_lr_mult``, the head's 1), applied by
+    :meth:`VideoClassifier.configure_optimizers`. Frozen parameters are left out, empty groups
+    dropped.
+
+    Args:
+        model: the network.
+        weight_decay: decay of the decay groups; None keeps the optimizer's.
+        backbone_lr_mult: LR multiplier of every parameter outside the head (fine-tuning).
+        head_prefix: parameter-name prefix of the head.
+
+    Returns:
+        Groups named ``decay``/``no_decay`` (or ``backbone``/``backbone_no_decay``/``head``/
+        ``head_no_decay`` when ``backbone_lr_mult != 1``), in that order.
+    """
+    split = backbone_lr_mult != 1.0
+    buckets: dict[tuple[str, bool], list[Tensor]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        part = ("head" if name.startswith(head_prefix) else "backbone") if split else ""
+        buckets.setdefault((part, p.ndim > 1), []).append(p)
+    groups = []
+    for part in ("backbone", "head") if split else ("",):
+        for decays in (True, False):
+            params = buckets.get((part, decays))
+            if not params:
+                continue
+            group: dict[str, Any] = {
+                "params": params,
+                "name": (part or "decay") if decays else f"{part}_no_decay".lstrip("_"),
+                "lr_mult": backbone_lr_mult if part == "backbone" else 1.0,
+            }
+            if not decays:
+                group["weight_decay"] = 0.0
+            elif weight_decay is not None:
+                group["weight_decay"] = weight_decay
+            groups.append(group)
+    return groups
+
+
+class WarmupSchedule:
+    """LR multiplier per optimizer step: linear warm-up, then cosine or steps (``LambdaLR``).
+
+    A plain object (not a closure) so ``LambdaLR.state_dict`` stores its fields as plain data.
+
+    Args:
+        total_steps: optimizer steps in the whole run.
+        warmup_steps: steps of linear warm-up from ``warmup_start`` to 1.
+        kind: "cosine" (to ``min_ratio`` at ``total_steps``), "step" (× ``gamma`` at each
+            milestone) or "constant".
+        milestones: steps where the step schedule multiplies by ``gamma``.
+        gamma: step factor.
+        min_ratio: final multiplier of the cosine.
+        warmup_start: first multiplier of the warm-up.
+    """
+
+    def __init__(
+        self,
+        total_steps: int,
+        warmup_steps: int = 0,
+        kind: str = "cosine",
+        milestones: Sequence[int] = (),
+        gamma: float = 0.1,
+        min_ratio: float = 0.0,
+        warmup_start: float = 0.01,
+    ) -> None:
+        self.total_steps = max(1, int(total_steps))
+        self.warmup_steps = max(0, int(warmup_steps))
+        self.kind = kind
+        self.milestones = sorted(int(m) for m in milestones)
+        self.gamma = float(gamma)
+        self.min_ratio = float(min_ratio)
+        self.warmup_start = float(warmup_start)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.warmup_start + (1.0 - self.warmup_start) * step / self.warmup_steps
+        if self.kind == "cosine":
+            span = max(1, self.total_steps - self.warmup_steps)
+            t = min(1.0, (step - self.warmup_steps) / span)
+            return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+        if self.kind == "step":
+            return self.gamma ** sum(step >= m for m in self.milestones)
+        return 1.0

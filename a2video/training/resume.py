@@ -1,0 +1,158 @@
+"""Exactly-once resume: the data position and every rank's RNG streams travel in the checkpoint.
+
+A ``fit`` killed at any step and resumed with ``--ckpt_path last`` trains on the same batches, in
+the same order, with the same augmentation and dropout randomness as an uninterrupted run:
+
+- **Data position.** Each checkpoint records the train sampler's epoch and how many batches of it
+  the loop has consumed (``checkpoint["a2video_resume"]``). On resume, before the epoch's iterator
+  is made, :meth:`a2video.data.datasets.ShardedSampler.skip` drops those keys, so the rest of the
+  epoch follows the same shuffle (augmentation is a pure function of ``(seed, epoch, index)``).
+- **RNG streams.** torch (CPU and CUDA), NumPy and Python ``random`` states of every rank, gathered
+  to rank 0 when the checkpoint is written and restored, per rank, just before the first training
+  batch after the resume, when no draw can come in between (the DataModules' loaders draw their
+  worker seeds from their own generator, not torch's global one).
+
+A checkpoint written before this existed resumes as before (the interrupted epoch continues with
+batches from its start) after one warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_only
+
+__all__ = ["RESUME_KEY", "ResumeState", "capture_rng", "restore_rng"]
+
+RESUME_KEY = "a2video_resume"
+VERSION = 1
+log = logging.getLogger(__name__)
+
+
+@rank_zero_only
+def _warn(message: str) -> None:
+    # logging, not warnings: a run with warnings filtered (PYTHONWARNINGS=ignore) still says it
+    log.warning(message)
+
+
+def capture_rng() -> dict[str, Any]:
+    """This process's RNG states as plain data (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "python": [version, list(internal), gauss],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Set this process's RNG states from :func:`capture_rng`'s output."""
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _gather(obj: Any) -> list[Any]:
+    """``obj`` of every rank, in rank order (a collective: every rank saves a checkpoint)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _train_sampler(trainer: Trainer) -> tuple[Any, int | None]:
+    """The train loader's sampler if it can skip (ShardedSampler), and the loader's batch size."""
+    loader = trainer.train_dataloader
+    if isinstance(loader, (list, tuple)) and len(loader) == 1:
+        loader = loader[0]
+    sampler = getattr(loader, "sampler", None)
+    if not callable(getattr(sampler, "skip", None)):
+        return None, None
+    return sampler, getattr(loader, "batch_size", None)
+
+
+class ResumeState(Callback):
+    """Saves and restores the data position and the RNG streams (installed by ``A2VideoCLI``)."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, Any] | None = None
+        self._rng_pending: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ save
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if trainer.state.fn != "fit":
+            return
+        rng = _gather(capture_rng())
+        state: dict[str, Any] = {"version": VERSION, "world_size": len(rng), "rng": rng}
+        sampler, batch_size = _train_sampler(trainer)
+        if sampler is not None and batch_size:
+            state.update(
+                epoch=int(sampler.epoch),
+                batches=int(trainer.fit_loop.epoch_loop.batch_progress.current.processed),
+                batch_size=int(batch_size),
+            )
+        checkpoint[RESUME_KEY] = state
+
+    # ------------------------------------------------------------------ load
+    def on_load_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if trainer.state.fn != "fit":
+            return
+        self._loaded = checkpoint.get(RESUME_KEY)
+        if self._loaded is None:
+            _warn(
+                f"a2video: {trainer.ckpt_path}: no data position or RNG state in this checkpoint "
+                "(written by an earlier a2video); the interrupted epoch continues with batches "
+                "from its start, so some videos are seen twice in it and others not at all."
+            )
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        state, self._loaded = self._loaded, None
+        if state is None:
+            return
+        world, rank = trainer.world_size, trainer.global_rank
+        if state.get("world_size") != world:
+            _warn(
+                f"a2video: {trainer.ckpt_path} was written by {state.get('world_size')} "
+                f"processes, this run has {world}: the interrupted epoch continues with batches "
+                "from its start and the RNG streams start afresh."
+            )
+            return
+        self._rng_pending = state["rng"][rank]
+        if "epoch" not in state:
+            return
+        sampler, batch_size = _train_sampler(trainer)
+        if sampler is None or batch_size != state["batch_size"]:
+            _warn(
+                f"a2video: {trainer.ckpt_path}: the train loader changed (batch size "
+                f"{state['batch_size']} -> {batch_size}); the interrupted epoch continues with "
+                "batches from its start."
+            )
+            return
+        sampler.skip(state["epoch"], state["batches"] * batch_size)
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._rng_pending is not None:
+            restore_rng(self._rng_pending)
+            self._rng_pending = None

@@ -1,0 +1,177 @@
+"""``python benchmarks/bench.py blocks|model|share`` (also ``a2video bench …`` from a source
+checkout): attention-block and whole-model speed benchmarks.
+
+- ``blocks``: forward+backward time, peak memory and GFLOP/s of the A²-block (left, right, auto)
+  and the non-local block at the res2..res5 shapes of ``a2net_r50`` (8×224²) and ``a2net_r26``
+  (16×112²), next to bare matrix products of the same sizes timed in the same run.
+- ``model``: clips/s of any arch for inference and training, eager or ``torch.compile``,
+  contiguous or ``channels_last_3d``.
+- ``share``: the attention blocks' share of a training step's time against their share of its
+  FLOPs.
+
+Every comparison is timed interleaved in one process (see ``harness``); results print as a
+table and, with ``--json``, as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+HELP = "Benchmark attention blocks (time, memory, GFLOP/s) and whole models (clips/s)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
+
+    blocks = sub.add_parser("blocks", help="A²-block vs non-local at the networks' stage shapes")
+    blocks.add_argument("--configs", nargs="+", default=["r50", "r26"], help="r50 (8×224²), r26")
+    blocks.add_argument("--stages", nargs="+", default=["res2", "res3", "res4", "res5"])
+    blocks.add_argument(
+        "--kinds", nargs="+", default=["a2_left", "a2_right", "a2_auto", "nonlocal"]
+    )
+    blocks.add_argument(
+        "--shape", nargs=4, type=int, metavar=("C", "T", "H", "W"), help="one custom shape instead"
+    )
+    blocks.add_argument("--batch", type=int, default=1)
+    _common(blocks)
+    blocks.add_argument("--max-mem-gib", type=float, default=None, help="skip larger cases")
+    blocks.add_argument("--budget-s", type=float, default=60.0, help="timing budget per stage")
+    blocks.add_argument(
+        "--in-process", action="store_true", help="do not isolate each stage in a subprocess"
+    )
+
+    model = sub.add_parser("model", help="clips/s of an arch, inference and training")
+    model.add_argument("arch")
+    model.add_argument("--frames", type=int, default=8)
+    model.add_argument("--size", type=int, default=224)
+    model.add_argument("--batch", type=int, default=1)
+    model.add_argument("--modes", nargs="+", default=["infer", "train"], choices=["infer", "train"])
+    model.add_argument("--compile", choices=["off", "on", "both"], default="off")
+    model.add_argument("--channels-last", choices=["off", "on", "both"], default="off")
+    model.add_argument("--num-classes", type=int, default=400)
+    model.add_argument("--budget-s", type=float, default=120.0)
+    _common(model)
+
+    share = sub.add_parser("share", help="attention blocks' share of step time vs of FLOPs")
+    share.add_argument("arch", nargs="?", default="a2net_r50")
+    share.add_argument("--baseline", default="i3d_r50", help="same net without blocks ('' none)")
+    share.add_argument("--frames", type=int, default=8)
+    share.add_argument("--size", type=int, default=224)
+    share.add_argument("--batch", type=int, default=1)
+    share.add_argument("--reps", type=int, default=3)
+    share.add_argument("--threads", type=int, default=None)
+    share.add_argument("--json", action="store_true")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    parser.add_argument(
+        "--dtype", default=None, help="float32 (CPU default) or bfloat16 (CUDA default, autocast)"
+    )
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _opts(choice: str) -> tuple[bool, ...]:
+    return {"off": (False,), "on": (True,), "both": (False, True)}[choice]
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    import harness as bench
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.what == "share":
+        out = bench.block_share(
+            args.arch,
+            args.baseline or None,
+            frames=args.frames,
+            size=args.size,
+            batch=args.batch,
+            reps=args.reps,
+        )
+        out["machine"] = bench.machine_info()
+        print(json.dumps(out, indent=2) if args.json else bench.format_share(out))
+        return 0
+    dtype_name = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
+    dtype = getattr(torch, dtype_name)
+    if args.what == "blocks":
+        results = []
+        if args.shape:
+            c, t, h, w = args.shape
+            shapes = [bench.StageShape("custom", "custom", c, t, h, w, "argument")]
+        else:
+            shapes = [
+                s
+                for config in args.configs
+                for s in bench.stage_shapes(config)
+                if s.stage in args.stages
+            ]
+        for shape in shapes:
+            kwargs = dict(
+                kinds=tuple(args.kinds),
+                batch=args.batch,
+                device=args.device,
+                dtype=dtype,
+                reps=args.reps,
+                budget_s=args.budget_s,
+                max_mem_gib=args.max_mem_gib,
+            )
+            if args.in_process:
+                results += bench.bench_stage(shape, **kwargs)
+            else:
+                results += bench.bench_stage_subprocess(
+                    shape, threads=torch.get_num_threads(), **kwargs
+                )
+        if args.json:
+            payload = {"machine": bench.machine_info(args.device)}
+            payload["results"] = [asdict(r) for r in results]
+            print(json.dumps(payload, indent=2))
+        else:
+            print(bench.format_blocks(results))
+            print(bench.format_machine(bench.machine_info(args.device)))
+        return 0
+    results = bench.bench_model(
+        args.arch,
+        frames=args.frames,
+        size=args.size,
+        batch=args.batch,
+        modes=tuple(args.modes),
+        compile_opts=_opts(args.compile),
+        channels_last_opts=_opts(args.channels_last),
+        num_classes=args.num_classes,
+        device=args.device,
+        dtype=dtype,
+        reps=args.reps,
+        budget_s=args.budget_s,
+    )
+    if args.json:
+        payload = {"machine": bench.machine_info(args.device)}
+        payload["results"] = [asdict(r) for r in results]
+        print(json.dumps(payload, indent=2))
+    else:
+        print(bench.format_models(results))
+        print(bench.format_machine(bench.machine_info(args.device)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python benchmarks/bench.py", description=HELP)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""NVDEC backend (``decoder: nvdec``) without a GPU: the CPU-side logic against a fake decoder.
+
+The fake stands in for PyNvVideoCodec's ``SimpleDecoder`` as documented (``len``,
+``get_stream_metadata``, ``get_batch_frames_by_index`` returning DLPack RGB frames,
+``reconfigure_decoder``) and decodes with PyAV, so the reader's index handling and layout
+conversion are checked frame for frame against the PyAV reader. The GPU measurement is
+benchmarks/bench_nvdec.py's.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import ClassVar
+
+import pytest
+import torch
+
+from a2video.data import KineticsDataModule
+from a2video.data import video as video_mod
+from a2video.data.video import (
+    PyAVReader,
+    VideoDecodeError,
+    get_decoder,
+    nvdec_frames_to_uint8,
+)
+
+
+class FakeSimpleDecoder:
+    """PyNvVideoCodec.SimpleDecoder's documented surface, decoding with PyAV on the CPU."""
+
+    opened: ClassVar[list[str]] = []
+
+    def __init__(self, path, gpu_id=0, use_device_memory=True, output_color_type=None):
+        assert output_color_type == "RGB" and use_device_memory
+        self.reconfigure_decoder(path)
+
+    def reconfigure_decoder(self, path):
+        FakeSimpleDecoder.opened.append(path)
+        self._reader = PyAVReader(path)  # raises VideoDecodeError on a bad file, as NVDEC fails
+
+    def __len__(self):
+        return self._reader.num_frames
+
+    def get_stream_metadata(self):
+        r = self._reader
+        return types.SimpleNamespace(
+            width=r.width, height=r.height, average_fps=r.fps, num_frames=r.num_frames
+        )
+
+    def get_batch_frames_by_index(self, indices):
+        assert indices == sorted(set(indices))  # the reader asks for distinct sorted frames
+        frames = self._reader.get_frames(indices)
+        # half the frames handed over flat (H, W*3), as a planar-less RGB buffer may be
+        return [f if k % 2 else f.reshape(f.shape[0], -1) for k, f in enumerate(frames)]
+
+
+@pytest.fixture
+def fake_nvdec(monkeypatch):
+    fake = types.SimpleNamespace(
+        SimpleDecoder=FakeSimpleDecoder, OutputColorType=types.SimpleNamespace(RGB="RGB")
+    )
+    monkeypatch.setattr(video_mod, "_import_pynvvideocodec", lambda: fake)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    FakeSimpleDecoder.opened = []
+    return fake
+
+
+def test_frames_to_uint8_layout():
+    a = torch.randint(0, 255, (6, 5, 3), dtype=torch.uint8)
+    out = nvdec_frames_to_uint8([a, a.reshape(6, 15)])
+    assert out.shape == (2, 6, 5, 3) and torch.equal(out[0], a) and torch.equal(out[1], a)
+    with pytest.raises(VideoDecodeError, match=r"NVDEC returned a frame of torch\.float32"):
+        nvdec_frames_to_uint8([a.float()], "v.mp4")
+
+
+def test_reader_matches_pyav_and_reuses_one_session(kinetics_root, small_clip, fake_nvdec):
+    records = KineticsDataModule(kinetics_root, **small_clip)._dataset("train").records[:3]
+    decoder = get_decoder("nvdec")
+    for record in records:
+        reader = decoder.open(record.path)
+        ref = PyAVReader(record.path)
+        assert (reader.num_frames, reader.height, reader.width) == (
+            ref.num_frames,
+            ref.height,
+            ref.width,
+        )
+        idx = [5, 0, 5, ref.num_frames - 1, 2]  # any order, repeats
+        assert torch.equal(reader.get_frames(idx), ref.get_frames(idx))
+        with pytest.raises(VideoDecodeError, match="out of range"):
+            reader.get_frames([ref.num_frames])
+        reader.close()
+    assert decoder._simple is not None and len(FakeSimpleDecoder.opened) == 3  # reconfigured
+
+
+def test_datamodule_with_nvdec_gives_the_pyav_batches(kinetics_root, small_clip, fake_nvdec):
+    ref = KineticsDataModule(kinetics_root, decoder="pyav", **small_clip)
+    nv = KineticsDataModule(kinetics_root, decoder="nvdec", **small_clip)
+    assert nv.pin_memory is False
+    a, b = next(iter(ref.train_dataloader())), next(iter(nv.train_dataloader()))
+    assert torch.equal(a["video"], b["video"]) and torch.equal(a["index"], b["index"])
+    small_clip["num_workers"] = 2
+    with pytest.raises(ValueError, match="set num_workers=0"):
+        KineticsDataModule(kinetics_root, decoder="nvdec", **small_clip)
+
+
+def test_nvdec_where_it_cannot_run_is_one_clear_line(kinetics_root, small_clip, monkeypatch):
+    if video_mod.importlib.util.find_spec("PyNvVideoCodec") is None:
+        with pytest.raises(ImportError, match=r"pip install 'a2video\[nvdec\]'"):
+            KineticsDataModule(kinetics_root, decoder="nvdec", **small_clip)
+    real = video_mod.importlib.util.find_spec
+    monkeypatch.setattr(
+        video_mod.importlib.util,
+        "find_spec",
+        lambda name: object() if name == "PyNvVideoCodec" else real(name),
+    )
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="needs an NVIDIA GPU and its driver"):
+        get_decoder("nvdec")
+
+
+@pytest.mark.timeout(120)
+def test_bench_nvdec_needs_no_pyav_decord_numpy_or_jsonargparse(
+    kinetics_root, small_clip, fake_nvdec
+):
+    """The GPU machine has python3 + torch + PyNvVideoCodec only: the benchmark imports with the
+    others blocked, and its clip loop runs (here on the fake decoder, on the CPU)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    absent = ("av", "decord", "numpy", "jsonargparse", "torchvision", "lightning")
+    blocked = f"import sys; [sys.modules.__setitem__(m, None) for m in {absent!r}]"
+    code = f"{blocked}; sys.path.insert(0, 'benchmarks'); import bench_nvdec; print('ok')"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=100
+    )
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+
+    import importlib.util
+    import types
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_nvdec", root / "benchmarks" / "bench_nvdec.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    path = KineticsDataModule(kinetics_root, **small_clip)._dataset("train").records[0].path
+    args = types.SimpleNamespace(frames=4, stride=2, train_crop=False)
+    decoder = get_decoder("nvdec")
+    assert bench.decode_clips(decoder, path, 4, bench._Rng(0), args) == 4
+    frames = torch.randint(0, 255, (4, 64, 48, 3), dtype=torch.uint8)
+    assert bench.train_crop(frames, bench._Rng(1), (40, 48), 32).shape == (3, 4, 32, 32)

@@ -1,0 +1,210 @@
+"""``a2video synth --encoding web`` and ``a2video prepare`` end to end.
+
+prepare: the same layout and annotation files, short-GOP no-B-frame H.264 that the DataModules
+read (Kinetics and UCF-101), frames within codec noise of the original (PSNR), the source never
+modified, DST inside SRC refused, unreadable videos listed and copied, a run killed mid-way
+resumed without taking a half-written file as done, and ``--frame-step`` keeping ``stride``'s
+time span.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from a2video.cli import main
+from a2video.data import KineticsDataModule, UCF101DataModule
+from a2video.data.prepare import MARKER
+from a2video.data.video import PyAVReader
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _keyframes_and_reordering(path: str) -> tuple[int, int, bool]:
+    import av
+
+    with av.open(path) as c:
+        packets = [p for p in c.demux(c.streams.video[0]) if p.size]
+        fps = float(c.streams.video[0].average_rate)
+    keys = sum(p.is_keyframe for p in packets)
+    pts = [p.pts for p in packets]
+    return keys, round(fps), pts != sorted(pts)  # B-frames: decode order != display order
+
+
+def _videos(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix in (".mp4", ".avi", ".webm"))
+
+
+def test_synth_web_encoding_is_download_like(tmp_path):
+    args = ["synth", "--encoding", "web", "--classes", "1", "--videos-per-class", "2"]
+    args += ["--val-per-class", "0", "--duration", "2", "2", "--max-side", "96", "--no-progress"]
+    assert main([*args, str(tmp_path / "web")]) == 0
+    videos = _videos(tmp_path / "web")
+    assert len(videos) >= 1
+    for v in videos:
+        keys, fps, reordered = _keyframes_and_reordering(str(v))
+        assert fps == 30 and keys == 1 and reordered  # keyint 250 > 60 frames; B-frames
+    manifest = json.loads((tmp_path / "web" / "synth_manifest.json").read_text())
+    assert manifest["encoding"] == "web"
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+
+
+def test_prepare_keeps_layout_and_content_and_never_touches_the_source(
+    broken_kinetics_root, tmp_path, capsys
+):
+    src, dst = Path(broken_kinetics_root), tmp_path / "prepared"
+    before = _digest(src)
+    manifest = json.loads((src / "synth_manifest.json").read_text())
+    rc = main(["prepare", str(src), str(dst), "--layout", "kinetics", "--gop", "4"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "videos on disk" in out and " MiB -> " in out
+    assert _digest(src) == before  # the source is only read
+    for name in ("train.csv", "val.csv", "test.csv"):
+        assert (dst / "annotations" / name).read_bytes() == (
+            src / "annotations" / name
+        ).read_bytes()
+    # every video has its copy, same folder and stem; the unusable ones are listed, unchanged
+    unusable = {k for k, v in manifest["special"].items() if v in ("zero-byte", "text")}
+    for rel in unusable:
+        assert rel in out
+        assert (dst / rel).read_bytes() == (src / rel).read_bytes()
+    for v in _videos(src):
+        rel = v.relative_to(src)
+        copy = dst / (rel if str(rel) in manifest["special"] else rel.with_suffix(".mp4"))
+        assert copy.is_file() or (dst / rel.with_suffix(".mp4")).is_file(), rel
+    # the DataModule reads the copy as the original: same classes, same videos, same labels
+    kw = dict(frames=4, stride=2, train_scale=(40, 48), crop_size=32, test_scale=40)
+    a, b = KineticsDataModule(str(src), **kw), KineticsDataModule(str(dst), **kw)
+    a.setup("fit"), b.setup("fit")
+    assert a.class_names == b.class_names
+    ra, rb = a.datasets["train"].records, b.datasets["train"].records
+    assert [Path(r.path).stem for r in ra] == [Path(r.path).stem for r in rb]
+    assert [r.label for r in ra] == [r.label for r in rb]
+    # a normal video: short GOP, no B-frames, frames within codec noise of the original
+    normal = next(r for r in ra if os.path.relpath(r.path, src) not in manifest["special"])
+    copy = dst / Path(os.path.relpath(normal.path, src)).with_suffix(".mp4")
+    keys, _, reordered = _keyframes_and_reordering(str(copy))
+    orig, new = PyAVReader(normal.path), PyAVReader(str(copy))
+    assert new.num_frames == orig.num_frames and keys >= new.num_frames // 4 and not reordered
+    idx = list(range(orig.num_frames))
+    assert _psnr(orig.get_frames(idx).numpy(), new.get_frames(idx).numpy()) > 30.0
+
+
+def test_prepare_refuses_dst_inside_src(kinetics_root, capsys):
+    assert (
+        main(["prepare", kinetics_root, str(Path(kinetics_root) / "fast"), "--layout", "kinetics"])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "inside the source" in err and "Traceback" not in err
+    assert not (Path(kinetics_root) / "fast").exists()
+    assert main(["prepare", kinetics_root, "/tmp/x", "--layout", "ucf101"]) == 2
+    assert "not a ucf101 dataset root" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(180)
+def test_prepare_resumes_after_a_kill(kinetics_root, tmp_path, capsys):
+    dst = tmp_path / "prepared"
+    cmd = [sys.executable, "-m", "a2video.cli", "prepare", kinetics_root, str(dst)]
+    cmd += ["--layout", "kinetics", "--workers", "1", "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((dst / "train").rglob("*.mp4")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and its encoder process, mid-run
+        proc.wait(timeout=30)
+    done_before = {p for p in dst.rglob("*.mp4")}
+    assert done_before, "the first run wrote nothing before the kill"
+    total = len(_videos(Path(kinetics_root)))
+    assert len(done_before) < total, "the run finished before the kill: nothing to resume"
+    assert main(["prepare", kinetics_root, str(dst), "--layout", "kinetics", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    skipped = int(out.split(" written, ")[1].split(" already done")[0])
+    assert 1 <= skipped == len(done_before)
+    assert not list(dst.rglob("*.part"))
+    for v in _videos(dst):  # every file complete and decodable
+        reader = PyAVReader(str(v))
+        reader.get_frames([reader.num_frames - 1])
+        reader.close()
+    assert len(_videos(dst)) == total
+
+
+def test_prepare_frame_step_keeps_the_stride_time_span(kinetics_root, ucf_root, tmp_path):
+    dst = tmp_path / "half"
+    assert main(["prepare", kinetics_root, str(dst), "--layout", "kinetics", "--frame-step", "2",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert json.loads((dst / MARKER).read_text())["frame_step"] == 2
+    kw = dict(frames=4, train_scale=(40, 48), crop_size=32, test_scale=40, num_workers=0)
+    dm = KineticsDataModule(str(dst), stride=4, **kw)
+    dm.setup("fit")
+    assert dm.datasets["train"].stride == 2  # 4 original frames = 2 frames of the copy
+    assert next(iter(dm.train_dataloader()))["video"].shape[2] == 4
+    src_video = KineticsDataModule(kinetics_root, stride=4, **kw)._dataset("train").records[0]
+    copy = dm.datasets["train"].records[0]
+    n_src, n_dst = PyAVReader(src_video.path).num_frames, PyAVReader(copy.path).num_frames
+    assert n_dst == (n_src + 1) // 2
+    with pytest.raises(ValueError, match="not a multiple of the videos' frame_step 2"):
+        KineticsDataModule(str(dst), stride=3, **kw).setup("fit")
+    # UCF-101: the split files name .avi files; the copy keeps the names
+    ucf = tmp_path / "ucf"
+    assert main(["prepare", ucf_root, str(ucf), "--layout", "ucf101", "--no-progress"]) == 0
+    dm = UCF101DataModule(str(ucf), stride=2, **kw)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["video"].shape[1:] == (3, 4, 32, 32) and batch["valid"].all()
+
+
+@pytest.mark.timeout(240)
+def test_bench_data_loading_runs_on_a_tiny_download_like_set(tmp_path):
+    """The benchmark's path (web synth -> prepare -> interleaved variants -> cores per GPU)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_data", ROOT / "benchmarks" / "bench_data.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "loading.json"
+    args = ["loading", "--root", str(tmp_path / "web"), "--classes", "1", "--per-class", "2"]
+    args += ["--duration", "1", "1", "--repeats", "1", "--decoders", "pyav", "--frames", "4"]
+    args += ["--stride", "4", "--crop", "32", "--scale-min", "40", "--scale-max", "48"]
+    args += ["--gpu-rate", "100", "--json", str(out)]
+    assert bench.main(args) == 0
+    result = json.loads(out.read_text())["loading"]
+    assert json.loads((tmp_path / "web" / "synth_manifest.json").read_text())["encoding"] == "web"
+    rows = result["variants"]["pyav"]
+    assert set(rows) == {
+        "bare decoder",
+        "plain float (before)",
+        "plain uint8",
+        "repeated K=4",
+        "prepared",
+        "prepared K=4",
+    }
+    for row in rows.values():
+        assert row["cores_per_gpu"]["100.0"] == -(-100 // row["clips_per_s_per_core"])

@@ -1,0 +1,201 @@
+"""Repeated augmentation (``repeat_clips``) and uint8 batches normalised on the device.
+
+- uint8: the workers' uint8 clips, normalised by the DataModule's ``on_after_batch_transfer``,
+  are the very floats the float path gives (train, val and test views), and ``fit`` through the
+  CLI feeds the model float clips.
+- repeat_clips=K: one decode gives K clips of one video, each with its own start and
+  augmentation; a batch of B clips holds B/K videos; an epoch is one pass over the videos (K
+  clips each) on one rank and on two gloo ranks (disjoint videos, every video once).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from lightning.pytorch import Callback
+
+from a2video.data import KineticsDataModule
+from a2video.data.datasets import VideoClipDataset
+from a2video.data.transforms import normalize_batch
+from a2video.training.cli import A2VideoCLI
+from a2video.training.module import VideoClassifier
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------ uint8
+@pytest.mark.parametrize("mode", ["train", "val", "test"])
+def test_uint8_clips_normalise_to_the_float_clips(kinetics_root, small_clip, mode):
+    dm = KineticsDataModule(kinetics_root, **small_clip)
+    dm.setup("fit")
+    records, spec = dm.datasets["train"].records[:3], dm.spec
+    as_float = VideoClipDataset(records, mode, spec, seed=5)
+    as_uint8 = VideoClipDataset(records, mode, spec, seed=5, uint8=True)
+    for i in range(len(records)):
+        f, u = as_float[(i, 2)]["video"], as_uint8[(i, 2)]["video"]
+        assert u.dtype == torch.uint8 and f.dtype == torch.float32
+        assert torch.equal(normalize_batch(u, spec.mean, spec.std), f)
+
+
+def test_datamodule_batches_cross_as_uint8_and_reach_the_same_floats(kinetics_root, small_clip):
+    on_device = KineticsDataModule(kinetics_root, seed=1, **small_clip)
+    in_worker = KineticsDataModule(kinetics_root, seed=1, normalize_on_device=False, **small_clip)
+    for name in ("train_dataloader", "val_dataloader"):
+        a = next(iter(getattr(on_device, name)()))
+        b = next(iter(getattr(in_worker, name)()))
+        assert a["video"].dtype == torch.uint8 and b["video"].dtype == torch.float32
+        a = on_device.on_after_batch_transfer(a, 0)
+        assert torch.equal(a["video"], b["video"]) and torch.equal(a["index"], b["index"])
+
+
+# ------------------------------------------------------------------------------ repeat_clips
+def test_repeat_clips_must_divide_the_batch(kinetics_root, small_clip):
+    with pytest.raises(ValueError, match="repeat_clips=3 must be >= 1 and divide batch_size=4"):
+        KineticsDataModule(kinetics_root, repeat_clips=3, **small_clip)
+
+
+def test_k_clips_of_one_video_each_differ(kinetics_root, small_clip):
+    dm = KineticsDataModule(kinetics_root, repeat_clips=4, normalize_on_device=False, **small_clip)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["video"].shape == (4, 3, 4, 32, 32)  # batch_size 4 clips = 1 video x 4
+    assert batch["index"].unique().numel() == 1 and batch["label"].unique().numel() == 1
+    assert batch["failed"].shape == (1,)  # failure flags stay one per video
+    clips = batch["video"]
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not torch.equal(clips[i], clips[j]), (i, j)
+    # the same video decoded alone gives the same K clips: they all come from it
+    ds = dm.datasets["train"]
+    alone = ds[(int(batch["index"][0]), 0)]["video"]
+    assert torch.equal(alone, clips)
+
+
+def test_k_clips_have_their_own_start(kinetics_root, small_clip):
+    """Starts drawn independently: over the videos, some K-tuple has distinct temporal starts."""
+    dm = KineticsDataModule(kinetics_root, repeat_clips=4, **small_clip)
+    ds = dm._dataset("train")
+    picked = []
+    real = ds._decode
+
+    def spy(path, pick):
+        picked.append(pick(1000))  # a long video: K starts in [0, 1000 - span]
+        return real(path, pick)
+
+    ds._decode = spy
+    ds[(0, 0)]
+    starts = [clip[0] for clip in picked[0]]
+    assert len(starts) == 4 and len(set(starts)) > 1
+
+
+def test_epoch_is_one_pass_over_the_videos_with_k_clips_each(kinetics_root, small_clip):
+    small_clip["batch_size"] = 4
+    dm = KineticsDataModule(kinetics_root, repeat_clips=2, **small_clip)
+    loader = dm.train_dataloader()
+    n = len(dm.datasets["train"])
+    assert len(loader) == math.ceil(n / 2)
+    seen = []
+    for batch in loader:
+        index = batch["index"]
+        assert torch.equal(index[0::2], index[1::2])  # the K clips of a video side by side
+        seen += index[0::2].tolist()
+    assert sorted(seen) == list(range(n))
+
+
+def _rank_videos(rank: int, world: int, root: str, clip: dict, split: str, port: int, out) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        dm = KineticsDataModule(root, train_split=split, repeat_clips=2, **clip)
+        loader = dm.train_dataloader()
+        videos = []
+        for epoch in range(2):
+            loader.sampler.set_epoch(epoch)
+            videos.append([b["index"][0::2].tolist() for b in loader])
+        out.put((rank, len(loader), videos))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.timeout(120)
+def test_two_gloo_ranks_see_disjoint_videos_each_once(kinetics_root, small_clip, tmp_path):
+    dm = KineticsDataModule(kinetics_root, **small_clip)
+    records = dm._dataset("train").records[:10]  # an even count: no padding duplicate
+    split = tmp_path / "train10.txt"
+    split.write_text("".join(f"{r.path} {r.label}\n" for r in records))
+    (tmp_path / "class_names.txt").write_text("".join(f"{c}\n" for c in dm.class_names))
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    port = 29500 + os.getpid() % 1000
+    procs = [
+        ctx.Process(
+            target=_rank_videos, args=(r, 2, kinetics_root, small_clip, str(split), port, out)
+        )
+        for r in range(2)
+    ]
+    for p in procs:
+        p.start()
+    results = dict((r, (n, v)) for r, n, v in (out.get(timeout=100) for _ in procs))
+    for p in procs:
+        p.join(timeout=20)
+        assert p.exitcode == 0
+    for epoch in range(2):
+        ranks = [[i for batch in results[r][1][epoch] for i in batch] for r in range(2)]
+        assert not set(ranks[0]) & set(ranks[1])
+        assert sorted(ranks[0] + ranks[1]) == list(range(10))
+    assert results[0][0] == results[1][0] == 3  # 5 videos per rank, 2 per batch of 4 clips
+
+
+# ----------------------------------------------------------------------------- through fit
+class BatchRecorder(Callback):
+    def __init__(self) -> None:
+        self.train: list[tuple[torch.dtype, tuple, list[int]]] = []
+        self.val_dtypes: list[torch.dtype] = []
+        self.total_steps = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.total_steps = int(trainer.estimated_stepping_batches)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        v = batch["video"]
+        self.train.append((v.dtype, tuple(v.shape), batch["index"].tolist()))
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dl_idx=0) -> None:
+        self.val_dtypes.append(batch["video"].dtype)
+
+
+def test_fit_with_repeat_clips_feeds_float_clips_and_counts_steps(kinetics_root, tmp_path):
+    recorder = BatchRecorder()
+    torch.set_num_threads(1)
+    A2VideoCLI(
+        VideoClassifier,
+        KineticsDataModule,
+        trainer_defaults={"callbacks": [recorder]},
+        args=[
+            "fit",
+            "--config", str(ROOT / "configs" / "demo_kinetics.yaml"),
+            "--data.data_root", kinetics_root,
+            "--trainer.default_root_dir", str(tmp_path / "run"),
+            "--trainer.logger", "false",
+            "--trainer.max_epochs", "2",
+            "--trainer.enable_progress_bar", "false",
+            "--trainer.num_sanity_val_steps", "0",
+            "--trainer.check_val_every_n_epoch", "2",
+            "--trainer.limit_val_batches", "1",
+            "--data.frames", "4", "--data.stride", "3", "--data.train_scale", "[40, 40]",
+            "--data.crop_size", "32", "--data.test_scale", "40", "--data.num_clips", "1",
+            "--data.num_crops", "1", "--data.batch_size", "4", "--data.num_workers", "0",
+            "--data.repeat_clips", "2",
+            "--step_checkpoint.every_n_train_steps", "0",
+        ],
+    )  # fmt: skip
+    steps_per_epoch = math.ceil(11 / 2)  # 11 training videos, 2 per batch of 4 clips
+    assert len(recorder.train) == 2 * steps_per_epoch == recorder.total_steps
+    assert all(dtype == torch.float32 for dtype, _, _ in recorder.train)
+    clips = [shape[0] for _, shape, _ in recorder.train]
+    assert clips == ([4] * 5 + [2]) * 2  # the last batch: the 11th video's 2 clips
+    assert recorder.val_dtypes and all(d == torch.float32 for d in recorder.val_dtypes)

@@ -1,0 +1,212 @@
+"""Every entry point (``train.py``, ``finetune_ucf.py``, ``a2video predict/export/check-data``,
+the notebooks' runner) ends a user error with one message and exit code 2, no traceback:
+
+- a crafted pickle (its payload would create a file) is refused in one line naming the file, why,
+  and the exact flag that entry point accepts, and the file never appears; with that flag the
+  payload does run (so the flag reaches the loader);
+- a wrong data root and a wrong checkpoint path name the path;
+- ``A2VIDEO_DEBUG=1`` shows the traceback instead.
+
+The entry points run in-process through their own ``main`` (``train.py``'s reads ``sys.argv``);
+one test runs ``python train.py`` as a subprocess to check the whole path, stderr included.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning.pytorch  # noqa: F401  (its log handler binds stderr now, not a test's capture)
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = str(ROOT / "configs" / "demo_kinetics.yaml")
+DEMO_UCF = str(ROOT / "configs" / "demo_ucf101.yaml")
+QUIET = [
+    "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+    "--trainer.max_steps", "1", "--data.num_workers", "0",
+]  # fmt: skip
+LIGHTNING_FLAG, A2VIDEO_FLAG = "--unsafe_load true", "--unsafe-load"
+
+
+class _Payload:
+    """Unpickling it creates ``path`` (stands for any code a crafted checkpoint could run)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.fixture
+def evil(tmp_path) -> tuple[Path, Path]:
+    """(a crafted checkpoint, the file its payload would create)."""
+    marker = tmp_path / "PAYLOAD_RAN"
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "pytorch-lightning_version": "2.6", "x": _Payload(marker)}, path)
+    return path, marker
+
+
+def _train_main() -> Callable[[list[str]], object]:
+    spec = importlib.util.spec_from_file_location("a2video_train_entry", ROOT / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def run(argv: list[str]) -> object:
+        saved = sys.argv
+        sys.argv = ["train.py", *argv]
+        try:
+            return module.main()
+        finally:
+            sys.argv = saved
+
+    return run
+
+
+def _finetune_main(argv: list[str]) -> object:
+    from a2video.training.finetune import main
+
+    return main(argv)
+
+
+def _a2video_main(argv: list[str]) -> object:
+    from a2video.cli import main
+
+    raise SystemExit(main(argv))  # as the console script does
+
+
+def _notebooks_main(argv: list[str]) -> object:
+    from a2video.explore.notebooks import main
+
+    return main(argv)
+
+
+def _user_error(capsys, run: Callable[[list[str]], object], argv: list[str]) -> str:
+    """Run an entry point; it must exit with 2 and print one ``error:`` line, no traceback."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    progs = ("train.py: error: ", "finetune_ucf.py: error: ", "a2video ", "python -m a2video")
+    lines = [line for line in err.splitlines() if line.startswith(progs)]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _cases(kinetics_root: str, ucf_root: str, tmp_path: Path, ckpt: str) -> dict:
+    """entry point -> (main, argv reading ``ckpt``, the trust flag it accepts)."""
+    run_dir = ["--trainer.default_root_dir", str(tmp_path / "run")]
+    train = [*QUIET, *run_dir, "--config", DEMO, "--data.data_root", kinetics_root]
+    ucf = [*QUIET, *run_dir, "--config", DEMO_UCF, "--data.data_root", ucf_root]
+    video = str(next(Path(kinetics_root).rglob("*.mp4")))
+    cases = {
+        f"train.py {stage}": (_train_main(), [stage, *train, "--ckpt_path", ckpt], LIGHTNING_FLAG)
+        for stage in ("fit", "validate", "test", "predict")
+    }
+    cases["finetune_ucf.py fit --ckpt"] = (_finetune_main, ["fit", *ucf, "--ckpt", ckpt], None)
+    cases["finetune_ucf.py test --ckpt_path"] = (
+        _finetune_main, ["test", *ucf, "--ckpt_path", ckpt], None,
+    )  # fmt: skip
+    cases["a2video predict"] = (_a2video_main, ["predict", "--ckpt", ckpt, video], A2VIDEO_FLAG)
+    cases["a2video export"] = (
+        _a2video_main, ["export", "--ckpt", ckpt, "--format", "torchscript"], A2VIDEO_FLAG,
+    )  # fmt: skip
+    cases["notebooks"] = (
+        _notebooks_main, ["--ckpt", ckpt, "--out", str(tmp_path / "nb")], A2VIDEO_FLAG,
+    )  # fmt: skip
+    return {k: (run, argv, flag or LIGHTNING_FLAG) for k, (run, argv, flag) in cases.items()}
+
+
+ENTRY_POINTS = [
+    *(f"train.py {s}" for s in ("fit", "validate", "test", "predict")),
+    "finetune_ucf.py fit --ckpt",
+    "finetune_ucf.py test --ckpt_path",
+    "a2video predict",
+    "a2video export",
+    "notebooks",
+]
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_crafted_pickle_refused_in_one_line(entry, evil, kinetics_root, ucf_root, tmp_path, capsys):
+    path, marker = evil
+    run, argv, flag = _cases(kinetics_root, ucf_root, tmp_path, str(path))[entry]
+    line = _user_error(capsys, run, argv)
+    assert str(path) in line and "refused" in line and "pickled" in line, line
+    assert line.endswith(f"pass {flag}."), line
+    assert not marker.exists()  # the payload never ran
+
+
+@pytest.mark.parametrize(
+    "entry", ["train.py test", "finetune_ucf.py fit --ckpt", "a2video predict"]
+)
+def test_the_named_flag_is_accepted(entry, evil, kinetics_root, ucf_root, tmp_path, capsys):
+    """With the flag the refusal names, the file is loaded (its payload runs: the flag reaches the
+    loader), and what follows still ends in one line (it is not a usable checkpoint)."""
+    path, marker = evil
+    run, argv, flag = _cases(kinetics_root, ucf_root, tmp_path, str(path))[entry]
+    _user_error(capsys, run, argv + flag.split())
+    assert marker.exists()
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["train.py test", "train.py fit", "finetune_ucf.py fit --ckpt",
+     "finetune_ucf.py test --ckpt_path", "a2video predict", "a2video export", "notebooks"],
+)  # fmt: skip
+def test_wrong_checkpoint_path(entry, kinetics_root, ucf_root, tmp_path, capsys):
+    missing = str(tmp_path / "no_such.ckpt")
+    run, argv, _ = _cases(kinetics_root, ucf_root, tmp_path, missing)[entry]
+    line = _user_error(capsys, run, argv)
+    assert missing in line and "no such checkpoint" in line, line
+
+
+def test_wrong_data_root(tmp_path, capsys):
+    missing = str(tmp_path / "nowhere")
+    argv = ["fit", "--config", DEMO, "--data.data_root", missing]
+    line = _user_error(capsys, _train_main(), argv)
+    assert line.startswith("train.py: error: ") and missing in line, line
+    line = _user_error(
+        capsys, _finetune_main, ["fit", "--config", DEMO_UCF, "--data.data_root", missing]
+    )
+    assert line.startswith("finetune_ucf.py: error: ") and "classInd.txt" in line, line
+    # a2video: the data root of `synth` cannot be made, an input video does not exist
+    line = _user_error(capsys, _a2video_main, ["synth", "/proc/no/such", "--layout", "kinetics"])
+    assert line.startswith("a2video synth: error: ") and "/proc/no" in line, line
+
+
+def test_missing_annotation_folder(ucf_root, tmp_path, capsys):
+    argv = ["fit", "--config", DEMO_UCF, "--data.data_root", ucf_root]
+    line = _user_error(capsys, _finetune_main, [*argv, "--data.annotation_dir", str(tmp_path)])
+    assert str(tmp_path) in line and "classInd.txt" in line, line
+
+
+def test_bad_config_value(kinetics_root, capsys):
+    argv = ["fit", "--config", DEMO, "--data.data_root", kinetics_root, "--data.crop_size", "999"]
+    line = _user_error(capsys, _train_main(), argv)
+    assert "crop_size 999" in line, line
+
+
+def test_debug_switch_shows_the_traceback(tmp_path):
+    """``python train.py`` end to end: one message and exit 2, and with ``A2VIDEO_DEBUG=1`` the
+    exception's traceback."""
+    argv = [sys.executable, str(ROOT / "train.py"), "fit", "--config", DEMO]
+    argv += ["--data.data_root", str(tmp_path / "nowhere")]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    env.pop("A2VIDEO_DEBUG", None)
+    plain = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr, plain.stderr
+    assert "train.py: error: " in plain.stderr and "nowhere" in plain.stderr
+    debug = subprocess.run(
+        argv, env={**env, "A2VIDEO_DEBUG": "1"}, capture_output=True, text=True, timeout=120
+    )
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+    assert "AnnotationError" in debug.stderr

@@ -1,0 +1,196 @@
+"""A finished test run read back from its scores.npz: what the test stage keeps per view is exact
+(under DDP too), and every figure of the notebooks renders at Kinetics scale (400 classes)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from view_ranks import (
+    CLIPS,
+    CROPS,
+    N_CLASSES,
+    N_VIDEOS,
+    _evaluate,
+    _free_port,
+    _view_probs,
+    _worker,
+)
+
+from a2video.explore import predict, viz
+from a2video.explore.results import (
+    gallery_items,
+    load_run,
+    save_results,
+    synthetic_class_names,
+    synthetic_run,
+)
+from a2video.training.metrics import view_subsets
+
+MAX_INCHES = 20.0
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_per_view_topk_and_view_subsets_are_exact():
+    res = _evaluate(list(range(N_VIDEOS)))
+    full = torch.stack([_view_probs(i) for i in range(N_VIDEOS)])  # (N, V, C)
+    assert res.views == (CLIPS, CROPS)
+    top = full.topk(5, dim=2)
+    assert torch.equal(res.view_topk_classes, top.indices)
+    assert torch.equal(res.view_topk_scores, top.values)
+    # The subset top-1 kept per video gives predict.accuracy_by_views on the full scores.
+    labels = torch.arange(N_VIDEOS) % N_CLASSES
+    expected = predict.accuracy_by_views(full, labels, CLIPS, CROPS, clips=(1, 2, 3))
+    for column, (clips, crops) in enumerate(view_subsets(CLIPS, CROPS)):
+        if clips:
+            got = float((res.subset_pred[:, column] == labels).float().mean())
+            assert got == pytest.approx(expected[(clips, crops)])
+
+
+@pytest.mark.timeout(120)
+def test_per_view_rows_are_exact_over_two_padded_ranks(tmp_path):
+    out = str(tmp_path / "res.pt")
+    mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    ranks = torch.load(out, weights_only=False)
+    single = _evaluate(list(range(N_VIDEOS))).__dict__
+    for key in ("index", "label", "valid", "view_topk_classes", "subset_pred"):
+        assert torch.equal(ranks[key], single[key]), key
+    assert torch.equal(ranks["view_topk_scores"], single["view_topk_scores"])
+    assert ranks["views"] == single["views"]
+
+
+def test_scores_npz_round_trip_is_compact_and_keeps_the_predictions(tmp_path):
+    res = _evaluate(list(range(N_VIDEOS)))
+    names = [f"c{i}" for i in range(N_CLASSES)]
+    path = save_results(tmp_path / "scores.npz", res, names, [f"v{i}.mp4" for i in range(20)])
+    run = load_run(tmp_path)
+    assert run.source == path and len(run) == N_VIDEOS
+    assert run.video_names[3] == "v3.mp4" and run.class_names == names
+    assert torch.equal(run.preds(), res.probs.argmax(1))  # float16 keeps the ranking here
+    assert run.valid.tolist() == [i != 4 for i in range(N_VIDEOS)]
+    with np.load(path, allow_pickle=False) as z:  # plain arrays, no pickle
+        assert z["probs"].dtype == np.float16 and z["view_topk_classes"].dtype == np.int16
+    assert run.accuracy_by_views()[(CLIPS, CROPS)] == pytest.approx(run.accuracy())
+
+
+def test_load_run_without_scores_says_how_to_make_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no scores.npz; `python train.py test"):
+        load_run(tmp_path)
+    bad = tmp_path / "scores.npz"
+    bad.write_text("not an archive")
+    with pytest.raises(ValueError, match=r"scores.npz: not a scores.npz written by a2video"):
+        load_run(bad)
+
+
+# ---------------------------------------------------------------- 400 classes, 2,000 videos
+
+
+@pytest.fixture(scope="module")
+def kinetics_scale(tmp_path_factory, kinetics_root):
+    from pathlib import Path
+
+    files = sorted(str(p) for p in Path(kinetics_root).rglob("*.mp4"))[:6]
+    folder = tmp_path_factory.mktemp("k400")
+    synthetic_run(folder, num_classes=400, videos=2000, video_files=files)
+    return load_run(folder)
+
+
+def _inches(fig) -> float:
+    return float(max(fig.get_size_inches()))
+
+
+def test_a_kinetics_scale_run_has_realistic_structure(kinetics_scale):
+    run = kinetics_scale
+    assert len(run) == 2000 and run.num_classes == 400 and run.views == (10, 3)
+    assert run.class_names == synthetic_class_names(400)
+    clip, video = run.accuracy(clip=True), run.accuracy()
+    assert 0.3 < clip < video < 0.95  # averaging views helps
+    by_views = run.accuracy_by_views()
+    assert by_views[(1, 1)] < by_views[(10, 3)] == pytest.approx(video)
+
+
+def test_every_figure_stays_readable_at_400_classes(kinetics_scale):
+    run = kinetics_scale
+    cm, names = run.confusion(), run.class_names
+    figures = {
+        "per class": viz.plot_per_class_accuracy(run.per_class_accuracy(), names, overall=0.5),
+        "confusion": viz.plot_confusion_matrix(cm, names).figure,
+        "pairs": viz.plot_confused_pairs(cm, names),
+        "views": viz.plot_view_summary(run.accuracy_by_views(), run.clip_vs_video()),
+        "gallery": viz.plot_mistake_gallery(
+            gallery_items(run, run.mistakes(6)), names, num_frames=5
+        ),
+        "class": viz.class_report(run, names[3]),
+    }
+    for what, fig in figures.items():
+        fig.canvas.draw()
+        assert _inches(fig) <= MAX_INCHES, what
+    # Per-class accuracy: 15 worst + 15 best bars with their names, and all 400 in a histogram.
+    worst, best, hist = figures["per class"].axes
+    assert len(worst.patches) == len(best.patches) == 15
+    assert sum(p.get_height() for p in hist.patches) == 400
+    acc = run.per_class_accuracy().numpy()
+    assert worst.get_yticklabels()[0].get_text() == names[int(np.nanargmin(acc))][:28]
+    # The confusion matrix keeps only classes whose names it can print.
+    image = figures["confusion"].axes[0].images[0].get_array()
+    assert image.shape[0] <= 30
+    assert all(t.get_text() for t in figures["confusion"].axes[0].get_yticklabels())
+
+
+def test_the_gallery_shows_only_wrong_top1_with_large_frames(kinetics_scale):
+    run = kinetics_scale
+    rows = run.mistakes(6)
+    assert rows and all(run.preds()[r] != run.labels[r] for r in rows)
+    confidence = run.probs[rows].max(1).values
+    assert torch.all(confidence[:-1] >= confidence[1:])  # the most confident mistakes first
+    fig = viz.plot_mistake_gallery(gallery_items(run, rows), run.class_names, num_frames=5)
+    fig.canvas.draw()
+    frame_axes = [ax for ax in fig.axes if ax.images]
+    assert len(frame_axes) == 6 * 5
+    dpi = 72  # the inline backend's lowest; frames stay >= 112 px even there
+    widths = [ax.get_window_extent().width / fig.dpi * dpi for ax in frame_axes]
+    assert min(widths) >= 112
+    # No text overlaps another: each row's title sits above its frames, names inside the bars.
+    renderer = fig.canvas.get_renderer()
+    titles = [s._suptitle.get_window_extent(renderer) for s in fig.subfigs]
+    row_axes = [fig.axes[i * 6 : i * 6 + 5] for i in range(6)]  # 5 frames (+ bars) per row
+    frames_top = [max(ax.get_window_extent().y1 for ax in axes) for axes in row_axes]
+    assert all(t.y0 >= top - 1 for t, top in zip(titles, frames_top, strict=True))
+
+
+def test_class_report_names_the_class_and_its_confusions(kinetics_scale):
+    run = kinetics_scale
+    c = int(run.labels[run.mistakes(1)[0]])
+    fig = viz.class_report(run, run.class_names[c], videos=2, num_frames=4)
+    text = fig.subfigs[0]._suptitle.get_text()
+    assert text.startswith(f"{run.class_names[c]}: accuracy")
+    with pytest.raises(KeyError, match="did you mean"):
+        run.class_index(run.class_names[c] + "x")
+
+
+def test_report_writes_every_figure_of_a_run_as_png(kinetics_scale, tmp_path, capsys):
+    from PIL import Image
+
+    from a2video.explore.report import main
+
+    assert main([str(kinetics_scale.source), "--out", str(tmp_path), "--mistakes", "2"]) == 0
+    files = sorted(p.name for p in tmp_path.glob("*.png"))
+    worst = kinetics_scale.class_names[int(np.nanargmin(kinetics_scale.per_class_accuracy()))]
+    expected = ["confused_pairs.png", "mistakes.png", "per_class.png", "views.png"]
+    assert files == sorted([*expected, f"class_{worst.replace(' ', '_')}.png"])
+    for name in files:
+        with Image.open(tmp_path / name) as png:
+            assert max(png.size) <= MAX_INCHES * 72, name
+    assert main([str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 2
+    assert "no scores.npz" in capsys.readouterr().err

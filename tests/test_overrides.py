@@ -1,0 +1,80 @@
+"""``train.py test|validate|predict --ckpt_path X``: the command line and YAML win over the
+checkpoint's saved hyper-parameters where that is safe (views, ``view_chunk``…), the saved values
+fill in what was left at its default, and an architecture option that conflicts with the
+checkpoint stops in one line naming both values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch  # noqa: F401  (its log handler binds stderr now, not a test's capture)
+import pytest
+from test_entry_points import _train_main, _user_error
+
+from a2video.data import KineticsDataModule
+from a2video.training.cli import A2VideoCLI
+from a2video.training.module import VideoClassifier
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = str(ROOT / "configs" / "demo_kinetics.yaml")
+TINY = [
+    "--config", DEMO,
+    "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+    "--trainer.enable_model_summary", "false", "--trainer.num_sanity_val_steps", "0",
+    "--data.frames", "4", "--data.stride", "3", "--data.train_scale", "[40, 40]",
+    "--data.crop_size", "32", "--data.test_scale", "40", "--data.num_clips", "1",
+    "--data.batch_size", "4", "--data.test_batch_size", "4", "--data.num_workers", "0",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(kinetics_root, tmp_path_factory) -> str:
+    """A one-step checkpoint saved with 1 crop per clip and label smoothing 0.1."""
+    run = tmp_path_factory.mktemp("override_run")
+    A2VideoCLI(
+        VideoClassifier,
+        KineticsDataModule,
+        args=[
+            "fit", *TINY, "--data.data_root", kinetics_root,
+            "--trainer.default_root_dir", str(run), "--trainer.max_steps", "1",
+            "--trainer.limit_val_batches", "1", "--step_checkpoint.every_n_train_steps", "1",
+            "--data.num_crops", "1", "--model.label_smoothing", "0.1",
+        ],
+    )  # fmt: skip
+    return str(run / "checkpoints" / "last.ckpt")
+
+
+@pytest.mark.parametrize("stage", ["test", "predict"])
+def test_command_line_wins_over_saved_hparams(stage, trained, kinetics_root, tmp_path):
+    cli = A2VideoCLI(
+        VideoClassifier,
+        KineticsDataModule,
+        args=[
+            stage, *TINY, "--data.data_root", kinetics_root, "--ckpt_path", trained,
+            "--trainer.default_root_dir", str(tmp_path), "--trainer.limit_test_batches", "1",
+            "--trainer.limit_predict_batches", "1",
+            "--data.num_crops", "3", "--model.view_chunk", "2",
+            "--model.write_outputs", "false",
+        ],
+    )  # fmt: skip
+    hp = cli.model.hparams
+    assert (hp.view_chunk, hp.write_outputs) == (2, False)  # given: kept
+    assert cli.model.clip_spec.num_crops == 3  # the views: the data's, linked, never saved
+    assert hp.label_smoothing == pytest.approx(0.1)  # left at its default: the checkpoint's
+    assert hp.arch == "a2net_tiny"  # the demo config's, which is also the checkpoint's
+    if stage == "test":
+        assert cli.trainer.callback_metrics["test/videos"] > 0  # it ran with 3 crops a clip
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "saved"),
+    [("arch", "a2net_r50", "'a2net_tiny'"), ("arch_options", '{"dropout": 0.3}', "{}")],
+)
+def test_conflicting_architecture_stops_in_one_line(
+    option, value, saved, trained, kinetics_root, tmp_path, capsys
+):
+    argv = ["test", *TINY, "--data.data_root", kinetics_root, "--ckpt_path", trained]
+    argv += ["--trainer.default_root_dir", str(tmp_path), f"--model.{option}", value]
+    line = _user_error(capsys, _train_main(), argv)
+    assert trained in line and f"checkpoint's {option} is {saved}" in line, line
+    assert value.replace('"', "'") in line, line
