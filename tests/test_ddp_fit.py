@@ -131,10 +131,12 @@ def write_list(path: Path, data_root: str, split: str, count: int) -> Path:
     return path
 
 
-def check_epochs(rows: dict[int, list[dict]], videos: int, world: int, epochs: list[int]) -> int:
+def check_epochs(
+    rows: dict[int, list[dict]], videos: int, world: int, epochs: list[int], batch: int = BATCH
+) -> int:
     """Per-epoch checks over all ranks; returns the steps per epoch."""
     assert sorted(rows) == list(range(world)), sorted(rows)
-    per_rank = math.ceil(videos / (world * BATCH))
+    per_rank = math.ceil(videos / (world * batch))
     shard = math.ceil(videos / world)  # samples per rank (the train sampler pads)
     for epoch in epochs:
         seen: Counter[int] = Counter()
@@ -349,6 +351,9 @@ def test_sigterm_stops_every_rank_then_resume(kinetics_root, tmp_path, signalled
     steps = [r["step"] for r in rows[0] if r["event"] == "train_batch"]
     assert steps == list(range(signal_at + 2, 2 * per_epoch + 1)), steps
     assert last_steps(rows) == {2 * per_epoch}
+    # Both runs together: each video once per epoch, the interrupted one included.
+    both = {rank: records(tmp_path / "a")[rank] + rows[rank] for rank in rows}
+    check_epochs(both, videos, world=2, epochs=[0, 1], batch=BATCH if where == "mid_epoch" else 1)
 
 
 # --------------------------------------------------------------------------- the watchdog
