@@ -1,11 +1,13 @@
-"""Training callbacks: a checkpoint on SIGTERM (pre-emption) and step timing.
+"""Training callbacks: a checkpoint on SIGTERM (pre-emption), a collective watchdog, step timing.
 
-``SaveOnSigterm``: SLURM, Kubernetes and torchrun send SIGTERM before killing a job. Lightning's
-signal connector records it (``trainer.received_sigterm``) and raises ``SIGTERMException`` at the
-end of the current batch; only on SLURM with auto-requeue does it save anything. This callback
-saves ``last.ckpt`` at the end of that batch, on every cluster, at exactly the point where
+``SaveOnSigterm``: SLURM, Kubernetes and torchrun send SIGTERM before killing a job; Lightning
+saves nothing unless on SLURM with auto-requeue. This callback saves ``last.ckpt`` at the end of
+the current training batch, on every cluster and on every rank together, at exactly the point where
 ModelCheckpoint's step checkpoints are taken, so ``--ckpt_path last`` resumes with no step lost or
 repeated.
+
+``CollectiveWatchdog``: a timeout on the process group, so that a collective one rank waits for in
+vain ends the run with a message naming the stage instead of hanging.
 
 ``StepTimer``: wall time per optimizer step and the share of it spent waiting for the next batch
 (between ``on_train_batch_end`` and the next ``on_train_batch_start``), for throughput reports.
@@ -13,16 +15,25 @@ repeated.
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import re
+import signal
+import sys
+import threading
 import time
+from collections.abc import Callable
+from datetime import timedelta
+from types import FrameType
 from typing import Any
 
+import torch.distributed as dist
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-__all__ = ["LastCheckpoint", "SaveOnSigterm", "StepTimer"]
+__all__ = ["CollectiveWatchdog", "LastCheckpoint", "SaveOnSigterm", "StepTimer"]
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -62,6 +73,17 @@ class LastCheckpoint(ModelCheckpoint):
 class SaveOnSigterm(Callback):
     """Save ``<checkpoint dir>/last.ckpt`` when SIGTERM arrives during ``fit``, then stop.
 
+    Lightning 2.6's own SIGTERM handler runs a ``broadcast`` inside the signal handler of the rank
+    that got the signal: a collective at a random point of one rank's program. When the signal
+    reaches a rank other than 0 (a node-local ``kill``, SLURM signalling tasks one by one) the
+    ranks' collectives no longer match and gloo aborts the run without a checkpoint. So during
+    ``fit`` this callback replaces that handler by one that only sets a flag; at the end of every
+    training batch all ranks agree on the flags (one all-reduce, on every rank), save ``last.ckpt``
+    together and all raise Lightning's ``SIGTERMException`` after that batch (before a validation
+    that would follow it): every rank stops after the same step and ``--ckpt_path last`` resumes
+    right after it. With several processes, a signal that comes during validation is acted on at
+    the next training batch end (not at all if the fit ends there).
+
     Args:
         filename: checkpoint file name inside the ModelCheckpoint directory.
     """
@@ -69,6 +91,8 @@ class SaveOnSigterm(Callback):
     def __init__(self, filename: str = "last.ckpt") -> None:
         self.filename = filename
         self.saved_path: str | None = None
+        self.received = False  # this process got SIGTERM (set by the handler only)
+        self._trainer: Trainer | None = None
 
     def _path(self, trainer: Trainer) -> str:
         ckpt = trainer.checkpoint_callback
@@ -78,22 +102,54 @@ class SaveOnSigterm(Callback):
 
     def _save(self, trainer: Trainer) -> None:
         path = self._path(trainer)
-        trainer.save_checkpoint(path)
+        # On every rank: rank 0 writes, then all meet in a barrier.
+        trainer.save_checkpoint(path, weights_only=False)
         self.saved_path = path
         rank_zero_info(
             f"a2video: SIGTERM received: saved {path} at step {trainer.global_step}; "
             "resume with --ckpt_path last"
         )
 
+    # ------------------------------------------------------------------ the handler
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        # No collective and no I/O here: the main thread may be anywhere, even inside one.
+        self.received = True
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size == 1:
+            # One process: Lightning's own flag also interrupts a running validation.
+            trainer._signal_connector.received_sigterm = True
+
+    def _install(self, trainer: Trainer) -> None:
+        # Lightning registers its handlers just before the fit loop and restores the previous
+        # ones at teardown; this replaces its SIGTERM handler for the rest of the fit.
+        if threading.current_thread() is threading.main_thread():
+            self._trainer = trainer
+            signal.signal(signal.SIGTERM, self._handle)
+
+    def on_sanity_check_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._install(trainer)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._install(trainer)
+
+    # ------------------------------------------------------------------ acting on it
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        got = bool(trainer.received_sigterm)
-        if trainer.world_size > 1:  # a signal seen by any rank stops all of them together
+        got = self.received or bool(trainer.received_sigterm)
+        if trainer.world_size > 1:
+            # On every rank at every step: a signal seen by any rank stops all of them together.
             got = trainer.strategy.reduce_boolean_decision(got, all=False)
         if got and self.saved_path is None:
-            # Lightning raises SIGTERMException after the remaining batch-end hooks.
             self._save(trainer)
+            # Lightning raises SIGTERMException on every rank after this batch's remaining hooks.
+            trainer._signal_connector.received_sigterm = True
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # An epoch-end validation would start first, and Lightning's evaluation loop leaves on
+        # the ranks with batches left only: stop here, where every rank is.
+        if self.saved_path is not None and trainer.state.fn == "fit":
+            raise SIGTERMException()
 
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
@@ -107,6 +163,135 @@ class SaveOnSigterm(Callback):
             and trainer.state.fn == "fit"
         ):
             self._save(trainer)
+
+
+class CollectiveWatchdog(Callback):
+    """Turn a collective that waits forever into an error that names the stage.
+
+    Every rank must call the same collectives (broadcast, barrier, all-reduce, gather) in the same
+    order; when one rank is stuck, has died or skips one (a collective behind a rank condition),
+    the others wait. From its ``setup`` hook on (the first callback hook, once every rank has
+    joined), this sets ``timeout`` on the default process group (``torch.distributed.set_timeout``),
+    so such a wait ends after ``timeout`` seconds: gloo raises in the waiting rank, and this
+    callback puts the stage (fit/validate/test/predict, epoch, step, last hook entered) in front of
+    the error and stops Lightning's child processes. NCCL's own watchdog aborts the process after
+    the same timeout; ``faulthandler`` then prints each rank's Python stack. Joining the group (and
+    the few collectives before the callbacks' ``setup``) keep the strategy's own timeout (torch's
+    30 minutes unless ``DDPStrategy(timeout=…)``), so a slow cluster start is not cut short.
+
+    Args:
+        timeout: seconds a collective may wait for the other ranks.
+    """
+
+    def __init__(self, timeout: float = 1800.0) -> None:
+        if timeout <= 0:
+            raise ValueError(f"collective_timeout must be > 0 seconds, got {timeout}")
+        self.timeout = float(timeout)
+        self.last_hook = "(none yet: start-up)"
+
+    def where(self, trainer: Trainer) -> str:
+        """The stage of ``trainer`` in words, e.g. ``fit (train), epoch 1, global step 7, …``."""
+        state = trainer.state
+        fn = state.fn.value if state.fn else "?"
+        stage = f" ({state.stage.value})" if state.stage else ""
+        return (
+            f"{fn}{stage}, epoch {trainer.current_epoch}, global step {trainer.global_step}, "
+            f"last hook entered: {self.last_hook}"
+        )
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self.last_hook = "setup"
+        if dist.is_available() and dist.is_initialized():
+            dist.set_timeout(timedelta(seconds=self.timeout))  # on every rank: a local setting
+            if not faulthandler.is_enabled():
+                faulthandler.enable(all_threads=True)  # a NCCL-timeout abort prints the stacks
+
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        text, kill = str(exception), True
+        if _TIMED_OUT.search(text):
+            cause = (
+                f"a collective waited longer than collective_timeout={self.timeout:g} s; another "
+                "rank is stuck, has died, or skipped a collective (one behind a rank condition). "
+                "See the other ranks' output; raise --collective_timeout if this stage can "
+                "legitimately take longer"
+            )
+        elif _PEER_GONE.search(text):
+            cause = "another rank ended (see its output for the first error)"
+        elif _NOT_JOINED.search(text):
+            cause = (
+                "not every rank joined the process group: start every rank, with "
+                "--trainer.devices x --trainer.num_nodes equal to the number of processes"
+            )
+        elif _SYNC_BN_CPU.search(text):
+            kill = False  # every rank raises it by itself
+            cause = (
+                "sync_batchnorm needs GPUs (torch's SyncBatchNorm has no CPU implementation); "
+                "use --trainer.sync_batchnorm false on the CPU"
+            )
+        else:
+            return
+        message = f"a2video: rank {trainer.global_rank}: {cause}; during {self.where(trainer)}"
+        if exception.args and isinstance(exception.args[0], str):  # the traceback's last line
+            exception.args = (f"{message}\n{exception.args[0]}", *exception.args[1:])
+        else:
+            sys.stderr.write(message + "\n")
+        launcher = trainer.strategy.launcher
+        if kill and getattr(launcher, "procs", None):
+            # The process group is broken: Lightning's child processes cannot finish; a stuck
+            # one would otherwise outlive this (launching) process.
+            launcher.kill(signal.SIGKILL)
+
+
+# gloo's wait, NCCL's watchdog (when it raises instead of aborting), the store's barriers.
+_TIMED_OUT = re.compile(
+    r"Timed out waiting \d+ ?ms|collective operation timeout|Timed out initializing process group"
+    r"|wait timeout after \d+ ?ms|Socket Timeout"
+)
+_PEER_GONE = re.compile(r"Connection (closed|reset) by peer|Broken pipe")
+_NOT_JOINED = re.compile(r"waiting for clients|clients joined")
+_SYNC_BN_CPU = re.compile(r"SyncBatchNorm layers only work with GPU modules")
+
+
+def _mark(hook: str) -> Callable[..., None]:
+    def mark(self: CollectiveWatchdog, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
+        self.last_hook = hook
+
+    mark.__name__ = hook
+    return mark
+
+
+for _hook in (
+    "on_fit_start",
+    "on_sanity_check_start",
+    "on_sanity_check_end",
+    "on_train_start",
+    "on_train_epoch_start",
+    "on_train_batch_start",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_train_batch_end",
+    "on_train_epoch_end",
+    "on_validation_start",
+    "on_validation_batch_start",
+    "on_validation_batch_end",
+    "on_validation_epoch_end",
+    "on_validation_end",
+    "on_test_start",
+    "on_test_batch_start",
+    "on_test_batch_end",
+    "on_test_epoch_end",
+    "on_predict_start",
+    "on_predict_batch_start",
+    "on_predict_batch_end",
+    "on_predict_epoch_end",
+    "on_save_checkpoint",
+    "on_train_end",
+    "teardown",
+):
+    setattr(CollectiveWatchdog, _hook, _mark(_hook))
 
 
 class StepTimer(Callback):

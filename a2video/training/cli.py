@@ -9,9 +9,11 @@ Everything a run needs is in one YAML file; this class only sets the defaults ev
   process) through :class:`a2video.training.checkpoint.AtomicCheckpointIO`: atomic writes, safe
   reads
   (``--unsafe_load true`` to accept pickled objects from a trusted file).
-- RichProgressBar, LearningRateMonitor (when a logger is on), SaveOnSigterm, and
+- RichProgressBar, LearningRateMonitor (when a logger is on), SaveOnSigterm,
   :class:`a2video.training.resume.ResumeState` (exactly-once resume: data position and RNG
-  streams in every checkpoint).
+  streams in every checkpoint) and CollectiveWatchdog: in multi-process runs a collective that
+  waits more than ``--collective_timeout`` seconds (default 1800) ends the run with an error
+  naming the stage.
 - ``trainer.use_distributed_sampler: false``: our DataModules shard themselves without padding
   val/test; the metrics deduplicate by video index anyway.
 - ``data.num_classes``, ``data.class_names`` and ``data.spec`` (the clip and test-view
@@ -44,7 +46,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
-from a2video.training.callbacks import LastCheckpoint, SaveOnSigterm
+from a2video.training.callbacks import CollectiveWatchdog, LastCheckpoint, SaveOnSigterm
 from a2video.training.checkpoint import AtomicCheckpointIO, CheckpointError, load_checkpoint
 from a2video.training.resume import ResumeState
 
@@ -131,6 +133,13 @@ class A2VideoCLI(LightningCLI):
             type=bool,
             default=False,
             help="Accept checkpoints holding pickled Python objects (only for trusted files).",
+        )
+        parser.add_argument(
+            "--collective_timeout",
+            type=float,
+            default=1800.0,
+            help="Seconds a collective (broadcast, barrier, all-reduce) may wait for the other "
+            "ranks before the run stops with an error naming the stage (multi-process runs).",
         )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -232,6 +241,10 @@ class A2VideoCLI(LightningCLI):
             callbacks.append(SaveOnSigterm())
         if not any(isinstance(c, ResumeState) for c in callbacks):
             callbacks.append(ResumeState())
+        if not any(isinstance(c, CollectiveWatchdog) for c in callbacks):
+            timeout = self._get(self.config_init, "collective_timeout", default=None)
+            # First: its setup sets the timeout before the other callbacks' setup collectives.
+            callbacks.insert(0, CollectiveWatchdog(1800.0 if timeout is None else float(timeout)))
         kwargs.setdefault("callbacks", callbacks)
 
         plugins = config.get("plugins") or []

@@ -352,6 +352,7 @@ class FinetuneCLI(A2VideoCLI):
         self.results = {
             "fold": getattr(self.datamodule, "fold", None),
             "metrics": metrics,
+            # output_dir() on every rank: Trainer.log_dir broadcasts.
             "predictions": os.path.join(self.model.output_dir(), "predictions.csv"),
             "videos": {k: len(v) for k, v in getattr(self.datamodule, "datasets", {}).items()},
             "steps": int(self.trainer.global_step),
@@ -415,11 +416,12 @@ def run_folds(
     if not rest or rest[0] != "fit":
         raise SystemExit("finetune_ucf: --folds with several folds runs 'fit' (then the test)")
     runs = []
-    root = None
+    root, rank_zero = None, True
     for fold in folds:
         cli = FinetuneCLI(model_class, datamodule_class, args=rest, fold=fold, **cli_kwargs)
         runs.append(cli.results | {"fold": fold})
         root = os.path.dirname(cli.trainer.default_root_dir)
+        rank_zero = cli.trainer.is_global_zero  # every rank runs every fold; one reports
     keys = sorted(set.intersection(*(set(r.get("metrics", {})) for r in runs)))
     mean = {k: statistics.fmean(r["metrics"][k] for r in runs) for k in keys}
     std = {k: statistics.pstdev(r["metrics"][k] for r in runs) for k in keys}
@@ -432,6 +434,8 @@ def run_folds(
         f"mean over {len(runs)} folds: video top-1 {mean.get('test/top1', float('nan')):.4f} "
         f"(± {std.get('test/top1', float('nan')):.4f})"
     )
+    if not rank_zero:
+        return summary
     print("a2video UCF-101 folds\n  " + "\n  ".join(lines), flush=True)
     if root is not None:
         with open(os.path.join(root, "folds.json"), "w") as f:

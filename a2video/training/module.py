@@ -429,7 +429,7 @@ class VideoClassifier(LightningModule):
         self.val_videos.update(batch["index"], label, probs, valid=batch.get("valid"))
 
     def on_validation_epoch_end(self) -> None:
-        # Deduplicated over ranks: identical on every rank, so no further sync is needed.
+        # On every rank (compute all-gathers); deduplicated, identical everywhere: no more sync.
         results = self.val_videos.compute()
         self.val_videos.reset()
         m = video_metrics(results, self.num_classes)
@@ -501,7 +501,7 @@ class VideoClassifier(LightningModule):
         self._finish_videos("predict")
 
     def _finish_videos(self, stage: str) -> dict[str, float]:
-        results = self.test_videos.compute()
+        results = self.test_videos.compute()  # on every rank: it all-gathers
         self.test_videos.reset()
         self.video_results = results
         m = video_metrics(results, self.num_classes)
