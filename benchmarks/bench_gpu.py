@@ -41,8 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE)]  # the package, and benchmarks/harness.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/harness.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package
 
 from a2video.models import DoubleAttention, NonLocal, build_model, count_arch_flops
 from a2video.models.norm import BatchNorm3d
