@@ -371,7 +371,12 @@ class ShardedSampler(Sampler):
         if self.pad and world > 1 and order:
             total = math.ceil(self.length / world) * world
             order = (order * math.ceil(total / len(order)))[:total]
-        return order[rank::world]
+        shard = order[rank::world]
+        if not shard and order:
+            # Fewer videos than ranks: Lightning refuses a rank with an empty loader, so this rank
+            # repeats one video, which the video-level metrics count once (deduplicated by index).
+            shard = [order[rank % len(order)]]
+        return shard
 
     def __iter__(self) -> Iterator:
         indices = self.indices()
@@ -385,7 +390,7 @@ class ShardedSampler(Sampler):
         rank, world = self._rank_world()
         if self.pad:
             return math.ceil(self.length / world)
-        return len(range(rank, self.length, world))
+        return max(len(range(rank, self.length, world)), min(self.length, 1))
 
 
 # ---------------------------------------------------------------------------- monitor
