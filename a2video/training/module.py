@@ -48,33 +48,10 @@ from a2video.training.metrics import (
     video_metrics,
     write_predictions_csv,
 )
+from a2video.training.nonfinite import NonFiniteLossError, NonFiniteSteps
 from a2video.training.optim import WarmupSchedule, param_groups
 
 __all__ = ["NonFiniteLossError", "VideoClassifier", "WarmupSchedule", "param_groups"]
-
-
-def _init_momentum(optimizer: torch.optim.Optimizer) -> None:
-    """Zero SGD momentum buffers before the first step, so a skipped first step keeps them valid.
-
-    A fused SGD's first step allocates its buffers uninitialised and fills them in the kernel;
-    when that step is skipped (``found_inf``) they would stay garbage. With zero dampening a zero
-    buffer gives the same first update (``buf = momentum·0 + grad``).
-    """
-    if not isinstance(optimizer, torch.optim.SGD):
-        return
-    for group in optimizer.param_groups:
-        if not group["momentum"] or group.get("dampening", 0):
-            continue
-        for p in group["params"]:
-            if not p.requires_grad:  # frozen: never stepped, no buffer
-                continue
-            state = optimizer.state[p]
-            if state.get("momentum_buffer") is None:
-                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-
-
-class NonFiniteLossError(RuntimeError):
-    """Raised after ``max_nonfinite_steps`` consecutive steps with a NaN/inf loss."""
 
 
 def _plain(x: Any) -> Any:
@@ -190,13 +167,7 @@ class VideoClassifier(LightningModule):
         self.val_loss = MeanMetric()
         self.test_videos = VideoAccumulator(num_classes)
         self.bad_videos = SumMetric(nan_strategy="disable")  # its NaN check would sync per step
-        # Non-finite steps (see training_step): device counters [total, run, longest run].
-        self._nonfinite_counts = torch.zeros(3)
-        self._found_inf = torch.zeros(())
-        self._nonfinite_seen = 0
-        self._device_skip = False
-        self._warned_host_skip = False
-        self.nonfinite_in_a_row = 0
+        self.nonfinite = NonFiniteSteps()  # skipped NaN/inf steps, counted on the device
         self.clip_spec: ClipSpec | None = clip_spec
         self.run_config: str | None = None  # the CLI's YAML, stored in checkpoints
         self.video_results: VideoResults | None = None
@@ -260,9 +231,7 @@ class VideoClassifier(LightningModule):
 
     # ------------------------------------------------------------------ train
     def on_fit_start(self) -> None:
-        # Fresh counters in this process: ddp_spawn shares CPU tensors between its processes.
-        self._nonfinite_counts = self._nonfinite_counts.clone().to(self.device)
-        self._found_inf = torch.zeros((), device=self.device)
+        self.nonfinite.fresh(self.device)  # ddp_spawn shares CPU tensors between its processes
         if str(self.trainer.precision).startswith("bf16") and self.device.type == "cpu":
             rank_zero_warn(
                 "a2video: bf16 training on the CPU: torch's CPU (oneDNN) bf16 Conv3d backward can "
@@ -284,137 +253,39 @@ class VideoClassifier(LightningModule):
             self.bad_videos.update(torch.as_tensor(flags).bool().sum())
             self.log("data/bad_videos", self.bad_videos, on_step=False, on_epoch=True)
 
-        if self._device_skip:
-            finite = self._flag_nonfinite(loss)  # 0-d 1.0/0.0 on the device: no host sync
-        else:  # an optimizer that cannot skip on the device: decide on the host (a sync)
-            ok = bool(torch.isfinite(loss.detach()))
-            if self.trainer.world_size > 1:  # every rank must agree to skip, or DDP hangs
-                ok = self.trainer.strategy.reduce_boolean_decision(ok, all=True)
-            if not ok:
-                return self._skip_nonfinite(batch_idx)
-            self.nonfinite_in_a_row = 0
-            finite = None
+        finite = None
+        if self.nonfinite.device_skip:  # 0-d 1.0/0.0 on the device: no host sync
+            finite = self.nonfinite.flag(loss, self.trainer.world_size)
+        elif not self.nonfinite.host_finite(self, loss):  # an optimizer that cannot skip: a sync
+            return self.nonfinite.skip(self, batch_idx, self.hparams.max_nonfinite_steps)
         self.train_acc.update(logits, label, finite)
         # Not in the progress bar: Lightning converts progress-bar values to floats every step.
         self.log("train/loss", loss, batch_size=label.shape[0])
         return loss
 
-    # Non-finite steps, decided on the device. A fused torch optimizer (``fused=True``: SGD, Adam,
-    # AdamW...) skips its whole update on the device when its ``found_inf`` tensor is non-zero
-    # (GradScaler's mechanism), so a NaN/inf step leaves weights and optimizer state untouched
-    # without the host ever reading the loss. Three device counters (total, current run, longest
-    # run since the last check) are read on the host every ``trainer.log_every_n_steps`` batches
-    # and at epoch end: the run stops within that lag once ``max_nonfinite_steps`` consecutive
-    # steps were non-finite (identical on every rank: the flag is all-reduced on the device).
-
-    def _nonfinite_state(self) -> Tensor:
-        """``[total, run, longest run since last check]`` on the module's device."""
-        if self._nonfinite_counts.device != self.device:
-            self._nonfinite_counts = self._nonfinite_counts.to(self.device)
-            self._found_inf = self._found_inf.to(self.device)
-        return self._nonfinite_counts
-
-    def _flag_nonfinite(self, loss: Tensor) -> Tensor:
-        """Count a non-finite ``loss`` on the device; returns 1.0 if finite on all ranks, else 0."""
-        counts = self._nonfinite_state()
-        bad = (~torch.isfinite(loss.detach())).to(counts.dtype)
-        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(bad)  # on the device's stream, no host wait
-            bad = (bad > 0).to(counts.dtype)
-        run = (counts[1] + 1) * bad
-        counts.copy_(torch.stack([counts[0] + bad, run, torch.maximum(counts[2], run)]))
-        torch.maximum(self._found_inf, bad, out=self._found_inf)  # over accumulated batches
-        return 1.0 - bad
-
+    # Non-finite steps (a2video.training.nonfinite): skipped on the device by a fused optimizer,
+    # read on the host every ``trainer.log_every_n_steps`` batches and at epoch end.
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure=None):
         """The Trainer's step, with the device-side skip flag handed to a fused optimizer."""
-        opt = getattr(optimizer, "optimizer", optimizer)  # LightningOptimizer wraps it
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        self._device_skip = bool(getattr(opt, "_step_supports_amp_scaling", False)) and (
-            scaler is None  # 16-mixed: GradScaler owns found_inf (and skips inf steps itself)
-        )
-        if not self._device_skip:
-            if not self._warned_host_skip:
-                self._warned_host_skip = True
-                why = (
-                    "16-mixed's GradScaler owns its found_inf"
-                    if scaler is not None
-                    else f"{type(opt).__name__} is not a fused torch optimizer"
-                )
-                rank_zero_info(
-                    f"a2video: non-finite steps are checked on the host every step ({why}; "
-                    "bf16-mixed with a fused optimizer keeps the check on the device)."
-                )
-            return optimizer.step(closure=optimizer_closure)
-        self._nonfinite_state()
-        if not opt.state:  # before the first step (a resumed run has its buffers)
-            _init_momentum(opt)
-        opt.found_inf = self._found_inf  # read by the fused kernel after the closure ran
-        try:
-            return optimizer.step(closure=optimizer_closure)
-        finally:
-            del opt.found_inf
-            self._found_inf.zero_()
+        return self.nonfinite.step(self, optimizer, optimizer_closure)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         every = max(1, int(self.trainer.log_every_n_steps or 1))
-        if self._device_skip and (batch_idx + 1) % every == 0:
-            self._check_nonfinite(in_batch=True)
-
-    def _check_nonfinite(self, in_batch: bool = False) -> None:
-        """Read the device counters (a host sync, every ``log_every_n_steps``); warn, maybe stop."""
-        counts = self._nonfinite_state()
-        total, run, longest = (int(v) for v in counts.tolist())
-        new = total - self._nonfinite_seen
-        self._nonfinite_seen = total
-        counts[2] = run  # the next window's longest run starts from the current one
-        self.nonfinite_in_a_row = run
-        if new == 0:
-            return
-        limit = self.hparams.max_nonfinite_steps
-        if in_batch:
-            self.log("train/nonfinite_steps", float(total), on_step=True, on_epoch=False)
-        rank_zero_warn(
-            f"a2video: {new} step(s) with a non-finite loss before step {self.global_step}; "
-            f"skipped on the device ({total} in total, longest run {longest}, limit {limit})."
-        )
-        if longest >= limit:
-            raise NonFiniteLossError(
-                f"a2video: {longest} consecutive steps had a non-finite loss "
-                f"(limit max_nonfinite_steps={limit}); stopping. Lower the learning rate, enable "
-                "gradient clipping (trainer.gradient_clip_val) or use bf16-mixed, not 16-mixed."
-            )
+        if self.nonfinite.device_skip and (batch_idx + 1) % every == 0:
+            self.nonfinite.check(self, self.hparams.max_nonfinite_steps, in_batch=True)
 
     @property
     def nonfinite_total(self) -> int:
         """Steps skipped for a non-finite loss so far (reads the device counter)."""
-        return int(self._nonfinite_counts[0])
+        return self.nonfinite.total
 
     @nonfinite_total.setter
     def nonfinite_total(self, value: int) -> None:
-        self._nonfinite_counts[0] = value
-        self._nonfinite_seen = int(value)
-
-    def _skip_nonfinite(self, batch_idx: int) -> None:
-        self.nonfinite_total += 1
-        self.nonfinite_in_a_row += 1
-        self.log("train/nonfinite_steps", float(self.nonfinite_total), on_step=True, on_epoch=False)
-        limit = self.hparams.max_nonfinite_steps
-        rank_zero_warn(
-            f"a2video: non-finite loss at step {self.global_step} (batch {batch_idx}); skipped "
-            f"({self.nonfinite_in_a_row} in a row, {self.nonfinite_total} in total, limit {limit})."
-        )
-        if self.nonfinite_in_a_row >= limit:
-            raise NonFiniteLossError(
-                f"a2video: {self.nonfinite_in_a_row} consecutive steps had a non-finite loss "
-                f"(limit max_nonfinite_steps={limit}); stopping. Lower the learning rate, enable "
-                "gradient clipping (trainer.gradient_clip_val) or use bf16-mixed, not 16-mixed."
-            )
-        return None
+        self.nonfinite.total = value
 
     def on_train_epoch_end(self) -> None:
-        if self._device_skip:
-            self._check_nonfinite()
+        if self.nonfinite.device_skip:
+            self.nonfinite.check(self, self.hparams.max_nonfinite_steps)
         acc = self.train_acc.compute()  # sums over ranks: once per epoch
         self.train_acc.reset()
         self.log_dict({"train/top1": acc["top1"], "train/top5": acc["top5"]}, sync_dist=False)
