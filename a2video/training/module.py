@@ -19,7 +19,6 @@ K×3 views of each video and also keep the centre view for the single-clip accur
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -40,33 +39,19 @@ try:  # jsonargparse (the CLI's) is optional for the module itself, e.g. on a GP
 except ImportError:  # pragma: no cover - exercised by tests/test_bench_gpu.py
     OptimizerCallable = Callable[[Iterable], torch.optim.Optimizer]  # type: ignore[misc]
     LRSchedulerCallable = Callable[[torch.optim.Optimizer], Any]  # type: ignore[misc]
+from a2video.training.checkpoint import plain_data
 from a2video.training.metrics import (
     ClipAccuracy,
     VideoAccumulator,
     VideoResults,
-    confusion_matrix,
     video_metrics,
-    write_predictions_csv,
 )
 from a2video.training.nonfinite import NonFiniteLossError, NonFiniteSteps
-from a2video.training.optim import WarmupSchedule, param_groups
+from a2video.training.optim import WarmupSchedule, global_batch_size, param_groups, steps_per_epoch
+from a2video.training.outputs import unreadable_summary, video_names, write_outputs
+from a2video.training.views import per_view_probs, view_layout
 
 __all__ = ["NonFiniteLossError", "VideoClassifier", "WarmupSchedule", "param_groups"]
-
-
-def _plain(x: Any) -> Any:
-    """Convert to plain Python data (for weights_only-loadable checkpoint metadata)."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, Tensor):
-        return x.item() if x.numel() == 1 else x.tolist()
-    if isinstance(x, (str, int, float, bool)) or x is None:
-        return x
-    if isinstance(x, os.PathLike):
-        return os.fspath(x)
-    return str(x)
 
 
 class VideoClassifier(LightningModule):
@@ -319,19 +304,8 @@ class VideoClassifier(LightningModule):
         return probs.mean(dim=1), probs[:, self._view_layout(probs.shape[1])[1]]
 
     def _view_layout(self, views: int) -> tuple[int, int]:
-        """Crops per clip and the centre clip's centre crop among ``views`` clip-major views, from
-        ``clip_spec`` (the data's, linked by the CLI); no guessing from the count."""
-        if views == 1:
-            return 1, 0
-        spec = self.clip_spec
-        if spec is None or spec.num_views != views:
-            have = "no clip_spec" if spec is None else f"{spec.num_clips}x{spec.num_crops} views"
-            raise ValueError(
-                f"a2video: test batches carry {views} views per video but the model has {have}; "
-                "the views are the DataModule's num_clips x num_crops (data.spec, linked to "
-                "model.clip_spec by the CLI): pass clip_spec=datamodule.spec"
-            )
-        return spec.num_crops, spec.centre_view
+        """Crops per clip and the centre view among ``views`` (:func:`view_layout`)."""
+        return view_layout(self.clip_spec, views)
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         # Every view's softmax is kept (per-view top-k, view-subset accuracy: scores.npz).
@@ -353,16 +327,9 @@ class VideoClassifier(LightningModule):
         return {"index": batch["index"].cpu(), "top5": classes.cpu(), "scores": scores.cpu()}
 
     def _per_view_probs(self, video: Tensor) -> tuple[Tensor, int]:
-        """Softmax of every view of ``video`` ``(B, V, 3, T, H, W)`` → ``(B, V, C)`` and the crops
-        per clip (views are clip-major: ``c * crops + s``), forwarded ``view_chunk`` at a time."""
-        if video.ndim == 5:  # a single view per video
-            video = video[:, None]
-        b, v = video.shape[:2]
-        flat = video.flatten(0, 1)  # (B*V, 3, T, H, W)
-        chunk = self.hparams.view_chunk or flat.shape[0]
-        logits = torch.cat([self(flat[i : i + chunk]) for i in range(0, flat.shape[0], chunk)])
-        crops = self._view_layout(v)[0]
-        return logits.float().softmax(dim=1).view(b, v, -1), crops
+        """Every view's softmax ``(B, V, C)`` (:func:`per_view_probs`) and the crops per clip."""
+        probs = per_view_probs(self, video, self.hparams.view_chunk)
+        return probs, self._view_layout(probs.shape[1])[0]
 
     def on_test_epoch_end(self) -> None:
         m = self._finish_videos("test")
@@ -379,81 +346,23 @@ class VideoClassifier(LightningModule):
         self.test_summary = m
         out = self.output_dir()  # on every rank: trainer.log_dir broadcasts
         if self.trainer.is_global_zero:
-            names = self._video_names(stage)
-            bad = [names[i] if names else str(i) for i in results.index[~results.valid].tolist()]
-            msg = (
-                f"a2video {stage}: metrics over {int(m['videos'])} videos "
-                f"({len(results)} distinct seen, {len(bad)} unreadable)"
-            )
-            if bad:
-                shown = ", ".join(bad[:20]) + (" …" if len(bad) > 20 else "")
-                msg += f"; unreadable: {shown}"
-            rank_zero_info(msg)
+            names = video_names(getattr(self.trainer, "datamodule", None), stage)
+            rank_zero_info(unreadable_summary(stage, results, int(m["videos"]), names))
             if self.hparams.write_outputs:
-                self._write_outputs(results, names, out)
+                write_outputs(out, results, self.num_classes, self.class_names, names)
         return m
-
-    def _video_names(self, stage: str) -> list[str] | None:
-        """Names by video index: ``datamodule.video_names(stage)`` or its dataset's records."""
-        dm = getattr(self.trainer, "datamodule", None)
-        try:
-            getter = getattr(dm, "video_names", None)
-            if callable(getter):
-                return [str(n) for n in getter(stage)]
-            records = getattr(getattr(dm, "datasets", {}).get(stage), "records", None)
-            if records is not None:
-                return [str(getattr(r, "path", r)) for r in records]
-        except Exception as err:  # a name list is a convenience, never a failure
-            rank_zero_warn(f"a2video: could not read video names ({err})")
-        return None
 
     def output_dir(self) -> str:
         """The run directory where test/predict outputs go (the logger's ``log_dir``)."""
         return self.trainer.log_dir or self.trainer.default_root_dir
 
-    def _write_outputs(self, results: VideoResults, names: list[str] | None, out: str) -> None:
-        os.makedirs(out, exist_ok=True)
-        path = os.path.join(out, "predictions.csv")
-        write_predictions_csv(path, results, self.class_names, names)
-        from a2video.explore.results import save_results
-
-        save_results(os.path.join(out, "scores.npz"), results, self.class_names, names)
-        if bool((results.label >= 0).any()):
-            try:
-                self._save_confusion(results, os.path.join(out, "confusion_matrix.png"))
-            except Exception as err:
-                rank_zero_warn(f"a2video: confusion matrix not saved ({err})")
-        rank_zero_info(f"a2video: wrote {path}")
-
-    def _save_confusion(self, results: VideoResults, path: str) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        from a2video.explore.viz import plot_confusion_matrix
-
-        cm = confusion_matrix(results, self.num_classes)
-        names = self.class_names or [str(i) for i in range(self.num_classes)]
-        ax = plot_confusion_matrix(cm, names)
-        ax.figure.tight_layout()
-        ax.figure.savefig(path, dpi=100)
-        plt.close(ax.figure)
-
     # ------------------------------------------------------------------ optimisation
-    def _global_batch_size(self) -> int | None:
-        dm = getattr(self.trainer, "datamodule", None)
-        per_device = getattr(dm, "batch_size", None)
-        if per_device is None:
-            return None
-        return int(per_device) * self.trainer.world_size * self.trainer.accumulate_grad_batches
-
     def lr_scale(self) -> float:
         """Linear LR scaling: global batch / ``lr_base_batch_size`` (1 when unset or unknown)."""
         base = self.hparams.lr_base_batch_size
         if not base:
             return 1.0
-        global_batch = self._global_batch_size()
+        global_batch = global_batch_size(self.trainer)
         if global_batch is None:
             rank_zero_warn("a2video: lr_base_batch_size set but the batch size is unknown")
             return 1.0
@@ -490,12 +399,12 @@ class VideoClassifier(LightningModule):
             base = optimizer.defaults.get("lr")
             rank_zero_info(
                 f"a2video: lr {base} for batch {hp.lr_base_batch_size} → {base * scale:g} for "
-                f"global batch {self._global_batch_size()} (linear scaling)"
+                f"global batch {global_batch_size(self.trainer)} (linear scaling)"
             )
         if self.lr_scheduler_fn is not None:  # Lightning's default: stepped once per epoch
             return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_fn(optimizer)}
         total = int(self.trainer.estimated_stepping_batches)
-        per_epoch = self._steps_per_epoch(total)
+        per_epoch = steps_per_epoch(self.trainer, total)
         schedule = WarmupSchedule(
             total_steps=total,
             warmup_steps=round(hp.warmup_epochs * per_epoch),
@@ -506,13 +415,6 @@ class VideoClassifier(LightningModule):
         )
         sched = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    def _steps_per_epoch(self, total: int) -> float:
-        batches = self.trainer.num_training_batches
-        if isinstance(batches, (int, float)) and math.isfinite(batches) and batches > 0:
-            return max(1.0, batches / self.trainer.accumulate_grad_batches)
-        epochs = self.trainer.max_epochs
-        return total / epochs if epochs and epochs > 0 else float(total)
 
     # ------------------------------------------------------------------ checkpoints
     def setup(self, stage: str) -> None:
@@ -532,7 +434,7 @@ class VideoClassifier(LightningModule):
                 for k, v in self.trainer.callback_metrics.items()
                 if k.startswith(("val/", "test/")) and torch.as_tensor(v).numel() == 1
             }
-        return _plain(
+        return plain_data(
             {
                 "arch": self.arch,
                 "arch_options": self.arch_options,
