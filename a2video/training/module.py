@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Literal
 
@@ -40,6 +39,7 @@ except ImportError:  # pragma: no cover - exercised by tests/test_bench_gpu.py
     OptimizerCallable = Callable[[Iterable], torch.optim.Optimizer]  # type: ignore[misc]
     LRSchedulerCallable = Callable[[torch.optim.Optimizer], Any]  # type: ignore[misc]
 from a2video.training.checkpoint import plain_data
+from a2video.training.compiled import CompiledForward
 from a2video.training.metrics import (
     ClipAccuracy,
     VideoAccumulator,
@@ -142,8 +142,7 @@ class VideoClassifier(LightningModule):
         self.net = self.build_net()
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last_3d)
-        self._compiled: list[Callable[[Tensor], Tensor]] = []  # not a submodule: clean state dict
-        self._compile_state = "cold"  # cold | warm | failed
+        self.compiled_forward = CompiledForward()  # not a submodule: a clean state dict
         self._pretrained_done = False
 
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -185,34 +184,9 @@ class VideoClassifier(LightningModule):
         """Logits ``(N, num_classes)`` of clips ``(N, 3, T, H, W)``."""
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
-        if self.hparams.compile and self._compile_state != "failed":
-            return self._forward_compiled(x)
+        if self.hparams.compile and self.compiled_forward.state != "failed":
+            return self.compiled_forward(self.net, x, self.compile_options)
         return self.net(x)
-
-    def _forward_compiled(self, x: Tensor) -> Tensor:
-        """The ``torch.compile``'d network; its first call (the warm-up) is timed and logged once.
-
-        If compilation fails, one warning names the error and the network runs eagerly from then
-        on (the state dict never sees the compiled wrapper, so checkpoints are unaffected).
-        """
-        if not self._compiled:
-            self._compiled.append(torch.compile(self.net, **self.compile_options))
-        if self._compile_state == "warm":
-            return self._compiled[0](x)
-        start = time.perf_counter()
-        try:
-            out = self._compiled[0](x)
-        except Exception as err:  # compiler/backend errors vary by torch build and device
-            self._compile_state = "failed"
-            reason = " ".join(str(err).split())[:300]  # one line
-            rank_zero_warn(
-                f"a2video: torch.compile failed ({type(err).__name__}: {reason}); "
-                "running the network eagerly. Set model.compile: false to silence this."
-            )
-            return self.net(x)
-        self._compile_state = "warm"
-        rank_zero_info(f"a2video: torch.compile warm-up took {time.perf_counter() - start:.1f} s")
-        return out
 
     # ------------------------------------------------------------------ train
     def on_fit_start(self) -> None:
