@@ -86,7 +86,7 @@ def test_module_compile_logs_warmup_once_and_keeps_plain_checkpoint_keys(tmp_pat
     with caplog.at_level(logging.INFO):
         trainer.fit(model, TinyVideoData())
     warmups = [r for r in caplog.records if "torch.compile warm-up took" in r.getMessage()]
-    assert len(warmups) == 1 and model._compile_state == "warm"
+    assert len(warmups) == 1 and model.compiled_forward.state == "warm"
     ckpt = tmp_path / "plain.ckpt"
     trainer.save_checkpoint(ckpt)
     keys = torch.load(ckpt, weights_only=True)["state_dict"].keys()
@@ -109,4 +109,4 @@ def test_module_compile_failure_warns_once_and_runs_eagerly() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # no second warning
             model(x)
-    assert model._compile_state == "failed"
+    assert model.compiled_forward.state == "failed"

@@ -85,7 +85,7 @@ def test_five_step_bf16_fit_skips_a_nan_step_on_the_device(tmp_path) -> None:
     model.criterion = NaNAt(model.criterion, {2})
     trainer = _gpu_trainer(tmp_path, max_steps=5, log_every_n_steps=4)
     trainer.fit(model, TinyVideoData(train_size=48))
-    assert trainer.global_step == 5 and model._device_skip
+    assert trainer.global_step == 5 and model.nonfinite.device_skip
     assert model.nonfinite_total == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert "train/top1" in trainer.callback_metrics

@@ -115,7 +115,7 @@ def test_training_steps_read_nothing_on_the_host_between_logging_steps(tmp_path)
     assert trainer.global_step == 8
     reads = {b: r for b, r in watch.mode.reads.items() if r}
     assert set(reads) <= {3, 7}, reads  # batch_idx 3 and 7 end the logging windows
-    assert model._device_skip  # the default (fused) SGD skips on the device
+    assert model.nonfinite.device_skip  # the default (fused) SGD skips on the device
     assert "train/top1" in trainer.callback_metrics and "train/loss" in trainer.logged_metrics
 
 
@@ -210,7 +210,7 @@ def test_an_unfused_optimizer_still_skips_on_the_host(tmp_path) -> None:
     snaps = Snapshots()
     trainer = tiny_trainer(tmp_path, max_steps=3, limit_val_batches=0, callbacks=[snaps])
     trainer.fit(model, TinyVideoData())
-    assert not model._device_skip and model.nonfinite_total == 1
+    assert not model.nonfinite.device_skip and model.nonfinite_total == 1
     assert _same(_params_only(snaps.before[1][0]), _params_only(snaps.after[1][0]))
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "UntrustedCheckpointError",
     "atomic_save",
     "load_checkpoint",
+    "plain_data",
     "safe_globals",
 ]
 
@@ -75,6 +76,21 @@ _SAFE_GLOBALS: list[Any] = [
 def safe_globals() -> list[Any]:
     """The classes allowed by :func:`load_checkpoint` on top of torch's weights-only defaults."""
     return list(_SAFE_GLOBALS)
+
+
+def plain_data(x: Any) -> Any:
+    """Convert to plain Python data (for weights_only-loadable checkpoint metadata)."""
+    if isinstance(x, dict):
+        return {str(k): plain_data(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain_data(v) for v in x]
+    if isinstance(x, torch.Tensor):
+        return x.item() if x.numel() == 1 else x.tolist()
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
+    return str(x)
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:

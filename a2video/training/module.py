@@ -19,9 +19,7 @@ K×3 views of each video and also keep the centre view for the single-clip accur
 from __future__ import annotations
 
 import inspect
-import math
 import os
-import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Literal
 
@@ -40,56 +38,20 @@ try:  # jsonargparse (the CLI's) is optional for the module itself, e.g. on a GP
 except ImportError:  # pragma: no cover - exercised by tests/test_bench_gpu.py
     OptimizerCallable = Callable[[Iterable], torch.optim.Optimizer]  # type: ignore[misc]
     LRSchedulerCallable = Callable[[torch.optim.Optimizer], Any]  # type: ignore[misc]
+from a2video.training.checkpoint import plain_data
+from a2video.training.compiled import CompiledForward
 from a2video.training.metrics import (
     ClipAccuracy,
     VideoAccumulator,
     VideoResults,
-    confusion_matrix,
     video_metrics,
-    write_predictions_csv,
 )
-from a2video.training.optim import WarmupSchedule, param_groups
+from a2video.training.nonfinite import NonFiniteLossError, NonFiniteSteps
+from a2video.training.optim import WarmupSchedule, global_batch_size, param_groups, steps_per_epoch
+from a2video.training.outputs import unreadable_summary, video_names, write_outputs
+from a2video.training.views import per_view_probs, view_layout
 
 __all__ = ["NonFiniteLossError", "VideoClassifier", "WarmupSchedule", "param_groups"]
-
-
-def _init_momentum(optimizer: torch.optim.Optimizer) -> None:
-    """Zero SGD momentum buffers before the first step, so a skipped first step keeps them valid.
-
-    A fused SGD's first step allocates its buffers uninitialised and fills them in the kernel;
-    when that step is skipped (``found_inf``) they would stay garbage. With zero dampening a zero
-    buffer gives the same first update (``buf = momentum·0 + grad``).
-    """
-    if not isinstance(optimizer, torch.optim.SGD):
-        return
-    for group in optimizer.param_groups:
-        if not group["momentum"] or group.get("dampening", 0):
-            continue
-        for p in group["params"]:
-            if not p.requires_grad:  # frozen: never stepped, no buffer
-                continue
-            state = optimizer.state[p]
-            if state.get("momentum_buffer") is None:
-                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-
-
-class NonFiniteLossError(RuntimeError):
-    """Raised after ``max_nonfinite_steps`` consecutive steps with a NaN/inf loss."""
-
-
-def _plain(x: Any) -> Any:
-    """Convert to plain Python data (for weights_only-loadable checkpoint metadata)."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, Tensor):
-        return x.item() if x.numel() == 1 else x.tolist()
-    if isinstance(x, (str, int, float, bool)) or x is None:
-        return x
-    if isinstance(x, os.PathLike):
-        return os.fspath(x)
-    return str(x)
 
 
 class VideoClassifier(LightningModule):
@@ -180,8 +142,7 @@ class VideoClassifier(LightningModule):
         self.net = self.build_net()
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last_3d)
-        self._compiled: list[Callable[[Tensor], Tensor]] = []  # not a submodule: clean state dict
-        self._compile_state = "cold"  # cold | warm | failed
+        self.compiled_forward = CompiledForward()  # not a submodule: a clean state dict
         self._pretrained_done = False
 
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -190,13 +151,7 @@ class VideoClassifier(LightningModule):
         self.val_loss = MeanMetric()
         self.test_videos = VideoAccumulator(num_classes)
         self.bad_videos = SumMetric(nan_strategy="disable")  # its NaN check would sync per step
-        # Non-finite steps (see training_step): device counters [total, run, longest run].
-        self._nonfinite_counts = torch.zeros(3)
-        self._found_inf = torch.zeros(())
-        self._nonfinite_seen = 0
-        self._device_skip = False
-        self._warned_host_skip = False
-        self.nonfinite_in_a_row = 0
+        self.nonfinite = NonFiniteSteps()  # skipped NaN/inf steps, counted on the device
         self.clip_spec: ClipSpec | None = clip_spec
         self.run_config: str | None = None  # the CLI's YAML, stored in checkpoints
         self.video_results: VideoResults | None = None
@@ -229,40 +184,13 @@ class VideoClassifier(LightningModule):
         """Logits ``(N, num_classes)`` of clips ``(N, 3, T, H, W)``."""
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
-        if self.hparams.compile and self._compile_state != "failed":
-            return self._forward_compiled(x)
+        if self.hparams.compile and self.compiled_forward.state != "failed":
+            return self.compiled_forward(self.net, x, self.compile_options)
         return self.net(x)
-
-    def _forward_compiled(self, x: Tensor) -> Tensor:
-        """The ``torch.compile``'d network; its first call (the warm-up) is timed and logged once.
-
-        If compilation fails, one warning names the error and the network runs eagerly from then
-        on (the state dict never sees the compiled wrapper, so checkpoints are unaffected).
-        """
-        if not self._compiled:
-            self._compiled.append(torch.compile(self.net, **self.compile_options))
-        if self._compile_state == "warm":
-            return self._compiled[0](x)
-        start = time.perf_counter()
-        try:
-            out = self._compiled[0](x)
-        except Exception as err:  # compiler/backend errors vary by torch build and device
-            self._compile_state = "failed"
-            reason = " ".join(str(err).split())[:300]  # one line
-            rank_zero_warn(
-                f"a2video: torch.compile failed ({type(err).__name__}: {reason}); "
-                "running the network eagerly. Set model.compile: false to silence this."
-            )
-            return self.net(x)
-        self._compile_state = "warm"
-        rank_zero_info(f"a2video: torch.compile warm-up took {time.perf_counter() - start:.1f} s")
-        return out
 
     # ------------------------------------------------------------------ train
     def on_fit_start(self) -> None:
-        # Fresh counters in this process: ddp_spawn shares CPU tensors between its processes.
-        self._nonfinite_counts = self._nonfinite_counts.clone().to(self.device)
-        self._found_inf = torch.zeros((), device=self.device)
+        self.nonfinite.fresh(self.device)  # ddp_spawn shares CPU tensors between its processes
         if str(self.trainer.precision).startswith("bf16") and self.device.type == "cpu":
             rank_zero_warn(
                 "a2video: bf16 training on the CPU: torch's CPU (oneDNN) bf16 Conv3d backward can "
@@ -284,137 +212,39 @@ class VideoClassifier(LightningModule):
             self.bad_videos.update(torch.as_tensor(flags).bool().sum())
             self.log("data/bad_videos", self.bad_videos, on_step=False, on_epoch=True)
 
-        if self._device_skip:
-            finite = self._flag_nonfinite(loss)  # 0-d 1.0/0.0 on the device: no host sync
-        else:  # an optimizer that cannot skip on the device: decide on the host (a sync)
-            ok = bool(torch.isfinite(loss.detach()))
-            if self.trainer.world_size > 1:  # every rank must agree to skip, or DDP hangs
-                ok = self.trainer.strategy.reduce_boolean_decision(ok, all=True)
-            if not ok:
-                return self._skip_nonfinite(batch_idx)
-            self.nonfinite_in_a_row = 0
-            finite = None
+        finite = None
+        if self.nonfinite.device_skip:  # 0-d 1.0/0.0 on the device: no host sync
+            finite = self.nonfinite.flag(loss, self.trainer.world_size)
+        elif not self.nonfinite.host_finite(self, loss):  # an optimizer that cannot skip: a sync
+            return self.nonfinite.skip(self, batch_idx, self.hparams.max_nonfinite_steps)
         self.train_acc.update(logits, label, finite)
         # Not in the progress bar: Lightning converts progress-bar values to floats every step.
         self.log("train/loss", loss, batch_size=label.shape[0])
         return loss
 
-    # Non-finite steps, decided on the device. A fused torch optimizer (``fused=True``: SGD, Adam,
-    # AdamW...) skips its whole update on the device when its ``found_inf`` tensor is non-zero
-    # (GradScaler's mechanism), so a NaN/inf step leaves weights and optimizer state untouched
-    # without the host ever reading the loss. Three device counters (total, current run, longest
-    # run since the last check) are read on the host every ``trainer.log_every_n_steps`` batches
-    # and at epoch end: the run stops within that lag once ``max_nonfinite_steps`` consecutive
-    # steps were non-finite (identical on every rank: the flag is all-reduced on the device).
-
-    def _nonfinite_state(self) -> Tensor:
-        """``[total, run, longest run since last check]`` on the module's device."""
-        if self._nonfinite_counts.device != self.device:
-            self._nonfinite_counts = self._nonfinite_counts.to(self.device)
-            self._found_inf = self._found_inf.to(self.device)
-        return self._nonfinite_counts
-
-    def _flag_nonfinite(self, loss: Tensor) -> Tensor:
-        """Count a non-finite ``loss`` on the device; returns 1.0 if finite on all ranks, else 0."""
-        counts = self._nonfinite_state()
-        bad = (~torch.isfinite(loss.detach())).to(counts.dtype)
-        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(bad)  # on the device's stream, no host wait
-            bad = (bad > 0).to(counts.dtype)
-        run = (counts[1] + 1) * bad
-        counts.copy_(torch.stack([counts[0] + bad, run, torch.maximum(counts[2], run)]))
-        torch.maximum(self._found_inf, bad, out=self._found_inf)  # over accumulated batches
-        return 1.0 - bad
-
+    # Non-finite steps (a2video.training.nonfinite): skipped on the device by a fused optimizer,
+    # read on the host every ``trainer.log_every_n_steps`` batches and at epoch end.
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure=None):
         """The Trainer's step, with the device-side skip flag handed to a fused optimizer."""
-        opt = getattr(optimizer, "optimizer", optimizer)  # LightningOptimizer wraps it
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        self._device_skip = bool(getattr(opt, "_step_supports_amp_scaling", False)) and (
-            scaler is None  # 16-mixed: GradScaler owns found_inf (and skips inf steps itself)
-        )
-        if not self._device_skip:
-            if not self._warned_host_skip:
-                self._warned_host_skip = True
-                why = (
-                    "16-mixed's GradScaler owns its found_inf"
-                    if scaler is not None
-                    else f"{type(opt).__name__} is not a fused torch optimizer"
-                )
-                rank_zero_info(
-                    f"a2video: non-finite steps are checked on the host every step ({why}; "
-                    "bf16-mixed with a fused optimizer keeps the check on the device)."
-                )
-            return optimizer.step(closure=optimizer_closure)
-        self._nonfinite_state()
-        if not opt.state:  # before the first step (a resumed run has its buffers)
-            _init_momentum(opt)
-        opt.found_inf = self._found_inf  # read by the fused kernel after the closure ran
-        try:
-            return optimizer.step(closure=optimizer_closure)
-        finally:
-            del opt.found_inf
-            self._found_inf.zero_()
+        return self.nonfinite.step(self, optimizer, optimizer_closure)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         every = max(1, int(self.trainer.log_every_n_steps or 1))
-        if self._device_skip and (batch_idx + 1) % every == 0:
-            self._check_nonfinite(in_batch=True)
-
-    def _check_nonfinite(self, in_batch: bool = False) -> None:
-        """Read the device counters (a host sync, every ``log_every_n_steps``); warn, maybe stop."""
-        counts = self._nonfinite_state()
-        total, run, longest = (int(v) for v in counts.tolist())
-        new = total - self._nonfinite_seen
-        self._nonfinite_seen = total
-        counts[2] = run  # the next window's longest run starts from the current one
-        self.nonfinite_in_a_row = run
-        if new == 0:
-            return
-        limit = self.hparams.max_nonfinite_steps
-        if in_batch:
-            self.log("train/nonfinite_steps", float(total), on_step=True, on_epoch=False)
-        rank_zero_warn(
-            f"a2video: {new} step(s) with a non-finite loss before step {self.global_step}; "
-            f"skipped on the device ({total} in total, longest run {longest}, limit {limit})."
-        )
-        if longest >= limit:
-            raise NonFiniteLossError(
-                f"a2video: {longest} consecutive steps had a non-finite loss "
-                f"(limit max_nonfinite_steps={limit}); stopping. Lower the learning rate, enable "
-                "gradient clipping (trainer.gradient_clip_val) or use bf16-mixed, not 16-mixed."
-            )
+        if self.nonfinite.device_skip and (batch_idx + 1) % every == 0:
+            self.nonfinite.check(self, self.hparams.max_nonfinite_steps, in_batch=True)
 
     @property
     def nonfinite_total(self) -> int:
         """Steps skipped for a non-finite loss so far (reads the device counter)."""
-        return int(self._nonfinite_counts[0])
+        return self.nonfinite.total
 
     @nonfinite_total.setter
     def nonfinite_total(self, value: int) -> None:
-        self._nonfinite_counts[0] = value
-        self._nonfinite_seen = int(value)
-
-    def _skip_nonfinite(self, batch_idx: int) -> None:
-        self.nonfinite_total += 1
-        self.nonfinite_in_a_row += 1
-        self.log("train/nonfinite_steps", float(self.nonfinite_total), on_step=True, on_epoch=False)
-        limit = self.hparams.max_nonfinite_steps
-        rank_zero_warn(
-            f"a2video: non-finite loss at step {self.global_step} (batch {batch_idx}); skipped "
-            f"({self.nonfinite_in_a_row} in a row, {self.nonfinite_total} in total, limit {limit})."
-        )
-        if self.nonfinite_in_a_row >= limit:
-            raise NonFiniteLossError(
-                f"a2video: {self.nonfinite_in_a_row} consecutive steps had a non-finite loss "
-                f"(limit max_nonfinite_steps={limit}); stopping. Lower the learning rate, enable "
-                "gradient clipping (trainer.gradient_clip_val) or use bf16-mixed, not 16-mixed."
-            )
-        return None
+        self.nonfinite.total = value
 
     def on_train_epoch_end(self) -> None:
-        if self._device_skip:
-            self._check_nonfinite()
+        if self.nonfinite.device_skip:
+            self.nonfinite.check(self, self.hparams.max_nonfinite_steps)
         acc = self.train_acc.compute()  # sums over ranks: once per epoch
         self.train_acc.reset()
         self.log_dict({"train/top1": acc["top1"], "train/top5": acc["top5"]}, sync_dist=False)
@@ -448,19 +278,8 @@ class VideoClassifier(LightningModule):
         return probs.mean(dim=1), probs[:, self._view_layout(probs.shape[1])[1]]
 
     def _view_layout(self, views: int) -> tuple[int, int]:
-        """Crops per clip and the centre clip's centre crop among ``views`` clip-major views, from
-        ``clip_spec`` (the data's, linked by the CLI); no guessing from the count."""
-        if views == 1:
-            return 1, 0
-        spec = self.clip_spec
-        if spec is None or spec.num_views != views:
-            have = "no clip_spec" if spec is None else f"{spec.num_clips}x{spec.num_crops} views"
-            raise ValueError(
-                f"a2video: test batches carry {views} views per video but the model has {have}; "
-                "the views are the DataModule's num_clips x num_crops (data.spec, linked to "
-                "model.clip_spec by the CLI): pass clip_spec=datamodule.spec"
-            )
-        return spec.num_crops, spec.centre_view
+        """Crops per clip and the centre view among ``views`` (:func:`view_layout`)."""
+        return view_layout(self.clip_spec, views)
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         # Every view's softmax is kept (per-view top-k, view-subset accuracy: scores.npz).
@@ -482,16 +301,9 @@ class VideoClassifier(LightningModule):
         return {"index": batch["index"].cpu(), "top5": classes.cpu(), "scores": scores.cpu()}
 
     def _per_view_probs(self, video: Tensor) -> tuple[Tensor, int]:
-        """Softmax of every view of ``video`` ``(B, V, 3, T, H, W)`` → ``(B, V, C)`` and the crops
-        per clip (views are clip-major: ``c * crops + s``), forwarded ``view_chunk`` at a time."""
-        if video.ndim == 5:  # a single view per video
-            video = video[:, None]
-        b, v = video.shape[:2]
-        flat = video.flatten(0, 1)  # (B*V, 3, T, H, W)
-        chunk = self.hparams.view_chunk or flat.shape[0]
-        logits = torch.cat([self(flat[i : i + chunk]) for i in range(0, flat.shape[0], chunk)])
-        crops = self._view_layout(v)[0]
-        return logits.float().softmax(dim=1).view(b, v, -1), crops
+        """Every view's softmax ``(B, V, C)`` (:func:`per_view_probs`) and the crops per clip."""
+        probs = per_view_probs(self, video, self.hparams.view_chunk)
+        return probs, self._view_layout(probs.shape[1])[0]
 
     def on_test_epoch_end(self) -> None:
         m = self._finish_videos("test")
@@ -508,81 +320,23 @@ class VideoClassifier(LightningModule):
         self.test_summary = m
         out = self.output_dir()  # on every rank: trainer.log_dir broadcasts
         if self.trainer.is_global_zero:
-            names = self._video_names(stage)
-            bad = [names[i] if names else str(i) for i in results.index[~results.valid].tolist()]
-            msg = (
-                f"a2video {stage}: metrics over {int(m['videos'])} videos "
-                f"({len(results)} distinct seen, {len(bad)} unreadable)"
-            )
-            if bad:
-                shown = ", ".join(bad[:20]) + (" …" if len(bad) > 20 else "")
-                msg += f"; unreadable: {shown}"
-            rank_zero_info(msg)
+            names = video_names(getattr(self.trainer, "datamodule", None), stage)
+            rank_zero_info(unreadable_summary(stage, results, int(m["videos"]), names))
             if self.hparams.write_outputs:
-                self._write_outputs(results, names, out)
+                write_outputs(out, results, self.num_classes, self.class_names, names)
         return m
-
-    def _video_names(self, stage: str) -> list[str] | None:
-        """Names by video index: ``datamodule.video_names(stage)`` or its dataset's records."""
-        dm = getattr(self.trainer, "datamodule", None)
-        try:
-            getter = getattr(dm, "video_names", None)
-            if callable(getter):
-                return [str(n) for n in getter(stage)]
-            records = getattr(getattr(dm, "datasets", {}).get(stage), "records", None)
-            if records is not None:
-                return [str(getattr(r, "path", r)) for r in records]
-        except Exception as err:  # a name list is a convenience, never a failure
-            rank_zero_warn(f"a2video: could not read video names ({err})")
-        return None
 
     def output_dir(self) -> str:
         """The run directory where test/predict outputs go (the logger's ``log_dir``)."""
         return self.trainer.log_dir or self.trainer.default_root_dir
 
-    def _write_outputs(self, results: VideoResults, names: list[str] | None, out: str) -> None:
-        os.makedirs(out, exist_ok=True)
-        path = os.path.join(out, "predictions.csv")
-        write_predictions_csv(path, results, self.class_names, names)
-        from a2video.explore.results import save_results
-
-        save_results(os.path.join(out, "scores.npz"), results, self.class_names, names)
-        if bool((results.label >= 0).any()):
-            try:
-                self._save_confusion(results, os.path.join(out, "confusion_matrix.png"))
-            except Exception as err:
-                rank_zero_warn(f"a2video: confusion matrix not saved ({err})")
-        rank_zero_info(f"a2video: wrote {path}")
-
-    def _save_confusion(self, results: VideoResults, path: str) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        from a2video.explore.viz import plot_confusion_matrix
-
-        cm = confusion_matrix(results, self.num_classes)
-        names = self.class_names or [str(i) for i in range(self.num_classes)]
-        ax = plot_confusion_matrix(cm, names)
-        ax.figure.tight_layout()
-        ax.figure.savefig(path, dpi=100)
-        plt.close(ax.figure)
-
     # ------------------------------------------------------------------ optimisation
-    def _global_batch_size(self) -> int | None:
-        dm = getattr(self.trainer, "datamodule", None)
-        per_device = getattr(dm, "batch_size", None)
-        if per_device is None:
-            return None
-        return int(per_device) * self.trainer.world_size * self.trainer.accumulate_grad_batches
-
     def lr_scale(self) -> float:
         """Linear LR scaling: global batch / ``lr_base_batch_size`` (1 when unset or unknown)."""
         base = self.hparams.lr_base_batch_size
         if not base:
             return 1.0
-        global_batch = self._global_batch_size()
+        global_batch = global_batch_size(self.trainer)
         if global_batch is None:
             rank_zero_warn("a2video: lr_base_batch_size set but the batch size is unknown")
             return 1.0
@@ -619,12 +373,12 @@ class VideoClassifier(LightningModule):
             base = optimizer.defaults.get("lr")
             rank_zero_info(
                 f"a2video: lr {base} for batch {hp.lr_base_batch_size} → {base * scale:g} for "
-                f"global batch {self._global_batch_size()} (linear scaling)"
+                f"global batch {global_batch_size(self.trainer)} (linear scaling)"
             )
         if self.lr_scheduler_fn is not None:  # Lightning's default: stepped once per epoch
             return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_fn(optimizer)}
         total = int(self.trainer.estimated_stepping_batches)
-        per_epoch = self._steps_per_epoch(total)
+        per_epoch = steps_per_epoch(self.trainer, total)
         schedule = WarmupSchedule(
             total_steps=total,
             warmup_steps=round(hp.warmup_epochs * per_epoch),
@@ -635,13 +389,6 @@ class VideoClassifier(LightningModule):
         )
         sched = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    def _steps_per_epoch(self, total: int) -> float:
-        batches = self.trainer.num_training_batches
-        if isinstance(batches, (int, float)) and math.isfinite(batches) and batches > 0:
-            return max(1.0, batches / self.trainer.accumulate_grad_batches)
-        epochs = self.trainer.max_epochs
-        return total / epochs if epochs and epochs > 0 else float(total)
 
     # ------------------------------------------------------------------ checkpoints
     def setup(self, stage: str) -> None:
@@ -661,7 +408,7 @@ class VideoClassifier(LightningModule):
                 for k, v in self.trainer.callback_metrics.items()
                 if k.startswith(("val/", "test/")) and torch.as_tensor(v).numel() == 1
             }
-        return _plain(
+        return plain_data(
             {
                 "arch": self.arch,
                 "arch_options": self.arch_options,

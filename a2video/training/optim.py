@@ -12,9 +12,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from lightning.pytorch import Trainer
 from torch import Tensor, nn
 
-__all__ = ["WarmupSchedule", "param_groups"]
+__all__ = ["WarmupSchedule", "global_batch_size", "param_groups", "steps_per_epoch"]
 
 
 def param_groups(
@@ -111,3 +112,20 @@ class WarmupSchedule:
         if self.kind == "step":
             return self.gamma ** sum(step >= m for m in self.milestones)
         return 1.0
+
+
+def global_batch_size(trainer: Trainer) -> int | None:
+    """Per-device batch × devices × nodes × gradient accumulation (None: batch size unknown)."""
+    per_device = getattr(getattr(trainer, "datamodule", None), "batch_size", None)
+    if per_device is None:
+        return None
+    return int(per_device) * trainer.world_size * trainer.accumulate_grad_batches
+
+
+def steps_per_epoch(trainer: Trainer, total: int) -> float:
+    """Optimizer steps per epoch (to place warm-up and milestones given in epochs)."""
+    batches = trainer.num_training_batches
+    if isinstance(batches, (int, float)) and math.isfinite(batches) and batches > 0:
+        return max(1.0, batches / trainer.accumulate_grad_batches)
+    epochs = trainer.max_epochs
+    return total / epochs if epochs and epochs > 0 else float(total)

@@ -1,0 +1,90 @@
+"""What the test/predict stages leave in the run directory, and the names of the videos.
+
+:meth:`a2video.training.module.VideoClassifier._finish_videos` calls these on rank 0 after the
+video results were gathered: ``predictions.csv`` (:func:`a2video.training.metrics.
+write_predictions_csv`), ``scores.npz`` (:func:`a2video.explore.results.save_results`) and
+``confusion_matrix.png`` when labels are known.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+from a2video.training.metrics import VideoResults, confusion_matrix, write_predictions_csv
+
+__all__ = ["save_confusion", "unreadable_summary", "video_names", "write_outputs"]
+
+
+def video_names(datamodule: Any, stage: str) -> list[str] | None:
+    """Names by video index: ``datamodule.video_names(stage)`` or its dataset's records."""
+    try:
+        getter = getattr(datamodule, "video_names", None)
+        if callable(getter):
+            return [str(n) for n in getter(stage)]
+        records = getattr(getattr(datamodule, "datasets", {}).get(stage), "records", None)
+        if records is not None:
+            return [str(getattr(r, "path", r)) for r in records]
+    except Exception as err:  # a name list is a convenience, never a failure
+        rank_zero_warn(f"a2video: could not read video names ({err})")
+    return None
+
+
+def unreadable_summary(
+    stage: str, results: VideoResults, videos: int, names: list[str] | None
+) -> str:
+    """One line: how many videos the metrics cover, and which were unreadable (first 20)."""
+    bad = [names[i] if names else str(i) for i in results.index[~results.valid].tolist()]
+    msg = (
+        f"a2video {stage}: metrics over {videos} videos "
+        f"({len(results)} distinct seen, {len(bad)} unreadable)"
+    )
+    if bad:
+        shown = ", ".join(bad[:20]) + (" …" if len(bad) > 20 else "")
+        msg += f"; unreadable: {shown}"
+    return msg
+
+
+def write_outputs(
+    out: str,
+    results: VideoResults,
+    num_classes: int,
+    class_names: list[str] | None,
+    names: list[str] | None,
+) -> None:
+    """Write ``predictions.csv``, ``scores.npz`` and (with labels) ``confusion_matrix.png``."""
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "predictions.csv")
+    write_predictions_csv(path, results, class_names, names)
+    from a2video.explore.results import save_results
+
+    save_results(os.path.join(out, "scores.npz"), results, class_names, names)
+    if bool((results.label >= 0).any()):
+        try:
+            save_confusion(
+                results, num_classes, class_names, os.path.join(out, "confusion_matrix.png")
+            )
+        except Exception as err:
+            rank_zero_warn(f"a2video: confusion matrix not saved ({err})")
+    rank_zero_info(f"a2video: wrote {path}")
+
+
+def save_confusion(
+    results: VideoResults, num_classes: int, class_names: list[str] | None, path: str
+) -> None:
+    """Save the video-level confusion matrix of ``results`` as a PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from a2video.explore.viz import plot_confusion_matrix
+
+    cm = confusion_matrix(results, num_classes)
+    names = class_names or [str(i) for i in range(num_classes)]
+    ax = plot_confusion_matrix(cm, names)
+    ax.figure.tight_layout()
+    ax.figure.savefig(path, dpi=100)
+    plt.close(ax.figure)
