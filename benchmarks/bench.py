@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -86,7 +86,6 @@ def _opts(choice: str) -> tuple[bool, ...]:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    from dataclasses import asdict
 
     import harness as bench
     import torch
@@ -135,14 +134,7 @@ def run(args: argparse.Namespace) -> int:
                 results += bench.bench_stage_subprocess(
                     shape, threads=torch.get_num_threads(), **kwargs
                 )
-        if args.json:
-            payload = {"machine": bench.machine_info(args.device)}
-            payload["results"] = [asdict(r) for r in results]
-            print(json.dumps(payload, indent=2))
-        else:
-            print(bench.format_blocks(results))
-            print(bench.format_machine(bench.machine_info(args.device)))
-        return 0
+        return _report(results, bench.format_blocks, args)
     results = bench.bench_model(
         args.arch,
         frames=args.frames,
@@ -157,13 +149,22 @@ def run(args: argparse.Namespace) -> int:
         reps=args.reps,
         budget_s=args.budget_s,
     )
+    return _report(results, bench.format_models, args)
+
+
+def _report(results: list, table: Callable[[list], str], args: argparse.Namespace) -> int:
+    """Print ``results`` with the machine: JSON with ``--json``, else ``table`` of them."""
+    import json
+    from dataclasses import asdict
+
+    import harness as bench
+
+    machine = bench.machine_info(args.device)
     if args.json:
-        payload = {"machine": bench.machine_info(args.device)}
-        payload["results"] = [asdict(r) for r in results]
-        print(json.dumps(payload, indent=2))
+        print(json.dumps({"machine": machine, "results": [asdict(r) for r in results]}, indent=2))
     else:
-        print(bench.format_models(results))
-        print(bench.format_machine(bench.machine_info(args.device)))
+        print(table(results))
+        print(bench.format_machine(machine))
     return 0
 
 

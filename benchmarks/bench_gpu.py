@@ -645,9 +645,8 @@ def section_profile(ctx: Ctx) -> None:
 
 def _set_variant(model: nn.Module, fold: bool, precision: str) -> None:
     BatchNorm3d.fold_time = fold
-    for blk in model.modules():
-        if isinstance(blk, (DoubleAttention, NonLocal)):
-            blk.precision = precision
+    for blk in model.attention_blocks.values():
+        blk.precision = precision
 
 
 def section_variants(ctx: Ctx) -> None:

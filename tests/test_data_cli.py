@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
+from files import tree_digest
+
 from a2video.cli import main
-
-
-def _digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def test_synth_is_deterministic_for_a_seed(tmp_path):
@@ -37,9 +30,9 @@ def test_synth_is_deterministic_for_a_seed(tmp_path):
         assert main([*args, str(tmp_path / f"{layout}_a")]) == 0
         assert main([*args, str(tmp_path / f"{layout}_b")]) == 0
         assert main([*args, "--seed", "1", str(tmp_path / f"{layout}_c")]) == 0
-        a, b = _digest(tmp_path / f"{layout}_a"), _digest(tmp_path / f"{layout}_b")
+        a, b = tree_digest(tmp_path / f"{layout}_a"), tree_digest(tmp_path / f"{layout}_b")
         assert a == b and len(a) > 3  # same files, same bytes
-        assert a != _digest(tmp_path / f"{layout}_c")
+        assert a != tree_digest(tmp_path / f"{layout}_c")
     assert (tmp_path / "ucf101_a" / "ucfTrainTestlist" / "testlist03.txt").is_file()
     assert list((tmp_path / "ucf101_a" / "UCF-101").glob("*/v_*_g??_c??.avi"))
 

@@ -9,7 +9,6 @@ time span.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from files import tree_digest
 
 from a2video.cli import main
 from a2video.data import KineticsDataModule, UCF101DataModule
@@ -27,14 +27,6 @@ from a2video.data.prepare import MARKER
 from a2video.data.video import PyAVReader
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def _keyframes_and_reordering(path: str) -> tuple[int, int, bool]:
@@ -74,13 +66,13 @@ def test_prepare_keeps_layout_and_content_and_never_touches_the_source(
     broken_kinetics_root, tmp_path, capsys
 ):
     src, dst = Path(broken_kinetics_root), tmp_path / "prepared"
-    before = _digest(src)
+    before = tree_digest(src)
     manifest = json.loads((src / "synth_manifest.json").read_text())
     rc = main(["prepare", str(src), str(dst), "--layout", "kinetics", "--gop", "4"])
     assert rc == 0
     out = capsys.readouterr().out
     assert "videos on disk" in out and " MiB -> " in out
-    assert _digest(src) == before  # the source is only read
+    assert tree_digest(src) == before  # the source is only read
     for name in ("train.csv", "val.csv", "test.csv"):
         assert (dst / "annotations" / name).read_bytes() == (
             src / "annotations" / name

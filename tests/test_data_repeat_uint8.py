@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from lightning.pytorch import Callback
+from ports import free_port
 
 from a2video.data import KineticsDataModule
 from a2video.data.datasets import VideoClipDataset
@@ -130,7 +131,7 @@ def test_two_gloo_ranks_see_disjoint_videos_each_once(kinetics_root, small_clip,
     (tmp_path / "class_names.txt").write_text("".join(f"{c}\n" for c in dm.class_names))
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    port = 29500 + os.getpid() % 1000
+    port = free_port()
     procs = [
         ctx.Process(
             target=_rank_videos, args=(r, 2, kinetics_root, small_clip, str(split), port, out)

@@ -16,13 +16,13 @@ import csv
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 from a2video.data import KineticsDataModule
 from a2video.training.checkpoint import load_checkpoint
@@ -52,12 +52,6 @@ TINY = [
 
 
 # --------------------------------------------------------------------------- helpers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def env(**extra: str) -> dict[str, str]:
     """The child environment: tests/ importable (ddp_probe), one thread per process."""
     out = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", **extra)

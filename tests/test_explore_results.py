@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from ports import free_port
 from view_ranks import (
     CLIPS,
     CROPS,
     N_CLASSES,
     N_VIDEOS,
     _evaluate,
-    _free_port,
     _view_probs,
     _worker,
 )
@@ -61,7 +61,7 @@ def test_per_view_topk_and_view_subsets_are_exact():
 @pytest.mark.timeout(120)
 def test_per_view_rows_are_exact_over_two_padded_ranks(tmp_path):
     out = str(tmp_path / "res.pt")
-    mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), out), nprocs=2, join=True)
     ranks = torch.load(out, weights_only=False)
     single = _evaluate(list(range(N_VIDEOS))).__dict__
     for key in ("index", "label", "valid", "view_topk_classes", "subset_pred"):

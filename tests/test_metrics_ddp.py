@@ -5,12 +5,12 @@ every video counted exactly once, none lost, none double-counted."""
 from __future__ import annotations
 
 import csv
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from ports import free_port
 from torch.utils.data import DistributedSampler
 
 from a2video.training.metrics import (
@@ -22,12 +22,6 @@ from a2video.training.metrics import (
 )
 
 N_VIDEOS, N_CLASSES = 11, 5
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _video_rows(i: int) -> tuple[int, torch.Tensor, torch.Tensor, bool]:
@@ -69,7 +63,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 def _run_ranks(world: int, tmp_path) -> dict[str, VideoResults]:
     out = str(tmp_path / f"res_{world}.pt")
-    mp.spawn(_worker, args=(world, _free_port(), out), nprocs=world, join=True)
+    mp.spawn(_worker, args=(world, free_port(), out), nprocs=world, join=True)
     return {k: VideoResults(**v) for k, v in torch.load(out, weights_only=True).items()}
 
 

@@ -5,8 +5,6 @@ Kept apart from the test module so that spawned ranks import only torch and the 
 
 from __future__ import annotations
 
-import socket
-
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
@@ -30,12 +28,6 @@ def _evaluate(indices: list[int]):
         acc.update(index, index % N_CLASSES, vp.mean(1), vp[:, 4], index != 4)
         acc.update_views(index, vp, CROPS)
     return acc.compute()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:

@@ -190,7 +190,7 @@ class VideoDataModule(L.LightningDataModule):
                 self.spec,
                 self.decoder,
                 self.seed,
-                repeat=self.repeat_clips if mode == "train" else 1,
+                repeat=self.repeat_clips,  # the dataset keeps 1 outside train
                 uint8=self.normalize_on_device,
                 frame_step=read_frame_step(self.data_root),  # 1 unless an `a2video prepare` copy
             )

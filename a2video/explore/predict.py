@@ -477,14 +477,6 @@ class DatasetPredictions:
         ok = self.valid
         return float((self.preds()[ok] == self.labels[ok]).float().mean()) if ok.any() else 0.0
 
-    def worst(self, n: int = 8) -> list[int]:
-        """Rows of the ``n`` worst predictions: lowest score of the true class first (so the
-        confident mistakes lead), valid videos only."""
-        true_score = self.scores().gather(1, self.labels.clamp(min=0)[:, None])[:, 0]
-        true_score = torch.where(self.valid & (self.labels >= 0), true_score, float("inf"))
-        order = true_score.argsort().tolist()
-        return [r for r in order if torch.isfinite(true_score[r])][:n]
-
     def only_valid(self) -> DatasetPredictions:
         ok = self.valid
         return DatasetPredictions(

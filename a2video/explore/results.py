@@ -153,16 +153,6 @@ class RunResults:
         """(N,) bool: valid videos with a known label (what the accuracies count)."""
         return self.valid & (self.labels >= 0)
 
-    def only_scored(self) -> RunResults:
-        """The rows of :meth:`scored`, every per-video array cut alike."""
-        keep = self.scored()
-        cut = {
-            name: (value[keep] if isinstance(value, Tensor) else value)
-            for name, value in self.__dict__.items()
-        }
-        cut["video_names"] = [n for n, k in zip(self.video_names, keep.tolist(), strict=True) if k]
-        return RunResults(**cut)
-
     def preds(self) -> Tensor:
         """(N,) top-1 of the view-averaged softmax."""
         return self.probs.argmax(1)

@@ -52,7 +52,6 @@ __all__ = [
     "stage_prefixes",
 ]
 
-HEAD_PREFIX = "fc."
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 

@@ -218,20 +218,23 @@ class VideoAccumulator(Metric):
             clip_probs=clip_probs[sel].cpu(),
             valid=valid[sel].cpu(),
         )
-        self._compute_views(results)
+        self._compute_views(results, sel, index.shape[0])
         return results
 
-    def _compute_views(self, results: VideoResults) -> None:
-        """Gathers the per-view rows and attaches them to ``results`` (every rank must call)."""
+    def _compute_views(self, results: VideoResults, rows: Tensor, gathered: int) -> None:
+        """Gathers the per-view rows and attaches them to ``results`` (every rank must call).
+
+        ``rows``: which of the ``gathered`` per-video rows :meth:`compute` kept (the first of
+        each index); the per-video ``subset_pred`` rows line up with them.
+        """
         k, s = self.view_k, len(view_subsets(1, 1))
         video = gather_uneven(self._local("view_video", (0,), torch.long))
         view = gather_uneven(self._local("view_id", (0,), torch.long))
         scores = gather_uneven(self._local("view_scores", (0, k), torch.float32))
         classes = gather_uneven(self._local("view_classes", (0, k), torch.long))
-        vindex = gather_uneven(self._local("index", (0,), torch.long))
         subset = gather_uneven(self._local("subset_pred", (0, s), torch.long))
         layout = gather_uneven(self._local("layout", (0, 2), torch.long))
-        if video.numel() == 0 or subset.shape[0] != vindex.shape[0]:
+        if video.numel() == 0 or subset.shape[0] != gathered:
             return  # no per-view data (validation, predict) or not for every video
         clips, crops = (int(x) for x in layout.max(dim=0).values)
         v = clips * crops
@@ -245,12 +248,9 @@ class VideoAccumulator(Metric):
         same = first_of_each is not None and torch.equal(first_of_each, results.index)
         if not same:
             return  # videos with differing view counts: per-view data is left out
-        order = torch.argsort(vindex, stable=True)
-        keep = torch.ones_like(order, dtype=torch.bool)
-        keep[1:] = vindex[order][1:] != vindex[order][:-1]
         results.view_topk_scores = scores[sel].view(n, v, k).cpu()
         results.view_topk_classes = classes[sel].view(n, v, k).cpu()
-        results.subset_pred = subset[order[keep]].cpu()
+        results.subset_pred = subset[rows].cpu()
         results.views = (clips, crops)
 
 

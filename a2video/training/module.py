@@ -274,8 +274,8 @@ class VideoClassifier(LightningModule):
     # ------------------------------------------------------------------ test / predict
     def _view_probs(self, video: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and single-view softmax of ``video`` ``(B, V, 3, T, H, W)`` → two ``(B, C)``."""
-        probs, _ = self._per_view_probs(video)  # (B, V, C)
-        return probs.mean(dim=1), probs[:, self._view_layout(probs.shape[1])[1]]
+        probs, _, centre = self._per_view_probs(video)  # (B, V, C)
+        return probs.mean(dim=1), probs[:, centre]
 
     def _view_layout(self, views: int) -> tuple[int, int]:
         """Crops per clip and the centre view among ``views`` (:func:`view_layout`)."""
@@ -283,8 +283,7 @@ class VideoClassifier(LightningModule):
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         # Every view's softmax is kept (per-view top-k, view-subset accuracy: scores.npz).
-        view_probs, crops = self._per_view_probs(batch["video"])  # (B, V, C)
-        centre = self._view_layout(view_probs.shape[1])[1]
+        view_probs, crops, centre = self._per_view_probs(batch["video"])  # (B, V, C)
         probs, clip_probs = view_probs.mean(dim=1), view_probs[:, centre]
         self.test_videos.update(
             batch["index"], batch["label"], probs, clip_probs, batch.get("valid")
@@ -300,10 +299,11 @@ class VideoClassifier(LightningModule):
         scores, classes = probs.topk(min(5, probs.shape[1]), dim=1)
         return {"index": batch["index"].cpu(), "top5": classes.cpu(), "scores": scores.cpu()}
 
-    def _per_view_probs(self, video: Tensor) -> tuple[Tensor, int]:
-        """Every view's softmax ``(B, V, C)`` (:func:`per_view_probs`) and the crops per clip."""
+    def _per_view_probs(self, video: Tensor) -> tuple[Tensor, int, int]:
+        """Every view's softmax ``(B, V, C)`` (:func:`per_view_probs`), the crops per clip and
+        the centre view (:meth:`_view_layout`)."""
         probs = per_view_probs(self, video, self.hparams.view_chunk)
-        return probs, self._view_layout(probs.shape[1])[0]
+        return probs, *self._view_layout(probs.shape[1])
 
     def on_test_epoch_end(self) -> None:
         m = self._finish_videos("test")
