@@ -33,7 +33,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-__all__ = ["CollectiveWatchdog", "LastCheckpoint", "SaveOnSigterm", "StepTimer"]
+__all__ = [
+    "DEFAULT_COLLECTIVE_TIMEOUT_S",
+    "CollectiveWatchdog",
+    "LastCheckpoint",
+    "SaveOnSigterm",
+    "StepTimer",
+]
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -165,6 +171,9 @@ class SaveOnSigterm(Callback):
             self._save(trainer)
 
 
+DEFAULT_COLLECTIVE_TIMEOUT_S = 1800.0  # seconds; `--collective_timeout` of the CLI
+
+
 class CollectiveWatchdog(Callback):
     """Turn a collective that waits forever into an error that names the stage.
 
@@ -183,7 +192,7 @@ class CollectiveWatchdog(Callback):
         timeout: seconds a collective may wait for the other ranks.
     """
 
-    def __init__(self, timeout: float = 1800.0) -> None:
+    def __init__(self, timeout: float = DEFAULT_COLLECTIVE_TIMEOUT_S) -> None:
         if timeout <= 0:
             raise ValueError(f"collective_timeout must be > 0 seconds, got {timeout}")
         self.timeout = float(timeout)

@@ -46,7 +46,12 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
-from a2video.training.callbacks import CollectiveWatchdog, LastCheckpoint, SaveOnSigterm
+from a2video.training.callbacks import (
+    DEFAULT_COLLECTIVE_TIMEOUT_S,
+    CollectiveWatchdog,
+    LastCheckpoint,
+    SaveOnSigterm,
+)
 from a2video.training.checkpoint import AtomicCheckpointIO, CheckpointError, load_checkpoint
 from a2video.training.resume import ResumeState
 
@@ -137,7 +142,7 @@ class A2VideoCLI(LightningCLI):
         parser.add_argument(
             "--collective_timeout",
             type=float,
-            default=1800.0,
+            default=DEFAULT_COLLECTIVE_TIMEOUT_S,
             help="Seconds a collective (broadcast, barrier, all-reduce) may wait for the other "
             "ranks before the run stops with an error naming the stage (multi-process runs).",
         )
@@ -244,7 +249,12 @@ class A2VideoCLI(LightningCLI):
         if not any(isinstance(c, CollectiveWatchdog) for c in callbacks):
             timeout = self._get(self.config_init, "collective_timeout", default=None)
             # First: its setup sets the timeout before the other callbacks' setup collectives.
-            callbacks.insert(0, CollectiveWatchdog(1800.0 if timeout is None else float(timeout)))
+            callbacks.insert(
+                0,
+                CollectiveWatchdog(
+                    DEFAULT_COLLECTIVE_TIMEOUT_S if timeout is None else float(timeout)
+                ),
+            )
         kwargs.setdefault("callbacks", callbacks)
 
         plugins = config.get("plugins") or []
