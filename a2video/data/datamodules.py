@@ -58,6 +58,19 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # parallelism comes from the workers
 
 
+class _StartsAtFirstBatch(DataLoader):
+    """A DataLoader whose iterator (workers, sampler read) starts at the first batch.
+
+    Lightning makes the train iterator (``FitLoop.setup_data``) before ``on_train_start``, where
+    :class:`~a2video.training.resume.ResumeState` calls ``sampler.skip``; a DataLoader with
+    workers reads its sampler as soon as its iterator is made, so without this a resumed epoch
+    would start over from its first batch.
+    """
+
+    def __iter__(self):
+        yield from super().__iter__()
+
+
 class VideoDataModule(L.LightningDataModule):
     """Shared machinery; subclasses read the annotations of one layout."""
 
@@ -255,7 +268,7 @@ class VideoDataModule(L.LightningDataModule):
             self.setup({"train": "fit", "val": "validate"}.get(name, name))
         self.monitor.reset_epoch(name)
         repeat = self.datasets[name].repeat
-        return DataLoader(
+        return _StartsAtFirstBatch(
             self.datasets[name],
             batch_size=batch_size // repeat,  # videos; each gives `repeat` clips
             collate_fn=functools.partial(repeated_collate, repeat=repeat) if repeat > 1 else None,
