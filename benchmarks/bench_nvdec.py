@@ -16,9 +16,11 @@ PyAV: these need decord2 + numpy or PyAV on the host) and NVDEC threads (the fir
 value), batches of ``--batch-size`` clips moved to the GPU as Lightning does. For each
 ``--repeats`` K it runs CPU only, NVDEC only, then both at once with ``--share`` (default: the
 share the two single-source rates suggest, ``nvdec / (nvdec + cpu)``, the ``data.nvdec_share``
-to use); every sample is a training clip with the scale/crop/flip augmentation, as uint8:
+to use), and with ``--gpu-rate R`` that mix again feeding a stand-in training step (bf16
+matmuls) of R clips/s; every sample is a training clip with the scale/crop/flip augmentation,
+as uint8:
   python3 benchmarks/bench_nvdec.py --videos .gpuwork/videos/web --cpu-workers 12 --threads 4 \
-      --repeats 4 --seconds 10
+      --repeats 4 --seconds 10 --gpu-rate 490
 """
 
 from __future__ import annotations
@@ -202,8 +204,39 @@ def collate_clips(samples: list[dict]) -> dict:
     }
 
 
+class StandInStep:
+    """A training step of ``batch_clips / gpu_rate`` seconds of bf16 matmuls on the GPU.
+
+    Run in the main thread after each batch and waited for (as a loop that logs the loss
+    does), so the loader's threads and workers compete with a busy GPU and a waiting main thread.
+    """
+
+    def __init__(self, seconds: float, size: int = 4096) -> None:
+        self.a = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+        for _ in range(3):  # warm-up, then time 20 products
+            self.a @ self.a
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(20):
+            self.a @ self.a
+        torch.cuda.synchronize()
+        self.products = max(1, round(seconds / ((time.perf_counter() - t0) / 20)))
+
+    def __call__(self) -> None:
+        for _ in range(self.products):
+            self.a @ self.a
+        torch.cuda.current_stream().synchronize()
+
+
 def run_mixed(
-    videos: list[str], share: float, workers: int, threads: int, repeat: int, args, device
+    videos: list[str],
+    share: float,
+    workers: int,
+    threads: int,
+    repeat: int,
+    args,
+    device,
+    step: StandInStep | None = None,
 ) -> dict:
     """Clips/s of a2video's MixedLoader at NVDEC ``share`` with ``workers`` CPU processes."""
     per_batch = max(1, args.batch_size // repeat)  # videos per batch
@@ -232,6 +265,8 @@ def run_mixed(
     try:
         for n, batch in enumerate(it):
             batch["video"].to(device, non_blocking=True)
+            if step is not None:
+                step()
             if n + 1 == warmup:  # workers forked, sessions open, queues primed
                 if device != "cpu":
                     torch.cuda.synchronize()
@@ -255,6 +290,7 @@ def run_mixed(
         "clips": clips,
         "seconds": round(elapsed, 2),
         "clips_per_s": round(clips / elapsed, 1),
+        "gpu_rate": args.gpu_rate if step is not None else None,
     }
 
 
@@ -284,6 +320,16 @@ def mixed_main(videos: list[str], args) -> list[dict]:
             flush=True,
         )
         results += [cpu, nvdec, both]
+        if args.gpu_rate:  # the same mix feeding a stand-in training step of that rate
+            step = StandInStep(both["batch_clips"] / args.gpu_rate)
+            fed = run_mixed(videos, share, args.cpu_workers, threads, repeat, args, "cuda", step)
+            print(json.dumps(fed), flush=True)
+            print(
+                f"K={repeat}: with a {args.gpu_rate} clips/s stand-in step: {fed['clips_per_s']} "
+                "clips/s (the step's rate means the loader keeps up)",
+                flush=True,
+            )
+            results.append(fed)
     return results
 
 
@@ -307,6 +353,12 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup-batches", type=int, default=8, help="mixed: not timed")
     parser.add_argument("--train-scale", type=int, nargs=2, default=[256, 320], help="mixed")
     parser.add_argument("--crop-size", type=int, default=224, help="mixed")
+    parser.add_argument(
+        "--gpu-rate",
+        type=float,
+        default=0.0,
+        help="mixed: also run the mix feeding a stand-in training step of this many clips/s",
+    )
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_nvdec: no CUDA device; nothing to measure", file=sys.stderr)

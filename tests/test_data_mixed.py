@@ -78,7 +78,7 @@ def test_options_and_what_stays_on_the_cpu(kinetics_root, small_clip, fake):
     val = dm.val_dataloader()  # validation/test: the CPU workers, decoder auto
     assert isinstance(val, DataLoader) and val.num_workers == 1
     assert {dm.datasets[s].decoder_name for s in ("train", "val")} == {"auto"}
-    assert dm.mixed_loader._thread_datasets[0].decoder_name == "nvdec"
+    assert dm.mixed_loader.nvdec_dataset.decoder_name == "nvdec"
 
 
 # --------------------------------------------------------------------- same batches, once

@@ -135,7 +135,7 @@ def test_bench_nvdec_mixed_mode_runs_on_the_stand_in(kinetics_root, small_clip, 
     args = types.SimpleNamespace(
         frames=4, stride=2, train_scale=(40, 48), crop_size=32, batch_size=4, warmup_batches=1,
         seconds=0.5, threads=[2], repeats=[2], cpu_workers=1, share=None, device="cpu",
-        cpu_decoder="auto",
+        cpu_decoder="auto", gpu_rate=0.0,
     )  # fmt: skip
     cpu, nvdec, both = bench.mixed_main(videos, args)
     assert (cpu["mode"], nvdec["mode"], both["mode"]) == ("cpu", "nvdec", "mixed")

@@ -208,7 +208,7 @@ class MixedLoader:
         batch_size: samples (videos) per batch, as the single-source loader's.
         cpu_loader: DataLoader over the CPU-decoder dataset whose ``batch_sampler`` is a
             :class:`KeyBatches`; its ``collate_fn`` also collates the NVDEC batches.
-        nvdec_dataset: the same dataset with the NVDEC decoder (copied once per thread).
+        nvdec_dataset: the same dataset with the NVDEC decoder (copied per thread and epoch).
         share: fraction of the batches NVDEC decodes (:func:`nvdec_batches`).
         threads: NVDEC decoding threads.
     """
@@ -230,8 +230,7 @@ class MixedLoader:
         self.dataset = cpu_loader.dataset
         self.collate_fn = cpu_loader.collate_fn
         self.share, self.threads = share, threads
-        # one dataset (so one NVDEC session) per thread slot, reused across epochs
-        self._thread_datasets = [_fresh_copy(nvdec_dataset) for _ in range(threads)]
+        self.nvdec_dataset = nvdec_dataset
         self._live: weakref.WeakSet[NvdecPrefetcher] = weakref.WeakSet()
 
     def __len__(self) -> int:
@@ -243,7 +242,7 @@ class MixedLoader:
         return self._epoch()
 
     def _epoch(self) -> Iterator:
-        self.close()  # an abandoned earlier epoch's threads hold the thread slots' sessions
+        self.close()  # the threads of an earlier epoch left unfinished
         keys = list(self.sampler)
         b = self.batch_size
         done = max(0, len(self.sampler) - len(keys)) // b  # batches consumed before a resume
@@ -257,8 +256,11 @@ class MixedLoader:
         try:
             if nvdec:
                 device = torch.cuda.current_device() if torch.cuda.is_available() else None
-                slots = self._thread_datasets[: min(self.threads, len(nvdec))]
-                prefetcher = NvdecPrefetcher(slots, nvdec, self.collate_fn, device)
+                # one copy, so one NVDEC session, per thread and epoch (sessions stay in a thread)
+                copies = [
+                    _fresh_copy(self.nvdec_dataset) for _ in range(min(self.threads, len(nvdec)))
+                ]
+                prefetcher = NvdecPrefetcher(copies, nvdec, self.collate_fn, device)
                 self._live.add(prefetcher)
             for nv in on_nvdec:
                 yield prefetcher.get() if nv else next(cpu_batches)
