@@ -122,6 +122,65 @@ def test_two_ranks_disjoint_as_the_plain_loader(kinetics_root, small_clip, fake)
     assert not set(seen[0]) & set(seen[1]) and sorted(seen[0] + seen[1]) == [0, 1, 2, 3]
 
 
+def _rank_batches(rank: int, world: int, root: str, clip: dict, split: str, port: int, out) -> None:
+    """One gloo rank: the plain and the mixed loader's videos over two epochs, and whether the
+    two loaders gave equal batches."""
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        fake_nvdec.install(pytest.MonkeyPatch())
+        plain, mixed = _modules(root, clip, train_split=split)
+        a, b = plain.train_dataloader(), mixed.train_dataloader()
+        videos, equal = [], True
+        for epoch in range(2):
+            a.sampler.set_epoch(epoch)
+            b.sampler.set_epoch(epoch)
+            want, got = list(a), list(b)
+            equal &= len(want) == len(got) and all(
+                torch.equal(x["index"], y["index"]) and torch.equal(x["video"], y["video"])
+                for x, y in zip(want, got, strict=True)
+            )
+            videos.append([i for batch in got for i in batch["index"].tolist()])
+        out.put((rank, videos, equal, len(_nvdec_videos())))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow  # ~25 s on 2 cores; test_two_ranks_disjoint_as_the_plain_loader is the quick one
+@pytest.mark.timeout(150)
+def test_two_gloo_ranks_disjoint_every_video_once(kinetics_root, small_clip, tmp_path):
+    """Two real processes: each rank's mixed loader reads its rank from torch.distributed."""
+    import torch.multiprocessing as mp
+    from ports import free_port
+
+    records = KineticsDataModule(kinetics_root, **small_clip)._dataset("train").records[:8]
+    split = tmp_path / "train8.txt"  # 8 videos: 4 per rank, 2 batches of 2 (no padding)
+    split.write_text("".join(f"{r.path} {r.label}\n" for r in records))
+    classes = KineticsDataModule(kinetics_root, **small_clip).class_names
+    (tmp_path / "class_names.txt").write_text("".join(f"{c}\n" for c in classes))
+    clip = {**small_clip, "batch_size": 2}
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    port = free_port()
+    procs = [
+        ctx.Process(target=_rank_batches, args=(r, 2, kinetics_root, clip, str(split), port, out))
+        for r in range(2)
+    ]
+    for p in procs:
+        p.start()
+    results = {r: rest for r, *rest in (out.get(timeout=120) for _ in procs)}
+    for p in procs:
+        p.join(timeout=20)
+        assert p.exitcode == 0
+    for epoch in range(2):
+        ranks = [results[r][0][epoch] for r in range(2)]
+        assert not set(ranks[0]) & set(ranks[1]) and sorted(ranks[0] + ranks[1]) == list(range(8))
+    assert all(results[r][1] for r in range(2))  # each rank: the plain loader's batches
+    assert all(results[r][2] > 0 for r in range(2))  # and NVDEC decoded its share
+
+
 # -------------------------------------------------------------------------------- resume
 @pytest.mark.timeout(120)
 def test_resume_skip_yields_the_rest_of_the_epoch(kinetics_root, small_clip, fake):
