@@ -191,10 +191,6 @@ class NvdecPrefetcher:
                 if thread.is_alive():
                     log.warning("%s did not stop within %.0f s", thread.name, _JOIN_TIMEOUT_S)
 
-    @property
-    def alive(self) -> bool:
-        return any(thread.is_alive() for thread in self._threads)
-
 
 class MixedLoader:
     """The train loader of ``decoder: nvdec`` with ``num_workers > 0``: CPU workers + NVDEC threads.
