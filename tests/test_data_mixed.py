@@ -70,6 +70,14 @@ def test_nvdec_batches_spread_the_share_by_position():
     assert all(abs(sum(window[i : i + 10]) - 2.9) < 1 for i in range(90))  # spread, not lumped
 
 
+def test_where_nvdec_cannot_run_the_mixed_loader_says_so_in_one_line(kinetics_root, small_clip):
+    """No fake here: this machine has no GPU (and maybe no PyNvVideoCodec)."""
+    if torch.cuda.is_available():
+        pytest.skip("NVDEC may run here")
+    with pytest.raises((ImportError, RuntimeError), match=r"^decoder='nvdec'.*decoder='auto'"):
+        KineticsDataModule(kinetics_root, **{**small_clip, **MIXED})
+
+
 def test_options_and_what_stays_on_the_cpu(kinetics_root, small_clip, fake):
     with pytest.raises(ValueError, match=r"nvdec_share=1.5 must be in \[0, 1\]"):
         KineticsDataModule(kinetics_root, **{**small_clip, **MIXED, "nvdec_share": 1.5})
