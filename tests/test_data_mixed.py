@@ -91,8 +91,12 @@ def test_options_and_what_stays_on_the_cpu(kinetics_root, small_clip, fake):
 
 # --------------------------------------------------------------------- same batches, once
 @pytest.mark.timeout(120)
-def test_same_batches_as_the_plain_loader_every_video_once(kinetics_root, small_clip, fake):
-    plain, mixed = _modules(kinetics_root, small_clip, repeat_clips=2, seed=3)
+@pytest.mark.parametrize("persistent", [False, True])
+def test_same_batches_as_the_plain_loader_every_video_once(
+    kinetics_root, small_clip, fake, persistent
+):
+    kwargs = dict(repeat_clips=2, seed=3, persistent_workers=persistent)
+    plain, mixed = _modules(kinetics_root, small_clip, **kwargs)
     a, b = plain.train_dataloader(), mixed.train_dataloader()
     assert len(a) == len(b) == math.ceil(11 / 2)  # 11 videos, 2 per batch of 4 clips
     for epoch in range(2):  # Lightning's set_epoch: a new shuffle and new augmentation
