@@ -61,8 +61,14 @@ class _Rng:
         return self._r.random()
 
 
-def train_crop(frames: torch.Tensor, rng: _Rng, scale=(256, 320), size: int = 224) -> torch.Tensor:
-    """uint8 (T, H, W, 3) on the GPU -> float (3, T, size, size): the training augmentation."""
+def train_crop(
+    frames: torch.Tensor, rng: _Rng, scale=(256, 320), size: int = 224, uint8: bool = False
+) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> float (3, T, size, size): the training augmentation.
+
+    ``uint8=True`` returns uint8, as the DataModule's loaders do; on the CPU the resize then runs
+    on uint8 (torch's antialiased uint8 kernel, what the workers' torchvision resize uses).
+    """
     h, w = frames.shape[1:3]
     short = rng.integers(scale[0], scale[1] + 1)
     f = short / min(h, w)
@@ -70,8 +76,12 @@ def train_crop(frames: torch.Tensor, rng: _Rng, scale=(256, 320), size: int = 22
     top, left = rng.integers(0, nh - size + 1), rng.integers(0, nw - size + 1)
     y0, x0 = int(top / f), int(left / f)
     y1, x1 = min(h, int((top + size) / f) + 1), min(w, int((left + size) / f) + 1)
-    x = frames[:, y0:y1, x0:x1].permute(0, 3, 1, 2).float()
+    x = frames[:, y0:y1, x0:x1].permute(0, 3, 1, 2)
+    if not (uint8 and x.device.type == "cpu"):
+        x = x.float()
     x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    if uint8 and x.dtype != torch.uint8:
+        x = x.round_().clamp_(0, 255).to(torch.uint8)
     if rng.random() < 0.5:
         x = x.flip(-1)
     return x.permute(1, 0, 2, 3)
@@ -185,12 +195,10 @@ class ClipDataset(torch.utils.data.Dataset):
             pos = {v: k for k, v in enumerate(flat)}
             video = torch.stack(
                 [
-                    train_crop(frames[[pos[i] for i in c]], rng, a.train_scale, a.crop_size)
-                    .round_()
-                    .clamp_(0, 255)
+                    train_crop(frames[[pos[i] for i in c]], rng, a.train_scale, a.crop_size, True)
                     for c in clips
                 ]
-            ).to(torch.uint8)  # (K, 3, T, S, S)
+            )  # uint8 (K, 3, T, S, S)
             return {"video": video, "index": index}
         raise VideoDecodeError(self.videos[index], "no video of the set decodes")
 
