@@ -18,7 +18,9 @@ value), batches of ``--batch-size`` clips moved to the GPU as Lightning does. Fo
 share the two single-source rates suggest, ``nvdec / (nvdec + cpu)``, the ``data.nvdec_share``
 to use), and with ``--gpu-rate R`` that mix again feeding a stand-in training step (bf16
 matmuls) of R clips/s; every sample is a training clip with the scale/crop/flip augmentation,
-as uint8:
+as uint8 (this file's, close to the DataModule's transforms; ``bench_data.py loading`` measures
+those per core). An offline GPU host needs the decord2 and numpy wheels carried (docs/data.md,
+"NVDEC and CPU workers together", says how):
   python3 benchmarks/bench_nvdec.py --videos .gpuwork/videos/web --cpu-workers 12 --threads 4 \
       --repeats 4 --seconds 10 --gpu-rate 490
 """
