@@ -9,6 +9,20 @@ clips/s per configuration as JSON.
 
 Runs with python3 + torch + PyNvVideoCodec only (no PyAV, decord, numpy or jsonargparse):
   python3 benchmarks/bench_nvdec.py --videos .gpuwork/videos --json /tmp/nvdec.json
+
+``--cpu-workers N`` measures the mixed train loader (``data.decoder: nvdec`` with
+``data.num_workers: N``): a2video's ``MixedLoader`` fed by N CPU DataLoader workers (decord, else
+PyAV: these need decord2 + numpy or PyAV on the host) and NVDEC threads (the first ``--threads``
+value), batches of ``--batch-size`` clips moved to the GPU as Lightning does. For each
+``--repeats`` K it runs CPU only, NVDEC only, then both at once with ``--share`` (default: the
+share the two single-source rates suggest, ``nvdec / (nvdec + cpu)``, the ``data.nvdec_share``
+to use), and with ``--gpu-rate R`` that mix again feeding a stand-in training step (bf16
+matmuls) of R clips/s; every sample is a training clip with the scale/crop/flip augmentation,
+as uint8 (this file's, close to the DataModule's transforms; ``bench_data.py loading`` measures
+those per core). An offline GPU host needs the decord2 and numpy wheels carried (docs/data.md,
+"NVDEC and CPU workers together", says how):
+  python3 benchmarks/bench_nvdec.py --videos .gpuwork/videos/web --cpu-workers 12 --threads 4 \
+      --repeats 4 --seconds 10 --gpu-rate 490
 """
 
 from __future__ import annotations
@@ -30,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from a2video.data import sampling  # noqa: E402  (numpy-free at import)
-from a2video.data.video import NvdecDecoder, VideoDecodeError  # noqa: E402
+from a2video.data.mixed import KeyBatches, MixedLoader  # noqa: E402  (numpy-free too)
+from a2video.data.video import NvdecDecoder, VideoDecodeError, get_decoder  # noqa: E402
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov")
 
@@ -48,8 +63,14 @@ class _Rng:
         return self._r.random()
 
 
-def train_crop(frames: torch.Tensor, rng: _Rng, scale=(256, 320), size: int = 224) -> torch.Tensor:
-    """uint8 (T, H, W, 3) on the GPU -> float (3, T, size, size): the training augmentation."""
+def train_crop(
+    frames: torch.Tensor, rng: _Rng, scale=(256, 320), size: int = 224, uint8: bool = False
+) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> float (3, T, size, size): the training augmentation.
+
+    ``uint8=True`` returns uint8, as the DataModule's loaders do; on the CPU the resize then runs
+    on uint8 (torch's antialiased uint8 kernel, what the workers' torchvision resize uses).
+    """
     h, w = frames.shape[1:3]
     short = rng.integers(scale[0], scale[1] + 1)
     f = short / min(h, w)
@@ -57,8 +78,12 @@ def train_crop(frames: torch.Tensor, rng: _Rng, scale=(256, 320), size: int = 22
     top, left = rng.integers(0, nh - size + 1), rng.integers(0, nw - size + 1)
     y0, x0 = int(top / f), int(left / f)
     y1, x1 = min(h, int((top + size) / f) + 1), min(w, int((left + size) / f) + 1)
-    x = frames[:, y0:y1, x0:x1].permute(0, 3, 1, 2).float()
+    x = frames[:, y0:y1, x0:x1].permute(0, 3, 1, 2)
+    if not (uint8 and x.device.type == "cpu"):
+        x = x.float()
     x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    if uint8 and x.dtype != torch.uint8:
+        x = x.round_().clamp_(0, 255).to(torch.uint8)
     if rng.random() < 0.5:
         x = x.flip(-1)
     return x.permute(1, 0, 2, 3)
@@ -134,6 +159,190 @@ def run_config(videos: list[str], threads: int, repeat: int, args) -> dict:
     }
 
 
+# ------------------------------------------------------------------------------ --cpu-workers
+class ClipDataset(torch.utils.data.Dataset):
+    """``(index, epoch)`` -> K augmented uint8 training clips of one video, as the DataModule's.
+
+    ``decoder`` "nvdec" decodes and augments on the GPU (in the mixed loader's threads), any
+    other name on the CPU (in its workers). A video that fails is replaced by the next one.
+    """
+
+    def __init__(self, videos: list[str], decoder: str, repeat: int, args) -> None:
+        self.videos, self.decoder_name, self.repeat, self.args = videos, decoder, repeat, args
+        self._decoder = None  # made on first use, in the worker or thread that decodes
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        if self._decoder is None:
+            self._decoder = get_decoder(self.decoder_name)
+        index, epoch = key
+        a = self.args
+        for attempt in range(len(self.videos)):
+            path = self.videos[(index + attempt) % len(self.videos)]
+            rng = _Rng(index * 7919 + epoch)
+            try:
+                reader = self._decoder.open(path)
+                try:
+                    clips = sampling.repeated_train_clips(
+                        reader.num_frames, a.frames, a.stride, self.repeat, rng
+                    )
+                    flat = sorted({i for c in clips for i in c})
+                    frames = reader.get_frames(flat)
+                finally:
+                    reader.close()
+            except VideoDecodeError:
+                continue
+            pos = {v: k for k, v in enumerate(flat)}
+            video = torch.stack(
+                [
+                    train_crop(frames[[pos[i] for i in c]], rng, a.train_scale, a.crop_size, True)
+                    for c in clips
+                ]
+            )  # uint8 (K, 3, T, S, S)
+            return {"video": video, "index": index}
+        raise VideoDecodeError(self.videos[index], "no video of the set decodes")
+
+
+def collate_clips(samples: list[dict]) -> dict:
+    """Samples of K clips -> a batch of ``len(samples) * K`` clips (the K of a video together)."""
+    video = torch.stack([s["video"] for s in samples])  # (b, K, 3, T, S, S)
+    return {
+        "video": video.flatten(0, 1),  # (b * K, 3, T, S, S)
+        "index": torch.tensor([s["index"] for s in samples]),
+    }
+
+
+class StandInStep:
+    """A training step of ``batch_clips / gpu_rate`` seconds of bf16 matmuls on the GPU.
+
+    Run in the main thread after each batch and waited for (as a loop that logs the loss
+    does), so the loader's threads and workers compete with a busy GPU and a waiting main thread.
+    """
+
+    def __init__(self, seconds: float, size: int = 4096) -> None:
+        self.a = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+        for _ in range(3):  # warm-up, then time 20 products
+            self.a @ self.a
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(20):
+            self.a @ self.a
+        torch.cuda.synchronize()
+        self.products = max(1, round(seconds / ((time.perf_counter() - t0) / 20)))
+
+    def __call__(self) -> None:
+        for _ in range(self.products):
+            self.a @ self.a
+        torch.cuda.current_stream().synchronize()
+
+
+def run_mixed(
+    videos: list[str],
+    share: float,
+    workers: int,
+    threads: int,
+    repeat: int,
+    args,
+    device,
+    step: StandInStep | None = None,
+) -> dict:
+    """Clips/s of a2video's MixedLoader at NVDEC ``share`` with ``workers`` CPU processes."""
+    per_batch = max(1, args.batch_size // repeat)  # videos per batch
+    clips_per_batch = per_batch * repeat
+    warmup = args.warmup_batches
+    batches = warmup + int(args.seconds * 5000 / clips_per_batch) + 1  # never runs out
+    keys = [(i % len(videos), i // len(videos)) for i in range(batches * per_batch)]
+    cpu_loader = torch.utils.data.DataLoader(
+        ClipDataset(videos, args.cpu_decoder, repeat, args),
+        batch_sampler=KeyBatches(),
+        num_workers=workers,
+        collate_fn=collate_clips,
+        pin_memory=device != "cpu",
+        worker_init_fn=_one_thread,
+    )
+    loader = MixedLoader(
+        keys,
+        per_batch,
+        cpu_loader,
+        ClipDataset(videos, "nvdec", repeat, args),
+        share,
+        threads,
+    )
+    it = iter(loader)
+    clips, start = 0, None
+    try:
+        for n, batch in enumerate(it):
+            batch["video"].to(device, non_blocking=True)
+            if step is not None:
+                step()
+            if n + 1 == warmup:  # workers forked, sessions open, queues primed
+                if device != "cpu":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+            elif start is not None:
+                clips += batch["video"].shape[0]
+                if time.perf_counter() - start >= args.seconds:
+                    break
+    finally:
+        it.close()  # stops the threads and the workers
+    if device != "cpu":
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start if start is not None else float("nan")
+    return {
+        "mode": "cpu" if share == 0 else "nvdec" if share == 1 else "mixed",
+        "nvdec_share": round(share, 3),
+        "cpu_workers": workers if share < 1 else 0,
+        "nvdec_threads": threads if share > 0 else 0,
+        "repeat": repeat,
+        "batch_clips": clips_per_batch,
+        "clips": clips,
+        "seconds": round(elapsed, 2),
+        "clips_per_s": round(clips / elapsed, 1),
+        "gpu_rate": args.gpu_rate if step is not None else None,
+    }
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # parallelism comes from the workers, as in the DataModule
+
+
+def mixed_main(videos: list[str], args) -> list[dict]:
+    """For each K: CPU only, NVDEC only, then both at the suggested (or given) share."""
+    threads = args.threads[0]
+    results = []
+    for repeat in args.repeats:
+        cpu = run_mixed(videos, 0.0, args.cpu_workers, threads, repeat, args, args.device)
+        print(json.dumps(cpu), flush=True)
+        nvdec = run_mixed(videos, 1.0, args.cpu_workers, threads, repeat, args, args.device)
+        print(json.dumps(nvdec), flush=True)
+        suggested = nvdec["clips_per_s"] / max(nvdec["clips_per_s"] + cpu["clips_per_s"], 1e-9)
+        share = args.share if args.share is not None else suggested
+        both = run_mixed(videos, share, args.cpu_workers, threads, repeat, args, args.device)
+        both["suggested_nvdec_share"] = round(suggested, 3)
+        both["sum_of_single_rates"] = round(cpu["clips_per_s"] + nvdec["clips_per_s"], 1)
+        print(json.dumps(both), flush=True)
+        print(
+            f"K={repeat}: cpu {cpu['clips_per_s']} + nvdec {nvdec['clips_per_s']} clips/s alone; "
+            f"mixed at nvdec_share {both['nvdec_share']}: {both['clips_per_s']} clips/s "
+            f"(suggested data.nvdec_share: {suggested:.2f})",
+            flush=True,
+        )
+        results += [cpu, nvdec, both]
+        if args.gpu_rate:  # the same mix feeding a stand-in training step of that rate
+            step = StandInStep(both["batch_clips"] / args.gpu_rate)
+            fed = run_mixed(videos, share, args.cpu_workers, threads, repeat, args, "cuda", step)
+            print(json.dumps(fed), flush=True)
+            print(
+                f"K={repeat}: with a {args.gpu_rate} clips/s stand-in step: {fed['clips_per_s']} "
+                "clips/s (the step's rate means the loader keeps up)",
+                flush=True,
+            )
+            results.append(fed)
+    return results
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -146,10 +355,35 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0, help="per configuration")
     parser.add_argument("--train-crop", action="store_true", help="add the GPU augmentation")
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--cpu-workers", type=int, default=0, help="mixed loader: CPU workers (see above)"
+    )
+    parser.add_argument("--share", type=float, default=None, help="mixed: NVDEC share to run")
+    parser.add_argument("--batch-size", type=int, default=32, help="mixed: clips per batch")
+    parser.add_argument("--warmup-batches", type=int, default=8, help="mixed: not timed")
+    parser.add_argument("--train-scale", type=int, nargs=2, default=[256, 320], help="mixed")
+    parser.add_argument("--crop-size", type=int, default=224, help="mixed")
+    parser.add_argument(
+        "--gpu-rate",
+        type=float,
+        default=0.0,
+        help="mixed: also run the mix feeding a stand-in training step of this many clips/s",
+    )
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_nvdec: no CUDA device; nothing to measure", file=sys.stderr)
         return 2
+    args.device = "cuda"
+    if args.cpu_workers:
+        args.cpu_decoder = cpu_decoder_or_none()
+        if args.cpu_decoder is None:
+            print(
+                "bench_nvdec --cpu-workers: the CPU workers need decord2 (pip install decord2 "
+                "numpy) or PyAV (pip install av numpy) on this host; carry their wheels to an "
+                "offline GPU host, or run without --cpu-workers (NVDEC alone)",
+                file=sys.stderr,
+            )
+            return 2
     videos = sorted(
         str(p) for p in Path(args.videos).rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS
     )
@@ -170,6 +404,12 @@ def main(argv=None) -> int:
         "command": " ".join([sys.executable, *sys.argv]),
     }
     print(json.dumps(info), flush=True)
+    if args.cpu_workers:
+        info.update(cpu_workers=args.cpu_workers, cpu_decoder=args.cpu_decoder)
+        results = mixed_main(videos, args)
+        if args.json:
+            Path(args.json).write_text(json.dumps({**info, "results": results}, indent=1))
+        return 0
     results = []
     for repeat in args.repeats:
         for threads in args.threads:
@@ -181,6 +421,16 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({**info, "results": results}, indent=1))
     return 0
+
+
+def cpu_decoder_or_none() -> str | None:
+    """The CPU decoder the workers would use ("auto": decord, else PyAV), or None if neither."""
+    import importlib.util
+
+    for module in ("decord", "av"):
+        if importlib.util.find_spec(module) is not None and importlib.util.find_spec("numpy"):
+            return "auto"
+    return None
 
 
 if __name__ == "__main__":

@@ -112,3 +112,29 @@ def test_class_names_travel_with_checkpoints(kinetics_root, small_clip, tmp_path
     assert state["class_names"] == dm.class_names and state["clip_spec"] == dm.clip_spec
     path = dm.save_class_names(tmp_path)
     assert path.read_text().splitlines() == dm.class_names
+
+
+@pytest.mark.timeout(120)
+def test_resume_skip_reaches_a_train_loader_with_workers(kinetics_root, small_clip):
+    """Lightning makes the train iterator (FitLoop.setup_data) before ResumeState's
+    ``sampler.skip`` (on_train_start); with workers the skip must still shorten the epoch."""
+    small_clip["num_workers"] = 1
+    dm = KineticsDataModule(kinetics_root, **small_clip)
+    loader = dm.train_dataloader()
+    whole = [b["index"].tolist() for b in loader]
+    it = iter(loader)  # setup_data
+    loader.sampler.skip(0, 4)  # on_train_start: one batch of 4 consumed before the kill
+    assert [b["index"].tolist() for b in it] == whole[1:]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_kill_and_resume_with_workers_is_exactly_once(kinetics_root, tmp_path):
+    """The CLI kill/resume check of tests/test_resume.py, with one DataLoader worker."""
+    from test_resume import _assert_exactly_once, _exact_fit, _fit_ok
+
+    extra = ("--data.batch_size", "4", "--data.num_workers", "1")
+    whole = tmp_path / "whole" / "run"
+    whole.parent.mkdir()
+    _fit_ok(_exact_fit(whole, kinetics_root, *extra))
+    _assert_exactly_once(tmp_path, kinetics_root, whole, 1, *extra)

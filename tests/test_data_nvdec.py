@@ -1,19 +1,17 @@
 """NVDEC backend (``decoder: nvdec``) without a GPU: the CPU-side logic against a fake decoder.
 
-The fake stands in for PyNvVideoCodec's ``SimpleDecoder`` as documented (``len``,
-``get_stream_metadata``, ``get_batch_frames_by_index`` returning DLPack RGB frames,
-``reconfigure_decoder``) and decodes with PyAV, so the reader's index handling and layout
-conversion are checked frame for frame against the PyAV reader. The GPU measurement is
-benchmarks/bench_nvdec.py's.
+The fake (tests/fake_nvdec.py) stands in for PyNvVideoCodec's ``SimpleDecoder`` as documented
+and decodes with PyAV, so the reader's index handling and layout conversion are checked frame
+for frame against the PyAV reader. The GPU measurement is benchmarks/bench_nvdec.py's; the mixed
+loader (NVDEC threads + CPU workers) is tests/test_data_mixed.py's.
 """
 
 from __future__ import annotations
 
-import types
-from typing import ClassVar
-
+import fake_nvdec as fake_nvdec_module
 import pytest
 import torch
+from fake_nvdec import FakeSimpleDecoder
 
 from a2video.data import KineticsDataModule
 from a2video.data import video as video_mod
@@ -25,44 +23,9 @@ from a2video.data.video import (
 )
 
 
-class FakeSimpleDecoder:
-    """PyNvVideoCodec.SimpleDecoder's documented surface, decoding with PyAV on the CPU."""
-
-    opened: ClassVar[list[str]] = []
-
-    def __init__(self, path, gpu_id=0, use_device_memory=True, output_color_type=None):
-        assert output_color_type == "RGB" and use_device_memory
-        self.reconfigure_decoder(path)
-
-    def reconfigure_decoder(self, path):
-        FakeSimpleDecoder.opened.append(path)
-        self._reader = PyAVReader(path)  # raises VideoDecodeError on a bad file, as NVDEC fails
-
-    def __len__(self):
-        return self._reader.num_frames
-
-    def get_stream_metadata(self):
-        r = self._reader
-        return types.SimpleNamespace(
-            width=r.width, height=r.height, average_fps=r.fps, num_frames=r.num_frames
-        )
-
-    def get_batch_frames_by_index(self, indices):
-        assert indices == sorted(set(indices))  # the reader asks for distinct sorted frames
-        frames = self._reader.get_frames(indices)
-        # half the frames handed over flat (H, W*3), as a planar-less RGB buffer may be
-        return [f if k % 2 else f.reshape(f.shape[0], -1) for k, f in enumerate(frames)]
-
-
 @pytest.fixture
 def fake_nvdec(monkeypatch):
-    fake = types.SimpleNamespace(
-        SimpleDecoder=FakeSimpleDecoder, OutputColorType=types.SimpleNamespace(RGB="RGB")
-    )
-    monkeypatch.setattr(video_mod, "_import_pynvvideocodec", lambda: fake)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    FakeSimpleDecoder.opened = []
-    return fake
+    return fake_nvdec_module.install(monkeypatch)
 
 
 def test_frames_to_uint8_layout():
@@ -98,9 +61,7 @@ def test_datamodule_with_nvdec_gives_the_pyav_batches(kinetics_root, small_clip,
     assert nv.pin_memory is False
     a, b = next(iter(ref.train_dataloader())), next(iter(nv.train_dataloader()))
     assert torch.equal(a["video"], b["video"]) and torch.equal(a["index"], b["index"])
-    small_clip["num_workers"] = 2
-    with pytest.raises(ValueError, match="set num_workers=0"):
-        KineticsDataModule(kinetics_root, decoder="nvdec", **small_clip)
+    assert not nv.mixed and nv.datasets["train"].decoder_name == "nvdec"
 
 
 def test_nvdec_where_it_cannot_run_is_one_clear_line(kinetics_root, small_clip, monkeypatch):
@@ -151,3 +112,38 @@ def test_bench_nvdec_needs_no_pyav_decord_numpy_or_jsonargparse(
     assert bench.decode_clips(decoder, path, 4, bench._Rng(0), args) == 4
     frames = torch.randint(0, 255, (4, 64, 48, 3), dtype=torch.uint8)
     assert bench.train_crop(frames, bench._Rng(1), (40, 48), 32).shape == (3, 4, 32, 32)
+    as_uint8 = bench.train_crop(frames, bench._Rng(1), (40, 48), 32, uint8=True)
+    as_float = bench.train_crop(frames, bench._Rng(1), (40, 48), 32)
+    assert as_uint8.dtype == torch.uint8 and (as_uint8.float() - as_float).abs().max() <= 1.5
+
+
+@pytest.mark.timeout(120)
+def test_bench_nvdec_mixed_mode_runs_on_the_stand_in(kinetics_root, small_clip, fake_nvdec, capsys):
+    """``bench_nvdec.py --cpu-workers``: CPU only, NVDEC only and both, through a2video's
+    MixedLoader (here NVDEC is the stand-in and the batches stay on the CPU)."""
+    import importlib.util
+    import types
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "bench_nvdec", root / "benchmarks" / "bench_nvdec.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    videos = [
+        r.path for r in KineticsDataModule(kinetics_root, **small_clip)._dataset("train").records
+    ]
+    assert bench.cpu_decoder_or_none() == "auto"
+    args = types.SimpleNamespace(
+        frames=4, stride=2, train_scale=(40, 48), crop_size=32, batch_size=4, warmup_batches=1,
+        seconds=0.5, threads=[2], repeats=[2], cpu_workers=1, share=None, device="cpu",
+        cpu_decoder="auto", gpu_rate=0.0,
+    )  # fmt: skip
+    cpu, nvdec, both = bench.mixed_main(videos, args)
+    assert (cpu["mode"], nvdec["mode"], both["mode"]) == ("cpu", "nvdec", "mixed")
+    assert all(r["clips"] > 0 and r["batch_clips"] == 4 for r in (cpu, nvdec, both))
+    assert both["nvdec_share"] == both["suggested_nvdec_share"]
+    assert 0 < both["nvdec_share"] < 1
+    assert "suggested data.nvdec_share" in capsys.readouterr().out
+    assert {thread for _, thread in FakeSimpleDecoder.opened} >= {"a2video-nvdec-0"}

@@ -18,6 +18,11 @@ for code that iterates the loaders directly). With ``repeat_clips=K`` a train ba
 
 The DataModule implements ``on_before_batch_transfer`` to count unusable videos (see
 :class:`BadVideoMonitor`); ``data_counters(stage)`` gives the numbers to log per epoch.
+
+``decoder="nvdec"`` decodes on the GPU: with ``num_workers=0`` in the training process, with
+``num_workers > 0`` as a :class:`~a2video.data.mixed.MixedLoader` (train only: a share
+``nvdec_share`` of the batches from NVDEC threads, the rest from CPU workers; val/test/predict
+on the CPU workers with ``decoder="auto"``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from .datasets import (
     VideoClipDataset,
     repeated_collate,
 )
+from .mixed import KeyBatches, MixedLoader
 from .prepare import read_frame_step
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
 from .video import get_decoder
@@ -56,6 +62,19 @@ _STAGE_OF = {
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # parallelism comes from the workers
+
+
+class _StartsAtFirstBatch(DataLoader):
+    """A DataLoader whose iterator (workers, sampler read) starts at the first batch.
+
+    Lightning makes the train iterator (``FitLoop.setup_data``) before ``on_train_start``, where
+    :class:`~a2video.training.resume.ResumeState` calls ``sampler.skip``; a DataLoader with
+    workers reads its sampler as soon as its iterator is made, so without this a resumed epoch
+    would start over from its first batch.
+    """
+
+    def __iter__(self):
+        yield from super().__iter__()
 
 
 class VideoDataModule(L.LightningDataModule):
@@ -93,7 +112,20 @@ class VideoDataModule(L.LightningDataModule):
         max_bad_fraction: float = 0.05,
         repeat_clips: int = 1,
         normalize_on_device: bool = True,
+        nvdec_share: float = 0.3,
+        nvdec_threads: int = 4,
     ) -> None:
+        """The clip, loading and bad-video arguments are listed in docs/data.md; the decoding ones:
+
+        Args:
+            decoder: "auto" (decord, else PyAV), "decord", "pyav", "torchcodec" or "nvdec".
+            num_workers: CPU DataLoader worker processes. With ``decoder="nvdec"``: 0 decodes
+                everything with NVDEC in the training process; more mixes both sources.
+            nvdec_share: with ``decoder="nvdec"`` and ``num_workers > 0``: the fraction of the
+                train batches NVDEC decodes, the rest on the workers (``decoder="auto"``). Set it
+                to ``nvdec_rate / (nvdec_rate + cpu_rate)`` from ``bench_nvdec.py --cpu-workers``.
+            nvdec_threads: NVDEC decoding threads of the mixed loader (a GPU has several engines).
+        """
         super().__init__()
         self.save_hyperparameters()
         if repeat_clips < 1 or batch_size % repeat_clips:
@@ -103,14 +135,18 @@ class VideoDataModule(L.LightningDataModule):
             )
         self.repeat_clips = repeat_clips
         self.normalize_on_device = normalize_on_device
+        if not 0.0 <= nvdec_share <= 1.0 or nvdec_threads < 1:
+            raise ValueError(
+                f"nvdec_share={nvdec_share} must be in [0, 1] and nvdec_threads={nvdec_threads} "
+                ">= 1 (the share of train batches NVDEC decodes, and its decoding threads)"
+            )
+        # decoder='nvdec' with workers: NVDEC threads in this process + CPU workers (MixedLoader)
+        self.mixed = decoder == "nvdec" and num_workers > 0
+        self.nvdec_share, self.nvdec_threads = nvdec_share, nvdec_threads
         if decoder == "nvdec":  # decodes on the GPU in the main process
             get_decoder("nvdec")  # one-line error here where it cannot run
-            if num_workers:
-                raise ValueError(
-                    f"decoder='nvdec' decodes on the GPU in the main process: set num_workers=0 "
-                    f"(got {num_workers}); CUDA does not survive the fork into workers"
-                )
-            pin_memory = False
+            if not num_workers:
+                pin_memory = False
         self.data_root = str(data_root)
         self.annotation_dir = annotation_dir
         self.splits = {
@@ -137,6 +173,7 @@ class VideoDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers and num_workers > 0
         self.seed = seed
         self.monitor = BadVideoMonitor(max_bad_fraction)
+        self.mixed_loader: MixedLoader | None = None
         self.datasets: dict[str, VideoClipDataset] = {}
         self.missing: dict[str, int] = {}
         self.class_names: list[str] = self._read_class_names()
@@ -188,7 +225,7 @@ class VideoDataModule(L.LightningDataModule):
                 split.records,
                 mode,
                 self.spec,
-                self.decoder,
+                "auto" if self.mixed else self.decoder,  # workers decode on the CPU
                 self.seed,
                 repeat=self.repeat_clips,  # the dataset keeps 1 outside train
                 uint8=self.normalize_on_device,
@@ -249,17 +286,29 @@ class VideoDataModule(L.LightningDataModule):
             batch.pop("failed_reason", None)
         return batch
 
+    def teardown(self, stage: str | None = None) -> None:
+        if self.mixed_loader is not None:
+            self.mixed_loader.close()  # joins the NVDEC threads of an unfinished epoch
+
     # ------------------------------------------------------------------ loaders
-    def _loader(self, name: str, batch_size: int, sampler: ShardedSampler) -> DataLoader:
+    def _loader(
+        self,
+        name: str,
+        batch_size: int,
+        sampler: ShardedSampler | None = None,
+        batch_sampler: KeyBatches | None = None,
+    ) -> DataLoader:
         if name not in self.datasets:
             self.setup({"train": "fit", "val": "validate"}.get(name, name))
         self.monitor.reset_epoch(name)
         repeat = self.datasets[name].repeat
-        return DataLoader(
+        return _StartsAtFirstBatch(
             self.datasets[name],
-            batch_size=batch_size // repeat,  # videos; each gives `repeat` clips
+            # videos; each gives `repeat` clips (1: the DataLoader's default, with batch_sampler)
+            batch_size=batch_size // repeat if batch_sampler is None else 1,
             collate_fn=functools.partial(repeated_collate, repeat=repeat) if repeat > 1 else None,
             sampler=sampler,
+            batch_sampler=batch_sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
@@ -277,9 +326,23 @@ class VideoDataModule(L.LightningDataModule):
         reset = functools.partial(self.monitor.reset_epoch, name)
         return ShardedSampler(len(self._dataset(name)), on_epoch=reset, **kwargs)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | MixedLoader:
         sampler = self._sampler("train", shuffle=True, seed=self.seed, pad=True, yield_epoch=True)
-        return self._loader("train", self.batch_size, sampler)
+        if not self.mixed:
+            return self._loader("train", self.batch_size, sampler)
+        if self.mixed_loader is not None:
+            self.mixed_loader.close()
+        cpu = self._loader("train", self.batch_size, batch_sampler=KeyBatches())
+        dataset = self.datasets["train"]
+        self.mixed_loader = MixedLoader(
+            sampler,
+            self.batch_size // dataset.repeat,  # videos per batch, as the DataLoader's
+            cpu,
+            dataset.with_decoder("nvdec"),
+            self.nvdec_share,
+            self.nvdec_threads,
+        )
+        return self.mixed_loader
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.batch_size, self._sampler("val"))

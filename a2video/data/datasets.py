@@ -22,6 +22,7 @@ when more than ``max_bad_fraction`` of a split is unusable.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -170,6 +171,12 @@ class VideoClipDataset(Dataset):
         state = self.__dict__.copy()
         state["_decoder"] = None
         return state
+
+    def with_decoder(self, name: str) -> VideoClipDataset:
+        """This dataset (same records, mode, spec, seed) decoding with decoder ``name``."""
+        out = copy.copy(self)
+        out.decoder_name, out._decoder = name, None
+        return out
 
     # ------------------------------------------------------------------ loading
     def _decode(self, path: str, pick) -> tuple[torch.Tensor, list]:
