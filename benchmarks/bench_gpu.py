@@ -280,6 +280,8 @@ def _model_row(ctx: Ctx, kind: str, batch: int, compiled: bool) -> dict[str, Any
 
         row["graphs"] = int(counters["stats"]["unique_graphs"])
         row["graph_breaks"] = int(sum(counters["graph_break"].values()))
+    if compiled and args.compile_mode not in (None, "default"):
+        row["mode"] += f" ({args.compile_mode})"
     if not Conv3d.as_2d:
         row["mode"] += " (5-D layers)"
     del model, step
@@ -287,7 +289,9 @@ def _model_row(ctx: Ctx, kind: str, batch: int, compiled: bool) -> dict[str, Any
     return row
 
 
-def _isolated_row(ctx: Ctx, kind: str, batch: int, views: bool = True) -> dict[str, Any]:
+def _isolated_row(
+    ctx: Ctx, kind: str, batch: int, views: bool = True, mode: str | None = None
+) -> dict[str, Any]:
     """A compiled ``_model_row`` in a fresh Python process (same arguments), parsed back."""
     import subprocess
 
@@ -298,8 +302,8 @@ def _isolated_row(ctx: Ctx, kind: str, batch: int, views: bool = True) -> dict[s
     cmd += ["--classes", str(a.classes), "--steps", str(a.steps), "--warmup", str(a.warmup)]
     cmd += ["--compile-backend", a.compile_backend, "--sections", "info"]
     cmd += ["--matmul-tflops", str(ctx.results["info"]["matmul_tflops"])]
-    if a.compile_mode:
-        cmd += ["--compile-mode", a.compile_mode]
+    if mode or a.compile_mode:
+        cmd += ["--compile-mode", mode or a.compile_mode]
     if not views:
         cmd += ["--no-2d-views"]
     timeout = max(30.0, ctx.budget.left() + a.compile_estimate_s)
@@ -395,6 +399,22 @@ def section_compiled_5d(ctx: Ctx) -> None:
     rows = ctx.results["sections"].setdefault("models", [])
     rows.append(_isolated_row(ctx, "a2net", ctx.args.compiled_batches[0], views=False))
     _models_table(ctx)
+
+
+def section_compile_modes(ctx: Ctx) -> None:
+    """The compiled a2net step under other ``torch.compile`` modes (``--extra-compile-modes``),
+    each in a fresh process: ``reduce-overhead`` replays CUDA graphs, ``max-autotune*`` times
+    Triton/cuBLAS/cuDNN choices per layer (minutes to compile)."""
+    rows = ctx.results["sections"].setdefault("models", [])
+    for mode in ctx.args.extra_compile_modes:
+        if not ctx.budget.allows(ctx.args.compile_estimate_s):
+            print(f"[compile_modes] out of budget: {mode} skipped")
+            continue
+        try:
+            rows.append(_isolated_row(ctx, "a2net", ctx.args.compiled_batches[0], mode=mode))
+        except Exception as err:  # a timeout or a compiler error: record it and go on
+            print(f"[compile_modes] {mode}: {type(err).__name__}: {err}")
+        _models_table(ctx)
 
 
 class SameBatch:
@@ -828,6 +848,7 @@ RUNNERS: dict[str, Callable[[Ctx], None]] = {
     "profile": section_profile,
     "variants": section_variants,
     "compiled_5d": section_compiled_5d,
+    "compile_modes": section_compile_modes,
 }
 
 
@@ -844,6 +865,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compiled-batches", default="16")
     p.add_argument("--compile-backend", default="inductor")
     p.add_argument("--compile-mode", default=None)
+    p.add_argument("--extra-compile-modes", default="reduce-overhead,max-autotune-no-cudagraphs")
     p.add_argument("--compile-estimate-s", type=float, default=70.0)
     p.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
     p.add_argument("--frames", type=int, default=None)
@@ -885,6 +907,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.batches = [int(b) for b in args.batches.split(",") if b]
     args.compiled_batches = [int(b) for b in args.compiled_batches.split(",") if b]
     args.sections = [s for s in args.sections.split(",") if s]
+    args.extra_compile_modes = [m for m in args.extra_compile_modes.split(",") if m]
     for name in args.sections:
         if name not in RUNNERS:
             p.error(f"--sections: unknown section {name!r}; choose from {list(RUNNERS)}")

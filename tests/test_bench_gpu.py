@@ -45,8 +45,9 @@ def test_bench_gpu_runs_tiny_on_the_cpu_without_video_or_cli_packages(tmp_path) 
         "--device",
         "cpu",
         "--sections",
-        "info,models,compiled,compiled_5d,variants,lightning,blocks,profile",
+        "info,models,compiled,compiled_5d,compile_modes,variants,lightning,blocks,profile",
     ]
+    cmd += ["--extra-compile-modes", "reduce-overhead"]
     cmd += ["--archs", "i3d,a2net", "--batches", "2", "--compiled-archs", "a2net"]
     cmd += ["--compiled-batches", "2", "--compile-backend", "eager", "--steps", "1"]
     cmd += ["--warmup", "0", "--block-steps", "1"]
@@ -63,6 +64,7 @@ def test_bench_gpu_runs_tiny_on_the_cpu_without_video_or_cli_packages(tmp_path) 
         ("a2net_tiny", "eager"),
         ("a2net_tiny", "compiled"),
         ("a2net_tiny", "compiled (5-D layers)"),
+        ("a2net_tiny", "compiled (reduce-overhead)"),
     }
     # compiled rows come from fresh processes, each reporting its TorchDynamo graphs
     compiled = [r for r in result["sections"]["models"] if r["mode"].startswith("compiled")]
