@@ -13,7 +13,12 @@ Measures, on one CUDA device (bf16 autocast, ``channels_last_3d``, 8×224² clip
   own matrix products run bare and against the non-local block at res2..res5 of a2net_r50.
 - ``profile``: where a2net_r50's eager step spends device time (torch.profiler, by op class).
 - ``variants``: the layout/precision options side by side (BatchNorm folded to 4-D, A² products
-  in bf16), each alone and together, whole step and per layer.
+  in bf16, convolutions and pools on 2-D views: ``a2video.models.layers``), whole step and per
+  layer; ``compiled_5d``: the compiled a2net step with the 2-D views switched off.
+
+Compiled rows run each in a fresh Python process (``--no-isolate`` keeps them in this one), so no
+earlier compilation, Trainer or cuDNN state can leak into them; each row reports the graphs and
+graph breaks TorchDynamo made.
 
 It imports only torch, Lightning, torchmetrics and ``a2video.models`` / ``a2video.training.module``
 (no decord, PyAV or jsonargparse). Every section is time-boxed (``--budget-s`` in all) and the
@@ -30,6 +35,7 @@ import argparse
 import datetime as dt
 import gc
 import json
+import os
 import statistics
 import sys
 import time
@@ -45,11 +51,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/harness.p
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package
 
 from a2video.models import DoubleAttention, NonLocal, build_model, count_arch_flops
-from a2video.models.norm import BatchNorm3d
+from a2video.models.layers import BatchNorm3d, Conv3d, MaxPool3d
 
 CL3D = torch.channels_last_3d
 ARCHS = ("i3d", "a2net", "nl")
-DEFAULT_SECTIONS = "info,models,lightning,profile,lightning_compiled,blocks,compiled"
+# In order of what the goals of #12 need first: a run cut short by its budget loses the last.
+DEFAULT_SECTIONS = (
+    "info,lightning_compiled,compiled,blocks,variants,lightning,models,compiled_5d,profile"
+)
+ROW_MARK = "BENCH-GPU-ROW "
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -265,9 +275,51 @@ def _model_row(ctx: Ctx, kind: str, batch: int, compiled: bool) -> dict[str, Any
         "peak_gib": peak_gib(dev),
         "first_step_s": first,
     }
+    if compiled:
+        from torch._dynamo.utils import counters
+
+        row["graphs"] = int(counters["stats"]["unique_graphs"])
+        row["graph_breaks"] = int(sum(counters["graph_break"].values()))
+    if compiled and args.compile_mode not in (None, "default"):
+        row["mode"] += f" ({args.compile_mode})"
+    if not Conv3d.as_2d:
+        row["mode"] += " (5-D layers)"
     del model, step
     peak_reset(dev)
     return row
+
+
+def _isolated_row(
+    ctx: Ctx, kind: str, batch: int, views: bool = True, mode: str | None = None
+) -> dict[str, Any]:
+    """A compiled ``_model_row`` in a fresh Python process (same arguments), parsed back."""
+    import subprocess
+
+    a = ctx.args
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--out", str(ctx.out / "rows")]
+    cmd += ["--row", f"{kind}:{batch}", "--device", a.device, "--arch-scale", a.arch_scale]
+    cmd += ["--dtype", a.dtype, "--frames", str(a.frames), "--size", str(a.size)]
+    cmd += ["--classes", str(a.classes), "--steps", str(a.steps), "--warmup", str(a.warmup)]
+    cmd += ["--compile-backend", a.compile_backend, "--sections", "info"]
+    cmd += ["--matmul-tflops", str(ctx.results["info"]["matmul_tflops"])]
+    if mode or a.compile_mode:
+        cmd += ["--compile-mode", mode or a.compile_mode]
+    if not views:
+        cmd += ["--no-2d-views"]
+    timeout = max(30.0, ctx.budget.left() + a.compile_estimate_s)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    rows = [ln[len(ROW_MARK) :] for ln in proc.stdout.splitlines() if ln.startswith(ROW_MARK)]
+    if proc.returncode or not rows:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise RuntimeError(f"row {kind}:{batch} failed (exit {proc.returncode}): {tail}")
+    return json.loads(rows[-1])
+
+
+def compiled_row(ctx: Ctx, kind: str, batch: int, views: bool = True) -> dict[str, Any]:
+    """A compiled row, isolated in its own process unless ``--no-isolate``."""
+    if ctx.args.isolate:
+        return _isolated_row(ctx, kind, batch, views)
+    return _model_row(ctx, kind, batch, compiled=True)
 
 
 def _models_table(ctx: Ctx) -> None:
@@ -325,7 +377,10 @@ def section_models(ctx: Ctx, compiled: bool = False) -> None:
             print(f"[models] out of budget: {kind} batch {batch} compiled={compiled} skipped")
             continue
         try:
-            rows.append(_model_row(ctx, kind, batch, compiled))
+            row = (
+                compiled_row(ctx, kind, batch) if compiled else _model_row(ctx, kind, batch, False)
+            )
+            rows.append(row)
         except Exception as err:  # OOM or a compiler error: record it and go on
             print(f"[models] {kind} batch {batch} compiled={compiled}: {type(err).__name__}: {err}")
             peak_reset(ctx.device)
@@ -334,6 +389,32 @@ def section_models(ctx: Ctx, compiled: bool = False) -> None:
 
 def section_compiled(ctx: Ctx) -> None:
     section_models(ctx, compiled=True)
+
+
+def section_compiled_5d(ctx: Ctx) -> None:
+    """The compiled a2net step with the 2-D views of ``a2video.models.layers`` switched off."""
+    if not ctx.budget.allows(ctx.args.compile_estimate_s):
+        print("[compiled_5d] out of budget: skipped")
+        return
+    rows = ctx.results["sections"].setdefault("models", [])
+    rows.append(_isolated_row(ctx, "a2net", ctx.args.compiled_batches[0], views=False))
+    _models_table(ctx)
+
+
+def section_compile_modes(ctx: Ctx) -> None:
+    """The compiled a2net step under other ``torch.compile`` modes (``--extra-compile-modes``),
+    each in a fresh process: ``reduce-overhead`` replays CUDA graphs, ``max-autotune*`` times
+    Triton/cuBLAS/cuDNN choices per layer (minutes to compile)."""
+    rows = ctx.results["sections"].setdefault("models", [])
+    for mode in ctx.args.extra_compile_modes:
+        if not ctx.budget.allows(ctx.args.compile_estimate_s):
+            print(f"[compile_modes] out of budget: {mode} skipped")
+            continue
+        try:
+            rows.append(_isolated_row(ctx, "a2net", ctx.args.compiled_batches[0], mode=mode))
+        except Exception as err:  # a timeout or a compiler error: record it and go on
+            print(f"[compile_modes] {mode}: {type(err).__name__}: {err}")
+        _models_table(ctx)
 
 
 class SameBatch:
@@ -401,7 +482,8 @@ def _lightning_pair(ctx: Ctx, batch: int, compiled: bool) -> dict[str, float]:
     del trainer, module
     peak_reset(dev)
 
-    raw = _model_row(ctx, "a2net", batch, compiled)  # the same network in a plain loop
+    # the same network in a plain loop (compiled: in a fresh process, see compiled_row)
+    raw = compiled_row(ctx, "a2net", batch) if compiled else _model_row(ctx, "a2net", batch, False)
     models = ctx.results["sections"].setdefault("models", [])
     same = [r for r in models if (r["arch"], r["mode"], r["batch"]) == (arch, raw["mode"], batch)]
     if not same:
@@ -643,8 +725,14 @@ def section_profile(ctx: Ctx) -> None:
     peak_reset(dev)
 
 
-def _set_variant(model: nn.Module, fold: bool, precision: str) -> None:
+def set_views(on: bool) -> None:
+    """Switches the 2-D views of ``a2video.models.layers`` (convolutions and max-pools)."""
+    Conv3d.as_2d = MaxPool3d.as_2d = on
+
+
+def _set_variant(model: nn.Module, fold: bool, precision: str, views: bool) -> None:
     BatchNorm3d.fold_time = fold
+    set_views(views)
     for blk in model.attention_blocks.values():
         blk.precision = precision
 
@@ -660,13 +748,13 @@ def section_variants(ctx: Ctx) -> None:
     model = build("a2net", args.arch_scale, args.classes).to(dev).to(memory_format=CL3D)
     step, _ = _train_step(ctx, model, batch, compiled=False)
     configs = {
-        "before #12 (BN 5-D, A² products fp32)": (False, "float32"),
-        "A² products bf16": (False, "autocast"),
-        "BN folded to 4-D": (True, "float32"),
-        "both (the default now)": (True, "autocast"),
+        "before #12 (5-D BN, convs, pools; A² products fp32)": (False, "float32", False),
+        "BN folded to 4-D + A² bf16 (the last run's default)": (True, "autocast", False),
+        "convs and pools on 2-D views alone": (False, "float32", True),
+        "all three (the default now)": (True, "autocast", True),
     }
 
-    def variant(cfg: tuple[bool, str]) -> Callable[[], None]:
+    def variant(cfg: tuple[bool, str, bool]) -> Callable[[], None]:
         def run() -> None:
             _set_variant(model, *cfg)
             step()
@@ -682,29 +770,69 @@ def section_variants(ctx: Ctx) -> None:
     ctx.results["variants"] = {"whole_step_ms": {k: 1e3 * v for k, v in times.items()}}
     hdr = ["a2net eager step", "ms", "clips/s", "speed-up"]
     ctx.table("variants", f"Layout / precision options (batch {batch})", hdr, rows)
-    _set_variant(model, True, "autocast")
+    _set_variant(model, True, "autocast", True)
+    fns.clear()  # the closures hold the model: free its memory before the per-layer rows
     peak_reset(dev)
 
-    # Per layer: BatchNorm at the res2/res3 shapes, forward + backward.
+    # Per layer, forward + backward: each layout option alone at a2net's shapes.
     layer: dict[str, Callable[[], None]] = {}
-    for stage, c, t, h, w in _stage_shapes(ctx)[:2]:
-        feat = torch.randn(batch, c, t, h, w, device=dev, dtype=torch.bfloat16 if ctx.amp else None)
-        feat = feat.contiguous(memory_format=CL3D).requires_grad_(True)
-        bn = BatchNorm3d(c).to(dev)
+    dtype = torch.bfloat16 if ctx.amp else None
 
-        def norm(fold: bool, feat: Tensor = feat, bn: nn.Module = bn) -> Callable[[], None]:
-            def run() -> None:
-                BatchNorm3d.fold_time = fold
-                with ctx.autocast():
-                    out = bn(feat)
-                out.backward(torch.ones_like(out))
+    def feature(c: int, t: int, h: int, w: int) -> Tensor:
+        x = torch.randn(batch, c, t, h, w, device=dev, dtype=dtype)
+        return x.contiguous(memory_format=CL3D).requires_grad_(True)
 
-            return run
+    def timed_layer(mod: nn.Module, x: Tensor, switch: Callable[[bool], None], on: bool):
+        mod = mod.to(dev).to(memory_format=CL3D)
 
-        layer[f"BN {stage} {c}×{t}×{h}×{w}, 5-D"] = norm(False)
-        layer[f"BN {stage} {c}×{t}×{h}×{w}, folded 4-D"] = norm(True)
+        def run() -> None:
+            switch(on)
+            with ctx.autocast():
+                out = mod(x)
+            out.backward(torch.ones_like(out))
+
+        return run
+
+    def fold(on: bool) -> None:
+        BatchNorm3d.fold_time = on
+
+    (res2, c2, t2, h2, w2), (res3, c3, t3, h3, w3) = _stage_shapes(ctx)[:2]
+    width = c2 // 4
+    cases = [
+        (f"BN {res2} {c2}×{t2}×{h2}×{w2}", BatchNorm3d(c2), feature(c2, t2, h2, w2), fold),
+        (f"BN {res3} {c3}×{t3}×{h3}×{w3}", BatchNorm3d(c3), feature(c3, t3, h3, w3), fold),
+        (
+            f"conv 1×3×3 {res2} {width}×{t2}×{h2}×{w2}",
+            Conv3d(width, width, (1, 3, 3), padding=(0, 1, 1), bias=False),
+            feature(width, t2, h2, w2),
+            set_views,
+        ),
+        (
+            f"conv 3×1×1 {res3} {c3}→{c3 // 4}×{t3}×{h3}×{w3}",
+            Conv3d(c3, c3 // 4, (3, 1, 1), padding=(1, 0, 0), bias=False),
+            feature(c3, t3, h3, w3),
+            set_views,
+        ),
+        (
+            f"conv 1×1×1 {res2} {width}→{c2}×{t2}×{h2}×{w2}",
+            Conv3d(width, c2, 1, bias=False),
+            feature(width, t2, h2, w2),
+            set_views,
+        ),
+        (
+            f"max-pool 1×3×3 stem {width}×{t2}×{2 * h2}×{2 * w2}",
+            MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
+            feature(width, t2, 2 * h2, 2 * w2),
+            set_views,
+        ),
+    ]
+    for name, mod, x, switch in cases:
+        on = "2-D view" if switch is set_views else "folded 4-D"
+        layer[f"{name}, 5-D"] = timed_layer(mod, x, switch, False)
+        layer[f"{name}, {on}"] = timed_layer(mod, x, switch, True)
     times = interleaved(layer, args.steps, 3, dev)
     BatchNorm3d.fold_time = True
+    set_views(True)
     ctx.results["variants"]["layers_ms"] = {k: 1e3 * v for k, v in times.items()}
     rows = [[k, 1e3 * v] for k, v in times.items()]
     ctx.table("variant_layers", "Per layer, forward + backward", ["layer", "ms"], rows)
@@ -719,6 +847,8 @@ RUNNERS: dict[str, Callable[[Ctx], None]] = {
     "blocks": section_blocks,
     "profile": section_profile,
     "variants": section_variants,
+    "compiled_5d": section_compiled_5d,
+    "compile_modes": section_compile_modes,
 }
 
 
@@ -731,10 +861,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--budget-s", type=float, default=280.0, help="wall-clock budget of the run")
     p.add_argument("--archs", default="i3d,a2net,nl")
     p.add_argument("--batches", default="16,32")
-    p.add_argument("--compiled-archs", default="a2net,i3d,nl")
+    p.add_argument("--compiled-archs", default="a2net,i3d")
     p.add_argument("--compiled-batches", default="16")
     p.add_argument("--compile-backend", default="inductor")
     p.add_argument("--compile-mode", default=None)
+    p.add_argument("--extra-compile-modes", default="reduce-overhead,max-autotune-no-cudagraphs")
     p.add_argument("--compile-estimate-s", type=float, default=70.0)
     p.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16")
     p.add_argument("--frames", type=int, default=None)
@@ -745,6 +876,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--block-batch", type=int, default=8)
     p.add_argument("--block-steps", type=int, default=None)
     p.add_argument("--profile-top", type=int, default=15)
+    p.add_argument(
+        "--no-isolate",
+        dest="isolate",
+        action="store_false",
+        help="compile in this process instead of one fresh process per compiled row",
+    )
+    p.add_argument(
+        "--no-2d-views",
+        dest="views",
+        action="store_false",
+        help="run convolutions and max-pools as 5-D (a2video.models.layers)",
+    )
+    p.add_argument("--row", default=None, help=argparse.SUPPRESS)  # KIND:BATCH, one compiled row
+    p.add_argument("--matmul-tflops", type=float, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     tiny = args.arch_scale == "tiny"
     args.frames = args.frames or (4 if tiny else 8)
@@ -762,6 +907,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.batches = [int(b) for b in args.batches.split(",") if b]
     args.compiled_batches = [int(b) for b in args.compiled_batches.split(",") if b]
     args.sections = [s for s in args.sections.split(",") if s]
+    args.extra_compile_modes = [m for m in args.extra_compile_modes.split(",") if m]
     for name in args.sections:
         if name not in RUNNERS:
             p.error(f"--sections: unknown section {name!r}; choose from {list(RUNNERS)}")
@@ -778,6 +924,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    set_views(args.views)
+    if args.row:  # a child of _isolated_row: one compiled row, printed as JSON
+        kind, batch = args.row.split(":")
+        ctx.results["info"] = {"matmul_tflops": args.matmul_tflops}
+        row = _model_row(ctx, kind, int(batch), compiled=True)
+        row["pid"] = os.getpid()
+        print(ROW_MARK + json.dumps(row), flush=True)
+        return row
     sections = args.sections if "info" in args.sections else ["info", *args.sections]
     for name in sections:
         start = time.perf_counter()

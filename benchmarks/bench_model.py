@@ -56,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", nargs="+", default=["infer", "train"])
     p.add_argument("--compile", choices=["off", "on", "both"], default="both")
     p.add_argument("--channels-last", choices=["off", "on", "both"], default="both")
+    p.add_argument(
+        "--views-2d",
+        choices=["off", "on", "both"],
+        default="on",
+        help="convolutions and max-pools as 2-D kernels on views (a2video.models.layers)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--budget-s", type=float, default=150.0)
@@ -84,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             modes=tuple(args.modes),
             compile_opts=opts[args.compile],
             channels_last_opts=opts[args.channels_last],
+            views_2d_opts=opts[args.views_2d],
             device=args.device,
             dtype=dtype,
             reps=args.reps,

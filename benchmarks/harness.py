@@ -22,6 +22,7 @@ its median. Absolute times are only meaningful next to :func:`machine_info`.
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import math
 import os
@@ -544,6 +545,7 @@ class ModelResult:
     clip: list[int]  # B, 3, T, H, W
     device: str
     dtype: str
+    views_2d: bool = True  # a2video.models.layers: convs/pools as 2-D kernels on views
     status: str = "ok"
     clips_per_s: float | None = None
     step_ms: float | None = None
@@ -563,8 +565,13 @@ def _model_step(
     channels_last: bool,
     device: torch.device,
     dtype: torch.dtype,
+    views_2d: bool = True,
 ) -> Callable[[], None]:
     from a2video.models import build_model
+    from a2video.models.layers import Conv3d, MaxPool3d
+
+    def switch() -> None:  # class-wide: set before every call (the variants interleave)
+        Conv3d.as_2d = MaxPool3d.as_2d = views_2d
 
     torch.manual_seed(0)
     model = build_model(arch, num_classes=num_classes).to(device)
@@ -579,6 +586,7 @@ def _model_step(
         model.eval()
 
         def step() -> None:
+            switch()
             with torch.inference_mode(), torch.autocast(device.type, dtype, enabled=autocast):
                 net(x)
 
@@ -589,6 +597,7 @@ def _model_step(
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
     def step() -> None:
+        switch()
         with torch.autocast(device.type, dtype, enabled=autocast):
             loss = nn.functional.cross_entropy(net(x).float(), y)
         opt.zero_grad(set_to_none=True)
@@ -607,6 +616,7 @@ def bench_model(
     modes: tuple[str, ...] = ("infer", "train"),
     compile_opts: tuple[bool, ...] = (False,),
     channels_last_opts: tuple[bool, ...] = (False,),
+    views_2d_opts: tuple[bool, ...] = (True,),
     num_classes: int = 400,
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
@@ -614,7 +624,7 @@ def bench_model(
     warmup: int = 2,
     budget_s: float = 120.0,
 ) -> list[ModelResult]:
-    """Clips/s of ``arch`` for every combination of mode × compile × channels_last_3d.
+    """Clips/s of ``arch`` for every combination of mode × compile × channels_last_3d × 2-D views.
 
     The variants of one mode are timed interleaved; compilation happens in the warm-up, timed
     separately (``compile_s``).
@@ -624,9 +634,16 @@ def bench_model(
     for mode in modes:
         steps: dict[int, Callable[[], None]] = {}
         for comp in compile_opts:
-            for cl in channels_last_opts:
+            for cl, v2 in itertools.product(channels_last_opts, views_2d_opts):
                 r = ModelResult(
-                    arch, mode, comp, cl, [batch, 3, frames, size, size], device, str(dtype)[6:]
+                    arch,
+                    mode,
+                    comp,
+                    cl,
+                    [batch, 3, frames, size, size],
+                    views_2d=v2,
+                    device=device,
+                    dtype=str(dtype)[6:],
                 )
                 results.append(r)
                 try:
@@ -639,6 +656,7 @@ def bench_model(
                         num_classes=num_classes,
                         compile=comp,
                         channels_last=cl,
+                        views_2d=v2,
                         device=dev,
                         dtype=dtype,
                     )
@@ -880,14 +898,14 @@ def format_goals(rows: list[dict[str, Any]]) -> str:
 
 def format_models(results: list[ModelResult]) -> str:
     head = (
-        "| arch | clip B×3×T×H×W | mode | compile | channels_last_3d | step ms | clips/s "
-        "| compile s | status |\n|---|---|---|---|---|---:|---:|---:|---|"
+        "| arch | clip B×3×T×H×W | mode | compile | channels_last_3d | 2-D views | step ms "
+        "| clips/s | compile s | status |\n|---|---|---|---|---|---|---:|---:|---:|---|"
     )
     rows = [head]
     for r in results:
-        comp, cl = ("on" if flag else "off" for flag in (r.compile, r.channels_last))
+        comp, cl, v2 = ("on" if f else "off" for f in (r.compile, r.channels_last, r.views_2d))
         rows.append(
-            f"| {r.arch} | {'×'.join(map(str, r.clip))} | {r.mode} | {comp} | {cl} "
+            f"| {r.arch} | {'×'.join(map(str, r.clip))} | {r.mode} | {comp} | {cl} | {v2} "
             f"| {_f(r.step_ms)} | {_f(r.clips_per_s, '.2f')} | {_f(r.compile_s)} | {r.status} |"
         )
     return "\n".join(rows)

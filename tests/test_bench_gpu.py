@@ -41,7 +41,13 @@ def test_bench_gpu_runs_tiny_on_the_cpu_without_video_or_cli_packages(tmp_path) 
     out = tmp_path / "bench"
     script = str(ROOT / "benchmarks" / "bench_gpu.py")
     cmd = [sys.executable, "-c", RUNNER, script, "--out", str(out), "--arch-scale", "tiny"]
-    cmd += ["--device", "cpu", "--sections", "info,models,compiled,lightning,blocks,profile"]
+    cmd += [
+        "--device",
+        "cpu",
+        "--sections",
+        "info,models,compiled,compiled_5d,compile_modes,variants,lightning,blocks,profile",
+    ]
+    cmd += ["--extra-compile-modes", "reduce-overhead"]
     cmd += ["--archs", "i3d,a2net", "--batches", "2", "--compiled-archs", "a2net"]
     cmd += ["--compiled-batches", "2", "--compile-backend", "eager", "--steps", "1"]
     cmd += ["--warmup", "0", "--block-steps", "1"]
@@ -53,7 +59,23 @@ def test_bench_gpu_runs_tiny_on_the_cpu_without_video_or_cli_packages(tmp_path) 
     assert not result.get("errors"), result["errors"]
     assert result["info"]["device"] == "cpu" and result["info"]["torch"]
     models = {(r["arch"], r["mode"]) for r in result["sections"]["models"]}
-    assert models == {("i3d_tiny", "eager"), ("a2net_tiny", "eager"), ("a2net_tiny", "compiled")}
+    assert models == {
+        ("i3d_tiny", "eager"),
+        ("a2net_tiny", "eager"),
+        ("a2net_tiny", "compiled"),
+        ("a2net_tiny", "compiled (5-D layers)"),
+        ("a2net_tiny", "compiled (reduce-overhead)"),
+    }
+    # compiled rows come from fresh processes, each reporting its TorchDynamo graphs
+    compiled = [r for r in result["sections"]["models"] if r["mode"].startswith("compiled")]
+    assert all(r["graphs"] >= 1 and r["graph_breaks"] == 0 for r in compiled)
+    assert len({r["pid"] for r in compiled}) == len(compiled) and os.getpid() not in {
+        r["pid"] for r in compiled
+    }
+    whole = result["variants"]["whole_step_ms"]
+    assert len(whole) == 4 and all(v > 0 for v in whole.values())
+    layers = result["variants"]["layers_ms"]
+    assert any("2-D view" in k for k in layers) and any(", 5-D" in k for k in layers)
     assert all(r["clips_per_s"] > 0 and r["tflops"] > 0 for r in result["sections"]["models"])
     (lightning,) = result["sections"]["lightning"]
     assert lightning["raw_ms"] > 0 and lightning["lightning_ms"] > 0

@@ -56,9 +56,8 @@ def test_i3d_weights_start_a2net_r50_with_identity_blocks() -> None:
     assert report.missing and all(".attn." in k for k in report.missing)
     clip = torch.randn(1, 3, 4, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(
-            a2.forward_features(clip), torch.nn.Sequential(*ptv.blocks[:-1])(clip)
-        )
+        got, expected = a2.forward_features(clip), torch.nn.Sequential(*ptv.blocks[:-1])(clip)
+    assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()  # as the logits tests
 
 
 def test_conversion_is_a_pure_key_mapping() -> None:

@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from a2video.models.norm import BatchNorm3d
+from a2video.models.layers import BatchNorm3d, Conv3d
 
 __all__ = ["DoubleAttention", "NonLocal", "association_cost", "attention_blocks"]
 
@@ -171,8 +171,8 @@ class DoubleAttention(nn.Module):
         self.association = association
         self.precision = precision
         # φ, θ, ρ fused: output channels [0, m) are φ, [m, m+n) θ, [m+n, m+2n) ρ.
-        self.qkv = nn.Conv3d(in_channels, self.m + 2 * self.n, kernel_size=1, bias=True)
-        self.proj = nn.Conv3d(self.m, in_channels, kernel_size=1, bias=False)
+        self.qkv = Conv3d(in_channels, self.m + 2 * self.n, kernel_size=1, bias=True)
+        self.proj = Conv3d(self.m, in_channels, kernel_size=1, bias=False)
         self.bn = BatchNorm3d(in_channels)
         self.zero_init = zero_init
         self.reset_parameters()
@@ -329,9 +329,9 @@ class NonLocal(nn.Module):
         self.scale = scale
         d = self.inter_channels
         # θ, φ, g fused: [0, d) θ, [d, 2d) φ, [2d, 3d) g.
-        self.qkv = nn.Conv3d(in_channels, 3 * d, kernel_size=1, bias=True)
+        self.qkv = Conv3d(in_channels, 3 * d, kernel_size=1, bias=True)
         self.pool = nn.MaxPool3d(pool, stride=pool) if pool is not None else None
-        self.proj = nn.Conv3d(d, in_channels, kernel_size=1, bias=False)
+        self.proj = Conv3d(d, in_channels, kernel_size=1, bias=False)
         self.bn = BatchNorm3d(in_channels)
         self.zero_init = zero_init
         self.reset_parameters()

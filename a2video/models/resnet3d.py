@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from a2video.models.attention import attention_blocks as find_attention_blocks
-from a2video.models.norm import BatchNorm3d
+from a2video.models.layers import BatchNorm3d, Conv3d, MaxPool3d
 
 __all__ = ["Bottleneck3d", "StageSpec", "VideoResNet"]
 
@@ -65,19 +65,19 @@ class Bottleneck3d(nn.Module):
             raise ValueError(f"temporal kernels must be odd, got {temporal_kernel}")
         out = planes * self.expansion
         kt = temporal_kernel
-        self.conv1 = nn.Conv3d(inplanes, planes, (kt, 1, 1), padding=(kt // 2, 0, 0), bias=False)
+        self.conv1 = Conv3d(inplanes, planes, (kt, 1, 1), padding=(kt // 2, 0, 0), bias=False)
         self.bn1 = BatchNorm3d(planes)
-        self.conv2 = nn.Conv3d(
+        self.conv2 = Conv3d(
             planes, planes, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False
         )
         self.bn2 = BatchNorm3d(planes)
-        self.conv3 = nn.Conv3d(planes, out, 1, bias=False)
+        self.conv3 = Conv3d(planes, out, 1, bias=False)
         self.bn3 = BatchNorm3d(out)
         self.relu = nn.ReLU(inplace=True)
         self.downsample: nn.Module | None = None
         if stride != 1 or inplanes != out:
             self.downsample = nn.Sequential(
-                nn.Conv3d(inplanes, out, 1, stride=(1, stride, stride), bias=False),
+                Conv3d(inplanes, out, 1, stride=(1, stride, stride), bias=False),
                 BatchNorm3d(out),
             )
         self.attn: nn.Module | None = attn(out) if attn is not None else None
@@ -142,14 +142,14 @@ class VideoResNet(nn.Module):
         self.arch = arch
         self.num_classes = num_classes
         kt = stem_temporal_kernel
-        self.conv1 = nn.Conv3d(
+        self.conv1 = Conv3d(
             3, width, (kt, 7, 7), stride=(1, 2, 2), padding=(kt // 2, 3, 3), bias=False
         )
         self.bn1 = BatchNorm3d(width)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        self.maxpool = MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         self.temporal_pool = (
-            nn.MaxPool3d((2, 1, 1), stride=(2, 1, 1)) if temporal_pool else nn.Identity()
+            MaxPool3d((2, 1, 1), stride=(2, 1, 1)) if temporal_pool else nn.Identity()
         )
         inplanes = width
         stages = []

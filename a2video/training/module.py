@@ -53,6 +53,8 @@ from a2video.training.views import per_view_probs, view_layout
 
 __all__ = ["NonFiniteLossError", "VideoClassifier", "WarmupSchedule", "param_groups"]
 
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+
 
 class VideoClassifier(LightningModule):
     """Video action classifier around any ``a2video.models`` registry architecture.
@@ -95,6 +97,9 @@ class VideoClassifier(LightningModule):
             batch at once); bounds memory for 10×3 views.
         channels_last: use ``channels_last_3d`` memory format (faster convs on recent GPUs).
         compile: ``torch.compile`` the network's forward (the state dict keeps plain names).
+        compile_mode: ``torch.compile``'s ``mode``: ``"default"``, ``"reduce-overhead"``
+            (CUDA graphs), ``"max-autotune"`` or ``"max-autotune-no-cudagraphs"`` (benchmark
+            them with ``benchmarks/bench_gpu.py --compile-mode``).
         write_outputs: write ``predictions.csv`` and ``confusion_matrix.png`` after test/predict.
     """
 
@@ -127,6 +132,7 @@ class VideoClassifier(LightningModule):
         view_chunk: int = 0,
         channels_last: bool = False,
         compile: bool = False,
+        compile_mode: CompileMode = "default",
         write_outputs: bool = True,
     ) -> None:
         super().__init__()
@@ -185,7 +191,10 @@ class VideoClassifier(LightningModule):
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         if self.hparams.compile and self.compiled_forward.state != "failed":
-            return self.compiled_forward(self.net, x, self.compile_options)
+            options = dict(self.compile_options)
+            if self.hparams.get("compile_mode") not in (None, "default"):
+                options["mode"] = self.hparams.compile_mode
+            return self.compiled_forward(self.net, x, options)
         return self.net(x)
 
     # ------------------------------------------------------------------ train

@@ -1,0 +1,151 @@
+"""3-D layers that run channels-last clips through 2-D kernels on free views.
+
+A ``channels_last_3d`` clip (N, C, T, H, W) is stored N, T, H, W, C. Two reshapes of it are
+``channels_last`` 4-D tensors without a copy:
+
+- (N·T, C, H, W): N and T merge (stride of N = T × stride of T), for layers that act on each
+  frame alone: 1×kh×kw convolutions and 1×kh×kw max-pools;
+- (N, C, T, H·W): H and W merge (in either memory format), for layers that do not mix spatial
+  positions: kt×1×1 convolutions (1×1×1 included) and kt×1×1 max-pools, and BatchNorm, which
+  normalises each channel over all the other axes.
+
+PyTorch sends 4-D channels-last tensors to its 2-D kernels (cuDNN/oneDNN convolutions, NHWC
+BatchNorm and pooling), which are faster than the 5-D ones for the same work. Every layer of a
+bottleneck 3-D ResNet except a stem with a temporal kernel is of one of these shapes. The
+classes subclass their ``torch.nn`` namesakes: parameters, buffers, state-dict keys and results
+are the same, and a class-wide switch turns the views off (``benchmarks/bench_gpu.py`` times
+both). Inputs the views do not fit (other kernels, dilation, padding modes) take the 5-D path.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["BatchNorm3d", "Conv3d", "MaxPool3d", "channels_last_clip"]
+
+
+def channels_last_clip(x: Tensor) -> bool:
+    """Whether ``x`` is a 5-D clip stored channels-last (and not also plainly contiguous)."""
+    return (
+        x.dim() == 5
+        and x.is_contiguous(memory_format=torch.channels_last_3d)
+        and not x.is_contiguous()
+    )
+
+
+def _frames_view(x: Tensor) -> Tensor:
+    """(N, C, T, H, W) channels-last → (N·T, C, H, W) channels-last, a view."""
+    return x.transpose(1, 2).flatten(0, 1)
+
+
+def _from_frames(y: Tensor, n: int) -> Tensor:
+    """(N·T, C, H, W) → (N, C, T, H, W); channels-last in, channels-last out (a view)."""
+    return y.unflatten(0, (n, -1)).transpose(1, 2)
+
+
+def _keep_layout(y: Tensor, x: Tensor) -> Tensor:
+    """``y`` in ``x``'s memory format. A no-op but where a kernel saw an ambiguous view (e.g.
+    CPU ``max_pool2d`` on a batch of one clip returns it contiguous) and a copy restores it."""
+    if channels_last_clip(x) and not y.is_contiguous(memory_format=torch.channels_last_3d):
+        return y.contiguous(memory_format=torch.channels_last_3d)
+    return y
+
+
+class BatchNorm3d(nn.BatchNorm3d):
+    """``nn.BatchNorm3d`` that runs channels-last clips as 4-D (N, C, T·H, W) channels-last.
+
+    ``fold_time`` (class-wide, default True) switches the 4-D view on; off, it is plain
+    ``nn.BatchNorm3d``.
+    """
+
+    fold_time: bool = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.fold_time and channels_last_clip(x):
+            t, h = x.shape[2], x.shape[3]
+            return super().forward(x.flatten(2, 3)).unflatten(2, (t, h))  # views, no copy
+        return super().forward(x)
+
+    def _check_input_dim(self, x: Tensor) -> None:
+        if x.dim() not in (4, 5):  # 4-D only as the folded view of a clip
+            raise ValueError(f"expected 5D input (got {x.dim()}D input)")
+
+
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` that runs 1×kh×kw and kt×1×1 kernels as 2-D convolutions on views.
+
+    - 1×kh×kw (temporal stride 1, no temporal padding) on a channels-last clip: ``conv2d`` over
+      the (N·T, C, H, W) frames view with the weight's (O, C, kh, kw) view;
+    - kt×1×1 (spatial stride 1, no spatial padding), any memory format: ``conv2d`` over the
+      (N, C, T, H·W) view with a kt×1 kernel.
+
+    ``as_2d`` (class-wide, default True) switches the views on; off, it is plain ``nn.Conv3d``.
+    """
+
+    as_2d: bool = True
+
+    def _plain(self) -> bool:
+        return (
+            not self.as_2d
+            or self.padding_mode != "zeros"
+            or isinstance(self.padding, str)
+            or self.dilation != (1, 1, 1)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._plain() or x.dim() != 5:
+            return super().forward(x)
+        (kt, kh, kw), (st, sh, sw), (pt, ph, pw) = self.kernel_size, self.stride, self.padding
+        if kh == kw == 1 and sh == sw == 1 and ph == pw == 0:
+            h, w = x.shape[3:]
+            y = F.conv2d(
+                x.flatten(3), self.weight.flatten(3), self.bias, (st, 1), (pt, 0), 1, self.groups
+            )
+            return _keep_layout(y.unflatten(3, (h, w)), x)
+        if (
+            kt == 1
+            and st == 1
+            and pt == 0
+            and x.is_contiguous(memory_format=torch.channels_last_3d)
+        ):
+            y = F.conv2d(
+                _frames_view(x), self.weight.squeeze(2), self.bias, (sh, sw), (ph, pw), 1,
+                self.groups,
+            )  # fmt: skip
+            return _keep_layout(_from_frames(y, x.shape[0]), x)
+        return super().forward(x)
+
+
+class MaxPool3d(nn.MaxPool3d):
+    """``nn.MaxPool3d`` that runs 1×kh×kw pools on the frames view of a channels-last clip and
+    kt×1×1 pools on the (N, C, T, H·W) view, as ``max_pool2d``.
+
+    ``as_2d`` (class-wide, default True) switches the views on; off, it is plain
+    ``nn.MaxPool3d``.
+    """
+
+    as_2d: bool = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.as_2d or self.return_indices or x.dim() != 5:
+            return super().forward(x)
+        k, s, p, d = (nn.modules.utils._triple(v) for v in (
+            self.kernel_size, self.stride or self.kernel_size, self.padding, self.dilation
+        ))  # fmt: skip
+        if d != (1, 1, 1):
+            return super().forward(x)
+        if k[1] == k[2] == 1 and s[1] == s[2] == 1 and p[1] == p[2] == 0:
+            h, w = x.shape[3:]
+            y = F.max_pool2d(x.flatten(3), (k[0], 1), (s[0], 1), (p[0], 0), 1, self.ceil_mode)
+            return _keep_layout(y.unflatten(3, (h, w)), x)
+        if (
+            k[0] == 1
+            and s[0] == 1
+            and p[0] == 0
+            and x.is_contiguous(memory_format=torch.channels_last_3d)
+        ):
+            y = F.max_pool2d(_frames_view(x), k[1:], s[1:], p[1:], 1, self.ceil_mode)
+            return _keep_layout(_from_frames(y, x.shape[0]), x)
+        return super().forward(x)

@@ -1,0 +1,110 @@
+"""The 3-D layers that run on 2-D kernels (a2video/models/layers.py): same numbers, same layout,
+and the 2-D kernels really run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from a2video.models.layers import Conv3d, MaxPool3d
+from a2video.models.registry import build_model
+
+CL = torch.channels_last_3d
+
+# (kernel, stride, padding) of every convolution shape in the registered ResNets, and others.
+CONVS = [
+    ((1, 1, 1), (1, 1, 1), (0, 0, 0)),  # conv3, A²/non-local projections
+    ((1, 1, 1), (1, 2, 2), (0, 0, 0)),  # strided shortcut
+    ((3, 1, 1), (1, 1, 1), (1, 0, 0)),  # temporal conv1
+    ((1, 3, 3), (1, 2, 2), (0, 1, 1)),  # spatial conv2, strided
+    ((1, 7, 7), (1, 2, 2), (0, 3, 3)),  # 2-D stem
+    ((5, 7, 7), (1, 2, 2), (2, 3, 3)),  # temporal stem: stays 5-D
+    ((3, 1, 1), (2, 1, 1), (1, 0, 0)),  # temporal stride
+]
+
+
+class _ConvDims(TorchDispatchMode):
+    """Records the input rank of every convolution and max-pool the dispatcher runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ranks: list[tuple[str, int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.__name__
+        if name.startswith(("convolution", "max_pool", "mkldnn_convolution", "_convolution")):
+            self.ranks.append((name.split(".")[0], args[0].dim()))
+        return func(*args, **(kwargs or {}))
+
+
+def _pair(kernel, stride, padding, groups: int = 1):
+    torch.manual_seed(0)
+    ours = Conv3d(8, 12, kernel, stride=stride, padding=padding, bias=True, groups=groups)
+    ref = nn.Conv3d(8, 12, kernel, stride=stride, padding=padding, bias=True, groups=groups)
+    ref.load_state_dict(ours.state_dict())
+    return ours, ref
+
+
+@pytest.mark.parametrize("kernel,stride,padding", CONVS)
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_conv3d_on_views_matches_nn_conv3d(kernel, stride, padding, channels_last) -> None:
+    """Output, input and weight gradients equal nn.Conv3d's; channels-last stays channels-last."""
+    ours, ref = _pair(kernel, stride, padding)
+    x = torch.randn(2, 8, 6, 10, 9)
+    if channels_last:
+        x = x.contiguous(memory_format=CL)
+        ours, ref = ours.to(memory_format=CL), ref.to(memory_format=CL)
+    x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    y, y_ref = ours(x1), ref(x2)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y_ref)
+    y.backward(g), y_ref.backward(g)
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours.bias.grad, ref.bias.grad, rtol=1e-4, atol=1e-4)
+    if channels_last:
+        assert y.is_contiguous(memory_format=CL)
+
+
+@pytest.mark.parametrize(
+    "kernel,stride,padding",
+    [((1, 3, 3), (1, 2, 2), (0, 1, 1)), ((2, 1, 1), (2, 1, 1), (0, 0, 0)), ((3, 3, 3), 2, 1)],
+)
+def test_maxpool3d_on_views_matches_nn_maxpool3d(kernel, stride, padding) -> None:
+    for fmt in (CL, torch.contiguous_format):
+        x = torch.randn(2, 8, 6, 11, 9).contiguous(memory_format=fmt)
+        x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        y = MaxPool3d(kernel, stride, padding)(x1)
+        y_ref = nn.MaxPool3d(kernel, stride, padding)(x2)
+        torch.testing.assert_close(y, y_ref)
+        y.sum().backward(), y_ref.sum().backward()
+        torch.testing.assert_close(x1.grad, x2.grad)
+
+
+def test_grouped_conv_on_views_matches() -> None:
+    ours, ref = _pair((1, 3, 3), (1, 1, 1), (0, 1, 1), groups=4)
+    x = torch.randn(1, 8, 3, 7, 7).contiguous(memory_format=CL)
+    torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_channels_last_a2net_runs_every_conv_and_pool_but_the_stem_in_2d() -> None:
+    """The 2-D kernels really run: in a channels-last a2net, only the 5×7×7 stem stays 5-D;
+    with the switch off, everything is 5-D again (and the logits are the same)."""
+    model = build_model("a2net_tiny", num_classes=5).eval().to(memory_format=CL)
+    x = torch.randn(1, 3, 8, 32, 32).contiguous(memory_format=CL)
+    with torch.no_grad(), _ConvDims() as on:
+        y = model(x)
+    five_d = [name for name, rank in on.ranks if rank == 5]
+    stem = model.conv1.kernel_size[0] > 1
+    assert five_d == (["convolution"] if stem else []), on.ranks
+    assert sum(rank == 4 for _, rank in on.ranks) >= 10
+    try:
+        Conv3d.as_2d = MaxPool3d.as_2d = False
+        with torch.no_grad(), _ConvDims() as off:
+            y_off = model(x)
+    finally:
+        Conv3d.as_2d = MaxPool3d.as_2d = True
+    assert all(rank == 5 for _, rank in off.ranks), off.ranks
+    torch.testing.assert_close(y, y_off, rtol=1e-4, atol=1e-5)
