@@ -406,7 +406,11 @@ def accuracy_by_views(
 
 
 def confusion_matrix(labels: Tensor, preds: Tensor, num_classes: int) -> Tensor:
-    """(K, K) counts, ``cm[t, p]`` = videos of class t predicted p."""
+    """(K, K) int64 counts (not normalised), ``cm[t, p]`` = videos of class t predicted p.
+
+    The one confusion matrix of the package: the test run's ``confusion_matrix.png``
+    (:mod:`a2video.training.outputs`) and the notebooks' analyses both count with it.
+    """
     flat = labels.long() * num_classes + preds.long()
     return torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
 

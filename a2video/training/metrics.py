@@ -100,6 +100,10 @@ class VideoResults:
     def __len__(self) -> int:
         return int(self.index.numel())
 
+    def scored(self) -> Tensor:
+        """``(N,)`` bool: the videos the metrics count (decoded, with a known label)."""
+        return self.valid & (self.label >= 0)
+
     def topk(self, k: int = 5) -> tuple[Tensor, Tensor]:
         """Top-k (scores, classes) of the view-averaged softmax, each ``(N, min(k, C))``."""
         return self.probs.topk(min(k, self.probs.shape[1]), dim=1)
@@ -312,7 +316,7 @@ def video_metrics(results: VideoResults, num_classes: int | None = None) -> dict
         counts ``videos, unreadable``.
     """
     num_classes = num_classes or results.probs.shape[1]
-    use = results.valid & (results.label >= 0)
+    use = results.scored()
     label = results.label[use]
     out = {"videos": float(use.sum()), "unreadable": float((~results.valid).sum())}
     if label.numel() == 0:
@@ -328,14 +332,6 @@ def video_metrics(results: VideoResults, num_classes: int | None = None) -> dict
     out["clip_top1"] = _topk_correct(clip, label, 1).float().mean().item()
     out["clip_top5"] = _topk_correct(clip, label, 5).float().mean().item()
     return out
-
-
-def confusion_matrix(results: VideoResults, num_classes: int) -> Tensor:
-    """Counts ``(C, C)``: ``cm[true, predicted]`` over valid, labelled videos (top-1 of mean)."""
-    use = results.valid & (results.label >= 0)
-    pred = results.probs[use].argmax(dim=1)
-    flat = results.label[use] * num_classes + pred
-    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
 def write_predictions_csv(
