@@ -15,7 +15,7 @@ each video counted exactly once, whatever the number of ranks and whatever paddi
 With the per-view softmax ``(B, V, C)`` of a multi-view test, each rank also keeps what the
 exploration tools read later without the checkpoint: every view's top-k (one row per (video,
 view), deduplicated the same way) and the top-1 of the standard view subsets (1, 2, 3, 5, 10
-clips × the centre crop or all crops, see :func:`a2video.explore.predict.view_subset`), so
+clips × the centre crop or all crops, see :func:`a2video.training.views.view_subset`), so
 accuracy against the number of views is exact without keeping all V·C scores per video.
 """
 
@@ -30,6 +30,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 from torchmetrics import Metric
+
+from a2video.training.views import view_subset
 
 __all__ = [
     "ClipAccuracy",
@@ -174,8 +176,6 @@ class VideoAccumulator(Metric):
             view_probs: ``(B, V, C)`` softmax of each view, clip-major (``c * crops + s``).
             crops: spatial crops per clip (V = clips · crops).
         """
-        from a2video.explore.predict import view_subset
-
         b, v, _ = view_probs.shape
         probs = view_probs.detach().float()
         scores, classes = probs.topk(self.view_k, dim=2)  # (B, V, k)
