@@ -443,27 +443,31 @@ class VideoClassifier(LightningModule):
     ) -> VideoClassifier:
         """Rebuild a classifier from a checkpoint, loaded safely (``weights_only=True``).
 
+        The saved options fill in what ``overrides`` does not set, exactly as ``--ckpt_path`` of
+        the CLI (:func:`a2video.training.checkpoint.options_from_checkpoint`).
+
         Args:
             path: a checkpoint written by training.
             unsafe: allow pickled objects (trusted files only).
             map_location: passed to ``torch.load``.
-            **overrides: constructor arguments replacing the stored hyper-parameters.
+            **overrides: constructor arguments replacing the stored hyper-parameters (an
+                architecture option that conflicts with the checkpoint's raises ValueError).
 
         Returns:
             The classifier in eval mode, with ``class_names`` and ``clip_spec`` restored.
         """
         from a2video.models.weights import load_weights
-        from a2video.training.checkpoint import load_checkpoint
+        from a2video.training.checkpoint import (
+            load_checkpoint,
+            options_from_checkpoint,
+            saved_model_options,
+        )
 
         ckpt = load_checkpoint(path, unsafe=unsafe, map_location=map_location)
-        hp = dict(ckpt.get("hyper_parameters") or {})
-        meta = ckpt.get("a2video") or {}
-        keep = set(inspect.signature(cls.__init__).parameters) - {"self"}  # drops removed ones
-        kwargs = {k: v for k, v in hp.items() if k in keep}
-        for key in ("arch", "num_classes", "arch_options", "class_names"):
-            if meta.get(key) is not None:
-                kwargs[key] = meta[key]
-        kwargs["pretrained_2d"] = None
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        saved = saved_model_options(ckpt)
+        option = "the {key}= argument"
+        kwargs = options_from_checkpoint(path, saved, accepted, overrides, option=option)
         kwargs.update(overrides)
         model = cls(**kwargs)
         load_weights(model.net, ckpt, kind="a2video")
