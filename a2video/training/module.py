@@ -204,7 +204,8 @@ class VideoClassifier(LightningModule):
         logits = self(video)
         loss = self.criterion(logits.float(), label)
         # Unreadable videos: the data room replaces them in train and flags the sample `failed`
-        # (`valid` False in other datamodules); counted per epoch over all ranks.
+        # (`valid` False in other datamodules); summed per epoch over all ranks. The DataModule's
+        # BadVideoMonitor counts the same flags per rank for its limit (docs/training.md, Metrics).
         flags = batch.get("failed")
         if flags is None and "valid" in batch:
             flags = ~batch["valid"].bool()
