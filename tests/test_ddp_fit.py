@@ -184,7 +184,8 @@ def test_two_processes_fit_two_epochs_then_resume_last(kinetics_root, tmp_path) 
     """2 gloo processes, 2 epochs, with the default TensorBoard logger and a step checkpoint;
     then ``--ckpt_path last`` resumes under 2 processes for a third epoch. Two training videos
     are unreadable: the logged ``data/bad_videos`` (summed over ranks) is the number of bad
-    samples the ranks trained on, which is also the ranks' BadVideoMonitor counts together."""
+    samples the ranks trained on, which is also the ranks' BadVideoMonitor counts together; and
+    Lightning's "use sync_dist=True" advice never prints (the logged values are reduced)."""
     root, bad = break_train_videos(kinetics_root, tmp_path / "data", count=2)
     run, videos = tmp_path / "run", train_videos(root)
     first = run_train(
@@ -195,8 +196,10 @@ def test_two_processes_fit_two_epochs_then_resume_last(kinetics_root, tmp_path) 
             logger=True,
         ),
         timeout=180,
+        PYTHONWARNINGS="default",  # Lightning's warnings shown, as a user sees them
     )  # fmt: skip
     assert first.returncode == 0, output(first)
+    assert "sync_dist" not in first.stdout + first.stderr, output(first)
     rows = records(tmp_path / "a")
     per_epoch = check_epochs(rows, videos, world=2, epochs=[0, 1])
     assert_ended(rows, "fit")

@@ -248,8 +248,24 @@ class VideoClassifier(LightningModule):
             self.nonfinite.check(self, self.hparams.max_nonfinite_steps)
         acc = self.train_acc.compute()  # sums over ranks: once per epoch
         self.train_acc.reset()
-        self.log_dict({"train/top1": acc["top1"], "train/top5": acc["top5"]}, sync_dist=False)
-        self.log("train/nonfinite_total", float(self.nonfinite_total))
+        self.log_reduced(
+            {
+                "train/top1": acc["top1"],
+                "train/top5": acc["top5"],
+                "train/nonfinite_total": float(self.nonfinite_total),  # counted from a reduced flag
+            }
+        )
+
+    def log_reduced(self, values: dict[str, Tensor | float]) -> None:
+        """Log epoch figures that are already the same on every rank.
+
+        A metric's ``compute`` reduced them over the ranks (``ClipAccuracy``, ``MeanMetric``) or
+        they come from the deduplicated union of :class:`VideoAccumulator`. ``sync_dist`` with
+        ``max`` leaves such a value as it is (no rounding, unlike a mean over ranks) and tells
+        Lightning it is synced, so its "use ``sync_dist=True``" advice, meant for per-rank
+        values, stays for those. One small all-reduce per figure per epoch.
+        """
+        self.log_dict(values, sync_dist=True, reduce_fx="max")
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -264,13 +280,10 @@ class VideoClassifier(LightningModule):
         results = self.val_videos.compute()
         self.val_videos.reset()
         m = video_metrics(results, self.num_classes)
-        self.log("val/loss", self.val_loss.compute(), sync_dist=False)
+        loss = self.val_loss.compute()  # a weighted mean over ranks
         self.val_loss.reset()
-        self.log_dict(
-            {"val/top1": m["top1"], "val/top5": m["top5"], "val/videos": m["videos"]},
-            prog_bar=False,
-            sync_dist=False,
-        )
+        figures = {"val/top1": m["top1"], "val/top5": m["top5"], "val/videos": m["videos"]}
+        self.log_reduced({"val/loss": loss, **figures})
 
     # ------------------------------------------------------------------ test / predict
     def _view_probs(self, video: Tensor) -> tuple[Tensor, Tensor]:
@@ -308,7 +321,7 @@ class VideoClassifier(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         m = self._finish_videos("test")
-        self.log_dict({f"test/{k}": v for k, v in m.items()}, sync_dist=False)
+        self.log_reduced({f"test/{k}": v for k, v in m.items()})
 
     def on_predict_epoch_end(self) -> None:
         self._finish_videos("predict")
