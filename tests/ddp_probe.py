@@ -33,8 +33,10 @@ class RecordRanks(Callback):
     Lines: ``{"event": "train_batch", "epoch", "step", "index": [...]}`` after every training
     batch; ``{"event": "<stage>_batch", "index": [...]}`` in validate/test/predict (not in the
     sanity check); ``{"event": "end", "fn", "step", "epoch"}`` at the end of every stage;
-    ``{"event": "exception", "type"}`` when a stage ends with an exception. Each line
-    also holds ``rank``, ``world``, ``node`` and ``local`` (the trainer's view of this process).
+    ``{"event": "exception", "type"}`` when a stage ends with an exception. The end line also
+    holds the last train epoch's logged ``data/*`` figures (``logged``) and this rank's
+    BadVideoMonitor count of failed training samples (``monitor_failed``). Each line also holds
+    ``rank``, ``world``, ``node`` and ``local`` (the trainer's view of this process).
 
     Args:
         out_dir: directory for the per-rank files.
@@ -89,6 +91,7 @@ class RecordRanks(Callback):
         self._write(trainer, event="exception", type=type(exception).__name__)
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        counters = getattr(trainer.datamodule, "data_counters", None)
         self._write(
             trainer,
             event="end",
@@ -96,6 +99,9 @@ class RecordRanks(Callback):
             step=trainer.global_step,
             epoch=trainer.current_epoch,
             interrupted=trainer.interrupted,
+            # The last train epoch's logged data/* figures and this rank's BadVideoMonitor count.
+            logged={k: float(v) for k, v in trainer.callback_metrics.items() if k[:5] == "data/"},
+            monitor_failed=counters("train")["failed"] if counters else None,
         )
 
 

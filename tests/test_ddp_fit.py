@@ -16,6 +16,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -54,7 +55,7 @@ TINY = [
 # --------------------------------------------------------------------------- helpers
 def env(**extra: str) -> dict[str, str]:
     """The child environment: tests/ importable (ddp_probe), one thread per process."""
-    out = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", **extra)
+    out = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **extra}
     out["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH")) if p
     )
@@ -113,6 +114,18 @@ def train_videos(data_root: str, **kwargs) -> int:
     return len(dm.datasets["train"])
 
 
+def break_train_videos(data_root: str, out: Path, count: int) -> tuple[str, set[int]]:
+    """A copy of ``data_root`` whose first ``count`` training videos are not videos; returns the
+    copy and their indices in the train split."""
+    shutil.copytree(data_root, out, symlinks=True)
+    dm = KineticsDataModule(str(out), num_workers=0)
+    dm.setup("fit")
+    records = dm.datasets["train"].records
+    for record in records[:count]:
+        Path(record.path).write_text("not a video")
+    return str(out), set(range(count))
+
+
 def write_list(path: Path, data_root: str, split: str, count: int) -> Path:
     """A ``path label`` list of the first ``count`` videos of ``split`` (a DataModule split)."""
     dm = KineticsDataModule(data_root, num_workers=0)
@@ -169,21 +182,35 @@ def output(result: subprocess.CompletedProcess) -> str:
 @pytest.mark.timeout(240)
 def test_two_processes_fit_two_epochs_then_resume_last(kinetics_root, tmp_path) -> None:
     """2 gloo processes, 2 epochs, with the default TensorBoard logger and a step checkpoint;
-    then ``--ckpt_path last`` resumes under 2 processes for a third epoch."""
-    run, videos = tmp_path / "run", train_videos(kinetics_root)
+    then ``--ckpt_path last`` resumes under 2 processes for a third epoch. Two training videos
+    are unreadable: the logged ``data/bad_videos`` (summed over ranks) is the number of bad
+    samples the ranks trained on, which is also the ranks' BadVideoMonitor counts together; and
+    Lightning's "use sync_dist=True" advice never prints (the logged values are reduced)."""
+    root, bad = break_train_videos(kinetics_root, tmp_path / "data", count=2)
+    run, videos = tmp_path / "run", train_videos(root)
     first = run_train(
         fit_args(
-            kinetics_root, run, *probe(tmp_path / "a"),
+            root, run, *probe(tmp_path / "a"),
             "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "2",
-            "--step_checkpoint.every_n_train_steps", "2", logger=True,
+            "--step_checkpoint.every_n_train_steps", "2", "--data.max_bad_fraction", "0.5",
+            logger=True,
         ),
         timeout=180,
+        PYTHONWARNINGS="default",  # Lightning's warnings shown, as a user sees them
     )  # fmt: skip
     assert first.returncode == 0, output(first)
+    assert "sync_dist" not in first.stdout + first.stderr, output(first)
     rows = records(tmp_path / "a")
     per_epoch = check_epochs(rows, videos, world=2, epochs=[0, 1])
     assert_ended(rows, "fit")
+    sampled_bad = sum(
+        i in bad for rank_rows in rows.values() for r in rank_rows
+        if r["event"] == "train_batch" and r["epoch"] == 1 for i in r["index"]
+    )  # fmt: skip
+    assert sampled_bad >= len(bad)  # each bad video once, or twice if the sampler padded with it
     ends = [r for rank_rows in rows.values() for r in rank_rows if r["event"] == "end"]
+    assert {r["logged"]["data/bad_videos"] for r in ends} == {sampled_bad}  # epoch 1, every rank
+    assert sum(r["monitor_failed"] for r in ends) == sampled_bad
     assert {(r["fn"], r["step"], r["world"]) for r in ends} == {("fit", 2 * per_epoch, 2)}
     # One run directory (Trainer.log_dir agreed on by all ranks), written once by rank 0.
     versions = sorted(p.name for p in (run / "lightning_logs").iterdir())
@@ -194,9 +221,9 @@ def test_two_processes_fit_two_epochs_then_resume_last(kinetics_root, tmp_path) 
 
     second = run_train(
         fit_args(
-            kinetics_root, run, *probe(tmp_path / "b"),
+            root, run, *probe(tmp_path / "b"),
             "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "3",
-            "--ckpt_path", "last",
+            "--ckpt_path", "last", "--data.max_bad_fraction", "0.5",
         ),
         timeout=180,
     )  # fmt: skip

@@ -1,7 +1,8 @@
 """``train.py test|validate|predict --ckpt_path X``: the command line and YAML win over the
 checkpoint's saved hyper-parameters where that is safe (views, ``view_chunk``…), the saved values
 fill in what was left at its default, and an architecture option that conflicts with the
-checkpoint stops in one line naming both values."""
+checkpoint stops in one line naming both values. ``VideoClassifier.from_checkpoint`` applies the
+same overlay (one function, one key list): both restore the same options."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import lightning.pytorch  # noqa: F401  (its log handler binds stderr now, not a test's capture)
 import pytest
+import torch
 from test_entry_points import _train_main, _user_error
 
 from a2video.data import KineticsDataModule
@@ -78,3 +80,44 @@ def test_conflicting_architecture_stops_in_one_line(
     line = _user_error(capsys, _train_main(), argv)
     assert trained in line and f"checkpoint's {option} is {saved}" in line, line
     assert value.replace('"', "'") in line, line
+
+
+@pytest.fixture(scope="module")
+def trained_from_2d(trained, tmp_path_factory) -> str:
+    """``trained`` as if its fit had started from 2-D weights at a path this host does not have."""
+    ckpt = torch.load(trained, weights_only=True)
+    ckpt["hyper_parameters"]["pretrained_2d"] = "/elsewhere/resnet50_imagenet.pth"
+    path = tmp_path_factory.mktemp("from_2d") / "last.ckpt"
+    torch.save(ckpt, path)
+    return str(path)
+
+
+def test_cli_and_from_checkpoint_restore_the_same_options(trained_from_2d, kinetics_root, tmp_path):
+    """``--ckpt_path`` and ``VideoClassifier.from_checkpoint`` take the same saved options, the
+    user's value (YAML, command line, keyword) wins in both, and neither restores the 2-D
+    weights to inflate (the file holds every weight)."""
+    user = tmp_path / "user.yaml"
+    user.write_text("model:\n  view_chunk: 2\n")
+    cli = A2VideoCLI(
+        VideoClassifier,
+        KineticsDataModule,
+        args=[
+            "validate", *TINY, "--config", str(user), "--data.data_root", kinetics_root,
+            "--ckpt_path", trained_from_2d, "--trainer.default_root_dir", str(tmp_path),
+            "--trainer.limit_val_batches", "1", "--model.write_outputs", "false",
+        ],
+    )  # fmt: skip
+    direct = VideoClassifier.from_checkpoint(trained_from_2d, view_chunk=2, write_outputs=False)
+    from_cli = {k: v for k, v in cli.model.hparams.items() if not k.startswith("_")}
+    assert from_cli == dict(direct.hparams)  # (the CLI adds its private `_instantiator`)
+    assert (from_cli["view_chunk"], from_cli["write_outputs"]) == (2, False)  # the user's
+    assert from_cli["label_smoothing"] == pytest.approx(0.1)  # left unset: the checkpoint's
+    assert from_cli["pretrained_2d"] is None  # never restored
+    assert cli.model.class_names == direct.class_names == cli.datamodule.class_names
+    assert cli.trainer.callback_metrics["val/videos"] > 0
+
+
+def test_from_checkpoint_refuses_a_conflicting_architecture_in_one_line(trained):
+    with pytest.raises(ValueError, match=r"checkpoint's arch is 'a2net_tiny' but 'a2net_r50'"):
+        VideoClassifier.from_checkpoint(trained, arch="a2net_r50")
+    assert VideoClassifier.from_checkpoint(trained, arch="a2net_tiny").arch == "a2net_tiny"

@@ -14,7 +14,6 @@ as in the test batches of :mod:`a2video.data`.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from a2video.data.datasets import ClipSpec
+from a2video.training.views import per_view_probs, view_subset  # view_subset: re-exported
 
 __all__ = [
     "DatasetPredictions",
@@ -128,20 +128,16 @@ class Predictor:
 
     @torch.no_grad()
     def view_scores(self, views: Tensor, batch_size: int = 16) -> Tensor:
-        """Softmax scores of each view.
+        """Softmax scores of each view (:func:`a2video.training.views.per_view_probs`).
 
         Args:
-            views: (V, 3, T, H, W) normalised clips.
+            views: (V, 3, T, H, W) normalised clips (on any device: moved chunk by chunk).
             batch_size: Views per forward pass.
 
         Returns:
             (V, num_classes) float32 probabilities, on the CPU.
         """
-        out = []
-        for chunk in views.split(batch_size):
-            logits = self.model(chunk.to(self.device, non_blocking=True))
-            out.append(torch.softmax(logits.float(), dim=1).cpu())
-        return torch.cat(out)
+        return per_view_probs(self.model, views[None], batch_size, self.device)[0].cpu()
 
 
 def load_predictor(
@@ -344,32 +340,6 @@ def centre_clip(
 # ---------------------------------------------------------------- analysis
 
 
-def view_subset(clips_total: int, crops_total: int, clips: int, crops: int) -> list[int]:
-    """Indices of a ``clips × crops`` subset of a ``clips_total × crops_total`` decode.
-
-    The test sampler spreads clip starts uniformly from the first to the last possible one (one
-    clip: the centre one), so the subset takes, for each start a ``clips``-clip decode would use,
-    the nearest decoded clip: 1 of 10 is clip 5 (of 0..9), 3 of 10 are clips 0, 5, 9. One crop is
-    the centre crop. Views are clip-major: view ``c * crops_total + s``.
-
-    Raises:
-        ValueError: the subset is larger than the decode, or crops is neither 1 nor all.
-    """
-    if clips > clips_total or crops > crops_total:
-        raise ValueError(
-            f"{clips}x{crops} views is more than the {clips_total}x{crops_total} decoded"
-        )
-    if crops not in (1, crops_total):
-        raise ValueError(f"crops must be 1 or {crops_total}, got {crops}")
-    if clips == 1:
-        targets = [(clips_total - 1) / 2]
-    else:
-        targets = [i * (clips_total - 1) / (clips - 1) for i in range(clips)]
-    clip_ids = [math.floor(t + 0.5) for t in targets]
-    crop_ids = [crops_total // 2] if crops == 1 else list(range(crops_total))
-    return [c * crops_total + s for c in clip_ids for s in crop_ids]
-
-
 def accuracy_by_views(
     view_scores: Tensor,
     labels: Tensor,
@@ -406,7 +376,11 @@ def accuracy_by_views(
 
 
 def confusion_matrix(labels: Tensor, preds: Tensor, num_classes: int) -> Tensor:
-    """(K, K) counts, ``cm[t, p]`` = videos of class t predicted p."""
+    """(K, K) int64 counts (not normalised), ``cm[t, p]`` = videos of class t predicted p.
+
+    The one confusion matrix of the package: the test run's ``confusion_matrix.png``
+    (:mod:`a2video.training.outputs`) and the notebooks' analyses both count with it.
+    """
     flat = labels.long() * num_classes + preds.long()
     return torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
 
@@ -517,8 +491,8 @@ def predict_loader(
         b, v = video.shape[:2]
         if v != clips * crops:
             raise ValueError(f"batches carry {v} views per video, expected {clips}x{crops}")
-        flat = predictor.view_scores(video.flatten(0, 1), batch_size)  # (B*V, K)
-        scores.append(flat.view(b, v, -1))
+        probs = per_view_probs(predictor.model, video, batch_size, predictor.device)  # (B, V, K)
+        scores.append(probs.cpu())
         labels.append(batch["label"].cpu())
         index.append(batch["index"].cpu())
         valid.append(batch.get("valid", torch.ones(b, dtype=torch.bool)).cpu())

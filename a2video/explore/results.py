@@ -192,7 +192,7 @@ class RunResults:
         """``{(clips, crops): top-1}`` of the view subsets kept at test time, and of all views.
 
         Exact: each subset's softmax mean was taken over the full per-view scores by the test
-        stage (see :func:`a2video.explore.predict.view_subset` for which clips a subset uses).
+        stage (see :func:`a2video.training.views.view_subset` for which clips a subset uses).
         """
         use = self.scored()
         out: dict[tuple[int, int], float] = {}

@@ -27,6 +27,7 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any
 
+import torch
 import torch.distributed as dist
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -83,12 +84,16 @@ class SaveOnSigterm(Callback):
     that got the signal: a collective at a random point of one rank's program. When the signal
     reaches a rank other than 0 (a node-local ``kill``, SLURM signalling tasks one by one) the
     ranks' collectives no longer match and gloo aborts the run without a checkpoint. So during
-    ``fit`` this callback replaces that handler by one that only sets a flag; at the end of every
-    training batch all ranks agree on the flags (one all-reduce, on every rank), save ``last.ckpt``
-    together and all raise Lightning's ``SIGTERMException`` after that batch (before a validation
-    that would follow it): every rank stops after the same step and ``--ckpt_path last`` resumes
-    right after it. With several processes, a signal that comes during validation is acted on at
-    the next training batch end (not at all if the fit ends there).
+    ``fit`` this callback replaces that handler by one that only sets its own flag
+    (:attr:`received`). With several processes the ranks agree on the flags with one all-reduce
+    per training batch, started at the batch start and read at the batch end, on a gloo group of
+    its own over a host tensor: it runs in the background while the batch computes, and never
+    waits for the GPU. When any rank had the signal at a batch start, every rank saves
+    ``last.ckpt`` together at that batch end and raises Lightning's ``SIGTERMException`` after it
+    (before a validation that would follow it): every rank stops after the same step and
+    ``--ckpt_path last`` resumes right after it. A signal that comes while a batch runs is acted
+    on after the next one; one that comes during validation, after the next training batch (not
+    at all if the fit ends there). One process acts at the end of the batch the signal came in.
 
     Args:
         filename: checkpoint file name inside the ModelCheckpoint directory.
@@ -99,6 +104,8 @@ class SaveOnSigterm(Callback):
         self.saved_path: str | None = None
         self.received = False  # this process got SIGTERM (set by the handler only)
         self._trainer: Trainer | None = None
+        self._group: Any = None  # the ranks' gloo group for the flags (several processes)
+        self._pending: tuple[Any, torch.Tensor] | None = None  # (async all-reduce, its tensor)
 
     def _path(self, trainer: Trainer) -> str:
         ckpt = trainer.checkpoint_callback
@@ -137,19 +144,42 @@ class SaveOnSigterm(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._install(trainer)
+        if trainer.world_size > 1 and self._group is None and dist.is_initialized():
+            # On every rank (new_group is a collective). Host tensors over gloo: the flags never
+            # wait for a GPU stream, whatever the training backend.
+            watchdog = [c for c in trainer.callbacks if isinstance(c, CollectiveWatchdog)]
+            timeout = timedelta(seconds=watchdog[0].timeout) if watchdog else None
+            self._group = dist.new_group(backend="gloo", timeout=timeout)
 
     # ------------------------------------------------------------------ acting on it
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._group is not None and self._pending is None:
+            flag = torch.tensor([int(self.received)], dtype=torch.int32)
+            work = dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group, async_op=True)
+            self._pending = (work, flag)
+
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        got = self.received or bool(trainer.received_sigterm)
-        if trainer.world_size > 1:
-            # On every rank at every step: a signal seen by any rank stops all of them together.
+        got = self.received
+        if self._pending is not None:
+            # On every rank at every batch: a signal any rank had at the batch start stops all of
+            # them here, together. The reduce ran during the batch; this wait is normally instant.
+            work, flag = self._pending
+            self._pending = None
+            work.wait()
+            got = bool(flag.item())
+        elif trainer.world_size > 1:  # no process group of torch.distributed (not DDP)
             got = trainer.strategy.reduce_boolean_decision(got, all=False)
         if got and self.saved_path is None:
             self._save(trainer)
             # Lightning raises SIGTERMException on every rank after this batch's remaining hooks.
             trainer._signal_connector.received_sigterm = True
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._group, self._pending = None, None  # a later fit may have a new process group
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # An epoch-end validation would start first, and Lightning's evaluation loop leaves on
@@ -369,6 +399,4 @@ class StepTimer(Callback):
 def _sync(pl_module: LightningModule) -> None:
     device = pl_module.device
     if device.type == "cuda":
-        import torch
-
         torch.cuda.synchronize(device)

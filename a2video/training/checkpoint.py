@@ -18,7 +18,7 @@ import pathlib
 import pickle
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -28,13 +28,18 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from a2video.errors import unsafe_flag
 
 __all__ = [
+    "ARCH_KEYS",
+    "META_KEYS",
     "AtomicCheckpointIO",
     "CheckpointError",
     "UntrustedCheckpointError",
     "atomic_save",
     "load_checkpoint",
+    "options_from_checkpoint",
     "plain_data",
     "safe_globals",
+    "same_option",
+    "saved_model_options",
 ]
 
 
@@ -194,6 +199,81 @@ def load_checkpoint(
             "pass a file written by Trainer.save_checkpoint / ModelCheckpoint."
         )
     return ckpt
+
+
+# ------------------------------------------------------------------ saved model options
+# Model options that define the network a checkpoint's weights belong to.
+ARCH_KEYS = ("arch", "num_classes", "arch_options")
+# Read from ``checkpoint["a2video"]`` over ``hyper_parameters``: they describe the weights in the
+# file (a fine-tuned head, its class list) even where the saved hyper-parameters do not.
+META_KEYS = (*ARCH_KEYS, "class_names")
+# Never restored: a file must not be able to switch off safe loading, and 2-D weights to inflate
+# are for a fit from scratch (the checkpoint holds every weight).
+NOT_RESTORED = ("unsafe_load", "pretrained_2d")
+
+
+def saved_model_options(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The model options a checkpoint can restore: its ``hyper_parameters`` (private and
+    :data:`NOT_RESTORED` ones left out) with the ``a2video`` metadata's :data:`META_KEYS` over
+    them."""
+    saved = {
+        k: v
+        for k, v in dict(ckpt.get("hyper_parameters") or {}).items()
+        if not k.startswith("_") and k not in NOT_RESTORED
+    }
+    meta = ckpt.get("a2video") or {}
+    saved.update({k: meta[k] for k in META_KEYS if meta.get(k) is not None})
+    return saved
+
+
+def same_option(key: str, a: Any, b: Any) -> bool:
+    """Whether two values of option ``key`` are the same (``arch_options``: None is {})."""
+    if key == "arch_options":
+        return dict(a or {}) == dict(b or {})
+    return a == b
+
+
+def options_from_checkpoint(
+    ckpt_path: str | os.PathLike,
+    saved: dict[str, Any],
+    accepted: Iterable[str],
+    given: dict[str, Any],
+    option: str = "{key}",
+) -> dict[str, Any]:
+    """The saved options to apply: those the model accepts and the user did not give.
+
+    The one overlay of a checkpoint's settings under the user's, used by ``--ckpt_path`` of the
+    CLI (:class:`a2video.training.cli.A2VideoCLI`) and by
+    :meth:`a2video.training.module.VideoClassifier.from_checkpoint`.
+
+    Args:
+        ckpt_path: the checkpoint (named in errors).
+        saved: :func:`saved_model_options` of it.
+        accepted: the option names the model takes (others, e.g. removed ones, are dropped).
+        given: the options the user set (command line, YAML, keyword arguments): they win.
+        option: how the user names an option in the error, e.g. ``"--model.{key}"``.
+
+    Returns:
+        ``{option: saved value}`` for the options to take from the checkpoint.
+
+    Raises:
+        ValueError: an architecture option (:data:`ARCH_KEYS`) given with a value that conflicts
+            with the checkpoint's (one line naming both).
+    """
+    accepted = set(accepted)
+    taken = {}
+    for key, value in saved.items():
+        if key not in accepted:
+            continue
+        if key not in given:
+            taken[key] = value
+        elif key in ARCH_KEYS and not same_option(key, given[key], value):
+            raise ValueError(
+                f"{os.fspath(ckpt_path)}: the checkpoint's {key} is {value!r} but {given[key]!r} "
+                f"was asked for; drop {option.format(key=key)} (the checkpoint's network is used) "
+                "or pass a checkpoint of that architecture."
+            )
+    return taken
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -23,10 +23,11 @@ Everything a run needs is in one YAML file; this class only sets the defaults ev
 - The resolved YAML travels in every checkpoint (``checkpoint["a2video"]["config"]``).
 - ``--ckpt_path FILE`` is read through :func:`a2video.training.checkpoint.load_checkpoint` (safe
   unless ``--unsafe_load true``; a missing or refused file stops with one line), and its saved
-  hyper-parameters fill in only the model options the command line / YAML left unset: a value
-  given there wins (views, ``view_chunk``, outputs…), except the
-  architecture-defining ones (:data:`ARCH_KEYS`): a conflict there stops with one line naming
-  both values.
+  options (:func:`a2video.training.checkpoint.saved_model_options`) fill in only the model options
+  the command line / YAML left unset (:func:`~a2video.training.checkpoint.options_from_checkpoint`,
+  the same overlay as ``VideoClassifier.from_checkpoint``): a value given there wins (views,
+  ``view_chunk``, outputs…), except the architecture-defining ones (:data:`ARCH_KEYS`): a
+  conflict there stops with one line naming both values.
 """
 
 from __future__ import annotations
@@ -52,17 +53,21 @@ from a2video.training.callbacks import (
     LastCheckpoint,
     SaveOnSigterm,
 )
-from a2video.training.checkpoint import AtomicCheckpointIO, CheckpointError, load_checkpoint
+from a2video.training.checkpoint import (
+    ARCH_KEYS,
+    AtomicCheckpointIO,
+    CheckpointError,
+    load_checkpoint,
+    options_from_checkpoint,
+    same_option,
+    saved_model_options,
+)
 from a2video.training.resume import ResumeState
 
 __all__ = ["ARCH_KEYS", "A2VideoCLI", "wandb_logged_in"]
 
-# Model options that define the network a checkpoint's weights belong to.
-ARCH_KEYS = ("arch", "num_classes", "arch_options")
 # --ckpt_path values Lightning resolves itself.
 _SPECIAL_CKPT = ("last", "best", "hpc", "registry")
-# Never taken from a checkpoint: a file must not be able to switch off safe loading.
-_NEVER_FROM_CKPT = ("unsafe_load",)
 
 
 def wandb_logged_in() -> bool:
@@ -78,45 +83,6 @@ def wandb_logged_in() -> bool:
 
 def _mentions(value: Any, name: str) -> bool:
     return name in str(value)
-
-
-def _same(key: str, a: Any, b: Any) -> bool:
-    if key == "arch_options":
-        return dict(a or {}) == dict(b or {})
-    return a == b
-
-
-def merge_saved_hparams(
-    ckpt_path: str, saved: dict[str, Any], given: dict[str, Any], user_set: set[str]
-) -> dict[str, Any]:
-    """The saved hyper-parameters to apply: those of options the user did not set.
-
-    Args:
-        ckpt_path: the checkpoint (named in errors).
-        saved: its ``hyper_parameters``.
-        given: the model options parsed from the command line and YAML (defaults included).
-        user_set: the options the user set on the command line or in a YAML file.
-
-    Returns:
-        ``{option: saved value}`` for the options to take from the checkpoint.
-
-    Raises:
-        ValueError: an architecture option (:data:`ARCH_KEYS`) set to a value that conflicts
-            with the checkpoint's (one line naming both).
-    """
-    taken = {}
-    for key, value in saved.items():
-        if key.startswith("_") or key in _NEVER_FROM_CKPT or key not in given:
-            continue
-        if key not in user_set:
-            taken[key] = value
-        elif key in ARCH_KEYS and not _same(key, given[key], value):
-            raise ValueError(
-                f"{ckpt_path}: the checkpoint's {key} is {value!r} but the config asks for "
-                f"{given[key]!r}; drop --model.{key} (the checkpoint's network is used) or pass "
-                "a checkpoint of that architecture."
-            )
-    return taken
 
 
 class A2VideoCLI(LightningCLI):
@@ -183,7 +149,7 @@ class A2VideoCLI(LightningCLI):
             return set(dict(model))
         given = dict(self.config[subcommand].get("model") or {})
         defaults = dict(self._parser(subcommand).get_defaults().get("model") or {})
-        return {k for k, v in given.items() if not _same(k, v, defaults.get(k))}
+        return {k for k, v in given.items() if not same_option(k, v, defaults.get(k))}
 
     def _parse_ckpt_path(self) -> None:
         """Check ``--ckpt_path`` early and apply its saved hyper-parameters below the user's."""
@@ -202,17 +168,15 @@ class A2VideoCLI(LightningCLI):
                 f"{ckpt_path}: not a Lightning checkpoint (no state_dict / "
                 "pytorch-lightning_version); pass a .ckpt written by train.py or finetune_ucf.py."
             )
-        saved = dict(ckpt.get("hyper_parameters") or {})
-        meta = ckpt.get("a2video") or {}
-        for key in ARCH_KEYS:
-            if meta.get(key) is not None:
-                saved[key] = meta[key]
+        saved = saved_model_options(ckpt)
         self._saved_hparams = saved
         self._saved_weights = set(ckpt["state_dict"])
         model = config.get("model")
         if model is None or "class_path" in model:
             return
-        taken = merge_saved_hparams(str(ckpt_path), saved, dict(model), self._given_model_options())
+        model = dict(model)
+        given = {k: model[k] for k in self._given_model_options() if k in model}
+        taken = options_from_checkpoint(str(ckpt_path), saved, model, given, option="--model.{key}")
         if taken:
             self.config = self.parser.parse_object({subcommand: {"model": taken}}, self.config)
 

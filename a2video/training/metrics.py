@@ -15,7 +15,7 @@ each video counted exactly once, whatever the number of ranks and whatever paddi
 With the per-view softmax ``(B, V, C)`` of a multi-view test, each rank also keeps what the
 exploration tools read later without the checkpoint: every view's top-k (one row per (video,
 view), deduplicated the same way) and the top-1 of the standard view subsets (1, 2, 3, 5, 10
-clips × the centre crop or all crops, see :func:`a2video.explore.predict.view_subset`), so
+clips × the centre crop or all crops, see :func:`a2video.training.views.view_subset`), so
 accuracy against the number of views is exact without keeping all V·C scores per video.
 """
 
@@ -30,6 +30,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 from torchmetrics import Metric
+
+from a2video.training.views import view_subset
 
 __all__ = [
     "ClipAccuracy",
@@ -99,6 +101,10 @@ class VideoResults:
 
     def __len__(self) -> int:
         return int(self.index.numel())
+
+    def scored(self) -> Tensor:
+        """``(N,)`` bool: the videos the metrics count (decoded, with a known label)."""
+        return self.valid & (self.label >= 0)
 
     def topk(self, k: int = 5) -> tuple[Tensor, Tensor]:
         """Top-k (scores, classes) of the view-averaged softmax, each ``(N, min(k, C))``."""
@@ -170,8 +176,6 @@ class VideoAccumulator(Metric):
             view_probs: ``(B, V, C)`` softmax of each view, clip-major (``c * crops + s``).
             crops: spatial crops per clip (V = clips · crops).
         """
-        from a2video.explore.predict import view_subset
-
         b, v, _ = view_probs.shape
         probs = view_probs.detach().float()
         scores, classes = probs.topk(self.view_k, dim=2)  # (B, V, k)
@@ -312,7 +316,7 @@ def video_metrics(results: VideoResults, num_classes: int | None = None) -> dict
         counts ``videos, unreadable``.
     """
     num_classes = num_classes or results.probs.shape[1]
-    use = results.valid & (results.label >= 0)
+    use = results.scored()
     label = results.label[use]
     out = {"videos": float(use.sum()), "unreadable": float((~results.valid).sum())}
     if label.numel() == 0:
@@ -328,14 +332,6 @@ def video_metrics(results: VideoResults, num_classes: int | None = None) -> dict
     out["clip_top1"] = _topk_correct(clip, label, 1).float().mean().item()
     out["clip_top5"] = _topk_correct(clip, label, 5).float().mean().item()
     return out
-
-
-def confusion_matrix(results: VideoResults, num_classes: int) -> Tensor:
-    """Counts ``(C, C)``: ``cm[true, predicted]`` over valid, labelled videos (top-1 of mean)."""
-    use = results.valid & (results.label >= 0)
-    pred = results.probs[use].argmax(dim=1)
-    flat = results.label[use] * num_classes + pred
-    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
 def write_predictions_csv(

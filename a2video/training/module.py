@@ -213,7 +213,8 @@ class VideoClassifier(LightningModule):
         logits = self(video)
         loss = self.criterion(logits.float(), label)
         # Unreadable videos: the data room replaces them in train and flags the sample `failed`
-        # (`valid` False in other datamodules); counted per epoch over all ranks.
+        # (`valid` False in other datamodules); summed per epoch over all ranks. The DataModule's
+        # BadVideoMonitor counts the same flags per rank for its limit (docs/training.md, Metrics).
         flags = batch.get("failed")
         if flags is None and "valid" in batch:
             flags = ~batch["valid"].bool()
@@ -256,8 +257,24 @@ class VideoClassifier(LightningModule):
             self.nonfinite.check(self, self.hparams.max_nonfinite_steps)
         acc = self.train_acc.compute()  # sums over ranks: once per epoch
         self.train_acc.reset()
-        self.log_dict({"train/top1": acc["top1"], "train/top5": acc["top5"]}, sync_dist=False)
-        self.log("train/nonfinite_total", float(self.nonfinite_total))
+        self.log_reduced(
+            {
+                "train/top1": acc["top1"],
+                "train/top5": acc["top5"],
+                "train/nonfinite_total": float(self.nonfinite_total),  # counted from a reduced flag
+            }
+        )
+
+    def log_reduced(self, values: dict[str, Tensor | float]) -> None:
+        """Log epoch figures that are already the same on every rank.
+
+        A metric's ``compute`` reduced them over the ranks (``ClipAccuracy``, ``MeanMetric``) or
+        they come from the deduplicated union of :class:`VideoAccumulator`. ``sync_dist`` with
+        ``max`` leaves such a value as it is (no rounding, unlike a mean over ranks) and tells
+        Lightning it is synced, so its "use ``sync_dist=True``" advice, meant for per-rank
+        values, stays for those. One small all-reduce per figure per epoch.
+        """
+        self.log_dict(values, sync_dist=True, reduce_fx="max")
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -272,13 +289,10 @@ class VideoClassifier(LightningModule):
         results = self.val_videos.compute()
         self.val_videos.reset()
         m = video_metrics(results, self.num_classes)
-        self.log("val/loss", self.val_loss.compute(), sync_dist=False)
+        loss = self.val_loss.compute()  # a weighted mean over ranks
         self.val_loss.reset()
-        self.log_dict(
-            {"val/top1": m["top1"], "val/top5": m["top5"], "val/videos": m["videos"]},
-            prog_bar=False,
-            sync_dist=False,
-        )
+        figures = {"val/top1": m["top1"], "val/top5": m["top5"], "val/videos": m["videos"]}
+        self.log_reduced({"val/loss": loss, **figures})
 
     # ------------------------------------------------------------------ test / predict
     def _view_probs(self, video: Tensor) -> tuple[Tensor, Tensor]:
@@ -316,7 +330,7 @@ class VideoClassifier(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         m = self._finish_videos("test")
-        self.log_dict({f"test/{k}": v for k, v in m.items()}, sync_dist=False)
+        self.log_reduced({f"test/{k}": v for k, v in m.items()})
 
     def on_predict_epoch_end(self) -> None:
         self._finish_videos("predict")
@@ -452,27 +466,31 @@ class VideoClassifier(LightningModule):
     ) -> VideoClassifier:
         """Rebuild a classifier from a checkpoint, loaded safely (``weights_only=True``).
 
+        The saved options fill in what ``overrides`` does not set, exactly as ``--ckpt_path`` of
+        the CLI (:func:`a2video.training.checkpoint.options_from_checkpoint`).
+
         Args:
             path: a checkpoint written by training.
             unsafe: allow pickled objects (trusted files only).
             map_location: passed to ``torch.load``.
-            **overrides: constructor arguments replacing the stored hyper-parameters.
+            **overrides: constructor arguments replacing the stored hyper-parameters (an
+                architecture option that conflicts with the checkpoint's raises ValueError).
 
         Returns:
             The classifier in eval mode, with ``class_names`` and ``clip_spec`` restored.
         """
         from a2video.models.weights import load_weights
-        from a2video.training.checkpoint import load_checkpoint
+        from a2video.training.checkpoint import (
+            load_checkpoint,
+            options_from_checkpoint,
+            saved_model_options,
+        )
 
         ckpt = load_checkpoint(path, unsafe=unsafe, map_location=map_location)
-        hp = dict(ckpt.get("hyper_parameters") or {})
-        meta = ckpt.get("a2video") or {}
-        keep = set(inspect.signature(cls.__init__).parameters) - {"self"}  # drops removed ones
-        kwargs = {k: v for k, v in hp.items() if k in keep}
-        for key in ("arch", "num_classes", "arch_options", "class_names"):
-            if meta.get(key) is not None:
-                kwargs[key] = meta[key]
-        kwargs["pretrained_2d"] = None
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        saved = saved_model_options(ckpt)
+        option = "the {key}= argument"
+        kwargs = options_from_checkpoint(path, saved, accepted, overrides, option=option)
         kwargs.update(overrides)
         model = cls(**kwargs)
         load_weights(model.net, ckpt, kind="a2video")

@@ -13,7 +13,7 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from a2video.training.metrics import VideoResults, confusion_matrix, write_predictions_csv
+from a2video.training.metrics import VideoResults, write_predictions_csv
 
 __all__ = ["save_confusion", "unreadable_summary", "video_names", "write_outputs"]
 
@@ -80,9 +80,11 @@ def save_confusion(
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    from a2video.explore.predict import confusion_matrix
     from a2video.explore.viz import plot_confusion_matrix
 
-    cm = confusion_matrix(results, num_classes)
+    use = results.scored()
+    cm = confusion_matrix(results.label[use], results.probs[use].argmax(dim=1), num_classes)
     names = class_names or [str(i) for i in range(num_classes)]
     ax = plot_confusion_matrix(cm, names)
     ax.figure.tight_layout()
