@@ -730,11 +730,16 @@ def set_views(on: bool) -> None:
     Conv3d.as_2d = MaxPool3d.as_2d = on
 
 
-def _set_variant(model: nn.Module, fold: bool, precision: str, views: bool) -> None:
+def _set_variant(
+    model: nn.Module, fold: bool, precision: str, views: bool, relu_inplace: bool = False
+) -> None:
     BatchNorm3d.fold_time = fold
     set_views(views)
     for blk in model.attention_blocks.values():
         blk.precision = precision
+    for mod in model.modules():
+        if isinstance(mod, nn.ReLU):
+            mod.inplace = relu_inplace
 
 
 def section_variants(ctx: Ctx) -> None:
@@ -748,13 +753,15 @@ def section_variants(ctx: Ctx) -> None:
     model = build("a2net", args.arch_scale, args.classes).to(dev).to(memory_format=CL3D)
     step, _ = _train_step(ctx, model, batch, compiled=False)
     configs = {
-        "before #12 (5-D BN, convs, pools; A² products fp32)": (False, "float32", False),
-        "BN folded to 4-D + A² bf16 (the last run's default)": (True, "autocast", False),
-        "convs and pools on 2-D views alone": (False, "float32", True),
-        "all three (the default now)": (True, "autocast", True),
+        "before #12 (5-D BN, convs, pools; A² products fp32)": (False, "float32", False, True),
+        "BN folded to 4-D + A² bf16 (the last run's default)": (True, "autocast", False, True),
+        "… + ReLU not in place (no CopySlices copies)": (True, "autocast", False, False),
+        "convs and pools on 2-D views alone": (False, "float32", True, False),
+        "all (the default now)": (True, "autocast", True, False),
+        "all, but ReLU in place": (True, "autocast", True, True),
     }
 
-    def variant(cfg: tuple[bool, str, bool]) -> Callable[[], None]:
+    def variant(cfg: tuple[bool, str, bool, bool]) -> Callable[[], None]:
         def run() -> None:
             _set_variant(model, *cfg)
             step()
@@ -770,7 +777,7 @@ def section_variants(ctx: Ctx) -> None:
     ctx.results["variants"] = {"whole_step_ms": {k: 1e3 * v for k, v in times.items()}}
     hdr = ["a2net eager step", "ms", "clips/s", "speed-up"]
     ctx.table("variants", f"Layout / precision options (batch {batch})", hdr, rows)
-    _set_variant(model, True, "autocast", True)
+    _set_variant(model, True, "autocast", True, False)
     fns.clear()  # the closures hold the model: free its memory before the per-layer rows
     peak_reset(dev)
 

@@ -73,7 +73,9 @@ class Bottleneck3d(nn.Module):
         self.bn2 = BatchNorm3d(planes)
         self.conv3 = Conv3d(planes, out, 1, bias=False)
         self.bn3 = BatchNorm3d(out)
-        self.relu = nn.ReLU(inplace=True)
+        # Not in place: BatchNorm3d and Conv3d return views of their 2-D kernels' outputs, and an
+        # in-place op on a view makes autograd copy the whole gradient of its base (CopySlices).
+        self.relu = nn.ReLU()
         self.downsample: nn.Module | None = None
         if stride != 1 or inplanes != out:
             self.downsample = nn.Sequential(
@@ -146,7 +148,7 @@ class VideoResNet(nn.Module):
             3, width, (kt, 7, 7), stride=(1, 2, 2), padding=(kt // 2, 3, 3), bias=False
         )
         self.bn1 = BatchNorm3d(width)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = nn.ReLU()  # not in place: see Bottleneck3d
         self.maxpool = MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         self.temporal_pool = (
             MaxPool3d((2, 1, 1), stride=(2, 1, 1)) if temporal_pool else nn.Identity()
