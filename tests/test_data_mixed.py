@@ -120,6 +120,34 @@ def test_same_batches_as_the_plain_loader_every_video_once(
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("persistent", [False, True])
+def test_the_workers_fork_before_the_nvdec_threads_start(
+    kinetics_root, small_clip, fake, monkeypatch, persistent
+):
+    """A worker forked while an NVDEC thread holds a lock (the import lock, a decoder's) waits on
+    it forever (the slow CLI resume test hung so): every epoch's workers exist before the first
+    NVDEC decode. (An iterator that deferred the fork to the first CPU batch failed this.)"""
+    import multiprocessing
+
+    workers_at_first_open: list[int] = []
+    opened = FakeSimpleDecoder.reconfigure_decoder
+
+    def spy(self, path):
+        if not workers_at_first_open:
+            workers_at_first_open.append(len(multiprocessing.active_children()))
+        return opened(self, path)
+
+    monkeypatch.setattr(FakeSimpleDecoder, "reconfigure_decoder", spy)
+    _, mixed = _modules(kinetics_root, small_clip, seed=3, persistent_workers=persistent)
+    loader = mixed.train_dataloader()
+    for epoch in range(2):
+        loader.sampler.set_epoch(epoch)
+        workers_at_first_open.clear()
+        assert len(list(loader)) == len(loader)
+        assert workers_at_first_open and workers_at_first_open[0] >= 1, workers_at_first_open
+
+
+@pytest.mark.timeout(120)
 def test_two_ranks_disjoint_as_the_plain_loader(kinetics_root, small_clip, fake):
     plain, mixed = _modules(kinetics_root, small_clip, train_split="val")  # 4 videos
     seen = []

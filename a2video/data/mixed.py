@@ -247,7 +247,10 @@ class MixedLoader:
         cpu = [batch for batch, nv in zip(batches, on_nvdec, strict=True) if not nv]
         nvdec = [batch for batch, nv in zip(batches, on_nvdec, strict=True) if nv]
         self.cpu_loader.batch_sampler.batches = cpu
-        cpu_batches = iter(self.cpu_loader) if cpu else None  # forks workers before threads start
+        # The workers fork now, before the NVDEC threads start: a fork while a thread holds a lock
+        # (the import lock, a decoder's) leaves the worker waiting on it forever. DataLoader's own
+        # __iter__, since the DataModule's loaders defer theirs to the first batch.
+        cpu_batches = DataLoader.__iter__(self.cpu_loader) if cpu else None
         prefetcher = None
         try:
             if nvdec:
