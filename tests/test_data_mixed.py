@@ -19,6 +19,7 @@ import fake_nvdec
 import pytest
 import torch
 from fake_nvdec import FakeSimpleDecoder
+from tiny_fit import tiny_fit_args
 from torch.utils.data import DataLoader
 
 from a2video.data import KineticsDataModule
@@ -30,6 +31,7 @@ from a2video.training.resume import _train_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 MIXED = {"decoder": "nvdec", "num_workers": 1, "nvdec_share": 0.5, "nvdec_threads": 2}
+MIXED_ARGS = [f"--data.{k}={v}" for k, v in MIXED.items()]
 
 
 @pytest.fixture
@@ -327,25 +329,8 @@ def test_fit_with_the_mixed_loader(kinetics_root, tmp_path, fake):
         VideoClassifier,
         KineticsDataModule,
         trainer_defaults={"callbacks": [Record()]},
-        args=[
-            "fit",
-            "--config", str(ROOT / "configs" / "demo_kinetics.yaml"),
-            "--data.data_root", kinetics_root,
-            "--trainer.default_root_dir", str(tmp_path / "run"),
-            "--trainer.logger", "false",
-            "--trainer.max_epochs", "2",
-            "--trainer.enable_progress_bar", "false",
-            "--trainer.num_sanity_val_steps", "0",
-            "--trainer.check_val_every_n_epoch", "2",
-            "--trainer.limit_val_batches", "1",
-            "--data.frames", "4", "--data.stride", "3", "--data.train_scale", "[40, 40]",
-            "--data.crop_size", "32", "--data.test_scale", "40", "--data.num_clips", "1",
-            "--data.num_crops", "1", "--data.batch_size", "4",
-            "--data.decoder", "nvdec", "--data.num_workers", "1",
-            "--data.nvdec_share", "0.5", "--data.nvdec_threads", "2",
-            "--step_checkpoint.every_n_train_steps", "0",
-        ],
-    )  # fmt: skip
+        args=tiny_fit_args(kinetics_root, tmp_path / "run", *MIXED_ARGS),
+    )
     assert len(seen) == 2 * math.ceil(11 / 4)
     for epoch in range(2):
         videos = [i for e, idx, _ in seen if e == epoch for i in idx]
@@ -369,7 +354,7 @@ def test_kill_and_resume_with_the_mixed_loader_is_exactly_once(
         "import fake_nvdec, pytest; fake_nvdec.install(pytest.MonkeyPatch())\n"
     )
     monkeypatch.setattr(test_resume, "EXACT_SCRIPT", install + test_resume.EXACT_SCRIPT)
-    extra = ("--data.batch_size", "4", *(f"--data.{k}={v}" for k, v in MIXED.items()))
+    extra = ("--data.batch_size", "4", *MIXED_ARGS)
     whole = tmp_path / "whole" / "run"
     whole.parent.mkdir()
     test_resume._fit_ok(test_resume._exact_fit(whole, kinetics_root, *extra))

@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 from lightning.pytorch import Callback
 from ports import free_port
+from tiny_fit import tiny_fit_args
 
 from a2video.data import KineticsDataModule
 from a2video.data.datasets import VideoClipDataset
 from a2video.data.transforms import normalize_batch
 from a2video.training.cli import A2VideoCLI
 from a2video.training.module import VideoClassifier
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------------------------ uint8
@@ -176,24 +174,10 @@ def test_fit_with_repeat_clips_feeds_float_clips_and_counts_steps(kinetics_root,
         VideoClassifier,
         KineticsDataModule,
         trainer_defaults={"callbacks": [recorder]},
-        args=[
-            "fit",
-            "--config", str(ROOT / "configs" / "demo_kinetics.yaml"),
-            "--data.data_root", kinetics_root,
-            "--trainer.default_root_dir", str(tmp_path / "run"),
-            "--trainer.logger", "false",
-            "--trainer.max_epochs", "2",
-            "--trainer.enable_progress_bar", "false",
-            "--trainer.num_sanity_val_steps", "0",
-            "--trainer.check_val_every_n_epoch", "2",
-            "--trainer.limit_val_batches", "1",
-            "--data.frames", "4", "--data.stride", "3", "--data.train_scale", "[40, 40]",
-            "--data.crop_size", "32", "--data.test_scale", "40", "--data.num_clips", "1",
-            "--data.num_crops", "1", "--data.batch_size", "4", "--data.num_workers", "0",
-            "--data.repeat_clips", "2",
-            "--step_checkpoint.every_n_train_steps", "0",
-        ],
-    )  # fmt: skip
+        args=tiny_fit_args(
+            kinetics_root, tmp_path / "run", "--data.num_workers", "0", "--data.repeat_clips", "2"
+        ),
+    )
     steps_per_epoch = math.ceil(11 / 2)  # 11 training videos, 2 per batch of 4 clips
     assert len(recorder.train) == 2 * steps_per_epoch == recorder.total_steps
     assert all(dtype == torch.float32 for dtype, _, _ in recorder.train)

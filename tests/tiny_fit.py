@@ -1,0 +1,29 @@
+"""The arguments of a two-epoch ``A2VideoCLI fit`` of the tiny demo net on tiny clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_fit_args(data_root: str, run_dir: Path, *extra: str) -> list[str]:
+    """``fit`` on ``configs/demo_kinetics.yaml`` for 2 epochs of 4×32² clips, batch 4, one
+    validation batch at the end, no logger or step checkpoints; ``extra`` is appended."""
+    return [
+        "fit",
+        "--config", str(ROOT / "configs" / "demo_kinetics.yaml"),
+        "--data.data_root", data_root,
+        "--trainer.default_root_dir", str(run_dir),
+        "--trainer.logger", "false",
+        "--trainer.max_epochs", "2",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.num_sanity_val_steps", "0",
+        "--trainer.check_val_every_n_epoch", "2",
+        "--trainer.limit_val_batches", "1",
+        "--data.frames", "4", "--data.stride", "3", "--data.train_scale", "[40, 40]",
+        "--data.crop_size", "32", "--data.test_scale", "40", "--data.num_clips", "1",
+        "--data.num_crops", "1", "--data.batch_size", "4",
+        "--step_checkpoint.every_n_train_steps", "0",
+        *extra,
+    ]  # fmt: skip
