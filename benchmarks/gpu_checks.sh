@@ -10,6 +10,12 @@
 #   .gpuwork/site/                  decord2 + numpy unpacked for python3.12 (mixed-loader bench)
 #   .gpuwork/videos/{web,prepared}  download-like videos and their `a2video prepare` copy
 # Budgets (seconds): GPU_BENCH_S (bench_gpu, default 240), NVDEC_S per configuration (default 4).
+#
+# On a lent machine (64 MiB per call: the tree ~3.5 MB + pynvvideocodec 27 MB + videos 18 MB fit):
+#   call 1 (optional, ~30 s, only for the mixed-loader rows): carry the decord2 and numpy cp312
+#     wheels and unpack them into .gpuwork/site (docs/data.md, "NVDEC and CPU workers together");
+#     a warm machine keeps that ignored folder for the next call;
+#   call 2: carry .whl (pynvvideocodec only) and .gpuwork/videos, run this script, timeout 540.
 set -u -o pipefail
 PY=${PYTHON:-python3}  # the GPU host's own python3 (PYTHON=.venv/bin/python for a CPU dry run)
 OUT=${OUT:-runs/gpu_checks}
