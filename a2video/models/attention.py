@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from a2video.models.layers import BatchNorm3d, Conv3d
+from a2video.models.layers import BatchNorm3d, Conv3d, channels_last_clip
 
 __all__ = ["DoubleAttention", "NonLocal", "association_cost", "attention_blocks"]
 
@@ -96,13 +96,6 @@ def _compute_dtype(x: Tensor, precision: Precision = "float32") -> torch.dtype:
     if precision == "autocast":
         return x.dtype
     return torch.promote_types(x.dtype, torch.float32)
-
-
-def _positions_major(x: Tensor) -> bool:
-    """Whether ``x`` (5-D) is stored channels-last (positions-major), not plainly contiguous."""
-    return x.dim() == 5 and (
-        x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
-    )
 
 
 def _reset_attention_parameters(
@@ -286,7 +279,7 @@ class DoubleAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         a, b, v = self.descriptors(x)
-        rows = _positions_major(x)
+        rows = channels_last_clip(x)  # positions-major storage
         order = self._choose_timed(a, b, v, rows)
         z = self.aggregate(a, b, v, order, positions_major=rows)  # (N, m, L)
         z = z.reshape(x.shape[0], self.m, *x.shape[2:])  # (N, m, L) -> (N, m, *spatial), a view
