@@ -731,15 +731,16 @@ def set_views(on: bool) -> None:
 
 
 def _set_variant(
-    model: nn.Module, fold: bool, precision: str, views: bool, relu_inplace: bool = False
+    parts: dict[str, list[nn.Module]], fold: bool, precision: str, views: bool, relu_inplace: bool
 ) -> None:
+    """Sets the layout/precision options; ``parts``: the model's attention blocks and ReLUs,
+    listed once (not walked again inside the timed steps)."""
     BatchNorm3d.fold_time = fold
     set_views(views)
-    for blk in model.attention_blocks.values():
+    for blk in parts["blocks"]:
         blk.precision = precision
-    for mod in model.modules():
-        if isinstance(mod, nn.ReLU):
-            mod.inplace = relu_inplace
+    for relu in parts["relus"]:
+        relu.inplace = relu_inplace
 
 
 def section_variants(ctx: Ctx) -> None:
@@ -761,9 +762,14 @@ def section_variants(ctx: Ctx) -> None:
         "all, but ReLU in place": (True, "autocast", True, True),
     }
 
+    parts = {
+        "blocks": list(model.attention_blocks.values()),
+        "relus": [m for m in model.modules() if isinstance(m, nn.ReLU)],
+    }
+
     def variant(cfg: tuple[bool, str, bool, bool]) -> Callable[[], None]:
         def run() -> None:
-            _set_variant(model, *cfg)
+            _set_variant(parts, *cfg)
             step()
 
         return run
@@ -777,7 +783,7 @@ def section_variants(ctx: Ctx) -> None:
     ctx.results["variants"] = {"whole_step_ms": {k: 1e3 * v for k, v in times.items()}}
     hdr = ["a2net eager step", "ms", "clips/s", "speed-up"]
     ctx.table("variants", f"Layout / precision options (batch {batch})", hdr, rows)
-    _set_variant(model, True, "autocast", True, False)
+    _set_variant(parts, True, "autocast", True, False)
     fns.clear()  # the closures hold the model: free its memory before the per-layer rows
     peak_reset(dev)
 
