@@ -25,18 +25,26 @@ CONVS = [
 ]
 
 
-class _ConvDims(TorchDispatchMode):
-    """Records the input rank of every convolution and max-pool the dispatcher runs."""
+class _Ops(TorchDispatchMode):
+    """Records every op the dispatcher runs: its name and its first argument's rank."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.ranks: list[tuple[str, int]] = []
+        self.ops: list[tuple[str, int | None]] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.__name__
-        if name.startswith(("convolution", "max_pool", "mkldnn_convolution", "_convolution")):
-            self.ranks.append((name.split(".")[0], args[0].dim()))
+        first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        self.ops.append((func.__name__.split(".")[0], None if first is None else first.dim()))
         return func(*args, **(kwargs or {}))
+
+    @property
+    def conv_and_pool_ranks(self) -> list[tuple[str, int]]:
+        prefixes = ("convolution", "max_pool", "mkldnn_convolution", "_convolution")
+        return [(name, rank) for name, rank in self.ops if name.startswith(prefixes)]
+
+    @property
+    def copies(self) -> int:
+        return sum(name in ("copy_", "clone") for name, _ in self.ops)
 
 
 def _pair(kernel, stride, padding, groups: int = 1):
@@ -94,33 +102,22 @@ def test_channels_last_a2net_runs_every_conv_and_pool_but_the_stem_in_2d() -> No
     with the switch off, everything is 5-D again (and the logits are the same)."""
     model = build_model("a2net_tiny", num_classes=5).eval().to(memory_format=CL)
     x = torch.randn(1, 3, 8, 32, 32).contiguous(memory_format=CL)
-    with torch.no_grad(), _ConvDims() as on:
+    with torch.no_grad(), _Ops() as on:
         y = model(x)
-    five_d = [name for name, rank in on.ranks if rank == 5]
+    five_d = [name for name, rank in on.conv_and_pool_ranks if rank == 5]
     stem = model.conv1.kernel_size[0] > 1
-    assert five_d == (["convolution"] if stem else []), on.ranks
-    assert sum(rank == 4 for _, rank in on.ranks) >= 10
+    assert five_d == (["convolution"] if stem else []), on.conv_and_pool_ranks
+    assert sum(rank == 4 for _, rank in on.conv_and_pool_ranks) >= 10
     try:
         Conv3d.as_2d = MaxPool3d.as_2d = False
-        with torch.no_grad(), _ConvDims() as off:
+        with torch.no_grad(), _Ops() as off:
             y_off = model(x)
     finally:
         Conv3d.as_2d = MaxPool3d.as_2d = True
-    assert all(rank == 5 for _, rank in off.ranks), off.ranks
+    assert off.conv_and_pool_ranks and all(rank == 5 for _, rank in off.conv_and_pool_ranks), (
+        off.conv_and_pool_ranks
+    )
     torch.testing.assert_close(y, y_off, rtol=1e-4, atol=1e-5)
-
-
-class _Copies(TorchDispatchMode):
-    """Counts the tensor copies (``copy_``/``clone``) the dispatcher runs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.__name__.split(".")[0] in ("copy_", "clone"):
-            self.count += 1
-        return func(*args, **(kwargs or {}))
 
 
 @pytest.mark.parametrize("arch", ["a2net_tiny", "i3d_tiny"])
@@ -131,6 +128,6 @@ def test_a_channels_last_training_step_copies_no_activations(arch: str) -> None:
     model = build_model(arch, num_classes=5).train().to(memory_format=CL)
     x = torch.randn(2, 3, 8, 32, 32).contiguous(memory_format=CL)
     model(x).sum().backward()  # first step: gradients allocated
-    with _Copies() as copies:
+    with _Ops() as ops:
         model(x).sum().backward()  # accumulates into .grad: still no copy
-    assert copies.count <= 1, copies.count
+    assert ops.copies <= 1, ops.copies
