@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from ports import free_port
+from tiny_fit import TINY_CLIP
 
 from a2video.data import KineticsDataModule
 from a2video.training.checkpoint import load_checkpoint
@@ -35,13 +36,7 @@ BATCH = 2
 # 4 frames of 32², one val view, no logger or progress bar unless a test wants one.
 TINY = [
     "--model.arch", "a2net_tiny",
-    "--data.frames", "4",
-    "--data.stride", "3",
-    "--data.train_scale", "[40, 40]",
-    "--data.crop_size", "32",
-    "--data.test_scale", "40",
-    "--data.num_clips", "1",
-    "--data.num_crops", "1",
+    *TINY_CLIP,
     "--data.batch_size", str(BATCH),
     "--data.test_batch_size", "1",
     "--data.num_workers", "0",

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch import Callback
+from tiny_fit import TINY_CLIP
 
 from a2video.data import KineticsDataModule
 from a2video.training.cli import A2VideoCLI
@@ -29,13 +30,7 @@ TINY = [
     "--trainer.enable_progress_bar", "false",
     "--trainer.enable_model_summary", "false",
     "--trainer.num_sanity_val_steps", "0",
-    "--data.frames", "4",
-    "--data.stride", "3",
-    "--data.train_scale", "[40, 40]",
-    "--data.crop_size", "32",
-    "--data.test_scale", "40",
-    "--data.num_clips", "1",
-    "--data.num_crops", "1",
+    *TINY_CLIP,
     "--data.flip", "false",
     "--data.batch_size", "4",
     "--data.num_workers", "0",

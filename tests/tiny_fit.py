@@ -1,10 +1,21 @@
-"""The arguments of a two-epoch ``A2VideoCLI fit`` of the tiny demo net on tiny clips."""
+"""Arguments of the tests' tiny CLI runs: the clip settings, and a two-epoch fit of the demo net."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Clips of 4 frames of 32², one test view: the clip settings of every tiny CLI run in the tests.
+TINY_CLIP = [
+    "--data.frames", "4",
+    "--data.stride", "3",
+    "--data.train_scale", "[40, 40]",
+    "--data.crop_size", "32",
+    "--data.test_scale", "40",
+    "--data.num_clips", "1",
+    "--data.num_crops", "1",
+]  # fmt: skip
 
 
 def tiny_fit_args(data_root: str, run_dir: Path, *extra: str) -> list[str]:
@@ -21,9 +32,8 @@ def tiny_fit_args(data_root: str, run_dir: Path, *extra: str) -> list[str]:
         "--trainer.num_sanity_val_steps", "0",
         "--trainer.check_val_every_n_epoch", "2",
         "--trainer.limit_val_batches", "1",
-        "--data.frames", "4", "--data.stride", "3", "--data.train_scale", "[40, 40]",
-        "--data.crop_size", "32", "--data.test_scale", "40", "--data.num_clips", "1",
-        "--data.num_crops", "1", "--data.batch_size", "4",
+        *TINY_CLIP,
+        "--data.batch_size", "4",
         "--step_checkpoint.every_n_train_steps", "0",
         *extra,
     ]  # fmt: skip
