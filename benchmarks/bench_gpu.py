@@ -57,7 +57,8 @@ CL3D = torch.channels_last_3d
 ARCHS = ("i3d", "a2net", "nl")
 # In order of what the goals of #12 need first: a run cut short by its budget loses the last.
 DEFAULT_SECTIONS = (
-    "info,lightning_compiled,compiled,blocks,variants,lightning,models,compiled_5d,profile"
+    "info,lightning_compiled,compiled,blocks,stem,variants,lightning,models,compiled_3d_stem,"
+    "compiled_5d,profile"
 )
 ROW_MARK = "BENCH-GPU-ROW "
 
@@ -280,17 +281,29 @@ def _model_row(ctx: Ctx, kind: str, batch: int, compiled: bool) -> dict[str, Any
 
         row["graphs"] = int(counters["stats"]["unique_graphs"])
         row["graph_breaks"] = int(sum(counters["graph_break"].values()))
+    if compiled and args.row_kernels:
+        try:
+            row["kernels"] = _kernel_profile(step, dev, args.profile_top)
+        except Exception as err:  # the profile is extra: never lose the timed row to it
+            print(f"[row] kernel profile failed: {type(err).__name__}: {err}", file=sys.stderr)
     if compiled and args.compile_mode not in (None, "default"):
         row["mode"] += f" ({args.compile_mode})"
     if not Conv3d.as_2d:
         row["mode"] += " (5-D layers)"
+    if Conv3d.time_to_channels is False:
+        row["mode"] += " (3-D stem)"
     del model, step
     peak_reset(dev)
     return row
 
 
 def _isolated_row(
-    ctx: Ctx, kind: str, batch: int, views: bool = True, mode: str | None = None
+    ctx: Ctx,
+    kind: str,
+    batch: int,
+    views: bool = True,
+    mode: str | None = None,
+    stem_stack: bool = True,
 ) -> dict[str, Any]:
     """A compiled ``_model_row`` in a fresh Python process (same arguments), parsed back."""
     import subprocess
@@ -306,13 +319,20 @@ def _isolated_row(
         cmd += ["--compile-mode", mode or a.compile_mode]
     if not views:
         cmd += ["--no-2d-views"]
+    if not (stem_stack and a.stem_stack):
+        cmd += ["--no-stem-stack"]
+    if a.row_profile and not getattr(ctx, "row_profiled", False):  # the first compiled row
+        cmd += ["--row-kernels"]
+        ctx.row_profiled = True
     timeout = max(30.0, ctx.budget.left() + a.compile_estimate_s)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     rows = [ln[len(ROW_MARK) :] for ln in proc.stdout.splitlines() if ln.startswith(ROW_MARK)]
     if proc.returncode or not rows:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise RuntimeError(f"row {kind}:{batch} failed (exit {proc.returncode}): {tail}")
-    return json.loads(rows[-1])
+    row = json.loads(rows[-1])
+    _kernel_tables(ctx, row)
+    return row
 
 
 def compiled_row(ctx: Ctx, kind: str, batch: int, views: bool = True) -> dict[str, Any]:
@@ -417,6 +437,64 @@ def section_compile_modes(ctx: Ctx) -> None:
         _models_table(ctx)
 
 
+def section_compiled_3d_stem(ctx: Ctx) -> None:
+    """The compiled a2net step with the stem as a 3-D convolution (not stacked frames)."""
+    if not ctx.budget.allows(ctx.args.compile_estimate_s):
+        print("[compiled_3d_stem] out of budget: skipped")
+        return
+    rows = ctx.results["sections"].setdefault("models", [])
+    rows.append(_isolated_row(ctx, "a2net", ctx.args.compiled_batches[0], stem_stack=False))
+    _models_table(ctx)
+
+
+def section_stem(ctx: Ctx) -> None:
+    """The 5×7×7 RGB stem as a 3-D convolution and as one 2-D convolution over stacked frames
+    (``Conv3d.time_to_channels``): the layer alone (forward + weight gradient, as in training)
+    and the whole eager a2net step, interleaved."""
+    dev, args = ctx.device, ctx.args
+    if not ctx.budget.allows(15.0):
+        print("[stem] out of budget: skipped")
+        return
+    batch = args.batches[0]
+    torch.manual_seed(0)
+    model = build("a2net", args.arch_scale, args.classes).to(dev).to(memory_format=CL3D)
+    stem = model.conv1
+    x, _ = ctx.clip(batch)
+    step, _ = _train_step(ctx, model, batch, compiled=False)
+
+    def layer(on: bool) -> Callable[[], None]:
+        def run() -> None:
+            Conv3d.time_to_channels = on
+            with ctx.autocast():
+                out = stem(x)
+            out.backward(torch.ones_like(out))
+
+        return run
+
+    def whole(on: bool) -> Callable[[], None]:
+        def run() -> None:
+            Conv3d.time_to_channels = on
+            step()
+
+        return run
+
+    fns = {
+        "stem alone, 3-D": layer(False),
+        "stem alone, stacked frames": layer(True),
+        "a2net eager step, 3-D stem": whole(False),
+        "a2net eager step, stacked stem": whole(True),
+    }
+    for fn in fns.values():  # cuDNN autotuning per layout
+        fn()
+    times = interleaved(fns, args.steps, 3, dev)
+    Conv3d.time_to_channels = None if args.stem_stack else False
+    ctx.results["stem_ms"] = {k: 1e3 * v for k, v in times.items()}
+    kt, kh, kw = stem.kernel_size
+    rows = [[k, 1e3 * v] for k, v in times.items()]
+    title = f"The {kt}×{kh}×{kw} stem (batch {batch}, forward + weight gradient)"
+    ctx.table("stem", title, ["what", "ms"], rows)
+
+
 class SameBatch:
     """An iterable of ``n`` times the same device-resident batch (no loader cost)."""
 
@@ -499,7 +577,7 @@ def _lightning_section(ctx: Ctx, compiled: bool) -> None:
     if not ctx.budget.allows(estimate):
         print(f"[{key}] out of budget: skipped")
         return
-    batch = ctx.args.batches[0]
+    batch = ctx.args.lightning_batch or ctx.args.batches[0]
     try:
         pair = _lightning_pair(ctx, batch, compiled)
     except Exception as err:
@@ -679,6 +757,66 @@ def _category(name: str) -> str:
         if any(k in low for k in keys):
             return cat
     return "elementwise / other"
+
+
+_KERNEL_CATEGORIES = (  # first match wins: Inductor names kernels after the ops they fuse
+    ("fused (Triton)", ("triton",)),
+    ("convolution (cuDNN)", ("conv", "xmma", "implicit", "cudnn", "wgrad", "dgrad", "fprop")),
+    ("matmul (cuBLAS)", ("gemm", "nvjet", "cutlass", "cublas")),
+    ("copies", ("memcpy", "memset", "copy")),
+    ("reductions / norms", ("reduce", "norm")),
+)
+
+
+def _kernel_category(name: str) -> str:
+    low = name.lower()
+    for cat, keys in _KERNEL_CATEGORIES:
+        if any(k in low for k in keys):
+            return cat
+    return "other kernels"
+
+
+def _kernel_profile(step: Callable[[], None], dev: torch.device, top: int) -> dict[str, Any]:
+    """Device time of 3 ``step`` calls by kernel (a compiled step has no aten ops to read)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    if dev.type != "cuda":
+        return {}
+    sync(dev)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(3):
+            step()
+        sync(dev)
+    kernels: dict[str, float] = {}
+    for e in prof.events():
+        if str(getattr(e, "device_type", "")).endswith("CUDA"):
+            kernels[e.name] = kernels.get(e.name, 0.0) + e.device_time_total
+    total = sum(kernels.values()) or 1.0
+    cats: dict[str, float] = {}
+    for name, us in kernels.items():
+        cats[_kernel_category(name)] = cats.get(_kernel_category(name), 0.0) + us / total
+    ranked = sorted(kernels.items(), key=lambda kv: -kv[1])[:top]
+    return {
+        "device_ms_per_step": total / 3 / 1e3,
+        "categories": dict(sorted(cats.items(), key=lambda kv: -kv[1])),
+        "top": [[name[:90], us / total] for name, us in ranked],
+    }
+
+
+def _kernel_tables(ctx: Ctx, row: dict[str, Any]) -> None:
+    """Tables of a compiled row's kernel profile (``--row-profile``), when it has one."""
+    prof = row.get("kernels")
+    if not prof:
+        return
+    ctx.results["compiled_profile"] = {"row": f"{row['arch']} {row['mode']} b{row['batch']}"}
+    ctx.results["compiled_profile"].update(prof)
+    what = f"{row['arch']} {row['mode']}, batch {row['batch']}"
+    ms = prof["device_ms_per_step"]
+    cells = [[k, f"{100 * v:.1f}%"] for k, v in prof["categories"].items()]
+    title = f"Where the compiled step goes ({what}; {ms:.1f} ms of kernels per step)"
+    ctx.table("compiled_profile", title, ["kernel class", "share"], cells)
+    cells = [[n, f"{100 * v:.1f}%"] for n, v in prof["top"]]
+    ctx.table("compiled_kernels", "Top kernels of the compiled step", ["kernel", "share"], cells)
 
 
 def section_profile(ctx: Ctx) -> None:
@@ -862,6 +1000,8 @@ RUNNERS: dict[str, Callable[[Ctx], None]] = {
     "variants": section_variants,
     "compiled_5d": section_compiled_5d,
     "compile_modes": section_compile_modes,
+    "stem": section_stem,
+    "compiled_3d_stem": section_compiled_3d_stem,
 }
 
 
@@ -874,6 +1014,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--budget-s", type=float, default=280.0, help="wall-clock budget of the run")
     p.add_argument("--archs", default="i3d,a2net,nl")
     p.add_argument("--batches", default="16,32")
+    p.add_argument("--lightning-batch", type=int, default=None, help="default: --batches' 1st")
     p.add_argument("--compiled-archs", default="a2net,i3d")
     p.add_argument("--compiled-batches", default="16")
     p.add_argument("--compile-backend", default="inductor")
@@ -901,6 +1042,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="run convolutions and max-pools as 5-D (a2video.models.layers)",
     )
+    p.add_argument(
+        "--no-stem-stack",
+        dest="stem_stack",
+        action="store_false",
+        help="run the RGB stem as a 3-D convolution (a2video.models.layers.Conv3d)",
+    )
+    p.add_argument(
+        "--no-row-profile",
+        dest="row_profile",
+        action="store_false",
+        help="skip the kernel profile of the first compiled row (CUDA only)",
+    )
+    p.add_argument("--row-kernels", action="store_true", help=argparse.SUPPRESS)  # in a --row
     p.add_argument("--row", default=None, help=argparse.SUPPRESS)  # KIND:BATCH, one compiled row
     p.add_argument("--matmul-tflops", type=float, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -938,6 +1092,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     set_views(args.views)
+    if not args.stem_stack:
+        Conv3d.time_to_channels = False
     if args.row:  # a child of _isolated_row: one compiled row, printed as JSON
         kind, batch = args.row.split(":")
         ctx.results["info"] = {"matmul_tflops": args.matmul_tflops}

@@ -45,7 +45,8 @@ def test_bench_gpu_runs_tiny_on_the_cpu_without_video_or_cli_packages(tmp_path) 
         "--device",
         "cpu",
         "--sections",
-        "info,models,compiled,compiled_5d,compile_modes,variants,lightning,blocks,profile",
+        "info,models,compiled,compiled_5d,compiled_3d_stem,compile_modes,variants,stem,"
+        "lightning,blocks,profile",
     ]
     cmd += ["--extra-compile-modes", "reduce-overhead"]
     cmd += ["--archs", "i3d,a2net", "--batches", "2", "--compiled-archs", "a2net"]
@@ -64,6 +65,7 @@ def test_bench_gpu_runs_tiny_on_the_cpu_without_video_or_cli_packages(tmp_path) 
         ("a2net_tiny", "eager"),
         ("a2net_tiny", "compiled"),
         ("a2net_tiny", "compiled (5-D layers)"),
+        ("a2net_tiny", "compiled (3-D stem)"),
         ("a2net_tiny", "compiled (reduce-overhead)"),
     }
     # compiled rows come from fresh processes, each reporting its TorchDynamo graphs
@@ -83,6 +85,38 @@ def test_bench_gpu_runs_tiny_on_the_cpu_without_video_or_cli_packages(tmp_path) 
     assert {"a2 auto", "a2 left", "a2 right", "non-local"} <= kinds
     assert {r["stage"] for r in result["sections"]["blocks"]} == {"res2", "res3", "res4", "res5"}
     assert sum(result["profile"]["categories"].values()) == pytest.approx(1.0)
+    stem = result["stem_ms"]  # the stem as 3-D and as stacked frames, alone and in the step
+    assert len(stem) == 4 and all(v > 0 for v in stem.values())
     md = (out / "bench_gpu.md").read_text()
     for title in ("Machine", "Train step", "A²-blocks", "Trainer.fit", "Attention blocks"):
         assert title in md
+
+
+def test_compiled_kernel_profile_is_sorted_by_class_and_tabled(tmp_path) -> None:
+    """The kernel classes of a compiled CUDA step (names as cuDNN, cuBLAS and Inductor gave
+    them on an H200) and the tables written from a row's profile."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_gpu
+
+    names = {
+        "sm80_xmma_fprop_implicit_gemm_indexed_bf16bf16_bf16f32_f32_nhwckrsc_nhwc": "convolution",
+        "void cutlass__5x_cudnn::Kernel<cutlass_tensorop_bf16_s16816fprop_optimized": "convolution",
+        "triton_red_fused__native_batch_norm_legit_functional_view_9": "fused",
+        "triton_poi_fused__native_batch_norm_legit_functional_convolution_backward_7": "fused",
+        "nvjet_tst_128x256_64x4_1x2_h_bz_coopA_NTN": "matmul",
+        "Memcpy DtoD (Device -> Device)": "copies",
+    }
+    for name, cls in names.items():
+        assert bench_gpu._kernel_category(name).startswith(cls), name
+    ctx = bench_gpu.Ctx(bench_gpu.parse_args(["--out", str(tmp_path), "--device", "cpu"]))
+    row = {"arch": "a2net_r50", "mode": "compiled", "batch": 32}
+    row["kernels"] = {
+        "device_ms_per_step": 39.2,
+        "categories": {"fused (Triton)": 0.5, "convolution (cuDNN)": 0.5},
+        "top": [["triton_poi_fused_copy_0", 0.05]],
+    }
+    bench_gpu._kernel_tables(ctx, row)
+    md = (tmp_path / "bench_gpu.md").read_text()
+    assert "Where the compiled step goes (a2net_r50 compiled, batch 32; 39.2 ms" in md
+    assert "| triton_poi_fused_copy_0 | 5.0% |" in md
+    assert json.loads((tmp_path / "bench_gpu.json").read_text())["compiled_profile"]["top"]
