@@ -312,6 +312,17 @@ def mixed_main(videos: list[str], args) -> list[dict]:
     """For each K: CPU only, NVDEC only, then both at the suggested (or given) share."""
     threads = args.threads[0]
     results = []
+    if args.fed_shares:  # only the loader feeding the stand-in step, at each share
+        for repeat in args.repeats:
+            clips_per_batch = max(1, args.batch_size // repeat) * repeat
+            for share in args.fed_shares:
+                step = StandInStep(clips_per_batch / args.gpu_rate)
+                fed = run_mixed(
+                    videos, share, args.cpu_workers, threads, repeat, args, "cuda", step
+                )
+                print(json.dumps(fed), flush=True)
+                results.append(fed)
+        return results
     for repeat in args.repeats:
         cpu = run_mixed(videos, 0.0, args.cpu_workers, threads, repeat, args, args.device)
         print(json.dumps(cpu), flush=True)
@@ -359,6 +370,13 @@ def main(argv=None) -> int:
         "--cpu-workers", type=int, default=0, help="mixed loader: CPU workers (see above)"
     )
     parser.add_argument("--share", type=float, default=None, help="mixed: NVDEC share to run")
+    parser.add_argument(
+        "--fed-shares",
+        type=float,
+        nargs="+",
+        default=None,
+        help="mixed: only the runs feeding the --gpu-rate stand-in step, at these NVDEC shares",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="mixed: clips per batch")
     parser.add_argument("--warmup-batches", type=int, default=8, help="mixed: not timed")
     parser.add_argument("--train-scale", type=int, nargs=2, default=[256, 320], help="mixed")
@@ -370,6 +388,8 @@ def main(argv=None) -> int:
         help="mixed: also run the mix feeding a stand-in training step of this many clips/s",
     )
     args = parser.parse_args(argv)
+    if args.fed_shares and not (args.gpu_rate and args.cpu_workers):
+        parser.error("--fed-shares needs --gpu-rate and --cpu-workers")
     if not torch.cuda.is_available():
         print("bench_nvdec: no CUDA device; nothing to measure", file=sys.stderr)
         return 2

@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # Every GPU measurement and GPU test of issues #11 and #12 in one call on a lent GPU machine
-# (one H100/H200, its own python3 + torch; about 7 minutes). Results go to $OUT (default
-# runs/gpu_checks): gpu_tests.txt, bench_gpu/bench_gpu.{md,json}, nvdec_*.json, log.txt.
+# (one H100/H200, its own python3 + torch; about 6 minutes: 361 s on an H200 on 2026-11-26).
+# Results go to $OUT (default runs/gpu_checks): log.txt, bench_gpu/bench_gpu.{md,json},
+# mixed_*.json (or nvdec_*.json without decord2), gpu_tests.txt.
 #
 #   OUT=/tmp/g bash benchmarks/gpu_checks.sh
 #
-# Optional inputs, all git-ignored (see docs/data.md, "NVDEC and CPU workers together"):
-#   .whl/pynvvideocodec-*.whl       NVDEC (PyNvVideoCodec); without it the NVDEC part is skipped
-#   .gpuwork/site/                  decord2 + numpy unpacked for python3.12 (mixed-loader bench)
+# Optional inputs, all git-ignored:
+#   .gpuwork/site.tar.xz            decord2 + PyNvVideoCodec for python3.12, pruned and packed
+#                                   (22 MB): `bash benchmarks/gpu_site.sh` makes it here
+#   .whl/pynvvideocodec-*.whl       or the NVDEC wheel alone (then no mixed-loader rows)
 #   .gpuwork/videos/{web,prepared}  download-like videos and their `a2video prepare` copy
+#                                   (docs/data.md, "NVDEC and CPU workers together")
+# Without PyNvVideoCodec the NVDEC part is skipped; without decord2 only NVDEC alone is measured.
 # Budgets (seconds): GPU_BENCH_S (bench_gpu, default 240), NVDEC_S per configuration (default 4).
+# GPU_BENCH_ARGS: extra bench_gpu arguments (e.g. --sections, or a CPU dry run below).
 #
-# On a lent machine (64 MiB per call: the tree ~3.5 MB + pynvvideocodec 27 MB + videos 18 MB fit):
-#   call 1 (optional, ~30 s, only for the mixed-loader rows): carry the decord2 and numpy cp312
-#     wheels and unpack them into .gpuwork/site (docs/data.md, "NVDEC and CPU workers together");
-#     a warm machine keeps that ignored folder for the next call;
-#   call 2: carry .whl (pynvvideocodec only) and .gpuwork/videos, run this script, timeout 540.
+# On a lent machine (64 MiB per call: tree 3.5 MB + site.tar.xz 22 MB + videos 18 MB), one call:
+#   carry [".gpuwork/videos", ".gpuwork/site.tar.xz"], timeout 540,
+#   command: OUT=$OUT bash benchmarks/gpu_checks.sh
+# CPU dry run: PYTHON=.venv/bin/python GPU_BENCH_ARGS="--arch-scale tiny --device cpu --steps 1"
 set -u -o pipefail
 PY=${PYTHON:-python3}  # the GPU host's own python3 (PYTHON=.venv/bin/python for a CPU dry run)
 OUT=${OUT:-runs/gpu_checks}
@@ -24,6 +28,9 @@ exec > >(tee "$OUT/log.txt") 2>&1
 export PYTHONUNBUFFERED=1
 SITE=.gpuwork/site
 mkdir -p "$SITE"
+if [ -f .gpuwork/site.tar.xz ]; then  # both packages, pruned and xz-packed (see docs/data.md)
+  tar -xJf .gpuwork/site.tar.xz -C "$SITE" || echo "gpu_checks: .gpuwork/site.tar.xz did not unpack"
+fi
 if ls .whl/pynvvideocodec-*.whl >/dev/null 2>&1 && ! "$PY" -c "import PyNvVideoCodec" 2>/dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
     .whl/pynvvideocodec-*.whl || echo "gpu_checks: PyNvVideoCodec did not install"
@@ -32,29 +39,30 @@ export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
 
-echo "== GPU tests"
-"$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.txt"
-
 echo "== bench_gpu"
 # GPU_BENCH_ARGS: extra arguments (a CPU dry run: "--arch-scale tiny --device cpu --steps 1")
-"$PY" benchmarks/bench_gpu.py --out "$OUT/bench_gpu" --budget-s "${GPU_BENCH_S:-240}" ${GPU_BENCH_ARGS:-}
+B=${GPU_BENCH_S:-240}  # soft: a compile that starts in budget finishes; the hard stop is 90 s on
+timeout "$((B + 90))" "$PY" benchmarks/bench_gpu.py --out "$OUT/bench_gpu" --budget-s "$B" \
+  ${GPU_BENCH_ARGS:-}
 
 if "$PY" -c "import PyNvVideoCodec" 2>/dev/null; then
   S=${NVDEC_S:-4}
   for v in web prepared; do
     [ -d ".gpuwork/videos/$v" ] || continue
-    echo "== NVDEC alone, $v"
-    "$PY" benchmarks/bench_nvdec.py --videos ".gpuwork/videos/$v" --threads 4 8 --repeats 1 4 \
-      --seconds "$S" --json "$OUT/nvdec_$v.json"
-    if "$PY" -c "import decord, numpy" 2>/dev/null; then
+    if "$PY" -c "import decord, numpy" 2>/dev/null; then  # its rows include NVDEC alone
       echo "== NVDEC + 12 CPU workers, $v"
-      "$PY" benchmarks/bench_nvdec.py --videos ".gpuwork/videos/$v" --cpu-workers 12 --threads 4 \
-        --repeats 4 --seconds "$((2 * S))" --gpu-rate 490 --json "$OUT/mixed_$v.json"
+      timeout 120 "$PY" benchmarks/bench_nvdec.py --videos ".gpuwork/videos/$v" --cpu-workers 12 \
+        --threads 4 --repeats 4 --seconds "$((2 * S))" --gpu-rate 490 --json "$OUT/mixed_$v.json"
     else
-      echo "gpu_checks: no decord2/numpy in $SITE: the mixed-loader bench is skipped"
+      echo "gpu_checks: no decord2/numpy in $SITE: NVDEC alone, $v"
+      timeout 120 "$PY" benchmarks/bench_nvdec.py --videos ".gpuwork/videos/$v" --threads 4 8 \
+        --repeats 1 4 --seconds "$S" --json "$OUT/nvdec_$v.json"
     fi
   done
 else
   echo "gpu_checks: no PyNvVideoCodec: the NVDEC benches are skipped"
 fi
+echo "== GPU tests"
+timeout 150 "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider 2>&1 \
+  | tee "$OUT/gpu_tests.txt"
 echo "gpu_checks: done"
