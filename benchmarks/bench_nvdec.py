@@ -318,7 +318,7 @@ def mixed_main(videos: list[str], args) -> list[dict]:
             for share in args.fed_shares:
                 step = StandInStep(clips_per_batch / args.gpu_rate)
                 fed = run_mixed(
-                    videos, share, args.cpu_workers, threads, repeat, args, "cuda", step
+                    videos, share, args.cpu_workers, threads, repeat, args, args.device, step
                 )
                 print(json.dumps(fed), flush=True)
                 results.append(fed)

@@ -138,7 +138,7 @@ def test_bench_nvdec_mixed_mode_runs_on_the_stand_in(kinetics_root, small_clip, 
     args = types.SimpleNamespace(
         frames=4, stride=2, train_scale=(40, 48), crop_size=32, batch_size=4, warmup_batches=1,
         seconds=0.5, threads=[2], repeats=[2], cpu_workers=1, share=None, device="cpu",
-        cpu_decoder="auto", gpu_rate=0.0,
+        cpu_decoder="auto", gpu_rate=0.0, fed_shares=None,
     )  # fmt: skip
     cpu, nvdec, both = bench.mixed_main(videos, args)
     assert (cpu["mode"], nvdec["mode"], both["mode"]) == ("cpu", "nvdec", "mixed")
@@ -147,3 +147,46 @@ def test_bench_nvdec_mixed_mode_runs_on_the_stand_in(kinetics_root, small_clip, 
     assert 0 < both["nvdec_share"] < 1
     assert "suggested data.nvdec_share" in capsys.readouterr().out
     assert {thread for _, thread in FakeSimpleDecoder.opened} >= {"a2video-nvdec-0"}
+
+
+def test_bench_nvdec_fed_shares_runs_only_the_fed_loader(
+    kinetics_root, small_clip, fake_nvdec, monkeypatch
+):
+    """``--fed-shares``: only the loader feeding the stand-in step, once per share (the step is
+    a sleep here; on a GPU it is bf16 matmuls)."""
+    import importlib.util
+    import time
+    import types
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "bench_nvdec", root / "benchmarks" / "bench_nvdec.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    steps: list[float] = []
+
+    class Sleep:
+        def __init__(self, seconds: float) -> None:
+            self.seconds = seconds
+
+        def __call__(self) -> None:
+            steps.append(self.seconds)
+            time.sleep(self.seconds)
+
+    monkeypatch.setattr(bench, "StandInStep", Sleep)
+    videos = [
+        r.path for r in KineticsDataModule(kinetics_root, **small_clip)._dataset("train").records
+    ]
+    args = types.SimpleNamespace(
+        frames=4, stride=2, train_scale=(40, 48), crop_size=32, batch_size=4, warmup_batches=1,
+        seconds=0.3, threads=[2], repeats=[2], cpu_workers=1, share=None, device="cpu",
+        cpu_decoder="auto", gpu_rate=400.0, fed_shares=[0.0, 0.5],
+    )  # fmt: skip
+    rows = bench.mixed_main(videos, args)
+    assert [(r["mode"], r["nvdec_share"], r["gpu_rate"]) for r in rows] == [
+        ("cpu", 0.0, 400.0),
+        ("mixed", 0.5, 400.0),
+    ]
+    assert all(r["clips"] > 0 for r in rows) and steps and set(steps) == {4 / 400.0}
