@@ -249,6 +249,17 @@ def _train_step(
     return step, fwd
 
 
+def _eager_a2net_step(ctx: Ctx) -> tuple[nn.Module, Callable[[], None], int]:
+    """The a2net (seed 0, channels-last, on the device) and its eager train step at the first
+    of ``--batches``, for the sections that time or profile options of one network."""
+    batch = ctx.args.batches[0]
+    torch.manual_seed(0)
+    model = build("a2net", ctx.args.arch_scale, ctx.args.classes)
+    model = model.to(ctx.device).to(memory_format=CL3D)
+    step, _ = _train_step(ctx, model, batch, compiled=False)
+    return model, step, batch
+
+
 def _model_row(ctx: Ctx, kind: str, batch: int, compiled: bool) -> dict[str, Any]:
     dev, args = ctx.device, ctx.args
     torch.manual_seed(0)
@@ -411,40 +422,36 @@ def section_compiled(ctx: Ctx) -> None:
     section_models(ctx, compiled=True)
 
 
-def section_compiled_5d(ctx: Ctx) -> None:
-    """The compiled a2net step with the 2-D views of ``a2video.models.layers`` switched off."""
+def _compiled_a2net_row(ctx: Ctx, key: str, **variant: Any) -> None:
+    """One more compiled a2net row at the first compiled batch, in a fresh process (``variant``:
+    ``_isolated_row``'s views / mode / stem_stack); a failure is printed and the run goes on."""
     if not ctx.budget.allows(ctx.args.compile_estimate_s):
-        print("[compiled_5d] out of budget: skipped")
+        print(f"[{key}] out of budget: skipped")
         return
     rows = ctx.results["sections"].setdefault("models", [])
-    rows.append(_isolated_row(ctx, "a2net", ctx.args.compiled_batches[0], views=False))
+    try:
+        rows.append(_isolated_row(ctx, "a2net", ctx.args.compiled_batches[0], **variant))
+    except Exception as err:  # a timeout or a compiler error: record it and go on
+        print(f"[{key}] {type(err).__name__}: {err}")
     _models_table(ctx)
+
+
+def section_compiled_5d(ctx: Ctx) -> None:
+    """The compiled a2net step with the 2-D views of ``a2video.models.layers`` switched off."""
+    _compiled_a2net_row(ctx, "compiled_5d", views=False)
 
 
 def section_compile_modes(ctx: Ctx) -> None:
     """The compiled a2net step under other ``torch.compile`` modes (``--extra-compile-modes``),
     each in a fresh process: ``reduce-overhead`` replays CUDA graphs, ``max-autotune*`` times
     Triton/cuBLAS/cuDNN choices per layer (minutes to compile)."""
-    rows = ctx.results["sections"].setdefault("models", [])
     for mode in ctx.args.extra_compile_modes:
-        if not ctx.budget.allows(ctx.args.compile_estimate_s):
-            print(f"[compile_modes] out of budget: {mode} skipped")
-            continue
-        try:
-            rows.append(_isolated_row(ctx, "a2net", ctx.args.compiled_batches[0], mode=mode))
-        except Exception as err:  # a timeout or a compiler error: record it and go on
-            print(f"[compile_modes] {mode}: {type(err).__name__}: {err}")
-        _models_table(ctx)
+        _compiled_a2net_row(ctx, f"compile_modes {mode}", mode=mode)
 
 
 def section_compiled_3d_stem(ctx: Ctx) -> None:
     """The compiled a2net step with the stem as a 3-D convolution (not stacked frames)."""
-    if not ctx.budget.allows(ctx.args.compile_estimate_s):
-        print("[compiled_3d_stem] out of budget: skipped")
-        return
-    rows = ctx.results["sections"].setdefault("models", [])
-    rows.append(_isolated_row(ctx, "a2net", ctx.args.compiled_batches[0], stem_stack=False))
-    _models_table(ctx)
+    _compiled_a2net_row(ctx, "compiled_3d_stem", stem_stack=False)
 
 
 def section_stem(ctx: Ctx) -> None:
@@ -455,12 +462,9 @@ def section_stem(ctx: Ctx) -> None:
     if not ctx.budget.allows(15.0):
         print("[stem] out of budget: skipped")
         return
-    batch = args.batches[0]
-    torch.manual_seed(0)
-    model = build("a2net", args.arch_scale, args.classes).to(dev).to(memory_format=CL3D)
+    model, step, batch = _eager_a2net_step(ctx)
     stem = model.conv1
     x, _ = ctx.clip(batch)
-    step, _ = _train_step(ctx, model, batch, compiled=False)
 
     def layer(on: bool) -> Callable[[], None]:
         def run() -> None:
@@ -826,9 +830,7 @@ def section_profile(ctx: Ctx) -> None:
     if not ctx.budget.allows(15.0):
         print("[profile] out of budget: skipped")
         return
-    torch.manual_seed(0)
-    model = build("a2net", args.arch_scale, args.classes).to(dev).to(memory_format=CL3D)
-    step, _ = _train_step(ctx, model, args.batches[0], compiled=False)
+    model, step, batch = _eager_a2net_step(ctx)
     for _ in range(args.warmup + 1):
         step()
     sync(dev)
@@ -855,7 +857,7 @@ def section_profile(ctx: Ctx) -> None:
     }
     cells = [[k, f"{100 * v / total:.1f}%"] for k, v in sorted(cats.items(), key=lambda i: -i[1])]
     clock = "device" if dev.type == "cuda" else "CPU"
-    title = f"Where a2net's eager step goes (batch {args.batches[0]}, self {clock} time)"
+    title = f"Where a2net's eager step goes (batch {batch}, self {clock} time)"
     ctx.table("profile", title, ["op class", "share"], cells)
     cells = [[n, f"{100 * s:.1f}%", c] for n, s, c in ctx.results["profile"]["top_ops"]]
     ctx.table("profile_ops", f"Top aten ops (self {clock} time)", ["op", "share", "calls"], cells)
@@ -887,10 +889,7 @@ def section_variants(ctx: Ctx) -> None:
     if not ctx.budget.allows(25.0):
         print("[variants] out of budget: skipped")
         return
-    batch = args.batches[0]
-    torch.manual_seed(0)
-    model = build("a2net", args.arch_scale, args.classes).to(dev).to(memory_format=CL3D)
-    step, _ = _train_step(ctx, model, batch, compiled=False)
+    model, step, batch = _eager_a2net_step(ctx)
     configs = {
         "before #12 (5-D BN, convs, pools; A² products fp32)": (False, "float32", False, True),
         "BN folded to 4-D + A² bf16 (the last run's default)": (True, "autocast", False, True),
