@@ -755,12 +755,17 @@ _CATEGORIES = (
 )
 
 
-def _category(name: str) -> str:
+def _category(
+    name: str,
+    categories: tuple[tuple[str, tuple[str, ...]], ...] = _CATEGORIES,
+    default: str = "elementwise / other",
+) -> str:
+    """The first of ``categories`` with a key in ``name`` (an aten op's or a kernel's)."""
     low = name.lower()
-    for cat, keys in _CATEGORIES:
+    for cat, keys in categories:
         if any(k in low for k in keys):
             return cat
-    return "elementwise / other"
+    return default
 
 
 _KERNEL_CATEGORIES = (  # first match wins: Inductor names kernels after the ops they fuse
@@ -773,11 +778,7 @@ _KERNEL_CATEGORIES = (  # first match wins: Inductor names kernels after the ops
 
 
 def _kernel_category(name: str) -> str:
-    low = name.lower()
-    for cat, keys in _KERNEL_CATEGORIES:
-        if any(k in low for k in keys):
-            return cat
-    return "other kernels"
+    return _category(name, _KERNEL_CATEGORIES, "other kernels")
 
 
 def _kernel_profile(step: Callable[[], None], dev: torch.device, top: int) -> dict[str, Any]:
