@@ -10,8 +10,10 @@ A ``channels_last_3d`` clip (N, C, T, H, W) is stored N, T, H, W, C. Two reshape
   normalises each channel over all the other axes.
 
 PyTorch sends 4-D channels-last tensors to its 2-D kernels (cuDNN/oneDNN convolutions, NHWC
-BatchNorm and pooling), which are faster than the 5-D ones for the same work. Every layer of a
-bottleneck 3-D ResNet except a stem with a temporal kernel is of one of these shapes. The
+BatchNorm and pooling): faster than the 5-D ones on oneDNN and for BatchNorm; cuDNN's 2-D and
+5-D convolutions are about level (benchmarks/RESULTS.md, "GPU"). Every layer of a
+bottleneck 3-D ResNet except a stem with a temporal kernel is of one of these shapes; that stem,
+on CUDA, runs as one 2-D convolution over its kt shifted frames stacked into channels. The
 classes subclass their ``torch.nn`` namesakes: parameters, buffers, state-dict keys and results
 are the same, and a class-wide switch turns the views off (``benchmarks/bench_gpu.py`` times
 both). Inputs the views do not fit (other kernels, dilation, padding modes) take the 5-D path.
@@ -85,7 +87,8 @@ class Conv3d(nn.Conv3d):
       on a channels-last clip: the kt shifted frames are stacked into C·kt channels (zero-padded
       to a multiple of 8) and one 2-D convolution runs with the weight's (O, C·kt, kh, kw) view.
       cuDNN runs a 3-channel 3-D convolution with slow "indexed" kernels (the 5×7×7 stem of
-      a2net_r50 took 23 % of a compiled H200 step); the stacked copy is 5 × the clip's size.
+      a2net_r50 took 24 % of a compiled H200 step at batch 32); the stacked copy holds about kt
+      times the clip.
 
     ``as_2d`` (class-wide, default True) switches the views on; off, it is plain ``nn.Conv3d``.
     ``time_to_channels`` (class-wide) switches the stacked stem: None (default) on CUDA only.
