@@ -10,7 +10,10 @@ Measures, on one CUDA device (bf16 autocast, ``channels_last_3d``, 8×224² clip
   the same network, batch and device tensors (eager; ``lightning_compiled``: both compiled, the
   plain loop's row also joins the ``models`` table).
 - ``blocks``: the A²-block (left / right / auto; float32 products = the old default) against its
-  own matrix products run bare and against the non-local block at res2..res5 of a2net_r50.
+  own matrix products run bare and against the non-local block at res2..res5 of a2net_r50;
+  ``blocks_compiled``: both blocks compiled (as the GPU configs train them), also as CUDA graphs.
+- ``stem``: the RGB stem as a 3-D convolution and as stacked frames (``compiled_3d_stem``: the
+  compiled step with the 3-D stem).
 - ``profile``: where a2net_r50's eager step spends device time (torch.profiler, by op class).
 - ``variants``: the layout/precision options side by side (BatchNorm folded to 4-D, A² products
   in bf16, convolutions and pools on 2-D views: ``a2video.models.layers``), whole step and per
@@ -57,8 +60,8 @@ CL3D = torch.channels_last_3d
 ARCHS = ("i3d", "a2net", "nl")
 # In order of what the goals of #12 need first: a run cut short by its budget loses the last.
 DEFAULT_SECTIONS = (
-    "info,lightning_compiled,compiled,blocks,stem,variants,lightning,models,compiled_3d_stem,"
-    "compiled_5d,profile"
+    "info,lightning_compiled,compiled,blocks,blocks_compiled,stem,variants,lightning,models,"
+    "compiled_3d_stem,compiled_5d,profile"
 )
 ROW_MARK = "BENCH-GPU-ROW "
 
@@ -668,6 +671,101 @@ def _cuda_graph(step: Callable[[], None], dev: torch.device) -> Callable[[], Non
         return None
 
 
+def _block_step(ctx: Ctx, block: nn.Module, x: Tensor) -> Callable[[], None]:
+    """Forward + backward of an attention block on ``x`` (bf16 autocast on CUDA)."""
+
+    def step() -> None:
+        with ctx.autocast(cache=False):
+            out = block(x)
+        out.backward(torch.ones_like(out))
+
+    return step
+
+
+def _live_block(ctx: Ctx, block: nn.Module) -> nn.Module:
+    """``block`` on the device, channels-last, with a non-zero output BN (not the identity)."""
+    torch.manual_seed(0)
+    block = block.to(ctx.device).to(memory_format=CL3D)
+    nn.init.normal_(block.bn.weight, 1.0, 0.1)
+    return block
+
+
+def section_blocks_compiled(ctx: Ctx) -> None:
+    """The A²-block and the non-local block compiled, as the GPU configs train them (forward +
+    backward, res2..res5; ``torch.compile(dynamic=False)`` per stage), plain and replayed as a
+    CUDA graph, against the A²-block's bare GEMMs replayed as a graph too."""
+    from harness import gemm_flops, gemm_replay, record_gemms  # benchmarks/harness.py
+
+    dev, args = ctx.device, ctx.args
+    rows = ctx.results["sections"].setdefault("blocks_compiled", [])
+    batch = args.block_batch
+    dtype = torch.bfloat16 if ctx.amp else torch.float32
+    free = torch.cuda.mem_get_info(dev)[0] * 0.5 if dev.type == "cuda" else 2 * 2**30
+    for stage, c, t, h, w in _stage_shapes(ctx):
+        if not ctx.budget.allows(args.block_compile_estimate_s):
+            print(f"[blocks_compiled] out of budget at {stage}")
+            break
+        x = torch.randn(batch, c, t, h, w, device=dev).contiguous(memory_format=CL3D)
+        x.requires_grad_(True)
+        fns: dict[str, Callable[[], None]] = {}
+        flop: dict[str, int] = {}
+        kinds = _block_kinds(c, t, h, w, batch, free)
+        for name in ("a2 auto", "non-local"):
+            if name not in kinds:
+                continue
+            block = _live_block(ctx, kinds[name])
+            eager = _block_step(ctx, block, x)
+            eager()
+            gemms = record_gemms(eager)
+            fast = torch.compile(
+                block, backend=args.compile_backend, mode=args.compile_mode, dynamic=False
+            )
+            step = _block_step(ctx, fast, x)
+            start = time.perf_counter()
+            step()
+            sync(dev)
+            print(
+                f"[blocks_compiled] {stage} {name}: compiled in {time.perf_counter() - start:.1f} s"
+            )
+            label = f"{name} compiled"
+            fns[label], flop[label] = step, gemm_flops(gemms)
+            graphed = _cuda_graph(step, dev) if dev.type == "cuda" else None
+            if graphed is not None:
+                fns[f"{label}, CUDA graph"], flop[f"{label}, CUDA graph"] = graphed, flop[label]
+            if name == "a2 auto":
+                replay = gemm_replay(gemms, dev, dtype)
+                graphed = _cuda_graph(replay, dev) if dev.type == "cuda" else None
+                fns["a2 GEMMs"] = graphed or replay
+        times = interleaved(fns, args.block_steps, 3, dev)
+        for label, f in flop.items():
+            gemm = times["a2 GEMMs"] if label.startswith("a2") and "a2 GEMMs" in times else None
+            rows.append(
+                {
+                    "stage": stage,
+                    "shape": f"{batch}×{c}×{t}×{h}×{w}",
+                    "kind": label,
+                    "ms": 1e3 * times[label],
+                    "tflops": f / times[label] / 1e12,
+                    "of_gemms": gemm / times[label] if gemm else None,
+                }
+            )
+        peak_reset(dev)
+        cells = [
+            [
+                r["stage"],
+                r["shape"],
+                r["kind"],
+                r["ms"],
+                r["tflops"],
+                f"{100 * r['of_gemms']:.0f}%" if r["of_gemms"] else None,
+            ]
+            for r in rows
+        ]
+        hdr = ["stage", "N×C×T×H×W", "block", "fwd+bwd ms", "TFLOP/s", "of its bare GEMMs' rate"]
+        title = "Attention blocks compiled, forward + backward (bf16 autocast)"
+        ctx.table("blocks_compiled", title, hdr, cells)
+
+
 def section_blocks(ctx: Ctx) -> None:
     from harness import gemm_flops, gemm_replay, record_gemms  # benchmarks/harness.py
 
@@ -685,15 +783,9 @@ def section_blocks(ctx: Ctx) -> None:
         fns: dict[str, Callable[[], None]] = {}
         flop: dict[str, int] = {}
         for name, block in _block_kinds(c, t, h, w, batch, free).items():
-            torch.manual_seed(0)
-            block = block.to(dev).to(memory_format=CL3D)
-            nn.init.normal_(block.bn.weight, 1.0, 0.1)
+            block = _live_block(ctx, block)
 
-            def step(block: nn.Module = block, x: Tensor = x) -> None:
-                with ctx.autocast(cache=False):
-                    out = block(x)
-                out.backward(torch.ones_like(out))
-
+            step = _block_step(ctx, block, x)
             step()  # auto's one-time timing, cuDNN autotuning
             gemms = record_gemms(step)
             flop[name] = gemm_flops(gemms)
@@ -1001,6 +1093,7 @@ RUNNERS: dict[str, Callable[[Ctx], None]] = {
     "compiled_5d": section_compiled_5d,
     "compile_modes": section_compile_modes,
     "stem": section_stem,
+    "blocks_compiled": section_blocks_compiled,
     "compiled_3d_stem": section_compiled_3d_stem,
 }
 
@@ -1029,6 +1122,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--block-batch", type=int, default=8)
     p.add_argument("--block-steps", type=int, default=None)
+    p.add_argument(
+        "--block-compile-estimate-s",
+        type=float,
+        default=40.0,
+        help="blocks_compiled: seconds to compile one stage's two blocks",
+    )
     p.add_argument("--profile-top", type=int, default=15)
     p.add_argument(
         "--no-isolate",

@@ -46,7 +46,7 @@ def test_bench_gpu_runs_tiny_on_the_cpu_without_video_or_cli_packages(tmp_path) 
         "cpu",
         "--sections",
         "info,models,compiled,compiled_5d,compiled_3d_stem,compile_modes,variants,stem,"
-        "lightning,blocks,profile",
+        "lightning,blocks,blocks_compiled,profile",
     ]
     cmd += ["--extra-compile-modes", "reduce-overhead"]
     cmd += ["--archs", "i3d,a2net", "--batches", "2", "--compiled-archs", "a2net"]
@@ -84,6 +84,13 @@ def test_bench_gpu_runs_tiny_on_the_cpu_without_video_or_cli_packages(tmp_path) 
     kinds = {r["kind"].split(" (")[0] for r in result["sections"]["blocks"]}
     assert {"a2 auto", "a2 left", "a2 right", "non-local"} <= kinds
     assert {r["stage"] for r in result["sections"]["blocks"]} == {"res2", "res3", "res4", "res5"}
+    compiled_blocks = result["sections"]["blocks_compiled"]
+    assert {(r["stage"], r["kind"]) for r in compiled_blocks} == {
+        (stage, kind)
+        for stage in ("res2", "res3", "res4", "res5")
+        for kind in ("a2 auto compiled", "non-local compiled")
+    }
+    assert all((r["of_gemms"] is not None) == r["kind"].startswith("a2") for r in compiled_blocks)
     assert sum(result["profile"]["categories"].values()) == pytest.approx(1.0)
     stem = result["stem_ms"]  # the stem as 3-D and as stacked frames, alone and in the step
     assert len(stem) == 4 and all(v > 0 for v in stem.values())
