@@ -340,6 +340,46 @@ def test_fit_with_the_mixed_loader(kinetics_root, tmp_path, fake):
     assert not _nvdec_threads()
 
 
+@pytest.mark.timeout(120)
+def test_validation_mid_epoch_forks_its_workers_while_the_nvdec_threads_run(
+    kinetics_root, tmp_path, fake
+):
+    """``val_check_interval`` < an epoch: the validation loader forks its worker while an NVDEC
+    thread is decoding ahead (one thread, 90% of the batches of one clip), and the run goes on
+    to the end of the epoch with every training video once."""
+    from lightning.pytorch import Callback
+
+    seen: list[int] = []
+    threads_at_validation: list[int] = []
+    val_batches: list[int] = []
+
+    class Record(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.extend(batch["index"].tolist())
+
+        def on_validation_start(self, trainer, pl_module):
+            threads_at_validation.append(len(_nvdec_threads()))
+
+        def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, *_):
+            val_batches.append(batch_idx)
+
+    torch.set_num_threads(1)
+    args = tiny_fit_args(kinetics_root, tmp_path / "run", *MIXED_ARGS)
+    args += ["--data.batch_size", "1", "--data.nvdec_share", "0.9", "--data.nvdec_threads", "1"]
+    args += ["--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1"]
+    args += ["--trainer.val_check_interval", "3", "--trainer.limit_val_batches", "2"]
+    A2VideoCLI(
+        VideoClassifier,
+        KineticsDataModule,
+        trainer_defaults={"callbacks": [Record()]},
+        args=args,
+    )
+    assert sorted(seen) == list(range(11))  # the epoch finished, every video once
+    assert len(threads_at_validation) >= 3 and threads_at_validation[0] == 1, threads_at_validation
+    assert len(val_batches) == 2 * len(threads_at_validation)
+    assert _nvdec_videos() and not _nvdec_threads()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_kill_and_resume_with_the_mixed_loader_is_exactly_once(
