@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +94,7 @@ def test_bench_gpu_runs_tiny_on_the_cpu_without_video_or_cli_packages(tmp_path) 
     assert all((r["of_gemms"] is not None) == r["kind"].startswith("a2") for r in compiled_blocks)
     assert sum(result["profile"]["categories"].values()) == pytest.approx(1.0)
     stem = result["stem_ms"]  # the stem as 3-D and as stacked frames, alone and in the step
-    assert len(stem) == 4 and all(v > 0 for v in stem.values())
+    assert len(stem) == 7 and all(v > 0 for v in stem.values())
     md = (out / "bench_gpu.md").read_text()
     for title in ("Machine", "Train step", "A²-blocks", "Trainer.fit", "Attention blocks"):
         assert title in md
@@ -127,3 +128,19 @@ def test_compiled_kernel_profile_is_sorted_by_class_and_tabled(tmp_path) -> None
     assert "Where the compiled step goes (a2net_r50 compiled, batch 32; 39.2 ms" in md
     assert "| triton_poi_fused_copy_0 | 5.0% |" in md
     assert json.loads((tmp_path / "bench_gpu.json").read_text())["compiled_profile"]["top"]
+
+
+@pytest.mark.parametrize("kt,pt,channels", [(5, 2, 3), (3, 0, 3), (5, 2, 4)])
+def test_the_stem_sections_candidate_layout_computes_the_librarys_result(kt, pt, channels) -> None:
+    """The stem section times a candidate stacking layout against the library's: same numbers."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_gpu
+
+    from a2video.models.layers import Conv3d
+
+    stem = Conv3d(channels, 8, (kt, 7, 7), stride=(1, 2, 2), padding=(pt, 3, 3)).double()
+    x = torch.randn(2, channels, 6, 20, 18, dtype=torch.float64)
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    got = bench_gpu._stacked_by_unfold(stem, x)
+    torch.testing.assert_close(got, stem._time_in_channels(x), rtol=0, atol=1e-12)
+    assert got.is_contiguous(memory_format=torch.channels_last_3d)
