@@ -727,6 +727,20 @@ def _live_block(ctx: Ctx, block: nn.Module) -> nn.Module:
     return block
 
 
+def _block_table(ctx: Ctx, key: str, title: str, rows: list[dict[str, Any]]) -> None:
+    """The table of a block section's rows (with a bare-GEMM rate column where rows have one)."""
+    gemm_rate = any("gemm_tflops" in r for r in rows)
+    cells = [
+        [r["stage"], r["shape"], r["kind"], r["ms"], r["tflops"]]
+        + ([r["gemm_tflops"]] if gemm_rate else [])
+        + [f"{100 * r['of_gemms']:.0f}%" if r["of_gemms"] else None]
+        for r in rows
+    ]
+    hdr = ["stage", "N×C×T×H×W", "block", "fwd+bwd ms", "TFLOP/s"]
+    hdr += ["bare GEMMs TFLOP/s", "of GEMM rate"] if gemm_rate else ["of its bare GEMMs' rate"]
+    ctx.table(key, title, hdr, cells)
+
+
 def section_blocks_compiled(ctx: Ctx) -> None:
     """The A²-block and the non-local block compiled, as the GPU configs train them (forward +
     backward, res2..res5; ``torch.compile(dynamic=False)`` per stage), plain and replayed as a
@@ -787,20 +801,8 @@ def section_blocks_compiled(ctx: Ctx) -> None:
                 }
             )
         peak_reset(dev)
-        cells = [
-            [
-                r["stage"],
-                r["shape"],
-                r["kind"],
-                r["ms"],
-                r["tflops"],
-                f"{100 * r['of_gemms']:.0f}%" if r["of_gemms"] else None,
-            ]
-            for r in rows
-        ]
-        hdr = ["stage", "N×C×T×H×W", "block", "fwd+bwd ms", "TFLOP/s", "of its bare GEMMs' rate"]
         title = "Attention blocks compiled, forward + backward (bf16 autocast)"
-        ctx.table("blocks_compiled", title, hdr, cells)
+        _block_table(ctx, "blocks_compiled", title, rows)
 
 
 def section_blocks(ctx: Ctx) -> None:
@@ -821,7 +823,6 @@ def section_blocks(ctx: Ctx) -> None:
         flop: dict[str, int] = {}
         for name, block in _block_kinds(c, t, h, w, batch, free).items():
             block = _live_block(ctx, block)
-
             step = _block_step(ctx, block, x)
             step()  # auto's one-time timing, cuDNN autotuning
             gemms = record_gemms(step)
@@ -856,21 +857,8 @@ def section_blocks(ctx: Ctx) -> None:
                 }
             )
         peak_reset(dev)
-        cells = [
-            [
-                r["stage"],
-                r["shape"],
-                r["kind"],
-                r["ms"],
-                r["tflops"],
-                r["gemm_tflops"],
-                f"{100 * r['of_gemms']:.0f}%" if r["of_gemms"] else None,
-            ]
-            for r in rows
-        ]
-        hdr = ["stage", "N×C×T×H×W", "block", "fwd+bwd ms", "TFLOP/s", "bare GEMMs TFLOP/s"]
-        hdr.append("of GEMM rate")
-        ctx.table("blocks", "Attention blocks, forward + backward (bf16 autocast)", hdr, cells)
+        title = "Attention blocks, forward + backward (bf16 autocast)"
+        _block_table(ctx, "blocks", title, rows)
 
 
 _CATEGORIES = (
