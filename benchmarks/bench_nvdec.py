@@ -45,7 +45,12 @@ sys.path.insert(0, str(ROOT))
 
 from a2video.data import sampling  # noqa: E402  (numpy-free at import)
 from a2video.data.mixed import KeyBatches, MixedLoader  # noqa: E402  (numpy-free too)
-from a2video.data.video import NvdecDecoder, VideoDecodeError, get_decoder  # noqa: E402
+from a2video.data.video import (  # noqa: E402
+    NvdecDecoder,
+    VideoDecodeError,
+    get_decoder,
+    select_frames,
+)
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov")
 
@@ -102,7 +107,7 @@ def decode_clips(decoder: NvdecDecoder, path: str, repeat: int, rng: _Rng, args)
         reader.close()
     pos = {v: k for k, v in enumerate(flat)}
     for clip in clips:
-        x = frames[[pos[i] for i in clip]]
+        x = select_frames(frames, [pos[i] for i in clip])
         if args.train_crop:
             x = train_crop(x, rng)
     if frames.is_cuda:
@@ -197,7 +202,13 @@ class ClipDataset(torch.utils.data.Dataset):
             pos = {v: k for k, v in enumerate(flat)}
             video = torch.stack(
                 [
-                    train_crop(frames[[pos[i] for i in c]], rng, a.train_scale, a.crop_size, True)
+                    train_crop(
+                        select_frames(frames, [pos[i] for i in c]),
+                        rng,
+                        a.train_scale,
+                        a.crop_size,
+                        True,
+                    )
                     for c in clips
                 ]
             )  # uint8 (K, 3, T, S, S)

@@ -93,3 +93,25 @@ def test_resized_crop_matches_resize_then_crop():
     fast = transforms.resized_crop(smooth, 256, 10, 40, 224)
     assert fast.shape == full.shape
     assert (fast.float() - full.float()).abs().mean() < 1.5
+
+
+@pytest.mark.parametrize("hw", [(256, 340), (240, 320), (340, 256), (97, 131)])
+def test_transforms_on_channels_last_view_equal_a_channels_first_copy(hw):
+    """The resize reads the decoder's (T, H, W, 3) frames as a view: the same bytes as a copy."""
+    g = torch.Generator().manual_seed(1)
+    frames = torch.randint(0, 256, (4, *hw, 3), generator=g, dtype=torch.uint8)
+    view = transforms.to_tchw(frames)
+    assert view.data_ptr() == frames.data_ptr()  # no copy
+    copy = view.contiguous()
+    for short in (224, 256, 300):
+        h, w = transforms.short_side_shape(*hw, short)
+        assert torch.equal(
+            transforms.resized_crop(view, short, h - 224, w - 224, 224),
+            transforms.resized_crop(copy, short, h - 224, w - 224, 224),
+        )
+        assert torch.equal(
+            transforms.short_side_resize(view, short), transforms.short_side_resize(copy, short)
+        )
+    rng = np.random.default_rng(3)
+    out = transforms.train_transform(frames, rng, (256, 320), 224, (0.5,) * 3, (0.25,) * 3)
+    assert out.is_contiguous() and out.shape == (3, 4, 224, 224)

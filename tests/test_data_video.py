@@ -57,6 +57,13 @@ def test_get_frames_gathers_requested_order(ucf_root):
     assert torch.equal(picked, all_frames[[5, 2, 5, 0]])
 
 
+def test_select_frames_is_advanced_indexing_without_the_byte_copy():
+    frames = torch.randint(0, 256, (6, 5, 7, 3), dtype=torch.uint8)
+    for positions in ([0, 2, 4], [5, 0, 0, 3], [1], list(range(6))):
+        assert torch.equal(video.select_frames(frames, positions), frames[positions])
+    assert video.select_frames(frames, range(6)) is frames  # nothing to gather: no copy
+
+
 def test_auto_prefers_decord_and_falls_back_to_pyav(monkeypatch):
     if DECORD_DECLARED:
         assert get_decoder("auto").name == "decord"

@@ -34,7 +34,7 @@ from torch.utils.data import Dataset, Sampler, default_collate, get_worker_info
 
 from . import sampling, transforms
 from .annotations import VideoRecord
-from .video import VideoDecodeError, get_decoder
+from .video import VideoDecodeError, get_decoder, select_frames
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class VideoClipDataset(Dataset):
         )
         out = [
             transforms.train_transform(
-                frames[positions],
+                select_frames(frames, positions),
                 rng,
                 s.train_scale,
                 s.crop_size,
@@ -219,7 +219,7 @@ class VideoClipDataset(Dataset):
             record.path, lambda n: [sampling.center_clip(n, s.frames, self.stride)]
         )
         return transforms.eval_transform(
-            frames[positions], s.test_scale, s.crop_size, s.mean, s.std, self.uint8
+            select_frames(frames, positions), s.test_scale, s.crop_size, s.mean, s.std, self.uint8
         )
 
     def _test_views(self, record: VideoRecord) -> torch.Tensor:
