@@ -7,8 +7,10 @@ Measures, on one CUDA device (bf16 autocast, ``channels_last_3d``, 8×224² clip
   multiply-adds × 2), the fraction of a measured large bf16 matmul rate, peak memory; and the five
   A²-blocks' share of step time (a2net_r50 − i3d_r50, same run) against their FLOP share.
 - ``lightning``: ``VideoClassifier`` in ``Trainer.fit`` (bf16-mixed) against a plain loop over
-  the same network, batch and device tensors (eager; ``lightning_compiled``: both compiled, the
-  plain loop's row also joins the ``models`` table).
+  the same network and batch (eager; ``lightning_compiled``: both compiled, the plain loop's row
+  also joins the ``models`` table). ``Trainer.fit`` gets what users' loaders hand over: uint8
+  clips, normalised on the device by the DataModules' transfer hook (``--lightning-input
+  float``: the raw loop's float channels-last clips), so its row holds that work too.
 - ``blocks``: the A²-block (left / right / auto; float32 products = the old default) against its
   own matrix products run bare and against the non-local block at res2..res5 of a2net_r50;
   ``blocks_compiled``: both blocks compiled (as the GPU configs train them), also as CUDA graphs.
@@ -556,13 +558,31 @@ def _lightning_pair(ctx: Ctx, batch: int, compiled: bool) -> dict[str, float]:
     """Seconds per step: ``VideoClassifier`` in ``Trainer.fit`` and the plain loop, same net."""
     import lightning as L
 
+    from a2video.data.datasets import ClipSpec
+    from a2video.data.transforms import normalize_batch
     from a2video.training.module import VideoClassifier
 
     dev, args = ctx.device, ctx.args
     arch = arch_name("a2net", args.arch_scale)
     warm, steps = args.warmup + 1, args.steps  # as _model_row: one first step, then warm-up
     x, y = ctx.clip(batch)
-    batches = SameBatch({"video": x, "label": y}, warm + steps)
+    if args.lightning_input == "uint8":  # what the DataModules' loaders hand over
+        x = torch.randint(0, 256, x.shape, dtype=torch.uint8, device=dev)
+    spec = ClipSpec()
+
+    class Batches(L.LightningDataModule):
+        """The DataModules' device side: uint8 clips normalised by their transfer hook."""
+
+        def train_dataloader(self) -> SameBatch:
+            return SameBatch({"video": x, "label": y}, warm + steps)
+
+        normalised = 0
+
+        def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+            if batch["video"].dtype == torch.uint8:
+                batch = {**batch, "video": normalize_batch(batch["video"], spec.mean, spec.std)}
+                self.normalised += 1
+            return batch
 
     class Timer(L.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -599,7 +619,8 @@ def _lightning_pair(ctx: Ctx, batch: int, compiled: bool) -> dict[str, float]:
         callbacks=[timer],
         default_root_dir=str(ctx.out / "lightning_run"),
     )
-    trainer.fit(module, train_dataloaders=batches)
+    data = Batches()
+    trainer.fit(module, datamodule=data)
     lightning_s = timer.sec
     del trainer, module
     peak_reset(dev)
@@ -611,7 +632,11 @@ def _lightning_pair(ctx: Ctx, batch: int, compiled: bool) -> dict[str, float]:
     if not same:
         models.append(raw)
         _models_table(ctx)
-    return {"lightning_ms": 1e3 * lightning_s, "raw_ms": raw["step_ms"]}
+    return {
+        "lightning_ms": 1e3 * lightning_s,
+        "raw_ms": raw["step_ms"],
+        "normalised_batches": data.normalised,
+    }
 
 
 def _lightning_section(ctx: Ctx, compiled: bool) -> None:
@@ -627,11 +652,16 @@ def _lightning_section(ctx: Ctx, compiled: bool) -> None:
     except Exception as err:
         print(f"[{key}] {type(err).__name__}: {err}")
         return
-    pair.update(mode="compiled" if compiled else "eager", batch=batch)
+    pair.update(
+        mode="compiled" if compiled else "eager", batch=batch, input=ctx.args.lightning_input
+    )
     pair["ratio"] = pair["lightning_ms"] / pair["raw_ms"]
     rows.append(pair)
-    cells = [[r["mode"], r["batch"], r["raw_ms"], r["lightning_ms"], r["ratio"]] for r in rows]
-    hdr = ["mode", "batch", "raw loop ms", "Trainer.fit ms", "Lightning / raw"]
+    cells = [
+        [r["mode"], r["batch"], r.get("input"), r["raw_ms"], r["lightning_ms"], r["ratio"]]
+        for r in rows
+    ]
+    hdr = ["mode", "batch", "Trainer.fit input", "raw loop ms", "Trainer.fit ms", "Lightning / raw"]
     ctx.table("lightning", "VideoClassifier in Trainer.fit vs a plain loop (a2net)", hdr, cells)
 
 
@@ -1133,6 +1163,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--archs", default="i3d,a2net,nl")
     p.add_argument("--batches", default="16,32")
     p.add_argument("--lightning-batch", type=int, default=None, help="default: --batches' 1st")
+    p.add_argument(
+        "--lightning-input",
+        choices=("uint8", "float"),
+        default="uint8",
+        help="Trainer.fit's clips: uint8 normalised on the device by the DataModules' hook, as "
+        "users train (default), or float channels-last clips, as the raw loop gets them",
+    )
     p.add_argument("--compiled-archs", default="a2net,i3d")
     p.add_argument("--compiled-batches", default="16")
     p.add_argument("--compile-backend", default="inductor")

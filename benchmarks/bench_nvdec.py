@@ -16,10 +16,11 @@ PyAV: these need decord2 + numpy or PyAV on the host) and NVDEC threads (the fir
 value), batches of ``--batch-size`` clips moved to the GPU as Lightning does. For each
 ``--repeats`` K it runs CPU only, NVDEC only, then both at once with ``--share`` (default: the
 share the two single-source rates suggest, ``nvdec / (nvdec + cpu)``, the ``data.nvdec_share``
-to use), and with ``--gpu-rate R`` that mix again feeding a stand-in training step (bf16
-matmuls) of R clips/s; every sample is a training clip with the scale/crop/flip augmentation,
-as uint8 (this file's, close to the DataModule's transforms; ``bench_data.py loading`` measures
-those per core). An offline GPU host needs the decord2 and numpy wheels carried (docs/data.md,
+to use), and with ``--gpu-rate R`` the CPU workers alone and that mix again, each feeding a
+stand-in training step (bf16 matmuls) of R clips/s; every sample is a training clip with the
+scale/crop/flip augmentation, as uint8 (this file's, close to the DataModule's transforms;
+``bench_data.py loading`` measures those per core). An offline GPU host needs the decord2 and
+numpy wheels carried (docs/data.md,
 "NVDEC and CPU workers together", says how):
   python3 benchmarks/bench_nvdec.py --videos .gpuwork/videos/web --cpu-workers 12 --threads 4 \
       --repeats 4 --seconds 10 --gpu-rate 490
@@ -352,16 +353,20 @@ def mixed_main(videos: list[str], args) -> list[dict]:
             flush=True,
         )
         results += [cpu, nvdec, both]
-        if args.gpu_rate:  # the same mix feeding a stand-in training step of that rate
+        if args.gpu_rate:  # the CPU workers alone and the mix, feeding a stand-in step
             step = StandInStep(both["batch_clips"] / args.gpu_rate)
-            fed = run_mixed(videos, share, args.cpu_workers, threads, repeat, args, "cuda", step)
-            print(json.dumps(fed), flush=True)
-            print(
-                f"K={repeat}: with a {args.gpu_rate} clips/s stand-in step: {fed['clips_per_s']} "
-                "clips/s (the step's rate means the loader keeps up)",
-                flush=True,
-            )
-            results.append(fed)
+            for fed_share in (0.0, share):
+                fed = run_mixed(
+                    videos, fed_share, args.cpu_workers, threads, repeat, args, "cuda", step
+                )
+                print(json.dumps(fed), flush=True)
+                print(
+                    f"K={repeat}, nvdec_share {fed_share:.2f}: with a {args.gpu_rate} clips/s "
+                    f"stand-in step: {fed['clips_per_s']} clips/s (the step's rate means the "
+                    "loader keeps up)",
+                    flush=True,
+                )
+                results.append(fed)
     return results
 
 

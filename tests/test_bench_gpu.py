@@ -82,6 +82,8 @@ def test_bench_gpu_runs_tiny_on_the_cpu_without_video_or_cli_packages(tmp_path) 
     assert all(r["clips_per_s"] > 0 and r["tflops"] > 0 for r in result["sections"]["models"])
     (lightning,) = result["sections"]["lightning"]
     assert lightning["raw_ms"] > 0 and lightning["lightning_ms"] > 0
+    # the users' path: uint8 clips through the DataModules' normalisation hook, every step
+    assert lightning["input"] == "uint8" and lightning["normalised_batches"] >= 2
     kinds = {r["kind"].split(" (")[0] for r in result["sections"]["blocks"]}
     assert {"a2 auto", "a2 left", "a2 right", "non-local"} <= kinds
     assert {r["stage"] for r in result["sections"]["blocks"]} == {"res2", "res3", "res4", "res5"}
