@@ -749,6 +749,15 @@ def _block_step(ctx: Ctx, block: nn.Module, x: Tensor) -> Callable[[], None]:
     return step
 
 
+def _block_input(ctx: Ctx, batch: int, c: int, t: int, h: int, w: int) -> Tensor:
+    """A block's input as a2net gives it: channels-last, bf16 under autocast (the bottleneck
+    before it ends in a convolution, BatchNorm, add and ReLU that all run in bf16), needing grad.
+    """
+    dtype = torch.bfloat16 if ctx.amp else torch.float32
+    x = torch.randn(batch, c, t, h, w, device=ctx.device, dtype=dtype)
+    return x.contiguous(memory_format=CL3D).requires_grad_(True)
+
+
 def _live_block(ctx: Ctx, block: nn.Module) -> nn.Module:
     """``block`` on the device, channels-last, with a non-zero output BN (not the identity)."""
     torch.manual_seed(0)
@@ -786,8 +795,7 @@ def section_blocks_compiled(ctx: Ctx) -> None:
         if not ctx.budget.allows(args.block_compile_estimate_s):
             print(f"[blocks_compiled] out of budget at {stage}")
             break
-        x = torch.randn(batch, c, t, h, w, device=dev).contiguous(memory_format=CL3D)
-        x.requires_grad_(True)
+        x = _block_input(ctx, batch, c, t, h, w)
         fns: dict[str, Callable[[], None]] = {}
         flop: dict[str, int] = {}
         kinds = _block_kinds(c, t, h, w, batch, free)
@@ -847,8 +855,7 @@ def section_blocks(ctx: Ctx) -> None:
             print(f"[blocks] out of budget at {stage}")
             break
         length = t * h * w
-        x = torch.randn(batch, c, t, h, w, device=dev).contiguous(memory_format=CL3D)
-        x.requires_grad_(True)
+        x = _block_input(ctx, batch, c, t, h, w)
         fns: dict[str, Callable[[], None]] = {}
         flop: dict[str, int] = {}
         for name, block in _block_kinds(c, t, h, w, batch, free).items():

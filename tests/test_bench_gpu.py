@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -146,3 +147,26 @@ def test_the_stem_sections_candidate_layout_computes_the_librarys_result(kt, pt,
     got = bench_gpu._stacked_by_unfold(stem, x)
     torch.testing.assert_close(got, stem._time_in_channels(x), rtol=0, atol=1e-12)
     assert got.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def test_block_sections_feed_a_block_what_a2net_feeds_it() -> None:
+    """Under bf16 autocast an A²-block inside a2net gets a bf16 channels-last map; the block
+    sections' input is the same (not a float32 map, which adds casts and float32 adds)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_gpu
+
+    from a2video.models import attention_blocks, build_model
+    from a2video.models.layers import channels_last_clip
+
+    net = build_model("a2net_r50", num_classes=4).to(memory_format=torch.channels_last_3d)
+    seen = []
+    for block in attention_blocks(net).values():
+        block.register_forward_hook(lambda _m, args, _out: seen.append(args[0]))
+    clip = torch.randn(1, 3, 4, 32, 32).contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        net(clip)
+    assert len(seen) == 5 and all(x.dtype == torch.bfloat16 for x in seen)
+    ctx = SimpleNamespace(amp=True, device=torch.device("cpu"))
+    x = bench_gpu._block_input(ctx, 2, 8, 2, 3, 3)
+    assert x.dtype == torch.bfloat16 and x.requires_grad
+    assert channels_last_clip(x)
