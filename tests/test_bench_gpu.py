@@ -48,7 +48,7 @@ def test_bench_gpu_runs_tiny_on_the_cpu_without_video_or_cli_packages(tmp_path) 
         "cpu",
         "--sections",
         "info,models,compiled,compiled_5d,compiled_3d_stem,compile_modes,variants,stem,"
-        "lightning,blocks,blocks_compiled,profile",
+        "lightning,lightning_compiled,blocks,blocks_compiled,profile",
     ]
     cmd += ["--extra-compile-modes", "reduce-overhead"]
     cmd += ["--archs", "i3d,a2net", "--batches", "2", "--compiled-archs", "a2net"]
@@ -81,10 +81,13 @@ def test_bench_gpu_runs_tiny_on_the_cpu_without_video_or_cli_packages(tmp_path) 
     layers = result["variants"]["layers_ms"]
     assert any("2-D view" in k for k in layers) and any(", 5-D" in k for k in layers)
     assert all(r["clips_per_s"] > 0 and r["tflops"] > 0 for r in result["sections"]["models"])
-    (lightning,) = result["sections"]["lightning"]
-    assert lightning["raw_ms"] > 0 and lightning["lightning_ms"] > 0
-    # the users' path: uint8 clips through the DataModules' normalisation hook, every step
-    assert lightning["input"] == "uint8" and lightning["normalised_batches"] >= 2
+    lightning = {r["mode"]: r for r in result["sections"]["lightning"]}
+    assert all(r["raw_ms"] > 0 and r["lightning_ms"] > 0 for r in lightning.values())
+    # the users' path: uint8 clips through the DataModules' transfer hook, which normalises them
+    # for an eager module and leaves them to a compiled one's graph
+    assert {r["input"] for r in lightning.values()} == {"uint8"}
+    assert lightning["eager"]["uint8_to_module"] == 0
+    assert lightning["compiled"]["uint8_to_module"] >= 2
     kinds = {r["kind"].split(" (")[0] for r in result["sections"]["blocks"]}
     assert {"a2 auto", "a2 left", "a2 right", "non-local"} <= kinds
     assert {r["stage"] for r in result["sections"]["blocks"]} == {"res2", "res3", "res4", "res5"}

@@ -21,6 +21,7 @@ from ports import free_port
 from tiny_fit import tiny_fit_args
 
 from a2video.data import KineticsDataModule
+from a2video.data.datamodules import to_model_input
 from a2video.data.datasets import VideoClipDataset
 from a2video.data.transforms import normalize_batch
 from a2video.training.cli import A2VideoCLI
@@ -184,3 +185,78 @@ def test_fit_with_repeat_clips_feeds_float_clips_and_counts_steps(kinetics_root,
     clips = [shape[0] for _, shape, _ in recorder.train]
     assert clips == ([4] * 5 + [2]) * 2  # the last batch: the 11th video's 2 clips
     assert recorder.val_dtypes and all(d == torch.float32 for d in recorder.val_dtypes)
+
+
+# --------------------------------------------------------------- uint8 into a compiled module
+def test_compiled_module_normalises_uint8_clips_itself_with_the_same_floats(
+    kinetics_root, small_clip
+):
+    """A compiled VideoClassifier with the DataModule's mean/std gets the uint8 batch (its graph
+    normalises it, fused with the first layer); every other module gets the DataModule's floats,
+    and both reach the network as the same floats."""
+    dm = KineticsDataModule(kinetics_root, seed=1, **small_clip)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["video"].dtype == torch.uint8
+    spec = dm.spec
+    compiled = VideoClassifier(arch="a2net_tiny", num_classes=4, clip_spec=spec, compile=True)
+    compiled.compile_options = {"backend": "aot_eager"}
+    eager = VideoClassifier(arch="a2net_tiny", num_classes=4, clip_spec=spec)
+    eager.load_state_dict(compiled.state_dict())
+    assert compiled.takes_uint8(spec.mean, spec.std) and not eager.takes_uint8(spec.mean, spec.std)
+    assert not compiled.takes_uint8(spec.mean, (0.5, 0.5, 0.5))  # another std: the data's floats
+    as_uint8 = to_model_input(dict(batch), spec.mean, spec.std, compiled)
+    as_float = to_model_input(dict(batch), spec.mean, spec.std, eager)
+    assert as_uint8["video"].dtype == torch.uint8 and as_float["video"].dtype == torch.float32
+
+    seen = []
+    hook = compiled.net.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    with torch.no_grad():
+        compiled.eval(), eager.eval()
+        got, want = compiled(as_uint8["video"]), eager(as_float["video"])
+        assert torch.equal(eager(as_uint8["video"]), want)  # eager forward takes uint8 too
+    hook.remove()
+    assert torch.equal(seen[-1], as_float["video"])  # the same floats reach the network
+    torch.testing.assert_close(got, want)
+
+
+def test_uint8_clips_without_a_clip_spec_are_refused_with_the_fix():
+    model = VideoClassifier(arch="a2net_tiny", num_classes=4)
+    fix = r"uint8 clips need the clip spec's mean and std.*pass clip_spec="
+    with pytest.raises(ValueError, match=fix):
+        model(torch.zeros(1, 3, 4, 32, 32, dtype=torch.uint8))
+
+
+class LossRecorder(BatchRecorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"]))
+
+
+def test_compiled_fit_takes_uint8_clips_and_trains_as_the_eager_fit(
+    kinetics_root, tmp_path, monkeypatch
+):
+    """``fit`` through the CLI with ``model.compile: true``: training and validation batches
+    reach the module as uint8 (normalised inside its compiled graph), and the losses are the
+    eager run's (same seed, same floats into the network)."""
+    monkeypatch.setattr(VideoClassifier, "compile_options", {"backend": "aot_eager"})
+    torch.set_num_threads(1)
+    runs = {}
+    extra = ["--data.num_workers", "0", "--trainer.max_epochs", "1"]
+    extra += ["--trainer.check_val_every_n_epoch", "1", "--model.compile"]
+    for compile in ("false", "true"):
+        recorder = LossRecorder()
+        A2VideoCLI(
+            VideoClassifier,
+            KineticsDataModule,
+            trainer_defaults={"callbacks": [recorder]},
+            args=tiny_fit_args(kinetics_root, tmp_path / f"run_{compile}", *extra, compile),
+        )
+        runs[compile] = recorder
+    eager, compiled = runs["false"], runs["true"]
+    assert {d for d, _, _ in eager.train} == {torch.float32} == set(eager.val_dtypes)
+    assert {d for d, _, _ in compiled.train} == {torch.uint8} == set(compiled.val_dtypes)
+    assert [i for _, _, i in compiled.train] == [i for _, _, i in eager.train]
+    torch.testing.assert_close(compiled.losses, eager.losses, rtol=1e-4, atol=1e-5)

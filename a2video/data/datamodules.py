@@ -12,9 +12,11 @@ Batches (dicts):
 
 Workers return uint8 clips (a quarter of the bytes over PCIe, less work per clip); the
 DataModule's ``on_after_batch_transfer`` converts them to normalised float on the device, so the
-model sees the same floats as before (``normalize_on_device=False`` normalises in the workers,
-for code that iterates the loaders directly). With ``repeat_clips=K`` a train batch of
-``batch_size`` clips holds ``batch_size / K`` videos, K clips of each (see docs/data.md).
+model sees the same floats as before, or hands them on as uint8 to a compiled VideoClassifier,
+which normalises them in its graph (:func:`to_model_input`). ``normalize_on_device=False``
+normalises in the workers, for code that iterates the loaders directly. With
+``repeat_clips=K`` a train batch of ``batch_size`` clips holds ``batch_size / K`` videos, K clips
+of each (see docs/data.md).
 
 The DataModule implements ``on_before_batch_transfer`` to count unusable videos (see
 :class:`BadVideoMonitor`); ``data_counters(stage)`` gives the numbers to log per epoch.
@@ -62,6 +64,22 @@ _STAGE_OF = {
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # parallelism comes from the workers
+
+
+def to_model_input(batch, mean, std, module=None):
+    """A batch's uint8 ``video`` as the model takes it: normalised float on its device.
+
+    Left uint8 where ``module.takes_uint8(mean, std)`` says its forward normalises uint8 clips
+    itself with the same mean and std (a compiled ``VideoClassifier``: the normalisation runs in
+    its compiled graph, fused with the layout change and the first layer), so the floats the
+    network sees come from the same :func:`normalize_batch` either way.
+    """
+    takes_uint8 = getattr(module, "takes_uint8", None)
+    if callable(takes_uint8) and takes_uint8(mean, std):
+        return batch
+    if isinstance(batch, dict) and getattr(batch.get("video"), "dtype", None) == torch.uint8:
+        batch["video"] = normalize_batch(batch["video"], mean, std)
+    return batch
 
 
 class _StartsAtFirstBatch(DataLoader):
@@ -270,14 +288,16 @@ class VideoDataModule(L.LightningDataModule):
         return batch
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """uint8 clips -> normalised float, on the device the batch was moved to."""
-        return self.normalize(batch)
+        """uint8 clips -> normalised float, on the device the batch was moved to (or left uint8
+        for a compiled VideoClassifier, which normalises them inside its graph: see
+        :func:`to_model_input`)."""
+        trainer = getattr(self, "trainer", None)
+        module = trainer.lightning_module if trainer is not None else None
+        return to_model_input(batch, self.spec.mean, self.spec.std, module)
 
     def normalize(self, batch):
         """A batch's uint8 ``video`` as normalised float (the clip spec's mean/std)."""
-        if isinstance(batch, dict) and getattr(batch.get("video"), "dtype", None) == torch.uint8:
-            batch["video"] = normalize_batch(batch["video"], self.spec.mean, self.spec.std)
-        return batch
+        return to_model_input(batch, self.spec.mean, self.spec.std)
 
     def count_batch(self, batch: dict, stage: str) -> dict:
         """Count a batch's failure flags (raises DataQualityError past the limit); drops strings."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -32,6 +32,7 @@ from torchmetrics import MeanMetric, SumMetric
 
 from a2video import __version__
 from a2video.data.datasets import ClipSpec
+from a2video.data.transforms import normalize_batch
 
 try:  # jsonargparse (the CLI's) is optional for the module itself, e.g. on a GPU benchmark host
     from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -187,15 +188,40 @@ class VideoClassifier(LightningModule):
                        f"{report.summary()}")  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:
-        """Logits ``(N, num_classes)`` of clips ``(N, 3, T, H, W)``."""
-        if self.hparams.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last_3d)
+        """Logits ``(N, num_classes)`` of clips ``(N, 3, T, H, W)``: normalised float, or uint8
+        (normalised here with the clip spec's mean and std, as the DataModules do)."""
         if self.hparams.compile and self.compiled_forward.state != "failed":
             options = dict(self.compile_options)
             if self.hparams.get("compile_mode") not in (None, "default"):
                 options["mode"] = self.hparams.compile_mode
-            return self.compiled_forward(self.net, x, options)
+            return self.compiled_forward(self._network, x, options)
+        return self._network(x)
+
+    def _network(self, x: Tensor) -> Tensor:
+        """The network on clips as given; compiled whole, so Inductor fuses a uint8 clip's
+        normalisation and the channels-last copy into the first layer's input."""
+        if x.dtype == torch.uint8:
+            if self.clip_spec is None:
+                raise ValueError(
+                    "a2video: uint8 clips need the clip spec's mean and std to be normalised: "
+                    "pass clip_spec= (the DataModule's spec) or normalised float clips"
+                )
+            x = normalize_batch(x, self.clip_spec.mean, self.clip_spec.std)
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         return self.net(x)
+
+    def takes_uint8(self, mean: Sequence[float], std: Sequence[float]) -> bool:
+        """Whether the DataModules hand this module uint8 clips
+        (:func:`a2video.data.datamodules.to_model_input`): when it is compiled and normalises
+        with the same ``mean`` and ``std`` (its clip spec's)."""
+        spec = self.clip_spec
+        return (
+            bool(self.hparams.compile)
+            and spec is not None
+            and tuple(spec.mean) == tuple(mean)
+            and tuple(spec.std) == tuple(std)
+        )
 
     # ------------------------------------------------------------------ train
     def on_fit_start(self) -> None:
