@@ -17,10 +17,10 @@ value), batches of ``--batch-size`` clips moved to the GPU as Lightning does. Fo
 ``--repeats`` K it runs CPU only, NVDEC only, then both at once with ``--share`` (default: the
 share the two single-source rates suggest, ``nvdec / (nvdec + cpu)``, the ``data.nvdec_share``
 to use), and with ``--gpu-rate R`` the CPU workers alone and that mix again, each feeding a
-stand-in training step (bf16 matmuls) of R clips/s; every sample is a training clip with the
-scale/crop/flip augmentation, as uint8 (this file's, close to the DataModule's transforms;
-``bench_data.py loading`` measures those per core). An offline GPU host needs the decord2 and
-numpy wheels carried (docs/data.md,
+stand-in training step (bf16 matmuls) of R clips/s. The samples are the DataModules' own
+(``VideoClipDataset``: K clips per decode with the scale/crop/flip augmentation, uint8; NVDEC
+frames augmented on the GPU by the same transforms), so the rows are the ``data.decoder: nvdec``
+training loader's. An offline GPU host needs the decord2 and numpy wheels carried (docs/data.md,
 "NVDEC and CPU workers together", says how):
   python3 benchmarks/bench_nvdec.py --videos .gpuwork/videos/web --cpu-workers 12 --threads 4 \
       --repeats 4 --seconds 10 --gpu-rate 490
@@ -29,6 +29,7 @@ numpy wheels carried (docs/data.md,
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -49,7 +50,6 @@ from a2video.data.mixed import KeyBatches, MixedLoader  # noqa: E402  (numpy-fre
 from a2video.data.video import (  # noqa: E402
     NvdecDecoder,
     VideoDecodeError,
-    get_decoder,
     select_frames,
 )
 
@@ -166,64 +166,24 @@ def run_config(videos: list[str], threads: int, repeat: int, args) -> dict:
 
 
 # ------------------------------------------------------------------------------ --cpu-workers
-class ClipDataset(torch.utils.data.Dataset):
-    """``(index, epoch)`` -> K augmented uint8 training clips of one video, as the DataModule's.
+def training_dataset(videos: list[str], decoder: str, repeat: int, args):
+    """The DataModules' own training dataset over ``videos`` (a2video's ``VideoClipDataset``:
+    sampling, ``repeat`` clips per decode, scale/crop/flip, uint8, bad-video replacement), with
+    ``decoder`` "nvdec" decoding and augmenting on the GPU (in the mixed loader's threads) and
+    any other on the CPU (in its workers). Imported here: it needs numpy and torchvision, which
+    the NVDEC-alone rows do without."""
+    from a2video.data.annotations import VideoRecord
+    from a2video.data.datasets import ClipSpec, VideoClipDataset
 
-    ``decoder`` "nvdec" decodes and augments on the GPU (in the mixed loader's threads), any
-    other name on the CPU (in its workers). A video that fails is replaced by the next one.
-    """
-
-    def __init__(self, videos: list[str], decoder: str, repeat: int, args) -> None:
-        self.videos, self.decoder_name, self.repeat, self.args = videos, decoder, repeat, args
-        self._decoder = None  # made on first use, in the worker or thread that decodes
-
-    def __len__(self) -> int:
-        return len(self.videos)
-
-    def __getitem__(self, key: tuple[int, int]) -> dict:
-        if self._decoder is None:
-            self._decoder = get_decoder(self.decoder_name)
-        index, epoch = key
-        a = self.args
-        for attempt in range(len(self.videos)):
-            path = self.videos[(index + attempt) % len(self.videos)]
-            rng = _Rng(index * 7919 + epoch)
-            try:
-                reader = self._decoder.open(path)
-                try:
-                    clips = sampling.repeated_train_clips(
-                        reader.num_frames, a.frames, a.stride, self.repeat, rng
-                    )
-                    flat = sorted({i for c in clips for i in c})
-                    frames = reader.get_frames(flat)
-                finally:
-                    reader.close()
-            except VideoDecodeError:
-                continue
-            pos = {v: k for k, v in enumerate(flat)}
-            video = torch.stack(
-                [
-                    train_crop(
-                        select_frames(frames, [pos[i] for i in c]),
-                        rng,
-                        a.train_scale,
-                        a.crop_size,
-                        True,
-                    )
-                    for c in clips
-                ]
-            )  # uint8 (K, 3, T, S, S)
-            return {"video": video, "index": index}
-        raise VideoDecodeError(self.videos[index], "no video of the set decodes")
-
-
-def collate_clips(samples: list[dict]) -> dict:
-    """Samples of K clips -> a batch of ``len(samples) * K`` clips (the K of a video together)."""
-    video = torch.stack([s["video"] for s in samples])  # (b, K, 3, T, S, S)
-    return {
-        "video": video.flatten(0, 1),  # (b * K, 3, T, S, S)
-        "index": torch.tensor([s["index"] for s in samples]),
-    }
+    spec = ClipSpec(
+        frames=args.frames,
+        stride=args.stride,
+        train_scale=tuple(args.train_scale),
+        crop_size=args.crop_size,
+        test_scale=args.train_scale[0],
+    )
+    records = [VideoRecord(path, label=0) for path in videos]
+    return VideoClipDataset(records, "train", spec, decoder, repeat=repeat, uint8=True)
 
 
 class StandInStep:
@@ -266,11 +226,14 @@ def run_mixed(
     warmup = args.warmup_batches
     batches = warmup + int(args.seconds * 5000 / clips_per_batch) + 1  # never runs out
     keys = [(i % len(videos), i // len(videos)) for i in range(batches * per_batch)]
-    cpu_loader = torch.utils.data.DataLoader(
-        ClipDataset(videos, args.cpu_decoder, repeat, args),
+    from a2video.data.datasets import repeated_collate
+
+    dataset = training_dataset(videos, args.cpu_decoder, repeat, args)
+    cpu_loader = torch.utils.data.DataLoader(  # as the DataModules' train loader
+        dataset,
         batch_sampler=KeyBatches(),
         num_workers=workers,
-        collate_fn=collate_clips,
+        collate_fn=functools.partial(repeated_collate, repeat=repeat) if repeat > 1 else None,
         pin_memory=device != "cpu",
         worker_init_fn=_one_thread,
     )
@@ -278,7 +241,7 @@ def run_mixed(
         keys,
         per_batch,
         cpu_loader,
-        ClipDataset(videos, "nvdec", repeat, args),
+        dataset.with_decoder("nvdec"),
         share,
         threads,
     )
