@@ -326,3 +326,27 @@ def test_config_instantiates(name, ucf_root, tmp_path, monkeypatch):
         assert cli.trainer.num_devices * cli.datamodule.batch_size == 104
         assert cli.model.hparams.scheduler == "step" and len(cli.model.hparams.milestones) == 3
         assert isinstance(cli.model.net.dropout, nn.Dropout)
+
+
+def test_finetune_test_keeps_an_explicit_default_and_prints_no_parser_error(
+    ucf_root, tmp_path, capfd
+):
+    """``finetune_ucf.py test --ckpt_path X``: an option the user sets to its default value stays
+    set (the saved value fills only what was not given), and the explicit re-parse behind that
+    prints no usage or error text (its --ckpt link once made jsonargparse print both)."""
+    from a2video.data import UCF101DataModule
+    from a2video.training.finetune import FinetuneCLI
+
+    run = tmp_path / "ft"
+    base = ["--model.arch", "a2net_tiny", "--data.data_root", ucf_root, *CLIP, *QUIET]
+    fit = ["fit", *base, "--trainer.default_root_dir", str(run), "--trainer.max_steps", "1"]
+    fit += ["--model.label_smoothing", "0.1", "--test_after_fit", "false"]
+    FinetuneCLI(VideoClassifier, UCF101DataModule, args=fit)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    capfd.readouterr()
+    test = ["test", *base, "--ckpt_path", str(ckpt), "--trainer.limit_test_batches", "1"]
+    test += ["--trainer.default_root_dir", str(tmp_path / "t"), "--model.label_smoothing", "0.0"]
+    cli = FinetuneCLI(VideoClassifier, UCF101DataModule, args=test)
+    assert cli.model.hparams.label_smoothing == 0.0  # given (= the default): kept
+    err = capfd.readouterr().err
+    assert "usage:" not in err and "error:" not in err, err[-2000:]

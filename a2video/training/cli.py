@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from lightning.pytorch.callbacks import (
     LearningRateMonitor,
@@ -85,6 +85,15 @@ def _mentions(value: Any, name: str) -> bool:
     return name in str(value)
 
 
+def _cli_value(value: Any) -> str:
+    """``value`` as jsonargparse reads it on a command line (``null``, ``true``, ``false``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
 class A2VideoCLI(LightningCLI):
     """LightningCLI with a2video's checkpoint, logging and data-link defaults.
 
@@ -93,6 +102,11 @@ class A2VideoCLI(LightningCLI):
         datamodule_class: the DataModule (``KineticsDataModule``, ``UCF101DataModule``).
         **kwargs: passed to :class:`LightningCLI`.
     """
+
+    # Top-level options that a subclass links into a group at parse time (FinetuneCLI: --ckpt
+    # and --unsafe_load): the explicit re-parse of :meth:`_given_model_options` (no defaults)
+    # is handed their values, or jsonargparse cannot apply the links there.
+    parse_link_sources: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, model_class: Any = None, datamodule_class: Any = None, **kwargs: Any):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
@@ -140,10 +154,21 @@ class A2VideoCLI(LightningCLI):
     def _given_model_options(self) -> set[str]:
         """The model options the user set (command line or YAML), not left at their default."""
         subcommand = self.config.get("subcommand")
-        try:
-            explicit = self.parser.parse_args(self._args, defaults=False)
-        except (SystemExit, Exception):  # e.g. args given as a dict: fall back on the defaults
-            explicit = None
+        explicit = None
+        if self._args is not None:  # not for args given as a dict: fall back on the defaults
+            config = self.config[subcommand]
+            links = [f"--{key}={_cli_value(config.get(key))}" for key in self.parse_link_sources]
+            parsers = [self.parser, self._parser(subcommand)]
+            exits = [p.exit_on_error for p in parsers]
+            try:  # a failure here falls back quietly: no usage text on the user's terminal
+                for p in parsers:
+                    p.exit_on_error = False
+                explicit = self.parser.parse_args(self._args + links, defaults=False)
+            except (SystemExit, Exception):
+                explicit = None
+            finally:
+                for p, value in zip(parsers, exits, strict=True):
+                    p.exit_on_error = value
         model = explicit.get(subcommand, {}).get("model") if explicit is not None else None
         if model is not None:
             return set(dict(model))

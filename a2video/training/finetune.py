@@ -291,6 +291,8 @@ class FinetuneCLI(A2VideoCLI):
         **kwargs: as :class:`A2VideoCLI`.
     """
 
+    parse_link_sources = ("ckpt", "unsafe_load")  # linked into finetune.* below
+
     def __init__(self, *args: Any, fold: int | None = None, **kwargs: Any) -> None:
         self.fold = fold
         self.results: dict[str, Any] = {}
