@@ -45,6 +45,26 @@ def test_compiled_model_matches_eager_on_cuda() -> None:
     torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)
 
 
+def test_compiled_module_normalises_uint8_clips_in_its_graph_as_eager_on_cuda() -> None:
+    """What a compiled VideoClassifier gets from the DataModules on a GPU: a uint8 batch, made
+    float, normalised, channels-last and stacked for the stem inside one compiled graph (bf16)."""
+    from a2video.data.datasets import ClipSpec
+    from a2video.data.transforms import normalize_batch
+
+    spec = ClipSpec(frames=8, train_scale=(64, 64), crop_size=64, test_scale=64)
+    model = tiny_model(channels_last=True, compile=True, clip_spec=spec).cuda().eval()
+    for block in model.net.attention_blocks.values():  # make the blocks do something
+        torch.nn.init.normal_(block.bn.weight, 1.0, 0.2)
+    video = torch.randint(0, 256, (2, 3, 8, 64, 64), dtype=torch.uint8, device="cuda")
+    assert model.takes_uint8(spec.mean, spec.std)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        got = model(video)
+        model.hparams.compile = False
+        expected = model(normalize_batch(video, spec.mean, spec.std))
+    assert model.compiled_forward.state == "warm"
+    torch.testing.assert_close(got.float(), expected.float(), rtol=2e-2, atol=2e-2)
+
+
 class SyncWatch(Callback):
     """CUDA sync debug mode "error" from batch ``start`` to the start of batch ``stop``.
 
