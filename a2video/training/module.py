@@ -93,7 +93,8 @@ class VideoClassifier(LightningModule):
             ``trainer.log_every_n_steps`` batches and at epoch end).
         clip_spec: the clips and test views the data produces (the DataModule's ``spec``, linked
             by the CLI; restored from checkpoints): picks the centre view for the single-clip
-            accuracy and travels with the weights.
+            accuracy, gives the mean and std that ``forward`` normalises uint8 clips with, and
+            travels with the weights.
         view_chunk: forward at most this many clips at once in test/predict (0: all views of a
             batch at once); bounds memory for 10×3 views.
         channels_last: use ``channels_last_3d`` memory format (faster convs on recent GPUs).
