@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -136,8 +137,6 @@ def synthesize_once(root: Path, params: dict[str, Any], progress: bool = True) -
             if json.loads(stamp.read_text()) == params:
                 return False
     if root.exists():
-        import shutil
-
         shutil.rmtree(root)
     kwargs = dict(params)
     for key in ("duration", "size"):
@@ -319,6 +318,10 @@ def run_demo(
     stages: dict[str, StageResult] = {}
 
     _say(f"plan: {json.dumps(asdict(plan))}")
+    for stage in ("pretrain", "finetune", "scratch"):  # the demo's own runs: made anew each time
+        if (out / stage).exists():
+            _say(f"replacing the earlier demo run in {out / stage}")
+            shutil.rmtree(out / stage)
     _say(f"1/4 synthesizing data under {data} (skipped if already there)")
     start = time.perf_counter()
     made = {}

@@ -104,8 +104,9 @@ def _user_error(capsys, run: Callable[[list[str]], object], argv: list[str]) -> 
 def _cases(kinetics_root: str, ucf_root: str, tmp_path: Path, ckpt: str) -> dict:
     """entry point -> (main, argv reading ``ckpt``, the trust flag it accepts)."""
     run_dir = ["--trainer.default_root_dir", str(tmp_path / "run")]
-    train = [*QUIET, *run_dir, "--config", DEMO, "--data.data_root", kinetics_root]
-    ucf = [*QUIET, *run_dir, "--config", DEMO_UCF, "--data.data_root", ucf_root]
+    # --config first: a later option wins, and the demo configs name their own run folders
+    train = ["--config", DEMO, *QUIET, *run_dir, "--data.data_root", kinetics_root]
+    ucf = ["--config", DEMO_UCF, *QUIET, *run_dir, "--data.data_root", ucf_root]
     video = str(next(Path(kinetics_root).rglob("*.mp4")))
     cases = {
         f"train.py {stage}": (_train_main(), [stage, *train, "--ckpt_path", ckpt], LIGHTNING_FLAG)
@@ -171,11 +172,12 @@ def test_wrong_checkpoint_path(entry, kinetics_root, ucf_root, tmp_path, capsys)
 
 def test_wrong_data_root(tmp_path, capsys):
     missing = str(tmp_path / "nowhere")
-    argv = ["fit", "--config", DEMO, "--data.data_root", missing]
+    run_dir = ["--trainer.default_root_dir", str(tmp_path / "run")]  # not the demo's folders
+    argv = ["fit", "--config", DEMO, "--data.data_root", missing, *run_dir]
     line = _user_error(capsys, _train_main(), argv)
     assert line.startswith("train.py: error: ") and missing in line, line
     line = _user_error(
-        capsys, _finetune_main, ["fit", "--config", DEMO_UCF, "--data.data_root", missing]
+        capsys, _finetune_main, ["fit", "--config", DEMO_UCF, "--data.data_root", missing, *run_dir]
     )
     assert line.startswith("finetune_ucf.py: error: ") and "classInd.txt" in line, line
     # a2video: the data root of `synth` cannot be made, an input video does not exist
@@ -185,6 +187,7 @@ def test_wrong_data_root(tmp_path, capsys):
 
 def test_missing_annotation_folder(ucf_root, tmp_path, capsys):
     argv = ["fit", "--config", DEMO_UCF, "--data.data_root", ucf_root]
+    argv += ["--trainer.default_root_dir", str(tmp_path / "run")]  # not the demo's folders
     line = _user_error(capsys, _finetune_main, [*argv, "--data.annotation_dir", str(tmp_path)])
     assert str(tmp_path) in line and "classInd.txt" in line, line
 
@@ -210,3 +213,19 @@ def test_debug_switch_shows_the_traceback(tmp_path):
     )
     assert debug.returncode != 0 and "Traceback" in debug.stderr
     assert "AnnotationError" in debug.stderr
+
+
+def test_a_fresh_fit_never_writes_over_an_earlier_runs_checkpoint(kinetics_root, tmp_path, capsys):
+    """The same ``fit`` command twice (a forgotten ``--ckpt_path last``): the second stops in one
+    line naming the checkpoint and both fixes, before writing anything; the weights are intact."""
+    from tiny_fit import tiny_fit_args
+
+    run = tmp_path / "run"
+    argv = tiny_fit_args(kinetics_root, run, "--data.num_workers", "0", "--trainer.max_steps", "1")
+    _train_main()(argv)
+    last = run / "checkpoints" / "last.ckpt"
+    weights = last.read_bytes()
+    line = _user_error(capsys, _train_main(), argv)
+    assert str(last) in line, line
+    assert "--ckpt_path last" in line and "--trainer.default_root_dir" in line, line
+    assert last.read_bytes() == weights

@@ -85,6 +85,23 @@ def _mentions(value: Any, name: str) -> bool:
     return name in str(value)
 
 
+def _refuse_to_replace_checkpoints(config: Any) -> None:
+    """A fresh ``fit`` (no ``--ckpt_path``) stops before it would write over an earlier run's
+    checkpoints in its checkpoint folders, with the two fixes: resume, or another folder."""
+    for key in ("step_checkpoint", "checkpoint"):
+        dirpath = (config.get(key) or {}).get("dirpath")
+        if not dirpath or not os.path.isdir(dirpath):
+            continue
+        found = sorted(name for name in os.listdir(dirpath) if name.endswith(".ckpt"))
+        if found:
+            name = "last.ckpt" if "last.ckpt" in found else found[0]
+            raise ValueError(
+                f"{os.path.join(dirpath, name)}: an earlier run's checkpoint is here and a fresh "
+                "fit would write over it; resume it with --ckpt_path last, or start this run "
+                "elsewhere with --trainer.default_root_dir DIR (or move the old run away)"
+            )
+
+
 def _cli_value(value: Any) -> str:
     """``value`` as jsonargparse reads it on a command line (``null``, ``true``, ``false``)."""
     if value is None:
@@ -212,6 +229,8 @@ class A2VideoCLI(LightningCLI):
         for key in ("checkpoint", "step_checkpoint"):
             if config.get(key) is not None and not config[key].get("dirpath"):
                 config[key].dirpath = os.path.join(root, "checkpoints")
+        if self.subcommand == "fit" and not config.get("ckpt_path"):
+            _refuse_to_replace_checkpoints(config)
         if (
             _mentions(config.trainer.get("logger"), "WandbLogger")
             and "WANDB_MODE" not in os.environ
