@@ -217,7 +217,9 @@ def test_debug_switch_shows_the_traceback(tmp_path):
 
 def test_a_fresh_fit_never_writes_over_an_earlier_runs_checkpoint(kinetics_root, tmp_path, capsys):
     """The same ``fit`` command twice (a forgotten ``--ckpt_path last``): the second stops in one
-    line naming the checkpoint and both fixes, before writing anything; the weights are intact."""
+    line naming the checkpoint and both fixes, before writing anything; the weights are intact.
+    A ``fast_dev_run`` there is allowed and saves nothing (Lightning's own end-of-training save
+    of ``last`` used to write the dry run's weights over the real ones)."""
     from tiny_fit import tiny_fit_args
 
     run = tmp_path / "run"
@@ -228,4 +230,6 @@ def test_a_fresh_fit_never_writes_over_an_earlier_runs_checkpoint(kinetics_root,
     line = _user_error(capsys, _train_main(), argv)
     assert str(last) in line, line
     assert "--ckpt_path last" in line and "--trainer.default_root_dir" in line, line
+    assert last.read_bytes() == weights
+    _train_main()([*argv, "--trainer.fast_dev_run", "true"])  # saves nothing: allowed
     assert last.read_bytes() == weights

@@ -76,6 +76,12 @@ class LastCheckpoint(ModelCheckpoint):
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         return None
 
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Lightning's ModelCheckpoint saves `last` here even under fast_dev_run, which would
+        # write a dry run's weights over a real run's last.ckpt in the same folder.
+        if not trainer.fast_dev_run:
+            super().on_train_end(trainer, pl_module)
+
 
 class SaveOnSigterm(Callback):
     """Save ``<checkpoint dir>/last.ckpt`` when SIGTERM arrives during ``fit``, then stop.

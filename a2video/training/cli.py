@@ -229,7 +229,8 @@ class A2VideoCLI(LightningCLI):
         for key in ("checkpoint", "step_checkpoint"):
             if config.get(key) is not None and not config[key].get("dirpath"):
                 config[key].dirpath = os.path.join(root, "checkpoints")
-        if self.subcommand == "fit" and not config.get("ckpt_path"):
+        fast_dev_run = config.trainer.get("fast_dev_run")  # Lightning saves nothing then
+        if self.subcommand == "fit" and not config.get("ckpt_path") and not fast_dev_run:
             _refuse_to_replace_checkpoints(config)
         if (
             _mentions(config.trainer.get("logger"), "WandbLogger")
