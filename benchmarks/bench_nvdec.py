@@ -69,14 +69,9 @@ class _Rng:
         return self._r.random()
 
 
-def train_crop(
-    frames: torch.Tensor, rng: _Rng, scale=(256, 320), size: int = 224, uint8: bool = False
-) -> torch.Tensor:
-    """uint8 (T, H, W, 3) -> float (3, T, size, size): the training augmentation.
-
-    ``uint8=True`` returns uint8, as the DataModule's loaders do; on the CPU the resize then runs
-    on uint8 (torch's antialiased uint8 kernel, what the workers' torchvision resize uses).
-    """
+def train_crop(frames: torch.Tensor, rng: _Rng, scale=(256, 320), size: int = 224) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> float (3, T, size, size): the training augmentation (``--train-crop``
+    of the NVDEC-alone rows; the mixed rows run the DataModules' own transforms)."""
     h, w = frames.shape[1:3]
     short = rng.integers(scale[0], scale[1] + 1)
     f = short / min(h, w)
@@ -84,12 +79,8 @@ def train_crop(
     top, left = rng.integers(0, nh - size + 1), rng.integers(0, nw - size + 1)
     y0, x0 = int(top / f), int(left / f)
     y1, x1 = min(h, int((top + size) / f) + 1), min(w, int((left + size) / f) + 1)
-    x = frames[:, y0:y1, x0:x1].permute(0, 3, 1, 2)
-    if not (uint8 and x.device.type == "cpu"):
-        x = x.float()
+    x = frames[:, y0:y1, x0:x1].permute(0, 3, 1, 2).float()
     x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    if uint8 and x.dtype != torch.uint8:
-        x = x.round_().clamp_(0, 255).to(torch.uint8)
     if rng.random() < 0.5:
         x = x.flip(-1)
     return x.permute(1, 0, 2, 3)
@@ -289,14 +280,7 @@ def mixed_main(videos: list[str], args) -> list[dict]:
     results = []
     if args.fed_shares:  # only the loader feeding the stand-in step, at each share
         for repeat in args.repeats:
-            clips_per_batch = max(1, args.batch_size // repeat) * repeat
-            for share in args.fed_shares:
-                step = StandInStep(clips_per_batch / args.gpu_rate)
-                fed = run_mixed(
-                    videos, share, args.cpu_workers, threads, repeat, args, args.device, step
-                )
-                print(json.dumps(fed), flush=True)
-                results.append(fed)
+            results += fed_runs(videos, repeat, args.fed_shares, args)
         return results
     for repeat in args.repeats:
         cpu = run_mixed(videos, 0.0, args.cpu_workers, threads, repeat, args, args.device)
@@ -317,20 +301,27 @@ def mixed_main(videos: list[str], args) -> list[dict]:
         )
         results += [cpu, nvdec, both]
         if args.gpu_rate:  # the CPU workers alone and the mix, feeding a stand-in step
-            step = StandInStep(both["batch_clips"] / args.gpu_rate)
-            for fed_share in (0.0, share):
-                fed = run_mixed(
-                    videos, fed_share, args.cpu_workers, threads, repeat, args, "cuda", step
-                )
-                print(json.dumps(fed), flush=True)
-                print(
-                    f"K={repeat}, nvdec_share {fed_share:.2f}: with a {args.gpu_rate} clips/s "
-                    f"stand-in step: {fed['clips_per_s']} clips/s (the step's rate means the "
-                    "loader keeps up)",
-                    flush=True,
-                )
-                results.append(fed)
+            results += fed_runs(videos, repeat, (0.0, share), args)
     return results
+
+
+def fed_runs(videos: list[str], repeat: int, shares, args) -> list[dict]:
+    """The mixed loader at each NVDEC share feeding a stand-in step of ``--gpu-rate`` clips/s."""
+    clips_per_batch = max(1, args.batch_size // repeat) * repeat
+    step = StandInStep(clips_per_batch / args.gpu_rate)
+    runs = []
+    for share in shares:
+        fed = run_mixed(
+            videos, share, args.cpu_workers, args.threads[0], repeat, args, args.device, step
+        )
+        print(json.dumps(fed), flush=True)
+        print(
+            f"K={repeat}, nvdec_share {share:.2f}: with a {args.gpu_rate} clips/s stand-in step: "
+            f"{fed['clips_per_s']} clips/s (the step's rate means the loader keeps up)",
+            flush=True,
+        )
+        runs.append(fed)
+    return runs
 
 
 def main(argv=None) -> int:

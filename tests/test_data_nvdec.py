@@ -112,9 +112,6 @@ def test_bench_nvdec_needs_no_pyav_decord_numpy_or_jsonargparse(
     assert bench.decode_clips(decoder, path, 4, bench._Rng(0), args) == 4
     frames = torch.randint(0, 255, (4, 64, 48, 3), dtype=torch.uint8)
     assert bench.train_crop(frames, bench._Rng(1), (40, 48), 32).shape == (3, 4, 32, 32)
-    as_uint8 = bench.train_crop(frames, bench._Rng(1), (40, 48), 32, uint8=True)
-    as_float = bench.train_crop(frames, bench._Rng(1), (40, 48), 32)
-    assert as_uint8.dtype == torch.uint8 and (as_uint8.float() - as_float).abs().max() <= 1.5
 
 
 @pytest.mark.timeout(120)
