@@ -965,7 +965,8 @@ def _kernel_profile(step: Callable[[], None], dev: torch.device, top: int) -> di
     total = sum(kernels.values()) or 1.0
     cats: dict[str, float] = {}
     for name, us in kernels.items():
-        cats[_kernel_category(name)] = cats.get(_kernel_category(name), 0.0) + us / total
+        cat = _kernel_category(name)
+        cats[cat] = cats.get(cat, 0.0) + us / total
     ranked = sorted(kernels.items(), key=lambda kv: -kv[1])[:top]
     return {
         "device_ms_per_step": total / 3 / 1e3,

@@ -291,7 +291,9 @@ class FinetuneCLI(A2VideoCLI):
         **kwargs: as :class:`A2VideoCLI`.
     """
 
-    parse_link_sources = ("ckpt", "unsafe_load")  # linked into finetune.* below
+    # --ckpt and the one --unsafe_load flag, linked into the Finetune callback's arguments
+    _links = (("ckpt", "finetune.pretrained"), ("unsafe_load", "finetune.unsafe_load"))
+    parse_link_sources = tuple(source for source, _ in _links)
 
     def __init__(self, *args: Any, fold: int | None = None, **kwargs: Any) -> None:
         self.fold = fold
@@ -308,8 +310,8 @@ class FinetuneCLI(A2VideoCLI):
             "slow_r50/i3d_r50 state dict, or a torchvision ResNet-50 state dict (inflated).",
         )
         parser.add_lightning_class_args(Finetune, "finetune")
-        parser.link_arguments("ckpt", "finetune.pretrained")
-        parser.link_arguments("unsafe_load", "finetune.unsafe_load")  # one flag: --unsafe_load
+        for source, target in self._links:
+            parser.link_arguments(source, target)
         parser.add_argument(
             "--folds",
             type=str | None,
