@@ -101,6 +101,29 @@ def test_duplicates_counted_once_and_metrics_by_hand():
     assert gather_uneven(torch.ones(2)).tolist() == [1.0, 1.0]  # no process group: identity
 
 
+def test_one_video_evaluation_keeps_its_rows(tmp_path):
+    """A test or validation of exactly one video (a one-video split, fast_dev_run at test batch
+    1): every row keeps its video axis (torchmetrics squeezed one-element results to 0-d, and
+    the metrics failed on them)."""
+    from lightning.pytorch import Trainer
+    from test_module import TinyVideoData, tiny_model
+
+    acc = VideoAccumulator(3)
+    acc.update(torch.tensor([0]), torch.tensor([2]), torch.eye(3)[[2]])
+    res = acc.compute()
+    assert res.index.shape == (1,) and res.label.shape == (1,) and res.valid.shape == (1,)
+    assert video_metrics(res)["top1"] == 1.0
+
+    trainer = Trainer(
+        accelerator="cpu", default_root_dir=str(tmp_path), logger=False,
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+    )  # fmt: skip
+    (metrics,) = trainer.test(tiny_model(), TinyVideoData(test_size=1, views=3))
+    assert metrics["test/videos"] == 1
+    with open(tmp_path / "predictions.csv") as f:
+        assert len(list(csv.DictReader(f))) == 1
+
+
 def test_predictions_csv_rows(tmp_path):
     res = _evaluate(list(range(N_VIDEOS)))
     path = tmp_path / "p.csv"

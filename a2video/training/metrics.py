@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -194,6 +194,12 @@ class VideoAccumulator(Metric):
                 columns.append(probs[:, idx].mean(1).argmax(1))
         self.subset_pred.append(torch.stack(columns, dim=1))
         self.layout.append(torch.tensor([[clips, crops]], device=index.device).expand(b, 2))
+
+    def _wrap_compute(self, compute: Callable[[], VideoResults]) -> Callable[[], VideoResults]:
+        # torchmetrics' wrapper squeezes every one-element tensor of the result, which made a
+        # one-video evaluation's (1,) rows 0-d; compute gathers the states itself (no sync, no
+        # cache to manage) and returns new tensors, so it is used as it is.
+        return compute
 
     def _local(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         items = getattr(self, name)
