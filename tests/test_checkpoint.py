@@ -89,3 +89,20 @@ def test_validate_and_test_from_checkpoint_reproduce_training(tmp_path):
     assert restored.class_names == dm.class_names
     x = dm.test[0]["video"][:1]
     assert torch.allclose(restored(x), model.eval()(x), atol=1e-5)
+
+
+def test_find_run_checkpoint_ranks_best_files_by_their_saved_metric(tmp_path):
+    """``--ckpt_path best`` with ``save_top_k > 1``: the file whose saved ``val/top1`` is best
+    (by ``mode``), whatever the order of names or times; ``last`` is ``last.ckpt`` only."""
+    from a2video.training.checkpoint import find_run_checkpoint
+
+    scores = {"best-a.ckpt": 0.5, "best-b.ckpt": 0.9, "best-c.ckpt": 0.7}
+    for name, score in scores.items():
+        torch.save({"a2video": {"metrics": {"val/top1": score}}}, tmp_path / name)
+    torch.save({"a2video": {"metrics": {"val/top1": 1.0}}}, tmp_path / "last.ckpt")
+    assert find_run_checkpoint("best", tmp_path).name == "best-b.ckpt"
+    assert find_run_checkpoint("best", tmp_path, mode="min").name == "best-a.ckpt"
+    assert find_run_checkpoint("last", tmp_path).name == "last.ckpt"
+    (tmp_path / "last.ckpt").unlink()
+    assert find_run_checkpoint("last", tmp_path) is None
+    assert find_run_checkpoint("best", tmp_path / "nowhere") is None

@@ -233,3 +233,47 @@ def test_a_fresh_fit_never_writes_over_an_earlier_runs_checkpoint(kinetics_root,
     assert last.read_bytes() == weights
     _train_main()([*argv, "--trainer.fast_dev_run", "true"])  # saves nothing: allowed
     assert last.read_bytes() == weights
+
+
+def test_ckpt_path_last_and_best_are_the_runs_files(kinetics_root, tmp_path, capsys):
+    """``--ckpt_path best`` / ``last`` name files of the run's checkpoint folder from a new
+    process (``test --ckpt_path best`` failed in Lightning there) and get the checks of a path
+    (an architecture conflict is one line, not a state-dict traceback). Evaluating with no
+    checkpoint, or with ``last`` where there is none, stops in one line instead of scoring
+    untrained weights; a ``fit --ckpt_path last`` with no ``last.ckpt`` but another run's
+    checkpoint stops before writing over it."""
+    from tiny_fit import TINY_CLIP, tiny_fit_args
+
+    run = tmp_path / "run"
+    one_epoch = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1"]
+    one_epoch += ["--trainer.check_val_every_n_epoch", "1", "--data.num_workers", "0"]
+    _train_main()(tiny_fit_args(kinetics_root, run, *one_epoch))
+    best = next((run / "checkpoints").glob("best-*.ckpt"))
+
+    def test_args(folder: Path, *extra: str) -> list[str]:
+        return [
+            "test", "--config", DEMO, "--data.data_root", kinetics_root,
+            "--trainer.default_root_dir", str(folder), "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", "--data.num_workers", "0",
+            "--trainer.limit_test_batches", "1", *TINY_CLIP, *extra,
+        ]  # fmt: skip
+
+    _train_main()(test_args(run, "--ckpt_path", "best"))
+    assert (run / "predictions.csv").is_file()
+
+    line = _user_error(capsys, _train_main(), test_args(run))
+    assert "no --ckpt_path was given" in line, line
+    empty = tmp_path / "empty"
+    line = _user_error(capsys, _train_main(), test_args(empty, "--ckpt_path", "last"))
+    assert str(empty / "checkpoints") in line and "no last checkpoint" in line, line
+    line = _user_error(
+        capsys, _train_main(), test_args(run, "--ckpt_path", "last", "--model.arch", "i3d_tiny")
+    )
+    assert "the checkpoint's arch is 'a2net_tiny'" in line, line
+
+    (run / "checkpoints" / "last.ckpt").rename(run / "checkpoints" / "mine.ckpt")
+    kept = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    argv = tiny_fit_args(kinetics_root, run, *one_epoch, "--ckpt_path", "last")
+    line = _user_error(capsys, _train_main(), argv)
+    assert "--ckpt_path " + str(best) in line, line
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == kept

@@ -274,6 +274,8 @@ def test_parse_folds():
     assert parse_folds(None) == []
     with pytest.raises(ValueError):
         parse_folds("4")
+    with pytest.raises(ValueError, match="fold 1 is named twice"):  # not after a whole fold
+        parse_folds("1,1")
 
 
 # --------------------------------------------------------------------------- folds

@@ -19,6 +19,7 @@ import pickle
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,6 +35,7 @@ __all__ = [
     "CheckpointError",
     "UntrustedCheckpointError",
     "atomic_save",
+    "find_run_checkpoint",
     "load_checkpoint",
     "options_from_checkpoint",
     "plain_data",
@@ -148,6 +150,7 @@ def load_checkpoint(
     path: str | os.PathLike,
     unsafe: bool = False,
     map_location: Any = "cpu",
+    mmap: bool = False,
 ) -> dict[str, Any]:
     """Load a checkpoint dict safely.
 
@@ -155,6 +158,7 @@ def load_checkpoint(
         path: the ``.ckpt``/``.pt`` file.
         unsafe: allow arbitrary pickled objects (``weights_only=False``). Only for files you trust.
         map_location: passed to ``torch.load``.
+        mmap: map the tensors from the file instead of reading them (to look at metadata).
 
     Returns:
         The checkpoint dictionary.
@@ -178,10 +182,10 @@ def load_checkpoint(
         )
     try:
         if unsafe:
-            ckpt = torch.load(path, map_location=map_location, weights_only=False)
+            ckpt = torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
         else:
             with torch.serialization.safe_globals(_SAFE_GLOBALS):
-                ckpt = torch.load(path, map_location=map_location, weights_only=True)
+                ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()
         detail = next((line for line in first if "Unsupported" in line or "GLOBAL" in line), "")
@@ -199,6 +203,53 @@ def load_checkpoint(
             "pass a file written by Trainer.save_checkpoint / ModelCheckpoint."
         )
     return ckpt
+
+
+# ------------------------------------------------------------------ a run's last and best
+def find_run_checkpoint(
+    which: str,
+    dirpath: str | os.PathLike,
+    monitor: str | None = "val/top1",
+    mode: str = "max",
+    unsafe: bool = False,
+) -> Path | None:
+    """A run's ``last`` or ``best`` checkpoint in its checkpoint folder (None: there is none).
+
+    ``--ckpt_path last``/``best`` of the CLI, resolved from the files alone, so that they work
+    from a new process (Lightning knows ``best`` only in the process that saved it) and the
+    resolved file gets the same checks as a path.
+
+    Args:
+        which: ``"last"`` (``last.ckpt``, written by ``LastCheckpoint`` and on SIGTERM) or
+            ``"best"`` (the ModelCheckpoint files, every ``.ckpt`` but ``last*``).
+        dirpath: the checkpoint folder.
+        monitor: the metric that ranks ``best`` files when there are several (read from each
+            file's ``checkpoint["a2video"]["metrics"]``); files without it rank by time.
+        mode: ``"max"`` or ``"min"``.
+        unsafe: allow pickled objects when reading the files' metrics (trusted files only).
+    """
+    folder = Path(dirpath)
+    if not folder.is_dir():
+        return None
+    if which == "last":
+        path = folder / "last.ckpt"
+        return path if path.is_file() else None
+    found = sorted(
+        p for p in folder.glob("*.ckpt") if p.is_file() and not p.name.startswith("last")
+    )
+    if len(found) <= 1:
+        return found[0] if found else None
+
+    def rank(path: Path) -> tuple[bool, float, float]:
+        metrics = (load_checkpoint(path, unsafe=unsafe, mmap=True).get("a2video") or {}).get(
+            "metrics"
+        ) or {}
+        value = metrics.get(monitor) if monitor else None
+        if value is None:
+            return (False, 0.0, path.stat().st_mtime)
+        return (True, float(value) if mode == "max" else -float(value), path.stat().st_mtime)
+
+    return max(found, key=rank)
 
 
 # ------------------------------------------------------------------ saved model options

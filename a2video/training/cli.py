@@ -57,6 +57,7 @@ from a2video.training.checkpoint import (
     ARCH_KEYS,
     AtomicCheckpointIO,
     CheckpointError,
+    find_run_checkpoint,
     load_checkpoint,
     options_from_checkpoint,
     same_option,
@@ -66,8 +67,10 @@ from a2video.training.resume import ResumeState
 
 __all__ = ["ARCH_KEYS", "A2VideoCLI", "wandb_logged_in"]
 
-# --ckpt_path values Lightning resolves itself.
-_SPECIAL_CKPT = ("last", "best", "hpc", "registry")
+# --ckpt_path values Lightning resolves itself (``last`` and ``best`` are resolved here).
+_SPECIAL_CKPT = ("hpc", "registry")
+# Subcommands that evaluate trained weights: they need a checkpoint.
+_EVALUATION = ("validate", "test", "predict")
 
 
 def wandb_logged_in() -> bool:
@@ -85,9 +88,17 @@ def _mentions(value: Any, name: str) -> bool:
     return name in str(value)
 
 
+def _checkpoint_dir(config: Any, key: str) -> str:
+    """Where the ``checkpoint`` / ``step_checkpoint`` callback of ``config`` writes."""
+    dirpath = (config.get(key) or {}).get("dirpath")
+    root = config.trainer.get("default_root_dir") or "runs/default"
+    return dirpath or os.path.join(root, "checkpoints")
+
+
 def _refuse_to_replace_checkpoints(config: Any) -> None:
-    """A fresh ``fit`` (no ``--ckpt_path``) stops before it would write over an earlier run's
-    checkpoints in its checkpoint folders, with the two fixes: resume, or another folder."""
+    """A fresh ``fit`` (no ``--ckpt_path``, or ``last`` with no ``last.ckpt``) stops before it
+    would write over an earlier run's checkpoints in its checkpoint folders, with the two fixes:
+    resume, or another folder."""
     for key in ("step_checkpoint", "checkpoint"):
         dirpath = (config.get(key) or {}).get("dirpath")
         if not dirpath or not os.path.isdir(dirpath):
@@ -95,10 +106,12 @@ def _refuse_to_replace_checkpoints(config: Any) -> None:
         found = sorted(name for name in os.listdir(dirpath) if name.endswith(".ckpt"))
         if found:
             name = "last.ckpt" if "last.ckpt" in found else found[0]
+            path = os.path.join(dirpath, name)
+            resume = "--ckpt_path last" if name == "last.ckpt" else f"--ckpt_path {path}"
             raise ValueError(
-                f"{os.path.join(dirpath, name)}: an earlier run's checkpoint is here and a fresh "
-                "fit would write over it; resume it with --ckpt_path last, or start this run "
-                "elsewhere with --trainer.default_root_dir DIR (or move the old run away)"
+                f"{path}: an earlier run's checkpoint is here and a fresh fit would write over "
+                f"it; resume it with {resume}, or start this run elsewhere with "
+                "--trainer.default_root_dir DIR (or move the old run away)"
             )
 
 
@@ -202,6 +215,13 @@ class A2VideoCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         self._saved_hparams: dict[str, Any] = {}
         self._saved_weights: set[str] | None = None
+        if str(ckpt_path) in ("last", "best"):
+            ckpt_path = config.ckpt_path = self._run_checkpoint(config, subcommand, ckpt_path)
+        if not ckpt_path and subcommand in _EVALUATION:
+            raise CheckpointError(
+                f"{subcommand} evaluates trained weights and no --ckpt_path was given: pass "
+                "--ckpt_path FILE, or best / last of the run in --trainer.default_root_dir."
+            )
         if not ckpt_path or str(ckpt_path) in _SPECIAL_CKPT:
             return
         ckpt = load_checkpoint(ckpt_path, unsafe=bool(config.get("unsafe_load")))
@@ -222,13 +242,40 @@ class A2VideoCLI(LightningCLI):
         if taken:
             self.config = self.parser.parse_object({subcommand: {"model": taken}}, self.config)
 
+    def _run_checkpoint(self, config: Any, subcommand: str, which: str) -> str | None:
+        """``--ckpt_path last`` / ``best`` as the file they name in this run's checkpoint folder.
+
+        None where ``fit`` has no ``last.ckpt`` yet (a new run starts: the same command starts
+        and resumes a job); anything else missing is an error, not an evaluation of untrained
+        weights or a fresh fit over the run's other checkpoints.
+        """
+        key = "step_checkpoint" if which == "last" else "checkpoint"
+        dirpath = _checkpoint_dir(config, key)
+        watch = config.get("checkpoint") or {}
+        found = find_run_checkpoint(
+            which,
+            dirpath,
+            monitor=watch.get("monitor"),
+            mode=watch.get("mode") or "max",
+            unsafe=bool(config.get("unsafe_load")),
+        )
+        if found is not None:
+            rank_zero_info(f"a2video: --ckpt_path {which}: {found}")
+            return str(found)
+        if subcommand == "fit" and which == "last":
+            rank_zero_info(f"a2video: no last.ckpt in {dirpath} yet: this fit starts the run")
+            return None
+        raise CheckpointError(
+            f"{dirpath}: no {which} checkpoint here for --ckpt_path {which}; pass the run's "
+            "folder with --trainer.default_root_dir, or the file with --ckpt_path FILE."
+        )
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        root = config.trainer.get("default_root_dir") or "runs/default"
-        config.trainer.default_root_dir = root
+        config.trainer.default_root_dir = config.trainer.get("default_root_dir") or "runs/default"
         for key in ("checkpoint", "step_checkpoint"):
             if config.get(key) is not None and not config[key].get("dirpath"):
-                config[key].dirpath = os.path.join(root, "checkpoints")
+                config[key].dirpath = _checkpoint_dir(config, key)
         fast_dev_run = config.trainer.get("fast_dev_run")  # Lightning saves nothing then
         if self.subcommand == "fit" and not config.get("ckpt_path") and not fast_dev_run:
             _refuse_to_replace_checkpoints(config)

@@ -270,6 +270,9 @@ def parse_folds(value: str | int | None) -> list[int]:
         raise ValueError(f"--folds takes 'all' or fold numbers like '1,3', got {value!r}") from None
     if not folds or any(f not in (1, 2, 3) for f in folds):
         raise ValueError(f"UCF-101 folds are 1, 2 and 3; got {value!r}")
+    twice = sorted({f for f in folds if folds.count(f) > 1})
+    if twice:
+        raise ValueError(f"--folds {value}: fold {twice[0]} is named twice; name each fold once")
     return folds
 
 
@@ -326,8 +329,10 @@ class FinetuneCLI(A2VideoCLI):
             help="After fit, run the multi-view test (10x3 by default) of the final weights.",
         )
 
-    def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand] if self.subcommand else self.config
+    def _parse_ckpt_path(self) -> None:
+        # The fold's run folder first: --ckpt_path last / best are looked for in it.
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
         if self.fold is not None:
             config.data.fold = self.fold
             root = config.trainer.get("default_root_dir") or "runs/default"
@@ -336,7 +341,7 @@ class FinetuneCLI(A2VideoCLI):
             raise ValueError("--folds with several folds is a command-line option of finetune_ucf")
         elif parse_folds(config.get("folds")):
             config.data.fold = parse_folds(config.get("folds"))[0]
-        super().before_instantiate_classes()
+        super()._parse_ckpt_path()
 
     def after_fit(self) -> None:
         config = self.config[self.subcommand]
