@@ -43,6 +43,21 @@ __all__ = [
 ]
 
 
+def _stops_mid_epoch(trainer: Trainer) -> bool:
+    """Whether ``fit`` ends before the epoch's last batch (``max_steps``, ``max_time``, a stop).
+
+    Lightning counts such an epoch as finished (a checkpoint written at its end resumes at the
+    next epoch, and the rest of this one is never trained), so ``last.ckpt`` is written at the
+    batch end instead, where a resume continues the epoch.
+    """
+    if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+        return False
+    max_steps = trainer.max_steps
+    if max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps:
+        return True
+    return bool(trainer.should_stop) and getattr(trainer.fit_loop, "_can_stop_early", True)
+
+
 class LastCheckpoint(ModelCheckpoint):
     """``last.ckpt`` every ``every_n_train_steps`` optimizer steps and at every epoch end.
 
@@ -64,11 +79,14 @@ class LastCheckpoint(ModelCheckpoint):
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         n = self._every_n_train_steps
-        if n and trainer.global_step % n == 0 and not self._should_skip_saving_checkpoint(trainer):
+        due = bool(n) and trainer.global_step % n == 0
+        if (due or _stops_mid_epoch(trainer)) and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
             self._last_global_step_saved = trainer.global_step
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if _stops_mid_epoch(trainer):
+            return  # saved at the batch end: as an epoch end, a resume would skip its rest
         if not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
             self._last_global_step_saved = trainer.global_step

@@ -48,7 +48,15 @@ from a2video.training.metrics import (
     video_metrics,
 )
 from a2video.training.nonfinite import NonFiniteLossError, NonFiniteSteps
-from a2video.training.optim import WarmupSchedule, global_batch_size, param_groups, steps_per_epoch
+from a2video.training.optim import (
+    WarmupSchedule,
+    apply_settings,
+    check_resumable,
+    global_batch_size,
+    group_settings,
+    param_groups,
+    steps_per_epoch,
+)
 from a2video.training.outputs import unreadable_summary, video_names, write_outputs
 from a2video.training.views import per_view_probs, view_layout
 
@@ -164,6 +172,11 @@ class VideoClassifier(LightningModule):
         self.run_config: str | None = None  # the CLI's YAML, stored in checkpoints
         self.video_results: VideoResults | None = None
         self.test_summary: dict[str, float] = {}
+        # Resuming: the configured optimizer settings and schedule, and (checkpoint, its
+        # optimizer state, its optimizer class) until they are put back at the train start.
+        self._configured_groups: list[dict[str, Any]] | None = None
+        self._configured_schedule: dict[str, Any] | None = None
+        self._resumed: tuple[Any, dict[str, Any] | None, str | None] | None = None
 
     # ------------------------------------------------------------------ network
     def build_net(self) -> nn.Module:
@@ -225,7 +238,32 @@ class VideoClassifier(LightningModule):
         )
 
     # ------------------------------------------------------------------ train
+    def _check_resumed_optimizer(self) -> None:
+        """One line, before Lightning loads it, where the resumed optimizer state cannot fit."""
+        resumed = self._resumed
+        if resumed is not None and resumed[1] is not None and self.trainer.optimizers:
+            check_resumable(resumed[0], resumed[1], self.trainer.optimizers[0], resumed[2])
+
+    def _apply_configured_optimisation(self) -> None:
+        """After a resume: this run's LR, decay, momentum and schedule over the checkpoint's
+        (:func:`a2video.training.optim.apply_settings`), said in one line when they differ."""
+        resumed, self._resumed = self._resumed, None
+        groups = self._configured_groups
+        if resumed is None or resumed[1] is None or groups is None or not self.trainer.optimizers:
+            return
+        configs = self.trainer.lr_scheduler_configs
+        scheduler = configs[0].scheduler if configs else None
+        changes = apply_settings(
+            self.trainer.optimizers[0], scheduler, groups, self._configured_schedule
+        )
+        if changes:
+            rank_zero_info(
+                f"a2video: resumed {resumed[0]} with this run's optimisation settings: "
+                + ", ".join(changes)
+            )
+
     def on_fit_start(self) -> None:
+        self._check_resumed_optimizer()
         self.nonfinite.fresh(self.device)  # ddp_spawn shares CPU tensors between its processes
         if str(self.trainer.precision).startswith("bf16") and self.device.type == "cpu":
             rank_zero_warn(
@@ -234,6 +272,9 @@ class VideoClassifier(LightningModule):
                 "3×1×1 kernel); use precision 32 on the CPU, bf16-mixed is for GPUs "
                 "(docs/training.md, Known limitations)."
             )
+
+    def on_train_start(self) -> None:
+        self._apply_configured_optimisation()  # Lightning has restored the optimizer by now
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         video, label = batch["video"], batch["label"]
@@ -425,6 +466,8 @@ class VideoClassifier(LightningModule):
                 f"a2video: lr {base} for batch {hp.lr_base_batch_size} → {base * scale:g} for "
                 f"global batch {global_batch_size(self.trainer)} (linear scaling)"
             )
+        self._configured_groups = group_settings(optimizer)  # what a resume puts back
+        self._configured_schedule = None
         if self.lr_scheduler_fn is not None:  # Lightning's default: stepped once per epoch
             return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_fn(optimizer)}
         total = int(self.trainer.estimated_stepping_batches)
@@ -437,6 +480,7 @@ class VideoClassifier(LightningModule):
             gamma=hp.gamma,
             min_ratio=hp.min_lr_ratio,
         )
+        self._configured_schedule = dict(vars(schedule))
         sched = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
@@ -473,10 +517,18 @@ class VideoClassifier(LightningModule):
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint.setdefault("a2video", {}).update(self.checkpoint_metadata())
+        meta = checkpoint.setdefault("a2video", {})
+        meta.update(self.checkpoint_metadata())
+        if self._trainer is not None and self.trainer.optimizers:
+            meta["optimizer"] = type(self.trainer.optimizers[0]).__name__
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("a2video") or {}
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            states = checkpoint.get("optimizer_states") or [None]
+            self._resumed = (self.trainer.ckpt_path, states[0], meta.get("optimizer"))
+            if self.trainer.optimizers:  # strategies that restore after configuring
+                self._check_resumed_optimizer()
         if meta.get("class_names") and not self.class_names:
             self.class_names = list(meta["class_names"])
         if meta.get("clip_spec") and self.clip_spec is None:

@@ -14,8 +14,18 @@ from typing import Any
 
 from lightning.pytorch import Trainer
 from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["WarmupSchedule", "global_batch_size", "param_groups", "steps_per_epoch"]
+__all__ = [
+    "WarmupSchedule",
+    "apply_settings",
+    "check_resumable",
+    "global_batch_size",
+    "group_settings",
+    "param_groups",
+    "steps_per_epoch",
+]
 
 
 def param_groups(
@@ -129,3 +139,110 @@ def steps_per_epoch(trainer: Trainer, total: int) -> float:
         return max(1.0, batches / trainer.accumulate_grad_batches)
     epochs = trainer.max_epochs
     return total / epochs if epochs and epochs > 0 else float(total)
+
+
+# --------------------------------------------------------------------------- resuming
+# Group keys that are not settings: the parameters, and the base LR a schedule adds.
+_NOT_SETTINGS = ("params", "param_names", "initial_lr")
+
+
+def group_settings(optimizer: Optimizer) -> list[dict[str, Any]]:
+    """Each parameter group's settings (``lr``, ``weight_decay``, ``momentum``…), as configured."""
+    return [
+        {k: v for k, v in group.items() if k not in _NOT_SETTINGS}
+        for group in optimizer.param_groups
+    ]
+
+
+def check_resumable(
+    ckpt_path: str, saved: dict[str, Any], optimizer: Optimizer, saved_class: str | None
+) -> None:
+    """Raise one line where a checkpoint's optimizer state cannot be loaded into ``optimizer``.
+
+    Lightning would load it anyway (another optimizer's groups lack this one's settings and fail
+    at its first step; other group sizes fail in torch).
+
+    Args:
+        ckpt_path: the checkpoint (named in the message).
+        saved: the checkpoint's ``optimizer_states[0]``.
+        optimizer: this run's optimizer, as configured.
+        saved_class: the optimizer class the checkpoint names (None: an older checkpoint).
+    """
+    here = type(optimizer).__name__
+    if saved_class is not None and saved_class != here:
+        raise ValueError(
+            f"{ckpt_path}: it was trained with {saved_class} and this run configures {here}; "
+            f"resume with --model.optimizer {saved_class} (its state cannot drive {here})."
+        )
+    groups = saved.get("param_groups") or []
+    sizes = [len(g.get("params", ())) for g in groups]
+    wanted = [len(g["params"]) for g in optimizer.param_groups]
+    if sizes != wanted:
+        raise ValueError(
+            f"{ckpt_path}: its optimizer has parameter groups of {sizes} tensors and this run's "
+            f"of {wanted} (backbone_lr_mult, frozen stages or the model changed); resume with "
+            "the options the run was trained with."
+        )
+
+
+def apply_settings(
+    optimizer: Optimizer,
+    scheduler: Any,
+    groups: list[dict[str, Any]],
+    schedule: dict[str, Any] | None,
+) -> list[str]:
+    """Put this run's configured settings over the ones a checkpoint restored.
+
+    Resuming keeps the optimizer's state (momentum buffers) and the step count, but the LR, weight
+    decay, momentum and the schedule (its length from ``max_epochs`` and the batch size, warm-up,
+    kind) are the ones this run configures, as a config-driven trainer (PySlowFast) computes them.
+    Lightning restores them all from the checkpoint, so a longer ``max_epochs`` trained at the old
+    schedule's final LR (0 for cosine) and a new ``lr`` was ignored.
+
+    Args:
+        optimizer: the restored optimizer.
+        scheduler: its restored scheduler (``LambdaLR`` over a :class:`WarmupSchedule`, or any).
+        groups: :func:`group_settings` of the optimizer as configured.
+        schedule: the configured :class:`WarmupSchedule`'s fields (None: an injected scheduler).
+
+    Returns:
+        What changed, e.g. ``["lr 0.003 -> 0.03", "schedule total_steps 12 -> 18"]``.
+    """
+    changed: dict[str, str] = {}  # one entry per setting, from its first group that changed
+
+    def note(name: str, old: Any, new: Any) -> None:
+        changed.setdefault(name, f"{name} {old} -> {new}")
+
+    ours = isinstance(scheduler, LambdaLR) and all(
+        isinstance(f, WarmupSchedule) for f in scheduler.lr_lambdas
+    )
+    for i, (group, wanted) in enumerate(zip(optimizer.param_groups, groups, strict=True)):
+        for key, value in wanted.items():
+            if key == "lr":
+                continue
+            if group.get(key) != value:
+                note(key, group.get(key), value)
+                group[key] = value
+        base = group.get("initial_lr", group["lr"])
+        if base != wanted["lr"] and (ours or scheduler is None):
+            note("lr", base, wanted["lr"])
+            group["initial_lr"] = wanted["lr"]
+            if ours:
+                scheduler.base_lrs[i] = wanted["lr"]
+            else:
+                group["lr"] = wanted["lr"]
+        elif base != wanted["lr"]:
+            kept = f"lr stays {base} (an injected scheduler's, not {wanted['lr']})"
+            changed.setdefault("lr", kept)
+    if ours and schedule is not None:
+        for fn in scheduler.lr_lambdas:
+            for key, value in schedule.items():
+                if getattr(fn, key) != value:
+                    note(f"schedule {key}", getattr(fn, key), value)
+                    setattr(fn, key, value)
+        step = scheduler.last_epoch
+        lrs = [b * fn(step) for b, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)]
+        for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
+        scheduler._last_lr = lrs
+    return list(changed.values())

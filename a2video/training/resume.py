@@ -76,6 +76,15 @@ def _gather(obj: Any) -> list[Any]:
     return out
 
 
+def _order(sampler: Any) -> dict[str, Any]:
+    """What fixes the train sampler's order of videos: skipping into it needs the same."""
+    return {
+        "seed": int(getattr(sampler, "seed", 0)),
+        "videos": int(getattr(sampler, "length", 0)),
+        "shuffle": bool(getattr(sampler, "shuffle", False)),
+    }
+
+
 def _train_sampler(trainer: Trainer) -> tuple[Any, int | None]:
     """The train loader's sampler if it can skip (ShardedSampler), and the loader's batch size."""
     loader = trainer.train_dataloader
@@ -108,6 +117,7 @@ class ResumeState(Callback):
                 epoch=int(sampler.epoch),
                 batches=int(trainer.fit_loop.epoch_loop.batch_progress.current.processed),
                 batch_size=int(batch_size),
+                order=_order(sampler),
             )
         checkpoint[RESUME_KEY] = state
 
@@ -141,11 +151,28 @@ class ResumeState(Callback):
         if "epoch" not in state:
             return
         sampler, batch_size = _train_sampler(trainer)
-        if sampler is None or batch_size != state["batch_size"]:
+        per_epoch = trainer.num_training_batches
+        if state["epoch"] < trainer.current_epoch and state["batches"] < per_epoch:
             _warn(
-                f"a2video: {trainer.ckpt_path}: the train loader changed (batch size "
-                f"{state['batch_size']} -> {batch_size}); the interrupted epoch continues with "
-                "batches from its start."
+                f"a2video: {trainer.ckpt_path} was written when epoch {state['epoch']} stopped "
+                f"after {state['batches']} of its {per_epoch} batches, and Lightning resumes "
+                f"at epoch {trainer.current_epoch}: the rest of epoch {state['epoch']} is not "
+                "trained (checkpoints of this version save such a stop mid-epoch)."
+            )
+        changed = []
+        if sampler is None or batch_size != state["batch_size"]:
+            changed.append(f"batch size {state['batch_size']} -> {batch_size}")
+        elif "order" in state and _order(sampler) != state["order"]:
+            now = _order(sampler)
+            changed += [
+                f"{k} {state['order'][k]} -> {now[k]}"
+                for k in now
+                if now[k] != state["order"].get(k)
+            ]
+        if changed:
+            _warn(
+                f"a2video: {trainer.ckpt_path}: the train data changed ({', '.join(changed)}); "
+                "the interrupted epoch continues with batches from its start."
             )
             return
         sampler.skip(state["epoch"], state["batches"] * batch_size)

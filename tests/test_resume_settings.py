@@ -1,0 +1,173 @@
+"""A resumed fit trains with the optimisation settings it is given, not the checkpoint's.
+
+Lightning restores the optimizer's parameter groups and the LR scheduler from the checkpoint,
+so a resume with a longer ``max_epochs`` ran the old cosine's final LR (0) for every new step and
+a new ``lr`` was ignored, without a word. The settings this run configures now go back over the
+restored ones (the momentum buffers and the step count stay the checkpoint's), as in PySlowFast;
+an optimizer state that cannot drive this run's optimizer stops in one line.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch import Callback
+from test_module import TinyVideoData, tiny_model, tiny_trainer
+
+from a2video.training.optim import WarmupSchedule
+
+STEPS_PER_EPOCH = 4  # 32 training videos, batch 8
+
+
+def _buffers(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The momentum buffers of the first group (parameters that had a gradient)."""
+    state = optimizer.state
+    params = optimizer.param_groups[0]["params"]
+    return [state[p]["momentum_buffer"].clone() for p in params if "momentum_buffer" in state[p]]
+
+
+class LrLog(Callback):
+    """Each step's LR, and the momentum buffers the resumed run starts from."""
+
+    def __init__(self) -> None:
+        self.lrs: list[tuple[int, float]] = []
+        self.first_buffers: list[torch.Tensor] | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        optimizer = trainer.optimizers[0]
+        self.lrs.append((trainer.global_step, optimizer.param_groups[0]["lr"]))
+        if self.first_buffers is None:
+            self.first_buffers = _buffers(optimizer)
+
+
+def _fit_two_epochs(tmp_path):
+    torch.manual_seed(0)
+    trainer = tiny_trainer(tmp_path / "first", max_epochs=2)
+    trainer.fit(tiny_model(lr=0.05), TinyVideoData())
+    path = tmp_path / "two_epochs.ckpt"
+    trainer.save_checkpoint(path)
+    return path, trainer.optimizers[0]
+
+
+def test_resume_takes_the_new_lr_and_schedule_length(tmp_path, caplog):
+    """2 epochs at lr 0.05 (cosine over 8 steps), resumed for 4 epochs at lr 0.1: every new step
+    follows the 16-step cosine from 0.1 (before: 0.0 for all of them), the momentum buffers are
+    the checkpoint's, and one line says what changed."""
+    path, first_optimizer = _fit_two_epochs(tmp_path)
+    saved = _buffers(first_optimizer)
+    log = LrLog()
+    trainer = tiny_trainer(tmp_path / "resumed", max_epochs=4, callbacks=[log])
+    with caplog.at_level("INFO"):
+        trainer.fit(tiny_model(lr=0.1), TinyVideoData(), ckpt_path=str(path))
+    cosine = WarmupSchedule(total_steps=4 * STEPS_PER_EPOCH)
+    assert [s for s, _ in log.lrs] == list(range(8, 16))
+    for step, lr in log.lrs:
+        assert lr == pytest.approx(0.1 * cosine(step), rel=1e-12), (step, lr)
+    assert saved and all(torch.equal(a, b) for a, b in zip(log.first_buffers, saved, strict=True))
+    said = [r.getMessage() for r in caplog.records if "optimisation settings" in r.getMessage()]
+    assert len(said) == 1, said
+    assert "lr 0.05 -> 0.1" in said[0] and "schedule total_steps 8 -> 16" in said[0], said[0]
+
+
+class StopAfterTwoEpochs(Callback):
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == 1:
+            trainer.should_stop = True
+
+
+def test_resume_with_the_same_settings_changes_nothing(tmp_path, caplog):
+    """A 3-epoch run stopped after 2 and resumed with the same settings: the LRs of epoch 3 are
+    the uninterrupted run's, bit for bit, and nothing is said."""
+    torch.manual_seed(0)
+    full = LrLog()
+    tiny_trainer(tmp_path / "full", max_epochs=3, callbacks=[full]).fit(
+        tiny_model(lr=0.05), TinyVideoData()
+    )
+    torch.manual_seed(0)
+    stopped = tiny_trainer(tmp_path / "stopped", max_epochs=3, callbacks=[StopAfterTwoEpochs()])
+    stopped.fit(tiny_model(lr=0.05), TinyVideoData())
+    path = tmp_path / "two_of_three.ckpt"
+    stopped.save_checkpoint(path)
+    log = LrLog()
+    with caplog.at_level("INFO"):
+        tiny_trainer(tmp_path / "resumed", max_epochs=3, callbacks=[log]).fit(
+            tiny_model(lr=0.05), TinyVideoData(), ckpt_path=str(path)
+        )
+    assert log.lrs == full.lrs[2 * STEPS_PER_EPOCH :]
+    assert not [r for r in caplog.records if "optimisation settings" in r.getMessage()]
+
+
+def test_resume_with_another_optimizer_stops_in_one_line(tmp_path):
+    """SGD's state into AdamW: one line naming both (before: a KeyError at the first step)."""
+    path, _ = _fit_two_epochs(tmp_path)
+
+    def adamw(params):
+        return torch.optim.AdamW(params, lr=1e-3)
+
+    trainer = tiny_trainer(tmp_path / "resumed", max_epochs=3)
+    with pytest.raises(ValueError, match="trained with SGD and this run configures AdamW"):
+        trainer.fit(tiny_model(optimizer=adamw), TinyVideoData(), ckpt_path=str(path))
+
+
+class BatchLog(Callback):
+    """Appends ``epoch step [video indices]`` of each training batch to ``path`` (a CLI run's
+    ``--trainer.callbacks+=test_resume_settings.BatchLog``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        with open(self.path, "a") as f:
+            f.write(f"{trainer.current_epoch} {trainer.global_step} {batch['index'].tolist()}\n")
+
+
+def _train(argv: list[str]) -> None:
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("a2video_train_entry", root / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    saved, sys.argv = sys.argv, ["train.py", *argv]
+    try:
+        module.main()
+    finally:
+        sys.argv = saved
+
+
+def test_a_max_steps_stop_resumes_inside_its_epoch(kinetics_root, tmp_path):
+    """``fit --trainer.max_steps 1`` (of 2 steps per epoch), then ``--ckpt_path last`` for two
+    epochs: the batches are those of one uninterrupted two-epoch run. Before, the stop's
+    ``last.ckpt`` was written as an epoch end, the resume went on with epoch 1, and the rest of
+    epoch 0 was never trained; and the schedule kept its one-step length (LR 0 from then on)."""
+    from tiny_fit import tiny_fit_args
+
+    def fit(run: str, log: str, *extra: str) -> list[str]:
+        args = ["--data.num_workers", "0", "--trainer.limit_train_batches", "2"]
+        args += ["--trainer.callbacks+=test_resume_settings.BatchLog"]
+        args += ["--trainer.callbacks.path", str(tmp_path / log), *extra]
+        _train(tiny_fit_args(kinetics_root, tmp_path / run, *args))
+        return (tmp_path / log).read_text().splitlines()
+
+    full = fit("full", "full.txt")
+    assert len(full) == 4
+    first = fit("run", "resumed.txt", "--trainer.max_steps", "1")
+    resumed = fit("run", "resumed.txt", "--ckpt_path", "last")
+    assert resumed == full, (first, resumed)
+
+
+def test_a_resume_with_another_data_order_says_so(kinetics_root, tmp_path, caplog):
+    """A mid-epoch checkpoint resumed with another ``--data.seed``: skipping the first batches of
+    a different shuffle would train some videos twice and others never in that epoch, so the
+    epoch continues from its start, and one warning says why (before: silence)."""
+    from tiny_fit import tiny_fit_args
+
+    args = ["--data.num_workers", "0", "--trainer.limit_train_batches", "2"]
+    _train(tiny_fit_args(kinetics_root, tmp_path / "run", *args, "--trainer.max_steps", "1"))
+    with caplog.at_level("WARNING"):
+        _train(tiny_fit_args(kinetics_root, tmp_path / "run", *args, "--ckpt_path", "last",
+                             "--data.seed", "12345"))  # fmt: skip
+    said = [r.getMessage() for r in caplog.records if "the train data changed" in r.getMessage()]
+    assert len(said) == 1 and "-> 12345" in said[0], said
