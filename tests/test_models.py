@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 from torchvision.models import resnet50
 
 from a2video.models import DoubleAttention, NonLocal, VideoResNet, build_model, list_models
+from a2video.models.flops import count_arch_flops
 
 REQUIRED = ["a2net_r50", "i3d_r50", "nl_r50", "r26", "r29", "a2net_r26", "slow_r50", "a2net_tiny"]
 R50 = ["a2net_r50", "i3d_r50", "nl_r50", "slow_r50"]
@@ -38,14 +37,13 @@ def test_every_arch_trains_on_a_tiny_clip(arch: str) -> None:
 
 
 @pytest.mark.parametrize("arch", ["a2net_tiny", "i3d_tiny"])
-def test_tiny_arch_is_fast_on_the_demo_clip(arch: str) -> None:
-    model = build_model(arch, num_classes=5)
-    model(torch.randn(2, 3, 8, 64, 64)).sum().backward()  # warm-up
-    # CPU time of this process (robust to other processes sharing the cores); on 2 threads
-    # 2 CPU-seconds are about 1 s of wall time. Measured: ~0.05 s.
-    start = time.process_time()
-    model(torch.randn(2, 3, 8, 64, 64)).sum().backward()
-    assert time.process_time() - start < 2.0
+def test_tiny_arch_is_cheap_on_the_demo_clip(arch: str) -> None:
+    """The CPU demo's budget as work, not time (a timed assertion fails on a loaded machine):
+    one 8×64² clip costs under 0.15 GFLOPs (multiply-adds; the demo's clips are 8×40²) with
+    under 1 M parameters, about 1/300 of a2net_r50's 33 GFLOPs at 8×224² (benchmarks/ has
+    the timings)."""
+    cost = count_arch_flops(arch, frames=8, size=64, num_classes=5)
+    assert cost["gflops"] < 0.15 and cost["params_m"] < 1.0, cost
 
 
 def test_features_head_and_reset_classifier() -> None:
