@@ -208,3 +208,155 @@ def test_ucf_train_label_disagreeing_with_folder(ucf_root, tmp_path):
     classes = ann.read_ucf_classes(split_dir)
     with pytest.raises(ann.AnnotationError, match=r"trainlist01\.txt:1: label 4 disagrees"):
         ann.read_ucf_split(path, ann.find_ucf_video_dir(ucf_root), classes)
+
+
+# --------------------------------------------------------------------------- labels
+def _blank_label(path: Path, row: int) -> None:
+    """Empty the label of data row ``row`` (file line ``row + 1``)."""
+    lines = path.read_text().splitlines(keepends=True)
+    lines[row] = "," + lines[row].split(",", 1)[1]
+    path.write_text("".join(lines))
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_blank_label_in_train_or_val_is_refused_naming_file_and_line(
+    kinetics_root, tmp_path, split
+):
+    root = _kinetics_copy(kinetics_root, tmp_path)
+    _blank_label(root / "annotations" / f"{split}.csv", 2)
+    dm = _dm(root)  # the classes come from the labelled rows: building works
+    with pytest.raises(ann.AnnotationError, match=rf"{split}\.csv:3: this row has no label") as e:
+        dm.setup("fit")
+    assert "is not one of the" not in str(e.value) and "only a test/predict split" in e.value.fix
+
+
+def _unlabelled_csv(kinetics_root, tmp_path, split: str = "test") -> Path:
+    """The ``split`` CSV without its label column."""
+    rows = _csv_rows(Path(kinetics_root) / "annotations" / f"{split}.csv")
+    path = tmp_path / f"{split}_unlabelled.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["youtube_id", "time_start", "time_end", "split"])
+        writer.writerows(
+            [r["youtube_id"], r["time_start"], r["time_end"], r["split"]] for r in rows
+        )
+    return path
+
+
+def test_test_and_predict_splits_may_be_unlabelled_csvs(kinetics_root, tmp_path, small_clip):
+    from a2video.data import KineticsDataModule
+
+    path = _unlabelled_csv(kinetics_root, tmp_path)
+    (blank := tmp_path / "test_blank.csv").write_text(
+        (Path(kinetics_root) / "annotations" / "test.csv").read_text()
+    )
+    _blank_label(blank, 1)  # one row of a labelled test CSV without its label
+    dm = KineticsDataModule(kinetics_root, test_split=str(path), **small_clip)
+    for stage in ("test", "predict"):
+        batch = next(iter(getattr(dm, f"{stage}_dataloader")()))
+        assert batch["valid"].all() and (batch["label"] == -1).all()
+    assert len(dm.datasets["test"]) == len(_csv_rows(path))
+    dm = KineticsDataModule(kinetics_root, test_split=str(blank), **small_clip)
+    dm.setup("test")
+    assert [r.label for r in dm.datasets["test"].records].count(-1) == 1
+
+
+def test_unlabelled_csv_as_train_split_is_one_clear_error(kinetics_root, tmp_path):
+    path = _unlabelled_csv(kinetics_root, tmp_path, "train")
+    with pytest.raises(ann.AnnotationError, match=r"_unlabelled\.csv:1: no 'label' column") as e:
+        _dm(kinetics_root, train_split=str(path))
+    assert "test/predict" in e.value.fix
+
+
+# --------------------------------------------------------------------------- split folders
+def _write_rows(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_csv_with_any_name_finds_the_videos_of_its_split_folder(kinetics_root, tmp_path):
+    """``train_subset.csv``: its ``split`` column names train/ (flat and per-class files); a CSV
+    mixing splits is searched for under the whole data_root, at any depth."""
+    root = _kinetics_copy(kinetics_root, tmp_path)
+    reference = _dm(root)._read_split("train")
+    assert any(Path(r.path).parent.name != "train" for r in reference.records)  # per-class
+    rows = _csv_rows(root / "annotations" / "train.csv")
+    subset = _write_rows(root / "annotations" / "train_subset.csv", rows)
+    split = _dm(root, train_split=str(subset))._read_split("train")
+    assert [(r.path, r.label) for r in split.records] == [
+        (r.path, r.label) for r in reference.records
+    ]
+    assert len(split.missing) == len(reference.missing)
+    mixed = rows + _csv_rows(root / "annotations" / "val.csv")
+    mixed_csv = _write_rows(tmp_path / "mixed.csv", mixed)
+    split = _dm(root, test_split=str(mixed_csv))._read_split("test")
+    assert len(split.records) == len(reference.records) + 4  # + the 4 val videos
+    assert len(split.missing) == len(reference.missing)
+
+
+def test_recursive_search_follows_links_once_and_survives_cycles(tmp_path):
+    (tmp_path / "data" / "a" / "deep").mkdir(parents=True)
+    (tmp_path / "data" / "a" / "deep" / "x.mp4").write_bytes(b"0")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "y.mp4").write_bytes(b"0")
+    os.symlink(tmp_path / "other", tmp_path / "data" / "linked")
+    os.symlink(tmp_path / "data", tmp_path / "data" / "a" / "loop")  # a cycle
+    index = ann.index_videos(tmp_path / "data", recursive=True)
+    assert index == {
+        "x": str(tmp_path / "data" / "a" / "deep" / "x.mp4"),
+        "y": str(tmp_path / "data" / "linked" / "y.mp4"),
+    }
+
+
+# --------------------------------------------------------------------------- lists
+def test_path_label_list_with_class_names_holding_spaces(kinetics_root, tmp_path):
+    split = _dm(kinetics_root)._read_split("val")
+    names = {0: "playing guitar", 1: "riding a bike", 2: "tai chi", 3: "yoga"}
+    lst = tmp_path / "val_list.txt"
+    lst.write_text(
+        "".join(
+            f"{os.path.relpath(r.path, kinetics_root)} {names[r.label]}\n" for r in split.records
+        )
+    )
+    got = ann.read_path_label_list(lst, kinetics_root)
+    assert got.class_names == sorted(names.values()) and not got.missing
+    assert [(r.path, got.class_names[r.label]) for r in got.records] == [
+        (r.path, names[r.label]) for r in split.records
+    ]
+    assert ann.split_path_label("a b/x.avi 3") == ["a b/x.avi", "3"]
+    assert ann.split_path_label("x.mp4,playing guitar") == ["x.mp4", "playing guitar"]
+    assert ann.split_path_label("videos/x 12") == ["videos/x", "12"]
+
+
+@pytest.mark.parametrize(
+    "text", ["falling\ngrowing\nrising\nshrinking", "falling\ngrowing\n\nrising\nshrinking\n\n"]
+)
+def test_class_names_file_next_to_a_list_is_read_line_by_line(kinetics_root, tmp_path, text):
+    split = _dm(kinetics_root)._read_split("train")
+    lst = tmp_path / "train_list.txt"
+    lst.write_text(
+        "".join(f"{os.path.relpath(r.path, kinetics_root)} {r.label}\n" for r in split.records)
+    )
+    (tmp_path / "class_names.txt").write_text(text)
+    dm = _dm(kinetics_root, train_split=str(lst), val_split=str(lst))
+    assert dm.class_names == ["falling", "growing", "rising", "shrinking"]
+    (tmp_path / "class_names.txt").write_text("falling\ngrowing\nfalling\n")
+    with pytest.raises(ann.AnnotationError, match=r"class_names\.txt:3: duplicated class name"):
+        _dm(kinetics_root, train_split=str(lst))
+
+
+def test_ucf_line_without_folder_or_ucf_name_names_file_and_line(ucf_root, tmp_path):
+    split_dir = tmp_path / "lists"
+    shutil.copytree(Path(ucf_root) / "ucfTrainTestlist", split_dir)
+    path = split_dir / "testlist01.txt"
+    count = len(path.read_text().splitlines())
+    with open(path, "a") as fh:
+        fh.write("BalloonRise_g01_c01.avi\n")
+    classes = ann.read_ucf_classes(split_dir)
+    with pytest.raises(
+        ann.AnnotationError, match=rf"testlist01\.txt:{count + 1}: 'BalloonRise_g01_c01.avi'"
+    ):
+        ann.read_ucf_split(path, ann.find_ucf_video_dir(ucf_root), classes)

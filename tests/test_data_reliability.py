@@ -161,3 +161,27 @@ def test_many_epochs_over_a_10_percent_broken_dataset_keep_memory_flat(tmp_path)
     result = _bench().run_broken_epochs(str(root), epochs=6, workers=2, max_bad_fraction=0.2)
     assert result["bad_files"] >= 1
     assert result["rss_growth_mb_after_first_epoch"] < 25
+
+
+@pytest.mark.parametrize(
+    ("decoder", "message"),
+    [
+        ("ffmpeg", r"unknown decoder 'ffmpeg'; choose from auto, decord, pyav, torchcodec, nvdec"),
+        ("torchcodec", r"decoder='torchcodec' but torchcodec is not installed: pip install "),
+    ],
+)
+def test_unknown_or_uninstalled_decoder_is_one_line_at_construction(
+    kinetics_root, small_clip, monkeypatch, decoder, message
+):
+    """Refused when the DataModule is built (not in a worker at the first batch), as a user
+    error that the entry points print in one line."""
+    from a2video.data import video
+    from a2video.errors import is_user_error
+
+    real = video.importlib.util.find_spec
+    monkeypatch.setattr(
+        video.importlib.util, "find_spec", lambda n, *a: None if n == "torchcodec" else real(n, *a)
+    )
+    with pytest.raises(ValueError, match=message) as err:
+        KineticsDataModule(kinetics_root, decoder=decoder, **small_clip)
+    assert is_user_error(err.value) and "\n" not in str(err.value)

@@ -26,6 +26,7 @@ import csv
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,6 +103,7 @@ class SplitAnnotations:
     missing: list[tuple[int, str]] = field(default_factory=list)  # (line, expected name)
     header: list[str] | None = None
     raw_lines: dict[int, str] = field(default_factory=dict)  # line -> original text
+    class_source: str | None = None  # the file the class list comes from, where it is one
 
 
 # --------------------------------------------------------------------------- Kinetics
@@ -134,9 +136,92 @@ def find_kinetics_video_dir(data_root: str | os.PathLike, split: str) -> Path:
     return root
 
 
-def index_videos(video_dir: str | os.PathLike) -> dict[str, str]:
-    """Map file stem -> path for every video in ``video_dir`` and its direct subfolders."""
+_SPLIT_ALIASES = {"validate": "val", "validation": "val"}
+
+
+def _csv_split_column(csv_path: str | os.PathLike) -> str | None:
+    """The one split (train/val/test) every row of a Kinetics CSV's ``split`` column names."""
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = [h.strip().lower() for h in next(reader, [])]
+        if "split" not in header:
+            return None
+        col = header.index("split")
+        values = {row[col].strip().lower() for row in reader if len(row) > col and row[col].strip()}
+    if len(values) != 1:
+        return None
+    value = values.pop()
+    value = _SPLIT_ALIASES.get(value, value)
+    return value if value in KINETICS_VIDEO_DIRS else None
+
+
+def find_kinetics_split_videos(
+    data_root: str | os.PathLike, split: str, csv_path: str | os.PathLike
+) -> tuple[Path, bool]:
+    """Where the videos of a Kinetics split are: ``(folder, search it recursively)``.
+
+    The split's folder (``train/``, ``videos_val/``, ...) is named by ``split`` when it is a split
+    name, else by the CSV's file name (``val.csv``), else by the CSV's ``split`` column when all
+    rows agree (``train_subset.csv`` listing train videos). Without such a folder the whole
+    ``data_root`` is searched, at any depth, so that no listed video is missed.
+    """
+    name = None
+    for candidate in (split, Path(csv_path).stem):
+        candidate = _SPLIT_ALIASES.get(candidate, candidate)
+        if candidate in KINETICS_VIDEO_DIRS:
+            name = candidate
+            break
+    if name is None:
+        name = _csv_split_column(csv_path)
+    if name is not None:
+        folder = find_kinetics_video_dir(data_root, name)
+        if folder != Path(data_root):
+            return folder, False
+    log.info("%s: no split folder found, searching all of %s for its videos", csv_path, data_root)
+    return Path(data_root), True
+
+
+def _walk_dirs(top: str | os.PathLike) -> list[str]:
+    """``top`` and every folder below it, following symlinks, each real folder once (a link to
+    a folder above ``top`` is a cycle and is not followed)."""
+    top_real = os.path.realpath(top)
+    seen, out, stack = set(), [], [os.fspath(top)]
+    while stack:
+        folder = stack.pop()
+        real = os.path.realpath(folder)
+        if real in seen or top_real.startswith(real.rstrip(os.sep) + os.sep):
+            continue  # a symlink cycle, or a second link to one folder
+        seen.add(real)
+        out.append(folder)
+        try:
+            subdirs = sorted(e.path for e in os.scandir(folder) if e.is_dir())
+        except OSError:
+            continue
+        stack.extend(reversed(subdirs))
+    return out
+
+
+def walk_files(top: str | os.PathLike) -> Iterator[str]:
+    """Every file below ``top`` (sorted, depth first), following symlinked folders once each."""
+    for folder in _walk_dirs(top):
+        try:
+            names = sorted(e.name for e in os.scandir(folder) if not e.is_dir())
+        except OSError:
+            continue
+        for name in names:
+            yield os.path.join(folder, name)
+
+
+def index_videos(video_dir: str | os.PathLike, recursive: bool = False) -> dict[str, str]:
+    """Map file stem -> path for every video in ``video_dir`` and its direct subfolders (at any
+    depth with ``recursive``)."""
     index: dict[str, str] = {}
+    if recursive:
+        for path in walk_files(video_dir):
+            stem, ext = os.path.splitext(os.path.basename(path))
+            if ext.lower() in VIDEO_EXTENSIONS:
+                index.setdefault(stem, path)
+        return index
     try:
         entries = list(os.scandir(video_dir))
     except FileNotFoundError:
@@ -156,7 +241,15 @@ def index_videos(video_dir: str | os.PathLike) -> dict[str, str]:
 
 def read_kinetics_classes(csv_path: str | os.PathLike) -> list[str]:
     """The sorted class list of a Kinetics CSV (the train CSV defines the classes)."""
-    rows, _ = _read_kinetics_rows(csv_path)
+    rows, header = _read_kinetics_rows(csv_path)
+    if "label" not in header:
+        raise AnnotationError(
+            csv_path,
+            "no 'label' column, but the class list comes from the train split's CSV",
+            line=1,
+            fix="give as train split a CSV with labels ('label,youtube_id,time_start,time_end,"
+            "split'); a CSV without labels can only be a test/predict split",
+        )
     labels = sorted({label for _, label, _ in rows if label})
     if not labels:
         raise AnnotationError(
@@ -221,14 +314,31 @@ def read_kinetics_csv(
     video_dir: str | os.PathLike,
     class_names: list[str],
     require_labels: bool = True,
+    recursive: bool = False,
 ) -> SplitAnnotations:
-    """Usable videos of a Kinetics CSV, found flat or in per-class folders under ``video_dir``."""
+    """Usable videos of a Kinetics CSV, found flat or in per-class folders under ``video_dir``.
+
+    Args:
+        require_labels: every row must have a label (train/val); else a row without one (or a
+            CSV without a ``label`` column: test/predict) gets label -1.
+        recursive: search ``video_dir`` at any depth (see :func:`find_kinetics_split_videos`).
+    """
     rows, header = _read_kinetics_rows(csv_path)
     label_of = {name: i for i, name in enumerate(class_names)}
-    index = index_videos(video_dir)
+    index = index_videos(video_dir, recursive=recursive)
     records, missing = [], []
     for lineno, label, stem in rows:
-        if label == "" and not require_labels:
+        if label == "" and require_labels:
+            raise AnnotationError(
+                csv_path,
+                "this row has no label"
+                if "label" in header
+                else "no 'label' column, but a train/val split needs labels",
+                line=lineno if "label" in header else 1,
+                fix="fill in the label or delete the line (only a test/predict split may be "
+                "unlabelled)",
+            )
+        if label == "":
             target = -1
         elif label not in label_of:
             raise AnnotationError(
@@ -263,6 +373,78 @@ def _log_missing(source, video_dir, listed: int, missing: list) -> None:
 
 
 # --------------------------------------------------------------------------- path label lists
+_PATH_THEN_LABEL = re.compile(
+    r"^\s*(?P<path>.*?(?:"
+    + "|".join(re.escape(e) for e in VIDEO_EXTENSIONS)
+    + r"))\s+(?P<label>\S.*)$",
+    re.IGNORECASE,
+)
+
+
+def split_path_label(line: str) -> list[str]:
+    """``[path, label]`` of one list line (other lengths: not a ``path label`` line).
+
+    A path ending in a video extension ends there and the label is all that follows, spaces
+    included (``train/x.mp4 playing guitar``); otherwise ``path,label`` or the last word.
+    """
+    m = _PATH_THEN_LABEL.match(line)
+    if m is not None:
+        return [m.group("path"), m.group("label")]
+    return line.rsplit(maxsplit=1) if "," not in line else line.rsplit(",", 1)
+
+
+def list_classes(labels: list[str]) -> list[str]:
+    """The classes a ``path label`` list's labels define: ``class_000``... up to the largest
+    integer label, or the sorted names."""
+    if all(lbl.lstrip("-").isdigit() for lbl in labels):
+        return [f"class_{i:03d}" for i in range(max(map(int, labels), default=-1) + 1)]
+    return sorted(set(labels))
+
+
+def classes_of_lines(lines: list[str], csv_header: bool) -> list[str]:
+    """The class list an annotation file of these lines defines (a Kinetics CSV with its
+    header line, else a ``path label`` list), by the rules of the readers above."""
+    if csv_header:
+        rows = list(csv.reader(lines))
+        header = [h.strip().lower() for h in rows[0]] if rows else []
+        col = header.index("label") if "label" in header else None
+        found = {r[col].strip() for r in rows[1:] if col is not None and len(r) > col}
+        return sorted(found - {""})
+    labels = []
+    for line in lines:
+        if line.strip() and not line.lstrip().startswith("#"):
+            parts = split_path_label(line.rstrip("\r\n"))
+            if len(parts) == 2:
+                labels.append(parts[1].strip())
+    return list_classes(labels)
+
+
+def read_class_names_file(path: str | os.PathLike) -> list[str]:
+    """Class names of a ``class_names.txt`` (one per line, label order; blank lines ignored)."""
+    path = Path(path)
+    names, seen = [], {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        _claim_once(seen, name, path, lineno, what="class name")
+        names.append(name)
+    if not names:
+        raise AnnotationError(path, "no class names", fix="one class name per line, label order")
+    return names
+
+
+def path_label_list_classes(
+    list_path: str | os.PathLike, video_root: str | os.PathLike
+) -> list[str]:
+    """The classes of a ``path label`` list: its ``class_names.txt`` neighbour when there is one,
+    else those of the list itself (integer labels: ``class_000``...; names: sorted)."""
+    names_file = Path(list_path).with_name("class_names.txt")
+    if names_file.is_file():
+        return read_class_names_file(names_file)
+    return read_path_label_list(list_path, video_root).class_names  # checks every line
+
+
 def read_path_label_list(
     list_path: str | os.PathLike,
     video_root: str | os.PathLike,
@@ -276,7 +458,7 @@ def read_path_label_list(
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        parts = line.rsplit(maxsplit=1) if "," not in line else line.rsplit(",", 1)
+        parts = split_path_label(line)
         if len(parts) != 2:
             raise AnnotationError(
                 path,
@@ -286,11 +468,7 @@ def read_path_label_list(
             )
         entries.append((lineno, parts[0].strip(), parts[1].strip()))
     if class_names is None:
-        if all(lbl.lstrip("-").isdigit() for _, _, lbl in entries):
-            n = max((int(lbl) for _, _, lbl in entries), default=-1) + 1
-            class_names = [f"class_{i:03d}" for i in range(n)]
-        else:
-            class_names = sorted({lbl for _, _, lbl in entries})
+        class_names = list_classes([lbl for _, _, lbl in entries])
     label_of = {name: i for i, name in enumerate(class_names)}
     records, missing, seen = [], [], {}
     for lineno, rel, lbl in entries:
@@ -406,7 +584,15 @@ def read_ucf_split(
             continue
         parts = line.split()
         rel = parts[0].replace("\\", "/")
-        folder = rel.split("/")[0] if "/" in rel else _UCF_NAME.search(rel).group("cls")  # type: ignore[union-attr]
+        name = None if "/" in rel else _UCF_NAME.search(rel)
+        if "/" not in rel and name is None:
+            raise AnnotationError(
+                path,
+                f"{rel!r} has neither a class folder nor a v_<Class>_gNN_cNN name",
+                line=lineno,
+                fix="write the line as <Class>/v_<Class>_gNN_cNN.avi, or delete it",
+            )
+        folder = rel.split("/")[0] if name is None else name.group("cls")
         if folder.lower() not in label_of:
             raise AnnotationError(
                 path,

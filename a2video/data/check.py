@@ -54,17 +54,29 @@ def decode_all(path: str) -> tuple[int, str]:
 
 
 def _split_annotations(layout: str, root: str, split: str, fold: int, annotation_dir):
+    """The split's annotations, read as the DataModule reads them, with ``class_source`` set
+    to the file the class list comes from (when dropping lines of it can drop a class)."""
     if layout == "kinetics":
         adir = annotation_dir or os.path.join(root, "annotations")
         if split.endswith(".txt") and os.path.isfile(split):
-            return ann.read_path_label_list(split, root)
+            classes = ann.path_label_list_classes(split, root)
+            split_ann = ann.read_path_label_list(split, root, classes)
+            if not Path(split).with_name("class_names.txt").is_file():
+                split_ann.class_source = split  # the list's own labels are the classes
+            return split_ann
         train_csv = ann.find_kinetics_csv(adir, "train")
         classes = ann.read_kinetics_classes(train_csv)
         csv_path = ann.find_kinetics_csv(adir, split)
-        name = split if split in ann.KINETICS_VIDEO_DIRS else Path(csv_path).stem
-        return ann.read_kinetics_csv(
-            csv_path, ann.find_kinetics_video_dir(root, name), classes, require_labels=False
+        video_dir, recursive = ann.find_kinetics_split_videos(root, split, csv_path)
+        split_ann = ann.read_kinetics_csv(
+            csv_path,
+            video_dir,
+            classes,
+            require_labels=split in ("train", "val"),  # as the DataModule's train/val splits
+            recursive=recursive,
         )
+        split_ann.class_source = str(train_csv)
+        return split_ann
     adir = annotation_dir or os.path.join(root, "ucfTrainTestlist")
     classes = ann.read_ucf_classes(adir)
     split_file = ann.ucf_split_file(adir, split, fold)
@@ -118,19 +130,37 @@ def check_split(
 def write_clean(
     layout: str, split_ann: ann.SplitAnnotations, checks: list[VideoCheck], out_dir: str
 ) -> Path:
-    """Copy the split's annotation file into ``out_dir`` keeping only usable videos."""
+    """Copy the split's annotation file into ``out_dir`` keeping only usable videos.
+
+    Raises:
+        ValueError: the file defines the class list (Kinetics train CSV, ``path label`` list
+            without ``class_names.txt``) and a class would lose all its videos: the cleaned copy
+            would have fewer classes, every later class index shifted. Nothing is written.
+    """
     keep = {c.line for c in checks if c.status == "ok"}
     source = Path(split_ann.source)
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    is_csv = layout == "kinetics" and source.suffix == ".csv"
+    if is_csv:
+        kept = [lines[0]] + [lines[i - 1] for i in range(2, len(lines) + 1) if i in keep]
+    else:
+        kept = [lines[i - 1] for i in range(1, len(lines) + 1) if i in keep]
+    if split_ann.class_source and Path(split_ann.class_source).resolve() == source.resolve():
+        left = set(ann.classes_of_lines(kept, csv_header=is_csv))
+        lost = [name for name in ann.classes_of_lines(lines, csv_header=is_csv) if name not in left]
+        if lost:
+            raise ValueError(
+                f"{source}: --write-clean refused: no usable video left for class(es) "
+                f"{', '.join(map(repr, lost[:5]))}{' ...' if len(lost) > 5 else ''}, so the "
+                f"cleaned file would drop {len(lost)} of {len(split_ann.class_names)} classes "
+                "and shift the class indices; fix: replace those videos (see the report above) "
+                "or delete the class from every split's annotations, then rerun"
+            )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     target = out / source.name
     if target.resolve() == source.resolve():
         raise ValueError(f"--write-clean would overwrite {source}; choose another folder")
-    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
-    if layout == "kinetics" and source.suffix == ".csv":
-        kept = [lines[0]] + [lines[i - 1] for i in range(2, len(lines) + 1) if i in keep]
-    else:
-        kept = [lines[i - 1] for i in range(1, len(lines) + 1) if i in keep]
     target.write_text("".join(kept), encoding="utf-8")
     if layout == "ucf101":  # the cleaned folder must be a complete annotation_dir
         src_dir = source.parent

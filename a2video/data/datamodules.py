@@ -49,7 +49,7 @@ from .datasets import (
 from .mixed import KeyBatches, MixedLoader
 from .prepare import read_frame_step
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
-from .video import get_decoder
+from .video import check_decoder
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +161,9 @@ class VideoDataModule(L.LightningDataModule):
         # decoder='nvdec' with workers: NVDEC threads in this process + CPU workers (MixedLoader)
         self.mixed = decoder == "nvdec" and num_workers > 0
         self.nvdec_share, self.nvdec_threads = nvdec_share, nvdec_threads
-        if decoder == "nvdec":  # decodes on the GPU in the main process
-            get_decoder("nvdec")  # one-line error here where it cannot run
-            if not num_workers:
-                pin_memory = False
+        check_decoder(decoder)  # one-line error here, not in a worker, where it cannot run
+        if decoder == "nvdec" and not num_workers:  # decodes on the GPU in the main process
+            pin_memory = False
         self.data_root = str(data_root)
         self.annotation_dir = annotation_dir
         self.splits = {
@@ -396,10 +395,7 @@ class KineticsDataModule(VideoDataModule):
     def _read_class_names(self) -> list[str]:
         split = self.splits["train"]
         if split.endswith(".txt") and os.path.isfile(split):
-            names_file = Path(split).with_name("class_names.txt")
-            if names_file.is_file():
-                return names_file.read_text(encoding="utf-8").split("\n")[:-1]
-            return ann.read_path_label_list(split, self.data_root).class_names
+            return ann.path_label_list_classes(split, self.data_root)
         return ann.read_kinetics_classes(ann.find_kinetics_csv(self._annotation_dir(), split))
 
     def _read_split(self, stage: str) -> ann.SplitAnnotations:
@@ -407,10 +403,13 @@ class KineticsDataModule(VideoDataModule):
         if split.endswith(".txt") and os.path.isfile(split):
             return ann.read_path_label_list(split, self.data_root, self.class_names)
         csv_path = ann.find_kinetics_csv(self._annotation_dir(), split)
-        split_name = split if split in ann.KINETICS_VIDEO_DIRS else Path(csv_path).stem
-        video_dir = ann.find_kinetics_video_dir(self.data_root, split_name)
+        video_dir, recursive = ann.find_kinetics_split_videos(self.data_root, split, csv_path)
         return ann.read_kinetics_csv(
-            csv_path, video_dir, self.class_names, require_labels=stage not in ("train", "val")
+            csv_path,
+            video_dir,
+            self.class_names,
+            require_labels=stage in ("train", "val"),  # test/predict CSVs may be unlabelled
+            recursive=recursive,
         )
 
 

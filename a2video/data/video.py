@@ -37,6 +37,14 @@ class VideoDecodeError(RuntimeError):
         return (VideoDecodeError, (self.path, self.reason))
 
 
+class DecoderUnavailableError(ImportError, ValueError):
+    """A decoder whose package is not installed (one line naming what to install).
+
+    An ``ImportError`` (what it is) and a ``ValueError`` (a bad ``decoder`` setting), so the
+    entry points print it in one line (:func:`a2video.errors.is_user_error`).
+    """
+
+
 class VideoReader(Protocol):
     num_frames: int
     fps: float
@@ -421,7 +429,7 @@ class NvdecDecoder:
 def _import_pynvvideocodec():
     """PyNvVideoCodec, or a one-line error saying what is missing (package, GPU, driver)."""
     if importlib.util.find_spec("PyNvVideoCodec") is None:
-        raise ImportError(
+        raise DecoderUnavailableError(
             "decoder='nvdec' needs PyNvVideoCodec: pip install 'a2video[nvdec]' "
             "(or use decoder='auto')"
         )
@@ -451,28 +459,46 @@ def available_decoders() -> list[str]:
     return names
 
 
+_OPTIONAL = ("decord", "torchcodec")  # decoders that are a pip package of the same name
+
+
+def check_decoder(name: str) -> str:
+    """The decoder ``name`` stands for (``"auto"``: decord where installed, else PyAV), after
+    checking it can run here: an unknown name is a ``ValueError``, a missing package a
+    :class:`DecoderUnavailableError`, both one line naming the value, the choices and the fix.
+    """
+    choices = ", ".join(("auto", *DECODERS))
+    if name == "auto":
+        return "decord" if importlib.util.find_spec("decord") is not None else "pyav"
+    if name == "av":
+        return "pyav"
+    if name not in DECODERS:
+        raise ValueError(f"unknown decoder {name!r}; choose from {choices}")
+    if name in _OPTIONAL and importlib.util.find_spec(name) is None:
+        raise DecoderUnavailableError(
+            f"decoder={name!r} but {name} is not installed: pip install {name}, "
+            f"or use decoder='auto' (choices: {choices})"
+        )
+    if name == "nvdec":
+        _import_pynvvideocodec()  # the package, a GPU and its driver
+    return name
+
+
 def get_decoder(name: str = "auto", threads: int = 1):
-    """A decoder by name; ``"auto"`` is decord where installed, else PyAV.
+    """A decoder by name (see :func:`check_decoder`).
 
     Args:
         name: "auto", "decord", "pyav", "torchcodec" or "nvdec" (GPU; frames on the GPU).
         threads: decoding threads per reader (keep 1 when DataLoader workers give parallelism).
     """
-    if name == "auto":
-        name = "decord" if importlib.util.find_spec("decord") is not None else "pyav"
+    name = check_decoder(name)
     if name == "decord":
-        if importlib.util.find_spec("decord") is None:
-            raise ImportError("decoder='decord' but decord is not installed; use decoder='pyav'")
         return DecordDecoder(threads)
-    if name in ("pyav", "av"):
+    if name == "pyav":
         return PyAVDecoder(threads)
     if name == "torchcodec":
-        if importlib.util.find_spec("torchcodec") is None:
-            raise ImportError("decoder='torchcodec' but torchcodec is not installed")
         return TorchCodecDecoder()
-    if name == "nvdec":
-        return NvdecDecoder()
-    raise ValueError(f"unknown decoder {name!r}; choose from auto, {', '.join(DECODERS)}")
+    return NvdecDecoder()
 
 
 def _short(err: BaseException) -> str:
