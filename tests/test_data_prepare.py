@@ -200,3 +200,62 @@ def test_bench_data_loading_runs_on_a_tiny_download_like_set(tmp_path):
     }
     for row in rows.values():
         assert row["cores_per_gpu"]["100.0"] == -(-100 // row["clips_per_s_per_core"])
+
+
+def _tiny_source(kinetics_root: str, root: Path, videos: int = 2) -> Path:
+    """A Kinetics root with the fixture's annotations and ``videos`` of its train videos
+    (the others are listed but absent: skipped and counted), in ``root/train_videos``."""
+    import shutil
+
+    root.mkdir(parents=True)
+    shutil.copytree(Path(kinetics_root) / "annotations", root / "annotations")
+    records = KineticsDataModule(kinetics_root, num_workers=0)._dataset("train").records
+    for record in records[:videos]:
+        target = root / "train_videos" / os.path.relpath(record.path, Path(kinetics_root) / "train")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(record.path, target)
+    return root
+
+
+def _prepare(src: Path, dst: Path, *options: str) -> None:
+    args = ["prepare", str(src), str(dst), "--layout", "kinetics", "--workers", "1"]
+    assert main([*args, "--no-progress", *options]) == 0
+
+
+def test_preparing_a_prepared_copy_composes_the_frame_steps(kinetics_root, tmp_path):
+    """A copy of a frame_step-2 copy keeps its videos' rate: it records frame_step 2, and the
+    DataModule reads it with the source's stride; a further --frame-step multiplies."""
+    src = _tiny_source(kinetics_root, tmp_path / "src")
+    (src / "train_videos").rename(src / "train")
+    (src / MARKER).write_text(json.dumps({"frame_step": 2}))  # as `prepare --frame-step 2` left
+    smaller, half = tmp_path / "smaller", tmp_path / "half"
+    _prepare(src, smaller, "--short-side", "32")
+    marker = json.loads((smaller / MARKER).read_text())
+    assert marker["frame_step"] == 2 and marker["source_frame_step"] == 2
+    kw = dict(frames=4, stride=8, train_scale=(40, 48), crop_size=32, val_split="train")
+    strides = [KineticsDataModule(str(r), **kw)._dataset("train").stride for r in (src, smaller)]
+    assert strides == [4, 4]  # 8 original frames = 4 frames of either copy
+    _prepare(smaller, half, "--frame-step", "2")
+    assert json.loads((half / MARKER).read_text())["frame_step"] == 4
+    dm = KineticsDataModule(str(half), **kw)
+    assert dm._dataset("train").stride == 2
+    a, b = (PyAVReader(r.records[0].path) for r in (KineticsDataModule(str(smaller), **kw)
+            ._dataset("train"), dm._dataset("train")))  # fmt: skip
+    assert b.num_frames == (a.num_frames + 1) // 2
+
+
+def test_prepare_follows_symlinked_folders_once(kinetics_root, tmp_path):
+    """Videos in a linked folder are prepared (the loaders follow links); a link back up the
+    tree is not walked round."""
+    src = _tiny_source(kinetics_root, tmp_path / "src")
+    elsewhere = tmp_path / "elsewhere"
+    (src / "train_videos").rename(elsewhere)
+    (src / "train").symlink_to(elsewhere, target_is_directory=True)
+    next(p for p in elsewhere.iterdir() if p.is_dir()).joinpath("loop").symlink_to(src)
+    dst = tmp_path / "dst"
+    _prepare(src, dst)
+    expected = sorted(p.relative_to(elsewhere) for p in elsewhere.rglob("*.mp4"))
+    assert len(expected) == 2
+    assert sorted(p.relative_to(dst / "train") for p in (dst / "train").rglob("*.mp4")) == expected
+    assert not (dst / "train").is_symlink() and len(_videos(dst)) == 2
+    assert len(KineticsDataModule(str(dst), val_split="train")._dataset("train")) == 2

@@ -7,9 +7,11 @@ short keyframe interval, no B-frames and x264's ``fastdecode`` tuning, at a shor
 ``short_side`` pixels; optionally it keeps only every ``frame_step``-th frame.
 
 ``frame_step`` and ``stride``: ``stride`` keeps meaning frames *of the original video*. The copy
-records ``frame_step`` in ``a2video_prepared.json`` at its root, and the DataModules divide the
-stride by it (stride 8 on the original = stride 4 on a ``frame_step=2`` copy: the same time
-span), so configs and checkpoints stay valid. The stride must be a multiple of ``frame_step``.
+records ``frame_step`` in ``a2video_prepared.json`` at its root, and the DataModules (and
+``a2video predict``, for a video inside the copy) divide the stride by it (stride 8 on the
+original = stride 4 on a ``frame_step=2`` copy: the same time span), so configs and checkpoints
+stay valid. The stride must be a multiple of ``frame_step``. Preparing a prepared copy composes
+the steps: the new copy records the source's ``frame_step`` times ``--frame-step``.
 
 Safety: the source is only read; DST may not be SRC or lie inside it; each video is written to
 ``<name>.part`` and renamed when complete, so an interrupted run leaves no half file that a
@@ -28,7 +30,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".flv")
+from .annotations import VIDEO_EXTENSIONS, walk_files
+
 MARKER = "a2video_prepared.json"
 LAYOUT_MARKERS = {"kinetics": "annotations", "ucf101": "ucfTrainTestlist"}
 
@@ -74,11 +77,32 @@ class PrepareReport:
 
 
 def read_frame_step(root: str | os.PathLike) -> int:
-    """``frame_step`` of a prepared copy at ``root`` (1 for any other dataset)."""
+    """``frame_step`` of a prepared copy at ``root`` (1 for any other dataset).
+
+    It counts frames of the *original* video: a copy of a copy records the product of the
+    steps (see :func:`prepare_dataset`).
+    """
     marker = Path(root) / MARKER
     if not marker.is_file():
         return 1
     return int(json.loads(marker.read_text()).get("frame_step", 1))
+
+
+def find_prepared_root(video: str | os.PathLike) -> Path | None:
+    """The prepared copy a video file lies in: the nearest folder above it holding
+    ``a2video_prepared.json`` (None outside one). Symlinks in the path are not resolved, so a
+    copy assembled from links to another tree is still found."""
+    for folder in Path(os.path.abspath(video)).parents:
+        if (folder / MARKER).is_file():
+            return folder
+    return None
+
+
+def video_frame_step(video: str | os.PathLike) -> tuple[int, Path | None]:
+    """``(frame_step, prepared root)`` of a video file: that of the prepared copy it lies in
+    (:func:`find_prepared_root`), ``(1, None)`` outside one."""
+    root = find_prepared_root(video)
+    return (1, None) if root is None else (read_frame_step(root), root)
 
 
 def _is_video(path: Path) -> bool:
@@ -112,10 +136,10 @@ def check_paths(src: Path, dst: Path, layout: str) -> None:
 
 
 def _walk(src: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(src):
-        dirnames.sort()
-        for name in sorted(filenames):
-            yield Path(dirpath, name).relative_to(src)
+    """Every file below ``src``, relative to it; symlinked folders are followed (as the loaders
+    do), each real folder once."""
+    for path in walk_files(src):
+        yield Path(path).relative_to(src)
 
 
 def _output_size(w: int, h: int, short_side: int) -> tuple[int, int]:
@@ -213,17 +237,27 @@ def prepare_dataset(
     check_paths(src, dst, layout)
     if enc.frame_step < 1 or enc.gop < 1 or enc.short_side < 2:
         raise PrepareError(f"invalid encoding {enc}")
+    # A prepared source already keeps every source_step-th frame: the copy keeps every
+    # (source_step * frame_step)-th frame of the original, and strides count original frames.
+    source_step = read_frame_step(src)
+    frame_step = source_step * enc.frame_step
     marker = dst / MARKER
     if marker.is_file():
         old = json.loads(marker.read_text())
-        if old.get("encoding") != enc.__dict__:
+        if old.get("encoding") != enc.__dict__ or old.get("frame_step", 1) != frame_step:
             raise PrepareError(
-                f"{dst} was prepared with {old.get('encoding')}, not {enc.__dict__}: "
+                f"{dst} was prepared with {old.get('encoding')} (frame_step "
+                f"{old.get('frame_step', 1)}), not {enc.__dict__} (frame_step {frame_step}): "
                 "resume with the same options or choose another DST"
             )
     dst.mkdir(parents=True, exist_ok=True)
     if not marker.is_file():
-        marker.write_text(json.dumps({"frame_step": enc.frame_step, "encoding": enc.__dict__}))
+        state = {
+            "frame_step": frame_step,
+            "encoding": enc.__dict__,
+            "source_frame_step": source_step,
+        }
+        marker.write_text(json.dumps(state))
     report = PrepareReport()
     jobs = []
     for rel in _walk(src):
