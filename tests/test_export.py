@@ -101,3 +101,15 @@ def test_export_command_writes_the_checkpoint_network_and_prints_parity(
     assert "input [1, 3, 4, 32, 32]" in printed  # the checkpoint's clip shape
     diff = float(re.search(r"max \|logit diff\| = (\S+)", printed).group(1))
     assert diff < 1e-3 and "parity OK" in printed
+
+
+@pytest.mark.parametrize("option", ["--batch", "--frames", "--size"])
+def test_export_refuses_a_non_positive_shape_in_one_line(tmp_path, capsys, option):
+    from a2video.cli import main
+
+    ckpt = str(tmp_path / "model.ckpt")  # checked before the checkpoint is read
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", "--ckpt", ckpt, "--format", "onnx", option, "0"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert f"{option} 0: must be a positive integer" in err

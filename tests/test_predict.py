@@ -213,3 +213,72 @@ def test_predict_attention_writes_the_gather_maps_of_every_block_over_each_video
             width, height = png.size
         assert 400 < width <= 2000 and 300 < height <= 2000  # 4 descriptors × 4 frames, readable
     assert "attention maps: 4 PNGs in" in err and not (out / "broken").exists()
+
+
+def test_predict_reads_a_video_of_a_prepared_copy_with_its_frame_step(
+    tiny_run, tmp_path, monkeypatch, capsys
+):
+    """A video under a root with ``a2video_prepared.json`` (frame_step 2): predict decodes the
+    frames the test DataModule decodes (stride 2 original frames = 1 frame of the copy)."""
+    from a2video.data import sampling
+    from a2video.data.prepare import MARKER
+    from a2video.explore.predict import load_predictor
+
+    root = tmp_path / "prepared"
+    root.mkdir()
+    for name in ("annotations", "train", "val", "test"):
+        (root / name).symlink_to(Path(tiny_run["data"]) / name)
+    (root / MARKER).write_text(json.dumps({"frame_step": 2}))
+    calls = []
+    real = sampling.multi_clip
+    monkeypatch.setattr(sampling, "multi_clip", lambda *a: calls.append(a) or real(*a))
+    predictor = load_predictor(tiny_run["ckpt"])
+    dm = predictor.datamodule(data_root=root, num_clips=3, num_crops=3)
+    dm.setup("test")
+    record = dm.datasets["test"].records[0]
+    views = dm.datasets["test"][(0, 0)]["video"]
+    assert len(calls) == 1 and calls[0][2] == 1  # (num_frames, frames, stride 2 / 2, clips)
+    expected = predictor.view_scores(views).mean(0).max().item()
+    code, out, err = _cli(
+        ["predict", "--ckpt", tiny_run["ckpt"], "--views", "3x3", "--json", record.path], capsys
+    )
+    assert code == 0, err
+    assert calls[1:] == calls[:1]  # the same frame indices
+    video = json.loads(out)["videos"][0]
+    assert video["frame_step"] == 2
+    assert video["topk"][0]["score"] == pytest.approx(expected, abs=1e-4)
+    assert f"videos under {root} read with its a2video_prepared.json frame_step 2" in err
+
+
+def test_predict_refuses_a_device_this_machine_lacks_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    ckpt = str(tmp_path / "model.ckpt")  # the device is checked before the checkpoint is read
+    for device, message in (
+        ("gpu0", "device 'gpu0' is not a torch device name; this machine has: cpu"),
+        ("cuda", "device 'cuda' is not available here; this machine has: cpu"),
+    ):
+        code, _, err = _cli(["predict", "--ckpt", ckpt, "--device", device, "x.mp4"], capsys)
+        assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_predict_with_an_uninstalled_decoder_is_one_line(tiny_run, monkeypatch, capsys):
+    from a2video.data import video
+
+    real = video.importlib.util.find_spec
+    monkeypatch.setattr(
+        video.importlib.util, "find_spec", lambda n, *a: None if n == "torchcodec" else real(n, *a)
+    )
+    args = ["predict", "--ckpt", tiny_run["ckpt"], "--decoder", "torchcodec", "x.mp4"]
+    code, _, err = _cli(args, capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "decoder='torchcodec' but torchcodec is not installed: pip install torchcodec" in err
+
+
+def test_checkpoint_naming_an_unregistered_arch_is_one_line(tiny_run, tmp_path, capsys):
+    ckpt = torch.load(tiny_run["ckpt"], map_location="cpu", weights_only=True)
+    ckpt["a2video"]["arch"] = "a2net_huge"
+    path = tmp_path / "renamed.ckpt"
+    torch.save(ckpt, path)
+    code, _, err = _cli(["predict", "--ckpt", str(path), "x.mp4"], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "error: unknown arch 'a2net_huge'; choose from [" in err and "a2net_tiny" in err

@@ -37,9 +37,14 @@ def run(args: argparse.Namespace) -> int:
     from a2video.explore.export import SUFFIX, export_model, parity_check
     from a2video.explore.predict import load_predictor
 
+    for flag, value in (("--batch", args.batch), ("--frames", args.frames), ("--size", args.size)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} {value}: must be a positive integer (or left out)")
     predictor = load_predictor(args.ckpt, unsafe=args.unsafe_load)
     _, frames, size, _ = predictor.clip_shape
-    shape = (args.batch, 3, args.frames or frames, args.size or size, args.size or size)
+    frames = frames if args.frames is None else args.frames
+    size = size if args.size is None else args.size
+    shape = (args.batch, 3, frames, size, size)
     out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(SUFFIX[args.format])
     path = export_model(predictor.model, out, shape, fmt=args.format, opset=args.opset)
     print(f"exported {predictor.meta.get('arch')} to {path} ({args.format}, input {list(shape)})")

@@ -27,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["auto", "decord", "pyav", "torchcodec"],
         help="video decoder (default: decord where installed, else PyAV)",
     )
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
+    parser.add_argument(
+        "--device", default="cpu", help="torch device, e.g. cuda or cuda:1 (default cpu)"
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="views per forward pass")
     parser.add_argument(
         "--attention",
@@ -59,6 +61,13 @@ def run(args: argparse.Namespace) -> int:
         decoder=args.decoder,
         batch_size=args.batch_size,
     )
+    stride = predictor.clip_spec.stride
+    for root, step in sorted({(r.prepared_root, r.frame_step) for r in results if r.prepared_root}):
+        print(
+            f"a2video predict: videos under {root} read with its a2video_prepared.json "
+            f"frame_step {step} (stride {stride} original frames = {stride // step} of its frames)",
+            file=sys.stderr,
+        )
     if args.json:
         doc = {
             "checkpoint": str(args.ckpt),

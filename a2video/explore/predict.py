@@ -38,6 +38,7 @@ __all__ = [
     "per_class_accuracy",
     "predict_loader",
     "predict_videos",
+    "resolve_device",
     "view_subset",
 ]
 
@@ -140,6 +141,44 @@ class Predictor:
         return per_view_probs(self.model, views[None], batch_size, self.device)[0].cpu()
 
 
+def _devices_here() -> list[str]:
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        names += ["cuda"] + ([f"cuda:0..cuda:{count - 1}"] if count > 1 else ["cuda:0"])
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return names
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a :class:`torch.device`, after checking this machine has it.
+
+    Raises:
+        ValueError: not a device name (``gpu0``), or a device this machine lacks (``cuda``
+            without a CUDA GPU, ``cuda:3`` with one GPU); the message lists the devices here.
+    """
+    here = ", ".join(_devices_here())
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"device {str(device)!r} is not a torch device name; this machine has: {here}"
+        ) from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        ok = count > 0 and (dev.index is None or dev.index < count)
+    else:
+        backend = getattr(torch.backends, dev.type, None) or getattr(torch, dev.type, None)
+        ok = callable(getattr(backend, "is_available", None)) and bool(backend.is_available())
+    if not ok:
+        raise ValueError(f"device {str(device)!r} is not available here; this machine has: {here}")
+    return dev
+
+
 def load_predictor(
     ckpt: str | os.PathLike,
     *,
@@ -159,10 +198,13 @@ def load_predictor(
     Raises:
         a2video.training.checkpoint.CheckpointError: the file is missing, corrupt, or not an a2video
             checkpoint.
+        ValueError: ``device`` is not a device of this machine (:func:`resolve_device`), or the
+            checkpoint's arch is not registered.
     """
     from a2video.models import build_model, load_weights
     from a2video.training.checkpoint import CheckpointError, load_checkpoint
 
+    device = resolve_device(device)  # before the (slow) load
     checkpoint = load_checkpoint(ckpt, unsafe=unsafe, map_location="cpu")
     meta = checkpoint.get("a2video")
     if not isinstance(meta, dict) or "arch" not in meta:
@@ -176,7 +218,6 @@ def load_predictor(
     num_classes = int(meta["num_classes"])
     model = build_model(meta["arch"], num_classes=num_classes, **options)
     load_weights(model, checkpoint, kind="a2video")  # every tensor, head included
-    device = torch.device(device)
     model.to(device).eval()
     names = list(meta.get("class_names") or [str(i) for i in range(num_classes)])
     # Lightning stores the DataModule's state under its class name, its arguments apart.
@@ -223,6 +264,9 @@ class VideoPrediction:
         scores: (K,) mean softmax over the views; None when unreadable.
         views: Views averaged (clips · crops).
         error: Why the file could not be read (None when it was).
+        frame_step: The file keeps every ``frame_step``-th frame of its original (a video of a
+            prepared copy, see :func:`a2video.data.prepare.video_frame_step`); 1 otherwise.
+        prepared_root: That prepared copy's root (None outside one).
     """
 
     path: str
@@ -230,6 +274,8 @@ class VideoPrediction:
     scores: Tensor | None = None
     views: int = 0
     error: str | None = None
+    frame_step: int = 1
+    prepared_root: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -240,12 +286,14 @@ class VideoPrediction:
         return self.topk[0][0] if self.topk else None
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``path``, ``ok``, ``error``, ``views``, ``label``, ``topk``."""
+        """JSON-ready: ``path``, ``ok``, ``error``, ``views``, ``frame_step``, ``label``,
+        ``topk``."""
         return {
             "path": self.path,
             "ok": self.ok,
             "error": self.error,
             "views": self.views,
+            "frame_step": self.frame_step,
             "label": self.label,
             "topk": [{"label": name, "score": round(score, 6)} for name, score in self.topk],
         }
@@ -266,7 +314,9 @@ def predict_videos(
 
     Each file is decoded once (:class:`a2video.data.datasets.VideoClipDataset` in test mode);
     a file the decoder cannot read gives a :class:`VideoPrediction` with ``error`` set, and the
-    others are still predicted.
+    others are still predicted. A file inside a prepared copy (``a2video_prepared.json`` in a
+    folder above it) is read with that copy's ``frame_step``, as the DataModules read it, so
+    its clips span the checkpoint's stride in original frames.
 
     Args:
         predictor: From :func:`load_predictor`.
@@ -282,16 +332,27 @@ def predict_videos(
     """
     from a2video.data.annotations import VideoRecord
     from a2video.data.datasets import VideoClipDataset
+    from a2video.data.prepare import video_frame_step
+    from a2video.data.video import check_decoder
 
+    check_decoder(decoder)  # one line for an unknown or uninstalled decoder, before any file
     spec = predictor.spec(clips, crops)
     records = [VideoRecord(path=os.fspath(p), label=-1) for p in paths]
-    dataset = VideoClipDataset(records, "test", spec, decoder=decoder)
+    datasets: dict[int, VideoClipDataset] = {}  # one per frame_step met
     results = []
     for i, path in enumerate(paths):
-        sample = dataset[(i, 0)]
+        step, root = video_frame_step(path)
+        if step not in datasets:
+            datasets[step] = VideoClipDataset(
+                records, "test", spec, decoder=decoder, frame_step=step
+            )
+        where = {"frame_step": step, "prepared_root": None if root is None else str(root)}
+        sample = datasets[step][(i, 0)]
         if not sample["valid"]:
             reason = sample.get("failed_reason") or "unreadable"
-            results.append(VideoPrediction(os.fspath(path), error=f"cannot decode: {reason}"))
+            results.append(
+                VideoPrediction(os.fspath(path), error=f"cannot decode: {reason}", **where)
+            )
             continue
         scores = predictor.view_scores(sample["video"], batch_size).mean(0)  # (V, K) -> (K,)
         values, classes = scores.topk(min(topk, scores.numel()))
@@ -304,6 +365,7 @@ def predict_videos(
                 ],
                 scores=scores,
                 views=spec.num_views,
+                **where,
             )
         )
     return results
@@ -323,11 +385,14 @@ def centre_clip(
     """
     from a2video.data.annotations import VideoRecord
     from a2video.data.datasets import VideoClipDataset
-    from a2video.data.video import VideoDecodeError
+    from a2video.data.prepare import video_frame_step
+    from a2video.data.video import VideoDecodeError, check_decoder
 
+    check_decoder(decoder)
     spec = predictor.spec()
     record = VideoRecord(path=os.fspath(path), label=-1)
-    sample = VideoClipDataset([record], "val", spec, decoder=decoder)[(0, 0)]
+    step, _ = video_frame_step(path)  # a prepared copy's videos: as the DataModules read them
+    sample = VideoClipDataset([record], "val", spec, decoder=decoder, frame_step=step)[(0, 0)]
     if not sample["valid"]:
         raise VideoDecodeError(record.path, sample.get("failed_reason") or "unreadable")
     video = sample["video"]  # (3, T, S, S) normalised

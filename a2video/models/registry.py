@@ -61,7 +61,7 @@ from a2video.models.inflate import Inflate
 from a2video.models.resnet3d import StageSpec, VideoResNet
 from a2video.models.weights import load_weights
 
-__all__ = ["build_model", "list_models", "register_model"]
+__all__ = ["UnknownArchError", "build_model", "list_models", "register_model"]
 
 _MODELS: dict[str, Callable[..., VideoResNet]] = {}
 
@@ -79,6 +79,14 @@ def register_model(fn: Callable[..., VideoResNet]) -> Callable[..., VideoResNet]
         raise ValueError(f"model {fn.__name__!r} already registered")
     _MODELS[fn.__name__] = fn
     return fn
+
+
+class UnknownArchError(KeyError, ValueError):
+    """An arch name that is not registered (a ``KeyError`` for lookups, a ``ValueError`` so the
+    entry points print it in one line: a checkpoint or config naming an unknown arch)."""
+
+    def __str__(self) -> str:  # KeyError's str() would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 def list_models() -> list[str]:
@@ -99,7 +107,7 @@ def build_model(arch: str, num_classes: int = 400, **options: Any) -> VideoResNe
         weights loaded.
     """
     if arch not in _MODELS:
-        raise KeyError(f"unknown arch {arch!r}; choose from {list_models()}")
+        raise UnknownArchError(f"unknown arch {arch!r}; choose from {list_models()}")
     return _MODELS[arch](num_classes=num_classes, **options)
 
 
