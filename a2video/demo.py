@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from a2video.errors import exit_on_user_error
+
 __all__ = ["FULL", "QUICK", "DemoPlan", "main", "run_demo"]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -124,20 +126,32 @@ def _plain_argv() -> Iterator[None]:
 
 
 def synthesize_once(root: Path, params: dict[str, Any], progress: bool = True) -> bool:
-    """Write a synthetic dataset unless ``root`` already holds one made with ``params``.
+    """Write a synthetic dataset unless ``root`` already holds a complete one made with
+    ``params``. A folder the demo did not make (no ``demo_params.json``) is never replaced.
 
     Returns:
         True when the data were (re)written, False when the existing set was kept.
+
+    Raises:
+        ValueError: ``root`` holds files the demo did not write.
     """
-    from a2video.data.synthetic import synthesize
+    from a2video.data.synthetic import manifest_gaps, synthesize
 
     stamp = root / "demo_params.json"
-    if stamp.is_file() and (root / "synth_manifest.json").is_file():
+    if root.is_dir() and not stamp.is_file() and any(root.iterdir()):
+        raise ValueError(
+            f"{root} holds files the demo did not write (no demo_params.json there); pass "
+            "--data a new folder (the demo writes its datasets under it) or move that one away"
+        )
+    if stamp.is_file():
         with contextlib.suppress(ValueError):
             if json.loads(stamp.read_text()) == params:
-                return False
+                gaps = manifest_gaps(root)
+                if not gaps:
+                    return False
+                _say(f"   {root}: {len(gaps)} video(s) gone (e.g. {gaps[0]}): writing it anew")
     if root.exists():
-        shutil.rmtree(root)
+        shutil.rmtree(root)  # the demo's own data (stamped), made with other settings or damaged
     kwargs = dict(params)
     for key in ("duration", "size"):
         if key in kwargs:
@@ -301,6 +315,23 @@ def print_table(summary: dict[str, Any]) -> str:
     return "\n".join(md)
 
 
+STAGES = ("pretrain", "finetune", "scratch")
+OUT_STAMP = "demo_runs.json"  # marks a folder whose stage runs the demo may replace
+
+
+def _claim_out(out: Path) -> None:
+    """Make ``out`` the demo's (stamped), refusing a folder whose runs it did not write."""
+    ours = (out / OUT_STAMP).is_file() or (out / "summary.json").is_file()  # or an older demo's
+    theirs = [stage for stage in STAGES if (out / stage).exists()]
+    if theirs and not ours:
+        raise ValueError(
+            f"{out / theirs[0]}: a run the demo did not write (no {OUT_STAMP} in {out}) would be "
+            "replaced; pass --out a new folder, or move that run away"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / OUT_STAMP).write_text(json.dumps({"written_by": "python -m a2video.demo"}) + "\n")
+
+
 def run_demo(
     out: str | os.PathLike = "runs/demo",
     data: str | os.PathLike = "data/demo",
@@ -311,22 +342,22 @@ def run_demo(
     import torch
 
     out, data = Path(out), Path(data)
-    out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(plan.threads)
     load_start = _load()
     t0 = time.perf_counter()
     stages: dict[str, StageResult] = {}
 
     _say(f"plan: {json.dumps(asdict(plan))}")
-    for stage in ("pretrain", "finetune", "scratch"):  # the demo's own runs: made anew each time
-        if (out / stage).exists():
-            _say(f"replacing the earlier demo run in {out / stage}")
-            shutil.rmtree(out / stage)
+    _claim_out(out)
     _say(f"1/4 synthesizing data under {data} (skipped if already there)")
     start = time.perf_counter()
     made = {}
     for layout, sub in (("kinetics", "kinetics"), ("ucf101", "ucf101")):
         made[layout] = synthesize_once(data / sub, plan.synth_params(layout), progress)
+    for stage in STAGES:  # the demo's own runs (its folder is stamped): made anew each time
+        if (out / stage).exists():
+            _say(f"replacing the earlier demo run in {out / stage}")
+            shutil.rmtree(out / stage)
     stages["synth"] = StageResult("synth", time.perf_counter() - start, {}, "")
     synth_cmds = [
         _command("a2video synth", [str(data / sub), *_synth_cli(plan.synth_params(lay))])
@@ -437,7 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key in ("threads", "workers", "pretrain_epochs", "finetune_epochs", "seed"):
         if getattr(args, key) is not None:
             plan = replace(plan, **{key: getattr(args, key)})
-    summary = run_demo(args.out, args.data, plan, progress=not args.no_progress)
+    with exit_on_user_error("python -m a2video.demo"):
+        summary = run_demo(args.out, args.data, plan, progress=not args.no_progress)
     return 0 if summary["ucf101_video_top1"] is not None else 1
 
 

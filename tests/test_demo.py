@@ -53,6 +53,45 @@ def test_synthesis_is_skipped_when_the_data_exist_with_the_same_parameters(tmp_p
     assert synthesize_once(tmp_path / "ucf", params, progress=False) is False
     assert (tmp_path / "ucf" / "synth_manifest.json").stat().st_mtime_ns == stamp
     assert synthesize_once(tmp_path / "ucf", params | {"seed": 1}, progress=False) is True
+    # a video of the kept set gone: written anew, not trained on as it is
+    video = next((tmp_path / "ucf").rglob("*.avi"))
+    video.unlink()
+    assert synthesize_once(tmp_path / "ucf", params | {"seed": 1}, progress=False) is True
+    assert video.is_file()
+
+
+def test_demo_never_deletes_a_folder_it_did_not_make(tmp_path, capsys):
+    """``--data`` or ``--out`` pointing at the user's own folders: one line, exit 2, and
+    nothing there is touched (the data folder used to be deleted without a word)."""
+    from a2video.demo import main
+
+    mine = tmp_path / "mine" / "kinetics"
+    mine.mkdir(parents=True)
+    (mine / "NOTES.txt").write_text("my notes")
+    with pytest.raises(SystemExit) as stop:
+        main(
+            [
+                "--quick",
+                "--no-progress",
+                "--data",
+                str(tmp_path / "mine"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "demo_params.json" in err and str(mine) in err, err
+    assert (mine / "NOTES.txt").read_text() == "my notes"
+
+    run = tmp_path / "experiments" / "pretrain"
+    run.mkdir(parents=True)
+    (run / "weights.ckpt").write_text("trained")
+    with pytest.raises(SystemExit) as stop:
+        main(["--quick", "--no-progress", "--data", str(tmp_path / "d"), "--out", str(run.parent)])
+    assert stop.value.code == 2
+    assert str(run) in capsys.readouterr().err
+    assert (run / "weights.ckpt").read_text() == "trained"
 
 
 @pytest.mark.slow

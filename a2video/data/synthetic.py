@@ -448,8 +448,8 @@ def synthesize(
 ) -> dict:
     """Write a synthetic dataset in the real layout; returns the manifest (also saved as JSON).
 
-    The manifest lists the classes, the listed-but-missing videos and the special files
-    (path relative to ``root`` -> kind).
+    The manifest lists the classes, the videos written, the listed-but-missing videos and the
+    special files (path relative to ``root`` -> kind).
 
     Args:
         root: output folder (the dataset root users point ``data_root`` at).
@@ -498,6 +498,7 @@ def synthesize(
         "classes": [],
         "special": {},
         "missing": [],
+        "videos": [],
     }
     try:
         from tqdm import tqdm
@@ -530,10 +531,25 @@ def synthesize(
         )
         job["path"].parent.mkdir(parents=True, exist_ok=True)
         write_video(job["path"], frames, fps, job["codec"], encoding=encoding)
+        manifest["videos"].append(os.path.relpath(job["path"], root))
     finish(job_list)
     manifest["classes"] = [m.kinetics if layout == "kinetics" else m.ucf for m in MOTIONS[:classes]]
     (root / "synth_manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
+
+
+def manifest_gaps(root: str | os.PathLike) -> list[str]:
+    """The files of a synthesized dataset that are gone (relative paths; the manifest itself
+    when it is missing or predates the list of written videos)."""
+    root = Path(root)
+    try:
+        manifest = json.loads((root / "synth_manifest.json").read_text())
+    except (OSError, ValueError):
+        return ["synth_manifest.json"]
+    if "videos" not in manifest:
+        return ["synth_manifest.json"]
+    listed = [*manifest["videos"], *manifest.get("special", {})]
+    return [rel for rel in listed if not (root / rel).is_file()]
 
 
 def _kinetics_jobs(root, classes, per_class, val_per_class, seed, structure, missing):
