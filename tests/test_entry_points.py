@@ -241,7 +241,8 @@ def test_ckpt_path_last_and_best_are_the_runs_files(kinetics_root, tmp_path, cap
     (an architecture conflict is one line, not a state-dict traceback). Evaluating with no
     checkpoint, or with ``last`` where there is none, stops in one line instead of scoring
     untrained weights; a ``fit --ckpt_path last`` with no ``last.ckpt`` but another run's
-    checkpoint stops before writing over it."""
+    checkpoint stops before writing over it. Without a logger's versions, a second test writes
+    its outputs beside the first's (``test-1/``), not over them."""
     from tiny_fit import TINY_CLIP, tiny_fit_args
 
     run = tmp_path / "run"
@@ -259,7 +260,12 @@ def test_ckpt_path_last_and_best_are_the_runs_files(kinetics_root, tmp_path, cap
         ]  # fmt: skip
 
     _train_main()(test_args(run, "--ckpt_path", "best"))
-    assert (run / "predictions.csv").is_file()
+    first = (run / "predictions.csv").read_bytes()
+    # No logger (no version_N folders): a second test writes beside the first, never over it
+    _train_main()(test_args(run, "--ckpt_path", "best", "--data.num_clips", "2"))
+    assert (run / "predictions.csv").read_bytes() == first
+    assert (run / "test-1" / "predictions.csv").is_file()
+    assert (run / "test-1" / "scores.npz").is_file()
 
     line = _user_error(capsys, _train_main(), test_args(run))
     assert "no --ckpt_path was given" in line, line

@@ -278,6 +278,16 @@ def test_parse_folds():
         parse_folds("1,1")
 
 
+def test_several_folds_outside_fit_is_a_user_error(capsys):
+    """``finetune_ucf.py test --folds 1,2``: one line and exit 2 (it exited 1)."""
+    from a2video.training.finetune import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["test", "--folds", "1,2"])
+    assert stop.value.code == 2
+    assert "--folds with several folds runs fit" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- folds
 def test_folds_all_reports_three_results_and_their_mean(train_ckpt, ucf_root, tmp_path):
     root = tmp_path / "ucf_folds"

@@ -360,7 +360,7 @@ class FinetuneCLI(A2VideoCLI):
         self.results = {
             "fold": getattr(self.datamodule, "fold", None),
             "metrics": metrics,
-            # output_dir() on every rank: Trainer.log_dir broadcasts.
+            # output_dir(): the folder this test wrote to (the same on every rank).
             "predictions": os.path.join(self.model.output_dir(), "predictions.csv"),
             "videos": {k: len(v) for k, v in getattr(self.datamodule, "datasets", {}).items()},
             "steps": int(self.trainer.global_step),
@@ -422,7 +422,7 @@ def run_folds(
         cli = FinetuneCLI(model_class, datamodule_class, args=rest + extra, **cli_kwargs)
         return cli.results
     if not rest or rest[0] != "fit":
-        raise SystemExit("finetune_ucf: --folds with several folds runs 'fit' (then the test)")
+        raise ValueError("--folds with several folds runs fit (then the test of each fold)")
     runs = []
     root, rank_zero = None, True
     for fold in folds:

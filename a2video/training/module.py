@@ -57,7 +57,12 @@ from a2video.training.optim import (
     param_groups,
     steps_per_epoch,
 )
-from a2video.training.outputs import unreadable_summary, video_names, write_outputs
+from a2video.training.outputs import (
+    fresh_output_dir,
+    unreadable_summary,
+    video_names,
+    write_outputs,
+)
 from a2video.training.views import per_view_probs, view_layout
 
 __all__ = ["NonFiniteLossError", "VideoClassifier", "WarmupSchedule", "param_groups"]
@@ -177,6 +182,7 @@ class VideoClassifier(LightningModule):
         self._configured_groups: list[dict[str, Any]] | None = None
         self._configured_schedule: dict[str, Any] | None = None
         self._resumed: tuple[Any, dict[str, Any] | None, str | None] | None = None
+        self._output_dir: str | None = None  # this test/predict run's, see output_dir()
 
     # ------------------------------------------------------------------ network
     def build_net(self) -> nn.Module:
@@ -396,6 +402,19 @@ class VideoClassifier(LightningModule):
         probs = per_view_probs(self, video, self.hparams.view_chunk)
         return probs, *self._view_layout(probs.shape[1])
 
+    def on_test_start(self) -> None:
+        self._output_dir = self._fresh_output_dir("test")
+
+    def on_predict_start(self) -> None:
+        self._output_dir = self._fresh_output_dir("predict")
+
+    def _fresh_output_dir(self, stage: str) -> str:
+        """This run's output folder (:func:`fresh_output_dir`), chosen on rank 0 before anything
+        is written and the same on every rank."""
+        base = self.trainer.log_dir or self.trainer.default_root_dir  # on every rank: broadcasts
+        chosen = fresh_output_dir(base, stage) if self.trainer.is_global_zero else None
+        return self.trainer.strategy.broadcast(chosen, src=0)
+
     def on_test_epoch_end(self) -> None:
         m = self._finish_videos("test")
         self.log_reduced({f"test/{k}": v for k, v in m.items()})
@@ -409,7 +428,7 @@ class VideoClassifier(LightningModule):
         self.video_results = results
         m = video_metrics(results, self.num_classes)
         self.test_summary = m
-        out = self.output_dir()  # on every rank: trainer.log_dir broadcasts
+        out = self.output_dir()
         if self.trainer.is_global_zero:
             names = video_names(getattr(self.trainer, "datamodule", None), stage)
             rank_zero_info(unreadable_summary(stage, results, int(m["videos"]), names))
@@ -418,7 +437,10 @@ class VideoClassifier(LightningModule):
         return m
 
     def output_dir(self) -> str:
-        """The run directory where test/predict outputs go (the logger's ``log_dir``)."""
+        """Where this test/predict run writes its outputs (the logger's ``log_dir``, or a new
+        folder in it where an earlier run's outputs are: :func:`fresh_output_dir`)."""
+        if self._output_dir is not None:
+            return self._output_dir
         return self.trainer.log_dir or self.trainer.default_root_dir
 
     # ------------------------------------------------------------------ optimisation

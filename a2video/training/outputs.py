@@ -47,6 +47,22 @@ def unreadable_summary(
     return msg
 
 
+OUTPUT_FILES = ("predictions.csv", "scores.npz", "confusion_matrix.png")
+
+
+def fresh_output_dir(base: str, stage: str) -> str:
+    """Where a ``stage`` (test, predict) run writes its outputs: ``base`` (the logger's run
+    folder, a new ``version_N`` for TensorBoard and CSV loggers), unless an earlier run wrote its
+    outputs there (no logger, or one without versions such as W&B): then the first free
+    ``base/<stage>-<N>``, so an earlier test's predictions are never replaced."""
+    if not any(os.path.exists(os.path.join(base, name)) for name in OUTPUT_FILES):
+        return base
+    n = 1
+    while os.path.exists(os.path.join(base, f"{stage}-{n}")):
+        n += 1
+    return os.path.join(base, f"{stage}-{n}")
+
+
 def write_outputs(
     out: str,
     results: VideoResults,
