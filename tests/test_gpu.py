@@ -116,3 +116,18 @@ def test_training_steps_between_logging_steps_never_synchronise(tmp_path) -> Non
     trainer = _gpu_trainer(tmp_path, max_steps=5, log_every_n_steps=4, callbacks=[SyncWatch(1, 3)])
     trainer.fit(tiny_model(channels_last=True), TinyVideoData(train_size=48))
     assert trainer.global_step == 5
+
+
+def test_resume_restores_the_cuda_rng_streams() -> None:
+    """The CUDA generator travels in the resume state (``capture_rng``/``restore_rng``): the
+    dropout and augmentation draws on the device after a resume are the uninterrupted run's."""
+    from a2video.training.resume import capture_rng, restore_rng
+
+    torch.manual_seed(0)
+    torch.randn(3, device="cuda")  # the CUDA generator initialised and advanced
+    state = capture_rng()
+    assert "cuda" in state
+    expected = torch.randn(1000, device="cuda")
+    torch.randn(77, device="cuda")  # the streams move on (the killed run)
+    restore_rng(state)
+    assert torch.equal(torch.randn(1000, device="cuda"), expected)
