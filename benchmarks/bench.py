@@ -73,7 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     parser.add_argument(
-        "--dtype", default=None, help="float32 (CPU default) or bfloat16 (CUDA default, autocast)"
+        "--dtype",
+        default=None,
+        help="float32 (CPU default), bfloat16 (CUDA default) or float16; not float32: autocast",
     )
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -82,6 +84,101 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _opts(choice: str) -> tuple[bool, ...]:
     return {"off": (False,), "on": (True,), "both": (False, True)}[choice]
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _positive(args: argparse.Namespace, *names: str, optional: bool = False) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if optional and value is None:
+            continue
+        if not value > 0:
+            flag = "--" + name.replace("_", "-")
+            kind = "number" if isinstance(value, float) else "integer"
+            raise ValueError(f"{flag} must be a positive {kind}, got {value}")
+
+
+def _choice(what: str, value: str, choices: Sequence[str], flag: str = "") -> None:
+    if value not in choices:
+        where = f" in {flag}" if flag else ""
+        raise ValueError(f"unknown {what} {value!r}{where}; choose from {', '.join(choices)}")
+
+
+def _devices_here() -> list[str]:
+    import torch
+
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        names += ["cuda"] + [f"cuda:{i}" for i in range(count)]
+    return names
+
+
+def check_device(device: str) -> None:
+    """Raises ``ValueError`` unless ``device`` is ``cpu`` or a CUDA device this machine has."""
+    import torch
+
+    here = ", ".join(_devices_here())
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"--device {device!r} is not a device name; choose from {here}") from None
+    if dev.type == "cpu":
+        return
+    if dev.type != "cuda":
+        raise ValueError(f"--device {device!r} is not supported here; choose from {here}")
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"--device {device!r} is not available here (torch.cuda.is_available() is False: "
+            f"no CUDA GPU or driver); choose from {here}"
+        )
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device!r} is not available here; choose from {here}")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Checks every argument before anything is measured; raises ``ValueError`` naming the bad
+    value and the valid choices (``main`` prints it as one line and exits with status 2)."""
+    import harness as bench
+
+    from a2video.models import list_models
+
+    archs = list_models()
+    _positive(args, "batch", "reps")
+    _positive(args, "threads", optional=True)
+    if args.what == "share":
+        _choice("arch", args.arch, archs)
+        if args.baseline:
+            _choice("arch", args.baseline, archs, "--baseline")
+        _positive(args, "frames", "size")
+        return
+    check_device(args.device)
+    if args.dtype is not None:
+        _choice("dtype", args.dtype, DTYPES, "--dtype")
+        if args.what == "blocks" and args.device.startswith("cpu") and args.dtype != "float32":
+            raise ValueError(  # _fwd_bwd autocasts on CUDA only: the label would be wrong
+                f"--dtype {args.dtype!r} with --device cpu: the block benchmark runs float32 on "
+                "the CPU; choose from float32 (or a CUDA --device)"
+            )
+    _positive(args, "budget_s")
+    if args.what == "model":
+        _choice("arch", args.arch, archs)
+        _positive(args, "frames", "size", "num_classes")
+        return
+    for config in args.configs:
+        _choice("config", config, list(bench.CONFIGS), "--configs")
+    for stage in args.stages:
+        _choice("stage", stage, bench.STAGES, "--stages")
+    for kind in args.kinds:
+        _choice("block kind", kind, bench.BLOCK_KINDS, "--kinds")
+    if args.shape is not None:
+        bad = [v for v in args.shape if v <= 0]
+        if bad:
+            shape = " ".join(map(str, args.shape))
+            raise ValueError(f"--shape C T H W must be positive integers, got {shape}")
+    _positive(args, "max_mem_gib", optional=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,10 +265,18 @@ def _report(results: list, table: Callable[[list], str], args: argparse.Namespac
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python benchmarks/bench.py", description=HELP)
+def main(argv: Sequence[str] | None = None, prog: str = "python benchmarks/bench.py") -> int:
+    """Parses and checks the arguments, then runs; a bad value prints ``<prog>: error: <message>``
+    (one line, naming the valid choices) and returns 2 before anything is measured."""
+    parser = argparse.ArgumentParser(prog=prog, description=HELP)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        check_args(args)
+    except ValueError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
+        return 2
+    return run(args)
 
 
 if __name__ == "__main__":

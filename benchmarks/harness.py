@@ -130,6 +130,21 @@ def interleaved(
     return times
 
 
+def failed_status(err: BaseException, limit: int = 160) -> str:
+    """A result row's status for a measurement that raised: ``failed (Type: message)``.
+
+    Keeps the message's first line whole up to ``limit`` characters; a longer one is cut at a
+    word boundary and ends with an ellipsis (never mid-word).
+    """
+    lines = str(err).strip().splitlines()
+    first = " ".join(lines[0].split()) if lines else ""
+    if len(first) > limit:
+        head = first[: limit + 1]
+        cut = head.rfind(" ")
+        first = (head[:cut] if cut > 0 else first[:limit]).rstrip(" ,;:.([{") + "…"
+    return f"failed ({type(err).__name__}: {first})" if first else f"failed ({type(err).__name__})"
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
@@ -441,14 +456,14 @@ def bench_stage(
             r.status = f"skipped (needs ~{est:.1f} GiB > {max_mem_gib:.1f} GiB)"
             continue
         torch.manual_seed(0)
-        block = make_block(kind, c).to(dev)
-        x = torch.randn(n, c, t, h, w, device=dev, requires_grad=True)
+        block = make_block(kind, c)
         r.association = resolved_association(block, shape.length)
-        step = _fwd_bwd(block, x, dev, dtype)
         try:
+            x = torch.randn(n, c, t, h, w, device=dev, requires_grad=True)
+            step = _fwd_bwd(block.to(dev), x, dev, dtype)
             r.peak_mib = peak_bytes(step, dev) / 2**20
         except (RuntimeError, MemoryError) as err:  # out of memory
-            r.status = f"failed ({type(err).__name__}: {str(err)[:60]})"
+            r.status = failed_status(err)
             continue
         gemms = record_gemms(step)
         r.gflop = gemm_flops(gemms) / 1e9
@@ -629,6 +644,10 @@ def bench_model(
     The variants of one mode are timed interleaved; compilation happens in the warm-up, timed
     separately (``compile_s``).
     """
+    from a2video.models.registry import UnknownArchError, list_models
+
+    if arch not in list_models():  # a bad name is the caller's error, not a failed measurement
+        raise UnknownArchError(f"unknown arch {arch!r}; choose from {', '.join(list_models())}")
     dev = torch.device(device)
     results: list[ModelResult] = []
     for mode in modes:
@@ -665,8 +684,8 @@ def bench_model(
                     _sync(dev)
                     if comp:
                         r.compile_s = time.perf_counter() - t0
-                except Exception as err:
-                    r.status = f"failed ({type(err).__name__}: {str(err).splitlines()[0][:80]})"
+                except Exception as err:  # out of memory, a compiler error: one row
+                    r.status = failed_status(err)
                     continue
                 steps[len(results) - 1] = step
         if not steps:

@@ -132,3 +132,105 @@ def test_bench_model_and_block_share_on_the_tiny_net() -> None:
     assert len(share["blocks"]) >= 1
     assert 0 < share["flop_share"] < 1 and 0 < share["time_share_hooks"] < 1
     assert "FLOP share" in bench.format_share(share)
+
+
+# ----------------------------------------------------------------------------- argument checks
+
+NO_GPU = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU: never available
+
+
+def _no_measuring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any measurement fails the test: the checks must run before anything is measured."""
+
+    def measured(*_args, **_kwargs):
+        raise AssertionError("a measurement started before the arguments were checked")
+
+    for name in ("stage_shapes", "bench_stage", "bench_stage_subprocess", "bench_model"):
+        monkeypatch.setattr(bench, name, measured)
+    monkeypatch.setattr(bench, "block_share", measured)
+
+
+def _run_cli(argv: list[str]) -> int:
+    from a2video.cli import main
+
+    try:
+        return main(["bench", *argv])
+    except SystemExit as exit_:
+        return exit_.code
+
+
+BAD_ARGUMENTS = {  # id: (arguments of ``a2video bench``, what the one line must name)
+    "model-arch": (["model", "nosuch", "--size", "32"], ["'nosuch'", "a2net_tiny", "i3d_r50"]),
+    "model-cuda-index": (["model", "a2net_tiny", "--device", NO_GPU], [repr(NO_GPU), "cpu"]),
+    "model-device-name": (["model", "a2net_tiny", "--device", "gpu0"], ["'gpu0'", "cpu"]),
+    "model-size": (["model", "a2net_tiny", "--size", "-32"], ["--size", "-32"]),
+    "model-frames": (["model", "a2net_tiny", "--frames", "0"], ["--frames", "0"]),
+    "model-batch": (["model", "a2net_tiny", "--batch", "0"], ["--batch", "0"]),
+    "model-dtype": (["model", "a2net_tiny", "--dtype", "float64x"], ["'float64x'", "bfloat16"]),
+    "blocks-stage": (["blocks", "--configs", "r26", "--stages", "res9"], ["'res9'", "res2"]),
+    "blocks-config": (["blocks", "--configs", "r99"], ["'r99'", "r50", "r26"]),
+    "blocks-kind": (["blocks", "--kinds", "foo"], ["'foo'", "a2_left", "nonlocal"]),
+    "blocks-shape": (["blocks", "--shape", "16", "-2", "8", "8"], ["--shape", "16 -2 8 8"]),
+    "blocks-cuda-index": (["blocks", "--device", NO_GPU], [repr(NO_GPU), "cpu"]),
+    "blocks-cpu-bfloat16": (["blocks", "--dtype", "bfloat16"], ["'bfloat16'", "float32"]),
+    "blocks-reps": (["blocks", "--reps", "0"], ["--reps", "0"]),
+    "share-frames": (["share", "a2net_tiny", "--frames", "0", "--size", "32"], ["--frames"]),
+}
+
+
+@pytest.mark.parametrize(("argv", "named"), BAD_ARGUMENTS.values(), ids=BAD_ARGUMENTS.keys())
+def test_cli_bench_bad_argument_is_one_line_and_exit_2_before_measuring(
+    argv: list[str],
+    named: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _no_measuring(monkeypatch)
+    assert _run_cli([*argv, "--budget-s", "1"] if argv[0] != "share" else argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no table, no "failed" rows
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("a2video bench: error: ")
+    for word in named:
+        assert word in lines[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cli_bench_model_on_cuda_without_a_gpu_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _no_measuring(monkeypatch)
+    assert _run_cli(["model", "a2net_tiny", "--device", "cuda", "--budget-s", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "'cuda'" in err and "is_available() is False" in err and "cpu" in err
+
+
+def test_bench_script_run_directly_names_itself_in_the_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import runpy
+
+    _no_measuring(monkeypatch)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+    main = runpy.run_path(str(script), run_name="bench_test")["main"]
+    assert main(["blocks", "--stages", "res9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("python benchmarks/bench.py: error: unknown stage 'res9'")
+
+
+def test_failed_row_keeps_whole_words_of_the_first_line() -> None:
+    words = "CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity of " * 4
+    status = bench.failed_status(RuntimeError(words.strip() + "\nsecond line"))
+    assert status.startswith("failed (RuntimeError: CUDA out of memory. Tried to allocate")
+    assert status.endswith("…)") and "second line" not in status
+    body = status[len("failed (RuntimeError: ") : -len("…)")]
+    assert words.startswith(body) and words[len(body)] in " .,"  # cut between words
+    short = bench.failed_status(ValueError("unknown arch 'nosuch'; choose from [a, i3d]"))
+    assert short == "failed (ValueError: unknown arch 'nosuch'; choose from [a, i3d])"
+
+
+def test_bench_model_refuses_an_unknown_arch_instead_of_failed_rows() -> None:
+    with pytest.raises(ValueError, match=r"unknown arch 'nosuch'; choose from .*a2net_tiny"):
+        bench.bench_model("nosuch", frames=2, size=32, reps=1)

@@ -8,6 +8,7 @@ directory's or the one beside the installed package) and runs the script with th
 from __future__ import annotations
 
 import argparse
+import inspect
 import runpy
 import sys
 from pathlib import Path
@@ -45,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     sys.argv = [str(script), *args.args]
     try:
         namespace = runpy.run_path(str(script), run_name="a2video_bench")
-        return int(namespace["main"](args.args) or 0)
+        main = namespace["main"]
+        # Errors read "a2video bench: error: ..." (an older checkout's main takes no prog).
+        kwargs = {"prog": "a2video bench"} if "prog" in inspect.signature(main).parameters else {}
+        return int(main(args.args, **kwargs) or 0)
     finally:
         sys.argv = saved
