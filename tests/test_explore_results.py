@@ -194,3 +194,112 @@ def test_report_writes_every_figure_of_a_run_as_png(kinetics_scale, tmp_path, ca
             assert max(png.size) <= MAX_INCHES * 72, name
     assert main([str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 2
     assert "no scores.npz" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- which scores.npz, and refusals
+
+
+def _write_scores(path, *, views: bool = True, stage: str | None = None, age: float = 0.0):
+    """A small scores.npz: a test's (with per-view scores) or a predict's (without), ``age``
+    seconds old."""
+    import dataclasses
+    import os
+    import time
+
+    res = _evaluate(list(range(N_VIDEOS)))
+    if not views:
+        res = dataclasses.replace(
+            res, view_topk_scores=None, view_topk_classes=None, subset_pred=None, views=None
+        )
+    names = [f"c{i}" for i in range(N_CLASSES)]
+    recorded = {"stage": stage} if stage else {}
+    save_results(path, res, names, [f"v{i}.mp4" for i in range(N_VIDEOS)], **recorded)
+    stamp = time.time() - age
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_a_run_folder_reads_the_newest_test_output_not_a_later_predicts(tmp_path, capsys):
+    """`train.py test` then `train.py predict` leave two scores.npz in the run; the newer is the
+    predict's (no per-view scores): the test's is read, and the report names it."""
+    from a2video.explore.report import main
+    from a2video.explore.results import find_scores
+
+    old_test = _write_scores(tmp_path / "version_0" / "scores.npz", age=300)
+    test = _write_scores(tmp_path / "version_1" / "scores.npz", age=200)
+    predict = _write_scores(tmp_path / "version_2" / "scores.npz", views=False, age=100)
+    assert find_scores(tmp_path) == test
+    from a2video.explore.results import describe_scores, scores_stage
+
+    assert (scores_stage(old_test), scores_stage(test), scores_stage(predict)) == (
+        "test",
+        "test",
+        "predict",
+    )
+    run = load_run(tmp_path)
+    assert run.source == test and run.stage == "test" and run.views == (CLIPS, CROPS)
+    assert f"reading {test} (test, {N_VIDEOS} videos, 4x3 views)" in describe_scores(run, tmp_path)
+    assert main([str(tmp_path), "--out", str(tmp_path / "figs"), "--class", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert f"reading {test} (test" in err  # which file, before anything else
+    # A recorded stage decides; with no test output at all, the newest predict's is read.
+    (tmp_path / "version_0" / "scores.npz").unlink()
+    test.unlink()
+    recorded = _write_scores(tmp_path / "version_3" / "scores.npz", stage="predict")
+    assert scores_stage(recorded) == "predict" and find_scores(tmp_path) == recorded
+    run = load_run(tmp_path)
+    assert "a predict's scores" in describe_scores(run, tmp_path)
+    with pytest.raises(ValueError, match="stage must be one of"):
+        save_results(tmp_path / "x.npz", _evaluate([0, 1]), stage="train")
+
+
+def test_synthetic_400_never_writes_into_a_real_runs_folder(tmp_path, capsys):
+    """--synthetic-400 on a run folder wrote a made-up scores.npz that every later report read
+    instead of the real one; on a scores.npz path it died in a FileExistsError traceback."""
+    from a2video.explore.report import main
+
+    real = _write_scores(tmp_path / "run" / "lightning_logs" / "version_0" / "scores.npz")
+    before = real.read_bytes()
+    out = tmp_path / "figs"
+    assert main([str(tmp_path / "run"), "--synthetic-400", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "holds a run's results" in err and "give a new folder" in err
+    assert sorted((tmp_path / "run").rglob("scores.npz")) == [real]
+    assert real.read_bytes() == before and not out.exists()
+    assert main([str(real), "--synthetic-400", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{real}: a file, not a folder" in err
+    ckpt_run = tmp_path / "trained"
+    (ckpt_run / "checkpoints").mkdir(parents=True)
+    (ckpt_run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    with pytest.raises(ValueError, match="holds a run's results"):
+        synthetic_run(ckpt_run, num_classes=4, videos=8)
+    # A new folder, and again over its own made-up run (same seed: the same file).
+    from a2video.explore.results import refuse_results_folder
+
+    made = synthetic_run(tmp_path / "made_up", num_classes=4, videos=8, clips=2, crops=1)
+    refuse_results_folder(tmp_path / "made_up")
+    assert synthetic_run(tmp_path / "made_up", num_classes=4, videos=8, clips=2, crops=1) == made
+    assert load_run(tmp_path / "made_up").stage == "synthetic"
+
+
+def test_report_refuses_a_bad_class_out_file_or_negative_mistakes_in_one_line(tmp_path, capsys):
+    from a2video.explore.report import main
+
+    run = _write_scores(tmp_path / "run" / "scores.npz")
+    out = tmp_path / "figs"
+    assert main([str(run), "--out", str(out), "--class", "c9x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"python -m a2video.explore.report: error: {run}: no class 'c9x'"  # no quotes
+    assert not out.exists()  # nothing left behind
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    assert main([str(run), "--out", str(afile)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{afile}: a file, not a folder" in err
+    assert afile.read_text() == "mine\n"
+    for bad, says in (("-1", "must be 0 or more, got -1"), ("two", "a whole number 0 or more")):
+        with pytest.raises(SystemExit) as exit_:  # -1 dropped the last mistake silently
+            main([str(run), "--out", str(out), "--mistakes", bad])
+        assert exit_.value.code == 2 and f"--mistakes: {says}" in capsys.readouterr().err
+    assert not out.exists()

@@ -136,3 +136,94 @@ def test_attention_maps_notebook_at_400_classes(kinetics_scale, tmp_path):
     nb = _run("attention_maps.ipynb", kinetics_scale, tmp_path)
     assert _cell_images(nb, "plot_descriptor_usage") == 2
     assert "(4 classes with videos; the first 10)" in _text(nb)
+
+
+# ---------------------------------------------------------------- the command line's checks
+
+
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """Replaces the kernel: records which notebooks would run, with which environment."""
+    from types import SimpleNamespace
+
+    from a2video.explore import notebooks
+
+    ran: list[tuple[str, dict]] = []
+
+    def execute(source, target=None, *, env=None, timeout=600, cwd=None):
+        ran.append((str(source), dict(env or {})))
+        return SimpleNamespace(cells=[])
+
+    monkeypatch.setattr(notebooks, "execute_notebook", execute)
+    monkeypatch.delenv("A2VIDEO_CKPT", raising=False)
+    monkeypatch.delenv("A2VIDEO_RUN", raising=False)
+    return ran
+
+
+def test_notebooks_read_what_they_need_from_their_code():
+    from a2video.explore.notebooks import needs
+
+    assert needs(repo_root() / "notebooks" / "explore_predictions.ipynb") == {"run"}
+    assert needs(repo_root() / "notebooks" / "attention_maps.ipynb") == {"ckpt"}
+
+
+def test_explore_notebook_runs_without_a_checkpoint_and_names_its_scores(
+    no_kernel, tmp_path, monkeypatch, capsys
+):
+    """It needs no checkpoint (the docs say so); the runner demanded the demo's anyway."""
+    from a2video.explore import notebooks
+    from a2video.explore.results import synthetic_run
+
+    monkeypatch.setattr(notebooks, "DEMO_CHECKPOINTS", (str(tmp_path / "none" / "last.ckpt"),))
+    scores = synthetic_run(tmp_path / "run", num_classes=4, videos=8, clips=2, crops=1)
+    source = repo_root() / "notebooks" / "explore_predictions.ipynb"
+    args = ["--out", str(tmp_path / "out"), "--run", str(tmp_path / "run"), str(source)]
+    assert notebooks.main(args) == 0
+    assert [path for path, _ in no_kernel] == [str(source)]
+    out = capsys.readouterr().out
+    assert f"explore_predictions.ipynb: reading {scores} (synthetic, 8 videos, 2x1 views)" in out
+    # the attention notebook still needs one: one line naming it, no "(or use 'last')"
+    attention = str(repo_root() / "notebooks" / "attention_maps.ipynb")
+    with pytest.raises(SystemExit) as exit_:
+        notebooks.main(["--out", str(tmp_path / "out"), attention])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.count("\n") == 0, err
+    assert "no such checkpoint (attention_maps.ipynb loads one); pass --ckpt" in err
+    assert "use 'last'" not in err and len(no_kernel) == 1
+
+
+def test_a_missing_run_or_a_plain_state_dict_is_refused_before_the_kernel(
+    no_kernel, tmp_path, capsys
+):
+    """Both failed inside the kernel with a 40-60 line traceback and exit status 1."""
+    import torch
+
+    from a2video.explore.notebooks import main
+
+    explore = str(repo_root() / "notebooks" / "explore_predictions.ipynb")
+    attention = str(repo_root() / "notebooks" / "attention_maps.ipynb")
+    missing = tmp_path / "no_such_run"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(tmp_path / "out"), "--run", str(missing), explore])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.count("\n") == 0, err
+    assert f"{missing}: no scores.npz" in err
+    plain = tmp_path / "weights.pt"
+    torch.save(torch.nn.Linear(2, 3).state_dict(), plain)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(tmp_path / "out"), "--ckpt", str(plain), attention])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.count("\n") == 0, err
+    assert f"{plain}: no 'a2video' metadata" in err
+    assert no_kernel == [] and not (tmp_path / "out").exists()
+
+
+def test_a_checkpoints_run_folder_is_above_checkpoints_else_its_own():
+    """A checkpoint outside a ``checkpoints/`` folder made the folder above it the "run": for
+    /tmp/x/model.ckpt, every scores.npz anywhere under /tmp was a candidate."""
+    from pathlib import Path
+
+    from a2video.explore.notebooks import run_of
+
+    assert run_of(Path("runs/x/checkpoints/last.ckpt")) == Path("runs/x")
+    assert run_of(Path("/tmp/x/model.ckpt")) == Path("/tmp/x")

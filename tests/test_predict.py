@@ -215,6 +215,38 @@ def test_predict_attention_writes_the_gather_maps_of_every_block_over_each_video
     assert "attention maps: 4 PNGs in" in err and not (out / "broken").exists()
 
 
+def test_predict_attention_gives_videos_with_the_same_stem_their_own_folders(
+    tiny_run, tmp_path, capsys
+):
+    """a/clip.mp4, b/clip.mp4 and clip.avi wrote into one folder: the first's maps were
+    overwritten, and the count printed was not the number of files."""
+    import shutil
+
+    import pandas as pd
+
+    first, second = list(pd.read_csv(f"{tiny_run['run']}/predictions.csv")["video"][:2])
+    videos = [tmp_path / "a" / "clip.mp4", tmp_path / "b" / "clip.mp4", tmp_path / "clip.avi"]
+    for source, target in zip((first, second, first), videos, strict=True):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+    out = tmp_path / "maps"
+    args = ["predict", "--ckpt", tiny_run["ckpt"], "--views", "1x1", "--attention", str(out)]
+    code, _, err = _cli([*args, *map(str, videos), str(videos[0])], capsys)  # one given twice
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["clip", "clip-2", "clip-3"]
+    pngs = sorted(out.rglob("*.png"))
+    assert len(pngs) == 6 and f"attention maps: {len(pngs)} PNGs in {out}" in err
+    # a video keeps its own stem where another's suffix would take it; case-insensitive too
+    from a2video.explore.attention_maps import map_folders
+
+    assert map_folders(["a/x.mp4", "b/x.mp4", "x-2.mp4", "X.avi", "a/x.mp4"]) == {
+        "a/x.mp4": "x",
+        "b/x.mp4": "x-3",
+        "x-2.mp4": "x-2",
+        "X.avi": "X-4",
+    }
+
+
 def test_predict_reads_a_video_of_a_prepared_copy_with_its_frame_step(
     tiny_run, tmp_path, monkeypatch, capsys
 ):

@@ -25,6 +25,7 @@ __all__ = [
     "attention_blocks",
     "capture_attention",
     "descriptor_usage",
+    "map_folders",
     "write_attention_maps",
 ]
 
@@ -143,6 +144,31 @@ def descriptor_usage(
     return {name: (total * scale[:, None]).float() for name, total in sums.items()}
 
 
+def map_folders(paths: Sequence[str | os.PathLike]) -> dict[str, str]:
+    """A distinct folder name per video for :func:`write_attention_maps`: its file stem (odd
+    characters replaced by ``_``), and ``<stem>-2``, ``<stem>-3``, … for later videos with the
+    same stem. Names differ ignoring case too (case-insensitive file systems), a video keeps its
+    own stem where another's suffix would take it, and the same path twice maps to one folder.
+
+    Returns:
+        ``{os.fspath(path): folder name}``.
+    """
+    stems = {}
+    for path in paths:
+        stems.setdefault(os.fspath(path), re.sub(r"[^\w.-]+", "_", Path(path).stem) or "_")
+    taken = {stem.casefold() for stem in stems.values()}  # every video's own stem is reserved
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    for key, stem in stems.items():
+        name, n = stem, 1
+        while name.casefold() in used or (n > 1 and name.casefold() in taken):
+            n += 1
+            name = f"{stem}-{n}"
+        used.add(name.casefold())
+        names[key] = name
+    return names
+
+
 def write_attention_maps(
     predictor: Any,
     paths: Sequence[str | os.PathLike],
@@ -153,7 +179,9 @@ def write_attention_maps(
     decoder: str = "auto",
 ) -> dict[str, list[Path]]:
     """For each video, every A²-block's gather maps B over the frames of its centre clip (the
-    attention notebook's figure), as PNGs ``OUT/<video stem>/<block>.png``.
+    attention notebook's figure), as PNGs ``OUT/<video stem>/<block>.png``; videos sharing a
+    stem (``a/clip.avi``, ``b/clip.avi``, ``clip.mp4``) get ``<stem>``, ``<stem>-2``, … in the
+    order given (:func:`map_folders`), so none overwrites another's maps.
 
     Each figure draws the ``descriptors`` maps the clip distributes most to (largest mean V),
     one row each, each scaled by its own maximum over the clip (Chen et al. 2018, Eq. 3-5).
@@ -179,8 +207,11 @@ def write_attention_maps(
     from a2video.explore.viz import plot_attention_maps
 
     out = Path(out_dir)
+    folders = map_folders(paths)
     written: dict[str, list[Path]] = {}
     for path in paths:
+        if os.fspath(path) in written:
+            continue  # the same file twice: one folder, counted once
         try:
             clip, frames = centre_clip(predictor, path, decoder=decoder)
         except VideoDecodeError:
@@ -188,7 +219,7 @@ def write_attention_maps(
         with torch.no_grad(), capture_attention(predictor.model) as maps:
             probs = predictor.model(clip[None].to(predictor.device)).float().softmax(1)[0].cpu()
         top = int(probs.argmax())
-        folder = out / re.sub(r"[^\w.-]+", "_", Path(path).stem)
+        folder = out / folders[os.fspath(path)]
         folder.mkdir(parents=True, exist_ok=True)
         files = []
         for m in maps:

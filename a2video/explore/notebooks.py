@@ -6,6 +6,11 @@ a repository page; ``--run`` (the test run's ``scores.npz`` the explore notebook
 ``--ckpt`` / ``--data`` (the attention notebook's model and videos) point them elsewhere. The
 notebooks read their paths from the environment variables ``A2VIDEO_RUN``, ``A2VIDEO_CKPT`` and
 ``A2VIDEO_DATA`` (see their first cell), which this module sets for the kernel.
+
+Before any kernel starts, the inputs of the notebooks asked for are checked (:func:`needs`): the
+run's ``scores.npz`` for a notebook that reads one (stdout names the file), the checkpoint for a
+notebook that loads one (the explore notebook needs none); a missing or wrong one ends in one
+line and exit status 2.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ __all__ = [
     "execute_notebook",
     "image_outputs",
     "main",
+    "needs",
     "notebook_paths",
     "notebook_scores",
     "repo_root",
+    "run_of",
     "unsafe_load",
 ]
 
@@ -55,8 +62,8 @@ def notebook_paths() -> tuple[Path, Path | None, Path | None]:
 
     ``A2VIDEO_CKPT`` or else the demo's checkpoint; ``A2VIDEO_DATA`` or else None (the data root
     recorded in the checkpoint); the newest ``predictions.csv`` under ``A2VIDEO_RUN`` or else
-    under the checkpoint's run folder (None when there is none). Relative paths are taken from
-    the repository root.
+    under the checkpoint's run folder (:func:`run_of`; None when there is none). Relative paths
+    are taken from the repository root.
     """
     root = repo_root()
     if os.environ.get("A2VIDEO_CKPT"):
@@ -65,7 +72,7 @@ def notebook_paths() -> tuple[Path, Path | None, Path | None]:
         candidates = [root / c for c in DEMO_CHECKPOINTS]
         ckpt = next((c for c in candidates if c.is_file()), candidates[0])
     data = root / os.environ["A2VIDEO_DATA"] if os.environ.get("A2VIDEO_DATA") else None
-    run = root / os.environ["A2VIDEO_RUN"] if os.environ.get("A2VIDEO_RUN") else ckpt.parent.parent
+    run = root / os.environ["A2VIDEO_RUN"] if os.environ.get("A2VIDEO_RUN") else run_of(ckpt)
     found = (
         sorted(run.rglob("predictions.csv"), key=lambda p: p.stat().st_mtime)
         if run.is_dir()
@@ -74,16 +81,61 @@ def notebook_paths() -> tuple[Path, Path | None, Path | None]:
     return ckpt, data, (found[-1] if found else None)
 
 
+def run_of(ckpt: Path) -> Path:
+    """The run folder of a checkpoint: above its ``checkpoints/`` folder, else its own folder
+    (not the folder above: for ``/tmp/model.ckpt`` that was ``/``, searched for runs)."""
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+
+
 def unsafe_load() -> bool:
     """Whether the notebooks may load a pickled checkpoint (``--unsafe-load`` of :func:`main`)."""
     return os.environ.get(UNSAFE_ENV) == "1"
 
 
-def _check_checkpoint(ckpt: Path, unsafe: bool) -> None:
-    """Refuse (one line, before any kernel starts) a checkpoint safe loading does not accept."""
-    from a2video.training.checkpoint import load_checkpoint
+# What a notebook's code calls -> the input it needs (checked before its kernel starts).
+_NEEDS = {"notebook_scores(": "run", "load_run(": "run", "load_predictor(": "ckpt"}
 
-    load_checkpoint(ckpt, unsafe=unsafe)
+
+def needs(path: str | os.PathLike) -> set[str]:
+    """The inputs a notebook reads, from its code: ``"run"`` (a test run's ``scores.npz``:
+    ``notebook_scores``, ``load_run``) and ``"ckpt"`` (a checkpoint: ``load_predictor``).
+
+    Raises:
+        FileNotFoundError: no such notebook.
+        ValueError: not a notebook (one line).
+    """
+    import json
+
+    path = Path(path)
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        code = "".join("".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code")
+    except (ValueError, AttributeError) as err:
+        raise ValueError(f"{path}: not a Jupyter notebook ({err})") from None
+    return {what for call, what in _NEEDS.items() if call in code}
+
+
+def _check_checkpoint(ckpt: Path, unsafe: bool, notebook: Path) -> None:
+    """Refuse (one line, before any kernel starts) a checkpoint the notebook cannot load: a
+    missing file, one safe loading refuses, one without a2video's metadata."""
+    from a2video.explore.predict import load_predictor
+
+    if not ckpt.is_file():
+        raise FileNotFoundError(
+            f"{ckpt}: no such checkpoint ({notebook.name} loads one); pass --ckpt CKPT "
+            "(a .ckpt written by train.py or finetune_ucf.py), or run `make demo`"
+        )
+    load_predictor(ckpt, unsafe=unsafe)
+
+
+def _check_run(notebook: Path) -> str:
+    """The run the notebook will read (one line naming its ``scores.npz``), or refuse one that
+    is missing or unreadable (one line, before any kernel starts)."""
+    from a2video.explore.results import describe_scores, load_run
+
+    asked = os.environ.get("A2VIDEO_RUN")
+    run = load_run(notebook_scores())
+    return f"{notebook.name}: {describe_scores(run, repo_root() / asked if asked else None)}"
 
 
 @contextmanager
@@ -154,7 +206,8 @@ def image_outputs(nb) -> list[tuple[int, str]]:
 
 def notebook_scores() -> Path:
     """The test run the explore notebook reads: ``A2VIDEO_RUN`` (a run folder or its
-    ``scores.npz``), else the demo checkpoint's run folder; the newest ``scores.npz`` in it.
+    ``scores.npz``), else the checkpoint's run folder (:func:`run_of`); in a folder, the newest
+    ``scores.npz`` a test wrote (:func:`a2video.explore.results.find_scores`).
 
     Raises:
         FileNotFoundError: there is none (the message says how to make one).
@@ -166,12 +219,13 @@ def notebook_scores() -> Path:
         run = root / os.environ["A2VIDEO_RUN"]
     else:
         ckpt, _, _ = notebook_paths()
-        run = ckpt.parent.parent
+        run = run_of(ckpt)
     found = find_scores(run)
     if found is None:
         raise FileNotFoundError(
             f"{run}: no scores.npz; run `make demo`, or test a checkpoint "
-            "(`python train.py test --config CONFIG --ckpt_path CKPT`) and set A2VIDEO_RUN"
+            "(`python train.py test --config CONFIG --ckpt_path CKPT`) and pass its run folder "
+            "(--run, or A2VIDEO_RUN in Jupyter)"
         )
     return found
 
@@ -191,7 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--execute-in-place", action="store_true", help="save the outputs into the notebooks"
     )
     where.add_argument("--out", default=None, help="folder for the executed copies")
-    parser.add_argument("--ckpt", default=None, help="checkpoint (sets A2VIDEO_CKPT)")
+    parser.add_argument(
+        "--ckpt", default=None, help="checkpoint of attention_maps.ipynb (sets A2VIDEO_CKPT)"
+    )
     parser.add_argument("--data", default=None, help="dataset root (sets A2VIDEO_DATA)")
     parser.add_argument("--run", default=None, help="run folder or scores.npz (sets A2VIDEO_RUN)")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell")
@@ -214,7 +270,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     prog = "python -m a2video.explore.notebooks"
     with exit_on_user_error(prog, "--unsafe-load"), _environ(env):
-        _check_checkpoint(notebook_paths()[0], args.unsafe_load)
+        first: dict[str, Path] = {}  # each input once, for the first notebook that needs it
+        for path in paths:
+            for what in needs(path):
+                first.setdefault(what, path)
+        if "ckpt" in first:  # first: an untrusted checkpoint is refused before anything else
+            _check_checkpoint(notebook_paths()[0], args.unsafe_load, first["ckpt"])
+        if "run" in first:
+            print(_check_run(first["run"]), flush=True)
     if args.unsafe_load:
         env[UNSAFE_ENV] = "1"
     from nbclient.exceptions import CellExecutionError

@@ -38,16 +38,20 @@ from a2video.explore import predict
 __all__ = [
     "FORMAT_VERSION",
     "RunResults",
+    "describe_scores",
     "find_scores",
     "gallery_items",
     "load_frames",
     "load_run",
+    "refuse_results_folder",
     "save_results",
+    "scores_stage",
     "synthetic_run",
 ]
 
 FORMAT_VERSION = 1
 SCORES_FILE = "scores.npz"
+STAGES = ("test", "predict", "synthetic")  # what may write a scores.npz (its ``stage``)
 
 
 def _class_dtype(num_classes: int) -> type:
@@ -59,6 +63,8 @@ def save_results(
     results: Any,
     class_names: Sequence[str] | None = None,
     video_names: Sequence[str] | None = None,
+    *,
+    stage: str | None = None,
 ) -> Path:
     """Writes a test run's :class:`a2video.training.metrics.VideoResults` as ``scores.npz``.
 
@@ -67,10 +73,14 @@ def save_results(
         results: The deduplicated rows (``VideoAccumulator.compute()``).
         class_names: Names by class (numbers when None).
         video_names: Names (paths) by video ``index`` (the index when None).
+        stage: What wrote it, one of :data:`STAGES`, kept as the array ``stage`` (read back by
+            :func:`scores_stage`); None keeps none (then the per-view scores tell).
 
     Returns:
         The path written.
     """
+    if stage is not None and stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     num_classes = results.probs.shape[1]
     cls = _class_dtype(num_classes)
     index = results.index.numpy().astype(np.int64)
@@ -93,6 +103,8 @@ def save_results(
         ),
         "video_names": np.array(names),
     }
+    if stage is not None:
+        arrays["stage"] = np.array(stage)
     if results.view_topk_scores is not None and results.views is not None:
         from a2video.training.metrics import view_subsets
 
@@ -125,6 +137,7 @@ class RunResults:
         subset_pred: (N, S) top-1 of each view subset ``subsets[s] = (clips, crops)`` (-1: n/a).
         views: (clips, crops) decoded per video.
         source: The file read.
+        stage: What wrote it (:func:`scores_stage`): ``"test"``, ``"predict"``, ``"synthetic"``.
     """
 
     index: Tensor
@@ -141,6 +154,7 @@ class RunResults:
     subsets: list[tuple[int, int]] = field(default_factory=list)
     views: tuple[int, int] | None = None
     source: Path | None = None
+    stage: str | None = None
 
     def __len__(self) -> int:
         return int(self.index.numel())
@@ -244,13 +258,64 @@ class RunResults:
         raise KeyError(f"no class {name_or_index!r}{hint}")
 
 
+def _stage_of(arrays: Any) -> str:
+    """The stage of a loaded npz (:func:`scores_stage`); ``arrays`` has ``.files`` or is a dict."""
+    keys = set(arrays.files if hasattr(arrays, "files") else arrays)
+    if "stage" in keys:
+        recorded = str(arrays["stage"])
+        if recorded in STAGES:
+            return recorded
+    # Only the test stage keeps every view's top-k (predict keeps the averaged softmax alone).
+    return "test" if "view_topk_scores" in keys else "predict"
+
+
+def scores_stage(path: str | os.PathLike) -> str | None:
+    """What wrote a ``scores.npz``: ``"test"``, ``"predict"`` or ``"synthetic"``.
+
+    The ``stage`` array where the file records one (:func:`save_results`); otherwise ``"test"``
+    where it holds per-view scores (only the test stage keeps them; a test whose videos had
+    differing view counts keeps none and reads as ``"predict"``), else ``"predict"``. None when
+    the file cannot be read.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return _stage_of(z)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+
+
 def find_scores(run: str | os.PathLike) -> Path | None:
-    """``run`` itself if a file, else the newest ``scores.npz`` under the folder ``run``."""
+    """``run`` itself if a file, else the ``scores.npz`` under the folder ``run`` to read: the
+    newest a test wrote (or :func:`synthetic_run`), else the newest of any (a predict's).
+
+    After ``train.py test`` then ``train.py predict`` the run folder holds both; the predict's
+    (newer, without per-view scores) is not the test run the figures describe. See
+    :func:`scores_stage` for how the stage is told.
+    """
     run = Path(run)
     if run.is_file():
         return run
     found = sorted(run.rglob(SCORES_FILE), key=lambda p: p.stat().st_mtime) if run.is_dir() else []
-    return found[-1] if found else None
+    tested = [p for p in found if scores_stage(p) in ("test", "synthetic")]
+    return (tested or found)[-1] if found else None
+
+
+def describe_scores(run: RunResults, asked: str | os.PathLike | None = None) -> str:
+    """One line saying which file ``run`` was read from and what wrote it, e.g. ``reading
+    runs/x/version_3/scores.npz (test, 30 videos, 10x3 views)``; for a folder ``asked`` holding
+    several ``scores.npz``, how many and why this one."""
+    what = f"{run.stage}, {len(run)} videos" + (
+        f", {run.views[0]}x{run.views[1]} views" if run.views else ""
+    )
+    line = f"reading {run.source} ({what})"
+    if asked is not None and Path(asked).is_dir():
+        others = len(list(Path(asked).rglob(SCORES_FILE))) - 1
+        if others > 0:
+            kind = "test output" if run.stage in ("test", "synthetic") else "output (no test's)"
+            line += f": the newest {kind} of {others + 1} {SCORES_FILE} under {os.fspath(asked)}"
+    if run.stage == "predict":
+        line += "; a predict's scores (no per-view accuracies): `train.py test` writes a test's"
+    return line
 
 
 def load_run(run: str | os.PathLike) -> RunResults:
@@ -271,6 +336,7 @@ def load_run(run: str | os.PathLike) -> RunResults:
             a = {k: z[k] for k in z.files}
         version = int(a["format_version"])
         missing = {"index", "label", "valid", "probs", "class_names", "video_names"} - set(a)
+        stage = _stage_of(a)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         raise ValueError(
             f"{path}: not a scores.npz written by a2video's test stage ({err}); re-run the test"
@@ -298,6 +364,7 @@ def load_run(run: str | os.PathLike) -> RunResults:
         subsets=[tuple(map(int, s)) for s in a["subsets"]] if has_views else [],
         views=tuple(int(x) for x in a["views"]) if has_views else None,
         source=path,
+        stage=stage,
     )
 
 
@@ -406,7 +473,8 @@ def synthetic_run(
     mostly with two "sibling" classes, and every view adds noise, so more views score higher.
 
     Args:
-        out: The run folder (``out/scores.npz``).
+        out: The run folder (``out/scores.npz``): a new or empty folder, or one holding only an
+            earlier made-up run (:func:`refuse_results_folder`: never a real run's folder).
         num_classes: C.
         videos: N (labels round-robin over the classes).
         clips, crops: Views per video.
@@ -415,7 +483,11 @@ def synthetic_run(
 
     Returns:
         The file written.
+
+    Raises:
+        ValueError: ``out`` is a file or holds a run's results (in one line).
     """
+    refuse_results_folder(out)
     from a2video.data.sampling import centre_view
     from a2video.training.metrics import VideoAccumulator
 
@@ -441,4 +513,40 @@ def synthetic_run(
     files = list(video_files) or [f"video_{i:05d}.mp4" for i in range(videos)]
     names = [files[i % len(files)] for i in range(videos)]
     path = Path(out) / SCORES_FILE
-    return save_results(path, acc.compute(), synthetic_class_names(num_classes), names)
+    return save_results(
+        path, acc.compute(), synthetic_class_names(num_classes), names, stage="synthetic"
+    )
+
+
+_RUN_FILES = ("predictions.csv", "*.ckpt", "confusion_matrix.png", "hparams.yaml", "config.yaml")
+
+
+def refuse_results_folder(out: str | os.PathLike) -> None:
+    """Refuses a folder for a made-up run (:func:`synthetic_run`) that a real run's results are
+    in, or would be read with it: its ``scores.npz`` would hide theirs from :func:`load_run`,
+    the report and the notebooks. A ``scores.npz`` of an earlier made-up run may be replaced.
+
+    Raises:
+        ValueError: ``out`` is a file, or a folder under which a ``scores.npz`` not written by
+            :func:`synthetic_run`, a ``predictions.csv``, a checkpoint or a run's config lies.
+    """
+    out = Path(out)
+    fix = "give a new folder for the made-up run"
+    if out.exists() and not out.is_dir():
+        raise ValueError(
+            f"{out}: a file, not a folder; a made-up run is written as a folder: {fix}"
+        )
+    if not out.is_dir():
+        return
+    import fnmatch
+
+    for folder, _, files in os.walk(out):
+        for name in sorted(files):
+            path = Path(folder) / name
+            if name == SCORES_FILE and scores_stage(path) == "synthetic":
+                continue
+            if name == SCORES_FILE or any(fnmatch.fnmatch(name, pat) for pat in _RUN_FILES):
+                raise ValueError(
+                    f"{out}: holds a run's results ({path}); a made-up scores.npz there would be "
+                    f"read instead of them: {fix}"
+                )
