@@ -433,7 +433,7 @@ class VideoClassifier(LightningModule):
             names = video_names(getattr(self.trainer, "datamodule", None), stage)
             rank_zero_info(unreadable_summary(stage, results, int(m["videos"]), names))
             if self.hparams.write_outputs:
-                write_outputs(out, results, self.num_classes, self.class_names, names)
+                write_outputs(out, results, self.num_classes, self.class_names, names, stage)
         return m
 
     def output_dir(self) -> str:

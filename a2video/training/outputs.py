@@ -69,14 +69,16 @@ def write_outputs(
     num_classes: int,
     class_names: list[str] | None,
     names: list[str] | None,
+    stage: str | None = None,
 ) -> None:
-    """Write ``predictions.csv``, ``scores.npz`` and (with labels) ``confusion_matrix.png``."""
+    """Write ``predictions.csv``, ``scores.npz`` (recording ``stage``: test or predict) and
+    (with labels) ``confusion_matrix.png``."""
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "predictions.csv")
     write_predictions_csv(path, results, class_names, names)
     from a2video.explore.results import save_results
 
-    save_results(os.path.join(out, "scores.npz"), results, class_names, names)
+    save_results(os.path.join(out, "scores.npz"), results, class_names, names, stage=stage)
     if bool((results.label >= 0).any()):
         try:
             save_confusion(
