@@ -152,6 +152,8 @@ def synthesize_once(root: Path, params: dict[str, Any], progress: bool = True) -
                 _say(f"   {root}: {len(gaps)} video(s) gone (e.g. {gaps[0]}): writing it anew")
     if root.exists():
         shutil.rmtree(root)  # the demo's own data (stamped), made with other settings or damaged
+    root.mkdir(parents=True)
+    stamp.write_text(json.dumps({"incomplete": True}))  # the demo's, even if interrupted now
     kwargs = dict(params)
     for key in ("duration", "size"):
         if key in kwargs:

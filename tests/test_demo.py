@@ -58,6 +58,13 @@ def test_synthesis_is_skipped_when_the_data_exist_with_the_same_parameters(tmp_p
     video.unlink()
     assert synthesize_once(tmp_path / "ucf", params | {"seed": 1}, progress=False) is True
     assert video.is_file()
+    # interrupted while writing: still the demo's folder, written anew by the next run
+    from unittest import mock
+
+    interrupted = mock.patch("a2video.data.synthetic.synthesize", side_effect=KeyboardInterrupt)
+    with interrupted, pytest.raises(KeyboardInterrupt):
+        synthesize_once(tmp_path / "ucf", params, progress=False)
+    assert synthesize_once(tmp_path / "ucf", params, progress=False) is True
 
 
 def test_demo_never_deletes_a_folder_it_did_not_make(tmp_path, capsys):

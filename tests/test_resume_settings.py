@@ -98,7 +98,8 @@ def test_resume_with_the_same_settings_changes_nothing(tmp_path, caplog):
 
 
 def test_resume_with_another_optimizer_stops_in_one_line(tmp_path):
-    """SGD's state into AdamW: one line naming both (before: a KeyError at the first step)."""
+    """SGD's state into AdamW, or a LambdaLR's into a StepLR: one line naming both (before: a
+    KeyError at the first step, or training at the finished schedule's LR 0)."""
     path, _ = _fit_two_epochs(tmp_path)
 
     def adamw(params):
@@ -107,6 +108,14 @@ def test_resume_with_another_optimizer_stops_in_one_line(tmp_path):
     trainer = tiny_trainer(tmp_path / "resumed", max_epochs=3)
     with pytest.raises(ValueError, match="trained with SGD and this run configures AdamW"):
         trainer.fit(tiny_model(optimizer=adamw), TinyVideoData(), ckpt_path=str(path))
+
+    # Another LR scheduler: one line (a StepLR over the finished cosine's LR 0 trained at 0)
+    def step_lr(optimizer):
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
+
+    trainer = tiny_trainer(tmp_path / "resumed_step", max_epochs=3)
+    with pytest.raises(ValueError, match="LR schedule is a LambdaLR and this run's a StepLR"):
+        trainer.fit(tiny_model(lr_scheduler=step_lr), TinyVideoData(), ckpt_path=str(path))
 
 
 class BatchLog(Callback):
@@ -171,3 +180,48 @@ def test_a_resume_with_another_data_order_says_so(kinetics_root, tmp_path, caplo
                              "--data.seed", "12345"))  # fmt: skip
     said = [r.getMessage() for r in caplog.records if "the train data changed" in r.getMessage()]
     assert len(said) == 1 and "-> 12345" in said[0], said
+
+
+class StopAtValidation(Callback):
+    """Sets ``should_stop`` at a validation from step 6 on, as EarlyStopping does."""
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.global_step >= 6:
+            trainer.should_stop = True
+
+
+def test_an_early_stop_at_a_mid_epoch_validation_saves_its_last_step(tmp_path):
+    """``val_check_interval`` 2 of 4 batches and an early stop at step 6 (mid-epoch): last.ckpt
+    holds step 6, not the state of two steps before."""
+    from a2video.training.callbacks import LastCheckpoint
+
+    torch.manual_seed(0)
+    last = LastCheckpoint(every_n_train_steps=0, dirpath=str(tmp_path / "ck"))
+    trainer = tiny_trainer(
+        tmp_path, max_epochs=3, val_check_interval=2, num_sanity_val_steps=0,
+        limit_val_batches=1, enable_checkpointing=True, callbacks=[last, StopAtValidation()],
+    )  # fmt: skip
+    trainer.fit(tiny_model(), TinyVideoData())
+    assert trainer.global_step == 6
+    saved = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == 6
+
+
+def test_an_injected_schedulers_cycled_momentum_stands():
+    """OneCycleLR cycles SGD's momentum: putting the configured settings back after a resume
+    leaves the scheduler's momentum (and LR) as restored, and says so only for the LR."""
+    from a2video.training.optim import apply_settings, group_settings
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    optimizer = torch.optim.SGD(params, lr=0.1, momentum=0.9)
+    configured = group_settings(optimizer)
+    cycle = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=10)
+    for _ in range(3):
+        optimizer.step()
+        cycle.step()
+    momentum, lr = optimizer.param_groups[0]["momentum"], optimizer.param_groups[0]["lr"]
+    assert momentum != 0.9
+    changes = apply_settings(optimizer, cycle, configured, None)
+    assert optimizer.param_groups[0]["momentum"] == momentum
+    assert optimizer.param_groups[0]["lr"] == lr
+    assert not [c for c in changes if c.startswith("momentum")], changes

@@ -85,14 +85,18 @@ class LastCheckpoint(ModelCheckpoint):
             self._last_global_step_saved = trainer.global_step
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if _stops_mid_epoch(trainer):
-            return  # saved at the batch end: as an epoch end, a resume would skip its rest
+        if _stops_mid_epoch(trainer) and self._last_global_step_saved == trainer.global_step:
+            return  # saved mid-epoch: as an epoch end, a resume would skip the epoch's rest
         if not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
             self._last_global_step_saved = trainer.global_step
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        return None
+        # A validation inside the epoch (val_check_interval) whose EarlyStopping ends the fit:
+        # the stop is known only now, after this batch's end.
+        if _stops_mid_epoch(trainer) and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self._last_global_step_saved = trainer.global_step
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Lightning's ModelCheckpoint saves `last` here even under fast_dev_run, which would

@@ -249,16 +249,22 @@ class A2VideoCLI(LightningCLI):
         and resumes a job); anything else missing is an error, not an evaluation of untrained
         weights or a fresh fit over the run's other checkpoints.
         """
-        key = "step_checkpoint" if which == "last" else "checkpoint"
-        dirpath = _checkpoint_dir(config, key)
+        # last.ckpt: LastCheckpoint's folder, or the best's where SaveOnSigterm writes (the
+        # same folder unless one was moved): the newer file
+        keys = ("step_checkpoint", "checkpoint") if which == "last" else ("checkpoint",)
+        dirpath = _checkpoint_dir(config, keys[0])
         watch = config.get("checkpoint") or {}
-        found = find_run_checkpoint(
-            which,
-            dirpath,
-            monitor=watch.get("monitor"),
-            mode=watch.get("mode") or "max",
-            unsafe=bool(config.get("unsafe_load")),
-        )
+        candidates = [
+            find_run_checkpoint(
+                which,
+                _checkpoint_dir(config, key),
+                monitor=watch.get("monitor"),
+                mode=watch.get("mode") or "max",
+                unsafe=bool(config.get("unsafe_load")),
+            )
+            for key in keys
+        ]
+        found = max((c for c in candidates if c is not None), key=os.path.getmtime, default=None)
         if found is not None:
             rank_zero_info(f"a2video: --ckpt_path {which}: {found}")
             return str(found)

@@ -178,10 +178,10 @@ class VideoClassifier(LightningModule):
         self.video_results: VideoResults | None = None
         self.test_summary: dict[str, float] = {}
         # Resuming: the configured optimizer settings and schedule, and (checkpoint, its
-        # optimizer state, its optimizer class) until they are put back at the train start.
+        # optimizer state, its optimizer and scheduler classes) until the train start.
         self._configured_groups: list[dict[str, Any]] | None = None
         self._configured_schedule: dict[str, Any] | None = None
-        self._resumed: tuple[Any, dict[str, Any] | None, str | None] | None = None
+        self._resumed: tuple[Any, dict[str, Any] | None, str | None, str | None] | None = None
         self._output_dir: str | None = None  # this test/predict run's, see output_dir()
 
     # ------------------------------------------------------------------ network
@@ -248,7 +248,15 @@ class VideoClassifier(LightningModule):
         """One line, before Lightning loads it, where the resumed optimizer state cannot fit."""
         resumed = self._resumed
         if resumed is not None and resumed[1] is not None and self.trainer.optimizers:
-            check_resumable(resumed[0], resumed[1], self.trainer.optimizers[0], resumed[2])
+            schedulers = (resumed[3], self._scheduler_name())
+            check_resumable(
+                resumed[0], resumed[1], self.trainer.optimizers[0], resumed[2], schedulers
+            )
+
+    def _scheduler_name(self) -> str | None:
+        """The class of this run's LR scheduler (None: none)."""
+        configs = self.trainer.lr_scheduler_configs
+        return type(configs[0].scheduler).__name__ if configs else None
 
     def _apply_configured_optimisation(self) -> None:
         """After a resume: this run's LR, decay, momentum and schedule over the checkpoint's
@@ -543,12 +551,18 @@ class VideoClassifier(LightningModule):
         meta.update(self.checkpoint_metadata())
         if self._trainer is not None and self.trainer.optimizers:
             meta["optimizer"] = type(self.trainer.optimizers[0]).__name__
+            meta["lr_scheduler"] = self._scheduler_name()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("a2video") or {}
         if self._trainer is not None and self.trainer.state.fn == "fit":
             states = checkpoint.get("optimizer_states") or [None]
-            self._resumed = (self.trainer.ckpt_path, states[0], meta.get("optimizer"))
+            self._resumed = (
+                self.trainer.ckpt_path,
+                states[0],
+                meta.get("optimizer"),
+                meta.get("lr_scheduler"),
+            )
             if self.trainer.optimizers:  # strategies that restore after configuring
                 self._check_resumed_optimizer()
         if meta.get("class_names") and not self.class_names:

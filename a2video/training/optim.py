@@ -155,7 +155,11 @@ def group_settings(optimizer: Optimizer) -> list[dict[str, Any]]:
 
 
 def check_resumable(
-    ckpt_path: str, saved: dict[str, Any], optimizer: Optimizer, saved_class: str | None
+    ckpt_path: str,
+    saved: dict[str, Any],
+    optimizer: Optimizer,
+    saved_class: str | None,
+    scheduler: tuple[str | None, str | None] = (None, None),
 ) -> None:
     """Raise one line where a checkpoint's optimizer state cannot be loaded into ``optimizer``.
 
@@ -167,7 +171,14 @@ def check_resumable(
         saved: the checkpoint's ``optimizer_states[0]``.
         optimizer: this run's optimizer, as configured.
         saved_class: the optimizer class the checkpoint names (None: an older checkpoint).
+        scheduler: (the checkpoint's LR scheduler class, this run's); None where unknown.
     """
+    was, now = scheduler
+    if was is not None and now is not None and was != now:
+        raise ValueError(
+            f"{ckpt_path}: its LR schedule is a {was} and this run's a {now} (another "
+            "--model.lr_scheduler); resume with the scheduler it was trained with."
+        )
     here = type(optimizer).__name__
     if saved_class is not None and saved_class != here:
         raise ValueError(
@@ -216,9 +227,11 @@ def apply_settings(
     ours = isinstance(scheduler, LambdaLR) and all(
         isinstance(f, WarmupSchedule) for f in scheduler.lr_lambdas
     )
+    # An injected scheduler may cycle momentum / betas (OneCycleLR, CyclicLR): its values stand.
+    managed = {"lr"} if ours or scheduler is None else {"lr", "momentum", "betas"}
     for i, (group, wanted) in enumerate(zip(optimizer.param_groups, groups, strict=True)):
         for key, value in wanted.items():
-            if key == "lr":
+            if key in managed:
                 continue
             if group.get(key) != value:
                 note(key, group.get(key), value)
