@@ -256,3 +256,35 @@ def test_centre_view_is_the_single_clip():
         every = torch.stack([model(video[:, v]).softmax(1) for v in range(6)], 1).mean(1)
     assert torch.allclose(single, centre, atol=1e-5)
     assert torch.allclose(mean, every, atol=1e-5)
+
+
+def test_validation_loss_leaves_out_unreadable_videos_and_counts_them():
+    """An unreadable val video (its zero clip, ``valid`` False) is not in ``val/loss``, which
+    checkpoint selection and early stopping watch, and is counted as ``val/unreadable``."""
+    torch.manual_seed(0)
+    model = tiny_model().eval()
+    data = _Clips(6, 4, 0, seed=3, bad=(2,))
+    batch = torch.utils.data.default_collate([data[i] for i in range(6)])
+    with torch.no_grad():
+        model.validation_step(batch, 0)
+        loss = model.val_loss.compute()
+        keep = batch["valid"]
+        logits = model(batch["video"][keep]).float()
+        expected = torch.nn.functional.cross_entropy(logits, batch["label"][keep])
+    torch.testing.assert_close(loss, expected)
+    results = model.val_videos.compute()
+    assert int((~results.valid).sum()) == 1
+
+
+def test_training_loss_leaves_out_samples_without_a_video():
+    """A train sample whose video and replacements were all unreadable (``valid`` False, a zero
+    clip carrying the bad video's label) adds nothing to the loss; with all valid it is the
+    criterion's mean (label smoothing included)."""
+    model = tiny_model(label_smoothing=0.1)
+    logits, label = torch.randn(4, 4), torch.tensor([0, 1, 2, 3])
+    valid = torch.tensor([True, True, False, True])
+    smoothed = torch.nn.functional.cross_entropy
+    keep = smoothed(logits[valid], label[valid], label_smoothing=0.1)
+    torch.testing.assert_close(model._training_loss(logits, label, valid), keep)
+    full = model._training_loss(logits, label, torch.ones(4, dtype=torch.bool))
+    torch.testing.assert_close(full, smoothed(logits, label, label_smoothing=0.1))

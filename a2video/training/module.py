@@ -166,7 +166,8 @@ class VideoClassifier(LightningModule):
         self.compiled_forward = CompiledForward()  # not a submodule: a clean state dict
         self._pretrained_done = False
 
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        # Per clip: _training_loss averages it over the clips that hold a video
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing, reduction="none")
         self.train_acc = ClipAccuracy(k=5)
         self.val_videos = VideoAccumulator(num_classes)
         self.val_loss = MeanMetric()
@@ -287,13 +288,23 @@ class VideoClassifier(LightningModule):
                 "(docs/training.md, Known limitations)."
             )
 
+    def _training_loss(self, logits: Tensor, label: Tensor, valid: Tensor | None) -> Tensor:
+        """The criterion over the clips that hold a video: a sample whose video and every
+        replacement were unreadable (``valid`` False, an all-zero clip) is left out, on the
+        device (no host sync)."""
+        losses = self.criterion(logits, label)
+        if valid is None:
+            return losses.mean()
+        used = valid.to(losses.dtype)
+        return (losses * used).sum() / used.sum().clamp(min=1)
+
     def on_train_start(self) -> None:
         self._apply_configured_optimisation()  # Lightning has restored the optimizer by now
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         video, label = batch["video"], batch["label"]
         logits = self(video)
-        loss = self.criterion(logits.float(), label)
+        loss = self._training_loss(logits.float(), label, batch.get("valid"))
         # Unreadable videos: the data room replaces them in train and flags the sample `failed`
         # (`valid` False in other datamodules); summed per epoch over all ranks. The DataModule's
         # BadVideoMonitor counts the same flags per rank for its limit (docs/training.md, Metrics).
@@ -362,7 +373,12 @@ class VideoClassifier(LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         logits = self(batch["video"]).float()
         label = batch["label"]
-        self.val_loss.update(F.cross_entropy(logits, label), weight=label.shape[0])
+        # An unreadable video's all-zero clip is listed as unreadable, not scored in the loss
+        valid = batch.get("valid")
+        losses = F.cross_entropy(logits, label, reduction="none")
+        used = torch.ones_like(losses) if valid is None else valid.to(losses.dtype)
+        count = used.sum()
+        self.val_loss.update((losses * used).sum() / count.clamp(min=1), weight=count)
         probs = logits.softmax(dim=1)
         self.val_videos.update(batch["index"], label, probs, valid=batch.get("valid"))
 
@@ -374,6 +390,7 @@ class VideoClassifier(LightningModule):
         loss = self.val_loss.compute()  # a weighted mean over ranks
         self.val_loss.reset()
         figures = {"val/top1": m["top1"], "val/top5": m["top5"], "val/videos": m["videos"]}
+        figures["val/unreadable"] = m["unreadable"]
         self.log_reduced({"val/loss": loss, **figures})
 
     # ------------------------------------------------------------------ test / predict
