@@ -77,7 +77,9 @@ def exit_on_user_error(prog: str, flag: str | None = None) -> Iterator[None]:
         if debug_enabled() or not is_user_error(err):
             raise
         message = str(err).strip() or type(err).__name__
-        print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+        # One write: processes of a multi-process run that stop together do not interleave
+        sys.stderr.write(f"{prog}: error: {message}\n")
+        sys.stderr.flush()
         raise SystemExit(2) from None
     finally:
         _UNSAFE_FLAG[0] = saved  # the next entry point in this process names its own flag

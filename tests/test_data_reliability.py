@@ -90,9 +90,48 @@ def test_test_mode_returns_unreadable_videos_as_invalid(kinetics_root, small_cli
 
 def test_too_many_bad_videos_stop_with_a_clear_error(broken_kinetics_root, small_clip):
     dm = KineticsDataModule(broken_kinetics_root, max_bad_fraction=0.01, **small_clip)
-    with pytest.raises(DataQualityError, match=r"unusable, more than max_bad_fraction=0\.01"):
+    with pytest.raises(DataQualityError, match=r"more than data.max_bad_fraction 0\.01") as err:
         for batch in dm.train_dataloader():
             dm.count_batch(batch, "train")
+    message = str(err.value)
+    assert "\n" not in message and "a2video check-data --layout kinetics" in message, message
+    assert "--write-clean DIR" in message and "--data.annotation_dir DIR" in message, message
+
+
+def _bad_video_ranks(rank: int, world: int, port: int, out: str) -> None:
+    """Each of 2 ranks meets 2 of 20 videos bad (10% each, 20% together; limit 15%)."""
+    import torch.distributed as dist
+
+    from a2video.data.datasets import BadVideoMonitor
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)  # fmt: skip
+    try:
+        monitor = BadVideoMonitor(0.15, {"train": [f"v{i}.mp4" for i in range(20)]})
+        mine = [rank, rank + 2]  # disjoint shares
+        batch = {"failed": torch.tensor([True, True]), "failed_index": torch.tensor(mine)}
+        monitor.update(batch, "train")  # alone under the limit: no stop on one rank
+        try:
+            monitor.sync("train")
+            said = ""
+        except DataQualityError as stop:
+            said = str(stop)
+        torch.save(said, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_bad_video_limit_counts_every_ranks_videos(tmp_path):
+    """Under DDP the limit is decided on the union of the ranks' bad files, and every rank
+    stops with the same message (each rank compared its own count with the whole split: twice
+    the limit with 2 ranks, and one rank's stop crashed the others)."""
+    import torch.multiprocessing as mp
+    from ports import free_port
+
+    out = str(tmp_path / "said")
+    mp.spawn(_bad_video_ranks, args=(2, free_port(), out), nprocs=2, join=True)
+    said = [torch.load(f"{out}.{rank}", weights_only=True) for rank in range(2)]
+    assert said[0] == said[1] and said[0].startswith("4 of 20 train videos (20.0%)"), said
 
 
 def test_lightning_fit_and_test_run_through_bad_videos(broken_kinetics_root, small_clip, tmp_path):

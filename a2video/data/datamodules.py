@@ -189,7 +189,11 @@ class VideoDataModule(L.LightningDataModule):
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.seed = seed
-        self.monitor = BadVideoMonitor(max_bad_fraction)
+        fix = (
+            f"list and drop them with `a2video check-data --layout {self.layout} {data_root} "
+            "--write-clean DIR`, then pass --data.annotation_dir DIR"
+        )
+        self.monitor = BadVideoMonitor(max_bad_fraction, fix=fix)
         self.mixed_loader: MixedLoader | None = None
         self.datasets: dict[str, VideoClipDataset] = {}
         self.missing: dict[str, int] = {}
@@ -297,6 +301,11 @@ class VideoDataModule(L.LightningDataModule):
     def normalize(self, batch):
         """A batch's uint8 ``video`` as normalised float (the clip spec's mean/std)."""
         return to_model_input(batch, self.spec.mean, self.spec.std)
+
+    def check_bad_videos(self, stage: str) -> None:
+        """At an epoch's end, on every rank: the bad-video limit over all ranks' bad files
+        (:meth:`BadVideoMonitor.sync`, a collective), so every rank stops together."""
+        self.monitor.sync(stage)
 
     def count_batch(self, batch: dict, stage: str) -> dict:
         """Count a batch's failure flags (raises DataQualityError past the limit); drops strings."""

@@ -411,15 +411,26 @@ class _StageCounts:
 class BadVideoMonitor:
     """Counts unusable videos from the batch flags (main process) and enforces a limit.
 
+    With several processes each rank sees its own share of the videos, so the limit is decided
+    on the union of the ranks' bad files (:meth:`sync`, a collective): every
+    ``sync_every`` training batches (the ranks run as many) and at each epoch end, where every
+    rank stops together with the same message. One process decides at every batch.
+
     Args:
         max_bad_fraction: the run stops once more than this share of a split's videos failed.
         paths: per stage, the list of video paths (to name each bad file once).
+        fix: how to drop the bad videos (named in the stop message).
     """
 
-    def __init__(self, max_bad_fraction: float = 0.05, paths: dict | None = None) -> None:
+    def __init__(
+        self, max_bad_fraction: float = 0.05, paths: dict | None = None, fix: str = ""
+    ) -> None:
         self.max_bad_fraction = max_bad_fraction
         self.paths: dict[str, list[str]] = dict(paths or {})
         self.stages: dict[str, _StageCounts] = {}
+        self.fix = fix or "list and drop them with `a2video check-data --write-clean DIR`"
+        self.sync_every = 50
+        self._batches = 0  # training batches since the last sync
 
     def set_paths(self, stage: str, paths: list[str]) -> None:
         self.paths[stage] = paths
@@ -432,29 +443,58 @@ class BadVideoMonitor:
         failed = torch.as_tensor(failed).view(-1)
         counts.seen += failed.numel()
         counts.failed += int(failed.sum())
-        if not bool(failed.any()):
-            return
-        indices = torch.as_tensor(batch["failed_index"]).view(-1).tolist()
-        reasons = batch.get("failed_reason") or [""] * len(indices)
+        if bool(failed.any()):
+            indices = torch.as_tensor(batch["failed_index"]).view(-1).tolist()
+            reasons = batch.get("failed_reason") or [""] * len(indices)
+            paths = self.paths.get(stage, [])
+            for flag, idx, reason in zip(failed.tolist(), indices, reasons, strict=False):
+                if not flag or idx in counts.bad_files:
+                    continue
+                counts.bad_files[idx] = reason
+                path = paths[idx] if 0 <= idx < len(paths) else f"#{idx}"
+                action = "replaced by another video" if stage == "train" else "returned as invalid"
+                log.warning("unusable video (%s, %s): %s: %s", stage, action, path, reason)
+        if _dist_rank_world()[1] == 1:
+            self.enforce(stage)
+        elif stage == "train":
+            self._batches += 1
+            if self._batches >= self.sync_every:  # every rank at the same batch
+                self.sync(stage)
+
+    def sync(self, stage: str) -> None:
+        """Join the ranks' bad files of ``stage`` (a collective: every rank calls it) and
+        enforce the limit on them; one process: just enforce."""
+        counts = self.stages.setdefault(stage, _StageCounts())
+        self._batches = 0
+        if _dist_rank_world()[1] > 1:
+            gathered: list = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, sorted(counts.bad_files.items()))
+            merged = dict(counts.bad_files)
+            for items in gathered:
+                for idx, reason in items or ():
+                    merged.setdefault(int(idx), reason)
+            counts.bad_files = dict(sorted(merged.items()))  # the same on every rank
+        self.enforce(stage)
+
+    def enforce(self, stage: str) -> None:
+        """Raise :class:`DataQualityError` (one line) once more than ``max_bad_fraction`` of the
+        split's videos were unusable."""
+        counts = self.stages.get(stage)
         paths = self.paths.get(stage, [])
-        for flag, idx, reason in zip(failed.tolist(), indices, reasons, strict=False):
-            if not flag or idx in counts.bad_files:
-                continue
-            counts.bad_files[idx] = reason
-            path = paths[idx] if 0 <= idx < len(paths) else f"#{idx}"
-            action = "replaced by another video" if stage == "train" else "returned as invalid"
-            log.warning("unusable video (%s, %s): %s: %s", stage, action, path, reason)
         total = len(paths)
-        if total and len(counts.bad_files) > self.max_bad_fraction * total:
-            listing = "\n".join(
-                f"  {paths[i] if i < len(paths) else i}: {r}"
-                for i, r in list(counts.bad_files.items())[:20]
-            )
-            raise DataQualityError(
-                f"{len(counts.bad_files)} of {total} {stage} videos are unusable, more than "
-                f"max_bad_fraction={self.max_bad_fraction}:\n{listing}\n"
-                "Run `a2video check-data` to list and clean them, or raise max_bad_fraction."
-            )
+        if counts is None or not total or len(counts.bad_files) <= self.max_bad_fraction * total:
+            return
+        bad = len(counts.bad_files)
+        idx = min(counts.bad_files)
+        reason = counts.bad_files[idx]
+        example = (paths[idx] if 0 <= idx < total else f"#{idx}") + (
+            f" ({reason})" if reason else ""
+        )
+        raise DataQualityError(
+            f"{bad} of {total} {stage} videos ({bad / total:.1%}) are unusable, more than "
+            f"data.max_bad_fraction {self.max_bad_fraction}, e.g. {example}; "
+            f"{self.fix}, or raise --data.max_bad_fraction"
+        )
 
     def counters(self, stage: str) -> dict[str, int]:
         """``seen`` / ``failed`` samples this epoch and distinct ``bad_files`` of the run."""

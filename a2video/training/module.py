@@ -346,6 +346,7 @@ class VideoClassifier(LightningModule):
         self.nonfinite.total = value
 
     def on_train_epoch_end(self) -> None:
+        self._check_bad_videos("train")
         if self.nonfinite.device_skip:
             self.nonfinite.check(self, self.hparams.max_nonfinite_steps)
         acc = self.train_acc.compute()  # sums over ranks: once per epoch
@@ -382,7 +383,14 @@ class VideoClassifier(LightningModule):
         probs = logits.softmax(dim=1)
         self.val_videos.update(batch["index"], label, probs, valid=batch.get("valid"))
 
+    def _check_bad_videos(self, stage: str) -> None:
+        """The DataModule's bad-video limit over every rank's bad files (a collective)."""
+        check = getattr(getattr(self.trainer, "datamodule", None), "check_bad_videos", None)
+        if callable(check):
+            check(stage)
+
     def on_validation_epoch_end(self) -> None:
+        self._check_bad_videos("val")
         # On every rank (compute all-gathers); deduplicated, identical everywhere: no more sync.
         results = self.val_videos.compute()
         self.val_videos.reset()
@@ -448,6 +456,7 @@ class VideoClassifier(LightningModule):
         self._finish_videos("predict")
 
     def _finish_videos(self, stage: str) -> dict[str, float]:
+        self._check_bad_videos(stage)
         results = self.test_videos.compute()  # on every rank: it all-gathers
         self.test_videos.reset()
         self.video_results = results
