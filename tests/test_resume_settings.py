@@ -225,3 +225,32 @@ def test_an_injected_schedulers_cycled_momentum_stands():
     assert optimizer.param_groups[0]["momentum"] == momentum
     assert optimizer.param_groups[0]["lr"] == lr
     assert not [c for c in changes if c.startswith("momentum")], changes
+
+
+def test_a_resume_keeps_the_bad_videos_it_met(broken_kinetics_root, tmp_path):
+    """Unusable training videos met before a mid-epoch stop still count after the resume: the
+    epoch's ``data/bad_videos`` equals the uninterrupted run's (it lost those met before the
+    stop), and the run-wide list behind ``max_bad_fraction`` keeps them."""
+    import csv
+
+    from tiny_fit import tiny_fit_args
+
+    def fit(run: str, *extra: str) -> None:
+        args = ["--data.num_workers", "0", "--trainer.max_epochs", "1"]
+        args += ["--data.max_bad_fraction", "1.0", "--trainer.check_val_every_n_epoch", "1"]
+        args += ["--trainer.logger", "lightning.pytorch.loggers.CSVLogger"]
+        args += ["--trainer.logger.save_dir", str(tmp_path / run / "logs"), *extra]
+        _train(tiny_fit_args(broken_kinetics_root, tmp_path / run, *args))
+
+    def bad_videos(run: str, version: int) -> list[float]:
+        path = next((tmp_path / run / "logs").rglob(f"version_{version}/metrics.csv"))
+        with open(path) as f:
+            return [float(r["data/bad_videos"]) for r in csv.DictReader(f) if r["data/bad_videos"]]
+
+    fit("full")
+    fit("run", "--trainer.max_steps", "4")
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    met = state["a2video_resume"]["bad_videos"][0]
+    assert met["epoch_sum"] > 0 and met["files"], met  # the test needs a bad video before the stop
+    fit("run", "--ckpt_path", "last")  # logs into version_1
+    assert bad_videos("full", 0) and bad_videos("run", 1) == bad_videos("full", 0)

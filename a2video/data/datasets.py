@@ -501,6 +501,12 @@ class BadVideoMonitor:
         c = self.stages.get(stage, _StageCounts())
         return {"seen": c.seen, "failed": c.failed, "bad_files": len(c.bad_files)}
 
+    def restore_bad_files(self, stage: str, files: dict[int, str]) -> None:
+        """Put back the unusable videos a resumed run had met (index -> reason)."""
+        counts = self.stages.setdefault(stage, _StageCounts())
+        for idx, reason in files.items():
+            counts.bad_files.setdefault(int(idx), reason)
+
     def reset_epoch(self, stage: str, epoch: int | None = None) -> None:
         c = self.stages.get(stage)
         if c is not None:

@@ -85,6 +85,35 @@ def _order(sampler: Any) -> dict[str, Any]:
     }
 
 
+def _bad_video_counts(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+    """This rank's bad-video counts: the train videos found unusable so far (the limit's
+    count) and this epoch's ``data/bad_videos`` partial sum."""
+    monitor = getattr(getattr(trainer, "datamodule", None), "monitor", None)
+    stage = getattr(monitor, "stages", {}).get("train")
+    metric = getattr(pl_module, "bad_videos", None)
+    epoch_sum = getattr(metric, "sum_value", None)
+    return {
+        "files": {int(k): str(v) for k, v in (stage.bad_files if stage else {}).items()},
+        "epoch_sum": float(epoch_sum) if epoch_sum is not None else 0.0,
+    }
+
+
+def _restore_bad_video_counts(
+    trainer: Trainer, pl_module: LightningModule, saved: Any, rank: int, same_epoch: bool
+) -> None:
+    """Put this rank's bad-video counts back: the files always (the limit counts the run),
+    the epoch's partial sum only when the resume continues that epoch."""
+    if not saved or rank >= len(saved) or not saved[rank]:
+        return
+    counts = saved[rank]
+    monitor = getattr(getattr(trainer, "datamodule", None), "monitor", None)
+    if monitor is not None and hasattr(monitor, "restore_bad_files"):
+        monitor.restore_bad_files("train", counts.get("files") or {})
+    metric = getattr(pl_module, "bad_videos", None)
+    if same_epoch and metric is not None and counts.get("epoch_sum"):
+        metric.update(torch.tensor(float(counts["epoch_sum"])))
+
+
 def _train_sampler(trainer: Trainer) -> tuple[Any, int | None]:
     """The train loader's sampler if it can skip (ShardedSampler), and the loader's batch size."""
     loader = trainer.train_dataloader
@@ -111,6 +140,7 @@ class ResumeState(Callback):
             return
         rng = _gather(capture_rng())
         state: dict[str, Any] = {"version": VERSION, "world_size": len(rng), "rng": rng}
+        state["bad_videos"] = _gather(_bad_video_counts(trainer, pl_module))
         sampler, batch_size = _train_sampler(trainer)
         if sampler is not None and batch_size:
             state.update(
@@ -148,6 +178,8 @@ class ResumeState(Callback):
             )
             return
         self._rng_pending = state["rng"][rank]
+        same_epoch = state.get("epoch") == trainer.current_epoch  # a mid-epoch checkpoint
+        _restore_bad_video_counts(trainer, pl_module, state.get("bad_videos"), rank, same_epoch)
         if "epoch" not in state:
             return
         sampler, batch_size = _train_sampler(trainer)
