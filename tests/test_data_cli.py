@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from a2video_cli import run_cli
 from files import tree_digest
 
 from a2video.cli import main
@@ -97,15 +98,6 @@ def test_check_data_on_a_clean_ucf_fold(ucf_root, capsys):
     assert "trainlist02.txt" in out and "testlist02.txt" in out
 
 
-def _main(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # a user error: one line, status 2 (a2video.errors)
-        code = exit_.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def _kinetics_without_class(kinetics_root, tmp_path, lost: str) -> Path:
     """A Kinetics copy (links) whose train videos of class ``lost`` are all absent."""
     import csv
@@ -130,13 +122,13 @@ def test_write_clean_refuses_a_train_csv_that_would_drop_a_class(kinetics_root, 
     root = _kinetics_without_class(kinetics_root, tmp_path, "growing")
     clean = tmp_path / "clean"
     args = ["check-data", "--layout", "kinetics", str(root), "--workers", "1", "--no-progress"]
-    code, out, err = _main([*args, "--split", "train", "--write-clean", str(clean)], capsys)
+    code, out, err = run_cli([*args, "--split", "train", "--write-clean", str(clean)], capsys)
     assert code == 2 and "missing" in out
     assert "train.csv: --write-clean refused" in err and "'growing'" in err
     assert "shift the class indices" in err and err.count("\n") == 1
     assert not (clean / "train.csv").exists()
     # the other splits never define the classes: they are cleaned as before
-    code, out, err = _main([*args, "--split", "val", "--write-clean", str(clean)], capsys)
+    code, out, err = run_cli([*args, "--split", "val", "--write-clean", str(clean)], capsys)
     assert code == 0 and (clean / "val.csv").is_file(), err
 
 
@@ -149,7 +141,7 @@ def test_check_data_finds_the_videos_of_a_csv_with_any_name(kinetics_root, tmp_p
     subset = root / "annotations" / "train_subset.csv"
     shutil.copy(root / "annotations" / "train.csv", subset)
     args = ["check-data", "--layout", "kinetics", str(root), "--workers", "1", "--no-progress"]
-    _, reference, _ = _main([*args, "--split", "train"], capsys)
-    code, out, err = _main([*args, "--split", str(subset)], capsys)
+    _, reference, _ = run_cli([*args, "--split", "train"], capsys)
+    code, out, err = run_cli([*args, "--split", str(subset)], capsys)
     summary = reference.strip().splitlines()[-2]  # "12 listed: 11 ok, 1 missing, ..."
     assert code == 1 and " 1 missing" in summary and summary in out, (out, err)

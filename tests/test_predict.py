@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from a2video_cli import run_cli
 
 from a2video.explore.predict import (
     DatasetPredictions,
@@ -100,17 +101,6 @@ def tiny_run(tmp_path_factory, kinetics_root) -> dict[str, str]:
     return train_tiny_run(tmp_path_factory.getbasetemp(), kinetics_root)
 
 
-def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    from a2video.cli import main
-
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # a user error: one line, status 2 (a2video.errors)
-        code = exit_.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_load_predictor_restores_the_network_classes_clip_and_datamodule(tiny_run):
     from a2video.explore.predict import load_predictor
 
@@ -131,7 +121,7 @@ def test_predict_names_the_right_class_of_the_videos_the_model_learned(tiny_run,
     dm = load_predictor(tiny_run["ckpt"]).datamodule()
     dm.setup("fit")
     records = dm.datasets["train"].records
-    code, out, err = _cli(
+    code, out, err = run_cli(
         ["predict", "--ckpt", tiny_run["ckpt"], "--views", "3x3", "--json"]
         + [r.path for r in records],
         capsys,
@@ -155,7 +145,7 @@ def test_predict_gives_the_scores_of_the_training_test_run(tiny_run, capsys):
 
     table = pd.read_csv(f"{tiny_run['run']}/predictions.csv")
     args = ["predict", "--ckpt", tiny_run["ckpt"], "--views", "3x3", "--topk", "2", "--json"]
-    code, out, _ = _cli([*args, *table["video"]], capsys)
+    code, out, _ = run_cli([*args, *table["video"]], capsys)
     assert code == 0
     for video, (_, row) in zip(json.loads(out)["videos"], table.iterrows(), strict=True):
         assert video["label"] == row["top1"]
@@ -172,7 +162,7 @@ def test_predict_reports_a_file_it_cannot_decode_and_still_labels_the_others(
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n")
     missing = tmp_path / "missing.mp4"
-    code, out, err = _cli(
+    code, out, err = run_cli(
         ["predict", "--ckpt", tiny_run["ckpt"], "--views", "1x1", str(text), good, str(missing)],
         capsys,
     )
@@ -183,11 +173,12 @@ def test_predict_reports_a_file_it_cannot_decode_and_still_labels_the_others(
 
 
 def test_predict_rejects_bad_views_and_non_checkpoints_in_one_line(tiny_run, tmp_path, capsys):
-    code, _, err = _cli(["predict", "--ckpt", tiny_run["ckpt"], "--views", "10x2", "x.mp4"], capsys)
+    argv = ["predict", "--ckpt", tiny_run["ckpt"], "--views", "10x2", "x.mp4"]
+    code, _, err = run_cli(argv, capsys)
     assert code == 2 and "CLIPSxCROPS" in err
     bogus = tmp_path / "model.ckpt"
     bogus.write_text("hello")
-    code, _, err = _cli(["predict", "--ckpt", str(bogus), "x.mp4"], capsys)
+    code, _, err = run_cli(["predict", "--ckpt", str(bogus), "x.mp4"], capsys)
     assert code == 2 and "not a PyTorch checkpoint" in err and err.count("\n") == 1
 
 
@@ -202,7 +193,7 @@ def test_predict_attention_writes_the_gather_maps_of_every_block_over_each_video
     broken.write_text("not a video\n")
     out = tmp_path / "maps"
     args = ["predict", "--ckpt", tiny_run["ckpt"], "--views", "1x1", "--attention", str(out)]
-    code, stdout, err = _cli([*args, *videos, str(broken)], capsys)
+    code, stdout, err = run_cli([*args, *videos, str(broken)], capsys)
     assert code == 1 and f"{broken}: cannot decode" in err  # the others still get their maps
     assert stdout.count("\n") == 2
     blocks = ["layer2.0.attn", "layer3.0.attn"]  # a2net_tiny's A2-blocks
@@ -231,7 +222,7 @@ def test_predict_attention_gives_videos_with_the_same_stem_their_own_folders(
         shutil.copy(source, target)
     out = tmp_path / "maps"
     args = ["predict", "--ckpt", tiny_run["ckpt"], "--views", "1x1", "--attention", str(out)]
-    code, _, err = _cli([*args, *map(str, videos), str(videos[0])], capsys)  # one given twice
+    code, _, err = run_cli([*args, *map(str, videos), str(videos[0])], capsys)  # one given twice
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["clip", "clip-2", "clip-3"]
     pngs = sorted(out.rglob("*.png"))
@@ -271,7 +262,7 @@ def test_predict_reads_a_video_of_a_prepared_copy_with_its_frame_step(
     views = dm.datasets["test"][(0, 0)]["video"]
     assert len(calls) == 1 and calls[0][2] == 1  # (num_frames, frames, stride 2 / 2, clips)
     expected = predictor.view_scores(views).mean(0).max().item()
-    code, out, err = _cli(
+    code, out, err = run_cli(
         ["predict", "--ckpt", tiny_run["ckpt"], "--views", "3x3", "--json", record.path], capsys
     )
     assert code == 0, err
@@ -289,7 +280,7 @@ def test_predict_refuses_a_device_this_machine_lacks_in_one_line(tmp_path, monke
         ("gpu0", "device 'gpu0' is not a torch device name; this machine has: cpu"),
         ("cuda", "device 'cuda' is not available here; this machine has: cpu"),
     ):
-        code, _, err = _cli(["predict", "--ckpt", ckpt, "--device", device, "x.mp4"], capsys)
+        code, _, err = run_cli(["predict", "--ckpt", ckpt, "--device", device, "x.mp4"], capsys)
         assert code == 2 and message in err and err.count("\n") == 1, err
 
 
@@ -301,7 +292,7 @@ def test_predict_with_an_uninstalled_decoder_is_one_line(tiny_run, monkeypatch, 
         video.importlib.util, "find_spec", lambda n, *a: None if n == "torchcodec" else real(n, *a)
     )
     args = ["predict", "--ckpt", tiny_run["ckpt"], "--decoder", "torchcodec", "x.mp4"]
-    code, _, err = _cli(args, capsys)
+    code, _, err = run_cli(args, capsys)
     assert code == 2 and err.count("\n") == 1, err
     assert "decoder='torchcodec' but torchcodec is not installed: pip install torchcodec" in err
 
@@ -311,6 +302,6 @@ def test_checkpoint_naming_an_unregistered_arch_is_one_line(tiny_run, tmp_path, 
     ckpt["a2video"]["arch"] = "a2net_huge"
     path = tmp_path / "renamed.ckpt"
     torch.save(ckpt, path)
-    code, _, err = _cli(["predict", "--ckpt", str(path), "x.mp4"], capsys)
+    code, _, err = run_cli(["predict", "--ckpt", str(path), "x.mp4"], capsys)
     assert code == 2 and err.count("\n") == 1, err
     assert "error: unknown arch 'a2net_huge'; choose from [" in err and "a2net_tiny" in err
