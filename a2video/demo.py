@@ -408,7 +408,7 @@ def run_demo(
             },
         },
         "stages": {k: asdict(v) for k, v in stages.items()},
-        "commands": synth_cmds + [stages[k].command for k in ("pretrain", "finetune", "scratch")],
+        "commands": synth_cmds + [stages[k].command for k in STAGES],
         "plan": asdict(plan),
         "machine": {
             "cpus": os.cpu_count(),

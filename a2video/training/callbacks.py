@@ -80,21 +80,24 @@ class LastCheckpoint(ModelCheckpoint):
     ) -> None:
         n = self._every_n_train_steps
         due = bool(n) and trainer.global_step % n == 0
-        if (due or _stops_mid_epoch(trainer)) and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-            self._last_global_step_saved = trainer.global_step
+        if due or _stops_mid_epoch(trainer):
+            self._save_last(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if _stops_mid_epoch(trainer) and self._last_global_step_saved == trainer.global_step:
             return  # saved mid-epoch: as an epoch end, a resume would skip the epoch's rest
-        if not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-            self._last_global_step_saved = trainer.global_step
+        self._save_last(trainer)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # A validation inside the epoch (val_check_interval) whose EarlyStopping ends the fit:
         # the stop is known only now, after this batch's end.
-        if _stops_mid_epoch(trainer) and not self._should_skip_saving_checkpoint(trainer):
+        if _stops_mid_epoch(trainer):
+            self._save_last(trainer)
+
+    def _save_last(self, trainer: Trainer) -> None:
+        """Write ``last.ckpt`` now, unless Lightning would not (dry run, sanity check, not fit)
+        or it already holds this step."""
+        if not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
             self._last_global_step_saved = trainer.global_step
 

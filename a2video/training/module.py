@@ -70,6 +70,14 @@ __all__ = ["NonFiniteLossError", "VideoClassifier", "WarmupSchedule", "param_gro
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
 
+def _mean_over_valid(losses: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The mean of per-clip ``losses`` over the clips that hold a video (``valid``; all when
+    None), and how many those are (0-d tensors: no host sync)."""
+    used = torch.ones_like(losses) if valid is None else valid.to(losses.dtype)
+    count = used.sum()
+    return (losses * used).sum() / count.clamp(min=1), count
+
+
 class VideoClassifier(LightningModule):
     """Video action classifier around any ``a2video.models`` registry architecture.
 
@@ -254,10 +262,15 @@ class VideoClassifier(LightningModule):
                 resumed[0], resumed[1], self.trainer.optimizers[0], resumed[2], schedulers
             )
 
+    def _scheduler(self) -> Any:
+        """This run's LR scheduler (None: none)."""
+        configs = self.trainer.lr_scheduler_configs
+        return configs[0].scheduler if configs else None
+
     def _scheduler_name(self) -> str | None:
         """The class of this run's LR scheduler (None: none)."""
-        configs = self.trainer.lr_scheduler_configs
-        return type(configs[0].scheduler).__name__ if configs else None
+        scheduler = self._scheduler()
+        return type(scheduler).__name__ if scheduler is not None else None
 
     def _apply_configured_optimisation(self) -> None:
         """After a resume: this run's LR, decay, momentum and schedule over the checkpoint's
@@ -266,10 +279,8 @@ class VideoClassifier(LightningModule):
         groups = self._configured_groups
         if resumed is None or resumed[1] is None or groups is None or not self.trainer.optimizers:
             return
-        configs = self.trainer.lr_scheduler_configs
-        scheduler = configs[0].scheduler if configs else None
         changes = apply_settings(
-            self.trainer.optimizers[0], scheduler, groups, self._configured_schedule
+            self.trainer.optimizers[0], self._scheduler(), groups, self._configured_schedule
         )
         if changes:
             rank_zero_info(
@@ -292,11 +303,7 @@ class VideoClassifier(LightningModule):
         """The criterion over the clips that hold a video: a sample whose video and every
         replacement were unreadable (``valid`` False, an all-zero clip) is left out, on the
         device (no host sync)."""
-        losses = self.criterion(logits, label)
-        if valid is None:
-            return losses.mean()
-        used = valid.to(losses.dtype)
-        return (losses * used).sum() / used.sum().clamp(min=1)
+        return _mean_over_valid(self.criterion(logits, label), valid)[0]
 
     def on_train_start(self) -> None:
         self._apply_configured_optimisation()  # Lightning has restored the optimizer by now
@@ -375,11 +382,8 @@ class VideoClassifier(LightningModule):
         logits = self(batch["video"]).float()
         label = batch["label"]
         # An unreadable video's all-zero clip is listed as unreadable, not scored in the loss
-        valid = batch.get("valid")
         losses = F.cross_entropy(logits, label, reduction="none")
-        used = torch.ones_like(losses) if valid is None else valid.to(losses.dtype)
-        count = used.sum()
-        self.val_loss.update((losses * used).sum() / count.clamp(min=1), weight=count)
+        self.val_loss.update(*_mean_over_valid(losses, batch.get("valid")))
         probs = logits.softmax(dim=1)
         self.val_videos.update(batch["index"], label, probs, valid=batch.get("valid"))
 
