@@ -554,8 +554,9 @@ class SameBatch:
         return (self.batch for _ in range(self.n))
 
 
-def _lightning_pair(ctx: Ctx, batch: int, compiled: bool) -> dict[str, float]:
-    """Seconds per step: ``VideoClassifier`` in ``Trainer.fit`` and the plain loop, same net."""
+def _lightning_pair(ctx: Ctx, batch: int, compiled: bool, rows: list[dict[str, Any]]) -> None:
+    """Step time of ``VideoClassifier`` in ``Trainer.fit`` (a row of ``rows``, written at once),
+    then of the plain loop over the same network (``--no-lightning-raw``: not run)."""
     import lightning as L
 
     from a2video.data.datamodules import to_model_input
@@ -626,9 +627,25 @@ def _lightning_pair(ctx: Ctx, batch: int, compiled: bool) -> dict[str, float]:
     )
     data = Batches()
     trainer.fit(module, datamodule=data)
-    lightning_s = timer.sec
+    pair: dict[str, Any] = {
+        "mode": "compiled" if compiled else "eager",
+        "batch": batch,
+        "input": args.lightning_input,
+        "lightning_ms": 1e3 * timer.sec,
+        "raw_ms": None,
+        "uint8_to_module": data.uint8_to_module,  # batches normalised in the compiled graph
+    }
+    flop = ctx.train_flop("a2net") * batch  # #12's goal is stated on Trainer.fit's own rate
+    pair["lightning_clips_per_s"] = batch / timer.sec
+    pair["lightning_matmul_fraction"] = (
+        flop / timer.sec / 1e12 / ctx.results["info"]["matmul_tflops"]
+    )
     del trainer, module
     peak_reset(dev)
+    rows.append(pair)  # written before the plain loop runs: a cut-short run keeps this row
+    _lightning_table(ctx, rows)
+    if not args.lightning_raw:
+        return
 
     # the same network in a plain loop (compiled: in a fresh process, see compiled_row)
     raw = compiled_row(ctx, "a2net", batch) if compiled else _model_row(ctx, "a2net", batch, False)
@@ -637,31 +654,29 @@ def _lightning_pair(ctx: Ctx, batch: int, compiled: bool) -> dict[str, float]:
     if not same:
         models.append(raw)
         _models_table(ctx)
-    return {
-        "lightning_ms": 1e3 * lightning_s,
-        "raw_ms": raw["step_ms"],
-        "uint8_to_module": data.uint8_to_module,  # batches normalised in the compiled graph
-    }
+    pair["raw_ms"] = raw["step_ms"]
+    pair["ratio"] = pair["lightning_ms"] / pair["raw_ms"]
+    _lightning_table(ctx, rows)
 
 
 def _lightning_section(ctx: Ctx, compiled: bool) -> None:
     key = "lightning_compiled" if compiled else "lightning"
     rows = ctx.results["sections"].setdefault("lightning", [])
-    estimate = 2 * ctx.args.compile_estimate_s if compiled else 20.0
+    estimate = (
+        (2 if ctx.args.lightning_raw else 1) * ctx.args.compile_estimate_s if compiled else 20.0
+    )
     if not ctx.budget.allows(estimate):
         print(f"[{key}] out of budget: skipped")
         return
     batch = ctx.args.lightning_batch or ctx.args.batches[0]
     try:
-        pair = _lightning_pair(ctx, batch, compiled)
+        _lightning_pair(ctx, batch, compiled, rows)
     except Exception as err:
         print(f"[{key}] {type(err).__name__}: {err}")
-        return
-    pair.update(
-        mode="compiled" if compiled else "eager", batch=batch, input=ctx.args.lightning_input
-    )
-    pair["ratio"] = pair["lightning_ms"] / pair["raw_ms"]
-    rows.append(pair)
+
+
+def _lightning_table(ctx: Ctx, rows: list[dict[str, Any]]) -> None:
+    """Trainer.fit's rows: its step time and rate, and against the plain loop where measured."""
 
     def given(r: dict) -> str | None:  # the clips Trainer.fit got, and where they were normalised
         if r.get("input") != "uint8":
@@ -671,9 +686,14 @@ def _lightning_section(ctx: Ctx, compiled: bool) -> None:
         )
 
     cells = [
-        [r["mode"], r["batch"], given(r), r["raw_ms"], r["lightning_ms"], r["ratio"]] for r in rows
+        [
+            *(r["mode"], r["batch"], given(r), r["raw_ms"], r["lightning_ms"], r.get("ratio")),
+            *(r["lightning_clips_per_s"], f"{100 * r['lightning_matmul_fraction']:.1f}%"),
+        ]
+        for r in rows
     ]
     hdr = ["mode", "batch", "Trainer.fit input", "raw loop ms", "Trainer.fit ms", "Lightning / raw"]
+    hdr += ["Trainer.fit clips/s", "Trainer.fit of matmul"]
     ctx.table("lightning", "VideoClassifier in Trainer.fit vs a plain loop (a2net)", hdr, cells)
 
 
@@ -1189,6 +1209,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="uint8",
         help="Trainer.fit's clips: uint8 normalised on the device by the DataModules' hook, as "
         "users train (default), or float channels-last clips, as the raw loop gets them",
+    )
+    p.add_argument(
+        "--no-lightning-raw",
+        dest="lightning_raw",
+        action="store_false",
+        help="time Trainer.fit alone, without the plain loop it is compared with",
     )
     p.add_argument("--compiled-archs", default="a2net,i3d")
     p.add_argument("--compiled-batches", default="16")
