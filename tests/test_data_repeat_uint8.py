@@ -53,6 +53,34 @@ def test_datamodule_batches_cross_as_uint8_and_reach_the_same_floats(kinetics_ro
         assert torch.equal(a["video"], b["video"]) and torch.equal(a["index"], b["index"])
 
 
+def test_normalising_a_batch_makes_no_tensor_from_host_numbers_after_the_first():
+    """The mean and std are made on the batch's device once: on a GPU each tensor made from
+    host numbers is a blocking copy, i.e. a host sync every training step."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class HostData(TorchDispatchMode):
+        """Records ``lift_fresh``: a tensor made from host data (``torch.tensor(list)``)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.made = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.made += func.overloadpacket is torch.ops.aten.lift_fresh
+            return func(*args, **(kwargs or {}))
+
+    video = torch.randint(0, 256, (2, 3, 2, 4, 4), dtype=torch.uint8)
+    mean, std = (0.41, 0.42, 0.43), (0.21, 0.22, 0.23)  # not used by another test
+    first = normalize_batch(video, mean, std)
+    with HostData() as watch:
+        again = normalize_batch(video, mean, std)
+    assert watch.made == 0
+    assert torch.equal(again, first)
+    m = torch.tensor(mean).view(-1, 1, 1, 1)
+    s = torch.tensor(std).view(-1, 1, 1, 1)
+    assert torch.equal(first, (video.float() / 255 - m) / s)
+
+
 # ------------------------------------------------------------------------------ repeat_clips
 def test_repeat_clips_must_divide_the_batch(kinetics_root, small_clip):
     with pytest.raises(ValueError, match="repeat_clips=3 must be >= 1 and divide batch_size=4"):

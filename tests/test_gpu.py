@@ -111,10 +111,28 @@ def test_five_step_bf16_fit_skips_a_nan_step_on_the_device(tmp_path) -> None:
     assert "train/top1" in trainer.callback_metrics
 
 
-def test_training_steps_between_logging_steps_never_synchronise(tmp_path) -> None:
-    """Batches 1 and 2 (neither logs nor checks) run under sync debug mode "error"."""
+class Uint8VideoData(TinyVideoData):
+    """TinyVideoData's clips as the DataModules hand them over: uint8 to the device, normalised
+    there by the transfer hook (:func:`a2video.data.datamodules.to_model_input`)."""
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        batch["video"] = (batch["video"] * 40 + 128).clamp(0, 255).to(torch.uint8)
+        return batch
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        from a2video.data.datamodules import to_model_input
+
+        module = self.trainer.lightning_module
+        return to_model_input(batch, self.spec.mean, self.spec.std, module)
+
+
+@pytest.mark.parametrize("clips", ["float", "uint8"])
+def test_training_steps_between_logging_steps_never_synchronise(tmp_path, clips) -> None:
+    """Batches 1 and 2 (neither logs nor checks) run under sync debug mode "error", also with
+    uint8 clips normalised on the device by the transfer hook."""
+    data = (Uint8VideoData if clips == "uint8" else TinyVideoData)(train_size=48)
     trainer = _gpu_trainer(tmp_path, max_steps=5, log_every_n_steps=4, callbacks=[SyncWatch(1, 3)])
-    trainer.fit(tiny_model(channels_last=True), TinyVideoData(train_size=48))
+    trainer.fit(tiny_model(channels_last=True, clip_spec=data.spec), data)
     assert trainer.global_step == 5
 
 

@@ -115,17 +115,40 @@ def to_cthw(x: torch.Tensor) -> torch.Tensor:
     return x.permute(1, 0, 2, 3).contiguous()
 
 
+# (mean, std, dtype, device) -> the (C, 1, 1, 1) mean and std tensors on that device
+_MEAN_STD: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _mean_std(
+    mean: Sequence[float], std: Sequence[float], dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mean`` and ``std`` as ``(C, 1, 1, 1)`` tensors on ``device``, made there once.
+
+    A tensor made from host numbers per batch is a blocking host-to-device copy on a GPU (it
+    waits for every queued kernel), i.e. a host sync every training step. Traced code
+    (``torch.compile``) builds them in the graph instead, where Inductor folds them into the
+    kernel as constants.
+    """
+    if torch.compiler.is_compiling():
+        m = torch.tensor(mean, dtype=dtype, device=device).view(-1, 1, 1, 1)
+        return m, torch.tensor(std, dtype=dtype, device=device).view(-1, 1, 1, 1)
+    key = (tuple(mean), tuple(std), dtype, device)
+    if key not in _MEAN_STD:
+        m = torch.tensor(mean, dtype=dtype, device=device).view(-1, 1, 1, 1)
+        _MEAN_STD[key] = m, torch.tensor(std, dtype=dtype, device=device).view(-1, 1, 1, 1)
+    return _MEAN_STD[key]
+
+
 def normalize_batch(
     video: torch.Tensor, mean: Sequence[float], std: Sequence[float]
 ) -> torch.Tensor:
     """uint8 ``(..., C, T, H, W)`` -> float, ``(x / 255 - mean) / std`` per channel.
 
-    Runs where ``video`` is (the DataModules call it on the device after the transfer); the
-    same operations in the same order as the CPU path, so the same floats.
+    Runs where ``video`` is (the DataModules call it on the device after the transfer), with no
+    host sync; the same operations in the same order as the CPU path, so the same floats.
     """
     x = video.float().div_(255.0)
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
+    m, s = _mean_std(mean, std, x.dtype, x.device)
     return x.sub_(m).div_(s)
 
 
