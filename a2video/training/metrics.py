@@ -193,7 +193,10 @@ class VideoAccumulator(Metric):
                 idx = view_subset(clips, crops, n, s)
                 columns.append(probs[:, idx].mean(1).argmax(1))
         self.subset_pred.append(torch.stack(columns, dim=1))
-        self.layout.append(torch.tensor([[clips, crops]], device=index.device).expand(b, 2))
+        # fill kernels: a tensor made from host numbers would be a blocking copy per batch
+        self.layout.append(
+            torch.stack((index.new_full((b,), clips), index.new_full((b,), crops)), 1)
+        )
 
     def _wrap_compute(self, compute: Callable[[], VideoResults]) -> Callable[[], VideoResults]:
         # torchmetrics' wrapper squeezes every one-element tensor of the result, which made a
