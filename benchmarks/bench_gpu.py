@@ -724,6 +724,16 @@ def _stage_shapes(ctx: Ctx) -> list[tuple[str, int, int, int, int]]:
     return [(s, *shapes[s][1:]) for s in sorted(shapes)]
 
 
+def _block_stages(ctx: Ctx) -> list[tuple[str, int, int, int, int]]:
+    """The stages of ``--block-stages``, in the order given (a budget cut loses the last)."""
+    shapes = {s[0]: s for s in _stage_shapes(ctx)}
+    wanted = [x.strip() for x in ctx.args.block_stages.split(",") if x.strip()]
+    unknown = [x for x in wanted if x not in shapes]
+    if unknown:
+        raise SystemExit(f"bench_gpu: --block-stages {unknown} not in {sorted(shapes)}")
+    return [shapes[x] for x in wanted]
+
+
 def _block_kinds(
     c: int, t: int, h: int, w: int, batch: int, free_bytes: float
 ) -> dict[str, nn.Module]:
@@ -823,7 +833,7 @@ def section_blocks_compiled(ctx: Ctx) -> None:
     batch = args.block_batch
     dtype = torch.bfloat16 if ctx.amp else torch.float32
     free = torch.cuda.mem_get_info(dev)[0] * 0.5 if dev.type == "cuda" else 2 * 2**30
-    for stage, c, t, h, w in _stage_shapes(ctx):
+    for stage, c, t, h, w in _block_stages(ctx):
         if not ctx.budget.allows(args.block_compile_estimate_s):
             print(f"[blocks_compiled] out of budget at {stage}")
             break
@@ -858,6 +868,12 @@ def section_blocks_compiled(ctx: Ctx) -> None:
                 graphed = _cuda_graph(replay, dev) if dev.type == "cuda" else None
                 fns["a2 GEMMs"] = graphed or replay
         times = interleaved(fns, args.block_steps, 3, dev)
+        if "a2 auto compiled" in fns:  # where the block's device time goes, kernel by kernel
+            prof = _kernel_profile(fns["a2 auto compiled"], dev, 5)
+            if prof:
+                profiles = ctx.results.setdefault("blocks_compiled_profile", {})
+                profiles[stage] = prof
+                _block_profile_table(ctx, profiles)
         for label, f in flop.items():
             gemm = times["a2 GEMMs"] if label.startswith("a2") and "a2 GEMMs" in times else None
             rows.append(
@@ -875,6 +891,19 @@ def section_blocks_compiled(ctx: Ctx) -> None:
         _block_table(ctx, "blocks_compiled", title, rows)
 
 
+def _block_profile_table(ctx: Ctx, profiles: dict[str, dict[str, Any]]) -> None:
+    """Kernel classes of the compiled A²-block's forward + backward, per stage."""
+    cells = []
+    for stage, prof in profiles.items():
+        cats = prof["categories"]
+        gemm = sum(v for k, v in cats.items() if k.startswith(("matmul", "convolution")))
+        top = "; ".join(f"{n[:48]} {100 * v:.0f}%" for n, v in prof["top"][:3])
+        cells.append([stage, prof["device_ms_per_step"], f"{100 * gemm:.0f}%", top])
+    hdr = ["stage", "kernel ms / step", "GEMM kernels (cuBLAS + cuDNN)", "top kernels"]
+    title = "Where the compiled A²-block's time goes (forward + backward, kernels)"
+    ctx.table("blocks_compiled_profile", title, hdr, cells)
+
+
 def section_blocks(ctx: Ctx) -> None:
     from harness import gemm_flops, gemm_replay, record_gemms  # benchmarks/harness.py
 
@@ -882,7 +911,7 @@ def section_blocks(ctx: Ctx) -> None:
     rows = ctx.results["sections"].setdefault("blocks", [])
     batch = args.block_batch
     free = torch.cuda.mem_get_info(dev)[0] * 0.5 if dev.type == "cuda" else 2 * 2**30
-    for stage, c, t, h, w in _stage_shapes(ctx):
+    for stage, c, t, h, w in _block_stages(ctx):
         if not ctx.budget.allows(8.0):
             print(f"[blocks] out of budget at {stage}")
             break
@@ -1229,6 +1258,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="timed steps per measurement")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--block-batch", type=int, default=8)
+    p.add_argument(
+        "--block-stages",
+        default="res2,res3,res4,res5",
+        help="stages of the block sections, in this order (a budget cut loses the last)",
+    )
     p.add_argument("--block-steps", type=int, default=None)
     p.add_argument(
         "--block-compile-estimate-s",

@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
 # Every GPU measurement and GPU test of issues #11 and #12 in one call on a lent GPU machine
-# (one H100/H200, its own python3 + torch; about 8-9 minutes: bench 260 s (a compile that starts
-# in budget may overrun it), two mixed-loader sets of five runs, the GPU tests).
+# (one H100/H200, its own python3 + torch; about 7 minutes: bench 240 s, the NVDEC stage table
+# and the mixed loader about 2 minutes, the GPU tests 1 minute).
 # Results go to $OUT (default runs/gpu_checks): log.txt, bench_gpu/bench_gpu.{md,json},
-# mixed_*.json (or nvdec_*.json without decord2), gpu_tests.txt.
+# nvdec_stages.json, mixed_prepared.json (or nvdec_*.json without decord2), gpu_tests.txt.
 #
 #   OUT=/tmp/g bash benchmarks/gpu_checks.sh
+#
+# What it measures, in this order (a call cut short keeps what came before):
+#   - Trainer.fit compiled at batch 32 (its row is written as soon as it is timed), then the raw
+#     loop in a fresh process (Lightning / raw); Trainer.fit eager with uint8 clips and its raw
+#     loop;
+#   - the A²-block and non-local compiled at res5, res4, res3, res2, each with a kernel profile
+#     of the A²-block;
+#   - where an NVDEC training sample's time goes (decode, transforms, sync, collate);
+#   - the mixed NVDEC + CPU loader on the prepared copy (NVDEC_SETS="prepared web" adds the
+#     download-like set);
+#   - the `gpu` tests.
 #
 # Optional inputs, all git-ignored:
 #   .gpuwork/site.tar.xz            decord2 + PyNvVideoCodec for python3.12, pruned and packed
@@ -14,7 +25,7 @@
 #   .gpuwork/videos/{web,prepared}  download-like videos and their `a2video prepare` copy
 #                                   (docs/data.md, "NVDEC and CPU workers together")
 # Without PyNvVideoCodec the NVDEC part is skipped; without decord2 only NVDEC alone is measured.
-# Budgets (seconds): GPU_BENCH_S (bench_gpu, default 260), NVDEC_S per configuration (default 3).
+# Budgets (seconds): GPU_BENCH_S (bench_gpu, default 240), NVDEC_S per configuration (default 3).
 # GPU_BENCH_ARGS: extra bench_gpu arguments (e.g. --sections, or a CPU dry run below).
 #
 # On a lent machine (64 MiB per call: tree 3.5 MB + site.tar.xz 22 MB + videos 18 MB), one call:
@@ -42,15 +53,17 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 
 echo "== bench_gpu"
 # GPU_BENCH_ARGS: extra arguments (a CPU dry run: "--arch-scale tiny --device cpu --steps 1")
-B=${GPU_BENCH_S:-260}  # soft: a compile that starts in budget finishes; the hard stop is 90 s on
-# batch 32 for the compiled and Lightning rows: #12's 20 % goal holds "at batch >= 16", and one
-# H200 measured 19.9 % at 32 (raw loop) against 15.5 % at 16
+B=${GPU_BENCH_S:-240}  # soft: a compile that starts in budget finishes; the hard stop is 90 s on
+# batch 32 for the Trainer.fit pair: #12's 20 % goal holds "at batch >= 16"; one H200 measured
+# 21.4 % in Trainer.fit at 64 and 17.2 % at 32, where the raw loop had reached 19.9 %
 timeout "$((B + 90))" "$PY" benchmarks/bench_gpu.py --out "$OUT/bench_gpu" --budget-s "$B" \
-  --lightning-batch 32 --compiled-batches 32 ${GPU_BENCH_ARGS:-}
+  --sections info,lightning_compiled,lightning,blocks_compiled --lightning-batch 32 \
+  --compiled-batches 32 --batches 32 --block-stages res5,res4,res3,res2 \
+  --block-compile-estimate-s 25 ${GPU_BENCH_ARGS:-}
 
 if "$PY" -c "import PyNvVideoCodec" 2>/dev/null; then
   S=${NVDEC_S:-3}
-  for v in web prepared; do
+  for v in ${NVDEC_SETS:-prepared}; do
     [ -d ".gpuwork/videos/$v" ] || continue
     if "$PY" -c "import decord, numpy" 2>/dev/null; then  # its rows include NVDEC alone
       # CPU alone, NVDEC alone, both; then CPU alone and both feeding a stand-in step at the

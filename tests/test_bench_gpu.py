@@ -136,6 +136,32 @@ def test_compiled_kernel_profile_is_sorted_by_class_and_tabled(tmp_path) -> None
     assert json.loads((tmp_path / "bench_gpu.json").read_text())["compiled_profile"]["top"]
 
 
+def test_block_sections_run_the_stages_asked_in_that_order_and_table_block_kernels(
+    tmp_path,
+) -> None:
+    """``--block-stages res5,res2`` measures res5 first (a cut budget loses res2, not res5); an
+    unknown stage stops before anything runs; the compiled block's kernel classes are tabled."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_gpu
+
+    def ctx_for(stages: str) -> bench_gpu.Ctx:
+        argv = ["--out", str(tmp_path), "--device", "cpu", "--arch-scale", "tiny"]
+        return bench_gpu.Ctx(bench_gpu.parse_args([*argv, "--block-stages", stages]))
+
+    assert [s[0] for s in bench_gpu._block_stages(ctx_for("res5,res2"))] == ["res5", "res2"]
+    with pytest.raises(SystemExit, match="res6"):
+        bench_gpu._block_stages(ctx_for("res5,res6"))
+    ctx = ctx_for("res2")
+    prof = {
+        "device_ms_per_step": 1.3,
+        "categories": {"fused (Triton)": 0.55, "matmul (cuBLAS)": 0.3, "convolution (cuDNN)": 0.15},
+        "top": [["triton_red_fused__native_batch_norm_legit_functional_3", 0.2]],
+    }
+    bench_gpu._block_profile_table(ctx, {"res2": prof})
+    md = (tmp_path / "bench_gpu.md").read_text()
+    assert "| res2 | 1.3 | 45% | triton_red_fused__native_batch_norm_legit_functi 20% |" in md
+
+
 @pytest.mark.parametrize("kt,pt,channels", [(5, 2, 3), (3, 0, 3), (5, 2, 4)])
 def test_the_stem_sections_candidate_layout_computes_the_librarys_result(kt, pt, channels) -> None:
     """The stem section times a candidate stacking layout against the library's: same numbers."""
