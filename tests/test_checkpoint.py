@@ -106,3 +106,46 @@ def test_find_run_checkpoint_ranks_best_files_by_their_saved_metric(tmp_path):
     (tmp_path / "last.ckpt").unlink()
     assert find_run_checkpoint("last", tmp_path) is None
     assert find_run_checkpoint("best", tmp_path / "nowhere") is None
+
+
+def test_best_is_ranked_by_the_monitor_the_files_record(tmp_path):
+    """``best`` ranks by the run's own monitor: from Lightning's ModelCheckpoint state (the
+    monitor in the state, the mode in its key), else from the run's YAML in
+    ``checkpoint["a2video"]["config"]`` (weights-only files have no callback state); a monitor
+    a2video does not keep is read from the state's scores; the caller's only when none is
+    recorded."""
+    from a2video.training.checkpoint import find_best_checkpoint
+
+    key = "ModelCheckpoint{'monitor': %r, 'mode': %r, 'every_n_train_steps': 0}"
+    metrics = {"a": {"val/top1": 0.9, "val/loss": 2.0}, "b": {"val/top1": 0.5, "val/loss": 1.0}}
+
+    def write(folder, config=None, monitor=None):
+        folder.mkdir()
+        for name, values in metrics.items():
+            path = folder / f"best-{name}.ckpt"
+            ckpt = {"a2video": {"metrics": values, "config": config}}
+            if monitor:  # the state of the ModelCheckpoint that wrote it
+                state = {"monitor": monitor[0], "best_k_models": {str(path): torch.tensor(1.0)}}
+                ckpt["callbacks"] = {key % monitor: state}
+            torch.save(ckpt, path)
+        return folder
+
+    best = find_best_checkpoint(write(tmp_path / "lightning", monitor=("val/loss", "min")))
+    assert best.path.name == "best-b.ckpt" and best.how.startswith("ranked by val/loss (min)")
+    assert best.how.endswith("not by this command's checkpoint.monitor val/top1 (max)")
+
+    config = "checkpoint:\n  monitor: val/loss\n  mode: min\n"
+    assert find_best_checkpoint(write(tmp_path / "yaml", config)).path.name == "best-b.ckpt"
+
+    nothing = write(tmp_path / "nothing")
+    best = find_best_checkpoint(nothing)
+    assert best.path.name == "best-a.ckpt" and "none recorded" in best.how
+    assert find_best_checkpoint(nothing, "val/loss", "min").path.name == "best-b.ckpt"
+
+    train_loss = tmp_path / "train_loss"  # not in a2video's metrics: the state's scores rank
+    train_loss.mkdir()
+    for name, score in (("a", 0.2), ("b", 0.4)):
+        path = train_loss / f"best-{name}.ckpt"
+        state = {"monitor": "train/loss", "best_k_models": {str(path): torch.tensor(score)}}
+        torch.save({"callbacks": {key % ("train/loss", "min"): state}}, path)
+    assert find_best_checkpoint(train_loss).path.name == "best-a.ckpt"

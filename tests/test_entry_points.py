@@ -283,3 +283,155 @@ def test_ckpt_path_last_and_best_are_the_runs_files(kinetics_root, tmp_path, cap
     line = _user_error(capsys, _train_main(), argv)
     assert "--ckpt_path " + str(best) in line, line
     assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == kept
+
+
+ONE_EPOCH = [
+    "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
+    "--trainer.check_val_every_n_epoch", "1", "--data.num_workers", "0",
+]  # fmt: skip
+
+
+def test_fit_from_a_weights_only_checkpoint_is_one_line(kinetics_root, ucf_root, tmp_path, capsys):
+    """``fit --ckpt_path`` of a file without training state (``save_weights_only=True``, or no
+    ``lr_schedulers``) stops in one line naming the file, why, and the option that starts a new
+    run from its weights (Lightning's KeyError traceback before); that option works."""
+    from tiny_fit import tiny_fit_args
+
+    run = tmp_path / "run"
+    _train_main()(
+        tiny_fit_args(kinetics_root, run, *ONE_EPOCH, "--checkpoint.save_weights_only=true")
+    )
+    weights = next((run / "checkpoints").glob("best-*.ckpt"))
+    argv = tiny_fit_args(kinetics_root, tmp_path / "again", *ONE_EPOCH)
+    line = _user_error(capsys, _train_main(), [*argv, "--ckpt_path", str(weights)])
+    said = f"train.py: error: {weights}: it holds weights but no training state (no "
+    assert line.startswith(said + "optimizer_states / lr_schedulers: "), line
+    assert "so fit cannot resume from it" in line, line
+    finetune = "--trainer.callbacks+=a2video.training.finetune.Finetune"
+    assert f"{finetune} --trainer.callbacks.pretrained {weights} " in line, line
+    assert not (tmp_path / "again").exists()  # stopped before anything ran
+
+    # the option it names starts a new run from those weights
+    start = line.split("from its weights with ")[1].removesuffix(" (not --ckpt_path)")
+    _train_main()(tiny_fit_args(kinetics_root, tmp_path / "new", *ONE_EPOCH, *start.split()))
+    assert (tmp_path / "new" / "checkpoints" / "last.ckpt").is_file()
+
+    # a full checkpoint but for its LR-scheduler state
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    del ckpt["lr_schedulers"]
+    torch.save(ckpt, tmp_path / "no_schedule.ckpt")
+    line = _user_error(
+        capsys, _train_main(), [*argv, "--ckpt_path", str(tmp_path / "no_schedule.ckpt")]
+    )
+    assert "no training state (no lr_schedulers: " in line, line
+
+    # finetune_ucf.py names its own option, --ckpt
+    ucf = ["fit", "--config", DEMO_UCF, *QUIET, "--data.data_root", ucf_root]
+    ucf += ["--trainer.default_root_dir", str(tmp_path / "ucf"), "--ckpt_path", str(weights)]
+    line = _user_error(capsys, _finetune_main, ucf)
+    assert line.startswith(f"finetune_ucf.py: error: {weights}: it holds weights but"), line
+    assert line.endswith(f"from its weights with --ckpt {weights} (not --ckpt_path)"), line
+
+
+def _test_best(kinetics_root: str, run: Path, caplog, *extra: str) -> str:
+    """``train.py test --ckpt_path best`` of ``run``: its one ``--ckpt_path best:`` info line."""
+    from tiny_fit import TINY_CLIP
+
+    argv = [
+        "test", "--config", DEMO, "--data.data_root", kinetics_root,
+        "--trainer.default_root_dir", str(run), "--trainer.logger", "false",
+        "--trainer.enable_progress_bar", "false", "--data.num_workers", "0",
+        "--trainer.limit_test_batches", "1", *TINY_CLIP, "--ckpt_path", "best", *extra,
+    ]  # fmt: skip
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        _train_main()(argv)
+    (line,) = [r.getMessage() for r in caplog.records if "--ckpt_path best:" in r.getMessage()]
+    return line
+
+
+def _val_losses(run: Path) -> dict[Path, float]:
+    """The saved ``val/loss`` of each best file of ``run``."""
+    files = sorted((run / "checkpoints").glob("best-*.ckpt"))
+    return {p: torch.load(p, weights_only=True)["a2video"]["metrics"]["val/loss"] for p in files}
+
+
+def test_ckpt_path_best_ranks_by_the_monitor_the_run_was_trained_with(
+    kinetics_root, tmp_path, caplog
+):
+    """A run trained with ``--checkpoint.monitor val/loss --checkpoint.mode min`` keeps 3 best
+    files; ``test --ckpt_path best`` without repeating the monitor picks the lowest val/loss
+    (before: the best val/top1, this command's default monitor) and says so in its info line. An
+    explicit other monitor does not change the choice; the line says it is not used."""
+    from tiny_fit import tiny_fit_args
+
+    run = tmp_path / "run"
+    argv = tiny_fit_args(kinetics_root, run, *ONE_EPOCH, "--trainer.max_epochs=3")
+    watch = ["--checkpoint.monitor=val/loss", "--checkpoint.mode=min"]
+    _train_main()([*argv, *watch, "--checkpoint.save_top_k=3"])
+    losses = _val_losses(run)
+    assert len(losses) == 3
+    lowest, highest = min(losses, key=losses.get), max(losses, key=losses.get)
+    for path in losses:  # the worst val/loss gets the best val/top1: the rankings disagree
+        ckpt = torch.load(path, weights_only=True)
+        ckpt["a2video"]["metrics"]["val/top1"] = 0.9 if path == highest else 0.1
+        torch.save(ckpt, path)
+
+    line = _test_best(kinetics_root, run, caplog)
+    assert f"--ckpt_path best: {lowest} (ranked by val/loss (min), the monitor the run's " in line
+    assert line.endswith("; not by this command's checkpoint.monitor val/top1 (max))"), line
+    line = _test_best(
+        kinetics_root, run, caplog, "--checkpoint.monitor=val/top1", "--checkpoint.mode=max"
+    )
+    assert f"--ckpt_path best: {lowest} (ranked by val/loss (min)" in line, line
+    line = _test_best(
+        kinetics_root, run, caplog, "--checkpoint.monitor=val/loss", "--checkpoint.mode=min"
+    )
+    assert line.endswith(
+        f"{lowest} (ranked by val/loss (min), the monitor the run's checkpoints record)"
+    )
+
+
+def test_ckpt_path_best_when_the_runs_checkpoints_record_different_monitors(
+    kinetics_root, tmp_path, caplog
+):
+    """A run resumed with another monitor keeps best files of both: ``best`` ranks them all by
+    the newest file's monitor, and the info line names the other one."""
+    from tiny_fit import tiny_fit_args
+
+    run = tmp_path / "run"
+    argv = tiny_fit_args(kinetics_root, run, *ONE_EPOCH, "--checkpoint.save_top_k=2")
+    _train_main()([*argv, "--trainer.max_epochs=2"])  # val/top1 (max), the default
+    resume = ["--trainer.max_epochs=4", "--ckpt_path=last"]
+    _train_main()([*argv, *resume, "--checkpoint.monitor=val/loss", "--checkpoint.mode=min"])
+    losses = _val_losses(run)
+    assert len(losses) == 4
+
+    line = _test_best(kinetics_root, run, caplog)
+    newest = max(losses, key=lambda p: p.stat().st_mtime).name
+    lowest = min(losses, key=losses.get)
+    assert (
+        f"best: {lowest} (ranked by val/loss (min), the monitor of the newest, {newest}; " in line
+    )
+    assert "older checkpoints of the run record val/top1 (max)" in line, line
+
+
+@pytest.mark.parametrize("entry", ["train.py", "finetune_ucf.py"])
+def test_nvdec_without_a_gpu_is_one_line(
+    entry, kinetics_root, ucf_root, tmp_path, monkeypatch, capsys
+):
+    """``--data.decoder nvdec`` where PyNvVideoCodec imports but there is no CUDA GPU: one line
+    naming what is missing and both fixes (a RuntimeError traceback from the DataModule before)."""
+    from a2video.data.video import check_decoder
+
+    (tmp_path / "PyNvVideoCodec.py").write_text("")  # the package imports
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config, root = (DEMO, kinetics_root) if entry == "train.py" else (DEMO_UCF, ucf_root)
+    argv = ["fit", "--config", config, *QUIET, "--data.data_root", root, "--data.decoder", "nvdec"]
+    argv += ["--trainer.default_root_dir", str(tmp_path / "run")]
+    run = _train_main() if entry == "train.py" else _finetune_main
+    line = _user_error(capsys, run, argv)
+    assert line.startswith(f"{entry}: error: decoder='nvdec' needs an NVIDIA GPU"), line
+    assert "run on a machine with an NVIDIA GPU" in line, line
+    assert line.endswith(f"or decode on the CPU with --data.decoder {check_decoder('auto')}"), line

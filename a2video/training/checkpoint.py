@@ -16,9 +16,11 @@ import contextlib
 import os
 import pathlib
 import pickle
+import re
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +34,16 @@ __all__ = [
     "ARCH_KEYS",
     "META_KEYS",
     "AtomicCheckpointIO",
+    "BestCheckpoint",
     "CheckpointError",
     "UntrustedCheckpointError",
     "atomic_save",
+    "find_best_checkpoint",
     "find_run_checkpoint",
     "load_checkpoint",
     "options_from_checkpoint",
     "plain_data",
+    "recorded_monitor",
     "safe_globals",
     "same_option",
     "saved_model_options",
@@ -206,6 +211,140 @@ def load_checkpoint(
 
 
 # ------------------------------------------------------------------ a run's last and best
+# The mode in a ModelCheckpoint's state key: "ModelCheckpoint{'monitor': 'val/loss', 'mode': 'min'…"
+_STATE_KEY_MODE = re.compile(r"'mode': '(min|max)'")
+
+
+@dataclass(frozen=True)
+class BestCheckpoint:
+    """``--ckpt_path best`` resolved: the file, and how it was chosen (for the CLI's info line)."""
+
+    path: Path
+    how: str
+
+
+def recorded_monitor(ckpt: dict[str, Any], name: str = "") -> tuple[str, str] | None:
+    """The metric and mode (``"max"``/``"min"``) the run that wrote ``ckpt`` ranked its best by.
+
+    Read from Lightning's state of the ModelCheckpoint that wrote it (``checkpoint["callbacks"]``:
+    ``monitor`` in the state, the mode in its key), else from the run's ``checkpoint`` options in
+    ``checkpoint["a2video"]["config"]`` (weights-only files keep no callback state).
+
+    Args:
+        ckpt: the checkpoint dict.
+        name: the file's name: of several monitoring ModelCheckpoints, the one that lists it wins.
+
+    Returns:
+        ``(monitor, mode)``, or None when nothing names a monitor.
+    """
+    states = []  # (monitor, mode, whether this state's top-k lists the file)
+    for key, state in (ckpt.get("callbacks") or {}).items():
+        mode = _STATE_KEY_MODE.search(str(key))
+        if isinstance(state, dict) and state.get("monitor") and mode:
+            listed = any(Path(str(p)).name == name for p in state.get("best_k_models") or {})
+            states.append((str(state["monitor"]), mode.group(1), listed))
+    if states:
+        monitor, mode, _ = next((s for s in states if s[2]), states[0])
+        return monitor, mode
+    return _config_monitor(ckpt)
+
+
+def _config_monitor(ckpt: dict[str, Any]) -> tuple[str, str] | None:
+    """``checkpoint.monitor`` / ``checkpoint.mode`` of the run's YAML stored in the file."""
+    import yaml
+
+    text = (ckpt.get("a2video") or {}).get("config")
+    try:
+        config = yaml.safe_load(text) if isinstance(text, str) else None
+    except yaml.YAMLError:
+        return None
+    watch = config.get("checkpoint") if isinstance(config, dict) else None
+    if isinstance(watch, dict) and watch.get("monitor") and watch.get("mode") in ("min", "max"):
+        return str(watch["monitor"]), str(watch["mode"])
+    return None
+
+
+def _scores(ckpt: dict[str, Any], name: str) -> dict[str, float]:
+    """The file's saved metrics (``checkpoint["a2video"]["metrics"]``), plus its score in the
+    ModelCheckpoint state that lists it (a monitor a2video does not keep, e.g. ``train/loss``)."""
+    metrics = (ckpt.get("a2video") or {}).get("metrics") or {}
+    scores = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    for state in (ckpt.get("callbacks") or {}).values():
+        if not isinstance(state, dict) or not state.get("monitor"):
+            continue
+        for path, score in (state.get("best_k_models") or {}).items():
+            if Path(str(path)).name == name and score is not None:
+                scores.setdefault(str(state["monitor"]), float(score))
+    return scores
+
+
+def _ranking(
+    records: dict[Path, tuple[str, str] | None], monitor: str | None, mode: str
+) -> tuple[str | None, str, str]:
+    """The monitor and mode to rank a run's best files by, and a clause saying why: the one the
+    files record (the newest file's where they differ), else the caller's."""
+    kinds = {r for r in records.values() if r is not None}
+    if not kinds and not monitor:
+        return None, mode, "the newest: no monitor recorded in the checkpoints or set"
+    if not kinds:
+        how = f"ranked by {monitor} ({mode}) of this command's checkpoint.monitor: none recorded"
+        return monitor, mode, how
+    newest = max((p for p, r in records.items() if r is not None), key=lambda p: p.stat().st_mtime)
+    used = records[newest]
+    how = f"ranked by {used[0]} ({used[1]}), the monitor the run's checkpoints record"
+    if len(kinds) > 1:
+        others = ", ".join(f"{m} ({d})" for m, d in sorted(kinds - {used}))
+        how = (
+            f"ranked by {used[0]} ({used[1]}), the monitor of the newest, {newest.name}; "
+            f"older checkpoints of the run record {others}"
+        )
+    if monitor and used != (monitor, mode):
+        how += f"; not by this command's checkpoint.monitor {monitor} ({mode})"
+    return used[0], used[1], how
+
+
+def find_best_checkpoint(
+    dirpath: str | os.PathLike,
+    monitor: str | None = "val/top1",
+    mode: str = "max",
+    unsafe: bool = False,
+) -> BestCheckpoint | None:
+    """A run's ``best`` checkpoint (None: there is none), ranked by the monitor the run recorded.
+
+    The files are the ModelCheckpoint ones of the folder (every ``.ckpt`` but ``last*``). With
+    several, each is ranked by its saved value of the metric the run was trained to monitor
+    (:func:`recorded_monitor`; the newest file's where the files differ); ``monitor`` and
+    ``mode`` rank them only when no file records one. Files without the value rank by time.
+
+    Args:
+        dirpath: the checkpoint folder.
+        monitor: the fallback metric (the command's ``checkpoint.monitor``).
+        mode: its ``"max"`` or ``"min"``.
+        unsafe: allow pickled objects when reading the files (trusted files only).
+    """
+    folder = Path(dirpath)
+    if not folder.is_dir():
+        return None
+    found = sorted(
+        p for p in folder.glob("*.ckpt") if p.is_file() and not p.name.startswith("last")
+    )
+    if len(found) <= 1:
+        return BestCheckpoint(found[0], "the run's only best checkpoint") if found else None
+    scores, records = {}, {}
+    for path in found:
+        ckpt = load_checkpoint(path, unsafe=unsafe, mmap=True)
+        scores[path], records[path] = _scores(ckpt, path.name), recorded_monitor(ckpt, path.name)
+    used, used_mode, how = _ranking(records, monitor, mode)
+
+    def rank(path: Path) -> tuple[bool, float, float]:
+        value = scores[path].get(used) if used else None
+        if value is None:
+            return (False, 0.0, path.stat().st_mtime)
+        return (True, value if used_mode == "max" else -value, path.stat().st_mtime)
+
+    return BestCheckpoint(max(found, key=rank), how)
+
+
 def find_run_checkpoint(
     which: str,
     dirpath: str | os.PathLike,
@@ -221,35 +360,17 @@ def find_run_checkpoint(
 
     Args:
         which: ``"last"`` (``last.ckpt``, written by ``LastCheckpoint`` and on SIGTERM) or
-            ``"best"`` (the ModelCheckpoint files, every ``.ckpt`` but ``last*``).
+            ``"best"`` (:func:`find_best_checkpoint`).
         dirpath: the checkpoint folder.
-        monitor: the metric that ranks ``best`` files when there are several (read from each
-            file's ``checkpoint["a2video"]["metrics"]``); files without it rank by time.
+        monitor: the metric that ranks ``best`` files when none records the run's monitor.
         mode: ``"max"`` or ``"min"``.
         unsafe: allow pickled objects when reading the files' metrics (trusted files only).
     """
-    folder = Path(dirpath)
-    if not folder.is_dir():
-        return None
-    if which == "last":
-        path = folder / "last.ckpt"
-        return path if path.is_file() else None
-    found = sorted(
-        p for p in folder.glob("*.ckpt") if p.is_file() and not p.name.startswith("last")
-    )
-    if len(found) <= 1:
-        return found[0] if found else None
-
-    def rank(path: Path) -> tuple[bool, float, float]:
-        metrics = (load_checkpoint(path, unsafe=unsafe, mmap=True).get("a2video") or {}).get(
-            "metrics"
-        ) or {}
-        value = metrics.get(monitor) if monitor else None
-        if value is None:
-            return (False, 0.0, path.stat().st_mtime)
-        return (True, float(value) if mode == "max" else -float(value), path.stat().st_mtime)
-
-    return max(found, key=rank)
+    if which == "best":
+        best = find_best_checkpoint(dirpath, monitor, mode, unsafe)
+        return best.path if best is not None else None
+    path = Path(dirpath) / "last.ckpt"
+    return path if path.is_file() else None
 
 
 # ------------------------------------------------------------------ saved model options

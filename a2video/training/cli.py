@@ -57,6 +57,7 @@ from a2video.training.checkpoint import (
     ARCH_KEYS,
     AtomicCheckpointIO,
     CheckpointError,
+    find_best_checkpoint,
     find_run_checkpoint,
     load_checkpoint,
     options_from_checkpoint,
@@ -71,6 +72,8 @@ __all__ = ["ARCH_KEYS", "A2VideoCLI", "wandb_logged_in"]
 _SPECIAL_CKPT = ("hpc", "registry")
 # Subcommands that evaluate trained weights: they need a checkpoint.
 _EVALUATION = ("validate", "test", "predict")
+# What ``fit --ckpt_path`` restores besides the weights (Lightning's KeyError without them).
+_TRAINING_STATE = ("optimizer_states", "lr_schedulers")
 
 
 def wandb_logged_in() -> bool:
@@ -137,6 +140,13 @@ class A2VideoCLI(LightningCLI):
     # and --unsafe_load): the explicit re-parse of :meth:`_given_model_options` (no defaults)
     # is handed their values, or jsonargparse cannot apply the links there.
     parse_link_sources: ClassVar[tuple[str, ...]] = ()
+    # How this entry point starts a new fit from a checkpoint's weights only (named when
+    # ``fit --ckpt_path`` gets a file without training state): the Finetune callback's loader.
+    weights_option: ClassVar[str] = (
+        "--trainer.callbacks+=a2video.training.finetune.Finetune "
+        "--trainer.callbacks.pretrained {path} --trainer.callbacks.reset_head false "
+        "(not --ckpt_path)"
+    )
 
     def __init__(self, model_class: Any = None, datamodule_class: Any = None, **kwargs: Any):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
@@ -230,6 +240,8 @@ class A2VideoCLI(LightningCLI):
                 f"{ckpt_path}: not a Lightning checkpoint (no state_dict / "
                 "pytorch-lightning_version); pass a .ckpt written by train.py or finetune_ucf.py."
             )
+        if subcommand == "fit":
+            self._check_training_state(str(ckpt_path), ckpt)
         saved = saved_model_options(ckpt)
         self._saved_hparams = saved
         self._saved_weights = set(ckpt["state_dict"])
@@ -242,6 +254,18 @@ class A2VideoCLI(LightningCLI):
         if taken:
             self.config = self.parser.parse_object({subcommand: {"model": taken}}, self.config)
 
+    def _check_training_state(self, ckpt_path: str, ckpt: dict[str, Any]) -> None:
+        """One line, before Lightning restores anything, when ``fit --ckpt_path`` names a file
+        without the optimizer / LR-scheduler state a resume needs (``save_weights_only=True``)."""
+        missing = [key for key in _TRAINING_STATE if key not in ckpt]
+        if missing:
+            fix = self.weights_option.format(path=ckpt_path)
+            raise CheckpointError(
+                f"{ckpt_path}: it holds weights but no training state (no {' / '.join(missing)}: "
+                "written with save_weights_only=True?), so fit cannot resume from it; start a new "
+                f"run from its weights with {fix}"
+            )
+
     def _run_checkpoint(self, config: Any, subcommand: str, which: str) -> str | None:
         """``--ckpt_path last`` / ``best`` as the file they name in this run's checkpoint folder.
 
@@ -249,24 +273,25 @@ class A2VideoCLI(LightningCLI):
         and resumes a job); anything else missing is an error, not an evaluation of untrained
         weights or a fresh fit over the run's other checkpoints.
         """
-        # last.ckpt: LastCheckpoint's folder, or the best's where SaveOnSigterm writes (the
-        # same folder unless one was moved): the newer file
-        keys = ("step_checkpoint", "checkpoint") if which == "last" else ("checkpoint",)
-        dirpath = _checkpoint_dir(config, keys[0])
-        watch = config.get("checkpoint") or {}
-        candidates = [
-            find_run_checkpoint(
-                which,
-                _checkpoint_dir(config, key),
+        found, how = None, ""
+        if which == "best":  # ranked by the monitor the run recorded (the command's: fallback)
+            dirpath = _checkpoint_dir(config, "checkpoint")
+            watch = config.get("checkpoint") or {}
+            best = find_best_checkpoint(
+                dirpath,
                 monitor=watch.get("monitor"),
                 mode=watch.get("mode") or "max",
                 unsafe=bool(config.get("unsafe_load")),
             )
-            for key in keys
-        ]
-        found = max((c for c in candidates if c is not None), key=os.path.getmtime, default=None)
+            if best is not None:
+                found, how = best.path, f" ({best.how})"
+        else:  # LastCheckpoint's folder, or the best's where SaveOnSigterm writes: the newer
+            dirpath = _checkpoint_dir(config, "step_checkpoint")
+            folders = (dirpath, _checkpoint_dir(config, "checkpoint"))
+            candidates = [find_run_checkpoint("last", folder) for folder in folders]
+            found = max((c for c in candidates if c), key=os.path.getmtime, default=None)
         if found is not None:
-            rank_zero_info(f"a2video: --ckpt_path {which}: {found}")
+            rank_zero_info(f"a2video: --ckpt_path {which}: {found}{how}")
             return str(found)
         if subcommand == "fit" and which == "last":
             rank_zero_info(f"a2video: no last.ckpt in {dirpath} yet: this fit starts the run")
