@@ -161,7 +161,8 @@ class VideoDataModule(L.LightningDataModule):
         # decoder='nvdec' with workers: NVDEC threads in this process + CPU workers (MixedLoader)
         self.mixed = decoder == "nvdec" and num_workers > 0
         self.nvdec_share, self.nvdec_threads = nvdec_share, nvdec_threads
-        check_decoder(decoder)  # one-line error here, not in a worker, where it cannot run
+        # one-line error here, not in a worker, where it cannot run
+        check_decoder(decoder, option="--data.decoder")
         if decoder == "nvdec" and not num_workers:  # decodes on the GPU in the main process
             pin_memory = False
         self.data_root = str(data_root)

@@ -427,23 +427,23 @@ class NvdecDecoder:
 
 
 def _import_pynvvideocodec():
-    """PyNvVideoCodec, or a one-line error saying what is missing (package, GPU, driver)."""
+    """PyNvVideoCodec, or a one-line :class:`DecoderUnavailableError` saying what is missing
+    (package, GPU, driver) and how to get it; :func:`check_decoder` adds the CPU alternative."""
     if importlib.util.find_spec("PyNvVideoCodec") is None:
         raise DecoderUnavailableError(
-            "decoder='nvdec' needs PyNvVideoCodec: pip install 'a2video[nvdec]' "
-            "(or use decoder='auto')"
+            "decoder='nvdec' needs PyNvVideoCodec: pip install 'a2video[nvdec]'"
         )
     if not torch.cuda.is_available():
-        raise RuntimeError(
-            "decoder='nvdec' needs an NVIDIA GPU and its driver (torch.cuda.is_available() is "
-            "False); use decoder='auto'"
+        raise DecoderUnavailableError(
+            "decoder='nvdec' needs an NVIDIA GPU and its driver, and torch finds none here "
+            "(torch.cuda.is_available() is False): run on a machine with an NVIDIA GPU"
         )
     try:
         import PyNvVideoCodec as nvc
     except Exception as err:  # e.g. libcuda / libnvcuvid missing from the driver install
-        raise RuntimeError(
-            f"decoder='nvdec': PyNvVideoCodec does not load ({_short(err)}); "
-            "check the NVIDIA driver (libnvcuvid) or use decoder='auto'"
+        raise DecoderUnavailableError(
+            f"decoder='nvdec': PyNvVideoCodec does not load ({_short(err)}): "
+            "check the NVIDIA driver (libnvcuvid)"
         ) from None
     return nvc
 
@@ -462,10 +462,16 @@ def available_decoders() -> list[str]:
 _OPTIONAL = ("decord", "torchcodec")  # decoders that are a pip package of the same name
 
 
-def check_decoder(name: str) -> str:
+def check_decoder(name: str, option: str = "decoder") -> str:
     """The decoder ``name`` stands for (``"auto"``: decord where installed, else PyAV), after
-    checking it can run here: an unknown name is a ``ValueError``, a missing package a
-    :class:`DecoderUnavailableError`, both one line naming the value, the choices and the fix.
+    checking it can run here: an unknown name is a ``ValueError``, a missing package (or, for
+    ``nvdec``, no GPU or driver) a :class:`DecoderUnavailableError`, each one line naming the
+    value and the fix.
+
+    Args:
+        name: the decoder setting.
+        option: how the caller's user sets it, named in the fix: a flag (``--data.decoder``,
+            the DataModules') or a keyword (``decoder``, from Python).
     """
     choices = ", ".join(("auto", *DECODERS))
     if name == "auto":
@@ -480,8 +486,20 @@ def check_decoder(name: str) -> str:
             f"or use decoder='auto' (choices: {choices})"
         )
     if name == "nvdec":
-        _import_pynvvideocodec()  # the package, a GPU and its driver
+        try:
+            _import_pynvvideocodec()  # the package, a GPU and its driver
+        except DecoderUnavailableError as err:
+            raise DecoderUnavailableError(
+                f"{err}, or decode on the CPU with {_cpu_decoder(option)}"
+            ) from None
     return name
+
+
+def _cpu_decoder(option: str) -> str:
+    """The CPU decoder ``auto`` stands for, set as ``option`` spells it (``--data.decoder
+    decord``, or ``decoder='decord'`` for a keyword)."""
+    cpu = check_decoder("auto")
+    return f"{option} {cpu}" if option.startswith("-") else f"{option}={cpu!r}"
 
 
 def get_decoder(name: str = "auto", threads: int = 1):
