@@ -24,11 +24,31 @@ training loader's. An offline GPU host needs the decord2 and numpy wheels carrie
 "NVDEC and CPU workers together", says how):
   python3 benchmarks/bench_nvdec.py --videos .gpuwork/videos/web --cpu-workers 12 --threads 4 \
       --repeats 4 --seconds 10 --gpu-rate 490
+
+``--stages`` says where one training sample's time goes, for NVDEC (in this thread, on its own
+CUDA stream, as a thread of the mixed loader) and for the CPU decoder (decord, else PyAV; one
+torch thread, as a worker): ``--samples`` samples (at most ``--seconds`` of them) of the
+DataModules' ``VideoClipDataset`` made step by step as its ``__getitem__`` and
+``NvdecPrefetcher`` make them (open, sampling, decode, the K clips' transforms, stack, the
+per-sample stream sync, the batch's collate), with a device synchronize after every stage (in
+this mode only), so a stage's wall time holds its GPU work; "host ms" is the calling thread's
+CPU time before that sync (Python, launches, blocking copies: what the NVDEC threads share under
+the GIL). On the same frames it also times the old bench's ``train_crop(uint8=True)`` (the
+rows before commit 2e32f05: 574 clips/s NVDEC alone, 372 after) and the library's transforms on
+a contiguous channels-first float crop (what torchvision's CUDA resize makes of a uint8 crop
+anyway), and the old collate beside ``repeated_collate``; then the same samples as the loader's
+thread runs them, without the stage syncs. Markdown tables on stdout, all of it in ``--json``.
+Needs numpy and torchvision (the library's dataset and transforms) besides torch; with neither
+decord nor PyAV it times NVDEC alone; without NVDEC (or without a GPU) the CPU decoder alone:
+  python3 benchmarks/bench_nvdec.py --stages --videos .gpuwork/videos/prepared --repeats 4 \
+      --samples 48 --seconds 6 --json /tmp/stages.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import functools
 import json
 import os
@@ -37,6 +57,7 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -69,9 +90,17 @@ class _Rng:
         return self._r.random()
 
 
-def train_crop(frames: torch.Tensor, rng: _Rng, scale=(256, 320), size: int = 224) -> torch.Tensor:
-    """uint8 (T, H, W, 3) -> float (3, T, size, size): the training augmentation (``--train-crop``
-    of the NVDEC-alone rows; the mixed rows run the DataModules' own transforms)."""
+def train_crop(
+    frames: torch.Tensor, rng: _Rng, scale=(256, 320), size: int = 224, uint8: bool = False
+) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> float (3, T, size, size): this file's training augmentation
+    (``--train-crop`` of the NVDEC-alone rows; the mixed rows run the DataModules' own
+    transforms).
+
+    ``uint8=True`` returns uint8, as the mixed rows' NVDEC samples were before they ran the
+    library's transforms (commit 2e32f05: 574 clips/s NVDEC alone, then 372); ``--stages`` times
+    it beside the library's transforms. On the CPU the resize then runs on uint8.
+    """
     h, w = frames.shape[1:3]
     short = rng.integers(scale[0], scale[1] + 1)
     f = short / min(h, w)
@@ -79,8 +108,12 @@ def train_crop(frames: torch.Tensor, rng: _Rng, scale=(256, 320), size: int = 22
     top, left = rng.integers(0, nh - size + 1), rng.integers(0, nw - size + 1)
     y0, x0 = int(top / f), int(left / f)
     y1, x1 = min(h, int((top + size) / f) + 1), min(w, int((left + size) / f) + 1)
-    x = frames[:, y0:y1, x0:x1].permute(0, 3, 1, 2).float()
+    x = frames[:, y0:y1, x0:x1].permute(0, 3, 1, 2)
+    if not (uint8 and x.device.type == "cpu"):
+        x = x.float()
     x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    if uint8 and x.dtype != torch.uint8:
+        x = x.round_().clamp_(0, 255).to(torch.uint8)
     if rng.random() < 0.5:
         x = x.flip(-1)
     return x.permute(1, 0, 2, 3)
@@ -324,6 +357,440 @@ def fed_runs(videos: list[str], repeat: int, shares, args) -> list[dict]:
     return runs
 
 
+# ------------------------------------------------------------------------------ --stages
+# (key, label) of the stages of one training sample, in the order the library runs them
+STAGES = (
+    ("open", "open (reader construction)"),
+    ("sampling", "sampling (sample rng, the K clips' indices)"),
+    ("decode", "decode (get_frames + close)"),
+    ("transforms", "transforms (select_frames + train_transform) x K"),
+    ("stack", "stack the K clips"),
+    ("sync", "stream sync (NvdecPrefetcher's, per sample; ~0 after the stage syncs)"),
+    ("collate", "collate (repeated_collate + stream sync), per sample"),
+)
+# (key, label, the stages timed, the library's row it compares with): on the same frames or
+# samples as the library's stages, not in the total. The transforms' rows include the stack of
+# the K clips: the old crop returns a permuted view whose channels-first copy the stack makes,
+# where the library copies in ``to_cthw`` and stacks the copies.
+ALTERNATIVES = (
+    ("transforms", "library: train_transform x K + stack (uint8 channels-last view, "
+     "torchvision resize)", ("transforms", "stack"), "transforms"),
+    ("old_crop", "old bench: train_crop(uint8=True) x K + stack, as the rows before 2e32f05",
+     ("old_crop",), "transforms"),
+    ("float_cf", "library transforms, crop region made contiguous channels-first float "
+     "first, + stack", ("float_cf",), "transforms"),
+    ("collate", "library: repeated_collate, per sample", ("collate",), "collate"),
+    ("old_collate", "old bench: collate_clips (stack, flatten, index), per sample",
+     ("old_collate",), "collate"),
+)  # fmt: skip
+
+
+def collate_clips(samples: list[dict]) -> dict:
+    """The old bench's collate (before 2e32f05): the K clips of each sample side by side."""
+    video = torch.stack([s["video"] for s in samples])  # (b, K, 3, T, S, S)
+    return {"video": video.flatten(0, 1), "index": torch.tensor([s["index"] for s in samples])}
+
+
+class StageTimer:
+    """Wall and host seconds per stage, each stage ended by ``sync`` (a device synchronize in
+    ``--stages`` only), so a stage's wall time holds the GPU work it queued.
+
+    Host time (``time.thread_time``) is read before that sync: what the stage keeps the calling
+    thread busy (Python, kernel launches, a blocking copy such as ``select_frames``' pageable
+    index upload), the part the loader's NVDEC threads share under the GIL.
+    """
+
+    def __init__(self, sync: Callable[[], None]) -> None:
+        self.sync = sync
+        self.wall: dict[str, float] = {}
+        self.host: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        yield
+        c1 = time.thread_time()
+        self.sync()
+        self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - t0
+        self.host[name] = self.host.get(name, 0.0) + c1 - c0
+
+
+def train_transform_float_cf(
+    frames: torch.Tensor, rng, scale, crop_size: int, flip: bool = True
+) -> torch.Tensor:
+    """The library's ``train_transform`` (uint8 out, same draws, same source box as
+    ``transforms.resized_crop``) with the crop region made a contiguous channels-first float
+    tensor before the resize.
+
+    That is what torchvision does on CUDA anyway: its ``resize_image`` (torchvision 0.29,
+    ``transforms/v2/functional/_geometry.py``) has a native uint8 bilinear kernel on the CPU
+    only, so on CUDA it casts the region to float32 (``image.to(dtype=torch.float32)``, which
+    keeps the channels-last strides of the library's view), interpolates, then ``round_()`` and
+    casts back to uint8; and PyTorch's antialiased CUDA kernel
+    (``upsample_gen2d_aa_out_cuda_template``) makes its input contiguous and writes a
+    channels-last output (the layout of its input) through a contiguous temporary. Here the cast
+    and the layout change are one copy and the output is contiguous: the same arithmetic on
+    CUDA with two copies fewer per clip (``float_cf_max_abs_diff`` in the results says whether
+    the numbers are the same). On the CPU the library resizes uint8 natively, so this differs by
+    a grey level there and is slower.
+    """
+    import torchvision.transforms.v2.functional as TF
+
+    from a2video.data import transforms as T
+
+    x = T.to_tchw(frames)
+    short = int(rng.integers(scale[0], scale[1] + 1))
+    h, w = x.shape[-2:]
+    new_h, new_w = T.short_side_shape(h, w, short)
+    top = int(rng.integers(0, new_h - crop_size + 1))
+    left = int(rng.integers(0, new_w - crop_size + 1))
+    fy, fx = h / new_h, w / new_w  # transforms.resized_crop's source box
+    y0, x0 = round(top * fy), round(left * fx)
+    y1, x1 = min(h, round((top + crop_size) * fy)), min(w, round((left + crop_size) * fx))
+    region = x[..., y0:y1, x0:x1]
+    if tuple(region.shape[-2:]) != (crop_size, crop_size):
+        region = region.to(torch.float32, memory_format=torch.contiguous_format)
+        region = TF.resize(region, [crop_size, crop_size], antialias=True)
+        region = region.round_().to(torch.uint8)
+    if flip and rng.random() < 0.5:
+        region = region.flip(-1)
+    return T.to_cthw(region)
+
+
+def staged_sample(ds, key: tuple[int, int], timer: StageTimer, stream_sync) -> dict:
+    """One training sample of ``ds`` (a2video's ``VideoClipDataset``, train) made as its
+    ``__getitem__`` and ``NvdecPrefetcher`` make it, stage by stage under ``timer``; then the
+    transform variants on the same frames. Returns the sample, with ``requested`` (the frame
+    indices asked of the reader) and ``float_cf_diff`` (max |float_cf - library| grey level)."""
+    from a2video.data import transforms
+    from a2video.data.datasets import sample_rng
+
+    index, epoch = key
+    s, k = ds.spec, ds.repeat
+    record = ds.records[index]
+    with timer("open"):
+        reader = ds.decoder.open(record.path)
+    try:
+        with timer("sampling"):
+            sample = {"label": record.label, "index": index, "valid": True, "failed": False}
+            sample.update(failed_index=-1, failed_reason="")
+            rng = sample_rng(ds.seed, epoch, index)
+            clips = sampling.repeated_train_clips(reader.num_frames, s.frames, ds.stride, k, rng)
+            flat = sorted({i for c in clips for i in c})
+        with timer("decode"):
+            frames = reader.get_frames(flat)
+            reader.close()
+    finally:
+        reader.close()
+    pos = {v: p for p, v in enumerate(flat)}
+    positions = [[pos[i] for i in c] for c in clips]
+    rngs = {name: copy.deepcopy(rng) for name in ("old_crop", "float_cf")}  # the library's draws
+    with timer("transforms"):
+        out = [
+            transforms.train_transform(
+                select_frames(frames, p),
+                rng,
+                s.train_scale,
+                s.crop_size,
+                s.mean,
+                s.std,
+                s.flip,
+                ds.uint8,
+            )
+            for p in positions
+        ]
+    with timer("stack"):
+        sample["video"] = out[0] if k == 1 else torch.stack(out)
+    with timer("old_crop"):
+        old = [
+            train_crop(select_frames(frames, p), rngs["old_crop"], s.train_scale, s.crop_size, True)
+            for p in positions
+        ]
+        _ = old[0] if k == 1 else torch.stack(old)  # the copy the old stack made
+    with timer("float_cf"):
+        alt = [
+            train_transform_float_cf(
+                select_frames(frames, p), rngs["float_cf"], s.train_scale, s.crop_size, s.flip
+            )
+            for p in positions
+        ]
+        _ = alt[0] if k == 1 else torch.stack(alt)
+    with timer("sync"):
+        stream_sync()  # NvdecPrefetcher: the decoder's frame buffer is reused by the next sample
+    diff = max(int((a.int() - b.int()).abs().max()) for a, b in zip(alt, out, strict=True))
+    return {**sample, "requested": flat, "float_cf_diff": diff}
+
+
+def run_stages(videos: list[str], decoder: str, repeat: int, args) -> dict:
+    """``--stages``: where the time of one training sample goes, for ``decoder`` ("nvdec": on
+    the GPU in this thread, on its own CUDA stream as an NVDEC thread of the mixed loader; else
+    on the CPU with one torch thread, as a DataLoader worker).
+
+    Two passes over the same samples: staged (a device synchronize after every stage) and as
+    the loader runs them (``dataset[key]``, the per-sample stream sync, the batch's collate:
+    no other sync), whose total says how faithful the stages' sum is.
+    """
+    from torch.utils.data import default_collate
+
+    from a2video.data.datasets import repeated_collate
+
+    ds = training_dataset(videos, decoder, repeat, args)
+    gpu = decoder == "nvdec" and torch.cuda.is_available()
+    stream = torch.cuda.Stream() if gpu else None
+    device_sync = torch.cuda.synchronize if gpu else (lambda: None)
+    stream_sync = stream.synchronize if stream is not None else (lambda: None)
+    collate = functools.partial(repeated_collate, repeat=repeat) if repeat > 1 else default_collate
+    per_batch = max(1, args.batch_size // repeat)  # videos per batch, as the loaders'
+    n = len(videos)
+    keys: list[tuple[int, int]] = []
+    requested: dict[str, int] = {}
+    timer = StageTimer(device_sync)
+    failed, diff, matches = 0, 0, None
+    threads = torch.get_num_threads()
+    if not gpu:
+        torch.set_num_threads(1)  # as a DataLoader worker (_one_thread)
+    try:
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            for i in range(min(n, args.samples)):  # warm-up: session, kernels, every file read
+                staged_sample(ds, (i, 1 << 20), StageTimer(device_sync), stream_sync)
+            stop = time.perf_counter() + args.seconds
+            batch, first = [], None
+            for i in range(10 * args.samples):
+                if len(keys) >= args.samples or (time.perf_counter() > stop and not batch):
+                    break
+                key = (i % n, i // n)
+                try:
+                    sample = staged_sample(ds, key, timer, stream_sync)
+                except VideoDecodeError:
+                    failed += 1
+                    continue
+                keys.append(key)
+                requested[f"{key[0]},{key[1]}"] = sample.pop("requested")
+                diff = max(diff, sample.pop("float_cf_diff"))
+                first = sample["video"] if first is None else first
+                batch.append(sample)
+                if len(batch) == per_batch or len(keys) == args.samples:
+                    collate_stage(batch, collate, timer, stream_sync)
+                    batch = []
+            if batch:
+                collate_stage(batch, collate, timer, stream_sync)
+            if not keys:
+                raise VideoDecodeError(args.videos, "no sample decoded")
+            matches = bool(torch.equal(ds[keys[0]]["video"], first))
+            as_run = loader_pass(ds, keys, per_batch, collate, stream_sync, device_sync)
+    finally:
+        torch.set_num_threads(threads)
+    m = len(keys)
+    total = sum(timer.wall[key] for key, _ in STAGES)
+    stages = [
+        {
+            "stage": key,
+            "label": label,
+            "ms_per_sample": 1e3 * timer.wall[key] / m,
+            "ms_per_clip": 1e3 * timer.wall[key] / (m * repeat),
+            "host_ms_per_sample": 1e3 * timer.host[key] / m,
+            "share": timer.wall[key] / total,
+        }
+        for key, label in STAGES
+    ]
+    parts = {key: stages for key, _, stages, _ in ALTERNATIVES}
+    alternatives = []
+    for key, label, stages_timed, library in ALTERNATIVES:
+        wall = sum(timer.wall[p] for p in stages_timed)
+        alternatives.append(
+            {
+                "alternative": key,
+                "label": label,
+                "ms_per_sample": 1e3 * wall / m,
+                "ms_per_clip": 1e3 * wall / (m * repeat),
+                "host_ms_per_sample": 1e3 * sum(timer.host[p] for p in stages_timed) / m,
+                "vs_library": wall / sum(timer.wall[p] for p in parts[library]),
+            }
+        )
+    frames = [len(v) for v in requested.values()]
+    spans = [v[-1] - v[0] + 1 for v in requested.values()]
+    result = {
+        "mode": "stages",
+        "decoder": ds.decoder.name,
+        "frames_on": "cuda" if gpu else "cpu",
+        "repeat": repeat,
+        "samples": m,
+        "clips": m * repeat,
+        "batch_videos": per_batch,
+        "failed": failed,
+        "frames_requested_per_sample": sum(frames) / m,
+        "frames_span_per_sample": sum(spans) / m,
+        "frames_needed_per_sample": repeat * args.frames,
+        "total_ms_per_sample": 1e3 * total / m,
+        "clips_per_s_staged": m * repeat / total,
+        "stages": stages,
+        "alternatives": alternatives,
+        "float_cf_max_abs_diff": diff,
+        "staged_equals_library": matches,
+        "as_run": as_run,
+        "requested": requested,
+    }
+    result["table"] = stages_table(result)
+    return result
+
+
+def collate_stage(batch: list[dict], collate, timer: StageTimer, stream_sync) -> None:
+    """The batch's collate as ``NvdecPrefetcher`` runs it (then a stream sync: ready before the
+    training stream reads it), and the old bench's collate of the same samples."""
+    with timer("collate"):
+        collate(batch)
+        stream_sync()
+    with timer("old_collate"):
+        collate_clips(batch)
+        stream_sync()
+
+
+def loader_pass(ds, keys, per_batch: int, collate, stream_sync, device_sync) -> dict:
+    """The samples of ``keys`` as an NVDEC thread of the mixed loader makes them (its
+    ``NvdecPrefetcher._work``: ``dataset[key]``, a stream sync per sample, the batch's collate
+    and a stream sync), timed without the stages' synchronizes."""
+    t = {"getitem": 0.0, "getitem_host": 0.0, "sync": 0.0, "collate": 0.0}
+    device_sync()
+    start = time.perf_counter()
+    for j in range(0, len(keys), per_batch):
+        samples = []
+        for key in keys[j : j + per_batch]:
+            t0, c0 = time.perf_counter(), time.thread_time()
+            samples.append(ds[key])
+            t1, c1 = time.perf_counter(), time.thread_time()
+            stream_sync()
+            t["getitem"] += t1 - t0
+            t["getitem_host"] += c1 - c0
+            t["sync"] += time.perf_counter() - t1
+        t0 = time.perf_counter()
+        collate(samples)
+        stream_sync()
+        t["collate"] += time.perf_counter() - t0
+    device_sync()
+    elapsed = time.perf_counter() - start
+    m, k = len(keys), ds.repeat
+    return {
+        "getitem_ms": 1e3 * t["getitem"] / m,
+        "getitem_host_ms": 1e3 * t["getitem_host"] / m,
+        "sync_ms": 1e3 * t["sync"] / m,
+        "collate_ms": 1e3 * t["collate"] / m,
+        "total_ms": 1e3 * elapsed / m,
+        "clips_per_s": m * k / elapsed,
+    }
+
+
+def stages_table(r: dict) -> str:
+    """The markdown of one ``run_stages`` result."""
+    k, a = r["repeat"], r["as_run"]
+    name = "NVDEC" if r["decoder"] == "nvdec" else f"CPU decoder {r['decoder']}"
+    lines = [
+        f"### {name} (frames on {r['frames_on']}), K={k}: {r['samples']} samples "
+        f"({r['clips']} clips), batches of {r['batch_videos']} videos"
+        + (f", {r['failed']} failed" if r["failed"] else ""),
+        "",
+        "| stage | ms/sample | ms/clip | host ms/sample | share |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for s in r["stages"]:
+        lines.append(
+            f"| {s['label']} | {s['ms_per_sample']:.3f} | {s['ms_per_clip']:.3f} "
+            f"| {s['host_ms_per_sample']:.3f} | {100 * s['share']:.1f}% |"
+        )
+    lines += [
+        f"| **total** (a device sync after each stage) | {r['total_ms_per_sample']:.3f} "
+        f"| {r['total_ms_per_sample'] / k:.3f} | | {r['clips_per_s_staged']:.0f} clips/s |",
+        "",
+        "| alternatives, on the same frames / samples | ms/sample | ms/clip | host ms/sample "
+        "| vs library |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for v in r["alternatives"]:
+        lines.append(
+            f"| {v['label']} | {v['ms_per_sample']:.3f} | {v['ms_per_clip']:.3f} "
+            f"| {v['host_ms_per_sample']:.3f} | {v['vs_library']:.2f}x |"
+        )
+    lines += [
+        "",
+        f"As the loader's thread runs it (no stage syncs, one thread): dataset[key] "
+        f"{a['getitem_ms']:.3f} ms (host {a['getitem_host_ms']:.3f}) + stream sync "
+        f"{a['sync_ms']:.3f} + collate {a['collate_ms']:.3f} = {a['total_ms']:.3f} ms/sample, "
+        f"{a['clips_per_s']:.0f} clips/s. Frames asked of the reader per sample: "
+        f"{r['frames_requested_per_sample']:.1f} (K clips x T = {r['frames_needed_per_sample']}, "
+        f"span {r['frames_span_per_sample']:.1f}); staged sample == dataset[key]: "
+        f"{r['staged_equals_library']}; float_cf vs library: max |diff| "
+        f"{r['float_cf_max_abs_diff']} grey levels.",
+    ]
+    return "\n".join(lines)
+
+
+def list_videos(root: str) -> list[str]:
+    return sorted(str(p) for p in Path(root).rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+
+
+def stages_main(args) -> int:
+    """``--stages``: the stage tables of NVDEC and of the CPU decoder, for each ``--repeats`` K."""
+    videos = list_videos(args.videos)
+    if not videos:
+        print(f"bench_nvdec: no videos under {args.videos}", file=sys.stderr)
+        return 2
+    decoders = []
+    try:
+        from a2video.data.video import check_decoder
+
+        check_decoder("nvdec")
+        decoders.append("nvdec")
+    except (ImportError, RuntimeError, ValueError) as err:
+        print(f"bench_nvdec --stages: no NVDEC here ({err}); the CPU decoder only", file=sys.stderr)
+    cpu = cpu_decoder_or_none()
+    if cpu is None:
+        print("bench_nvdec --stages: no decord2 or PyAV (+ numpy): NVDEC only", file=sys.stderr)
+    else:
+        decoders.append(cpu)
+    if not decoders:
+        return 2
+    try:
+        import PyNvVideoCodec as nvc
+
+        nvc_version = getattr(nvc, "__version__", "?")
+    except Exception:  # absent, or no driver: the stand-in of the tests, or the CPU rows only
+        nvc_version = None
+    info = {
+        "mode": "stages",
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__,
+        "pynvvideocodec": nvc_version,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "videos": len(videos),
+        "clip": f"{args.frames} frames, stride {args.stride}",
+        "command": " ".join([sys.executable, *sys.argv]),
+    }
+    print(json.dumps(info), flush=True)
+    results = []
+    for repeat in args.repeats:
+        rows = [run_stages(videos, name, repeat, args) for name in decoders]
+        nv = next((r for r in rows if r["decoder"] == "nvdec"), None)
+        ref = next((r for r in rows if r["decoder"] != "nvdec"), None)
+        if nv is not None and ref is not None:  # the same samples: the same frames asked?
+            common = nv["requested"].keys() & ref["requested"].keys()
+            nv["requested_match_cpu"] = all(
+                nv["requested"][c] == ref["requested"][c] for c in common
+            )
+            nv["requested_compared"] = len(common)
+        for r in rows:
+            print("\n" + r["table"], flush=True)
+        if nv is not None and "requested_match_cpu" in nv:
+            print(
+                f"\nK={repeat}: NVDEC asked its reader for the same frames as {ref['decoder']} on "
+                f"{nv['requested_compared']} samples: {nv['requested_match_cpu']}",
+                flush=True,
+            )
+        results += rows
+    if args.json:
+        Path(args.json).write_text(json.dumps({**info, "results": results}, indent=1))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -335,6 +802,12 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--seconds", type=float, default=6.0, help="per configuration")
     parser.add_argument("--train-crop", action="store_true", help="add the GPU augmentation")
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="time each stage of one training sample, NVDEC and the CPU decoder (see above)",
+    )
+    parser.add_argument("--samples", type=int, default=64, help="--stages: samples per table")
     parser.add_argument("--json", default=None)
     parser.add_argument(
         "--cpu-workers", type=int, default=0, help="mixed loader: CPU workers (see above)"
@@ -360,6 +833,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.fed_shares and not (args.gpu_rate and args.cpu_workers):
         parser.error("--fed-shares needs --gpu-rate and --cpu-workers")
+    if args.stages:  # runs on the CPU too (NVDEC rows where PyNvVideoCodec and a GPU are)
+        if args.samples < 1:
+            parser.error("--samples must be >= 1")
+        return stages_main(args)
     if not torch.cuda.is_available():
         print("bench_nvdec: no CUDA device; nothing to measure", file=sys.stderr)
         return 2
@@ -374,9 +851,7 @@ def main(argv=None) -> int:
                 file=sys.stderr,
             )
             return 2
-    videos = sorted(
-        str(p) for p in Path(args.videos).rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS
-    )
+    videos = list_videos(args.videos)
     if not videos:
         print(f"bench_nvdec: no videos under {args.videos}", file=sys.stderr)
         return 2

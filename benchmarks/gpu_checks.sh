@@ -63,6 +63,11 @@ timeout "$((B + 90))" "$PY" benchmarks/bench_gpu.py --out "$OUT/bench_gpu" --bud
 
 if "$PY" -c "import PyNvVideoCodec" 2>/dev/null; then
   S=${NVDEC_S:-3}
+  if [ -d .gpuwork/videos/prepared ]; then  # where an NVDEC sample's time goes, stage by stage
+    echo "== NVDEC stages, prepared"
+    timeout 90 "$PY" benchmarks/bench_nvdec.py --stages --videos .gpuwork/videos/prepared \
+      --repeats 4 --samples 48 --seconds 6 --json "$OUT/nvdec_stages.json"
+  fi
   for v in ${NVDEC_SETS:-prepared}; do
     [ -d ".gpuwork/videos/$v" ] || continue
     if "$PY" -c "import decord, numpy" 2>/dev/null; then  # its rows include NVDEC alone

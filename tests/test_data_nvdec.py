@@ -16,6 +16,7 @@ from fake_nvdec import FakeSimpleDecoder
 from a2video.data import KineticsDataModule
 from a2video.data import video as video_mod
 from a2video.data.video import (
+    DecoderUnavailableError,
     PyAVReader,
     VideoDecodeError,
     get_decoder,
@@ -64,19 +65,47 @@ def test_datamodule_with_nvdec_gives_the_pyav_batches(kinetics_root, small_clip,
     assert not nv.mixed and nv.datasets["train"].decoder_name == "nvdec"
 
 
-def test_nvdec_where_it_cannot_run_is_one_clear_line(kinetics_root, small_clip, monkeypatch):
+def install_pynvvideocodec(monkeypatch, folder, source: str = "") -> None:
+    """An importable ``PyNvVideoCodec`` (a module with ``source``) on ``sys.path``."""
+    (folder / "PyNvVideoCodec.py").write_text(source)
+    monkeypatch.syspath_prepend(str(folder))
+
+
+def test_nvdec_where_it_cannot_run_is_one_clear_line(
+    kinetics_root, small_clip, monkeypatch, tmp_path
+):
+    """No package; the package but no CUDA GPU (a RuntimeError traceback before); a GPU but the
+    driver's decoding library missing: each one DecoderUnavailableError line naming what is
+    missing and the fix, in the option of the caller (the DataModule's ``--data.decoder``, the
+    Python ``decoder=``)."""
+    cpu = video_mod.check_decoder("auto")  # decord where installed, else pyav
     if video_mod.importlib.util.find_spec("PyNvVideoCodec") is None:
-        with pytest.raises(ImportError, match=r"pip install 'a2video\[nvdec\]'"):
+        with pytest.raises(DecoderUnavailableError) as err:
             KineticsDataModule(kinetics_root, decoder="nvdec", **small_clip)
-    real = video_mod.importlib.util.find_spec
-    monkeypatch.setattr(
-        video_mod.importlib.util,
-        "find_spec",
-        lambda name: object() if name == "PyNvVideoCodec" else real(name),
-    )
+        assert str(err.value) == (
+            "decoder='nvdec' needs PyNvVideoCodec: pip install 'a2video[nvdec]', or decode on "
+            f"the CPU with --data.decoder {cpu}"
+        )
+    install_pynvvideocodec(monkeypatch, tmp_path)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(RuntimeError, match="needs an NVIDIA GPU and its driver"):
+    no_gpu = (
+        "decoder='nvdec' needs an NVIDIA GPU and its driver, and torch finds none here "
+        "(torch.cuda.is_available() is False): run on a machine with an NVIDIA GPU, or decode "
+        "on the CPU with "
+    )
+    with pytest.raises(DecoderUnavailableError) as err:
+        KineticsDataModule(kinetics_root, decoder="nvdec", **{**small_clip, "num_workers": 2})
+    assert str(err.value) == no_gpu + f"--data.decoder {cpu}"
+    with pytest.raises(DecoderUnavailableError) as err:
         get_decoder("nvdec")
+    assert str(err.value) == no_gpu + f"decoder={cpu!r}"
+
+    install_pynvvideocodec(monkeypatch, tmp_path, "raise ImportError('libnvcuvid.so.1: no')")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(DecoderUnavailableError) as err:
+        get_decoder("nvdec")
+    assert str(err.value).startswith("decoder='nvdec': PyNvVideoCodec does not load (ImportError")
+    assert str(err.value).endswith(f"libnvcuvid), or decode on the CPU with decoder={cpu!r}")
 
 
 @pytest.mark.timeout(120)
@@ -187,3 +216,84 @@ def test_bench_nvdec_fed_shares_runs_only_the_fed_loader(
         ("mixed", 0.5, 400.0),
     ]
     assert all(r["clips"] > 0 for r in rows) and steps and set(steps) == {4 / 400.0}
+
+
+def test_nvdec_with_repeat_clips_asks_for_the_frames_the_cpu_decoder_does(
+    kinetics_root, small_clip, fake_nvdec, monkeypatch
+):
+    """``repeat_clips: K`` decodes the K clips' distinct frames once, and NVDEC (in the training
+    process and in the mixed loader's threads) asks its reader for exactly the frames the CPU
+    decoder asks for: no whole window or span on the GPU path."""
+    asked: dict[str, list] = {"pyav": [], "nvdec": []}
+    recording = {"pyav": False}
+    pyav_get, fake_get = PyAVReader.get_frames, FakeSimpleDecoder.get_batch_frames_by_index
+
+    def pyav_frames(self, indices):
+        if recording["pyav"]:  # the stand-in decodes with PyAV too: not counted there
+            asked["pyav"].append((self.path, sorted({int(i) for i in indices})))
+        return pyav_get(self, indices)
+
+    def nvdec_frames(self, indices):
+        asked["nvdec"].append((self._reader.path, list(indices)))
+        return fake_get(self, indices)
+
+    monkeypatch.setattr(PyAVReader, "get_frames", pyav_frames)
+    monkeypatch.setattr(FakeSimpleDecoder, "get_batch_frames_by_index", nvdec_frames)
+    clip = {**small_clip, "repeat_clips": 2}
+    recording["pyav"] = True
+    ref = [b["index"] for b in KineticsDataModule(kinetics_root, decoder="pyav", **clip)
+           .train_dataloader()]  # fmt: skip
+    recording["pyav"] = False
+    for extra in ({}, {"num_workers": 1, "nvdec_share": 1.0, "nvdec_threads": 2}):
+        asked["nvdec"] = []
+        nv = KineticsDataModule(kinetics_root, decoder="nvdec", **{**clip, **extra})
+        assert nv.mixed == bool(extra)
+        got = [b["index"] for b in nv.train_dataloader()]
+        assert all(torch.equal(a, b) for a, b in zip(ref, got, strict=True))
+        assert sorted(asked["nvdec"]) == sorted(asked["pyav"])
+    assert len(asked["pyav"]) == len({path for path, _ in asked["pyav"]}) > 5  # one decode each
+    assert max(len(i) for _, i in asked["pyav"]) <= 2 * small_clip["frames"]  # K x T at most
+
+
+@pytest.mark.timeout(180)
+def test_bench_nvdec_stages_table_on_the_stand_in(kinetics_root, fake_nvdec, tmp_path, capsys):
+    """``bench_nvdec.py --stages``: every stage of a training sample timed for NVDEC (here the
+    stand-in, frames on the CPU) and the CPU decoder, as a markdown table and in the JSON; the
+    staged sample is the dataset's; both decoders asked for the same frames."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "bench_nvdec", root / "benchmarks" / "bench_nvdec.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "stages.json"
+    argv = [
+        "--stages", "--videos", str(Path(kinetics_root) / "train"), "--repeats", "2",
+        "--samples", "5", "--batch-size", "4", "--frames", "4", "--stride", "2",
+        "--train-scale", "40", "48", "--crop-size", "32", "--seconds", "60", "--json", str(out),
+    ]  # fmt: skip
+    assert bench.main(argv) == 0
+    text = capsys.readouterr().out
+    nvdec, cpu = json.loads(out.read_text())["results"]
+    assert (nvdec["decoder"], nvdec["frames_on"]) == ("nvdec", "cpu") and cpu["decoder"] != "nvdec"
+    for r in (nvdec, cpu):
+        assert (r["repeat"], r["samples"], r["clips"], r["batch_videos"]) == (2, 5, 10, 2)
+        assert [s["stage"] for s in r["stages"]] == [key for key, _ in bench.STAGES]
+        assert all(s["ms_per_sample"] > 0 and s["ms_per_clip"] > 0 for s in r["stages"])
+        assert sum(s["share"] for s in r["stages"]) == pytest.approx(1.0)
+        assert [a["alternative"] for a in r["alternatives"]] == [a[0] for a in bench.ALTERNATIVES]
+        assert all(a["ms_per_sample"] > 0 for a in r["alternatives"])
+        assert r["staged_equals_library"] is True and r["float_cf_max_abs_diff"] <= 1
+        assert r["as_run"]["clips_per_s"] > 0 and r["frames_requested_per_sample"] <= 8
+        assert r["table"] in text
+        for label in [s["label"] for s in r["stages"]] + [a[1] for a in bench.ALTERNATIVES]:
+            assert f"| {label} | " in r["table"]
+    assert nvdec["requested_match_cpu"] is True and nvdec["requested_compared"] == 5
+    assert "asked its reader for the same frames" in text
+    frames = torch.randint(0, 255, (4, 64, 48, 3), dtype=torch.uint8)
+    crop = bench.train_crop(frames, bench._Rng(1), (40, 48), 32, uint8=True)
+    assert crop.shape == (3, 4, 32, 32) and crop.dtype == torch.uint8
