@@ -235,6 +235,36 @@ def test_a_fresh_fit_never_writes_over_an_earlier_runs_checkpoint(kinetics_root,
     assert last.read_bytes() == weights
 
 
+def test_a_runs_saved_config_reused_with_another_root_writes_its_checkpoints_there(
+    kinetics_root, tmp_path, capsys
+):
+    """A run's ``config.yaml`` (and the config in its checkpoints) leaves the checkpoint folders
+    to ``default_root_dir``: reused with another ``--trainer.default_root_dir``, the new run's
+    checkpoints go there (the saved config used to carry the old run's folder, so the new run
+    wrote into it, or stopped naming a flag that would not have moved it). A config that sets
+    the folder itself gets the flag that moves it named."""
+    import yaml
+    from tiny_fit import tiny_fit_args
+
+    from a2video.training.checkpoint import load_checkpoint
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    argv = tiny_fit_args(kinetics_root, old, "--data.num_workers", "0", "--trainer.max_steps", "1")
+    _train_main()(argv)
+    saved = yaml.safe_load((old / "config.yaml").read_text())
+    assert saved["checkpoint"]["dirpath"] is None and saved["step_checkpoint"]["dirpath"] is None
+    stored = load_checkpoint(old / "checkpoints" / "last.ckpt")["a2video"]["config"]
+    assert yaml.safe_load(stored)["checkpoint"]["dirpath"] is None
+    before = sorted(os.listdir(old / "checkpoints"))
+    again = ["fit", "--config", str(old / "config.yaml"), "--trainer.default_root_dir", str(new)]
+    _train_main()([*again, "--trainer.max_steps", "1"])
+    assert (new / "checkpoints" / "last.ckpt").is_file()
+    assert sorted(os.listdir(old / "checkpoints")) == before
+    pinned = [*again, "--checkpoint.dirpath", str(old / "checkpoints")]
+    line = _user_error(capsys, _train_main(), pinned)
+    assert "--trainer.default_root_dir DIR --checkpoint.dirpath DIR/checkpoints" in line, line
+
+
 def test_ckpt_path_last_and_best_are_the_runs_files(kinetics_root, tmp_path, capsys):
     """``--ckpt_path best`` / ``last`` name files of the run's checkpoint folder from a new
     process (``test --ckpt_path best`` failed in Lightning there) and get the checks of a path

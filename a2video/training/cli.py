@@ -111,11 +111,24 @@ def _refuse_to_replace_checkpoints(config: Any) -> None:
             name = "last.ckpt" if "last.ckpt" in found else found[0]
             path = os.path.join(dirpath, name)
             resume = "--ckpt_path last" if name == "last.ckpt" else f"--ckpt_path {path}"
+            elsewhere = " ".join(["--trainer.default_root_dir DIR", *_set_elsewhere(config)])
             raise ValueError(
                 f"{path}: an earlier run's checkpoint is here and a fresh fit would write over "
-                f"it; resume it with {resume}, or start this run elsewhere with "
-                "--trainer.default_root_dir DIR (or move the old run away)"
+                f"it; resume it with {resume}, or start this run elsewhere with {elsewhere} (or "
+                "move the old run away)"
             )
+
+
+def _set_elsewhere(config: Any) -> list[str]:
+    """The flags that move the checkpoint folders a config sets outside its default_root_dir
+    (e.g. a run's saved config.yaml of an older a2video): that flag alone would not move them."""
+    root = os.path.abspath(config.trainer.get("default_root_dir") or "runs/default")
+    flags = []
+    for key in ("step_checkpoint", "checkpoint"):
+        dirpath = (config.get(key) or {}).get("dirpath")
+        if dirpath and os.path.commonpath([root, os.path.abspath(dirpath)]) != root:
+            flags.append(f"--{key}.dirpath DIR/checkpoints")
+    return flags
 
 
 def _cli_value(value: Any) -> str:
@@ -304,9 +317,14 @@ class A2VideoCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         config.trainer.default_root_dir = config.trainer.get("default_root_dir") or "runs/default"
+        # <root>/checkpoints for the callbacks; left out of the saved config again once they are
+        # made (after_instantiate_classes), so a run's config.yaml reused with another
+        # --trainer.default_root_dir writes there, not into the old run's checkpoint folder
+        self._derived_dirpaths = []
         for key in ("checkpoint", "step_checkpoint"):
             if config.get(key) is not None and not config[key].get("dirpath"):
                 config[key].dirpath = _checkpoint_dir(config, key)
+                self._derived_dirpaths.append(key)
         fast_dev_run = config.trainer.get("fast_dev_run")  # Lightning saves nothing then
         if self.subcommand == "fit" and not config.get("ckpt_path") and not fast_dev_run:
             _refuse_to_replace_checkpoints(config)
@@ -377,6 +395,8 @@ class A2VideoCLI(LightningCLI):
                 f"has {given} classes; pass the dataset (or annotation_dir) it was trained on."
             )
         self._check_saved_weights(config.get("ckpt_path"))
+        for key in getattr(self, "_derived_dirpaths", ()):  # the callbacks hold it now
+            config[key].dirpath = None
         try:
             text = self._parser(self.subcommand).dump(config, skip_none=False, skip_check=True)
         except Exception as err:  # a config that cannot be dumped is not worth failing the run
