@@ -106,14 +106,17 @@ class Conv3d(nn.Conv3d):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.forward_with(x, self.weight, self.bias)
+
+    def forward_with(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """This layer's convolution of ``x`` with another ``weight`` and ``bias`` of the same
+        shapes (e.g. with a BatchNorm folded in), through the same 2-D views."""
         if self._plain() or x.dim() != 5:
-            return super().forward(x)
+            return self._conv_forward(x, weight, bias)
         (kt, kh, kw), (st, sh, sw), (pt, ph, pw) = self.kernel_size, self.stride, self.padding
         if kh == kw == 1 and sh == sw == 1 and ph == pw == 0:
             h, w = x.shape[3:]
-            y = F.conv2d(
-                x.flatten(3), self.weight.flatten(3), self.bias, (st, 1), (pt, 0), 1, self.groups
-            )
+            y = F.conv2d(x.flatten(3), weight.flatten(3), bias, (st, 1), (pt, 0), 1, self.groups)
             return _keep_layout(y.unflatten(3, (h, w)), x)
         if (
             kt == 1
@@ -122,13 +125,12 @@ class Conv3d(nn.Conv3d):
             and x.is_contiguous(memory_format=torch.channels_last_3d)
         ):
             y = F.conv2d(
-                _frames_view(x), self.weight.squeeze(2), self.bias, (sh, sw), (ph, pw), 1,
-                self.groups,
-            )  # fmt: skip
+                _frames_view(x), weight.squeeze(2), bias, (sh, sw), (ph, pw), 1, self.groups
+            )
             return _keep_layout(_from_frames(y, x.shape[0]), x)
         if self._stacks_time(x):
-            return self._time_in_channels(x)
-        return super().forward(x)
+            return self._time_in_channels(x, weight, bias)
+        return self._conv_forward(x, weight, bias)
 
     def _stacks_time(self, x: Tensor) -> bool:
         use = self.time_to_channels if self.time_to_channels is not None else x.is_cuda
@@ -140,7 +142,7 @@ class Conv3d(nn.Conv3d):
             and channels_last_clip(x)
         )
 
-    def _time_in_channels(self, x: Tensor) -> Tensor:
+    def _time_in_channels(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         """The convolution as one 2-D convolution over (N·T', C·kt, H, W) stacked frames."""
         n, c, t, h, w = x.shape
         kt, (pt, ph, pw) = self.kernel_size[0], self.padding
@@ -156,11 +158,10 @@ class Conv3d(nn.Conv3d):
                 stacked[:, lo:hi, :, :, tau : c * kt : kt] = frames[
                     :, lo - pt + tau : hi - pt + tau
                 ]
-        weight = F.pad(self.weight.flatten(1, 2), (0, 0, 0, 0, 0, width - c * kt))
+        weight = F.pad(weight.flatten(1, 2), (0, 0, 0, 0, 0, width - c * kt))
         y = F.conv2d(
-            stacked.flatten(0, 1).permute(0, 3, 1, 2), weight, self.bias, self.stride[1:],
-            (ph, pw),
-        )  # fmt: skip
+            stacked.flatten(0, 1).permute(0, 3, 1, 2), weight, bias, self.stride[1:], (ph, pw)
+        )
         return _from_frames(y, n)
 
 
