@@ -525,7 +525,9 @@ def section_stem(ctx: Ctx) -> None:
         "a2net eager step, 3-D stem": whole(False),
         "a2net eager step, stacked stem": whole(True),
         "stem alone compiled, 3-D": compiled(conv_3d),
-        "stem alone compiled, stacked frames": compiled(stem._time_in_channels),
+        "stem alone compiled, stacked frames": compiled(
+            lambda clip: stem._time_in_channels(clip, stem.weight, stem.bias)
+        ),
         "stem alone compiled, stacked by unfold (candidate)": compiled(
             lambda clip: _stacked_by_unfold(stem, clip)
         ),
@@ -743,6 +745,7 @@ def _block_kinds(
         "a2 auto": DoubleAttention(c, association="auto"),
         "a2 left": DoubleAttention(c, association="left"),
         "a2 left fp32": DoubleAttention(c, association="left", precision="float32"),
+        "a2 auto, BN folded": DoubleAttention(c, association="auto", fold_bn=True),
     }
     if 6 * batch * length * length * 2 < free_bytes:  # the right order's L×L (and its grads)
         kinds["a2 right"] = DoubleAttention(c, association="right")
@@ -825,7 +828,9 @@ def _block_table(ctx: Ctx, key: str, title: str, rows: list[dict[str, Any]]) -> 
 def section_blocks_compiled(ctx: Ctx) -> None:
     """The A²-block and the non-local block compiled, as the GPU configs train them (forward +
     backward, res2..res5; ``torch.compile(dynamic=False)`` per stage), plain and replayed as a
-    CUDA graph, against the A²-block's bare GEMMs replayed as a graph too."""
+    CUDA graph, against the A²-block's bare GEMMs replayed as a graph too. The block with its
+    output BN folded (``fold_bn``) is measured against the same GEMMs (the plain block's: its
+    own add one m×m covariance product), so both rows' "of GEMM rate" share a reference."""
     from harness import gemm_flops, gemm_replay, record_gemms  # benchmarks/harness.py
 
     dev, args = ctx.device, ctx.args
@@ -841,7 +846,7 @@ def section_blocks_compiled(ctx: Ctx) -> None:
         fns: dict[str, Callable[[], None]] = {}
         flop: dict[str, int] = {}
         kinds = _block_kinds(c, t, h, w, batch, free)
-        for name in ("a2 auto", "non-local"):
+        for name in ("a2 auto", "a2 auto, BN folded", "non-local"):
             if name not in kinds:
                 continue
             block = _live_block(ctx, kinds[name])
@@ -868,11 +873,11 @@ def section_blocks_compiled(ctx: Ctx) -> None:
                 graphed = _cuda_graph(replay, dev) if dev.type == "cuda" else None
                 fns["a2 GEMMs"] = graphed or replay
         times = interleaved(fns, args.block_steps, 3, dev)
-        if "a2 auto compiled" in fns:  # where the block's device time goes, kernel by kernel
-            prof = _kernel_profile(fns["a2 auto compiled"], dev, 5)
+        for name in ("a2 auto", "a2 auto, BN folded"):  # where the block's device time goes
+            prof = _kernel_profile(fns[f"{name} compiled"], dev, 5) if name in kinds else None
             if prof:
                 profiles = ctx.results.setdefault("blocks_compiled_profile", {})
-                profiles[stage] = prof
+                profiles[stage + name[len("a2 auto") :]] = prof
                 _block_profile_table(ctx, profiles)
         for label, f in flop.items():
             gemm = times["a2 GEMMs"] if label.startswith("a2") and "a2 GEMMs" in times else None

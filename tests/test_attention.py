@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -211,3 +213,76 @@ def test_rejects_bad_inputs() -> None:
         DoubleAttention(8, association="middle")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         DoubleAttention(8)(torch.randn(8, 4))
+
+
+def _fold_pair(momentum: float | None) -> tuple[DoubleAttention, DoubleAttention]:
+    """A live float64 block with its output BN applied, and the same block with it folded."""
+    torch.manual_seed(0)
+    plain = _randomise(DoubleAttention(16)).double()
+    plain.bn.momentum = momentum
+    with torch.no_grad():
+        plain.bn.bias.normal_(0.0, 0.5)
+    folded = copy.deepcopy(plain)
+    folded.fold_bn = True
+    return plain, folded
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 3, 5, 4), (3, 16, 6, 5)])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_folded_output_bn_is_the_same_function_gradients_and_statistics(
+    shape: tuple[int, ...], channels_last: bool, momentum: float | None
+) -> None:
+    """``fold_bn``: BN(W·Z) as W'·Z + b' with the batch statistics from Z's covariance gives
+    the BN's output, every gradient, and running statistics (two training steps, then eval) to
+    float64 rounding."""
+    plain, folded = _fold_pair(momentum)
+    if channels_last and len(shape) == 5:
+        plain, folded = (b.to(memory_format=torch.channels_last_3d) for b in (plain, folded))
+    for step in range(2):
+        x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(step))
+        if channels_last and len(shape) == 5:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        xs = [x.clone().requires_grad_(True) for _ in range(2)]
+        outs = [block(xi) for block, xi in zip((plain, folded), xs, strict=True)]
+        torch.testing.assert_close(outs[1], outs[0], rtol=1e-10, atol=1e-10)
+        weights = torch.randn_like(outs[0])
+        for out in outs:
+            (out * weights).sum().backward()
+        torch.testing.assert_close(xs[1].grad, xs[0].grad, rtol=1e-9, atol=1e-10)
+    for (name, p), q in zip(plain.named_parameters(), folded.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-9, atol=1e-10, msg=name)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(folded.bn, name), getattr(plain.bn, name), msg=name)
+    plain.eval(), folded.eval()
+    x = torch.randn(shape, dtype=torch.float64)
+    torch.testing.assert_close(folded(x), plain(x), rtol=1e-10, atol=1e-10)
+    assert folded.state_dict().keys() == plain.state_dict().keys()
+
+
+def test_folded_output_bn_in_bf16_stays_close_to_a_float64_reference() -> None:
+    """Under bf16 autocast the folded block keeps the unfolded block's stated tolerance."""
+    block = _randomise(DoubleAttention(64, fold_bn=True))
+    x = torch.randn(2, 64, 4, 14, 14)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = block(x)
+    ref = copy.deepcopy(block).double()
+    ref.fold_bn = False
+    ref64 = ref(x.double())
+    err = (y.double() - ref64).abs().max() / ref64.abs().max()
+    assert err <= BF16_TOLERANCE, float(err)
+
+
+def test_sync_batchnorm_is_never_folded(monkeypatch) -> None:
+    """A SyncBatchNorm's statistics span the ranks: the block applies it as a module."""
+    from a2video.models import attention
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("folded a SyncBatchNorm")
+
+    block = _randomise(DoubleAttention(16, fold_bn=True))
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(block)).eval()
+    monkeypatch.setattr(attention, "folded_bn_projection", refuse)
+    x = torch.randn(2, 16, 3, 5, 4)
+    block.fold_bn = False
+    torch.testing.assert_close(synced(x), block.eval()(x))

@@ -89,13 +89,13 @@ def test_bench_gpu_runs_tiny_on_the_cpu_without_video_or_cli_packages(tmp_path) 
     assert lightning["eager"]["uint8_to_module"] == 0
     assert lightning["compiled"]["uint8_to_module"] >= 2
     kinds = {r["kind"].split(" (")[0] for r in result["sections"]["blocks"]}
-    assert {"a2 auto", "a2 left", "a2 right", "non-local"} <= kinds
+    assert {"a2 auto", "a2 left", "a2 right", "a2 auto, BN folded", "non-local"} <= kinds
     assert {r["stage"] for r in result["sections"]["blocks"]} == {"res2", "res3", "res4", "res5"}
     compiled_blocks = result["sections"]["blocks_compiled"]
     assert {(r["stage"], r["kind"]) for r in compiled_blocks} == {
         (stage, kind)
         for stage in ("res2", "res3", "res4", "res5")
-        for kind in ("a2 auto compiled", "non-local compiled")
+        for kind in ("a2 auto compiled", "a2 auto, BN folded compiled", "non-local compiled")
     }
     assert all((r["of_gemms"] is not None) == r["kind"].startswith("a2") for r in compiled_blocks)
     assert sum(result["profile"]["categories"].values()) == pytest.approx(1.0)
@@ -174,7 +174,8 @@ def test_the_stem_sections_candidate_layout_computes_the_librarys_result(kt, pt,
     x = torch.randn(2, channels, 6, 20, 18, dtype=torch.float64)
     x = x.contiguous(memory_format=torch.channels_last_3d)
     got = bench_gpu._stacked_by_unfold(stem, x)
-    torch.testing.assert_close(got, stem._time_in_channels(x), rtol=0, atol=1e-12)
+    expected = stem._time_in_channels(x, stem.weight, stem.bias)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
     assert got.is_contiguous(memory_format=torch.channels_last_3d)
 
 

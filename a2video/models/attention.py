@@ -28,7 +28,13 @@ from torch import Tensor, nn
 
 from a2video.models.layers import BatchNorm3d, Conv3d, channels_last_clip
 
-__all__ = ["DoubleAttention", "NonLocal", "association_cost", "attention_blocks"]
+__all__ = [
+    "DoubleAttention",
+    "NonLocal",
+    "association_cost",
+    "attention_blocks",
+    "folded_bn_projection",
+]
 
 Association = Literal["left", "right", "auto"]
 Precision = Literal["autocast", "float32"]
@@ -98,6 +104,66 @@ def _compute_dtype(x: Tensor, precision: Precision = "float32") -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
+def _folds(bn: nn.Module) -> bool:
+    """Whether ``bn`` can be folded into the convolution before it: a per-process BatchNorm
+    (a SyncBatchNorm's statistics span the ranks)."""
+    return isinstance(bn, nn.modules.batchnorm._BatchNorm) and not isinstance(bn, nn.SyncBatchNorm)
+
+
+def folded_bn_projection(
+    weight: Tensor, bn: nn.modules.batchnorm._BatchNorm, z: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``(W', b')`` with ``BN(W·z) = W'·z + b'`` for a 1×1×1 convolution ``W`` (c×m) on ``z``.
+
+    With batch statistics (training, or no running statistics) the mean and variance of
+    ``y = W·z`` come from ``z``'s own: ``E[y] = W·E[z]`` and ``Var[y]_c = w_c Σ_z w_cᵀ``, with
+    ``Σ_z`` the m×m covariance of ``z`` over the batch's positions (one m×m GEMM, float32), so
+    the c-channel ``y`` is never normalised in a pass of its own (statistics in at least
+    float32); the running statistics are
+    updated as ``nn.BatchNorm3d`` does (unbiased variance, ``momentum``). Otherwise the running
+    statistics fold in, as at inference. The same function of ``z``, ``W``, γ and β as the BN
+    after the convolution, so the same gradients.
+
+    Args:
+        weight: the convolution's weight, (c, m, 1, 1, 1).
+        bn: the BatchNorm over its c output channels.
+        z: its input, (N, m, T, H, W).
+
+    Returns:
+        ``W'`` shaped like ``weight`` and ``b'`` (c,), in ``weight``'s dtype.
+    """
+    c, m = weight.shape[:2]
+    acc = torch.promote_types(z.dtype, torch.float32)  # float32 statistics of a bf16 z
+    w = weight.reshape(c, m).to(acc)
+    if bn.training or not bn.track_running_stats:
+        with _no_autocast(z.device.type):
+            rows = z.movedim(1, -1).reshape(-1, m).to(acc)  # (P, m): a view when channels-last
+            count = rows.shape[0]
+            mean_z = rows.mean(0)
+            cov_z = rows.t().mm(rows) / count - torch.outer(mean_z, mean_z)
+            mean = w.mv(mean_z)
+            var = (w.mm(cov_z) * w).sum(1).clamp_min(0)
+        if bn.training and bn.track_running_stats:
+            with torch.no_grad():
+                bn.num_batches_tracked.add_(1)
+                factor = bn.momentum
+                if factor is None:  # a cumulative average, as nn.BatchNorm3d
+                    factor = 1.0 / float(bn.num_batches_tracked)
+                bn.running_mean.lerp_(mean.detach().to(bn.running_mean.dtype), factor)
+                unbiased = var.detach() * (count / max(count - 1, 1))
+                bn.running_var.lerp_(unbiased.to(bn.running_var.dtype), factor)
+    else:
+        mean, var = bn.running_mean.to(acc), bn.running_var.to(acc)
+    scale = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.to(acc)
+    shift = -mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.to(acc)
+    folded = (w * scale[:, None]).reshape(weight.shape)
+    return folded.to(weight.dtype), shift.to(weight.dtype)
+
+
 def _reset_attention_parameters(
     qkv: nn.Conv3d, proj: nn.Conv3d, bn: nn.BatchNorm3d, *, zero_init: bool
 ) -> None:
@@ -141,6 +207,9 @@ class DoubleAttention(nn.Module):
             timed on CUDA, by cost elsewhere).
         zero_init: Initialise the output BN scale to zero (the block starts as the identity).
         precision: ``"autocast"`` or ``"float32"``: dtype of the softmaxes and products.
+        fold_bn: Fold the output BN into the output convolution (:func:`folded_bn_projection`:
+            its batch statistics from Z's m×m covariance), so the block is GEMMs, two softmaxes
+            and the residual add. The same function and state dict; not with SyncBatchNorm.
     """
 
     def __init__(
@@ -152,6 +221,7 @@ class DoubleAttention(nn.Module):
         *,
         zero_init: bool = True,
         precision: Precision = "autocast",
+        fold_bn: bool = False,
     ) -> None:
         super().__init__()
         if association not in ("left", "right", "auto"):
@@ -168,6 +238,7 @@ class DoubleAttention(nn.Module):
         self.proj = Conv3d(self.m, in_channels, kernel_size=1, bias=False)
         self.bn = BatchNorm3d(in_channels)
         self.zero_init = zero_init
+        self.fold_bn = fold_bn
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -177,6 +248,7 @@ class DoubleAttention(nn.Module):
         return (
             f"in_channels={self.in_channels}, m={self.m}, n={self.n}, "
             f"association={self.association!r}, precision={self.precision!r}"
+            + (", fold_bn=True" if self.fold_bn else "")
         )
 
     def _choose(self, length: int) -> str:
@@ -274,7 +346,10 @@ class DoubleAttention(nn.Module):
         """Output 1×1×1 convolution and BN: (N, m, *spatial) -> (N, C, *spatial)."""
         z5, was_image = _as_video(z)
         z5 = z5.to(self.proj.weight.dtype) if not _autocast_on(z5.device.type) else z5
-        out = self.bn(self.proj(z5))
+        if self.fold_bn and _folds(self.bn):
+            out = self.proj.forward_with(z5, *folded_bn_projection(self.proj.weight, self.bn, z5))
+        else:
+            out = self.bn(self.proj(z5))
         return out.squeeze(2) if was_image else out
 
     def forward(self, x: Tensor) -> Tensor:
