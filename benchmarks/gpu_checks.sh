@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every GPU measurement and GPU test of issues #11 and #12 in one call on a lent GPU machine
-# (one H100/H200, its own python3 + torch; about 7 minutes: bench 240 s, the NVDEC stage table
+# (one H100/H200, its own python3 + torch; about 8 minutes: bench 270 s, the NVDEC stage table
 # and the mixed loader about 2 minutes, the GPU tests 1 minute).
 # Results go to $OUT (default runs/gpu_checks): log.txt, bench_gpu/bench_gpu.{md,json},
 # nvdec_stages.json, mixed_prepared.json (or nvdec_*.json without decord2), gpu_tests.txt.
@@ -11,8 +11,8 @@
 #   - Trainer.fit compiled at batch 32 (its row is written as soon as it is timed), then the raw
 #     loop in a fresh process (Lightning / raw); Trainer.fit eager with uint8 clips and its raw
 #     loop;
-#   - the A²-block and non-local compiled at res5, res4, res3, res2, each with a kernel profile
-#     of the A²-block;
+#   - the A²-block (plain and with its output BN folded, fold_bn) and non-local compiled at
+#     res5, res4, res3, res2, with a kernel profile of each A²-block;
 #   - where an NVDEC training sample's time goes (decode, transforms, sync, collate);
 #   - the mixed NVDEC + CPU loader on the prepared copy (NVDEC_SETS="prepared web" adds the
 #     download-like set);
@@ -25,7 +25,7 @@
 #   .gpuwork/videos/{web,prepared}  download-like videos and their `a2video prepare` copy
 #                                   (docs/data.md, "NVDEC and CPU workers together")
 # Without PyNvVideoCodec the NVDEC part is skipped; without decord2 only NVDEC alone is measured.
-# Budgets (seconds): GPU_BENCH_S (bench_gpu, default 240), NVDEC_S per configuration (default 3).
+# Budgets (seconds): GPU_BENCH_S (bench_gpu, default 270), NVDEC_S per configuration (default 3).
 # GPU_BENCH_ARGS: extra bench_gpu arguments (e.g. --sections, or a CPU dry run below).
 #
 # On a lent machine (64 MiB per call: tree 3.5 MB + site.tar.xz 22 MB + videos 18 MB), one call:
@@ -53,7 +53,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 
 echo "== bench_gpu"
 # GPU_BENCH_ARGS: extra arguments (a CPU dry run: "--arch-scale tiny --device cpu --steps 1")
-B=${GPU_BENCH_S:-240}  # soft: a compile that starts in budget finishes; the hard stop is 90 s on
+B=${GPU_BENCH_S:-270}  # soft: a compile that starts in budget finishes; the hard stop is 90 s on
 # batch 32 for the Trainer.fit pair: #12's 20 % goal holds "at batch >= 16"; one H200 measured
 # 21.4 % in Trainer.fit at 64 and 17.2 % at 32, where the raw loop had reached 19.9 %
 timeout "$((B + 90))" "$PY" benchmarks/bench_gpu.py --out "$OUT/bench_gpu" --budget-s "$B" \
