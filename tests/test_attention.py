@@ -286,3 +286,24 @@ def test_sync_batchnorm_is_never_folded(monkeypatch) -> None:
     x = torch.randn(2, 16, 3, 5, 4)
     block.fold_bn = False
     torch.testing.assert_close(synced(x), block.eval()(x))
+
+
+def test_a_network_built_with_folded_bn_is_the_same_network() -> None:
+    """``build_model(..., attn_fold_bn=True)``: every A²-block folds; the state dict loads both
+    ways, and a training step's output and gradients are the unfolded network's (float64)."""
+    from a2video.models import build_model
+
+    torch.manual_seed(0)
+    plain = build_model("a2net_tiny", num_classes=5).double()
+    folded = build_model("a2net_tiny", num_classes=5, attn_fold_bn=True).double()
+    for block in plain.attention_blocks.values():
+        torch.nn.init.normal_(block.bn.weight, 1.0, 0.3)
+    folded.load_state_dict(plain.state_dict())
+    assert all(b.fold_bn for b in folded.attention_blocks.values())
+    x = torch.randn(2, 3, 4, 32, 32, dtype=torch.float64)
+    outs = [net(x) for net in (plain, folded)]
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-10, atol=1e-10)
+    for out in outs:
+        out.square().sum().backward()
+    for (name, p), q in zip(plain.named_parameters(), folded.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-8, atol=1e-10, msg=name)

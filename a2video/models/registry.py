@@ -34,7 +34,8 @@ Common options (every builder): ``num_classes``, ``dropout``, ``pretrained_2d`` 
 ResNet state dict, path, or ``"imagenet"``) with ``inflate`` (``"mean"``/``"center"``),
 ``pretrained_ptv`` (PyTorchVideo state dict or ``.pyth`` path), and for the attention archs
 ``association``, ``attn_m``, ``attn_n`` (int: channels; float: fraction of the block's input
-channels; ``None``: c/4 for A²-blocks).
+channels; ``None``: c/4 for A²-blocks), ``attn_fold_bn`` (A²-blocks: the output BN folded into
+the output convolution, ``DoubleAttention(fold_bn=True)``; the same function and state dict).
 
 Block kind and placement (the paper's ablations):
 
@@ -175,6 +176,7 @@ def _attn_factory(
     attn_m: Width,
     attn_n: Width,
     nl_pool: tuple[int, int, int] | None,
+    fold_bn: bool = False,
 ) -> Callable[[int], nn.Module] | None:
     if block == "none":
         return None
@@ -182,7 +184,7 @@ def _attn_factory(
 
         def a2(channels: int) -> nn.Module:
             m, n = _width(attn_m, channels), _width(attn_n, channels)
-            return DoubleAttention(channels, m=m, n=n, association=association)
+            return DoubleAttention(channels, m=m, n=n, association=association, fold_bn=fold_bn)
 
         return a2
     if block == "nonlocal":
@@ -210,6 +212,7 @@ def _video_resnet(
     association: Association = "left",
     attn_m: Width = None,
     attn_n: Width = None,
+    attn_fold_bn: bool = False,
     nl_pool: tuple[int, int, int] | None = (1, 2, 2),
     # Head
     dropout: float = 0.5,
@@ -225,7 +228,7 @@ def _video_resnet(
         stem_temporal_kernel=stem_temporal_kernel,
         temporal_kernels=temporal_kernels,
         temporal_pool=temporal_pool,
-        attn_layer=_attn_factory(block, association, attn_m, attn_n, nl_pool),
+        attn_layer=_attn_factory(block, association, attn_m, attn_n, nl_pool, attn_fold_bn),
         attn_units=block_units if block != "none" else ((), (), (), ()),
         dropout=dropout,
         arch=arch,
