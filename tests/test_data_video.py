@@ -64,6 +64,30 @@ def test_select_frames_is_advanced_indexing_without_the_byte_copy():
     assert video.select_frames(frames, range(6)) is frames  # nothing to gather: no copy
 
 
+def test_select_frames_on_a_device_makes_no_index_from_host_numbers():
+    """Off the CPU (NVDEC's frames) the gather makes no tensor from host numbers, which on a
+    GPU is a blocking copy per clip; the frames are those of advanced indexing."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class HostData(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.made = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.made += func.overloadpacket is torch.ops.aten.lift_fresh
+            return func(*args, **(kwargs or {}))
+
+    frames = torch.randint(0, 256, (6, 4, 5, 3), dtype=torch.uint8)
+    on_device = frames.to("meta")  # a device tensor without a device: shapes and ops only
+    with HostData() as watch:
+        got = video.select_frames(on_device, [4, 0, 0, 5])
+    assert watch.made == 0 and got.shape == (4, 4, 5, 3) and got.device.type == "meta"
+    with HostData() as watch:
+        video.select_frames(frames, [4, 0, 0, 5])
+    assert watch.made == 1  # the CPU path's index (index_select: fastest there)
+
+
 def test_auto_prefers_decord_and_falls_back_to_pyav(monkeypatch):
     if DECORD_DECLARED:
         assert get_decoder("auto").name == "decord"

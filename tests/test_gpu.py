@@ -149,3 +149,13 @@ def test_resume_restores_the_cuda_rng_streams() -> None:
     torch.randn(77, device="cuda")  # the streams move on (the killed run)
     restore_rng(state)
     assert torch.equal(torch.randn(1000, device="cuda"), expected)
+
+
+def test_select_frames_on_the_gpu_is_advanced_indexing() -> None:
+    """NVDEC's frames are gathered on the GPU by stacking views (no index copied from the host)."""
+    from a2video.data.video import select_frames
+
+    frames = torch.randint(0, 256, (6, 4, 5, 3), dtype=torch.uint8)
+    positions = [4, 0, 0, 5]
+    got = select_frames(frames.cuda(), positions)
+    assert got.is_cuda and torch.equal(got.cpu(), frames[positions])
