@@ -56,18 +56,7 @@ def test_datamodule_batches_cross_as_uint8_and_reach_the_same_floats(kinetics_ro
 def test_normalising_a_batch_makes_no_tensor_from_host_numbers_after_the_first():
     """The mean and std are made on the batch's device once: on a GPU each tensor made from
     host numbers is a blocking copy, i.e. a host sync every training step."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class HostData(TorchDispatchMode):
-        """Records ``lift_fresh``: a tensor made from host data (``torch.tensor(list)``)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.made = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.made += func.overloadpacket is torch.ops.aten.lift_fresh
-            return func(*args, **(kwargs or {}))
+    from host_data import HostData
 
     video = torch.randint(0, 256, (2, 3, 2, 4, 4), dtype=torch.uint8)
     mean, std = (0.41, 0.42, 0.43), (0.21, 0.22, 0.23)  # not used by another test

@@ -67,16 +67,7 @@ def test_select_frames_is_advanced_indexing_without_the_byte_copy():
 def test_select_frames_on_a_device_makes_no_index_from_host_numbers():
     """Off the CPU (NVDEC's frames) the gather makes no tensor from host numbers, which on a
     GPU is a blocking copy per clip; the frames are those of advanced indexing."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class HostData(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.made = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.made += func.overloadpacket is torch.ops.aten.lift_fresh
-            return func(*args, **(kwargs or {}))
+    from host_data import HostData
 
     frames = torch.randint(0, 256, (6, 4, 5, 3), dtype=torch.uint8)
     on_device = frames.to("meta")  # a device tensor without a device: shapes and ops only
