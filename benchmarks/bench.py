@@ -106,36 +106,14 @@ def _choice(what: str, value: str, choices: Sequence[str], flag: str = "") -> No
         raise ValueError(f"unknown {what} {value!r}{where}; choose from {', '.join(choices)}")
 
 
-def _devices_here() -> list[str]:
-    import torch
-
-    names = ["cpu"]
-    if torch.cuda.is_available():
-        count = torch.cuda.device_count()
-        names += ["cuda"] + [f"cuda:{i}" for i in range(count)]
-    return names
-
-
 def check_device(device: str) -> None:
-    """Raises ``ValueError`` unless ``device`` is ``cpu`` or a CUDA device this machine has."""
-    import torch
+    """Raises ``ValueError`` unless ``device`` is ``cpu`` or a CUDA device this machine has
+    (:func:`a2video.devices.resolve_device`; the benches time CPU and CUDA only)."""
+    from a2video.devices import devices_here, resolve_device
 
-    here = ", ".join(_devices_here())
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"--device {device!r} is not a device name; choose from {here}") from None
-    if dev.type == "cpu":
-        return
-    if dev.type != "cuda":
-        raise ValueError(f"--device {device!r} is not supported here; choose from {here}")
-    if not torch.cuda.is_available():
-        raise ValueError(
-            f"--device {device!r} is not available here (torch.cuda.is_available() is False: "
-            f"no CUDA GPU or driver); choose from {here}"
-        )
-    if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {device!r} is not available here; choose from {here}")
+    if resolve_device(device).type not in ("cpu", "cuda"):
+        here = ", ".join(devices_here())
+        raise ValueError(f"--device {device!r} is not supported by the bench; choose from {here}")
 
 
 def check_args(args: argparse.Namespace) -> None:

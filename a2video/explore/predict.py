@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from a2video.data.datasets import ClipSpec
+from a2video.devices import resolve_device  # re-exported
 from a2video.training.views import per_view_probs, view_subset  # view_subset: re-exported
 
 __all__ = [
@@ -139,44 +140,6 @@ class Predictor:
             (V, num_classes) float32 probabilities, on the CPU.
         """
         return per_view_probs(self.model, views[None], batch_size, self.device)[0].cpu()
-
-
-def _devices_here() -> list[str]:
-    names = ["cpu"]
-    if torch.cuda.is_available():
-        count = torch.cuda.device_count()
-        names += ["cuda"] + ([f"cuda:0..cuda:{count - 1}"] if count > 1 else ["cuda:0"])
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        names.append("mps")
-    return names
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``device`` as a :class:`torch.device`, after checking this machine has it.
-
-    Raises:
-        ValueError: not a device name (``gpu0``), or a device this machine lacks (``cuda``
-            without a CUDA GPU, ``cuda:3`` with one GPU); the message lists the devices here.
-    """
-    here = ", ".join(_devices_here())
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(
-            f"device {str(device)!r} is not a torch device name; this machine has: {here}"
-        ) from None
-    if dev.type == "cpu":
-        return dev
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        ok = count > 0 and (dev.index is None or dev.index < count)
-    else:
-        backend = getattr(torch.backends, dev.type, None) or getattr(torch, dev.type, None)
-        ok = callable(getattr(backend, "is_available", None)) and bool(backend.is_available())
-    if not ok:
-        raise ValueError(f"device {str(device)!r} is not available here; this machine has: {here}")
-    return dev
 
 
 def load_predictor(
