@@ -444,9 +444,7 @@ def train_transform_float_cf(
     new_h, new_w = T.short_side_shape(h, w, short)
     top = int(rng.integers(0, new_h - crop_size + 1))
     left = int(rng.integers(0, new_w - crop_size + 1))
-    fy, fx = h / new_h, w / new_w  # transforms.resized_crop's source box
-    y0, x0 = round(top * fy), round(left * fx)
-    y1, x1 = min(h, round((top + crop_size) * fy)), min(w, round((left + crop_size) * fx))
+    y0, y1, x0, x1 = T.source_box(h, w, short, top, left, crop_size)  # resized_crop's region
     region = x[..., y0:y1, x0:x1]
     if tuple(region.shape[-2:]) != (crop_size, crop_size):
         region = region.to(torch.float32, memory_format=torch.contiguous_format)

@@ -51,6 +51,17 @@ def short_side_resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.resize(x, list(short_side_shape(h, w, size)), antialias=True)
 
 
+def source_box(
+    h: int, w: int, short: int, top: int, left: int, size: int
+) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)``: the region of an (h, w) frame that the ``size`` crop at (top, left)
+    of the frame resized to short side ``short`` covers."""
+    new_h, new_w = short_side_shape(h, w, short)
+    fy, fx = h / new_h, w / new_w
+    y0, x0 = round(top * fy), round(left * fx)
+    return y0, min(h, round((top + size) * fy)), x0, min(w, round((left + size) * fx))
+
+
 def resized_crop(x: torch.Tensor, short: int, top: int, left: int, size: int) -> torch.Tensor:
     """The ``size`` crop at (top, left) of ``x`` resized to short side ``short``.
 
@@ -58,11 +69,7 @@ def resized_crop(x: torch.Tensor, short: int, top: int, left: int, size: int) ->
     picture as resizing the whole frame then cropping (up to sub-pixel rounding of the box),
     for a fraction of the resizing work.
     """
-    h, w = x.shape[-2:]
-    new_h, new_w = short_side_shape(h, w, short)
-    fy, fx = h / new_h, w / new_w
-    y0, x0 = round(top * fy), round(left * fx)
-    y1, x1 = min(h, round((top + size) * fy)), min(w, round((left + size) * fx))
+    y0, y1, x0, x1 = source_box(*x.shape[-2:], short, top, left, size)
     region = x[..., y0:y1, x0:x1]
     if region.shape[-2:] == (size, size):
         return region
@@ -129,13 +136,16 @@ def _mean_std(
     (``torch.compile``) builds them in the graph instead, where Inductor folds them into the
     kernel as constants.
     """
+
+    def make() -> tuple[torch.Tensor, torch.Tensor]:
+        m, s = (torch.tensor(v, dtype=dtype, device=device).view(-1, 1, 1, 1) for v in (mean, std))
+        return m, s
+
     if torch.compiler.is_compiling():
-        m = torch.tensor(mean, dtype=dtype, device=device).view(-1, 1, 1, 1)
-        return m, torch.tensor(std, dtype=dtype, device=device).view(-1, 1, 1, 1)
+        return make()
     key = (tuple(mean), tuple(std), dtype, device)
     if key not in _MEAN_STD:
-        m = torch.tensor(mean, dtype=dtype, device=device).view(-1, 1, 1, 1)
-        _MEAN_STD[key] = m, torch.tensor(std, dtype=dtype, device=device).view(-1, 1, 1, 1)
+        _MEAN_STD[key] = make()
     return _MEAN_STD[key]
 
 
