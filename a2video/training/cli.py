@@ -66,7 +66,7 @@ from a2video.training.checkpoint import (
 )
 from a2video.training.resume import ResumeState
 
-__all__ = ["ARCH_KEYS", "A2VideoCLI", "wandb_logged_in"]
+__all__ = ["ARCH_KEYS", "A2VideoCLI", "run_root", "wandb_logged_in"]
 
 # --ckpt_path values Lightning resolves itself (``last`` and ``best`` are resolved here).
 _SPECIAL_CKPT = ("hpc", "registry")
@@ -91,11 +91,15 @@ def _mentions(value: Any, name: str) -> bool:
     return name in str(value)
 
 
+def run_root(config: Any) -> str:
+    """The run folder of ``config``: ``trainer.default_root_dir``, ``runs/default`` unset."""
+    return config.trainer.get("default_root_dir") or "runs/default"
+
+
 def _checkpoint_dir(config: Any, key: str) -> str:
     """Where the ``checkpoint`` / ``step_checkpoint`` callback of ``config`` writes."""
     dirpath = (config.get(key) or {}).get("dirpath")
-    root = config.trainer.get("default_root_dir") or "runs/default"
-    return dirpath or os.path.join(root, "checkpoints")
+    return dirpath or os.path.join(run_root(config), "checkpoints")
 
 
 def _refuse_to_replace_checkpoints(config: Any) -> None:
@@ -122,7 +126,7 @@ def _refuse_to_replace_checkpoints(config: Any) -> None:
 def _set_elsewhere(config: Any) -> list[str]:
     """The flags that move the checkpoint folders a config sets outside its default_root_dir
     (e.g. a run's saved config.yaml of an older a2video): that flag alone would not move them."""
-    root = os.path.abspath(config.trainer.get("default_root_dir") or "runs/default")
+    root = os.path.abspath(run_root(config))
     flags = []
     for key in ("step_checkpoint", "checkpoint"):
         dirpath = (config.get(key) or {}).get("dirpath")
@@ -316,7 +320,7 @@ class A2VideoCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        config.trainer.default_root_dir = config.trainer.get("default_root_dir") or "runs/default"
+        config.trainer.default_root_dir = run_root(config)
         # <root>/checkpoints for the callbacks; left out of the saved config again once they are
         # made (after_instantiate_classes), so a run's config.yaml reused with another
         # --trainer.default_root_dir writes there, not into the old run's checkpoint folder

@@ -36,7 +36,7 @@ from torch import nn
 
 from a2video.models.weights import Kind as SourceKind
 from a2video.models.weights import LoadReport, WeightsError, load_weights
-from a2video.training.cli import A2VideoCLI
+from a2video.training.cli import A2VideoCLI, run_root
 from a2video.training.module import VideoClassifier
 
 __all__ = [
@@ -336,8 +336,7 @@ class FinetuneCLI(A2VideoCLI):
         config = self.config[subcommand] if subcommand else self.config
         if self.fold is not None:
             config.data.fold = self.fold
-            root = config.trainer.get("default_root_dir") or "runs/default"
-            config.trainer.default_root_dir = os.path.join(root, f"fold{self.fold}")
+            config.trainer.default_root_dir = os.path.join(run_root(config), f"fold{self.fold}")
         elif len(parse_folds(config.get("folds"))) > 1:
             raise ValueError("--folds with several folds is a command-line option of finetune_ucf")
         elif parse_folds(config.get("folds")):
