@@ -167,6 +167,10 @@ class Ctx:
         y = torch.randint(0, a.classes, (batch,), device=self.device)
         return x.contiguous(memory_format=CL3D), y
 
+    def of_matmul(self, flop: float, sec: float) -> float:
+        """The rate of ``flop`` in ``sec`` as a fraction of the measured large-matmul rate."""
+        return flop / sec / 1e12 / self.results["info"]["matmul_tflops"]
+
     def train_flop(self, kind: str) -> float:
         """Training FLOPs per clip: 3 × forward multiply-adds × 2."""
         if kind not in self.flops:
@@ -288,7 +292,7 @@ def _model_row(ctx: Ctx, kind: str, batch: int, compiled: bool) -> dict[str, Any
         "step_ms": 1e3 * sec,
         "clips_per_s": batch / sec,
         "tflops": flop / sec / 1e12,
-        "matmul_fraction": flop / sec / 1e12 / ctx.results["info"]["matmul_tflops"],
+        "matmul_fraction": ctx.of_matmul(flop, sec),
         "peak_gib": peak_gib(dev),
         "first_step_s": first,
     }
@@ -639,9 +643,7 @@ def _lightning_pair(ctx: Ctx, batch: int, compiled: bool, rows: list[dict[str, A
     }
     flop = ctx.train_flop("a2net") * batch  # #12's goal is stated on Trainer.fit's own rate
     pair["lightning_clips_per_s"] = batch / timer.sec
-    pair["lightning_matmul_fraction"] = (
-        flop / timer.sec / 1e12 / ctx.results["info"]["matmul_tflops"]
-    )
+    pair["lightning_matmul_fraction"] = ctx.of_matmul(flop, timer.sec)
     del trainer, module
     peak_reset(dev)
     rows.append(pair)  # written before the plain loop runs: a cut-short run keeps this row
