@@ -460,7 +460,6 @@ def staged_sample(ds, key: tuple[int, int], timer: StageTimer, stream_sync) -> d
     ``__getitem__`` and ``NvdecPrefetcher`` make it, stage by stage under ``timer``; then the
     transform variants on the same frames. Returns the sample, with ``requested`` (the frame
     indices asked of the reader) and ``float_cf_diff`` (max |float_cf - library| grey level)."""
-    from a2video.data import transforms
     from a2video.data.datasets import sample_rng
 
     index, epoch = key
@@ -484,19 +483,7 @@ def staged_sample(ds, key: tuple[int, int], timer: StageTimer, stream_sync) -> d
     positions = [[pos[i] for i in c] for c in clips]
     rngs = {name: copy.deepcopy(rng) for name in ("old_crop", "float_cf")}  # the library's draws
     with timer("transforms"):
-        out = [
-            transforms.train_transform(
-                select_frames(frames, p),
-                rng,
-                s.train_scale,
-                s.crop_size,
-                s.mean,
-                s.std,
-                s.flip,
-                ds.uint8,
-            )
-            for p in positions
-        ]
+        out = ds.augment(frames, positions, rng)
     with timer("stack"):
         sample["video"] = out[0] if k == 1 else torch.stack(out)
     with timer("old_crop"):

@@ -198,7 +198,16 @@ class VideoClipDataset(Dataset):
             record.path,
             lambda n: sampling.repeated_train_clips(n, s.frames, self.stride, k, rng),
         )
-        out = [
+        out = self.augment(frames, clips, rng)
+        return out[0] if k == 1 else torch.stack(out)
+
+    def augment(
+        self, frames: torch.Tensor, clips: list[list[int]], rng: np.random.Generator
+    ) -> list[torch.Tensor]:
+        """The training clips at ``clips`` (positions in the decoded ``frames``), each with its
+        own draws of ``rng`` (scale, crop, flip), in order."""
+        s = self.spec
+        return [
             transforms.train_transform(
                 select_frames(frames, positions),
                 rng,
@@ -211,7 +220,6 @@ class VideoClipDataset(Dataset):
             )
             for positions in clips
         ]
-        return out[0] if k == 1 else torch.stack(out)
 
     def _val_clip(self, record: VideoRecord) -> torch.Tensor:
         s = self.spec
