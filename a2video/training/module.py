@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -68,6 +69,16 @@ from a2video.training.views import per_view_probs, view_layout
 __all__ = ["NonFiniteLossError", "VideoClassifier", "WarmupSchedule", "param_groups"]
 
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+
+
+@dataclass(frozen=True)
+class ResumedOptimizer:
+    """What a resumed fit's checkpoint holds of the optimisation, kept until the train start."""
+
+    path: str | None  # the checkpoint (Trainer.ckpt_path)
+    state: dict[str, Any] | None  # its optimizer state (None: a weights-only checkpoint)
+    optimizer: str | None  # the class names it recorded
+    scheduler: str | None
 
 
 def _mean_over_valid(losses: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -186,11 +197,11 @@ class VideoClassifier(LightningModule):
         self.run_config: str | None = None  # the CLI's YAML, stored in checkpoints
         self.video_results: VideoResults | None = None
         self.test_summary: dict[str, float] = {}
-        # Resuming: the configured optimizer settings and schedule, and (checkpoint, its
-        # optimizer state, its optimizer and scheduler classes) until the train start.
+        # Resuming: the configured optimizer settings and schedule, and what the checkpoint
+        # holds of its optimisation until the train start.
         self._configured_groups: list[dict[str, Any]] | None = None
         self._configured_schedule: dict[str, Any] | None = None
-        self._resumed: tuple[Any, dict[str, Any] | None, str | None, str | None] | None = None
+        self._resumed: ResumedOptimizer | None = None
         self._output_dir: str | None = None  # this test/predict run's, see output_dir()
 
     # ------------------------------------------------------------------ network
@@ -256,10 +267,14 @@ class VideoClassifier(LightningModule):
     def _check_resumed_optimizer(self) -> None:
         """One line, before Lightning loads it, where the resumed optimizer state cannot fit."""
         resumed = self._resumed
-        if resumed is not None and resumed[1] is not None and self.trainer.optimizers:
-            schedulers = (resumed[3], self._scheduler_name())
+        if resumed is not None and resumed.state is not None and self.trainer.optimizers:
+            schedulers = (resumed.scheduler, self._scheduler_name())
             check_resumable(
-                resumed[0], resumed[1], self.trainer.optimizers[0], resumed[2], schedulers
+                resumed.path,
+                resumed.state,
+                self.trainer.optimizers[0],
+                resumed.optimizer,
+                schedulers,
             )
 
     def _scheduler(self) -> Any:
@@ -277,14 +292,16 @@ class VideoClassifier(LightningModule):
         (:func:`a2video.training.optim.apply_settings`), said in one line when they differ."""
         resumed, self._resumed = self._resumed, None
         groups = self._configured_groups
-        if resumed is None or resumed[1] is None or groups is None or not self.trainer.optimizers:
+        if resumed is None or resumed.state is None or groups is None:
+            return
+        if not self.trainer.optimizers:
             return
         changes = apply_settings(
             self.trainer.optimizers[0], self._scheduler(), groups, self._configured_schedule
         )
         if changes:
             rank_zero_info(
-                f"a2video: resumed {resumed[0]} with this run's optimisation settings: "
+                f"a2video: resumed {resumed.path} with this run's optimisation settings: "
                 + ", ".join(changes)
             )
 
@@ -587,11 +604,8 @@ class VideoClassifier(LightningModule):
         meta = checkpoint.get("a2video") or {}
         if self._trainer is not None and self.trainer.state.fn == "fit":
             states = checkpoint.get("optimizer_states") or [None]
-            self._resumed = (
-                self.trainer.ckpt_path,
-                states[0],
-                meta.get("optimizer"),
-                meta.get("lr_scheduler"),
+            self._resumed = ResumedOptimizer(
+                self.trainer.ckpt_path, states[0], meta.get("optimizer"), meta.get("lr_scheduler")
             )
             if self.trainer.optimizers:  # strategies that restore after configuring
                 self._check_resumed_optimizer()
