@@ -126,7 +126,7 @@ class VideoDataModule(L.LightningDataModule):
         decoder: str = "auto",
         pin_memory: bool | None = None,
         persistent_workers: bool = False,
-        seed: int = 0,
+        seed: int | None = None,
         max_bad_fraction: float = 0.05,
         repeat_clips: int = 1,
         normalize_on_device: bool = True,
@@ -189,7 +189,7 @@ class VideoDataModule(L.LightningDataModule):
         self.num_workers, self.decoder = num_workers, decoder
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
-        self.seed = seed
+        self.seed = 0 if seed is None else int(seed)  # the CLIs: seed_everything (docs/data.md)
         fix = (
             f"list and drop them with `a2video check-data --layout {self.layout} {data_root} "
             "--write-clean DIR`, then pass --data.annotation_dir DIR"

@@ -174,7 +174,7 @@ def load_checkpoint(
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint file; check the path (or use 'last').")
+        raise CheckpointError(f"{path}: no such checkpoint file; check the path.")
     reason = _diagnose(path)
     if reason == "not a PyTorch checkpoint":
         raise CheckpointError(

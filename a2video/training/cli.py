@@ -45,7 +45,7 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from a2video.training.callbacks import (
     DEFAULT_COLLECTIVE_TIMEOUT_S,
@@ -74,6 +74,10 @@ _SPECIAL_CKPT = ("hpc", "registry")
 _EVALUATION = ("validate", "test", "predict")
 # What ``fit --ckpt_path`` restores besides the weights (Lightning's KeyError without them).
 _TRAINING_STATE = ("optimizer_states", "lr_schedulers")
+# The clip settings that shape what a network sees, compared with those a checkpoint was
+# trained on (ClipSpec keys; the test views' count is the evaluation protocol, not listed).
+_CLIP_KEYS_EVAL = ("frames", "stride", "crop_size", "test_scale", "mean", "std")
+_CLIP_KEYS_FIT = (*_CLIP_KEYS_EVAL[:4], "train_scale", "flip", "mean", "std")
 
 
 def wandb_logged_in() -> bool:
@@ -136,12 +140,31 @@ def _set_elsewhere(config: Any) -> list[str]:
 
 
 def _cli_value(value: Any) -> str:
-    """``value`` as jsonargparse reads it on a command line (``null``, ``true``, ``false``)."""
+    """``value`` as jsonargparse reads it on a command line (``null``, ``true``, ``false``;
+    a list without spaces)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_cli_value(v) for v in value) + "]"
     return str(value)
+
+
+def _plain(value: Any) -> Any:
+    """A clip setting as plain data (tuples as lists), for comparing and printing."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _seed_data_from_run(config: Any) -> None:
+    """``data.seed`` left unset follows ``seed_everything`` (resolved to an int by then), so
+    ``--seed_everything N`` also changes the data order and augmentation, as Lightning's and
+    PySlowFast's seeds do; the saved config.yaml records the value used."""
+    data = config.get("data")
+    if data is None or "seed" not in data or data.get("seed") is not None:
+        return
+    seed = config.get("seed_everything")
+    data.seed = int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else 0
 
 
 class A2VideoCLI(LightningCLI):
@@ -242,6 +265,8 @@ class A2VideoCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         self._saved_hparams: dict[str, Any] = {}
         self._saved_weights: set[str] | None = None
+        self._saved_clip_spec: dict[str, Any] | None = None  # the clips it was trained on
+        self._saved_data: dict[str, Any] = {}  # its DataModule's arguments (UCF-101's fold)
         if str(ckpt_path) in ("last", "best"):
             ckpt_path = config.ckpt_path = self._run_checkpoint(config, subcommand, ckpt_path)
         if not ckpt_path and subcommand in _EVALUATION:
@@ -251,6 +276,11 @@ class A2VideoCLI(LightningCLI):
             )
         if not ckpt_path or str(ckpt_path) in _SPECIAL_CKPT:
             return
+        if not os.path.isfile(str(ckpt_path)):
+            raise CheckpointError(
+                f"{ckpt_path}: no such checkpoint file; check the path, or pass --ckpt_path last "
+                "/ best for the run in --trainer.default_root_dir."
+            )
         ckpt = load_checkpoint(ckpt_path, unsafe=bool(config.get("unsafe_load")))
         if "state_dict" not in ckpt or "pytorch-lightning_version" not in ckpt:
             raise CheckpointError(
@@ -262,6 +292,8 @@ class A2VideoCLI(LightningCLI):
         saved = saved_model_options(ckpt)
         self._saved_hparams = saved
         self._saved_weights = set(ckpt["state_dict"])
+        self._saved_clip_spec = (ckpt.get("a2video") or {}).get("clip_spec")
+        self._saved_data = dict(ckpt.get("datamodule_hyper_parameters") or {})
         model = config.get("model")
         if model is None or "class_path" in model:
             return
@@ -329,6 +361,13 @@ class A2VideoCLI(LightningCLI):
             if config.get(key) is not None and not config[key].get("dirpath"):
                 config[key].dirpath = _checkpoint_dir(config, key)
                 self._derived_dirpaths.append(key)
+        _seed_data_from_run(config)
+        accumulate = config.trainer.get("accumulate_grad_batches")
+        if accumulate is not None and int(accumulate) < 1:
+            raise ValueError(
+                f"--trainer.accumulate_grad_batches {accumulate}: it must be >= 1 (the batches "
+                "whose gradients make one optimizer step)"
+            )
         fast_dev_run = config.trainer.get("fast_dev_run")  # Lightning saves nothing then
         if self.subcommand == "fit" and not config.get("ckpt_path") and not fast_dev_run:
             _refuse_to_replace_checkpoints(config)
@@ -389,6 +428,41 @@ class A2VideoCLI(LightningCLI):
                 "architecture (train.py / finetune_ucf.py writes them)."
             )
 
+    def _check_saved_classes(self, ckpt_path: Any) -> None:
+        """One line when ``--ckpt_path``'s class list is not the data's (same count, other names
+        or order): its outputs would be scored and trained against other classes."""
+        saved = getattr(self, "_saved_hparams", {}).get("class_names")
+        given = getattr(self.model, "class_names", None)
+        if not saved or not given or list(saved) == list(given) or len(saved) != len(given):
+            return
+        differ = [i for i, (a, b) in enumerate(zip(saved, given, strict=True)) if a != b]
+        i = differ[0]
+        raise ValueError(
+            f"{ckpt_path}: the checkpoint's classes are not the data's ({len(differ)} of "
+            f"{len(saved)} differ, e.g. class {i} is {saved[i]!r} there and {given[i]!r} here); "
+            "pass the dataset (or annotation_dir) it was trained on."
+        )
+
+    def _say_clip_differences(self, ckpt_path: Any) -> None:
+        """A warning naming each clip setting (``--data.*``) that differs from the clips
+        ``--ckpt_path``'s network was trained on, and the flags that restore them."""
+        saved = getattr(self, "_saved_clip_spec", None)
+        spec = getattr(self.datamodule, "spec", None)
+        if not saved or spec is None:
+            return
+        keys = _CLIP_KEYS_FIT if self.subcommand == "fit" else _CLIP_KEYS_EVAL
+        now = spec.as_dict()
+        differ = [k for k in keys if k in saved and _plain(saved[k]) != _plain(now.get(k))]
+        if not differ:
+            return
+        was = ", ".join(f"{k}={_plain(saved[k])}" for k in differ)
+        used = ", ".join(f"{k}={_plain(now[k])}" for k in differ)
+        flags = " ".join(f"--data.{k} {_cli_value(_plain(saved[k]))}" for k in differ)
+        rank_zero_warn(
+            f"a2video: {ckpt_path} was trained on clips with {was}; this {self.subcommand} uses "
+            f"{used} (as configured); {flags} gives it the clips it was trained on."
+        )
+
     def after_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         saved = getattr(self, "_saved_hparams", {}).get("num_classes")
@@ -399,6 +473,8 @@ class A2VideoCLI(LightningCLI):
                 f"has {given} classes; pass the dataset (or annotation_dir) it was trained on."
             )
         self._check_saved_weights(config.get("ckpt_path"))
+        self._check_saved_classes(config.get("ckpt_path"))
+        self._say_clip_differences(config.get("ckpt_path"))
         for key in getattr(self, "_derived_dirpaths", ()):  # the callbacks hold it now
             config[key].dirpath = None
         try:

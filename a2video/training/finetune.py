@@ -36,6 +36,7 @@ from torch import nn
 
 from a2video.models.weights import Kind as SourceKind
 from a2video.models.weights import LoadReport, WeightsError, load_weights
+from a2video.training.checkpoint import CheckpointError
 from a2video.training.cli import A2VideoCLI, run_root
 from a2video.training.module import VideoClassifier
 
@@ -167,7 +168,9 @@ class Finetune(BaseFinetuning):
             :func:`a2video.models.load_weights` when a fit starts (a resumed fit then restores its
             checkpoint over them). None: train from scratch.
         pretrained_kind: ``auto`` or ``a2video`` / ``pytorchvideo`` / ``imagenet``.
-        inflate: ``mean`` or ``center`` inflation of ImageNet kernels.
+        inflate: ``mean`` or ``center`` inflation of ImageNet kernels; None (the default): the
+            model's ``arch_options.inflate`` (one setting for ``train.py``'s ``pretrained_2d``
+            and this callback), else ``mean``.
         reset_head: re-initialise the head even when the class counts agree.
         frozen_bn: keep every loaded BatchNorm's running statistics fixed (MMAction2's
             ``norm_eval``, PySlowFast's ``BN.FREEZE``: the layers run in eval mode while training;
@@ -181,7 +184,7 @@ class Finetune(BaseFinetuning):
         self,
         pretrained: str | None = None,
         pretrained_kind: SourceKind = "auto",
-        inflate: Literal["mean", "center"] = "mean",
+        inflate: Literal["mean", "center"] | None = None,
         reset_head: bool = True,
         frozen_bn: bool = False,
         freeze_stages: int = 0,
@@ -208,7 +211,8 @@ class Finetune(BaseFinetuning):
                     "give either pretrained (--ckpt) or model.pretrained_2d, not both: --ckpt "
                     "also takes a torchvision ResNet-50 state dict"
                 )
-            report = load_pretrained(net, self.pretrained, self.pretrained_kind, self.inflate,
+            inflate = self.inflate or getattr(pl_module, "arch_options", {}).get("inflate", "mean")
+            report = load_pretrained(net, self.pretrained, self.pretrained_kind, inflate,
                                      self.reset_head, self.unsafe_load)  # fmt: skip
             new_keys = set(report.missing) | set(report.reinitialized)
             rank_zero_info(report.summary())
@@ -342,6 +346,21 @@ class FinetuneCLI(A2VideoCLI):
         elif parse_folds(config.get("folds")):
             config.data.fold = parse_folds(config.get("folds"))[0]
         super()._parse_ckpt_path()
+        self._check_saved_fold(config)
+
+    def _check_saved_fold(self, config: Any) -> None:
+        """One line when ``--ckpt_path`` was fine-tuned on another UCF-101 fold than
+        ``data.fold``: a fold's test list holds videos of the other folds' training lists, so
+        testing or resuming it there scores (or trains on) the wrong videos."""
+        saved = getattr(self, "_saved_data", {}).get("fold")
+        fold = (config.get("data") or {}).get("fold")
+        if saved is None or fold is None or int(saved) == int(fold):
+            return
+        raise CheckpointError(
+            f"{config.get('ckpt_path')}: it was fine-tuned on UCF-101 fold {saved} and this run "
+            f"uses fold {fold}, whose test list holds videos of fold {saved}'s training list; "
+            f"pass --data.fold {saved}."
+        )
 
     def after_fit(self) -> None:
         config = self.config[self.subcommand]

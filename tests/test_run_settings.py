@@ -1,0 +1,132 @@
+"""What a run recorded reaches the next command, or the command says why not:
+
+- ``train.py test --ckpt_path`` with other clip settings than the checkpoint was trained on
+  runs as configured and warns, naming each setting and the flags that restore it;
+- a checkpoint whose class list is the data's in another order (same count) stops in one line
+  naming the first class that differs;
+- ``finetune_ucf.py test --ckpt_path`` of a fold-2 fine-tune on fold 1 stops in one line (fold
+  1's test list holds fold 2's training videos) naming ``--data.fold 2``; with it, it runs;
+- ``--seed_everything N`` seeds the data (order, clips, augmentation) unless ``--data.seed`` is
+  given, and the saved config records the value used;
+- the ``Finetune`` callback inflates ImageNet kernels as the model's ``arch_options.inflate``
+  says (the one setting of ``train.py``'s ``pretrained_2d`` and of ``--ckpt``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from test_entry_points import DEMO, DEMO_UCF, _finetune_main, _train_main, _user_error
+from tiny_fit import TINY_CLIP, tiny_fit_args
+
+ONE_STEP = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
+            "--trainer.limit_val_batches", "0", "--data.num_workers", "0"]  # fmt: skip
+QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+         "--data.num_workers", "0", "--trainer.limit_test_batches", "1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def kinetics_ckpt(kinetics_root, tmp_path_factory) -> Path:
+    """``last.ckpt`` of a one-step tiny ``train.py fit`` (4 frames, stride 3, 32² crops)."""
+    run = tmp_path_factory.mktemp("settings_run")
+    _train_main()(tiny_fit_args(kinetics_root, run, *ONE_STEP))
+    return run / "checkpoints" / "last.ckpt"
+
+
+def _test_args(data_root: str, run: Path, ckpt: Path, *extra: str) -> list[str]:
+    return ["test", "--config", DEMO, "--data.data_root", data_root,
+            "--trainer.default_root_dir", str(run), *QUIET, *TINY_CLIP,
+            "--ckpt_path", str(ckpt), *extra]  # fmt: skip
+
+
+def _clip_warnings(run) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run()
+    return [str(w.message) for w in caught if "was trained on clips with" in str(w.message)]
+
+
+def test_testing_on_other_clips_than_trained_warns_with_the_flags(
+    kinetics_ckpt, kinetics_root, tmp_path
+):
+    other = _test_args(kinetics_root, tmp_path / "a", kinetics_ckpt,
+                       "--data.stride", "2", "--data.crop_size", "24")  # fmt: skip
+    (said,) = _clip_warnings(lambda: _train_main()(other))
+    assert f"{kinetics_ckpt} was trained on clips with stride=3, crop_size=32; " in said, said
+    assert "this test uses stride=2, crop_size=24 (as configured); " in said, said
+    assert "--data.stride 3 --data.crop_size 32 gives it the clips it was trained on" in said
+
+    same = _test_args(kinetics_root, tmp_path / "b", kinetics_ckpt)
+    assert _clip_warnings(lambda: _train_main()(same)) == []
+
+
+def test_a_class_list_in_another_order_stops_in_one_line(
+    kinetics_ckpt, kinetics_root, tmp_path, capsys
+):
+    ckpt = torch.load(kinetics_ckpt, weights_only=True)
+    names = list(ckpt["a2video"]["class_names"])
+    swapped = [names[1], names[0], *names[2:]]
+    ckpt["a2video"]["class_names"] = ckpt["hyper_parameters"]["class_names"] = swapped
+    path = tmp_path / "swapped.ckpt"
+    torch.save(ckpt, path)
+    line = _user_error(capsys, _train_main(), _test_args(kinetics_root, tmp_path / "r", path))
+    assert line.startswith(f"train.py: error: {path}: the checkpoint's classes are not the data's")
+    assert f"(2 of {len(names)} differ, e.g. class 0 is {names[1]!r} there and {names[0]!r}" in line
+
+
+def test_a_fold_2_finetune_tested_on_fold_1_stops_naming_the_fold(ucf_root, tmp_path, capsys):
+    run = tmp_path / "fold2"
+    ucf = ["--config", DEMO_UCF, "--data.data_root", ucf_root, *TINY_CLIP,
+           "--trainer.default_root_dir", str(run)]  # fmt: skip
+    fit = ["fit", *ucf, *ONE_STEP, "--data.fold", "2", "--test_after_fit", "false",
+           "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]  # fmt: skip
+    _finetune_main(fit)
+    last = run / "checkpoints" / "last.ckpt"
+    test = ["test", *ucf, *QUIET, "--ckpt_path", str(last)]  # the config says fold 1
+    line = _user_error(capsys, _finetune_main, test)
+    assert line.startswith(f"finetune_ucf.py: error: {last}: it was fine-tuned on UCF-101 fold 2")
+    assert line.endswith(
+        "whose test list holds videos of fold 2's training list; pass --data.fold 2."
+    )
+    _finetune_main([*test, "--data.fold", "2"])  # runs
+    assert any(run.rglob("predictions.csv"))
+
+
+@pytest.mark.parametrize(
+    ("extra", "seed"),
+    [([], 0), (["--seed_everything", "7"], 7), (["--seed_everything", "7", "--data.seed", "3"], 3)],
+)
+def test_seed_everything_seeds_the_data_unless_data_seed_is_given(
+    extra, seed, kinetics_root, tmp_path
+):
+    from a2video.data import KineticsDataModule
+    from a2video.training.cli import A2VideoCLI
+    from a2video.training.module import VideoClassifier
+
+    args = ["--config", DEMO, "--data.data_root", kinetics_root, *extra]
+    args += ["--trainer.default_root_dir", str(tmp_path)]
+    cli = A2VideoCLI(VideoClassifier, KineticsDataModule, run=False, args=args)
+    assert cli.datamodule.seed == seed
+    assert cli.config.data.seed == seed  # what the saved config.yaml records
+
+
+def test_the_finetune_callback_inflates_as_the_models_arch_options_say(tmp_path):
+    from torchvision.models import resnet50
+
+    from a2video.training.finetune import Finetune
+    from a2video.training.module import VideoClassifier
+
+    path = tmp_path / "resnet50.pth"
+    torch.save(resnet50(weights=None).state_dict(), path)
+    stem = {}
+    for how in ("mean", "center"):
+        module = VideoClassifier(arch="i3d_r50", num_classes=3, arch_options={"inflate": how})
+        Finetune(pretrained=str(path)).freeze_before_training(module)
+        stem[how] = module.net.conv1.weight.detach()  # (64, 3, 5, 7, 7) from a 7×7 kernel
+    centre = stem["center"].shape[2] // 2
+    assert stem["center"].sum(dim=(0, 1, 3, 4)).count_nonzero() == 1  # the centre frame only
+    assert stem["center"][:, :, centre].abs().sum() > 0
+    torch.testing.assert_close(stem["mean"][:, :, 0], stem["center"][:, :, centre] / 5)
