@@ -34,8 +34,10 @@ class RecordRanks(Callback):
     batch; ``{"event": "<stage>_batch", "index": [...]}`` in validate/test/predict (not in the
     sanity check); ``{"event": "end", "fn", "step", "epoch"}`` at the end of every stage;
     ``{"event": "exception", "type"}`` when a stage ends with an exception. The end line also
-    holds the last train epoch's logged ``data/*`` figures (``logged``) and this rank's
-    BadVideoMonitor count of failed training samples (``monitor_failed``). Each line also holds
+    holds the last train epoch's logged ``data/*`` figures (``logged``), this rank's
+    BadVideoMonitor count of failed training samples (``monitor_failed``) and the
+    ``torch.distributed.broadcast`` calls made while training batches ran
+    (``broadcasts_in_training``). Each line also holds
     ``rank``, ``world``, ``node`` and ``local`` (the trainer's view of this process).
 
     Args:
@@ -44,6 +46,22 @@ class RecordRanks(Callback):
 
     def __init__(self, out_dir: str) -> None:
         self.out_dir = out_dir
+        self.broadcasts = 0  # torch.distributed.broadcast calls while training batches run
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # Count the broadcasts of the training loop (Lightning's per-batch SIGTERM flag was one:
+        # on GPUs a blocking read every step); validation's and checkpointing's are not counted.
+        broadcast = torch.distributed.broadcast
+        if getattr(broadcast, "_counted_by", None) is self:
+            return
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            if trainer.training:
+                self.broadcasts += 1
+            return broadcast(*args, **kwargs)
+
+        counting._counted_by = self  # type: ignore[attr-defined]
+        torch.distributed.broadcast = counting
 
     def _write(self, trainer: Trainer, **row: Any) -> None:
         row.update(
@@ -102,6 +120,7 @@ class RecordRanks(Callback):
             # The last train epoch's logged data/* figures and this rank's BadVideoMonitor count.
             logged={k: float(v) for k, v in trainer.callback_metrics.items() if k[:5] == "data/"},
             monitor_failed=counters("train")["failed"] if counters else None,
+            broadcasts_in_training=self.broadcasts,
         )
 
 

@@ -143,9 +143,10 @@ EXACT_SCRIPT = textwrap.dedent(
     class Record(Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             if trainer.global_step == int(os.environ.get("KILL_AT", -1)):
+                sig = getattr(signal, os.environ.get("SIG", "SIGKILL"))
                 if trainer.world_size > 1:  # the whole job dies at once, as on a lost node
-                    os.killpg(os.getpgid(0), signal.SIGKILL)
-                os.kill(os.getpid(), signal.SIGKILL)
+                    os.killpg(os.getpgid(0), sig)
+                os.kill(os.getpid(), sig)
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             row = [trainer.global_rank, trainer.current_epoch, trainer.global_step,
@@ -170,10 +171,10 @@ EXACT_ARGS = [
 ]  # fmt: skip
 
 
-def _exact_fit(run: Path, data_root: str, *extra: str, kill_at: int = -1):
+def _exact_fit(run: Path, data_root: str, *extra: str, kill_at: int = -1, sig: str = "SIGKILL"):
     script = run.parent / "exact_fit.py"
     script.write_text(EXACT_SCRIPT)
-    env = dict(os.environ, KILL_AT=str(kill_at), STEP_LOG=str(run / "steps"))
+    env = dict(os.environ, KILL_AT=str(kill_at), SIG=sig, STEP_LOG=str(run / "steps"))
     env.update(PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     run.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -249,3 +250,24 @@ def test_resume_is_exactly_once_under_ddp(kinetics_root, tmp_path, uninterrupted
     resumed losses and videos equal the uninterrupted run's step by step."""
     extra = ("--data.batch_size", "2", "--trainer.devices", "2", "--trainer.strategy", "ddp")
     _assert_exactly_once(tmp_path, kinetics_root, uninterrupted(*extra), 2, *extra)
+
+
+def test_sigterm_inside_an_accumulation_window_saves_at_its_step(
+    kinetics_root, tmp_path, uninterrupted
+):
+    """``accumulate_grad_batches 2`` (batch 2: 6 batches, 3 optimizer steps per epoch), SIGTERM
+    at the first batch of step 2's window: the save waits for that window's optimizer step, and
+    the resumed run's per-batch losses and videos equal the uninterrupted run's. (Saved after
+    the window's first batch, the checkpoint dropped its gradient, the resumed run stepped on
+    half a window, and its later losses differed.)"""
+    extra = ("--data.batch_size", "2", "--trainer.accumulate_grad_batches", "2")
+    whole, run = uninterrupted(*extra), tmp_path / "resumed"
+    stopped = _exact_fit(run, kinetics_root, *extra, kill_at=1, sig="SIGTERM")
+    assert stopped.returncode == 0, stopped.stderr[-3000:]  # SIGTERMException is SystemExit
+    assert "SIGTERM received: saved" in stopped.stderr + stopped.stdout, stopped.stderr[-3000:]
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 2
+    _fit_ok(_exact_fit(run, kinetics_root, *extra, "--ckpt_path", "last"))
+    expected, got = _steps(whole, 0), _steps(run, 0)
+    assert [r[2] for r in got] == [r[2] for r in expected]  # 2 batches a step, none lost
+    assert [r[4] for r in got] == [r[4] for r in expected], "other videos after the resume"
+    assert [r[3] for r in got] == pytest.approx([r[3] for r in expected], rel=1e-6, abs=0)

@@ -125,6 +125,8 @@ class SaveOnSigterm(Callback):
     ``--ckpt_path last`` resumes right after it. A signal that comes while a batch runs is acted
     on after the next one; one that comes during validation, after the next training batch (not
     at all if the fit ends there). One process acts at the end of the batch the signal came in.
+    With ``accumulate_grad_batches`` > 1 the save waits for the batch that ends the window (its
+    optimizer step): a checkpoint inside one would drop the gradients gathered so far.
 
     Args:
         filename: checkpoint file name inside the ModelCheckpoint directory.
@@ -137,6 +139,7 @@ class SaveOnSigterm(Callback):
         self._trainer: Trainer | None = None
         self._group: Any = None  # the ranks' gloo group for the flags (several processes)
         self._pending: tuple[Any, torch.Tensor] | None = None  # (async all-reduce, its tensor)
+        self._stop_due = False  # the ranks agreed to stop: at the next optimizer step
 
     def _path(self, trainer: Trainer) -> str:
         ckpt = trainer.checkpoint_callback
@@ -159,8 +162,10 @@ class SaveOnSigterm(Callback):
         # No collective and no I/O here: the main thread may be anywhere, even inside one.
         self.received = True
         trainer = self._trainer
-        if trainer is not None and trainer.world_size == 1:
-            # One process: Lightning's own flag also interrupts a running validation.
+        if trainer is not None and trainer.world_size == 1 and not trainer.training:
+            # One process: Lightning's own flag interrupts a running validation. Not while
+            # training: Lightning would stop after this batch, maybe inside an accumulation
+            # window; on_train_batch_end stops at the window's end.
             trainer._signal_connector.received_sigterm = True
 
     def _install(self, trainer: Trainer) -> None:
@@ -175,6 +180,14 @@ class SaveOnSigterm(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._install(trainer)
+        if trainer.world_size > 1:
+            # Lightning's epoch loop broadcasts its SIGTERM flag from rank 0 before every batch
+            # and reads it with .item(): on GPUs a device-to-host copy that waits for the step
+            # queued before it, every step. This callback's flags replace it (an asynchronous
+            # host all-reduce; it sets Lightning's flag on every rank after the save).
+            loop = trainer.fit_loop.epoch_loop
+            if hasattr(loop, "_broadcast_sigterm_tensor"):
+                loop._broadcast_sigterm_tensor = _no_broadcast
         if trainer.world_size > 1 and self._group is None and dist.is_initialized():
             # On every rank (new_group is a collective). Host tensors over gloo: the flags never
             # wait for a GPU stream, whatever the training backend.
@@ -204,13 +217,15 @@ class SaveOnSigterm(Callback):
             got = bool(flag.item())
         elif trainer.world_size > 1:  # no process group of torch.distributed (not DDP)
             got = trainer.strategy.reduce_boolean_decision(got, all=False)
-        if got and self.saved_path is None:
+        self._stop_due = self._stop_due or got  # the same on every rank: the reduce's result
+        if self._stop_due and self.saved_path is None and _ends_window(trainer, batch_idx):
             self._save(trainer)
             # Lightning raises SIGTERMException on every rank after this batch's remaining hooks.
             trainer._signal_connector.received_sigterm = True
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._group, self._pending = None, None  # a later fit may have a new process group
+        self._stop_due = False
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # An epoch-end validation would start first, and Lightning's evaluation loop leaves on
@@ -230,6 +245,21 @@ class SaveOnSigterm(Callback):
             and trainer.state.fn == "fit"
         ):
             self._save(trainer)
+
+
+def _no_broadcast() -> None:
+    """Lightning's per-batch SIGTERM broadcast, replaced (see SaveOnSigterm.on_train_start)."""
+
+
+def _ends_window(trainer: Trainer, batch_idx: int) -> bool:
+    """Whether training batch ``batch_idx`` ended with an optimizer step: the last batch of an
+    accumulation window or of the epoch (Lightning's own test, where it has one)."""
+    loop = trainer.fit_loop.epoch_loop
+    accumulates = getattr(loop, "_should_accumulate", None)
+    if callable(accumulates):
+        return not accumulates()
+    n = max(1, int(trainer.accumulate_grad_batches))
+    return (batch_idx + 1) % n == 0 or bool(loop.batch_progress.is_last_batch)
 
 
 DEFAULT_COLLECTIVE_TIMEOUT_S = 1800.0  # seconds; `--collective_timeout` of the CLI
