@@ -182,6 +182,46 @@ def test_a_resume_with_another_data_order_says_so(kinetics_root, tmp_path, caplo
     assert len(said) == 1 and "-> 12345" in said[0], said
 
 
+def _reordered_annotations(kinetics_root: str, out) -> str:
+    """A copy of the fixture's annotations with the train rows in reverse order: the same
+    videos and classes, other videos at each sampler index."""
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(kinetics_root) / "annotations", out)
+    header, *rows = (out / "train.csv").read_text().splitlines()
+    (out / "train.csv").write_text("\n".join([header, *reversed(rows)]) + "\n")
+    return str(out)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (["--data.repeat_clips", "2"], "(data.repeat_clips 1 -> 2)"),
+        (["--data.batch_size", "2"], "(data.batch_size 4 -> 2)"),
+        (["--data.annotation_dir", "REORDERED"], "(the train videos' paths and labels differ)"),
+    ],
+)
+def test_a_resume_with_other_batches_names_the_setting(
+    change, said, kinetics_root, tmp_path, caplog
+):
+    """A mid-epoch checkpoint resumed with another clips-per-batch, ``repeat_clips`` or train
+    list (the same count of videos in another order, or another dataset): the warning names the
+    setting. Before, ``repeat_clips`` showed as "batch size 2 -> 1" (videos per batch), and a
+    new list of as many videos, or a batch size that kept the videos per batch, was silent."""
+    from tiny_fit import tiny_fit_args
+
+    if "REORDERED" in change:
+        change = [change[0], _reordered_annotations(kinetics_root, tmp_path / "annotations")]
+    args = ["--data.num_workers", "0", "--trainer.limit_train_batches", "2"]
+    _train(tiny_fit_args(kinetics_root, tmp_path / "run", *args, "--trainer.max_steps", "1"))
+    with caplog.at_level("WARNING"):
+        _train(tiny_fit_args(kinetics_root, tmp_path / "run", *args, "--ckpt_path", "last",
+                             *change))  # fmt: skip
+    warned = [r.getMessage() for r in caplog.records if "the train data changed" in r.getMessage()]
+    assert len(warned) == 1 and f"the train data changed {said}; " in warned[0], warned
+
+
 class StopAtValidation(Callback):
     """Sets ``should_stop`` at a validation from step 6 on, as EarlyStopping does."""
 

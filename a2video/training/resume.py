@@ -18,7 +18,9 @@ batches from its start) after one warning.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import random
 from typing import Any
 
@@ -76,13 +78,41 @@ def _gather(obj: Any) -> list[Any]:
     return out
 
 
-def _order(sampler: Any) -> dict[str, Any]:
-    """What fixes the train sampler's order of videos: skipping into it needs the same."""
-    return {
-        "seed": int(getattr(sampler, "seed", 0)),
-        "videos": int(getattr(sampler, "length", 0)),
+def _order(trainer: Trainer, sampler: Any) -> dict[str, Any]:
+    """What fixes the train batches of an epoch, by the name the user sets it with: skipping
+    into a resumed epoch needs the same (older checkpoints record only the first three)."""
+    data = getattr(trainer, "datamodule", None)
+    order: dict[str, Any] = {
+        "data.seed": int(getattr(sampler, "seed", 0)),
+        "train videos": int(getattr(sampler, "length", 0)),
         "shuffle": bool(getattr(sampler, "shuffle", False)),
     }
+    if getattr(data, "batch_size", None) is not None:
+        order["data.batch_size"] = int(data.batch_size)  # clips per batch
+        order["data.repeat_clips"] = int(getattr(data, "repeat_clips", 1))
+    digest = _train_videos_digest(data)
+    if digest is not None:
+        order["the train videos' paths and labels"] = digest
+    return order
+
+
+# the keys of an older resume state's order -> their names now
+_OLD_ORDER_KEYS = {"seed": "data.seed", "videos": "train videos"}
+
+
+def _train_videos_digest(data: Any) -> str | None:
+    """A digest of the train split as the sampler indexes it: each video's path below the data
+    root without its extension (a prepared copy of the same data matches) and its label."""
+    dataset = getattr(data, "datasets", {}).get("train")
+    records = getattr(dataset, "records", None)
+    if records is None:
+        return None
+    root = os.path.abspath(str(getattr(data, "data_root", "") or os.sep))
+    h = hashlib.sha1()
+    for r in records:
+        rel = os.path.relpath(os.path.abspath(r.path), root)
+        h.update(f"{os.path.splitext(rel)[0]}\t{r.label}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def _bad_video_counts(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
@@ -125,6 +155,18 @@ def _train_sampler(trainer: Trainer) -> tuple[Any, int | None]:
     return sampler, getattr(loader, "batch_size", None)
 
 
+def _changes(state: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """``name a -> b`` for each setting of the saved order that differs now (the video list's
+    digest: named only)."""
+    saved = {_OLD_ORDER_KEYS.get(k, k): v for k, v in (state.get("order") or {}).items()}
+    out = []
+    for key, value in saved.items():
+        if key in now and now[key] != value:
+            digest = key.startswith("the train videos'")
+            out.append(f"{key} differ" if digest else f"{key} {value} -> {now[key]}")
+    return out
+
+
 class ResumeState(Callback):
     """Saves and restores the data position and the RNG streams (installed by ``A2VideoCLI``)."""
 
@@ -147,7 +189,7 @@ class ResumeState(Callback):
                 epoch=int(sampler.epoch),
                 batches=int(trainer.fit_loop.epoch_loop.batch_progress.current.processed),
                 batch_size=int(batch_size),
-                order=_order(sampler),
+                order=_order(trainer, sampler),
             )
         checkpoint[RESUME_KEY] = state
 
@@ -191,16 +233,9 @@ class ResumeState(Callback):
                 f"at epoch {trainer.current_epoch}: the rest of epoch {state['epoch']} is not "
                 "trained (checkpoints of this version save such a stop mid-epoch)."
             )
-        changed = []
-        if sampler is None or batch_size != state["batch_size"]:
-            changed.append(f"batch size {state['batch_size']} -> {batch_size}")
-        elif "order" in state and _order(sampler) != state["order"]:
-            now = _order(sampler)
-            changed += [
-                f"{k} {state['order'][k]} -> {now[k]}"
-                for k in now
-                if now[k] != state["order"].get(k)
-            ]
+        changed = _changes(state, _order(trainer, sampler) if sampler is not None else {})
+        if sampler is None or (not changed and batch_size != state["batch_size"]):
+            changed.append(f"videos per batch {state['batch_size']} -> {batch_size}")
         if changed:
             _warn(
                 f"a2video: {trainer.ckpt_path}: the train data changed ({', '.join(changed)}); "
