@@ -138,3 +138,56 @@ def test_kill_and_resume_with_workers_is_exactly_once(kinetics_root, tmp_path):
     whole.parent.mkdir()
     _fit_ok(_exact_fit(whole, kinetics_root, *extra))
     _assert_exactly_once(tmp_path, kinetics_root, whole, 1, *extra)
+
+
+def test_a_sigterm_to_the_process_group_leaves_the_loader_workers_running(
+    kinetics_root, small_clip
+):
+    """``scancel`` / pre-emption signal every process of the job, the loader workers too. A
+    worker killed by it ended a DDP run with "DataLoader worker is killed by signal" before the
+    training process could save; the workers now leave SIGTERM to the training process."""
+    import multiprocessing
+    import os
+    import signal
+    import time
+
+    dm = KineticsDataModule(kinetics_root, **{**small_clip, "num_workers": 2, "batch_size": 2})
+    loader = dm.train_dataloader()
+    batches = iter(loader)
+    first = next(batches)
+    workers = multiprocessing.active_children()
+    assert len(workers) >= 2
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGTERM)
+    time.sleep(0.5)
+    rest = list(batches)  # the epoch's other batches still come
+    assert 1 + len(rest) == len(loader) and first["video"].shape[0] == 2
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("batch_size", 0, "--data.batch_size 0: it must be >= 1"),
+        ("test_batch_size", 0, "--data.test_batch_size 0: it must be >= 1"),
+        ("num_workers", -1, "--data.num_workers -1: it must be >= 0"),
+    ],
+)
+def test_a_bad_loader_value_is_one_line_at_construction(
+    option, value, said, kinetics_root, small_clip
+):
+    with pytest.raises(ValueError) as err:
+        KineticsDataModule(kinetics_root, **{**small_clip, option: value})
+    assert str(err.value) == said
+
+
+def test_a_data_root_that_does_not_exist_is_named_with_its_flag(tmp_path, small_clip):
+    from a2video.data.annotations import AnnotationError
+
+    missing = tmp_path / "nowhere"
+    for dm, holds in ((KineticsDataModule, "train/, val/ and annotations/"),
+                      (UCF101DataModule, "UCF-101/ and ucfTrainTestlist/")):  # fmt: skip
+        with pytest.raises(AnnotationError) as err:
+            dm(str(missing), **small_clip)
+        first, fix = str(err.value).splitlines()
+        assert first == f"{missing}: no such folder"
+        assert "--data.data_root DIR (data_root=)" in fix and holds in fix, fix

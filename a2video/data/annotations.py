@@ -123,8 +123,9 @@ def find_kinetics_csv(annotation_dir: str | os.PathLike, split: str) -> Path:
     raise AnnotationError(
         Path(annotation_dir) / names[0],
         f"no annotation file for split {split!r} (looked for {', '.join(names)})",
-        fix="pass annotation_dir= the folder holding the Kinetics CSVs (CVDF: <root>/annotations)"
-        " or give the split as a path to a CSV / 'path label' list",
+        fix="pass --data.annotation_dir DIR (annotation_dir=), the folder holding the Kinetics "
+        "CSVs (CVDF: <root>/annotations), or give the split as a path to a CSV / 'path label' "
+        "list",
     )
 
 
@@ -263,7 +264,7 @@ def _read_kinetics_rows(csv_path: str | os.PathLike) -> tuple[list[tuple[int, st
     path = Path(csv_path)
     if not path.is_file():
         raise AnnotationError(
-            path, "annotation file not found", fix="check data_root / annotation_dir"
+            path, "annotation file not found", fix="check --data.data_root / --data.annotation_dir"
         )
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
@@ -519,7 +520,8 @@ def read_ucf_classes(split_dir: str | os.PathLike) -> list[str]:
         raise AnnotationError(
             path,
             "classInd.txt not found",
-            fix="pass annotation_dir= the extracted ucfTrainTestlist folder",
+            fix="pass --data.annotation_dir DIR (annotation_dir=), the extracted ucfTrainTestlist "
+            "folder",
         )
     names: dict[int, str] = {}
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -621,9 +623,9 @@ def read_ucf_split(
             f"{len(missing)} of {len(seen)} listed videos are absent under {video_dir} "
             f"(first: {missing[0][1]})",
             line=missing[0][0],
-            fix="point data_root at the folder holding UCF-101/, or write a cleaned split "
+            fix="point --data.data_root at the folder holding UCF-101/, or write a cleaned split "
             "file with `a2video check-data --layout ucf101 ROOT --write-clean DIR` and pass "
-            "annotation_dir=DIR",
+            "--data.annotation_dir DIR",
         )
     _log_missing(path, video_dir, len(seen), missing)
     return SplitAnnotations(records, list(class_names), str(path), missing, None, raw)
@@ -636,5 +638,5 @@ def require_nonempty(split: SplitAnnotations, what: str) -> None:
             f"{what}: no usable videos ({len(split.missing)} listed, all missing)"
             if split.missing
             else f"{what}: the split lists no videos",
-            fix="check data_root (videos) and annotation_dir (annotation files)",
+            fix="check --data.data_root (videos) and --data.annotation_dir (annotation files)",
         )

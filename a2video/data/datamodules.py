@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -62,8 +63,20 @@ _STAGE_OF = {
 }
 
 
+# what a layout's data_root holds (said when it does not exist)
+_ROOT_HOLDS = {
+    "kinetics": "train/, val/ and annotations/",
+    "ucf101": "UCF-101/ and ucfTrainTestlist/",
+}
+
+
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # parallelism comes from the workers
+    # SIGTERM to the whole process group (SLURM's scancel / pre-emption, `kill -TERM -PGID`) is
+    # the training process's to act on (SaveOnSigterm saves, then all stop): a worker that died
+    # of it first would end the run with "DataLoader worker is killed by signal" and no save.
+    # Workers still exit when the training process ends or dies (the DataLoader's own checks).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def to_model_input(batch, mean, std, module=None):
@@ -198,6 +211,13 @@ class VideoDataModule(L.LightningDataModule):
         self.mixed_loader: MixedLoader | None = None
         self.datasets: dict[str, VideoClipDataset] = {}
         self.missing: dict[str, int] = {}
+        if not os.path.isdir(self.data_root):
+            raise ann.AnnotationError(
+                self.data_root,
+                "no such folder",
+                fix=f"pass --data.data_root DIR (data_root=), the {self.layout} dataset's folder "
+                f"({_ROOT_HOLDS.get(self.layout, 'its videos')})",
+            )
         self.class_names: list[str] = self._read_class_names()
         if not self.class_names:
             raise ann.AnnotationError(self.data_root, "no classes found")
