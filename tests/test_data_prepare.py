@@ -171,6 +171,30 @@ def test_prepare_frame_step_keeps_the_stride_time_span(kinetics_root, ucf_root, 
     assert batch["video"].shape[1:] == (3, 4, 32, 32) and batch["valid"].all()
 
 
+def test_a_copys_frame_step_holds_when_data_root_is_its_video_folder(ucf_root, tmp_path):
+    """UCF-101 read from the copy's ``UCF-101`` folder (``--data.annotation_dir`` apart) keeps
+    the copy's frame_step, as ``a2video predict`` does for its videos; a split mixing copies
+    with different steps stops in one line naming a video of each."""
+    from a2video.data.prepare import PrepareError, records_frame_step
+
+    ucf = tmp_path / "ucf_half"
+    assert main(["prepare", ucf_root, str(ucf), "--layout", "ucf101", "--frame-step", "2",
+                 "--no-progress"]) == 0  # fmt: skip
+    kw = dict(frames=4, train_scale=(40, 48), crop_size=32, test_scale=40, num_workers=0)
+    for root, lists in ((ucf, None), (ucf / "UCF-101", ucf / "ucfTrainTestlist")):
+        dm = UCF101DataModule(str(root), annotation_dir=lists and str(lists),
+                              stride=4, **kw)  # fmt: skip
+        dm.setup("fit")
+        assert dm.datasets["train"].stride == 2, root  # 4 original frames = 2 of the copy
+    half = next(ucf.rglob("*.avi"))
+    full = next(Path(ucf_root).rglob("*.avi"))
+    assert records_frame_step([half]) == 2 and records_frame_step([full]) == 1
+    with pytest.raises(PrepareError, match="mixes videos of prepared copies with frame_step 2 "
+                       "and 1") as err:  # fmt: skip
+        records_frame_step([full, half])
+    assert str(half) in str(err.value) and str(full) in str(err.value)
+
+
 @pytest.mark.timeout(240)
 def test_bench_data_loading_runs_on_a_tiny_download_like_set(tmp_path):
     """The benchmark's path (web synth -> prepare -> interleaved variants -> cores per GPU)."""

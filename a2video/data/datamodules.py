@@ -48,7 +48,7 @@ from .datasets import (
     repeated_collate,
 )
 from .mixed import KeyBatches, MixedLoader
-from .prepare import read_frame_step
+from .prepare import records_frame_step
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
 from .video import check_decoder
 
@@ -159,6 +159,13 @@ class VideoDataModule(L.LightningDataModule):
         """
         super().__init__()
         self.save_hyperparameters()
+        for name, value, least in (
+            ("batch_size", batch_size, 1),
+            ("test_batch_size", test_batch_size, 1),
+            ("num_workers", num_workers, 0),
+        ):
+            if value < least:
+                raise ValueError(f"--data.{name} {value}: it must be >= {least}")
         if repeat_clips < 1 or batch_size % repeat_clips:
             raise ValueError(
                 f"repeat_clips={repeat_clips} must be >= 1 and divide batch_size={batch_size} "
@@ -271,7 +278,8 @@ class VideoDataModule(L.LightningDataModule):
                 self.seed,
                 repeat=self.repeat_clips,  # the dataset keeps 1 outside train
                 uint8=self.normalize_on_device,
-                frame_step=read_frame_step(self.data_root),  # 1 unless an `a2video prepare` copy
+                # 1 unless the videos lie in an `a2video prepare` copy (root or video folder)
+                frame_step=records_frame_step(r.path for r in split.records),
             )
             self.monitor.set_paths(name, [r.path for r in split.records])
         if stage == "fit":

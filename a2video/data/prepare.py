@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -103,6 +103,28 @@ def video_frame_step(video: str | os.PathLike) -> tuple[int, Path | None]:
     (:func:`find_prepared_root`), ``(1, None)`` outside one."""
     root = find_prepared_root(video)
     return (1, None) if root is None else (read_frame_step(root), root)
+
+
+def records_frame_step(videos: Iterable[str | os.PathLike]) -> int:
+    """``frame_step`` of the prepared copy that ``videos`` lie in (:func:`video_frame_step`,
+    looked up once per folder), 1 outside one, whatever folder the caller names as the root
+    (the copy's root or its video folder). Videos from copies with different steps: a
+    :class:`PrepareError` naming one of each (a stride cannot mean the same time in both)."""
+    first: dict[int, str] = {}  # step -> a video with it
+    folders: set[str] = set()
+    for video in videos:
+        folder = os.path.dirname(os.path.abspath(video))
+        if folder in folders:
+            continue
+        folders.add(folder)
+        first.setdefault(video_frame_step(video)[0], str(video))
+    if len(first) > 1:
+        (a, va), (b, vb) = sorted(first.items())[:2]
+        raise PrepareError(
+            f"{vb}: this split mixes videos of prepared copies with frame_step {b} and {a} "
+            f"(e.g. {va}); point its annotation file at one copy (a2video prepare the rest)."
+        )
+    return next(iter(first), 1)
 
 
 def _is_video(path: Path) -> bool:
