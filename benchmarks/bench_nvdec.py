@@ -36,7 +36,7 @@ CPU time before that sync (Python, launches, blocking copies: what the NVDEC thr
 the GIL). On the same frames it also times the old bench's ``train_crop(uint8=True)`` (the
 rows before commit 2e32f05: 574 clips/s NVDEC alone, 372 after) and the library's transforms on
 a contiguous channels-first float crop (what torchvision's CUDA resize makes of a uint8 crop
-anyway), and the old collate beside ``repeated_collate``; then the same samples as the loader's
+anyway), and the old collate beside ``collate_clips``; then the same samples as the loader's
 thread runs them, without the stage syncs. Markdown tables on stdout, all of it in ``--json``.
 Needs numpy and torchvision (the library's dataset and transforms) besides torch; with neither
 decord nor PyAV it times NVDEC alone; without NVDEC (or without a GPU) the CPU decoder alone:
@@ -250,14 +250,14 @@ def run_mixed(
     warmup = args.warmup_batches
     batches = warmup + int(args.seconds * 5000 / clips_per_batch) + 1  # never runs out
     keys = [(i % len(videos), i // len(videos)) for i in range(batches * per_batch)]
-    from a2video.data.datasets import repeated_collate
+    from a2video.data.datasets import collate_clips
 
     dataset = training_dataset(videos, args.cpu_decoder, repeat, args)
     cpu_loader = torch.utils.data.DataLoader(  # as the DataModules' train loader
         dataset,
         batch_sampler=KeyBatches(),
         num_workers=workers,
-        collate_fn=functools.partial(repeated_collate, repeat=repeat) if repeat > 1 else None,
+        collate_fn=functools.partial(collate_clips, repeat=repeat),
         pin_memory=device != "cpu",
         worker_init_fn=_one_thread,
     )
@@ -366,7 +366,7 @@ STAGES = (
     ("transforms", "transforms (select_frames + train_transform) x K"),
     ("stack", "stack the K clips"),
     ("sync", "stream sync (NvdecPrefetcher's, per sample; ~0 after the stage syncs)"),
-    ("collate", "collate (repeated_collate + stream sync), per sample"),
+    ("collate", "collate (collate_clips + stream sync), per sample"),
 )
 # (key, label, the stages timed, the library's row it compares with): on the same frames or
 # samples as the library's stages, not in the total. The transforms' rows include the stack of
@@ -379,7 +379,7 @@ ALTERNATIVES = (
      ("old_crop",), "transforms"),
     ("float_cf", "library transforms, crop region made contiguous channels-first float "
      "first, + stack", ("float_cf",), "transforms"),
-    ("collate", "library: repeated_collate, per sample", ("collate",), "collate"),
+    ("collate", "library: collate_clips, per sample", ("collate",), "collate"),
     ("old_collate", "old bench: collate_clips (stack, flatten, index), per sample",
      ("old_collate",), "collate"),
 )  # fmt: skip
@@ -515,16 +515,15 @@ def run_stages(videos: list[str], decoder: str, repeat: int, args) -> dict:
     the loader runs them (``dataset[key]``, the per-sample stream sync, the batch's collate:
     no other sync), whose total says how faithful the stages' sum is.
     """
-    from torch.utils.data import default_collate
 
-    from a2video.data.datasets import repeated_collate
+    from a2video.data.datasets import collate_clips
 
     ds = training_dataset(videos, decoder, repeat, args)
     gpu = decoder == "nvdec" and torch.cuda.is_available()
     stream = torch.cuda.Stream() if gpu else None
     device_sync = torch.cuda.synchronize if gpu else (lambda: None)
     stream_sync = stream.synchronize if stream is not None else (lambda: None)
-    collate = functools.partial(repeated_collate, repeat=repeat) if repeat > 1 else default_collate
+    collate = functools.partial(collate_clips, repeat=repeat)
     per_batch = max(1, args.batch_size // repeat)  # videos per batch, as the loaders'
     n = len(videos)
     keys: list[tuple[int, int]] = []

@@ -53,6 +53,41 @@ def test_datamodule_batches_cross_as_uint8_and_reach_the_same_floats(kinetics_ro
         assert torch.equal(a["video"], b["video"]) and torch.equal(a["index"], b["index"])
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_are_channels_last_3d_with_the_channels_first_values(
+    kinetics_root, small_clip, workers
+):
+    """A batch keeps the decoder's (T, H, W, C) memory order (``channels_last_3d``: no
+    transposing copy per clip in the workers) and holds the values the channels-first batch
+    held; a worker's batch is in shared memory (no copy to the training process); the network
+    gets the same logits from it as from a contiguous batch."""
+    from a2video.data.datasets import collate_clips
+
+    kw = {**small_clip, "num_workers": workers, "batch_size": 4}
+    dm = KineticsDataModule(kinetics_root, seed=3, repeat_clips=2, **kw)
+    for name in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        video = next(iter(getattr(dm, name)()))["video"]
+        clips = video.flatten(0, video.dim() - 5)
+        assert clips.is_contiguous(memory_format=torch.channels_last_3d), (name, video.stride())
+    # the same samples as the channels-first stack made them
+    dataset = dm.datasets["train"]
+    samples = [dataset[(i, 0)] for i in range(2)]
+    batch = collate_clips(samples, repeat=2)
+    first = torch.stack([s["video"].contiguous() for s in samples]).flatten(0, 1)
+    assert torch.equal(batch["video"], first) and not batch["video"].is_contiguous()
+    module = VideoClassifier(arch="a2net_tiny", num_classes=4, clip_spec=dm.spec).eval()
+    with torch.no_grad():
+        a = module(normalize_batch(batch["video"], dm.spec.mean, dm.spec.std))
+        b = module(normalize_batch(first.contiguous(), dm.spec.mean, dm.spec.std))
+    assert torch.equal(a, b)
+
+
+def test_a_workers_batch_is_made_in_shared_memory(kinetics_root, small_clip):
+    dm = KineticsDataModule(kinetics_root, **{**small_clip, "num_workers": 1})
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["video"].is_shared()
+
+
 def test_normalising_a_batch_makes_no_tensor_from_host_numbers_after_the_first():
     """The mean and std are made on the batch's device once: on a GPU each tensor made from
     host numbers is a blocking copy, i.e. a host sync every training step."""

@@ -45,7 +45,7 @@ from .datasets import (
     ClipSpec,
     ShardedSampler,
     VideoClipDataset,
-    repeated_collate,
+    collate_clips,
 )
 from .mixed import KeyBatches, MixedLoader
 from .prepare import records_frame_step
@@ -363,7 +363,7 @@ class VideoDataModule(L.LightningDataModule):
             self.datasets[name],
             # videos; each gives `repeat` clips (1: the DataLoader's default, with batch_sampler)
             batch_size=batch_size // repeat if batch_sampler is None else 1,
-            collate_fn=functools.partial(repeated_collate, repeat=repeat) if repeat > 1 else None,
+            collate_fn=functools.partial(collate_clips, repeat=repeat),
             sampler=sampler,
             batch_sampler=batch_sampler,
             num_workers=self.num_workers,

@@ -1,7 +1,7 @@
 """Map-style clip datasets, rank-sharding samplers and the bad-video monitor.
 
 One sample = one video. Train: one random clip ``(3, T, S, S)``, or with ``repeat=K`` K clips
-``(K, 3, T, S, S)`` from one decode (repeated augmentation; :func:`repeated_collate` flattens
+``(K, 3, T, S, S)`` from one decode (repeated augmentation; :func:`collate_clips` flattens
 them into the batch); val: the centre clip; test/predict: every view ``(V, 3, T, S, S)``
 (V = clips x crops, clip-major) from one decode. Each sample opens its file once and closes it
 before returning. Clips are normalised float, or uint8 with ``uint8=True`` (the DataModules
@@ -199,7 +199,7 @@ class VideoClipDataset(Dataset):
             lambda n: sampling.repeated_train_clips(n, s.frames, self.stride, k, rng),
         )
         out = self.augment(frames, clips, rng)
-        return out[0] if k == 1 else torch.stack(out)
+        return out[0] if k == 1 else transforms.stack_clips(out)
 
     def augment(
         self, frames: torch.Tensor, clips: list[list[int]], rng: np.random.Generator
@@ -298,16 +298,24 @@ class VideoClipDataset(Dataset):
         return sample
 
 
-def repeated_collate(samples: list[dict], repeat: int) -> dict:
-    """Collate train samples of ``repeat`` clips each into a flat batch of clips.
+def collate_clips(samples: list[dict], repeat: int = 1) -> dict:
+    """The DataModules' collate: ``default_collate`` but for ``video``, stacked in the clips'
+    own memory order (:func:`a2video.data.transforms.stack_clips`: a ``channels_last_3d`` batch,
+    in shared memory in a worker).
 
-    ``video`` ``(b, K, 3, T, S, S)`` becomes ``(b * K, 3, T, S, S)`` (the K clips of a video
-    side by side); ``label``, ``index`` and ``valid`` are repeated per clip. The failure flags
+    With ``repeat`` K > 1 (train samples of K clips each) the batch is flat: ``video``
+    ``(b, K, 3, T, S, S)`` becomes ``(b * K, 3, T, S, S)`` (the K clips of a video side by
+    side); ``label``, ``index`` and ``valid`` are repeated per clip. The failure flags
     (``failed``, ``failed_index``, ``failed_reason``) stay one per video, so the bad-video
     counters count videos, not clips.
     """
-    batch = default_collate(samples)
-    video = batch["video"]
+    batch = default_collate([{k: v for k, v in s.items() if k != "video"} for s in samples])
+    video = transforms.stack_clips(
+        [s["video"] for s in samples], shared=get_worker_info() is not None
+    )
+    if repeat == 1:
+        batch["video"] = video
+        return batch
     batch["video"] = video.reshape(video.shape[0] * repeat, *video.shape[2:])
     for key in ("label", "index", "valid"):
         batch[key] = batch[key].repeat_interleave(repeat)

@@ -247,9 +247,10 @@ class VideoClassifier(LightningModule):
                     "pass clip_spec= (the DataModule's spec) or normalised float clips"
                 )
             x = normalize_batch(x, self.clip_spec.mean, self.clip_spec.std)
-        if self.hparams.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last_3d)
-        return self.net(x)
+        # the loaders' clips come channels_last_3d (transforms.stack_clips): the layout the
+        # network asks for, else the standard one, so its numbers do not depend on the input's
+        memory = torch.channels_last_3d if self.hparams.channels_last else torch.contiguous_format
+        return self.net(x.contiguous(memory_format=memory))
 
     def takes_uint8(self, mean: Sequence[float], std: Sequence[float]) -> bool:
         """Whether the DataModules hand this module uint8 clips
