@@ -9,6 +9,10 @@ Subcommands:
   psnr         frames of the prepared copy against the original's (PSNR, dB)
   sweep        decode speed of prepare encodings (keyframe interval, fastdecode, B-frames,
                frame step) on a few videos: what `a2video prepare` defaults to
+  frame-steps  clips/s per core of prepared copies with frame step 1, 2, 4, 8 (--steps), at
+               K=1 and K=--repeat, interleaved per video
+  loader       clips/s per core of the DataModule's train loader in one process (decode,
+               transforms, collate: a worker's whole job) on the prepared copy, K=--repeat
   throughput   train clips/s of the dataset in one process (= one worker) against the bare
                decoder bound: the same frame indices opened and decoded with no dataset,
                sampling or transform around them. Goal: >= 0.9 of the bound.
@@ -283,6 +287,86 @@ def bench_sweep(args) -> dict:
     return {"sweep": res, "decoder": args.decoders[0], "videos": len(records)}
 
 
+def bench_frame_steps(args) -> dict:
+    """Clips/s per core of `a2video prepare` copies with each ``--steps`` frame step, at K=1
+    and K=``--repeat``, interleaved per video in one process (the stride keeps its time span)."""
+    root = ensure_dataset(args.root, args.classes, args.per_class, args.duration, encoding="web")
+    spec = _spec(args)
+    base = args.prepared or root.rstrip("/") + "_prepared"
+    copies = {}
+    for step in args.steps:
+        dst = base if step == 1 else f"{base}_fs{step}"
+        copies[step] = ensure_prepared(root, dst, Encoding(frame_step=step))
+    records = {step: train_records(folder) for step, folder in copies.items()}
+    datasets = {
+        (step, k): VideoClipDataset(
+            records[step], "train", spec, args.decoders[0], repeat=k, uint8=True, frame_step=step
+        )
+        for step in args.steps
+        for k in sorted({1, args.repeat})
+    }
+    seconds, clips = dict.fromkeys(datasets, 0.0), dict.fromkeys(datasets, 0)
+    for rnd in range(args.repeats):
+        for i in range(len(records[args.steps[0]])):
+            for (step, k), ds in datasets.items():
+                t0 = time.perf_counter()
+                ds[(i, rnd)]
+                seconds[(step, k)] += time.perf_counter() - t0
+                clips[(step, k)] += k
+    first = args.steps[0]
+    res = {
+        f"frame_step {step}, K={k}": {
+            "clips_per_s_per_core": round(clips[(step, k)] / seconds[(step, k)], 2),
+            "vs_frame_step_1": round(
+                clips[(step, k)] / seconds[(step, k)] * seconds[(first, k)] / clips[(first, k)], 2
+            ),
+            "mb": round(sum(os.path.getsize(r.path) for r in records[step]) / 1e6, 2),
+        }
+        for step, k in datasets
+    }
+    print(json.dumps(res, indent=1), flush=True)
+    return {"frame_steps": res, "decoder": args.decoders[0], "videos": len(records[first])}
+
+
+def bench_loader(args) -> dict:
+    """Clips/s per core of the Kinetics DataModule's train loader in one process
+    (``num_workers: 0``: decoding, transforms and the batch's collate, all a worker does), on
+    the prepared copy with ``repeat_clips: --repeat``, batches of ``--batch-size`` clips."""
+    root = ensure_dataset(args.root, args.classes, args.per_class, args.duration, encoding="web")
+    prepared = ensure_prepared(root, args.prepared, Encoding(frame_step=args.frame_step))
+    from a2video.data import KineticsDataModule
+
+    spec = _spec(args)
+    dm = KineticsDataModule(
+        prepared,
+        frames=spec.frames,
+        stride=spec.stride,
+        train_scale=spec.train_scale,
+        crop_size=spec.crop_size,
+        test_scale=spec.test_scale,
+        batch_size=args.batch_size,
+        repeat_clips=args.repeat,
+        num_workers=0,
+        decoder=args.decoders[0],
+    )
+    loader = dm.train_dataloader()
+    rates = []
+    for epoch in range(args.repeats):
+        loader.sampler.set_epoch(epoch)
+        clips, t0 = 0, time.perf_counter()
+        for batch in loader:
+            clips += batch["video"].shape[0]
+        rates.append(clips / (time.perf_counter() - t0))
+    layout = (
+        "channels_last_3d"
+        if batch["video"].is_contiguous(memory_format=torch.channels_last_3d)
+        else "contiguous"
+    )
+    res = {"clips_per_s_per_core": [round(r, 2) for r in rates], "batch_layout": layout}
+    print(json.dumps(res, indent=1), flush=True)
+    return {"loader": res, "prepared": prepared, "decoder": args.decoders[0]}
+
+
 # --------------------------------------------------------------------------- throughput
 def bench_throughput(args) -> dict:
     root = ensure_dataset(args.root, args.classes, args.per_class, args.duration)
@@ -533,12 +617,14 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("loading", "psnr", "sweep", "throughput", "multiview", "broken-epoch"):
+    names = ("loading", "psnr", "sweep", "frame-steps", "loader", "throughput", "multiview")
+    names += ("broken-epoch",)
+    for name in names:
         p = sub.add_parser(name)
         p.add_argument("--root", required=True, help="dataset folder (synthesized if empty)")
         p.add_argument("--classes", type=int, default=8)
         p.add_argument("--per-class", type=int, default=3)
-        web = name in ("loading", "psnr", "sweep")
+        web = name in ("loading", "psnr", "sweep", "frame-steps", "loader")
         p.add_argument(
             "--duration", type=float, nargs=2, default=(10.0, 10.0) if web else (6.0, 10.0)
         )
@@ -555,6 +641,9 @@ def main(argv=None) -> int:
         )
         p.add_argument("--every", type=int, default=10, help="psnr: every N-th frame")
         p.add_argument("--sweep-dir", default="/tmp/bench_sweep")
+        p.add_argument(
+            "--steps", type=int, nargs="+", default=[1, 2, 4, 8], help="frame-steps: the steps"
+        )
         p.add_argument("--decoders", nargs="+", default=["decord", "pyav"])
         p.add_argument("--frames", type=int, default=8)
         p.add_argument("--stride", type=int, default=8)
@@ -566,6 +655,7 @@ def main(argv=None) -> int:
         p.add_argument("--clips", type=int, default=10)
         p.add_argument("--crops", type=int, default=3)
         p.add_argument("--repeats", type=int, default=3)
+        p.add_argument("--batch-size", type=int, default=32, help="loader: clips per batch")
         p.add_argument("--epochs", type=int, default=4)
         p.add_argument("--workers", type=int, default=2)
         p.add_argument("--max-side", type=int, default=None)
@@ -576,6 +666,8 @@ def main(argv=None) -> int:
         "loading": bench_loading,
         "psnr": bench_psnr,
         "sweep": bench_sweep,
+        "frame-steps": bench_frame_steps,
+        "loader": bench_loader,
         "throughput": bench_throughput,
         "multiview": bench_multiview,
         "broken-epoch": bench_broken,

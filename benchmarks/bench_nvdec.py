@@ -198,6 +198,7 @@ def training_dataset(videos: list[str], decoder: str, repeat: int, args):
     the NVDEC-alone rows do without."""
     from a2video.data.annotations import VideoRecord
     from a2video.data.datasets import ClipSpec, VideoClipDataset
+    from a2video.data.prepare import records_frame_step
 
     spec = ClipSpec(
         frames=args.frames,
@@ -207,7 +208,12 @@ def training_dataset(videos: list[str], decoder: str, repeat: int, args):
         test_scale=args.train_scale[0],
     )
     records = [VideoRecord(path, label=0) for path in videos]
-    return VideoClipDataset(records, "train", spec, decoder, repeat=repeat, uint8=True)
+    # a `prepare --frame-step N` copy (its a2video_prepared.json beside or above the videos):
+    # stride / N frames of the copy, the same time span, as the DataModules read it
+    step = records_frame_step(videos)
+    return VideoClipDataset(
+        records, "train", spec, decoder, repeat=repeat, uint8=True, frame_step=step
+    )
 
 
 class StandInStep:

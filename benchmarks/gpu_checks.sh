@@ -24,11 +24,13 @@
 #   .whl/pynvvideocodec-*.whl       or the NVDEC wheel alone (then no mixed-loader rows)
 #   .gpuwork/videos/{web,prepared}  download-like videos and their `a2video prepare` copy
 #                                   (docs/data.md, "NVDEC and CPU workers together")
+#   .gpuwork/videos/prepared_fs4    the same prepared with --frame-step 4 (its
+#                                   a2video_prepared.json beside the videos): measured last
 # Without PyNvVideoCodec the NVDEC part is skipped; without decord2 only NVDEC alone is measured.
 # Budgets (seconds): GPU_BENCH_S (bench_gpu, default 270), NVDEC_S per configuration (default 3).
 # GPU_BENCH_ARGS: extra bench_gpu arguments (e.g. --sections, or a CPU dry run below).
 #
-# On a lent machine (64 MiB per call: tree 3.5 MB + site.tar.xz 22 MB + videos 18 MB), one call:
+# On a lent machine (64 MiB per call: tree 3.5 MB + site.tar.xz 22 MB + videos 23 MB), one call:
 #   carry [".gpuwork/videos", ".gpuwork/site.tar.xz"], timeout 600,
 #   command: OUT=$OUT bash benchmarks/gpu_checks.sh
 # CPU dry run: PYTHON=.venv/bin/python GPU_BENCH_ARGS="--arch-scale tiny --device cpu --steps 1"
@@ -88,4 +90,12 @@ fi
 echo "== GPU tests"
 timeout 150 "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider 2>&1 \
   | tee "$OUT/gpu_tests.txt"
+# last, if time is left: the mixed loader on a `prepare --frame-step 4` copy (1.22-1.32x the
+# CPU clips/s per core of step 1 on the 2-core machine; what does it give on 12 workers?)
+if [ -d .gpuwork/videos/prepared_fs4 ] && "$PY" -c "import PyNvVideoCodec, decord, numpy" 2>/dev/null; then
+  echo "== NVDEC + 12 CPU workers, prepared_fs4"
+  timeout 100 "$PY" benchmarks/bench_nvdec.py --videos .gpuwork/videos/prepared_fs4 \
+    --cpu-workers 12 --threads 4 --repeats 4 --seconds "$((2 * ${NVDEC_S:-3}))" --gpu-rate 794 \
+    --json "$OUT/mixed_prepared_fs4.json"
+fi
 echo "gpu_checks: done"

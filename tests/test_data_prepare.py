@@ -224,6 +224,18 @@ def test_bench_data_loading_runs_on_a_tiny_download_like_set(tmp_path):
     }
     for row in rows.values():
         assert row["cores_per_gpu"]["100.0"] == -(-100 // row["clips_per_s_per_core"])
+    # frame-steps: the same set prepared with frame step 1 and 2, K=1 and K=2
+    args[0] = "frame-steps"
+    assert bench.main([*args, "--steps", "1", "2", "--repeat", "2"]) == 0
+    rows = json.loads(out.read_text())["frame_steps"]
+    assert set(rows) == {f"frame_step {s}, K={k}" for s in (1, 2) for k in (1, 2)}
+    assert rows["frame_step 1, K=2"]["vs_frame_step_1"] == 1.0
+    assert json.loads((tmp_path / "web_prepared_fs2" / MARKER).read_text())["frame_step"] == 2
+    # loader: the DataModule's train loader on the prepared copy, in one process
+    args[0] = "loader"
+    assert bench.main([*args, "--repeat", "2", "--batch-size", "2"]) == 0
+    loader = json.loads(out.read_text())["loader"]
+    assert loader["batch_layout"] == "channels_last_3d" and len(loader["clips_per_s_per_core"]) == 1
 
 
 def _tiny_source(kinetics_root: str, root: Path, videos: int = 2) -> Path:
