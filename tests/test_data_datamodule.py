@@ -140,30 +140,6 @@ def test_kill_and_resume_with_workers_is_exactly_once(kinetics_root, tmp_path):
     _assert_exactly_once(tmp_path, kinetics_root, whole, 1, *extra)
 
 
-def test_a_sigterm_to_the_process_group_leaves_the_loader_workers_running(
-    kinetics_root, small_clip
-):
-    """``scancel`` / pre-emption signal every process of the job, the loader workers too. A
-    worker killed by it ended a DDP run with "DataLoader worker is killed by signal" before the
-    training process could save; the workers now leave SIGTERM to the training process."""
-    import multiprocessing
-    import os
-    import signal
-    import time
-
-    dm = KineticsDataModule(kinetics_root, **{**small_clip, "num_workers": 2, "batch_size": 2})
-    loader = dm.train_dataloader()
-    batches = iter(loader)
-    first = next(batches)
-    workers = multiprocessing.active_children()
-    assert len(workers) >= 2
-    for worker in workers:
-        os.kill(worker.pid, signal.SIGTERM)
-    time.sleep(0.5)
-    rest = list(batches)  # the epoch's other batches still come
-    assert 1 + len(rest) == len(loader) and first["video"].shape[0] == 2
-
-
 @pytest.mark.parametrize(
     ("option", "value", "said"),
     [

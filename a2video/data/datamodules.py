@@ -32,7 +32,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import signal
 from pathlib import Path
 
 import lightning as L
@@ -72,11 +71,6 @@ _ROOT_HOLDS = {
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # parallelism comes from the workers
-    # SIGTERM to the whole process group (SLURM's scancel / pre-emption, `kill -TERM -PGID`) is
-    # the training process's to act on (SaveOnSigterm saves, then all stop): a worker that died
-    # of it first would end the run with "DataLoader worker is killed by signal" and no save.
-    # Workers still exit when the training process ends or dies (the DataLoader's own checks).
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def to_model_input(batch, mean, std, module=None):
