@@ -92,12 +92,16 @@ def _order(trainer: Trainer, sampler: Any) -> dict[str, Any]:
         order["data.repeat_clips"] = int(getattr(data, "repeat_clips", 1))
     digest = _train_videos_digest(data)
     if digest is not None:
-        order["the train videos' paths and labels"] = digest
+        order[_VIDEOS_DIGEST] = digest
     return order
 
 
 # the keys of an older resume state's order -> their names now
 _OLD_ORDER_KEYS = {"seed": "data.seed", "videos": "train videos"}
+# the order's key for the digest of the train list (named, not printed, when it differs)
+_VIDEOS_DIGEST = "the train videos' paths and labels"
+# (the train records list, its digest): hashed once per list, not at every checkpoint
+_DIGESTED: list[tuple[Any, str]] = []
 
 
 def _train_videos_digest(data: Any) -> str | None:
@@ -107,12 +111,15 @@ def _train_videos_digest(data: Any) -> str | None:
     records = getattr(dataset, "records", None)
     if records is None:
         return None
+    if _DIGESTED and _DIGESTED[0][0] is records:
+        return _DIGESTED[0][1]
     root = os.path.abspath(str(getattr(data, "data_root", "") or os.sep))
     h = hashlib.sha1()
     for r in records:
         rel = os.path.relpath(os.path.abspath(r.path), root)
         h.update(f"{os.path.splitext(rel)[0]}\t{r.label}\n".encode())
-    return h.hexdigest()[:16]
+    _DIGESTED[:] = [(records, h.hexdigest()[:16])]
+    return _DIGESTED[0][1]
 
 
 def _bad_video_counts(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
@@ -162,8 +169,7 @@ def _changes(state: dict[str, Any], now: dict[str, Any]) -> list[str]:
     out = []
     for key, value in saved.items():
         if key in now and now[key] != value:
-            digest = key.startswith("the train videos'")
-            out.append(f"{key} differ" if digest else f"{key} {value} -> {now[key]}")
+            out.append(f"{key} differ" if key == _VIDEOS_DIGEST else f"{key} {value} -> {now[key]}")
     return out
 
 
