@@ -176,10 +176,13 @@ def output(result: subprocess.CompletedProcess) -> str:
 # --------------------------------------------------------------------------- Lightning's launcher
 @pytest.mark.timeout(240)
 def test_two_processes_fit_two_epochs_then_resume_last(kinetics_root, tmp_path) -> None:
-    """2 gloo processes, 2 epochs, with the default TensorBoard logger and a step checkpoint;
-    then ``--ckpt_path last`` resumes under 2 processes for a third epoch. Two training videos
-    are unreadable: the logged ``data/bad_videos`` (summed over ranks) is the number of bad
-    samples the ranks trained on, which is also the ranks' BadVideoMonitor counts together; and
+    """2 gloo processes, 2 epochs, with the default TensorBoard logger, progress bar and a step
+    checkpoint (the progress bar reads the epoch's figures on rank 0 alone, before the module's
+    ``on_train_epoch_end``: a figure that needed a collective there hung the run at the end of
+    epoch 0); then ``--ckpt_path last`` resumes under 2 processes for a third epoch. Two
+    training videos are unreadable: the logged ``data/bad_videos`` (summed over ranks) is the
+    number of bad samples the ranks trained on, which is also the ranks' BadVideoMonitor counts
+    together; and
     Lightning's "use sync_dist=True" advice never prints (the logged values are reduced)."""
     root, bad = break_train_videos(kinetics_root, tmp_path / "data", count=2)
     run, videos = tmp_path / "run", train_videos(root)
@@ -188,6 +191,7 @@ def test_two_processes_fit_two_epochs_then_resume_last(kinetics_root, tmp_path) 
             root, run, *probe(tmp_path / "a"),
             "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "2",
             "--step_checkpoint.every_n_train_steps", "2", "--data.max_bad_fraction", "0.5",
+            "--trainer.enable_progress_bar", "true",
             logger=True,
         ),
         timeout=180,

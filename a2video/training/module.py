@@ -337,8 +337,7 @@ class VideoClassifier(LightningModule):
         if flags is None and "valid" in batch:
             flags = ~batch["valid"].bool()
         if flags is not None:
-            self.bad_videos.update(torch.as_tensor(flags).bool().sum())
-            self.log("data/bad_videos", self.bad_videos, on_step=False, on_epoch=True)
+            self.bad_videos.update(torch.as_tensor(flags).bool().sum())  # logged at epoch end
 
         finite = None
         if self.nonfinite.device_skip:  # 0-d 1.0/0.0 on the device: no host sync
@@ -376,13 +375,18 @@ class VideoClassifier(LightningModule):
             self.nonfinite.check(self, self.hparams.max_nonfinite_steps)
         acc = self.train_acc.compute()  # sums over ranks: once per epoch
         self.train_acc.reset()
-        self.log_reduced(
-            {
-                "train/top1": acc["top1"],
-                "train/top5": acc["top5"],
-                "train/nonfinite_total": float(self.nonfinite_total),  # counted from a reduced flag
-            }
-        )
+        figures = {
+            "train/top1": acc["top1"],
+            "train/top5": acc["top5"],
+            "train/nonfinite_total": float(self.nonfinite_total),  # counted from a reduced flag
+        }
+        # Summed over the ranks here, on every rank, and logged as a plain value: a metric object
+        # logged for Lightning to compute was computed (a collective) by the progress bar on
+        # rank 0 alone, before this hook, and the ranks' collectives no longer matched.
+        if self.bad_videos.update_called:  # the batches carry `failed` / `valid` flags
+            figures["data/bad_videos"] = self.bad_videos.compute()
+            self.bad_videos.reset()
+        self.log_reduced(figures)
 
     def log_reduced(self, values: dict[str, Tensor | float]) -> None:
         """Log epoch figures that are already the same on every rank.
