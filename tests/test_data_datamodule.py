@@ -127,6 +127,81 @@ def test_resume_skip_reaches_a_train_loader_with_workers(kinetics_root, small_cl
     assert [b["index"].tolist() for b in it] == whole[1:]
 
 
+def _workers_of(loader_iter) -> list:
+    workers = list(loader_iter._workers)
+    assert len(workers) == 2 and all(w.is_alive() for w in workers)
+    return workers
+
+
+@pytest.mark.timeout(60)
+def test_a_sigterm_from_outside_the_training_process_leaves_its_workers_running(
+    kinetics_root, small_clip
+):
+    """``scancel`` / pre-emption signal every process of the job from outside it, the loader
+    workers too. A worker that died of it ended the run with "DataLoader worker is killed by
+    signal" before SaveOnSigterm could save; now the epoch's batches still come. The training
+    process has run its thread pool first: a worker then starts with PyTorch's threads, which
+    must not take the signal either."""
+    import subprocess
+    import time
+
+    torch.nn.functional.conv3d(torch.rand(2, 3, 4, 16, 16), torch.rand(8, 3, 3, 3, 3))
+    dm = KineticsDataModule(kinetics_root, **{**small_clip, "num_workers": 2, "batch_size": 2})
+    loader = dm.train_dataloader()
+    batches = loader._get_iterator()  # what iter(loader) makes at its first batch
+    first = next(batches)
+    workers = _workers_of(batches)
+    subprocess.run(["kill", "-s", "TERM", *(str(w.pid) for w in workers)], check=True)
+    time.sleep(0.5)
+    assert all(w.is_alive() for w in workers)
+    rest = list(batches)
+    assert 1 + len(rest) == len(loader) and first["video"].shape[0] == 2
+    for worker in workers:  # the loader's own shutdown still ends them
+        worker.join(timeout=10)
+    assert [w.exitcode for w in workers] == [0, 0]
+
+
+@pytest.mark.timeout(60)
+def test_a_sigterm_from_the_training_process_ends_a_worker_at_once(kinetics_root, small_clip):
+    """The DataLoader's shutdown and Python's at exit terminate workers with SIGTERM, then wait
+    for them: a worker that ignored it hung the run at exit. It exits 0, as PyTorch's own
+    handler makes it (a nonzero code is reported as a crashed worker)."""
+    dm = KineticsDataModule(kinetics_root, **{**small_clip, "num_workers": 2, "batch_size": 2})
+    loader = dm.train_dataloader()
+    batches = loader._get_iterator()
+    next(batches)
+    workers = _workers_of(batches)
+    for worker in workers:
+        worker.terminate()
+        worker.join(timeout=10)
+    assert [w.exitcode for w in workers] == [0, 0]
+    batches._shutdown_workers()
+
+
+@pytest.mark.timeout(90)
+def test_a_process_that_exits_with_a_loader_mid_epoch_does_not_hang(kinetics_root, tmp_path):
+    """What hung with workers ignoring SIGTERM: the interpreter exits while a loader's workers
+    are alive (as a fit that stops at an epoch's last batch leaves one), and multiprocessing
+    terminates them with SIGTERM, then joins them without a timeout."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "exit_mid_epoch.py"
+    script.write_text(
+        "import sys\n"
+        "from a2video.data import KineticsDataModule\n"
+        "dm = KineticsDataModule(sys.argv[1], frames=4, stride=3, train_scale=[40, 48],\n"
+        "    crop_size=32, test_scale=40, num_workers=2, batch_size=2, persistent_workers=True)\n"
+        "BATCHES = iter(dm.train_dataloader())\n"
+        "next(BATCHES)\n"
+        "print('one batch', flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script), kinetics_root], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and "one batch" in done.stdout, done.stderr[-2000:]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_kill_and_resume_with_workers_is_exactly_once(kinetics_root, tmp_path):

@@ -133,7 +133,7 @@ def test_sampler_skip_drops_the_consumed_keys_of_one_epoch_once():
 # step k then resumed with `--ckpt_path last` must log exactly what an uninterrupted run logs.
 EXACT_SCRIPT = textwrap.dedent(
     """
-    import json, os, signal, sys, torch
+    import json, os, signal, subprocess, sys, torch
     torch.set_num_threads(1)
     from lightning.pytorch import Callback
     from a2video.data import KineticsDataModule
@@ -144,6 +144,10 @@ EXACT_SCRIPT = textwrap.dedent(
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             if trainer.global_step == int(os.environ.get("KILL_AT", -1)):
                 sig = getattr(signal, os.environ.get("SIG", "SIGKILL"))
+                if os.environ.get("SIGNAL_FROM") == "outside":  # scancel, a pre-empting host:
+                    # every process of the job, loader workers too, from a process not in it
+                    subprocess.run(["kill", "-s", sig.name, "--", f"-{os.getpgid(0)}"])
+                    return
                 if trainer.world_size > 1:  # the whole job dies at once, as on a lost node
                     os.killpg(os.getpgid(0), sig)
                 os.kill(os.getpid(), sig)
@@ -171,10 +175,18 @@ EXACT_ARGS = [
 ]  # fmt: skip
 
 
-def _exact_fit(run: Path, data_root: str, *extra: str, kill_at: int = -1, sig: str = "SIGKILL"):
+def _exact_fit(
+    run: Path,
+    data_root: str,
+    *extra: str,
+    kill_at: int = -1,
+    sig: str = "SIGKILL",
+    signal_from: str = "inside",
+):
     script = run.parent / "exact_fit.py"
     script.write_text(EXACT_SCRIPT)
     env = dict(os.environ, KILL_AT=str(kill_at), SIG=sig, STEP_LOG=str(run / "steps"))
+    env["SIGNAL_FROM"] = signal_from
     env.update(PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     run.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -271,3 +283,42 @@ def test_sigterm_inside_an_accumulation_window_saves_at_its_step(
     assert [r[2] for r in got] == [r[2] for r in expected]  # 2 batches a step, none lost
     assert [r[4] for r in got] == [r[4] for r in expected], "other videos after the resume"
     assert [r[3] for r in got] == pytest.approx([r[3] for r in expected], rel=1e-6, abs=0)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ("--data.batch_size", "2", "--data.num_workers", "2"),
+        pytest.param(
+            ("--data.batch_size", "2", "--data.num_workers", "1", "--trainer.devices", "2",
+             "--trainer.strategy", "ddp"),
+            marks=pytest.mark.slow,
+        ),
+    ],
+    ids=["1-process", "ddp"],
+)  # fmt: skip
+def test_a_sigterm_to_the_whole_job_saves_and_resumes_exactly_once(
+    kinetics_root, tmp_path, uninterrupted, extra
+):
+    """``scancel`` and pre-empting hosts signal every process of the job, the DataLoader
+    workers too, from outside it. The workers leave the signal to the training process (a
+    worker that died of it ended the run with "DataLoader worker ... is killed by signal" and
+    no checkpoint): the run saves, exits 0, and the resumed run's losses and videos equal the
+    uninterrupted run's."""
+    whole, run = uninterrupted(*extra), tmp_path / "resumed"
+    stopped = _exact_fit(
+        run, kinetics_root, *extra, kill_at=2, sig="SIGTERM", signal_from="outside"
+    )
+    assert stopped.returncode == 0, stopped.stderr[-3000:]  # SIGTERMException is SystemExit
+    assert "SIGTERM received: saved" in stopped.stderr + stopped.stdout, stopped.stderr[-3000:]
+    ranks = 2 if "--trainer.devices" in extra else 1
+    # the signal came in step 2's batch; under DDP the ranks agree on it one batch later
+    saved = load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"]
+    assert saved == 3 if ranks == 1 else saved in (3, 4), saved
+    _fit_ok(_exact_fit(run, kinetics_root, *extra, "--ckpt_path", "last"))
+    for rank in range(ranks):
+        expected, got = _steps(whole, rank), _steps(run, rank)
+        assert [r[2] for r in got] == [r[2] for r in expected]
+        assert [r[4] for r in got] == [r[4] for r in expected], "other videos after the resume"
+        assert [r[3] for r in got] == pytest.approx([r[3] for r in expected], rel=1e-6, abs=0)

@@ -50,6 +50,7 @@ from .mixed import KeyBatches, MixedLoader
 from .prepare import records_frame_step
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
 from .video import check_decoder
+from .workers import sigterm_blocked, worker_init
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,6 @@ _ROOT_HOLDS = {
     "kinetics": "train/, val/ and annotations/",
     "ucf101": "UCF-101/ and ucfTrainTestlist/",
 }
-
-
-def _worker_init(_: int) -> None:
-    torch.set_num_threads(1)  # parallelism comes from the workers
 
 
 def to_model_input(batch, mean, std, module=None):
@@ -100,6 +97,10 @@ class _StartsAtFirstBatch(DataLoader):
 
     def __iter__(self):
         yield from super().__iter__()
+
+    def _get_iterator(self):
+        with sigterm_blocked():  # the workers leave a job-wide SIGTERM to this process
+            return super()._get_iterator()
 
 
 class VideoDataModule(L.LightningDataModule):
@@ -363,7 +364,7 @@ class VideoDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
-            worker_init_fn=_worker_init,
+            worker_init_fn=worker_init,
             drop_last=False,
             # The loader's per-iterator base seed comes from its own generator, not torch's global
             # one: starting an epoch or a validation run leaves dropout's RNG stream untouched,
