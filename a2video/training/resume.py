@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import random
+import warnings
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ __all__ = ["RESUME_KEY", "ResumeState", "capture_rng", "restore_rng"]
 RESUME_KEY = "a2video_resume"
 VERSION = 1
 log = logging.getLogger(__name__)
+_LIGHTNING_NOT_RESUMABLE = "You're resuming from a checkpoint that ended before the epoch ended"
 
 
 @rank_zero_only
@@ -249,6 +251,9 @@ class ResumeState(Callback):
             )
             return
         sampler.skip(state["epoch"], state["batches"] * batch_size)
+        # Lightning's "your dataloader is not resumable ... unreliable results" (printed next,
+        # for any loader without its own state_dict) is not so here: the skip above resumes it.
+        warnings.filterwarnings("ignore", message=_LIGHTNING_NOT_RESUMABLE)
 
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
