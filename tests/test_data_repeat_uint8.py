@@ -83,9 +83,20 @@ def test_batches_are_channels_last_3d_with_the_channels_first_values(
 
 
 def test_a_workers_batch_is_made_in_shared_memory(kinetics_root, small_clip):
+    """Stacked into shared memory inside the worker (read there, where it is made): a batch made
+    in ordinary memory is copied once more into shared memory to cross to the main process."""
     dm = KineticsDataModule(kinetics_root, **{**small_clip, "num_workers": 1})
-    batch = next(iter(dm.train_dataloader()))
-    assert batch["video"].is_shared()
+    loader = dm.train_dataloader()
+    collate = loader.collate_fn
+
+    def collate_and_say_where(samples):
+        batch = collate(samples)
+        batch["made_shared"] = torch.tensor(batch["video"].is_shared())
+        return batch
+
+    loader.collate_fn = collate_and_say_where
+    batch = next(iter(loader))
+    assert bool(batch["made_shared"]) and batch["video"].is_shared()
 
 
 def test_normalising_a_batch_makes_no_tensor_from_host_numbers_after_the_first():
