@@ -222,6 +222,31 @@ def test_a_resume_with_other_batches_names_the_setting(
     assert len(warned) == 1 and f"the train data changed {said}; " in warned[0], warned
 
 
+def test_a_finished_epoch_resumed_with_other_batches_says_nothing_of_it(
+    kinetics_root, tmp_path, caplog
+):
+    """A run that ended with its epoch, resumed for one more with ``repeat_clips 2`` (twice the
+    batches per epoch): nothing was interrupted, so no warning. Before, the saved 3 batches
+    were compared with the new run's 6 per epoch ("the rest of epoch 0 is not trained") and
+    the changed setting was said to restart an "interrupted epoch"."""
+    from tiny_fit import tiny_fit_args
+
+    def fit(log: str, *extra: str) -> list[str]:
+        args = ["--data.num_workers", "0", "--trainer.callbacks+=test_resume_settings.BatchLog"]
+        args += ["--trainer.callbacks.path", str(tmp_path / log), *extra]
+        _train(tiny_fit_args(kinetics_root, tmp_path / "run", *args))
+        return (tmp_path / log).read_text().splitlines()
+
+    first = fit("first.txt", "--trainer.max_epochs", "1")
+    assert len(first) == 3  # 11 videos, 4 per batch
+    with caplog.at_level("WARNING"):
+        second = fit("second.txt", "--trainer.max_epochs", "2", "--data.repeat_clips", "2",
+                     "--ckpt_path", "last")  # fmt: skip
+    assert [line.split()[0] for line in second] == ["1"] * 6  # epoch 1, 2 videos per batch
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("a2video: ")]
+    assert not [m for m in said if "not trained" in m or "interrupted" in m], said
+
+
 class StopAtValidation(Callback):
     """Sets ``should_stop`` at a validation from step 6 on, as EarlyStopping does."""
 

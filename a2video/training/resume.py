@@ -153,6 +153,12 @@ def _restore_bad_video_counts(
         metric.update(torch.tensor(float(counts["epoch_sum"])))
 
 
+def _epoch_batches(trainer: Trainer) -> int | None:
+    """The train loader's batches per epoch (None for a loader without a length)."""
+    batches = trainer.num_training_batches
+    return int(batches) if batches != float("inf") else None
+
+
 def _train_sampler(trainer: Trainer) -> tuple[Any, int | None]:
     """The train loader's sampler if it can skip (ShardedSampler), and the loader's batch size."""
     loader = trainer.train_dataloader
@@ -196,6 +202,7 @@ class ResumeState(Callback):
             state.update(
                 epoch=int(sampler.epoch),
                 batches=int(trainer.fit_loop.epoch_loop.batch_progress.current.processed),
+                epoch_batches=_epoch_batches(trainer),  # did this epoch end: with these batches
                 batch_size=int(batch_size),
                 order=_order(trainer, sampler),
             )
@@ -221,10 +228,12 @@ class ResumeState(Callback):
             return
         world, rank = trainer.world_size, trainer.global_rank
         if state.get("world_size") != world:
+            said = "the RNG streams start afresh."
+            if state.get("epoch", trainer.current_epoch) >= trainer.current_epoch:  # mid-epoch
+                said = f"the interrupted epoch continues with batches from its start and {said}"
             _warn(
                 f"a2video: {trainer.ckpt_path} was written by {state.get('world_size')} "
-                f"processes, this run has {world}: the interrupted epoch continues with batches "
-                "from its start and the RNG streams start afresh."
+                f"processes, this run has {world}: {said}"
             )
             return
         self._rng_pending = state["rng"][rank]
@@ -233,14 +242,19 @@ class ResumeState(Callback):
         if "epoch" not in state:
             return
         sampler, batch_size = _train_sampler(trainer)
-        per_epoch = trainer.num_training_batches
-        if state["epoch"] < trainer.current_epoch and state["batches"] < per_epoch:
-            _warn(
-                f"a2video: {trainer.ckpt_path} was written when epoch {state['epoch']} stopped "
-                f"after {state['batches']} of its {per_epoch} batches, and Lightning resumes "
-                f"at epoch {trainer.current_epoch}: the rest of epoch {state['epoch']} is not "
-                "trained (checkpoints of this version save such a stop mid-epoch)."
-            )
+        if state["epoch"] < trainer.current_epoch:  # Lightning starts the next epoch: no skip
+            # the epoch's length as saved (this run's batches per epoch may differ: other
+            # batch_size or repeat_clips); checkpoints before it had only this run's to compare
+            per_epoch = state.get("epoch_batches") or _epoch_batches(trainer)
+            if per_epoch is not None and state["batches"] < per_epoch:
+                _warn(
+                    f"a2video: {trainer.ckpt_path} was written when epoch {state['epoch']} "
+                    f"stopped after {state['batches']} of its {per_epoch} batches, and Lightning "
+                    f"resumes at epoch {trainer.current_epoch}: the rest of epoch "
+                    f"{state['epoch']} is not trained (checkpoints of this version save such a "
+                    "stop mid-epoch)."
+                )
+            return
         changed = _changes(state, _order(trainer, sampler) if sampler is not None else {})
         if sampler is None or (not changed and batch_size != state["batch_size"]):
             changed.append(f"videos per batch {state['batch_size']} -> {batch_size}")
