@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -293,7 +294,12 @@ def test_folds_all_reports_three_results_and_their_mean(train_ckpt, ucf_root, tm
     root = tmp_path / "ucf_folds"
     args = ["fit", "--model.arch", "a2net_tiny", "--data.data_root", ucf_root, "--ckpt", train_ckpt]
     args += ["--trainer.default_root_dir", str(root), "--trainer.max_steps", "2", "--folds", "all"]
-    summary = run_folds(args + CLIP + QUIET)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = run_folds(args + CLIP + QUIET)
+    # the folds' CLIs get this command line as `args`: Lightning's "not recommended to provide
+    # both args and command line arguments" is not for the user
+    assert not [w for w in caught if "args parameter" in str(w.message)]
 
     assert [r["fold"] for r in summary["folds"]] == [1, 2, 3]
     top1 = [r["metrics"]["test/top1"] for r in summary["folds"]]

@@ -24,6 +24,7 @@ import json
 import os
 import statistics
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -53,6 +54,7 @@ __all__ = [
     "stage_prefixes",
 ]
 
+_LIGHTNING_ARGS_AND_ARGV = "LightningCLI's args parameter is intended to run from within Python"
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
@@ -434,6 +436,9 @@ def run_folds(
     model_class = model_class or VideoClassifier
     datamodule_class = datamodule_class or UCF101DataModule
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Each fold's LightningCLI gets this command line as `args` (less --folds), which Lightning
+    # warns of when sys.argv holds arguments too: here they are the same ones, on purpose.
+    warnings.filterwarnings("ignore", message=_LIGHTNING_ARGS_AND_ARGV)
     value, rest = _split_folds_arg(argv)
     folds = parse_folds(value)
     if len(folds) <= 1:
