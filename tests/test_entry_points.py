@@ -316,6 +316,7 @@ def test_ckpt_path_last_and_best_are_the_runs_files(kinetics_root, tmp_path, cap
         capsys, _train_main(), test_args(run, "--ckpt_path", "last", "--model.arch", "i3d_tiny")
     )
     assert "the checkpoint's arch is 'a2net_tiny'" in line, line
+    assert "leave --model.arch (command line and --config files) unset" in line, line
 
     (run / "checkpoints" / "last.ckpt").rename(run / "checkpoints" / "mine.ckpt")
     kept = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}

@@ -442,8 +442,8 @@ def options_from_checkpoint(
         elif key in ARCH_KEYS and not same_option(key, given[key], value):
             raise ValueError(
                 f"{os.fspath(ckpt_path)}: the checkpoint's {key} is {value!r} but {given[key]!r} "
-                f"was asked for; drop {option.format(key=key)} (the checkpoint's network is used) "
-                "or pass a checkpoint of that architecture."
+                f"was asked for; leave {option.format(key=key)} unset (the checkpoint's network "
+                "is used) or pass a checkpoint of that architecture."
             )
     return taken
 

@@ -299,7 +299,9 @@ class A2VideoCLI(LightningCLI):
             return
         model = dict(model)
         given = {k: model[k] for k in self._given_model_options() if k in model}
-        taken = options_from_checkpoint(str(ckpt_path), saved, model, given, option="--model.{key}")
+        # given on the command line or in a --config file (as the shipped configs set model.arch)
+        option = "--model.{key} (command line and --config files)"
+        taken = options_from_checkpoint(str(ckpt_path), saved, model, given, option=option)
         if taken:
             self.config = self.parser.parse_object({subcommand: {"model": taken}}, self.config)
 
