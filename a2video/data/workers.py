@@ -12,9 +12,10 @@ handler does; a worker whose training process died exits too.
 A Python signal handler cannot see who sent a signal, so SIGTERM is blocked in every thread
 of the worker and one thread takes it with ``sigwaitinfo``, which names the sender. The
 workers start with it blocked (:func:`sigterm_blocked` around their start: a thread inherits
-its creator's mask, and a forked worker its parent thread's), so the threads that PyTorch
-makes in a worker before ``worker_init_fn`` runs block it too. A thread that did not (another
-start method) keeps PyTorch's handler: the old behaviour, never worse.
+its creator's mask, a forked or spawned worker its parent thread's), so the threads that
+PyTorch and the imports make in a worker before ``worker_init_fn`` runs block it too (checked
+for fork, spawn and forkserver). A thread that did not (a forkserver started earlier,
+elsewhere) keeps PyTorch's handler: the old behaviour, never worse.
 """
 
 from __future__ import annotations
