@@ -236,15 +236,32 @@ class NaNOnRank1(torch.nn.Module):
         return loss * float("nan") if bad else loss
 
 
+def weights_and_state(trainer, pl_module):
+    weights = sum(float(p.detach().double().sum()) for p in pl_module.parameters())
+    state = trainer.optimizers[0].state.values()
+    moments = sum(float(v.double().sum()) for s in state for v in s.values() if v.dim())
+    return weights, moments
+
+
 class Report(Callback):
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.before = weights_and_state(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == 1:  # the NaN step: weights and optimizer state untouched
+            self.unchanged = weights_and_state(trainer, pl_module) == self.before
+
     def on_train_end(self, trainer, pl_module):
         total = sum(float(p.detach().double().sum()) for p in pl_module.parameters())
         with open(f"{sys.argv[1]}/rank{trainer.global_rank}.txt", "w") as f:
-            f.write(f"{pl_module.nonfinite_total} {total!r}")
+            f.write(f"{pl_module.nonfinite_total} {total!r} {self.unchanged}")
 
 
 torch.manual_seed(0)
-model = tiny_model(max_nonfinite_steps=3)
+options = {}
+if sys.argv[3] == "unfused":  # the host check: an optimizer that cannot skip on the device
+    options["optimizer"] = lambda groups: torch.optim.AdamW(groups, lr=0.05, foreach=True)
+model = tiny_model(max_nonfinite_steps=3, **options)
 model.criterion = NaNOnRank1(model.criterion)
 trainer = Trainer(
     accelerator="cpu", devices=2, strategy="ddp", max_steps=3, limit_val_batches=0,
@@ -256,8 +273,12 @@ trainer.fit(model, TinyVideoData())
 
 
 @pytest.mark.timeout(240)
-def test_ddp_a_nan_on_one_rank_is_skipped_by_every_rank(tmp_path) -> None:
-    """The non-finite flag is all-reduced on the device: both ranks skip, weights stay equal."""
+@pytest.mark.parametrize("optimizer", ["fused", "unfused"])
+def test_ddp_a_nan_on_one_rank_is_skipped_by_every_rank(tmp_path, optimizer) -> None:
+    """The non-finite flag is all-reduced (on the device with a fused optimizer, on the host
+    with another): both ranks skip the step, leaving weights and optimizer state as they were,
+    and the replicas stay equal. With an unfused optimizer (the demo configs' AdamW) the first
+    NaN ended a DDP run: Lightning refuses a ``training_step`` that returns None under DDP."""
     import os
     import subprocess
     import sys
@@ -268,11 +289,12 @@ def test_ddp_a_nan_on_one_rank_is_skipped_by_every_rank(tmp_path) -> None:
     tests = str(Path(__file__).parent)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(tests).parent))
     proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path), tests],
+        [sys.executable, str(script), str(tmp_path), tests, optimizer],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=220,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     reports = [(tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1)]
     assert [r[0] for r in reports] == ["1", "1"]  # counted on both ranks
+    assert [r[2] for r in reports] == ["True", "True"]  # the NaN step changed nothing
     # skipped on both: finite weights, and the replicas did not diverge
     assert math.isfinite(float(reports[0][1])) and reports[0][1] == reports[1][1]

@@ -343,7 +343,7 @@ class VideoClassifier(LightningModule):
         if self.nonfinite.device_skip:  # 0-d 1.0/0.0 on the device: no host sync
             finite = self.nonfinite.flag(loss, self.trainer.world_size)
         elif not self.nonfinite.host_finite(self, loss):  # an optimizer that cannot skip: a sync
-            return self.nonfinite.skip(self, batch_idx, self.hparams.max_nonfinite_steps)
+            return self.nonfinite.skip(self, batch_idx, self.hparams.max_nonfinite_steps, loss)
         self.train_acc.update(logits, label, finite)
         # Not in the progress bar: Lightning converts progress-bar values to floats every step.
         self.log("train/loss", loss, batch_size=label.shape[0])

@@ -75,6 +75,7 @@ class NonFiniteSteps:
         self.device_skip = False
         self.warned_host_skip = False
         self.in_a_row = 0
+        self.drop_window = False  # host check under DDP: this window's gradients are dropped
 
     @property
     def total(self) -> int:
@@ -129,7 +130,10 @@ class NonFiniteSteps:
                     f"a2video: non-finite steps are checked on the host every step ({why}; "
                     "bf16-mixed with a fused optimizer keeps the check on the device)."
                 )
-            return optimizer.step(closure=optimizer_closure)
+            if scaler is not None:  # its non-finite gradients make GradScaler skip the step
+                self.drop_window = False
+                return optimizer.step(closure=optimizer_closure)
+            return optimizer.step(closure=self._dropping_skipped(opt, optimizer_closure))
         self.on(module.device)
         if not opt.state:  # before the first step (a resumed run has its buffers)
             init_momentum(opt)
@@ -139,6 +143,19 @@ class NonFiniteSteps:
         finally:
             del opt.found_inf
             self.found_inf.zero_()
+
+    def _dropping_skipped(self, opt: torch.optim.Optimizer, closure: Any) -> Any:
+        """``closure`` (forward and backward), then no gradients if a batch of the window was
+        skipped: the optimizer leaves every parameter and its state as they were."""
+
+        def run() -> Any:
+            result = closure()
+            if self.drop_window:
+                opt.zero_grad(set_to_none=True)
+                self.drop_window = False
+            return result
+
+        return run
 
     def check(self, module: LightningModule, limit: int, in_batch: bool = False) -> None:
         """Read the device counters (a host sync, every ``log_every_n_steps``); warn, maybe stop."""
@@ -168,8 +185,17 @@ class NonFiniteSteps:
             self.in_a_row = 0
         return ok
 
-    def skip(self, module: LightningModule, batch_idx: int, limit: int) -> None:
-        """Count a step skipped on the host; warn, and stop after ``limit`` in a row."""
+    def skip(
+        self, module: LightningModule, batch_idx: int, limit: int, loss: Tensor
+    ) -> Tensor | None:
+        """Count a step skipped on the host; warn, and stop after ``limit`` in a row.
+
+        Returns what ``training_step`` returns: None in one process (Lightning then runs no
+        backward and the optimizer finds no gradient). Under DDP Lightning refuses None, so it
+        is the loss itself: every rank runs its backward (they agreed to skip, so the
+        gradients' all-reduce matches), and :meth:`step` drops the window's gradients before
+        the optimizer runs (with ``16-mixed`` the non-finite gradients make GradScaler skip).
+        """
         self.total += 1
         self.in_a_row += 1
         module.log("train/nonfinite_steps", float(self.total), on_step=True, on_epoch=False)
@@ -179,3 +205,7 @@ class NonFiniteSteps:
         )
         if self.in_a_row >= limit:
             raise _stop(self.in_a_row, limit)
+        if module.trainer.world_size == 1:
+            return None
+        self.drop_window = True
+        return loss
