@@ -5,10 +5,10 @@
 checkpoint, a bad config value print ``<prog>: error: <message>`` and exit with status 2, without a
 traceback. ``A2VIDEO_DEBUG=1`` in the environment lets the exception through with its traceback.
 
-A user error is one of a2video's own error types, an ``OSError`` naming a file, or a
-``ValueError``/``OSError`` raised by a2video's own code (its checks of paths and values);
-anything raised deeper (a library bug) keeps its traceback. This module imports nothing heavy,
-so ``a2video --help`` stays instant.
+A user error is one of a2video's own error types (a diverged run's included), an ``OSError``
+naming a file, or a ``ValueError``/``OSError`` raised by a2video's own code (its checks of paths
+and values); anything raised deeper (a library bug) keeps its traceback. This module imports
+nothing heavy, so ``a2video --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -24,6 +24,15 @@ __all__ = ["DEBUG_ENV", "debug_enabled", "exit_on_user_error", "is_user_error", 
 DEBUG_ENV = "A2VIDEO_DEBUG"
 _PACKAGE = Path(__file__).resolve().parent
 _UNSAFE_FLAG = ["--unsafe_load true"]  # the LightningCLI entry points' spelling
+# a2video's error types whose message names the file or setting and the fix (the last: a run
+# whose loss stayed non-finite past max_nonfinite_steps; it says what to lower or enable)
+_USER_ERRORS = {
+    "CheckpointError",
+    "DataQualityError",
+    "AnnotationError",
+    "WeightsError",
+    "NonFiniteLossError",
+}
 
 
 def unsafe_flag() -> str:
@@ -52,7 +61,7 @@ def _raised_by_a2video(err: BaseException) -> bool:
 def is_user_error(err: BaseException) -> bool:
     """An error whose message is meant for the user (see the module docstring)."""
     names = {cls.__name__ for cls in type(err).__mro__}
-    if names & {"CheckpointError", "DataQualityError", "AnnotationError", "WeightsError"}:
+    if names & _USER_ERRORS:
         return True
     if isinstance(err, OSError) and getattr(err, "filename", None):
         return True  # "[Errno 2] No such file or directory: '<path>'" names the file

@@ -476,3 +476,16 @@ def test_nvdec_without_a_gpu_is_one_line(
     assert line.startswith(f"{entry}: error: decoder='nvdec' needs an NVIDIA GPU"), line
     assert "run on a machine with an NVIDIA GPU" in line, line
     assert line.endswith(f"or decode on the CPU with --data.decoder {check_decoder('auto')}"), line
+
+
+def test_a_run_whose_loss_stays_non_finite_ends_in_one_line(kinetics_root, tmp_path, capsys):
+    """A diverged run (a learning rate of 1e30: every loss after the first step is NaN) stops
+    at ``max_nonfinite_steps`` with one line saying what to change, not a traceback."""
+    from tiny_fit import tiny_fit_args
+
+    argv = tiny_fit_args(
+        kinetics_root, tmp_path / "run", "--data.num_workers", "0",
+        "--model.optimizer.init_args.lr", "1e30", "--model.max_nonfinite_steps", "2",
+    )  # fmt: skip
+    line = _user_error(capsys, _train_main(), argv)
+    assert "2 consecutive steps had a non-finite loss" in line and "learning rate" in line, line
