@@ -199,6 +199,9 @@ def test_two_processes_fit_two_epochs_then_resume_last(kinetics_root, tmp_path) 
     )  # fmt: skip
     assert first.returncode == 0, output(first)
     assert "sync_dist" not in first.stdout + first.stderr, output(first)
+    # the train list's missing videos are said once, not once per rank
+    said = (first.stdout + first.stderr).count("train.csv: 1 of 12 listed videos are missing")
+    assert said == 1, output(first)
     rows = records(tmp_path / "a")
     per_epoch = check_epochs(rows, videos, world=2, epochs=[0, 1])
     assert_ended(rows, "fit")

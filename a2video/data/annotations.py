@@ -26,6 +26,7 @@ import csv
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,8 +361,19 @@ def read_kinetics_csv(
     return SplitAnnotations(records, list(class_names), str(csv_path), missing, header)
 
 
+def _first_process() -> bool:
+    """Whether this is rank 0 of a multi-process run, or the only process. Launchers set
+    ``RANK`` / ``LOCAL_RANK`` / ``SLURM_PROCID`` before the process group exists, when a
+    DataModule reads its lists."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
 def _log_missing(source, video_dir, listed: int, missing: list) -> None:
-    if missing:
+    # every rank reads the same list: one warning, not one per process
+    if missing and _first_process():
         log.warning(
             "%s: %d of %d listed videos are missing under %s and are skipped (%.1f%%), e.g. %s",
             source,
