@@ -489,3 +489,22 @@ def test_a_run_whose_loss_stays_non_finite_ends_in_one_line(kinetics_root, tmp_p
     )  # fmt: skip
     line = _user_error(capsys, _train_main(), argv)
     assert "2 consecutive steps had a non-finite loss" in line and "learning rate" in line, line
+
+
+def test_a_fit_stopped_before_its_first_validation_has_no_monitor_warning(kinetics_root, tmp_path):
+    """``--trainer.max_steps 1`` stops before any validation: no val/top1 exists yet, and
+    Lightning's "could not find the monitored key ... Did you call log('val/top1')?" is not
+    for the user."""
+    import warnings
+
+    from tiny_fit import tiny_fit_args
+
+    argv = tiny_fit_args(
+        kinetics_root, tmp_path / "run", "--data.num_workers", "0", "--trainer.max_steps", "1",
+        "--trainer.check_val_every_n_epoch", "1",
+    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _train_main()(argv)
+    assert not [w for w in caught if "could not find the monitored key" in str(w.message)]
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()

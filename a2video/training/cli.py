@@ -33,7 +33,9 @@ Everything a run needs is in one YAML file; this class only sets the defaults ev
 from __future__ import annotations
 
 import os
+import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -167,6 +169,11 @@ def _seed_data_from_run(config: Any) -> None:
     data.seed = int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else 0
 
 
+_NO_VAL_TOP1_YET = re.escape(
+    "`ModelCheckpoint(monitor='val/top1')` could not find the monitored key"
+)
+
+
 class A2VideoCLI(LightningCLI):
     """LightningCLI with a2video's checkpoint, logging and data-link defaults.
 
@@ -190,6 +197,10 @@ class A2VideoCLI(LightningCLI):
 
     def __init__(self, model_class: Any = None, datamodule_class: Any = None, **kwargs: Any):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        # A fit that stops before its first validation (max_steps, a SIGTERM) has no val/top1
+        # yet: Lightning's "could not find the monitored key ... Did you call log(...)?" is not
+        # true of this default monitor (after a validation a missing key still raises).
+        warnings.filterwarnings("ignore", message=_NO_VAL_TOP1_YET)
         super().__init__(model_class, datamodule_class, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
