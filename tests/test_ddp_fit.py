@@ -432,8 +432,9 @@ def read_predictions(path: Path) -> list[dict]:
 @pytest.mark.timeout(900)
 def test_validate_test_predict_with_two_and_three_processes(kinetics_root, tmp_path) -> None:
     """A checkpoint from a 1-process fit, then ``validate``, ``test`` and ``predict`` under 2 and 3
-    processes (4 videos: shards of 2/2 and 2/1/1): every video is evaluated exactly once over the
-    ranks, and ``predictions.csv`` is the same whatever the number of processes."""
+    processes (4 videos: shards of 2/2 and 2/1/1), with the progress bar on (it reads metrics on
+    rank 0 alone): every video is evaluated exactly once over the ranks, and
+    ``predictions.csv`` is the same whatever the number of processes."""
     fitted = run_train(
         fit_args(
             kinetics_root, tmp_path / "fit",
@@ -453,6 +454,7 @@ def test_validate_test_predict_with_two_and_three_processes(kinetics_root, tmp_p
                     "--trainer.default_root_dir", str(out), "--trainer.logger", "false",
                     "--trainer.devices", str(world), "--trainer.strategy", "ddp",
                     "--ckpt_path", str(ckpt), *probe(out / "p"),
+                    "--trainer.enable_progress_bar", "true",  # as users run it
                 ],
                 timeout=200,
             )  # fmt: skip
@@ -531,7 +533,7 @@ def test_finetune_two_folds_with_two_processes(ucf_root, tmp_path) -> None:
         "fit", "--data.data_root", ucf_root, *TINY,
         "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.logger", "false",
         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "1",
-        "--folds", "1,2",
+        "--folds", "1,2", "--trainer.enable_progress_bar", "true",  # as users run it
     ]  # fmt: skip
     cmd = [sys.executable, str(TESTS.parent / "finetune_ucf.py"), *args]
     result = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=360)
