@@ -362,13 +362,17 @@ def read_kinetics_csv(
 
 
 def _first_process() -> bool:
-    """Whether this is rank 0 of a multi-process run, or the only process. Launchers set
-    ``RANK`` / ``LOCAL_RANK`` / ``SLURM_PROCID`` before the process group exists, when a
-    DataModule reads its lists."""
+    """Whether this is rank 0 of a multi-process run, or the only process. Before the process
+    group exists (a DataModule reads its lists first) the rank is the launcher's environment,
+    read as Lightning's ``rank_zero_only`` reads it (the first of these set), without importing
+    Lightning here."""
     dist = sys.modules.get("torch.distributed")
     if dist is not None and dist.is_available() and dist.is_initialized():
         return dist.get_rank() == 0
-    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if key in os.environ:
+            return os.environ[key] == "0"
+    return True
 
 
 def _log_missing(source, video_dir, listed: int, missing: list) -> None:
