@@ -154,6 +154,8 @@ def test_placement_puts_exactly_the_requested_blocks(arch, options, expected) ->
         ({"attention": "a2", "attn_units": {"res4": [1]}}, "unknown stage"),
         ({"attention": "a2", "attn_units": {"layer3": [2]}}, "layer3 has units 0..1"),
         ({"attention": "se", "attn_units": {"layer3": [1]}}, "attention must be"),
+        ({"attention": "a2", "attn_units": "{layer2:[0]}"}, "must map stage names"),  # a typo
+        ({"attention": "a2", "attn_units": [1]}, "must map stage names"),
     ],
 )
 def test_placement_errors_name_the_fix(options, error) -> None:

@@ -67,3 +67,17 @@ def test_a_pickled_file_is_refused_in_one_line(tmp_path):
     with pytest.raises(CheckpointError) as err:
         load_weights(build_model("a2net_tiny", num_classes=3), path)
     assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_resnet50_weights_into_a_smaller_arch_name_the_r50_arch(tmp_path):
+    """ImageNet ResNet-50 weights into the demo's a2net_tiny: the fix names an _r50 arch; a
+    ResNet-18's error does not (it fits none of them)."""
+    from torchvision.models import resnet18
+
+    for net_2d, hinted in ((resnet50(weights=None), True), (resnet18(weights=None), False)):
+        path = tmp_path / "weights.pth"
+        torch.save(net_2d.state_dict(), path)
+        with pytest.raises(ValueError, match="do not fit a2net_tiny") as err:
+            load_weights(build_model("a2net_tiny", num_classes=5), path)
+        assert ("--model.arch a2net_r50" in str(err.value)) is hinted
+        assert "\n" not in str(err.value)

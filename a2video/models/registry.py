@@ -124,8 +124,8 @@ def _block_units(
     attn_units: Mapping[str, Sequence[int]], layers: Sequence[int]
 ) -> tuple[tuple[int, ...], ...]:
     """``{"layer3": [1]}`` → per-stage unit tuples ``((), (), (1,), ())``, checked."""
-    if not isinstance(attn_units, Mapping):
-        raise TypeError(
+    if not isinstance(attn_units, Mapping):  # a user's value: a ValueError (one-line CLI error)
+        raise ValueError(
             f"attn_units must map stage names to unit indices, e.g. {{'layer3': [1]}}; "
             f"got {attn_units!r}"
         )

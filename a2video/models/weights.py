@@ -239,6 +239,20 @@ def _filter(
     return out, report
 
 
+def _is_resnet50(state_dict: Mapping[str, Any]) -> bool:
+    """Whether a torchvision or PyTorchVideo state dict is a ResNet-50's (3-4-6-3 bottlenecks)."""
+    units = {}
+    for key in state_dict:
+        parts = key.split(".")
+        if parts[0].startswith("layer") and len(parts) > 2 and parts[1].isdigit():
+            units.setdefault(parts[0], set()).add(int(parts[1]))  # torchvision: layer3.5.conv3
+        elif key.startswith("blocks.") and ".res_blocks." in key and len(parts) > 3:
+            units.setdefault(parts[1], set()).add(int(parts[3]))  # blocks.3.res_blocks.5.…
+    counts = [len(v) for _, v in sorted(units.items())]
+    bottleneck = any(k.endswith("conv3.weight") or ".branch2.conv_c." in k for k in state_dict)
+    return counts[-4:] == [3, 4, 6, 3] and bottleneck
+
+
 def filter_a2video(
     state_dict: Mapping[str, Tensor], target: Shapes, reset_head: bool = False, **_: Any
 ) -> tuple[dict[str, Tensor], LoadReport]:
@@ -320,10 +334,11 @@ def load_weights(
     try:
         out, report = FILTERS[found](sd, target, reset_head=reset_head, inflate=inflate)
     except WeightsError as err:
-        raise WeightsError(
-            f"{name}: {found} weights do not fit {target_arch}: {err} (only the head 'fc' may "
-            "differ)."
-        ) from None
+        hint = "only the head 'fc' may differ"
+        if found in FOREIGN and _is_resnet50(sd) and not str(target_arch).endswith("_r50"):
+            hint += f"; {found} weights are a ResNet-50's: set --model.arch a2net_r50 (or i3d_r50…)"
+        fit = f"{name}: {found} weights do not fit {target_arch}"
+        raise WeightsError(f"{fit}: {err} ({hint}).") from None
     result = model.load_state_dict(out, strict=False)
     assert not result.unexpected_keys, result.unexpected_keys
     if reset_head and hasattr(model, "reset_classifier"):
