@@ -46,6 +46,48 @@ def test_truncated_and_foreign_files_named_with_fix(tmp_path):
         load_checkpoint(tmp_path / "missing.ckpt")
 
 
+def test_flipped_bytes_inside_a_checkpoint_are_refused_not_loaded(tmp_path):
+    """A bit flip or bad copy inside a tensor leaves a valid zip directory, and torch.load reads
+    other numbers without a word: the members' CRC-32 catch it."""
+    path = tmp_path / "last.ckpt"
+    weights = torch.arange(4096, dtype=torch.float32)
+    atomic_save({"state_dict": {"w": weights}}, path)
+    data = bytearray(path.read_bytes())
+    start = bytes(data).find(weights[:4].numpy().tobytes())  # the tensor's stored bytes
+    data[start + 1000 : start + 1016] = bytes(16)
+    path.write_bytes(data)
+    corrupt = r"last\.ckpt: the file is corrupt .*checksum.*re-copy"
+    with pytest.raises(CheckpointError, match=corrupt):
+        load_checkpoint(path)
+    load_checkpoint(path, mmap=True)  # metadata reads (ranking best files) do not read it all
+
+
+def test_a_directory_given_as_a_checkpoint_names_the_files_in_it(tmp_path):
+    run = tmp_path / "run"
+    atomic_save({"state_dict": {}}, run / "checkpoints" / "last.ckpt")
+    for folder, example in ((run, "checkpoints/last.ckpt"), (run / "checkpoints", "last.ckpt")):
+        with pytest.raises(CheckpointError, match="is a directory") as err:
+            load_checkpoint(folder)
+        assert str(run / "checkpoints" / "last.ckpt") in str(err.value), example
+
+
+def test_checkpoints_get_the_mode_of_a_plain_file_and_killed_writes_are_cleaned(tmp_path):
+    """Written with the umask's mode (a team reads a shared run folder; mkstemp's 0o600 did not
+    let it), and the temp file a SIGKILL left mid-write is removed by the next save."""
+    path = tmp_path / "last.ckpt"
+    stale = tmp_path / ".last.ckpt.3f2a9c.tmp"  # what a kill between create and replace leaves
+    stale.write_bytes(b"PK partial")
+    other = tmp_path / ".best.ckpt.77aa00.tmp"  # another file's: not this save's business
+    other.write_bytes(b"x")
+    umask = os.umask(0o022)
+    try:
+        atomic_save({"state_dict": {}}, path)
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.ckpt.77aa00.tmp", "last.ckpt"]
+
+
 def test_interrupted_write_keeps_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "last.ckpt"
     atomic_save({"state_dict": {}, "global_step": 1}, path)

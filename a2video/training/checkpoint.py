@@ -13,11 +13,12 @@ hyper-parameters) is refused with a one-line message unless the caller opts in w
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import pathlib
 import pickle
 import re
-import tempfile
+import secrets
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ __all__ = [
     "find_best_checkpoint",
     "find_run_checkpoint",
     "load_checkpoint",
+    "not_a_file",
     "options_from_checkpoint",
     "plain_data",
     "recorded_monitor",
@@ -115,7 +117,8 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    _remove_stale_temps(directory, os.path.basename(path))
+    fd, tmp = _new_temp(directory, os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
@@ -135,8 +138,56 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
             os.close(dir_fd)
 
 
-def _diagnose(path: str) -> str | None:
-    """A reason the file is not a complete torch zip checkpoint, or None if it looks like one."""
+def _temp_name(directory: str, name: str) -> str:
+    return os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+
+
+def _new_temp(directory: str, name: str) -> tuple[int, str]:
+    """A new ``.<name>.<random>.tmp`` in ``directory``, open for writing, with the mode a plain
+    ``open`` gives (0o666 less the umask: readable by the group, as ``torch.save``'s files are;
+    ``tempfile.mkstemp`` would make every checkpoint 0o600)."""
+    while True:
+        tmp = _temp_name(directory, name)
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+
+
+def _remove_stale_temps(directory: str, name: str) -> None:
+    """Remove what an earlier write of ``name`` left when its process was killed (SIGKILL, OOM)
+    between creating its temporary file and the replace: one full-size file per such kill.
+    Only one process writes a given checkpoint, so no live write of ``name`` is touched."""
+    for stale in Path(directory).glob(f".{glob.escape(name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
+# Files whose every zip member matched its CRC-32 in this process: (real path, size, mtime).
+_VERIFIED: set[tuple[str, int, int]] = set()
+
+
+def _damaged_member(path: str) -> str | None:
+    """The first member of a torch zip checkpoint whose bytes do not match their CRC-32 (a bit
+    flip, a bad copy), or None. ``torch.load`` does not check them: a damaged tensor loads as
+    other numbers. Reads the whole file once per process (about 1 GB/s)."""
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    if key in _VERIFIED:
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError) as err:
+        return f"?: {type(err).__name__}"
+    if bad is None:
+        _VERIFIED.add(key)
+    return bad
+
+
+def _diagnose(path: str, verify: bool = True) -> str | None:
+    """A reason the file is not a complete torch zip checkpoint, or None if it looks like one
+    (``verify``: every member's bytes checked against their CRC-32)."""
     size = os.path.getsize(path)
     if size == 0:
         return "the file is empty (a write was interrupted?)"
@@ -145,6 +196,9 @@ def _diagnose(path: str) -> str | None:
     if head.startswith(b"PK"):
         if not zipfile.is_zipfile(path):
             return "the file is truncated or corrupt (incomplete zip archive)"
+        bad = _damaged_member(path) if verify else None
+        if bad is not None:
+            return f"the file is corrupt (its bytes of {bad.split('/')[-1]} fail their checksum)"
         return None
     if head[:1] == b"\x80":
         return None  # a legacy (non-zip) pickle; weights_only decides whether it is allowed
@@ -173,9 +227,11 @@ def load_checkpoint(
             weights-only loading refuses. The message is one line naming the file and the fix.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise CheckpointError(not_a_file(path))
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file; check the path.")
-    reason = _diagnose(path)
+    reason = _diagnose(path, verify=not mmap)
     if reason == "not a PyTorch checkpoint":
         raise CheckpointError(
             f"{path}: {reason}; pass a .ckpt written by train.py (Trainer.save_checkpoint)."
@@ -208,6 +264,16 @@ def load_checkpoint(
             "pass a file written by Trainer.save_checkpoint / ModelCheckpoint."
         )
     return ckpt
+
+
+def not_a_file(path: str | os.PathLike) -> str:
+    """The one-line error for a directory given where a checkpoint file is wanted, naming the
+    checkpoints in it (a run folder: its ``checkpoints/``)."""
+    folder = Path(path)
+    found = sorted(folder.glob("*.ckpt")) or sorted(folder.glob("checkpoints/*.ckpt"))
+    last = [p for p in found if p.name == "last.ckpt"]
+    example = f" (e.g. {(last or found)[0]})" if found else ""
+    return f"{path}: is a directory; pass a checkpoint file in it{example}."
 
 
 # ------------------------------------------------------------------ a run's last and best

@@ -62,6 +62,7 @@ from a2video.training.checkpoint import (
     find_best_checkpoint,
     find_run_checkpoint,
     load_checkpoint,
+    not_a_file,
     options_from_checkpoint,
     same_option,
     saved_model_options,
@@ -287,6 +288,8 @@ class A2VideoCLI(LightningCLI):
             )
         if not ckpt_path or str(ckpt_path) in _SPECIAL_CKPT:
             return
+        if os.path.isdir(str(ckpt_path)):
+            raise CheckpointError(not_a_file(str(ckpt_path)))
         if not os.path.isfile(str(ckpt_path)):
             raise CheckpointError(
                 f"{ckpt_path}: no such checkpoint file; check the path, or pass --ckpt_path last "
