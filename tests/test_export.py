@@ -113,3 +113,23 @@ def test_export_refuses_a_non_positive_shape_in_one_line(tmp_path, capsys, optio
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1
     assert f"{option} 0: must be a positive integer" in err
+
+
+def test_export_refuses_to_write_over_the_checkpoint_it_reads(tiny_run, tmp_path, capsys):
+    """A checkpoint named ``.pt`` exported to TorchScript (default ``--out``: the same name) or
+    an ``--out`` naming the checkpoint: one line, and the trained file is left as it was."""
+    import shutil
+
+    from a2video.cli import main
+
+    ckpt = tmp_path / "model.pt"
+    shutil.copy(tiny_run["ckpt"], ckpt)
+    before = ckpt.read_bytes()
+    for extra in ([], ["--out", str(ckpt)]):
+        with pytest.raises(SystemExit) as exit_:
+            main(["export", "--ckpt", str(ckpt), "--format", "torchscript", *extra])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.count("\n") == 1
+        assert "would write over the checkpoint it reads (--ckpt); pass --out" in err
+    assert ckpt.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]

@@ -46,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
     size = size if args.size is None else args.size
     shape = (args.batch, 3, frames, size, size)
     out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(SUFFIX[args.format])
+    if out.exists() and out.resolve() == Path(args.ckpt).resolve():
+        raise ValueError(
+            f"{out}: the export would write over the checkpoint it reads (--ckpt); pass --out "
+            f"with another file, e.g. {out.with_name(out.stem + '_export' + SUFFIX[args.format])}"
+        )
     path = export_model(predictor.model, out, shape, fmt=args.format, opset=args.opset)
     print(f"exported {predictor.meta.get('arch')} to {path} ({args.format}, input {list(shape)})")
     generator = torch.Generator().manual_seed(0)

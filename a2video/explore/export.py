@@ -9,6 +9,7 @@ custom operator is needed in either format.
 from __future__ import annotations
 
 import copy
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,19 @@ def export_model(
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # written beside it, then renamed over it: a failed or killed export leaves what was there
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        _write(model, tmp, clip_shape, fmt, opset)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _write(
+    model: nn.Module, path: Path, clip_shape: tuple[int, ...], fmt: Format, opset: int | None
+) -> None:
     net = _cpu_eval_copy(model)
     example = torch.zeros(clip_shape)
     with torch.no_grad():
@@ -105,7 +119,6 @@ def export_model(
                 warnings.simplefilter("ignore")
                 traced = torch.jit.trace(net, (example,), check_trace=False)
             traced.save(str(path))
-    return path
 
 
 def load_exported(path: str | Path, fmt: Format):
