@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Callback
 from torch import nn
 
 from a2video.models import build_model
@@ -368,3 +369,121 @@ def test_finetune_test_keeps_an_explicit_default_and_prints_no_parser_error(
     assert cli.model.hparams.label_smoothing == 0.0  # given (= the default): kept
     err = capfd.readouterr().err
     assert "usage:" not in err and "error:" not in err, err[-2000:]
+
+
+# --------------------------------------------------------------------------- resuming, folds
+def _tiny_2d_weights(path: Path) -> str:
+    """An ImageNet-style (2-D, no A²-blocks) state dict of ``a2net_tiny``'s backbone: a source
+    whose A²-blocks start new, and stay trainable in frozen stages."""
+    net = build_model("a2net_tiny", num_classes=10)
+    state = {k: (v.mean(2) if v.dim() == 5 else v) for k, v in net.state_dict().items()}
+    torch.save({k: v for k, v in state.items() if ".attn." not in k}, path)
+    return str(path)
+
+
+def test_a_resumed_fine_tune_keeps_its_trainable_blocks_and_source_without_ckpt(
+    ucf_root, tmp_path, caplog
+):
+    """``--ckpt_path last`` without ``--ckpt`` (the SIGTERM line says just that) resumed with the
+    A²-blocks of the frozen stages frozen and the run recorded as "from scratch"."""
+    import logging
+
+    from a2video.training.finetune import main
+
+    source = _tiny_2d_weights(tmp_path / "tiny2d.pth")
+    root = tmp_path / "ft"
+    args = ["fit", "--model.arch", "a2net_tiny", "--data.data_root", ucf_root, "--folds", "1"]
+    args += ["--trainer.default_root_dir", str(root), "--finetune.freeze_stages", "3"]
+    args += ["--test_after_fit", "false", *CLIP, *QUIET]
+    main([*args, "--ckpt", source, "--trainer.max_steps", "2"])
+    last = root / "checkpoints" / "last.ckpt"
+    first = torch.load(last, weights_only=True)
+    block = "net.layer2.0.attn.qkv.weight"  # new in the source, in a frozen stage: trainable
+
+    with caplog.at_level(logging.INFO), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main([*args, "--ckpt_path", "last", "--trainer.max_steps", "4"])
+    assert not [w for w in caught if "randomly initialised" in str(w.message)]
+    said = [r.getMessage() for r in caplog.records if "resuming" in r.getMessage()]
+    assert len(said) == 1 and "imagenet weights" in said[0]
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["global_step"] == 4
+    assert not torch.equal(resumed["state_dict"][block], first["state_dict"][block])
+    transfer, recorded = resumed["a2video"]["transfer"], first["a2video"]["transfer"]
+    assert (transfer["kind"], transfer["source"]) == ("imagenet", source)
+    assert transfer["frozen"] == recorded["frozen"] and transfer["missing"] == recorded["missing"]
+    assert json.loads((root / "transfer_report.json").read_text())["source"] == source
+
+    other = _tiny_2d_weights(tmp_path / "other.pth")  # named again, but another file: said
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main([*args, "--ckpt", other, "--ckpt_path", "last", "--trainer.max_steps", "5"])
+    said = [str(w.message) for w in caught if "is not read" in str(w.message)]
+    assert len(said) == 1 and other in said[0] and source in said[0]
+    assert torch.load(last, weights_only=True)["a2video"]["transfer"]["source"] == source
+
+
+def test_a_ckpt_fine_tuned_on_another_fold_is_refused_in_one_line(
+    train_ckpt, ucf_root, tmp_path, capsys
+):
+    """Fine-tuning fold 1 from a fold-2 fine-tune trains on fold 1's test videos (they are in
+    trainlist02): refused as ``--ckpt_path`` of another fold is; the same fold is fine."""
+    from a2video.training.finetune import main
+
+    ckpt = torch.load(train_ckpt, weights_only=True)
+    ckpt["datamodule_hyper_parameters"] = {"fold": 2}  # what finetune_ucf.py's fold 2 records
+    fold2 = tmp_path / "fold2_last.ckpt"
+    torch.save(ckpt, fold2)
+    args = ["fit", "--model.arch", "a2net_tiny", "--data.data_root", ucf_root, "--ckpt", str(fold2)]
+    args += ["--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.max_steps", "1"]
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "--folds", "1", *CLIP, *QUIET])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1
+    assert f"{fold2}: it was fine-tuned on UCF-101 fold 2" in err and "--data.fold 2" in err
+
+
+def test_folds_without_their_test_and_an_earlier_folds_summary(train_ckpt, ucf_root, tmp_path):
+    """``--test_after_fit false`` with several folds ends with their summary (it ended in a
+    KeyError after training them all), and a rerun of some folds keeps the others' results
+    that ``folds.json`` held (it replaced the 3-fold summary by a 2-fold one)."""
+    root = tmp_path / "folds"
+    root.mkdir()
+    earlier = {"fold": 3, "metrics": {"test/top1": 0.5, "test/top5": 1.0}}
+    (root / "folds.json").write_text(json.dumps({"folds": [earlier], "num_folds": 1}))
+    args = ["fit", "--model.arch", "a2net_tiny", "--data.data_root", ucf_root, "--ckpt", train_ckpt]
+    args += ["--trainer.default_root_dir", str(root), "--trainer.max_steps", "1"]
+    summary = run_folds([*args, "--folds", "1,2", "--test_after_fit", "false", *CLIP, *QUIET])
+    assert [(r["fold"], bool(r.get("earlier"))) for r in summary["folds"]] == [
+        (1, False), (2, False), (3, True),
+    ]  # fmt: skip
+    assert summary["num_tested"] == 1 and summary["mean"] == earlier["metrics"]
+    assert json.loads((root / "folds.json").read_text())["num_folds"] == 3
+
+
+class SigtermAtTest(Callback):
+    """Sends this process SIGTERM at the first test batch (a job killed during the test)."""
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if batch_idx == 0:
+            import signal
+
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_sigterm_during_the_test_after_fit_says_how_to_go_on(
+    train_ckpt, ucf_root, tmp_path, caplog
+):
+    """The test after a fold's fit stopped by SIGTERM said nothing and exited 0 without its
+    results: it now names the rerun that tests the saved weights and goes on."""
+    import logging
+
+    root = tmp_path / "folds"
+    args = ["fit", "--model.arch", "a2net_tiny", "--data.data_root", ucf_root, "--ckpt", train_ckpt]
+    args += ["--trainer.default_root_dir", str(root), "--trainer.max_steps", "1", "--folds", "1,2"]
+    args += ["--trainer.callbacks+=test_finetune.SigtermAtTest"]
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit):
+        run_folds(args + CLIP + QUIET)
+    said = [r.getMessage() for r in caplog.records if "SIGTERM during the test" in r.getMessage()]
+    assert len(said) == 1 and "--ckpt_path last --folds" in said[0]
+    assert not (root / "fold1" / "results.json").exists() and not (root / "fold2").exists()

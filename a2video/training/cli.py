@@ -279,6 +279,7 @@ class A2VideoCLI(LightningCLI):
         self._saved_weights: set[str] | None = None
         self._saved_clip_spec: dict[str, Any] | None = None  # the clips it was trained on
         self._saved_data: dict[str, Any] = {}  # its DataModule's arguments (UCF-101's fold)
+        self._saved_transfer: dict[str, Any] | None = None  # the Finetune callback's report
         if str(ckpt_path) in ("last", "best"):
             ckpt_path = config.ckpt_path = self._run_checkpoint(config, subcommand, ckpt_path)
         if not ckpt_path and subcommand in _EVALUATION:
@@ -308,6 +309,7 @@ class A2VideoCLI(LightningCLI):
         self._saved_weights = set(ckpt["state_dict"])
         self._saved_clip_spec = (ckpt.get("a2video") or {}).get("clip_spec")
         self._saved_data = dict(ckpt.get("datamodule_hyper_parameters") or {})
+        self._saved_transfer = (ckpt.get("a2video") or {}).get("transfer")
         model = config.get("model")
         if model is None or "class_path" in model:
             return
@@ -491,6 +493,10 @@ class A2VideoCLI(LightningCLI):
         self._check_saved_weights(config.get("ckpt_path"))
         self._check_saved_classes(config.get("ckpt_path"))
         self._say_clip_differences(config.get("ckpt_path"))
+        if self.subcommand == "fit" and config.get("ckpt_path"):  # a resumed fine-tune's record
+            for callback in getattr(self.trainer, "callbacks", ()):
+                if hasattr(callback, "resume_transfer"):  # a2video.training.finetune.Finetune
+                    callback.resume_transfer(str(config.ckpt_path), self._saved_transfer)
         for key in getattr(self, "_derived_dirpaths", ()):  # the callbacks hold it now
             config[key].dirpath = None
         try:

@@ -26,18 +26,19 @@ import statistics
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BaseFinetuning
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import nn
 
 from a2video.models.weights import Kind as SourceKind
 from a2video.models.weights import LoadReport, WeightsError, load_weights
-from a2video.training.checkpoint import CheckpointError
+from a2video.training.checkpoint import CheckpointError, load_checkpoint
 from a2video.training.cli import A2VideoCLI, run_root
 from a2video.training.module import VideoClassifier
 
@@ -199,15 +200,41 @@ class Finetune(BaseFinetuning):
         self.frozen_bn, self.freeze_stages = frozen_bn, freeze_stages
         self.report: TransferReport | None = None
         self._frozen_bn: list[str] = []
+        self._resumed: tuple[str, dict[str, Any]] | None = None
+
+    def resume_transfer(self, ckpt_path: str, recorded: Mapping[str, Any] | None) -> None:
+        """The fit resumes ``ckpt_path``, whose checkpoint recorded this callback's report
+        (None: it has none). Its weights come from the checkpoint, and what stays trainable and
+        where they came from are the recorded run's, whether or not ``pretrained`` is given
+        again (called by ``A2VideoCLI`` before the fit)."""
+        self._resumed = (ckpt_path, dict(recorded)) if recorded else None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":  # the test after fit keeps the fine-tuned weights
             super().setup(trainer, pl_module, stage)
 
+    def _recorded_report(self) -> TransferReport:
+        """A resumed fit's report as its checkpoint recorded it, said in one line; a different
+        ``pretrained`` is named as not read (its weights would be overwritten by the restore)."""
+        path, recorded = self._resumed
+        names = {f.name for f in fields(TransferReport)}
+        report = TransferReport(**{k: v for k, v in recorded.items() if k in names})
+        given = self.pretrained
+        if given and not _same_file(given, report.source):
+            rank_zero_warn(
+                f"a2video: {path} resumes a fine-tune that started from {report.source}; its "
+                f"weights are restored from the checkpoint and --ckpt {given} is not read."
+            )
+        rank_zero_info(f"a2video: resuming {path}: {report.summary()}")
+        return report
+
     def freeze_before_training(self, pl_module: LightningModule) -> None:
         net = pl_module.net
         new_keys: set[str] = set()
-        if self.pretrained:
+        if self._resumed is not None:  # the restore brings the weights: keep the run's record
+            report = self._recorded_report()
+            new_keys = set(report.missing) | set(report.reinitialized)
+        elif self.pretrained:
             if pl_module.hparams.get("pretrained_2d"):
                 raise FinetuneError(
                     "give either pretrained (--ckpt) or model.pretrained_2d, not both: --ckpt "
@@ -221,11 +248,11 @@ class Finetune(BaseFinetuning):
         else:
             report = TransferReport(kind="none", source="(none: from scratch)")
             report.target_arch = getattr(net, "arch", None)
-            if self.frozen_bn or self.freeze_stages:
-                rank_zero_warn(
-                    "a2video: frozen_bn / freeze_stages without pretrained weights freeze "
-                    "randomly initialised layers"
-                )
+        if report.kind == "none" and (self.frozen_bn or self.freeze_stages):
+            rank_zero_warn(
+                "a2video: frozen_bn / freeze_stages without pretrained weights freeze "
+                "randomly initialised layers"
+            )
         new_modules = {k.rsplit(".", 1)[0] for k in new_keys}
         report.frozen = freeze_stages(net, self.freeze_stages, keep=sorted(new_keys))
         self._frozen_bn = frozen_bn_modules(
@@ -260,6 +287,14 @@ class Finetune(BaseFinetuning):
     ) -> None:
         if self.report is not None:
             checkpoint.setdefault("a2video", {})["transfer"] = self.report.to_dict()
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file (either may be gone: then whether they read the same)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -349,6 +384,26 @@ class FinetuneCLI(A2VideoCLI):
             config.data.fold = parse_folds(config.get("folds"))[0]
         super()._parse_ckpt_path()
         self._check_saved_fold(config)
+        if subcommand == "fit" and config.get("ckpt") and not config.get("ckpt_path"):
+            self._check_source_fold(config)
+
+    def _check_source_fold(self, config: Any) -> None:
+        """One line when ``--ckpt`` was itself fine-tuned on another UCF-101 fold than
+        ``data.fold``: its weights have trained on this fold's test videos."""
+        try:
+            source = load_checkpoint(config.ckpt, unsafe=bool(config.get("unsafe_load")), mmap=True)
+        except CheckpointError:  # the weights loader says what is wrong with it, in one line
+            return
+        saved = (source.get("datamodule_hyper_parameters") or {}).get("fold")
+        fold = (config.get("data") or {}).get("fold")
+        if saved is None or fold is None or int(saved) == int(fold):
+            return
+        raise CheckpointError(
+            f"{config.ckpt}: it was fine-tuned on UCF-101 fold {saved}, whose training list "
+            f"holds fold {fold}'s test videos, so fold {fold}'s test would score videos it "
+            "trained on; start each fold from weights that have not seen UCF-101 (e.g. the "
+            f"Kinetics checkpoint), or pass --data.fold {saved}."
+        )
 
     def _check_saved_fold(self, config: Any) -> None:
         """One line when ``--ckpt_path`` was fine-tuned on another UCF-101 fold than
@@ -370,7 +425,16 @@ class FinetuneCLI(A2VideoCLI):
             return
         if self.trainer.interrupted:
             return
-        self.trainer.test(self.model, datamodule=self.datamodule)
+        try:
+            self.trainer.test(self.model, datamodule=self.datamodule)
+        except SIGTERMException:
+            folds = " --folds ..." if self.fold is not None else ""
+            rank_zero_info(
+                f"a2video: SIGTERM during the test after fit of {self.trainer.default_root_dir}: "
+                "no results written; the fitted weights are in its last.ckpt: run the same "
+                f"command with --ckpt_path last{folds} to test them and go on"
+            )
+            raise
         metrics = {
             k: float(v)
             for k, v in self.trainer.callback_metrics.items()
@@ -454,18 +518,9 @@ def run_folds(
         runs.append(cli.results | {"fold": fold})
         root = os.path.dirname(cli.trainer.default_root_dir)
         rank_zero = cli.trainer.is_global_zero  # every rank runs every fold; one reports
-    keys = sorted(set.intersection(*(set(r.get("metrics", {})) for r in runs)))
-    mean = {k: statistics.fmean(r["metrics"][k] for r in runs) for k in keys}
-    std = {k: statistics.pstdev(r["metrics"][k] for r in runs) for k in keys}
-    summary = {"folds": runs, "mean": mean, "std": std, "num_folds": len(runs)}
-    lines = [
-        f"fold {r['fold']}: video top-1 {r['metrics'].get('test/top1', float('nan')):.4f}"
-        for r in runs
-    ]
-    lines.append(
-        f"mean over {len(runs)} folds: video top-1 {mean.get('test/top1', float('nan')):.4f} "
-        f"(± {std.get('test/top1', float('nan')):.4f})"
-    )
+    earlier = _earlier_folds(root, {r["fold"] for r in runs}) if root is not None else []
+    summary = fold_summary(sorted(runs + earlier, key=lambda r: r["fold"]))
+    lines = summary.pop("lines")
     if not rank_zero:
         return summary
     print("a2video UCF-101 folds\n  " + "\n  ".join(lines), flush=True)
@@ -473,6 +528,49 @@ def run_folds(
         with open(os.path.join(root, "folds.json"), "w") as f:
             json.dump(summary, f, indent=1)
     return summary
+
+
+def _earlier_folds(root: str, now: set[int]) -> list[dict[str, Any]]:
+    """The tested folds of ``root/folds.json`` that this command did not run (``--folds 1,2``
+    after ``--folds all``), so the summary rewritten there keeps them, marked ``earlier``."""
+    try:
+        with open(os.path.join(root, "folds.json")) as f:
+            saved = json.load(f).get("folds") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [
+        {**r, "earlier": True}
+        for r in saved
+        if isinstance(r, dict) and r.get("fold") not in now and r.get("metrics")
+    ]
+
+
+def fold_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-fold results, the mean and standard deviation of their test metrics over the tested
+    folds, and the lines that print them (``lines``; a fold run without its test says so)."""
+    tested = [r for r in runs if r.get("metrics")]
+    keys = sorted(set.intersection(*(set(r["metrics"]) for r in tested))) if tested else []
+    mean = {k: statistics.fmean(r["metrics"][k] for r in tested) for k in keys}
+    std = {k: statistics.pstdev(r["metrics"][k] for r in tested) for k in keys}
+    lines = []
+    for r in runs:
+        top1 = (r.get("metrics") or {}).get("test/top1")
+        said = "not tested (--test_after_fit false)" if top1 is None else f"video top-1 {top1:.4f}"
+        earlier = " (an earlier run)" if r.get("earlier") else ""
+        lines.append(f"fold {r['fold']}: {said}{earlier}")
+    if "test/top1" in mean:
+        lines.append(
+            f"mean over {len(tested)} folds: video top-1 {mean['test/top1']:.4f} "
+            f"(± {std['test/top1']:.4f})"
+        )
+    return {
+        "folds": runs,
+        "mean": mean,
+        "std": std,
+        "num_folds": len(runs),
+        "num_tested": len(tested),
+        "lines": lines,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
