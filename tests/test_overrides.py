@@ -121,3 +121,23 @@ def test_from_checkpoint_refuses_a_conflicting_architecture_in_one_line(trained)
     with pytest.raises(ValueError, match=r"checkpoint's arch is 'a2net_tiny' but 'a2net_r50'"):
         VideoClassifier.from_checkpoint(trained, arch="a2net_r50")
     assert VideoClassifier.from_checkpoint(trained, arch="a2net_tiny").arch == "a2net_tiny"
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        (["--model.lr", "0.05"], "set --model.optimizer.init_args.lr 0.05"),
+        (["--model.lr", "0.1", "--model.momentum", "0.8"], "model.lr 0.1, model.momentum 0.8"),
+    ],
+)
+def test_sgd_options_beside_an_injected_optimizer_stop_in_one_line(
+    kinetics_root, tmp_path, capsys, given, named
+):
+    """The demo configs' AdamW takes its own lr: ``--model.lr 0.05`` (docs/training.md's
+    override) was silently unused, even an explicit default; without ``model.optimizer`` (the
+    built-in SGD, the Kinetics config) it is the LR used."""
+    argv = ["fit", *TINY, "--data.data_root", kinetics_root, "--trainer.max_steps", "1"]
+    argv += ["--trainer.default_root_dir", str(tmp_path / "run")]
+    line = _user_error(capsys, _train_main(), [*argv, *given])
+    assert named in line and "model.optimizer torch.optim.AdamW takes its own" in line
+    assert not (tmp_path / "run").exists()

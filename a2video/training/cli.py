@@ -71,6 +71,8 @@ from a2video.training.resume import ResumeState
 
 __all__ = ["ARCH_KEYS", "A2VideoCLI", "run_root", "wandb_logged_in"]
 
+# VideoClassifier options of its built-in SGD, unused when model.optimizer is given
+_SGD_OPTIONS = ("lr", "momentum", "weight_decay", "nesterov")
 # --ckpt_path values Lightning resolves itself (``last`` and ``best`` are resolved here).
 _SPECIAL_CKPT = ("hpc", "registry")
 # Subcommands that evaluate trained weights: they need a checkpoint.
@@ -380,6 +382,8 @@ class A2VideoCLI(LightningCLI):
                 config[key].dirpath = _checkpoint_dir(config, key)
                 self._derived_dirpaths.append(key)
         _seed_data_from_run(config)
+        if self.subcommand == "fit":
+            self._refuse_unused_sgd_options(config)
         accumulate = config.trainer.get("accumulate_grad_batches")
         if accumulate is not None and int(accumulate) < 1:
             raise ValueError(
@@ -395,6 +399,28 @@ class A2VideoCLI(LightningCLI):
         ) and not wandb_logged_in():
             os.environ["WANDB_MODE"] = "offline"
             rank_zero_info("a2video: W&B runs offline (not logged in); `wandb sync` later")
+
+    def _refuse_unused_sgd_options(self, config: Any) -> None:
+        """One line when ``model.lr`` / ``momentum`` / ``weight_decay`` / ``nesterov`` are set
+        beside ``model.optimizer``: they configure the built-in SGD only, and an injected
+        optimizer takes its own ``init_args``, so the values given would not be used."""
+        model = config.get("model")
+        optimizer = model.get("optimizer") if model is not None else None
+        if not optimizer:
+            return
+        unused = [k for k in _SGD_OPTIONS if k in self._given_model_options()]
+        if not unused:
+            return
+        name = optimizer.get("class_path") if hasattr(optimizer, "get") else optimizer
+        given = ", ".join(f"model.{k} {_cli_value(_plain(model.get(k)))}" for k in unused)
+        fix = " ".join(f"--model.optimizer.init_args.{k} {_cli_value(_plain(model.get(k)))}"
+                       for k in unused if k != "nesterov")  # fmt: skip
+        raise ValueError(
+            f"{given}: not used, model.optimizer {name} takes its own settings; set "
+            f"{fix or 'them in model.optimizer.init_args'} and leave "
+            f"{', '.join('model.' + k for k in unused)} out of the command line and --config "
+            "files (model.lr, momentum, weight_decay and nesterov are the built-in SGD's)"
+        )
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         config = self._get(self.config_init, "trainer", default={})
