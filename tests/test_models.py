@@ -161,3 +161,10 @@ def test_placement_puts_exactly_the_requested_blocks(arch, options, expected) ->
 def test_placement_errors_name_the_fix(options, error) -> None:
     with pytest.raises(ValueError, match=error):
         build_model("r26", **options)
+
+
+def test_a_typo_in_arch_options_names_the_valid_options() -> None:
+    """``--model.arch_options '{attn_unitz: ...}'`` ended in a TypeError from the builder."""
+    with pytest.raises(ValueError, match=r"unknown arch_options \['attn_unitz'\].*'attn_units'"):
+        build_model("a2net_tiny", attn_unitz={"layer3": [0]})
+    build_model("a2net_tiny", attn_units={"layer3": [0]}, dropout=0.2)  # the real ones build

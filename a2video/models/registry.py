@@ -51,6 +51,7 @@ Block kind and placement (the paper's ablations):
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -109,7 +110,21 @@ def build_model(arch: str, num_classes: int = 400, **options: Any) -> VideoResNe
     """
     if arch not in _MODELS:
         raise UnknownArchError(f"unknown arch {arch!r}; choose from {list_models()}")
+    unknown = sorted(set(options) - set(arch_options(arch)))
+    if unknown:  # a typo in arch_options: one line naming the valid ones, not a TypeError
+        raise ValueError(
+            f"{arch}: unknown arch_options {unknown}; its options are {arch_options(arch)}"
+        )
     return _MODELS[arch](num_classes=num_classes, **options)
+
+
+def arch_options(arch: str) -> list[str]:
+    """The options (``arch_options`` keys) ``arch``'s builder accepts, sorted."""
+    builder = inspect.signature(_MODELS[arch]).parameters.values()
+    shared = inspect.signature(_video_resnet).parameters.values()
+    names = {p.name for p in builder if p.kind is not p.VAR_KEYWORD}
+    names |= {p.name for p in shared if p.kind is p.KEYWORD_ONLY}
+    return sorted(names - {"num_classes"})
 
 
 def _width(spec: Width, channels: int) -> int | None:
