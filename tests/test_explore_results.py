@@ -303,3 +303,32 @@ def test_report_refuses_a_bad_class_out_file_or_negative_mistakes_in_one_line(tm
             main([str(run), "--out", str(out), "--mistakes", bad])
         assert exit_.value.code == 2 and f"--mistakes: {says}" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_an_empty_scores_file_is_one_line_and_a_killed_write_leaves_none(tmp_path, capsys):
+    """A 0-byte scores.npz (a test killed while numpy wrote it) ended in an EOFError traceback;
+    save_results now writes through a temp file, so a killed write leaves no such file."""
+    from a2video.explore.report import main
+
+    empty = tmp_path / "run" / "lightning_logs" / "version_0" / "scores.npz"
+    empty.parent.mkdir(parents=True)
+    empty.write_bytes(b"")
+    assert main([str(tmp_path / "run"), "--out", str(tmp_path / "figs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{empty}: not a scores.npz" in err
+
+    import numpy as np
+
+    target = tmp_path / "again" / "scores.npz"
+
+    def killed(f, **arrays):
+        f.write(b"PK\x03\x04partial")
+        raise KeyboardInterrupt
+
+    real = _write_scores(tmp_path / "good" / "scores.npz")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(np, "savez_compressed", killed)
+        with pytest.raises(KeyboardInterrupt):
+            _write_scores(target)
+    assert not target.exists() and list(target.parent.iterdir()) == []
+    assert real.is_file()

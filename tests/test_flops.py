@@ -90,6 +90,14 @@ def test_cli_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["flops", "nope"]) == 2
 
 
+@pytest.mark.parametrize("option", ["--frames", "--size", "--num-classes"])
+def test_cli_refuses_a_non_positive_shape_in_one_line(capsys, option) -> None:
+    with pytest.raises(SystemExit) as exit_:  # it ended in a RuntimeError traceback
+        main(["flops", "a2net_tiny", option, "0"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and f"{option} 0: must be" in err
+
+
 @pytest.mark.slow
 def test_cli_table_of_every_arch(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["flops", "--all", "--json"]) == 0

@@ -36,8 +36,15 @@ def _row(r: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-
     from a2video.models import count_arch_flops, list_models
+
+    for flag, value in (
+        ("--frames", args.frames),
+        ("--size", args.size),
+        ("--num-classes", args.num_classes),
+    ):
+        if value < 1:
+            raise ValueError(f"{flag} {value}: must be a positive integer")
 
     if args.all or args.arch in (None, "all"):
         archs = list_models()

@@ -115,8 +115,15 @@ def save_results(
         arrays["views"] = np.array(results.views, dtype=np.int32)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:  # a file object: numpy adds no ".npz" of its own
-        np.savez_compressed(f, **arrays)
+    # beside it, then renamed over it: a test killed while writing leaves no partial file that,
+    # being the newest, would hide the run's earlier scores
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:  # a file object: numpy adds no ".npz" of its own
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -280,7 +287,7 @@ def scores_stage(path: str | os.PathLike) -> str | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             return _stage_of(z)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
 
 
@@ -337,7 +344,7 @@ def load_run(run: str | os.PathLike) -> RunResults:
         version = int(a["format_version"])
         missing = {"index", "label", "valid", "probs", "class_names", "video_names"} - set(a)
         stage = _stage_of(a)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(
             f"{path}: not a scores.npz written by a2video's test stage ({err}); re-run the test"
         ) from None
