@@ -158,6 +158,19 @@ EXACT_SCRIPT = textwrap.dedent(
             with open(os.environ["STEP_LOG"] + f".{trainer.global_rank}", "a") as f:
                 f.write(json.dumps(row) + "\\n")
 
+        def _epoch_figures(self, trainer, epoch):  # the epoch's train/top1, top5 as logged
+            if epoch < 0 or "train/top1" not in trainer.callback_metrics:
+                return
+            row = [epoch] + [float(trainer.callback_metrics[f"train/top{k}"]) for k in (1, 5)]
+            with open(os.environ["STEP_LOG"] + f".epochs.{trainer.global_rank}", "a") as f:
+                f.write(json.dumps(row) + "\\n")
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self._epoch_figures(trainer, trainer.current_epoch - 1)
+
+        def on_fit_end(self, trainer, pl_module):
+            self._epoch_figures(trainer, trainer.current_epoch - 1)
+
     A2VideoCLI(VideoClassifier, KineticsDataModule, trainer_defaults={"callbacks": [Record()]})
     """
 )
@@ -203,6 +216,12 @@ def _steps(run: Path, rank: int) -> list[list]:
     return [json.loads(line) for line in (run / f"steps.{rank}").read_text().splitlines()]
 
 
+def _epoch_figures(run: Path, rank: int) -> dict[int, list[float]]:
+    """Each epoch's logged train/top1 and train/top5 (a resumed run: the last one logged)."""
+    lines = (run / f"steps.epochs.{rank}").read_text().splitlines()
+    return {row[0]: row[1:] for row in map(json.loads, lines)}
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, kinetics_root) -> Callable[..., Path]:
     """The uninterrupted run of a configuration, made once per module."""
@@ -230,6 +249,12 @@ def _assert_exactly_once(
         assert [r[2] for r in got] == [r[2] for r in expected]  # each step once, none lost
         assert [r[4] for r in got] == [r[4] for r in expected], "other videos after the resume"
         assert [r[3] for r in got] == pytest.approx([r[3] for r in expected], rel=1e-6, abs=0)
+        # and each epoch's train accuracy covers its batches before the checkpoint too
+        whole_epochs, resumed_epochs = (
+            _epoch_figures(whole, rank),
+            _epoch_figures(tmp_path / "resumed", rank),
+        )
+        assert resumed_epochs == whole_epochs and sorted(whole_epochs) == [0, 1]
     # every video (11 listed and present) trained once per epoch over all ranks
     for epoch in (0, 1):
         seen = [
@@ -327,3 +352,9 @@ def test_a_sigterm_to_the_whole_job_saves_and_resumes_exactly_once(
         assert [r[2] for r in got] == [r[2] for r in expected]
         assert [r[4] for r in got] == [r[4] for r in expected], "other videos after the resume"
         assert [r[3] for r in got] == pytest.approx([r[3] for r in expected], rel=1e-6, abs=0)
+        # and each epoch's train accuracy covers its batches before the checkpoint too
+        whole_epochs, resumed_epochs = (
+            _epoch_figures(whole, rank),
+            _epoch_figures(tmp_path / "resumed", rank),
+        )
+        assert resumed_epochs == whole_epochs and sorted(whole_epochs) == [0, 1]

@@ -153,6 +153,27 @@ def _restore_bad_video_counts(
         metric.update(torch.tensor(float(counts["epoch_sum"])))
 
 
+def _train_acc_sums(pl_module: LightningModule) -> dict[str, Any] | None:
+    """This rank's ``train_acc`` counts of the epoch so far (its epoch-end ``train/top1`` and
+    ``train/top5``), or None for a module without one."""
+    metric = getattr(pl_module, "train_acc", None)
+    if metric is None or not hasattr(metric, "correct"):
+        return None
+    return {"correct": metric.correct.tolist(), "total": float(metric.total)}
+
+
+def _restore_train_acc_sums(pl_module: LightningModule, saved: Any, rank: int) -> None:
+    """Add this rank's saved counts back when the resume continues their epoch, so its
+    ``train/top1`` covers the batches before the checkpoint too."""
+    metric = getattr(pl_module, "train_acc", None)
+    if not saved or rank >= len(saved) or not saved[rank] or metric is None:
+        return
+    counts = saved[rank]
+    metric.correct += torch.tensor(counts["correct"], dtype=metric.correct.dtype,
+                                   device=metric.correct.device)  # fmt: skip
+    metric.total += float(counts["total"])
+
+
 def _epoch_batches(trainer: Trainer) -> int | None:
     """The train loader's batches per epoch (None for a loader without a length)."""
     batches = trainer.num_training_batches
@@ -197,6 +218,7 @@ class ResumeState(Callback):
         rng = _gather(capture_rng())
         state: dict[str, Any] = {"version": VERSION, "world_size": len(rng), "rng": rng}
         state["bad_videos"] = _gather(_bad_video_counts(trainer, pl_module))
+        state["train_acc"] = _gather(_train_acc_sums(pl_module))
         sampler, batch_size = _train_sampler(trainer)
         if sampler is not None and batch_size:
             state.update(
@@ -239,6 +261,8 @@ class ResumeState(Callback):
         self._rng_pending = state["rng"][rank]
         same_epoch = state.get("epoch") == trainer.current_epoch  # a mid-epoch checkpoint
         _restore_bad_video_counts(trainer, pl_module, state.get("bad_videos"), rank, same_epoch)
+        if same_epoch:
+            _restore_train_acc_sums(pl_module, state.get("train_acc"), rank)
         if "epoch" not in state:
             return
         sampler, batch_size = _train_sampler(trainer)
