@@ -222,6 +222,27 @@ def test_a_resume_with_other_batches_names_the_setting(
     assert len(warned) == 1 and f"the train data changed {said}; " in warned[0], warned
 
 
+@pytest.mark.parametrize("change", [["--data.batch_size", "2"], ["--data.seed", "12345"]])
+def test_a_resumed_epoch_with_other_batches_trains_every_video(kinetics_root, tmp_path, change):
+    """Stopped after 1 of its 3 batches and resumed with another batch size or order, the
+    epoch starts again from its first batch and trains every train video. Before, Lightning went
+    on counting from batch 1 with the new loader from its start: with batch 2, steps 1-5 of 6
+    took the first 10 videos of the order and the last one was never trained in epoch 0."""
+    from tiny_fit import tiny_fit_args
+
+    log = tmp_path / "batches.txt"
+    args = ["--data.num_workers", "0", "--trainer.max_epochs", "1"]
+    args += ["--trainer.callbacks+=test_resume_settings.BatchLog", "--trainer.callbacks.path"]
+    _train(
+        tiny_fit_args(kinetics_root, tmp_path / "run", *args, str(log), "--trainer.max_steps", "1")
+    )
+    log.write_text("")
+    _train(tiny_fit_args(kinetics_root, tmp_path / "run", *args, str(log), "--ckpt_path", "last",
+                         *change))  # fmt: skip
+    seen = [i for line in log.read_text().splitlines() for i in eval(line.split(" ", 2)[2])]
+    assert sorted(set(seen)) == list(range(11)), seen  # the fixture's 11 train videos
+
+
 def test_a_finished_epoch_resumed_with_other_batches_says_nothing_of_it(
     kinetics_root, tmp_path, caplog
 ):

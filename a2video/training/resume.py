@@ -153,6 +153,28 @@ def _restore_bad_video_counts(
         metric.update(torch.tensor(float(counts["epoch_sum"])))
 
 
+def _restart_epoch(trainer: Trainer) -> str:
+    """Run the interrupted epoch again from its first batch; say so.
+
+    Its batches before the checkpoint cannot be skipped where the batches or their order
+    changed (another batch size, seed, video list, process count). Lightning would go on
+    counting from the saved batch with the new loader, from its start: the epoch would end
+    before its last videos were trained. From the first batch, every video is trained in it,
+    those of the batches already done twice.
+    """
+    loop = trainer.fit_loop.epoch_loop
+    progress = loop.batch_progress
+    done = int(progress.current.processed)
+    progress.current.reset()
+    progress.is_last_batch = False
+    # else its reset (after this hook) counts the saved batch as completed once more
+    loop.reset_restart_stage()
+    return (
+        f"epoch {trainer.current_epoch} starts again from its first batch (the videos of its "
+        f"{done} batches before the checkpoint are trained twice in it, none is left out)"
+    )
+
+
 def _train_acc_sums(pl_module: LightningModule) -> dict[str, Any] | None:
     """This rank's ``train_acc`` counts of the epoch so far (its epoch-end ``train/top1`` and
     ``train/top5``), or None for a module without one."""
@@ -252,7 +274,7 @@ class ResumeState(Callback):
         if state.get("world_size") != world:
             said = "the RNG streams start afresh."
             if state.get("epoch", trainer.current_epoch) >= trainer.current_epoch:  # mid-epoch
-                said = f"the interrupted epoch continues with batches from its start and {said}"
+                said = f"{_restart_epoch(trainer)}, and {said}"
             _warn(
                 f"a2video: {trainer.ckpt_path} was written by {state.get('world_size')} "
                 f"processes, this run has {world}: {said}"
@@ -260,12 +282,25 @@ class ResumeState(Callback):
             return
         self._rng_pending = state["rng"][rank]
         same_epoch = state.get("epoch") == trainer.current_epoch  # a mid-epoch checkpoint
-        _restore_bad_video_counts(trainer, pl_module, state.get("bad_videos"), rank, same_epoch)
-        if same_epoch:
-            _restore_train_acc_sums(pl_module, state.get("train_acc"), rank)
-        if "epoch" not in state:
-            return
         sampler, batch_size = _train_sampler(trainer)
+        restarted = False
+        if same_epoch:
+            changed = _changes(state, _order(trainer, sampler) if sampler is not None else {})
+            if sampler is None or (not changed and batch_size != state["batch_size"]):
+                changed.append(f"videos per batch {state['batch_size']} -> {batch_size}")
+            if changed:
+                _warn(
+                    f"a2video: {trainer.ckpt_path}: the train data changed "
+                    f"({', '.join(changed)}); {_restart_epoch(trainer)}."
+                )
+                restarted = True
+        # the epoch's partial sums only where it goes on from the checkpoint
+        going_on = same_epoch and not restarted
+        _restore_bad_video_counts(trainer, pl_module, state.get("bad_videos"), rank, going_on)
+        if going_on:
+            _restore_train_acc_sums(pl_module, state.get("train_acc"), rank)
+        if "epoch" not in state or restarted:
+            return
         if state["epoch"] < trainer.current_epoch:  # Lightning starts the next epoch: no skip
             # the epoch's length as saved (this run's batches per epoch may differ: other
             # batch_size or repeat_clips); checkpoints before it had only this run's to compare
@@ -278,15 +313,6 @@ class ResumeState(Callback):
                     f"{state['epoch']} is not trained (checkpoints of this version save such a "
                     "stop mid-epoch)."
                 )
-            return
-        changed = _changes(state, _order(trainer, sampler) if sampler is not None else {})
-        if sampler is None or (not changed and batch_size != state["batch_size"]):
-            changed.append(f"videos per batch {state['batch_size']} -> {batch_size}")
-        if changed:
-            _warn(
-                f"a2video: {trainer.ckpt_path}: the train data changed ({', '.join(changed)}); "
-                "the interrupted epoch continues with batches from its start."
-            )
             return
         sampler.skip(state["epoch"], state["batches"] * batch_size)
         # Lightning's "your dataloader is not resumable ... unreliable results" (printed next,
