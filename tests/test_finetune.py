@@ -487,3 +487,17 @@ def test_a_sigterm_during_the_test_after_fit_says_how_to_go_on(
     said = [r.getMessage() for r in caplog.records if "SIGTERM during the test" in r.getMessage()]
     assert len(said) == 1 and "--ckpt_path last --folds" in said[0]
     assert not (root / "fold1" / "results.json").exists() and not (root / "fold2").exists()
+
+
+def test_a_kinetics_checkpoint_as_ckpt_path_names_ckpt(train_ckpt, ucf_root, tmp_path, capsys):
+    """``--ckpt_path`` (resume) where ``--ckpt`` (start from its weights) was meant: the
+    class-mismatch line says so, instead of only "pass the dataset it was trained on"."""
+    from a2video.training.finetune import main
+
+    args = ["fit", "--model.arch", "a2net_tiny", "--data.data_root", ucf_root]
+    args += ["--ckpt_path", train_ckpt, "--trainer.default_root_dir", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as stop:
+        main(args + CLIP + QUIET)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1
+    assert f"with a new head, pass --ckpt {train_ckpt} (not --ckpt_path)" in err

@@ -141,3 +141,19 @@ def test_sgd_options_beside_an_injected_optimizer_stop_in_one_line(
     line = _user_error(capsys, _train_main(), [*argv, *given])
     assert named in line and "model.optimizer torch.optim.AdamW takes its own" in line
     assert not (tmp_path / "run").exists()
+
+
+def test_num_classes_given_as_a_model_option_names_where_it_comes_from(
+    kinetics_root, tmp_path, capsys
+):
+    """jsonargparse answered ``--model.num_classes 5`` with "must be given via data.num_classes",
+    an option that does not exist; on the command line or in a --config file, one line says
+    the data sets it."""
+    argv = ["fit", *TINY, "--data.data_root", kinetics_root, "--trainer.max_steps", "1"]
+    argv += ["--trainer.default_root_dir", str(tmp_path / "run")]
+    line = _user_error(capsys, _train_main(), [*argv, "--model.num_classes", "5"])
+    assert "model.num_classes is not an option: the class count comes from the data" in line
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("model:\n  num_classes: 5\n")
+    line = _user_error(capsys, _train_main(), [*argv, "--config", str(extra)])
+    assert "model.num_classes is not an option" in line and "data.num_classes" not in line

@@ -39,6 +39,7 @@ import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
+import yaml
 from lightning.pytorch.callbacks import (
     LearningRateMonitor,
     ModelCheckpoint,
@@ -161,6 +162,40 @@ def _plain(value: Any) -> Any:
     return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
+# Model options the data sets (linked at instantiation), with what sets them
+_FROM_THE_DATA = {
+    "num_classes": "the class count comes from the data: data.data_root (its annotation files) "
+    "or data.annotation_dir",
+    "class_names": "the class names come from the data: data.data_root (its annotation files) "
+    "or data.annotation_dir",
+    "clip_spec": "the clip settings are data.frames, data.stride, data.crop_size …",
+}
+
+
+def _refuse_data_derived_model_options(argv: list[str]) -> None:
+    """One line for ``--model.num_classes`` (command line or a ``--config`` file): jsonargparse
+    said it "must be given via data.num_classes", an option that does not exist."""
+    given = [a.split("=", 1)[0][len("--model.") :] for a in argv if a.startswith("--model.")]
+    for i, arg in enumerate(argv):
+        path = arg.split("=", 1)[1] if arg.startswith("--config=") else None
+        if arg == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+        if path and os.path.isfile(path):
+            try:
+                with open(path) as f:
+                    model = (yaml.safe_load(f) or {}).get("model")
+            except (OSError, yaml.YAMLError, AttributeError):
+                continue  # the parser reports it
+            if isinstance(model, dict):
+                given += [k for k in model if k in _FROM_THE_DATA]
+    for key in given:
+        if key in _FROM_THE_DATA:
+            raise ValueError(
+                f"model.{key} is not an option: {_FROM_THE_DATA[key]}; leave model.{key} out of "
+                "the command line and --config files"
+            )
+
+
 def _seed_data_from_run(config: Any) -> None:
     """``data.seed`` left unset follows ``seed_everything`` (resolved to an int by then), so
     ``--seed_everything N`` also changes the data order and augmentation, as Lightning's and
@@ -196,6 +231,13 @@ class A2VideoCLI(LightningCLI):
         "--trainer.callbacks+=a2video.training.finetune.Finetune "
         "--trainer.callbacks.pretrained {path} --trainer.callbacks.reset_head false "
         "(not --ckpt_path)"
+    )
+
+    # How this entry point starts a new fit from a checkpoint's weights with a new head (named
+    # when ``fit --ckpt_path`` gets a checkpoint of other classes than the data's)
+    new_head_option: ClassVar[str] = (
+        "pass --trainer.callbacks+=a2video.training.finetune.Finetune "
+        "--trainer.callbacks.pretrained {path} (not --ckpt_path)"
     )
 
     def __init__(self, model_class: Any = None, datamodule_class: Any = None, **kwargs: Any):
@@ -243,6 +285,7 @@ class A2VideoCLI(LightningCLI):
         self._args = (
             list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else None
         )
+        _refuse_data_derived_model_options(self._args or [])
         super().parse_arguments(parser, args)
 
     def _given_model_options(self) -> set[str]:
@@ -484,8 +527,16 @@ class A2VideoCLI(LightningCLI):
         raise ValueError(
             f"{ckpt_path}: the checkpoint's classes are not the data's ({len(differ)} of "
             f"{len(saved)} differ, e.g. class {i} is {saved[i]!r} there and {given[i]!r} here); "
-            "pass the dataset (or annotation_dir) it was trained on."
+            "pass the dataset (or annotation_dir) it was trained on" + self._or_new_head(ckpt_path)
         )
+
+    def _or_new_head(self, ckpt_path: Any) -> str:
+        """The end of a class-mismatch message: for ``fit``, how to start a new run from the
+        checkpoint's weights with a head for these classes instead of resuming it."""
+        if self.subcommand != "fit":
+            return "."
+        option = self.new_head_option.format(path=ckpt_path)
+        return f", or, to start a new fit from its weights with a new head, {option}."
 
     def _say_clip_differences(self, ckpt_path: Any) -> None:
         """A warning naming each clip setting (``--data.*``) that differs from the clips
@@ -514,7 +565,8 @@ class A2VideoCLI(LightningCLI):
         if saved is not None and given is not None and int(saved) != int(given):
             raise ValueError(
                 f"{config.get('ckpt_path')}: the checkpoint's num_classes is {saved} but the data "
-                f"has {given} classes; pass the dataset (or annotation_dir) it was trained on."
+                f"has {given} classes; pass the dataset (or annotation_dir) it was trained on"
+                + self._or_new_head(config.get("ckpt_path"))
             )
         self._check_saved_weights(config.get("ckpt_path"))
         self._check_saved_classes(config.get("ckpt_path"))

@@ -339,6 +339,7 @@ class FinetuneCLI(A2VideoCLI):
     _links = (("ckpt", "finetune.pretrained"), ("unsafe_load", "finetune.unsafe_load"))
     parse_link_sources = tuple(source for source, _ in _links)
     weights_option = "--ckpt {path} (not --ckpt_path)"
+    new_head_option = "pass --ckpt {path} (not --ckpt_path)"
 
     def __init__(self, *args: Any, fold: int | None = None, **kwargs: Any) -> None:
         self.fold = fold
