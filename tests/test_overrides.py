@@ -157,3 +157,21 @@ def test_num_classes_given_as_a_model_option_names_where_it_comes_from(
     extra.write_text("model:\n  num_classes: 5\n")
     line = _user_error(capsys, _train_main(), [*argv, "--config", str(extra)])
     assert "model.num_classes is not an option" in line and "data.num_classes" not in line
+
+
+def test_print_config_with_a_checkpoint_shows_the_options_the_run_uses(
+    trained, kinetics_root, tmp_path, capsys
+):
+    """``test --ckpt_path X --print_config`` printed the parser's defaults (``arch:
+    a2net_r50``), not the checkpoint's options the run applies after parsing (a2net_tiny)."""
+    import yaml
+
+    argv = ["test", "--data.data_root", kinetics_root, "--ckpt_path", trained]
+    argv += ["--trainer.default_root_dir", str(tmp_path), "--print_config"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        _train_main()(argv)
+    assert stop.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["arch"] == "a2net_tiny" and printed["ckpt_path"] == trained
+    assert printed["model"]["label_smoothing"] == pytest.approx(0.1)

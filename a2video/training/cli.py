@@ -286,7 +286,18 @@ class A2VideoCLI(LightningCLI):
             list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else None
         )
         _refuse_data_derived_model_options(self._args or [])
-        super().parse_arguments(parser, args)
+        # With --ckpt_path, --print_config waits for the checkpoint's options (arch …), which
+        # apply after parsing: printed at parse time it showed values the run does not use.
+        self._print_config = None
+        if self._args is not None and any(a.startswith("--ckpt_path") for a in self._args):
+            printing = [a for a in self._args if a.split("=", 1)[0] == "--print_config"]
+            if printing and all("=" not in a for a in printing):
+                self._print_config = printing[0]
+                args = self._args = [a for a in self._args if a not in printing]
+        with warnings.catch_warnings():
+            if self._print_config:  # the command line less --print_config, given as args
+                warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            super().parse_arguments(parser, args)
 
     def _given_model_options(self) -> set[str]:
         """The model options the user set (command line or YAML), not left at their default."""
@@ -314,7 +325,17 @@ class A2VideoCLI(LightningCLI):
         return {k for k, v in given.items() if not same_option(k, v, defaults.get(k))}
 
     def _parse_ckpt_path(self) -> None:
-        """Check ``--ckpt_path`` early and apply its saved hyper-parameters below the user's."""
+        """Check ``--ckpt_path`` early and apply its saved hyper-parameters below the user's;
+        then a ``--print_config`` held back by :meth:`parse_arguments` prints the result."""
+        self._apply_ckpt_path()
+        if getattr(self, "_print_config", None):
+            subcommand = self.config.get("subcommand")
+            config = self.config[subcommand] if subcommand else self.config
+            parser = self._parser(subcommand) if subcommand else self.parser
+            print(parser.dump(config, skip_none=False, skip_check=True), end="")
+            sys.exit(0)
+
+    def _apply_ckpt_path(self) -> None:
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
