@@ -55,13 +55,14 @@ def _groups(cli) -> dict[str, dict]:
 
 @pytest.mark.timeout(120)
 def test_adamw_keeps_its_decay_and_uses_the_scaled_lr(kinetics_root, tmp_path):
-    config = _config(tmp_path, kinetics_root, lr_base_batch_size=8, weight_decay=1e-4)
+    config = _config(tmp_path, kinetics_root, lr_base_batch_size=8)
     cli = A2VideoCLI(
         VideoClassifier, KineticsDataModule, args=["fit", "--config", config, *ONE_STEP]
     )
     groups = _groups(cli)
     assert type(cli.trainer.optimizers[0]).__name__ == "AdamW"
-    assert groups["decay"]["weight_decay"] == 0.05  # AdamW's, not the module's 1e-4
+    assert groups["decay"]["weight_decay"] == 0.05  # AdamW's, not the module's default 1e-4
+    # (a model.weight_decay set beside it stops the fit: tests/test_overrides.py)
     assert groups["no_decay"]["weight_decay"] == 0.0
     # global batch 4 = half the base batch 8: the optimizer's 0.003 becomes 0.0015
     assert groups["decay"]["lr"] == pytest.approx(0.0015)

@@ -289,6 +289,19 @@ class Finetune(BaseFinetuning):
             checkpoint.setdefault("a2video", {})["transfer"] = self.report.to_dict()
 
 
+def _refuse_another_fold(path: Any, saved: Any, config: Any, fix: str) -> None:
+    """A checkpoint fine-tuned on UCF-101 fold ``saved`` used for another ``data.fold``: a
+    fold's test list holds videos of the other folds' training lists. ``fix`` may name
+    ``{saved}``."""
+    fold = (config.get("data") or {}).get("fold")
+    if saved is None or fold is None or int(saved) == int(fold):
+        return
+    raise CheckpointError(
+        f"{path}: it was fine-tuned on UCF-101 fold {saved} and this run uses fold {fold}, whose "
+        f"test list holds videos of fold {saved}'s training list; {fix.format(saved=saved)}"
+    )
+
+
 def _same_file(a: str, b: str) -> bool:
     """Whether two paths name one file (either may be gone: then whether they read the same)."""
     try:
@@ -396,29 +409,17 @@ class FinetuneCLI(A2VideoCLI):
         except CheckpointError:  # the weights loader says what is wrong with it, in one line
             return
         saved = (source.get("datamodule_hyper_parameters") or {}).get("fold")
-        fold = (config.get("data") or {}).get("fold")
-        if saved is None or fold is None or int(saved) == int(fold):
-            return
-        raise CheckpointError(
-            f"{config.ckpt}: it was fine-tuned on UCF-101 fold {saved}, whose training list "
-            f"holds fold {fold}'s test videos, so fold {fold}'s test would score videos it "
-            "trained on; start each fold from weights that have not seen UCF-101 (e.g. the "
-            f"Kinetics checkpoint), or pass --data.fold {saved}."
+        fix = (
+            "start each fold from weights that have not seen UCF-101 (e.g. the Kinetics "
+            "checkpoint), or pass --data.fold {saved}."
         )
+        _refuse_another_fold(config.ckpt, saved, config, fix)
 
     def _check_saved_fold(self, config: Any) -> None:
         """One line when ``--ckpt_path`` was fine-tuned on another UCF-101 fold than
-        ``data.fold``: a fold's test list holds videos of the other folds' training lists, so
-        testing or resuming it there scores (or trains on) the wrong videos."""
+        ``data.fold``: testing or resuming it there scores (or trains on) the wrong videos."""
         saved = getattr(self, "_saved_data", {}).get("fold")
-        fold = (config.get("data") or {}).get("fold")
-        if saved is None or fold is None or int(saved) == int(fold):
-            return
-        raise CheckpointError(
-            f"{config.get('ckpt_path')}: it was fine-tuned on UCF-101 fold {saved} and this run "
-            f"uses fold {fold}, whose test list holds videos of fold {saved}'s training list; "
-            f"pass --data.fold {saved}."
-        )
+        _refuse_another_fold(config.get("ckpt_path"), saved, config, "pass --data.fold {saved}.")
 
     def after_fit(self) -> None:
         config = self.config[self.subcommand]
