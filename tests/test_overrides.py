@@ -127,14 +127,15 @@ def test_from_checkpoint_refuses_a_conflicting_architecture_in_one_line(trained)
     ("given", "named"),
     [
         (["--model.lr", "0.05"], "set --model.optimizer.init_args.lr 0.05"),
-        (["--model.lr", "0.1", "--model.momentum", "0.8"], "model.lr 0.1, model.momentum 0.8"),
+        (["--model.lr", "0.1", "--model.momentum", "0.8"], "error: model.momentum 0.8: not used"),
     ],
 )
 def test_sgd_options_beside_an_injected_optimizer_stop_in_one_line(
     kinetics_root, tmp_path, capsys, given, named
 ):
     """The demo configs' AdamW takes its own lr: ``--model.lr 0.05`` (docs/training.md's
-    override) was silently unused, even an explicit default; without ``model.optimizer`` (the
+    override) was silently unused; a default value (``--model.lr 0.1``, or a run's saved
+    config.yaml, which lists them all) is not refused. Without ``model.optimizer`` (the
     built-in SGD, the Kinetics config) it is the LR used."""
     argv = ["fit", *TINY, "--data.data_root", kinetics_root, "--trainer.max_steps", "1"]
     argv += ["--trainer.default_root_dir", str(tmp_path / "run")]

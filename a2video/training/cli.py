@@ -465,14 +465,21 @@ class A2VideoCLI(LightningCLI):
             rank_zero_info("a2video: W&B runs offline (not logged in); `wandb sync` later")
 
     def _refuse_unused_sgd_options(self, config: Any) -> None:
-        """One line when ``model.lr`` / ``momentum`` / ``weight_decay`` / ``nesterov`` are set
-        beside ``model.optimizer``: they configure the built-in SGD only, and an injected
-        optimizer takes its own ``init_args``, so the values given would not be used."""
+        """One line when ``model.lr`` / ``momentum`` / ``weight_decay`` / ``nesterov`` are set to
+        other than their defaults beside ``model.optimizer``: they configure the built-in SGD
+        only, and an injected optimizer takes its own ``init_args``, so they would not be used."""
         model = config.get("model")
         optimizer = model.get("optimizer") if model is not None else None
         if not optimizer:
             return
-        unused = [k for k in _SGD_OPTIONS if k in self._given_model_options()]
+        # a value other than the default: a run's saved config.yaml lists every option, the
+        # defaults of the unused SGD ones included, and must be reusable as it is
+        defaults = dict(self._parser(self.subcommand).get_defaults().get("model") or {})
+        given = self._given_model_options()
+        unused = [
+            k for k in _SGD_OPTIONS
+            if k in given and not same_option(k, model.get(k), defaults.get(k))
+        ]  # fmt: skip
         if not unused:
             return
         name = optimizer.get("class_path") if hasattr(optimizer, "get") else optimizer
