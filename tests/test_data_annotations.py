@@ -360,3 +360,21 @@ def test_ucf_line_without_folder_or_ucf_name_names_file_and_line(ucf_root, tmp_p
         ann.AnnotationError, match=rf"testlist01\.txt:{count + 1}: 'BalloonRise_g01_c01.avi'"
     ):
         ann.read_ucf_split(path, ann.find_ucf_video_dir(ucf_root), classes)
+
+
+def test_a_byte_order_mark_is_read_as_nothing(kinetics_root, ucf_root, tmp_path):
+    """Excel's "CSV UTF-8" starts the file with a BOM: the train CSV's header read as
+    '\\ufeffyoutube_id…' ("no 'label' column"), an unlabelled test CSV's labels all -1, and
+    classInd.txt's first line failed. Read with utf-8-sig, they are the same files."""
+    csv_path = Path(kinetics_root) / "annotations" / "train.csv"
+    bom = tmp_path / "train.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())
+    classes = ann.read_kinetics_classes(csv_path)
+    assert ann.read_kinetics_classes(bom) == classes
+    video_dir = Path(kinetics_root) / "train"
+    plain = ann.read_kinetics_csv(csv_path, video_dir, classes)
+    assert ann.read_kinetics_csv(bom, video_dir, classes).records == plain.records
+    ucf = tmp_path / "ucfTrainTestlist"
+    shutil.copytree(Path(ucf_root) / "ucfTrainTestlist", ucf)
+    (ucf / "classInd.txt").write_bytes(b"\xef\xbb\xbf" + (ucf / "classInd.txt").read_bytes())
+    assert ann.read_ucf_classes(ucf) == ann.read_ucf_classes(Path(ucf_root) / "ucfTrainTestlist")

@@ -124,9 +124,9 @@ def find_kinetics_csv(annotation_dir: str | os.PathLike, split: str) -> Path:
     raise AnnotationError(
         Path(annotation_dir) / names[0],
         f"no annotation file for split {split!r} (looked for {', '.join(names)})",
-        fix="pass --data.annotation_dir DIR (annotation_dir=), the folder holding the Kinetics "
-        "CSVs (CVDF: <root>/annotations), or give the split as a path to a CSV / 'path label' "
-        "list",
+        fix="pass --data.annotation_dir DIR (check-data: --annotation-dir DIR; Python: "
+        "annotation_dir=), the folder holding the Kinetics CSVs (CVDF: <root>/annotations), "
+        "or give the split as a path to a CSV / 'path label' list",
     )
 
 
@@ -143,7 +143,7 @@ _SPLIT_ALIASES = {"validate": "val", "validation": "val"}
 
 def _csv_split_column(csv_path: str | os.PathLike) -> str | None:
     """The one split (train/val/test) every row of a Kinetics CSV's ``split`` column names."""
-    with open(csv_path, newline="", encoding="utf-8") as fh:
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = [h.strip().lower() for h in next(reader, [])]
         if "split" not in header:
@@ -267,7 +267,7 @@ def _read_kinetics_rows(csv_path: str | os.PathLike) -> tuple[list[tuple[int, st
         raise AnnotationError(
             path, "annotation file not found", fix="check --data.data_root / --data.annotation_dir"
         )
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None:
@@ -440,7 +440,7 @@ def read_class_names_file(path: str | os.PathLike) -> list[str]:
     """Class names of a ``class_names.txt`` (one per line, label order; blank lines ignored)."""
     path = Path(path)
     names, seen = [], {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         name = line.strip()
         if not name:
             continue
@@ -472,7 +472,7 @@ def read_path_label_list(
     if not path.is_file():
         raise AnnotationError(path, "list file not found", fix="check the split path")
     entries = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parts = split_path_label(line)
@@ -536,11 +536,11 @@ def read_ucf_classes(split_dir: str | os.PathLike) -> list[str]:
         raise AnnotationError(
             path,
             "classInd.txt not found",
-            fix="pass --data.annotation_dir DIR (annotation_dir=), the extracted ucfTrainTestlist "
-            "folder",
+            fix="pass --data.annotation_dir DIR (check-data: --annotation-dir DIR; Python: "
+            "annotation_dir=), the extracted ucfTrainTestlist folder",
         )
     names: dict[int, str] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
@@ -597,7 +597,7 @@ def read_ucf_split(
         )
     label_of = {name.lower(): i for i, name in enumerate(class_names)}
     records, missing, seen, raw = [], [], {}, {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
