@@ -295,3 +295,131 @@ def test_prepare_follows_symlinked_folders_once(kinetics_root, tmp_path):
     assert sorted(p.relative_to(dst / "train") for p in (dst / "train").rglob("*.mp4")) == expected
     assert not (dst / "train").is_symlink() and len(_videos(dst)) == 2
     assert len(KineticsDataModule(str(dst), val_split="train")._dataset("train")) == 2
+
+
+# ------------------------------------------------------------------ reruns and failures
+def test_unreadable_videos_stay_listed_after_an_interrupted_run(broken_kinetics_root, tmp_path):
+    """Each unreadable source is journalled before its unchanged copy is renamed in: a run
+    killed before its end (so before the marker got the list) is rerun with the whole list
+    (the rerun skips those copies as done, and listed none of them before)."""
+    from a2video.data.prepare import JOURNAL, prepare_dataset
+
+    dst = tmp_path / "prepared"
+    full = prepare_dataset(broken_kinetics_root, dst, "kinetics", workers=1, progress=False)
+    assert full.unreadable and (dst / JOURNAL).is_file()
+    state = json.loads((dst / MARKER).read_text())
+    del state["unreadable"]  # what a run killed mid-way leaves: no list in the marker
+    (dst / MARKER).write_text(json.dumps(state))
+    rerun = prepare_dataset(broken_kinetics_root, dst, "kinetics", workers=1, progress=False)
+    assert rerun.encoded == 0 and rerun.unreadable == full.unreadable
+
+
+def test_a_failure_to_write_the_copy_stops_the_run_and_is_not_done(kinetics_root, tmp_path):
+    """An output-side failure (here a folder where the copy goes) is one line naming the file,
+    not "unreadable video, copied unchanged" for a good source (a killed run's leftover
+    encoder made a rerun's rename fail so, and the original was kept for good)."""
+    from a2video.data.prepare import PrepareError, prepare_dataset
+
+    src = _tiny_source(kinetics_root, tmp_path / "src", videos=1)
+    (video,) = (src / "train_videos").rglob("*.mp4")
+    dst = tmp_path / "dst"
+    (dst / video.relative_to(src)).mkdir(parents=True)  # the copy's path is taken
+    with pytest.raises(PrepareError, match="writing the prepared copy failed") as err:
+        prepare_dataset(src, dst, "kinetics", workers=1, progress=False)
+    assert str(dst / video.relative_to(src)) in str(err.value)
+    assert not json.loads((dst / MARKER).read_text()).get("unreadable")
+    assert not list(dst.rglob("*.part"))
+
+
+@pytest.mark.timeout(120)
+def test_killing_prepare_ends_its_encoder_processes(tmp_path):
+    """SIGKILL to the prepare process alone (a job manager's kill): its spawn-pool encoder ends
+    with it. It went on encoding its video, re-parented to init, and raced a rerun on its file:
+    a 15-s video takes the encoder over a second, and it is gone within half of one."""
+    src = tmp_path / "long"
+    args = ["synth", str(src), "--layout", "kinetics", "--classes", "1", "--videos-per-class"]
+    args += ["1", "--val-per-class", "0", "--duration", "15", "15", "--missing", "0"]
+    assert main([*args, "--no-progress"]) == 0
+    dst = tmp_path / "prepared"
+    cmd = [sys.executable, "-m", "a2video.cli", "prepare", str(src), str(dst)]
+    cmd += ["--layout", "kinetics", "--workers", "1", "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    session = proc.pid  # its own session: the run and its encoder
+
+    def in_session() -> list[int]:  # its live processes (a zombie waits for init to reap it)
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and entry.name != str(proc.pid):
+                try:
+                    state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                    if os.getsid(int(entry.name)) == session and state != "Z":
+                        pids.append(int(entry.name))
+                except (OSError, IndexError):
+                    continue
+        return pids
+
+    deadline = time.monotonic() + 60
+    while not list(dst.rglob("*.part")) and time.monotonic() < deadline:
+        time.sleep(0.005)  # the encoder is writing
+    assert in_session(), "no encoder process started"
+    proc.kill()
+    proc.wait(timeout=30)
+    time.sleep(0.5)
+    assert in_session() == [] and not list(dst.rglob("*.mp4"))
+
+
+def test_names_and_annotations_follow_the_source_on_reruns(kinetics_root, tmp_path):
+    """A Kinetics ``.mkv`` keeps its name (a ``path label`` list names it; the copy was renamed
+    ``.mp4`` and the list lost it); a corrected annotation file of the same size is copied
+    again on a rerun (it was compared by size)."""
+    from a2video.data.prepare import prepare_dataset
+
+    src = _tiny_source(kinetics_root, tmp_path / "src", videos=2)
+    (src / "train_videos").rename(src / "train")
+    first, second = sorted((src / "train").rglob("*.mp4"))
+    mkv = first.with_suffix(".mkv")
+    first.rename(mkv)
+    lines = [f"{p.relative_to(src)} {p.parent.name}" for p in (mkv, second)]
+    (src / "lists").mkdir()
+    (src / "lists" / "train.txt").write_text("\n".join(lines) + "\n")
+    dst = tmp_path / "dst"
+    prepare_dataset(src, dst, "kinetics", workers=1, progress=False)
+    assert (dst / mkv.relative_to(src)).is_file() and not (dst / first.relative_to(src)).exists()
+    dm = KineticsDataModule(str(dst), train_split=str(dst / "lists" / "train.txt"),
+                            val_split=str(dst / "lists" / "train.txt"), num_workers=0)  # fmt: skip
+    assert len(dm._dataset("train")) == 2
+    csv = src / "annotations" / "train.csv"
+    data = bytearray(csv.read_bytes())
+    data[data.rstrip().rfind(b"0")] = ord("1")  # the last row's is_cc: the same size
+    csv.write_bytes(bytes(data))
+    assert len(data) == len((dst / "annotations" / "train.csv").read_bytes())
+    report = prepare_dataset(src, dst, "kinetics", workers=1, progress=False)
+    assert report.skipped == 2 and report.encoded == 0
+    assert (dst / "annotations" / "train.csv").read_bytes() == csv.read_bytes()
+
+
+def test_a_root_of_links_to_a_frame_step_copy_keeps_its_stride(kinetics_root, tmp_path):
+    """A dataset root whose split folders link into a ``--frame-step 2`` copy: the copy's step
+    holds (the marker was looked for along the links' path only: stride 8, twice the span)."""
+    import shutil
+
+    copy = tmp_path / "half"
+    _prepare(Path(kinetics_root), copy, "--frame-step", "2")
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copytree(Path(kinetics_root) / "annotations", mixed / "annotations")
+    for split in ("train", "val"):
+        (mixed / split).symlink_to(copy / split, target_is_directory=True)
+    strides = [KineticsDataModule(str(r), stride=8)._dataset("train").stride for r in (copy, mixed)]
+    assert strides == [4, 4]
+
+
+def test_prepare_refuses_encoder_settings_out_of_range_in_one_line(kinetics_root, tmp_path, capsys):
+    """``--crf -5`` listed every video as unreadable and exited 0."""
+    args = ["prepare", kinetics_root, str(tmp_path / "dst"), "--layout", "kinetics"]
+    for flag, value in (("--crf", "-5"), ("--crf", "52"), ("--gop", "0"), ("--workers", "0")):
+        assert main([*args, flag, value]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{flag} {value}: must be" in err
+    assert not (tmp_path / "dst").exists()

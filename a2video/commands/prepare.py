@@ -35,6 +35,18 @@ def _size(n: int) -> str:
 def run(args: argparse.Namespace) -> int:
     from a2video.data.prepare import Encoding, PrepareError, prepare_dataset
 
+    limits = {
+        "--short-side": (args.short_side, 2, None),
+        "--gop": (args.gop, 1, None),
+        "--crf": (args.crf, 0, 51),  # x264's range
+        "--frame-step": (args.frame_step, 1, None),
+        "--workers": (args.workers, 1, None),
+    }
+    for flag, (value, low, high) in limits.items():
+        if value is not None and (value < low or (high is not None and value > high)):
+            span = f"{low}..{high}" if high is not None else f">= {low}"
+            print(f"a2video prepare: error: {flag} {value}: must be {span}", file=sys.stderr)
+            return 2
     enc = Encoding(
         short_side=args.short_side, gop=args.gop, crf=args.crf, frame_step=args.frame_step
     )
@@ -45,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
     except PrepareError as err:
         print(f"a2video prepare: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"\na2video prepare: interrupted; rerun the same command to resume into {args.dst}",
+            file=sys.stderr,
+        )
+        return 130
     print(
         f"{report.videos} videos: {report.encoded} written, {report.skipped} already done; "
         f"videos on disk {_size(report.bytes_before)} -> {_size(report.bytes_after)}"

@@ -14,14 +14,20 @@ stay valid. The stride must be a multiple of ``frame_step``. Preparing a prepare
 the steps: the new copy records the source's ``frame_step`` times ``--frame-step``.
 
 Safety: the source is only read; DST may not be SRC or lie inside it; each video is written to
-``<name>.part`` and renamed when complete, so an interrupted run leaves no half file that a
-rerun would take as done (reruns skip finished files and redo ``.part`` ones). Videos that
-cannot be read are copied unchanged (the loaders' bad-video handling still sees them) and
-listed.
+``<name>.<pid>.part`` and renamed when complete, so an interrupted run leaves no half file that a
+rerun would take as done (reruns skip finished files and redo the others); the encoder processes
+end with the run (a killed run leaves none writing). Videos whose source cannot be opened or
+decoded are copied unchanged (the loaders' bad-video handling still sees them) and listed, also
+across interrupted runs (``.a2video_unreadable.jsonl``, written before each such copy); a failure
+to write the copy (disk full, the encoder refusing its options) stops the run in one line.
+Every file keeps its name (a Kinetics ``.mkv`` holds an MP4 container, as UCF-101's ``.avi`` do:
+decoders read the container from the bytes), so ``path label`` lists still name the videos.
 """
 
 from __future__ import annotations
 
+import contextlib
+import filecmp
 import json
 import os
 import shutil
@@ -29,15 +35,21 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from .annotations import VIDEO_EXTENSIONS, walk_files
 
 MARKER = "a2video_prepared.json"
+JOURNAL = ".a2video_unreadable.jsonl"  # DST's unreadable sources, one JSON line each, as met
 LAYOUT_MARKERS = {"kinetics": "annotations", "ucf101": "ucfTrainTestlist"}
 
 
 class PrepareError(ValueError):
     """Bad arguments to :func:`prepare_dataset` (one line, with the fix)."""
+
+
+class SourceUnreadable(Exception):
+    """A source video that cannot be opened or decoded (it is copied unchanged and listed)."""
 
 
 @dataclass(frozen=True)
@@ -100,9 +112,20 @@ def find_prepared_root(video: str | os.PathLike) -> Path | None:
 
 def video_frame_step(video: str | os.PathLike) -> tuple[int, Path | None]:
     """``(frame_step, prepared root)`` of a video file: that of the prepared copy it lies in
-    (:func:`find_prepared_root`), ``(1, None)`` outside one."""
-    root = find_prepared_root(video)
-    return (1, None) if root is None else (read_frame_step(root), root)
+    (:func:`find_prepared_root`), through the links in its path or where they lead (a dataset
+    root of links to a copy's folders), ``(1, None)`` outside one. Both a copy: a
+    :class:`PrepareError` where their steps differ."""
+    roots = [find_prepared_root(video), find_prepared_root(os.path.realpath(video))]
+    found = [(read_frame_step(r), r) for r in roots if r is not None]
+    if not found:
+        return 1, None
+    if len({step for step, _ in found}) > 1:
+        (a, ra), (b, rb) = found
+        raise PrepareError(
+            f"{video}: it lies in a prepared copy with frame_step {a} ({ra}) through its path and "
+            f"{b} ({rb}) where its links lead; point the data at one copy"
+        )
+    return found[0]
 
 
 def records_frame_step(videos: Iterable[str | os.PathLike]) -> int:
@@ -132,12 +155,20 @@ def _is_video(path: Path) -> bool:
 
 
 def output_path(rel: Path, layout: str) -> Path:
-    """Where a source video goes: Kinetics ``.mp4`` (CSVs name stems); UCF-101 keeps its name.
+    """Where a source video goes: its own name, in both layouts.
 
-    UCF-101 split files name ``Class/v_..._gXX_cYY.avi``, so the file keeps that name and holds
-    an MP4 container (decoders read the container from the bytes, not from the name).
+    Annotation files name videos by path (UCF-101 split files, ``path label`` lists) or by
+    stem (Kinetics CSVs), so the file keeps its name and holds an MP4 container (decoders read
+    the container from the bytes, not from the name).
     """
-    return rel.with_suffix(".mp4") if layout == "kinetics" else rel
+    return rel
+
+
+def _done_by_an_earlier_version(dst: Path, rel: Path, layout: str) -> bool:
+    """Whether an earlier a2video's prepare, which named every Kinetics copy ``.mp4``, wrote
+    this video's copy into ``dst`` (a rerun does not encode it twice)."""
+    legacy = rel.with_suffix(".mp4")
+    return layout == "kinetics" and legacy != rel and (dst / legacy).is_file()
 
 
 def check_paths(src: Path, dst: Path, layout: str) -> None:
@@ -178,9 +209,13 @@ def transcode(src: str | os.PathLike, dst: str | os.PathLike, enc: Encoding) -> 
     import av
     import numpy as np
 
-    with av.open(str(src), metadata_errors="ignore") as inp:
+    try:
+        inp = av.open(str(src), metadata_errors="ignore")
+    except Exception as err:
+        raise SourceUnreadable(_reason(err)) from err
+    with inp:
         if not inp.streams.video:
-            raise ValueError("no video stream")
+            raise SourceUnreadable("no video stream")
         stream = inp.streams.video[0]
         rate = Fraction(stream.average_rate or stream.guessed_rate or 25)
         out_rate = (rate / enc.frame_step).limit_denominator(1001)
@@ -189,47 +224,143 @@ def transcode(src: str | os.PathLike, dst: str | os.PathLike, enc: Encoding) -> 
             ostream.pix_fmt = "yuv420p"
             ostream.codec_context.thread_count = 1
             written = 0
-            for k, frame in enumerate(inp.decode(stream)):
+            for k, frame in enumerate(_source_frames(inp, stream)):
                 if k % enc.frame_step:
                     continue
-                rotation = int(getattr(frame, "rotation", 0) or 0) % 360
-                if rotation % 90 == 0 and rotation:
-                    arr = np.rot90(frame.to_ndarray(format="rgb24"), k=rotation // 90)
-                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), "rgb24")
-                if written == 0:
-                    ostream.width, ostream.height = _output_size(
-                        frame.width, frame.height, enc.short_side
+                try:  # the source frame to the copy's size and pixel format
+                    rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+                    if rotation % 90 == 0 and rotation:
+                        arr = np.rot90(frame.to_ndarray(format="rgb24"), k=rotation // 90)
+                        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), "rgb24")
+                    if written == 0:
+                        ostream.width, ostream.height = _output_size(
+                            frame.width, frame.height, enc.short_side
+                        )
+                    frame = frame.reformat(
+                        ostream.width, ostream.height, "yuv420p", interpolation="AREA"
                     )
-                frame = frame.reformat(
-                    ostream.width, ostream.height, "yuv420p", interpolation="AREA"
-                )
+                except Exception as err:
+                    raise SourceUnreadable(_reason(err)) from err
                 frame.pts, frame.time_base = written, 1 / out_rate
                 for packet in ostream.encode(frame):
                     out.mux(packet)
                 written += 1
             if written == 0:
-                raise ValueError("no decodable video frames")
+                raise SourceUnreadable("no decodable video frames")
             for packet in ostream.encode():
                 out.mux(packet)
     return written
 
 
-def _prepare_one(job: tuple[str, str, Encoding]) -> tuple[str, str | None]:
-    """Encode one video to ``<dst>.part`` then rename; on failure copy the source unchanged."""
-    src, dst, enc = job
-    part = dst + ".part"
+def _source_frames(inp: Any, stream: Any) -> Iterator[Any]:
+    """The decoded frames of ``stream``; a decoding failure is :class:`SourceUnreadable`."""
+    frames = inp.decode(stream)
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except Exception as err:
+            raise SourceUnreadable(_reason(err)) from err
+        yield frame
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[-1][:160] if text else ''}"
+
+
+def _end_with_the_parent(parent: int) -> None:
+    """Pool initializer: the encoder process ends when the run does (a SIGKILL or SIGTERM to
+    ``prepare`` used to leave it encoding, and a rerun then raced it on the same file)."""
     try:
-        transcode(src, part, enc)
-        os.replace(part, dst)
-        return dst, None
-    except Exception as err:  # any decoder/encoder failure: listed, not fatal
-        if os.path.exists(part):
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):  # other systems: _prepare_one checks the parent instead
+        pass
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+    global _PARENT
+    _PARENT = parent
+
+
+_PARENT: int | None = None  # the prepare run of this encoder process
+
+
+def _orphaned() -> bool:
+    return _PARENT is not None and os.getppid() != _PARENT
+
+
+def _prepare_one(job: tuple[str, str, Encoding]) -> tuple[str, str | None, str | None]:
+    """Encode one video to ``<dst>.<pid>.part``, then rename. A source that cannot be read is
+    journalled, then copied unchanged. Returns ``(dst, unreadable reason, fatal error)``."""
+    src, dst, enc = job
+    part = f"{dst}.{os.getpid()}.part"
+    try:
+        try:
+            transcode(src, part, enc)
+            reason = None
+        except SourceUnreadable as err:
+            reason = str(err)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(part)
+            shutil.copyfile(src, part)
+            _journal(dst, reason)
+        if _orphaned():  # the run is gone: leave no file a rerun would take as done
             os.remove(part)
-        text = str(err).strip().splitlines()
-        reason = f"{type(err).__name__}: {text[-1][:160] if text else ''}"
-        shutil.copyfile(src, part)
+            os._exit(1)
         os.replace(part, dst)
-        return dst, reason
+        return dst, reason, None
+    except Exception as err:  # writing the copy failed: the run stops, the video is not done
+        with contextlib.suppress(OSError):
+            os.remove(part)
+        return dst, None, _reason(err)
+
+
+def _journal(dst: str, reason: str) -> None:
+    """Append ``dst``'s unreadable source to the run's journal (before its copy is renamed in:
+    a run killed after the rename still lists it)."""
+    root = _root_of(dst)
+    line = json.dumps({"video": os.path.relpath(dst, root), "reason": reason}) + "\n"
+    fd = os.open(os.path.join(root, JOURNAL), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _root_of(dst: str) -> str:
+    """The DST root a target path lies in (the folder holding the marker)."""
+    for folder in Path(dst).parents:
+        if (folder / MARKER).is_file():
+            return str(folder)
+    raise FileNotFoundError(f"no {MARKER} above {dst}")
+
+
+def _read_journal(dst: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    path = dst / JOURNAL
+    if not path.is_file():
+        return out
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            entry = json.loads(line)
+            out[str(entry["video"])] = str(entry["reason"])
+    return out
+
+
+def _copy_if_changed(source: Path, target: Path) -> None:
+    """An annotation or other non-video file: copied (temp file, rename) unless the same."""
+    if target.is_file() and filecmp.cmp(source, target, shallow=False):
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
 
 
 def prepare_dataset(
@@ -280,38 +411,46 @@ def prepare_dataset(
             "source_frame_step": source_step,
         }
         marker.write_text(json.dumps(state))
+    for stale in dst.rglob("*.part"):  # a killed run's (its encoders ended with it)
+        with contextlib.suppress(OSError):
+            stale.unlink()
     report = PrepareReport()
     jobs = []
     for rel in _walk(src):
         source = src / rel
-        if rel.name == MARKER:
+        if rel.name in (MARKER, JOURNAL) or rel.name.endswith(".part"):
             continue
         if not _is_video(rel):
-            target = dst / rel
-            if not target.exists() or target.stat().st_size != source.stat().st_size:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target)
+            _copy_if_changed(source, dst / rel)
             continue
         report.videos += 1
         report.bytes_before += source.stat().st_size
         target = dst / output_path(rel, layout)
-        if target.is_file():
+        if target.is_file() or _done_by_an_earlier_version(dst, rel, layout):
             report.skipped += 1
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         jobs.append((str(source), str(target), enc))
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
     bar = tqdm(total=len(jobs), desc="prepare", unit="video", disable=not progress)
-    with get_context("spawn").Pool(workers) as pool:
-        for written, reason in pool.imap_unordered(_prepare_one, jobs):
+    context = get_context("spawn")
+    with context.Pool(workers, initializer=_end_with_the_parent, initargs=(os.getpid(),)) as pool:
+        for written, reason, failed in pool.imap_unordered(_prepare_one, jobs):
+            if failed is not None:
+                raise PrepareError(
+                    f"{written}: writing the prepared copy failed ({failed}); nothing of it "
+                    "counts as done: fix the cause (disk space, permissions, the encoding "
+                    "options) and rerun the same command to resume"
+                )
             report.encoded += 1
             if reason is not None:
                 report.unreadable[os.path.relpath(written, dst)] = reason
             bar.update()
     bar.close()
     state = json.loads(marker.read_text())
-    state["unreadable"] = {**state.get("unreadable", {}), **report.unreadable}
-    report.unreadable = state["unreadable"]  # also those a previous, interrupted run met
+    # also those an earlier, interrupted run met (its journal) or recorded
+    state["unreadable"] = {**state.get("unreadable", {}), **_read_journal(dst), **report.unreadable}
+    report.unreadable = state["unreadable"]
     marker.write_text(json.dumps(state, indent=1))
     for rel in _walk(dst):
         if _is_video(rel):
