@@ -331,42 +331,83 @@ def test_a_failure_to_write_the_copy_stops_the_run_and_is_not_done(kinetics_root
     assert not list(dst.rglob("*.part"))
 
 
-@pytest.mark.timeout(120)
-def test_killing_prepare_ends_its_encoder_processes(tmp_path):
-    """SIGKILL to the prepare process alone (a job manager's kill): its spawn-pool encoder ends
-    with it. It went on encoding its video, re-parented to init, and raced a rerun on its file:
-    a 15-s video takes the encoder over a second, and it is gone within half of one."""
-    src = tmp_path / "long"
+@pytest.fixture(scope="module")
+def long_video_root(tmp_path_factory) -> Path:
+    """A Kinetics root with one 15-s video: its encoder works for over a second."""
+    src = tmp_path_factory.mktemp("long") / "long"
     args = ["synth", str(src), "--layout", "kinetics", "--classes", "1", "--videos-per-class"]
     args += ["1", "--val-per-class", "0", "--duration", "15", "15", "--missing", "0"]
     assert main([*args, "--no-progress"]) == 0
-    dst = tmp_path / "prepared"
+    return src
+
+
+def _start_prepare(src: Path, dst: Path, **popen: object) -> subprocess.Popen:
+    """``a2video prepare`` in a process of its own session, Ctrl-C not ignored (as in a shell's
+    foreground); once its encoder writes."""
     cmd = [sys.executable, "-m", "a2video.cli", "prepare", str(src), str(dst)]
     cmd += ["--layout", "kinetics", "--workers", "1", "--no-progress"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-    session = proc.pid  # its own session: the run and its encoder
 
-    def in_session() -> list[int]:  # its live processes (a zombie waits for init to reap it)
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and entry.name != str(proc.pid):
-                try:
-                    state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                    if os.getsid(int(entry.name)) == session and state != "Z":
-                        pids.append(int(entry.name))
-                except (OSError, IndexError):
-                    continue
-        return pids
+    def ctrl_c_as_in_a_terminal() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
 
+    proc = subprocess.Popen(
+        cmd, env=env, start_new_session=True, preexec_fn=ctrl_c_as_in_a_terminal, **popen
+    )
     deadline = time.monotonic() + 60
     while not list(dst.rglob("*.part")) and time.monotonic() < deadline:
         time.sleep(0.005)  # the encoder is writing
-    assert in_session(), "no encoder process started"
+    return proc
+
+
+def _in_session(leader: int, marker: str = "") -> list[int]:
+    """The live processes of ``leader``'s session but itself (a zombie waits for init to reap
+    it), those whose command line holds ``marker``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(leader):
+            try:
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                ours = os.getsid(int(entry.name)) == leader and state != "Z"
+                if ours and marker.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except (OSError, IndexError):
+                continue
+    return pids
+
+
+@pytest.mark.timeout(120)
+def test_killing_prepare_ends_its_encoder_processes(long_video_root, tmp_path):
+    """SIGKILL to the prepare process alone (a job manager's kill): its spawn-pool encoder ends
+    with it. It went on encoding its video, re-parented to init, and raced a rerun on its file:
+    a 15-s video takes the encoder over a second, and it is gone within half of one."""
+    dst = tmp_path / "prepared"
+    proc = _start_prepare(long_video_root, dst)
+    assert _in_session(proc.pid), "no encoder process started"
     proc.kill()
     proc.wait(timeout=30)
     time.sleep(0.5)
-    assert in_session() == [] and not list(dst.rglob("*.mp4"))
+    assert _in_session(proc.pid) == [] and not list(dst.rglob("*.mp4"))
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_ends_prepare_in_one_line(long_video_root, tmp_path):
+    """Ctrl-C (SIGINT to the foreground process group: the run and its encoder) while a video
+    is encoded: one line and exit status 130. It printed the run's traceback (27 lines) and
+    the encoder process's own."""
+    dst = tmp_path / "prepared"
+    proc = _start_prepare(long_video_root, dst, stderr=subprocess.PIPE, text=True)
+    assert list(dst.rglob("*.part")), "the encoder never started"
+    for pid in _in_session(proc.pid, "spawn_main"):  # the encoder: Ctrl-C is the run's to handle
+        ignored = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
+                       if ln.startswith("SigIgn:"))  # fmt: skip
+        assert int(ignored.split()[1], 16) >> (signal.SIGINT - 1) & 1, f"{pid} takes Ctrl-C"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == [
+        f"a2video prepare: interrupted; rerun the same command to resume into {dst}"
+    ]
 
 
 def test_names_and_annotations_follow_the_source_on_reruns(kinetics_root, tmp_path):

@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     except PrepareError as err:
         print(f"a2video prepare: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the progress bar's line is ended; the encoders ignore Ctrl-C
         print(
-            f"\na2video prepare: interrupted; rerun the same command to resume into {args.dst}",
+            f"a2video prepare: interrupted; rerun the same command to resume into {args.dst}",
             file=sys.stderr,
         )
         return 130

@@ -272,10 +272,13 @@ def _reason(err: BaseException) -> str:
 
 def _end_with_the_parent(parent: int) -> None:
     """Pool initializer: the encoder process ends when the run does (a SIGKILL or SIGTERM to
-    ``prepare`` used to leave it encoding, and a rerun then raced it on the same file)."""
+    ``prepare`` used to leave it encoding, and a rerun then raced it on the same file) and
+    leaves Ctrl-C to the run (which ends it; it printed a traceback of its own)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import ctypes
-        import signal
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
@@ -292,6 +295,23 @@ _PARENT: int | None = None  # the prepare run of this encoder process
 
 def _orphaned() -> bool:
     return _PARENT is not None and os.getppid() != _PARENT
+
+
+@contextlib.contextmanager
+def _children_ignore_ctrl_c() -> Iterator[None]:
+    """Processes started inside ignore SIGINT from their first instruction (a Ctrl-C while an
+    encoder process still starts up printed its traceback); the run itself handles Ctrl-C."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:  # None: a handler not set from Python (an embedding program's), not restorable
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
 
 
 def _prepare_one(job: tuple[str, str, Encoding]) -> tuple[str, str | None, str | None]:
@@ -432,9 +452,11 @@ def prepare_dataset(
         target.parent.mkdir(parents=True, exist_ok=True)
         jobs.append((str(source), str(target), enc))
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
-    bar = tqdm(total=len(jobs), desc="prepare", unit="video", disable=not progress)
     context = get_context("spawn")
-    with context.Pool(workers, initializer=_end_with_the_parent, initargs=(os.getpid(),)) as pool:
+    with _children_ignore_ctrl_c():
+        pool = context.Pool(workers, initializer=_end_with_the_parent, initargs=(os.getpid(),))
+    bar = tqdm(total=len(jobs), desc="prepare", unit="video", disable=not progress)
+    with pool, bar:  # leaving: the encoder processes are ended, the bar's line is ended
         for written, reason, failed in pool.imap_unordered(_prepare_one, jobs):
             if failed is not None:
                 raise PrepareError(
@@ -446,7 +468,6 @@ def prepare_dataset(
             if reason is not None:
                 report.unreadable[os.path.relpath(written, dst)] = reason
             bar.update()
-    bar.close()
     state = json.loads(marker.read_text())
     # also those an earlier, interrupted run met (its journal) or recorded
     state["unreadable"] = {**state.get("unreadable", {}), **_read_journal(dst), **report.unreadable}
