@@ -464,3 +464,39 @@ def test_prepare_refuses_encoder_settings_out_of_range_in_one_line(kinetics_root
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"{flag} {value}: must be" in err
     assert not (tmp_path / "dst").exists()
+
+
+def test_a_rerun_removes_the_leftovers_of_dead_runs_only(kinetics_root, tmp_path):
+    """Part and temp files of a process that is gone (a killed run's, an earlier a2video's
+    ``NAME.part``) are removed on a rerun; those of a live process (a run beside this one) are
+    its own: removing them made its rename fail and stop it. A leftover in a prepared copy
+    is not copied by a prepare of that copy."""
+    src = _tiny_source(kinetics_root, tmp_path / "src", videos=1)
+    dst = tmp_path / "dst"
+    _prepare(src, dst)
+    (video,) = (dst / "train_videos").rglob("*.mp4")
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # reaped: its pid names no process
+    ended = subprocess.Popen(["true"])  # not reaped: a zombie (a killed run's encoder, ending)
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        while Path(f"/proc/{ended.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            time.sleep(0.01)
+        dead_part = video.with_name(f"{video.name}.{gone.pid}.part")
+        old_part = video.with_name(f"{video.name}.part")
+        ended_part = video.with_name(f"{video.name}.{ended.pid}.part")
+        live_part = video.with_name(f"{video.name}.{live.pid}.part")
+        dead_tmp = dst / "annotations" / f".train.csv.{gone.pid}.tmp"
+        for path in (dead_part, old_part, ended_part, live_part, dead_tmp):
+            path.write_bytes(b"half")
+        _prepare(src, dst)
+        assert live_part.exists()
+        assert not any(p.exists() for p in (dead_part, old_part, ended_part, dead_tmp))
+        dead_tmp.write_bytes(b"half")
+        _prepare(dst, tmp_path / "copy_of_copy")
+    finally:
+        live.kill()
+        live.wait()
+        ended.wait()
+    copied = {p.name for p in (tmp_path / "copy_of_copy").rglob("*")}
+    assert live_part.name not in copied and dead_tmp.name not in copied

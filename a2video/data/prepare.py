@@ -373,6 +373,50 @@ def _read_journal(dst: Path) -> dict[str, str]:
     return out
 
 
+def _leftover(name: str) -> bool:
+    """Whether ``name`` is a file a run writes before renaming it into place: a video's
+    ``NAME.<pid>.part`` (an earlier a2video's ``NAME.part``), an annotation's
+    ``.NAME.<pid>.tmp``."""
+    return name.endswith(".part") or (name.startswith(".") and _writer_pid(name) is not None)
+
+
+def _writer_pid(name: str) -> int | None:
+    """The process id in a ``NAME.<pid>.part`` / ``.NAME.<pid>.tmp`` name (None without one)."""
+    parts = name.rsplit(".", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2] in ("part", "tmp"):
+        return int(parts[1])
+    return None
+
+
+def _remove_leftovers_of_dead_runs(dst: Path) -> None:
+    """Remove the part and temp files in ``dst`` whose process is gone (a killed run's; its
+    encoders ended with it). Those of a live process (a run beside this one, writing) are
+    left to it: removing them made its rename fail."""
+    for path in list(dst.rglob("*.part")) + list(dst.rglob(".*.tmp")):
+        pid = _writer_pid(path.name)
+        if pid is None and not path.name.endswith(".part"):
+            continue
+        if pid is not None and pid != os.getpid() and _alive(pid):
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (an ended one not yet reaped, a zombie, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    try:  # Linux: the state after the command name
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
 def _copy_if_changed(source: Path, target: Path) -> None:
     """An annotation or other non-video file: copied (temp file, rename) unless the same."""
     if target.is_file() and filecmp.cmp(source, target, shallow=False):
@@ -431,14 +475,12 @@ def prepare_dataset(
             "source_frame_step": source_step,
         }
         marker.write_text(json.dumps(state))
-    for stale in dst.rglob("*.part"):  # a killed run's (its encoders ended with it)
-        with contextlib.suppress(OSError):
-            stale.unlink()
+    _remove_leftovers_of_dead_runs(dst)
     report = PrepareReport()
     jobs = []
     for rel in _walk(src):
         source = src / rel
-        if rel.name in (MARKER, JOURNAL) or rel.name.endswith(".part"):
+        if rel.name in (MARKER, JOURNAL) or _leftover(rel.name):
             continue
         if not _is_video(rel):
             _copy_if_changed(source, dst / rel)
@@ -473,6 +515,7 @@ def prepare_dataset(
     state["unreadable"] = {**state.get("unreadable", {}), **_read_journal(dst), **report.unreadable}
     report.unreadable = state["unreadable"]
     marker.write_text(json.dumps(state, indent=1))
+    _remove_leftovers_of_dead_runs(dst)  # also those of processes still ending at the start
     for rel in _walk(dst):
         if _is_video(rel):
             report.bytes_after += (dst / rel).stat().st_size
