@@ -500,3 +500,32 @@ def test_a_rerun_removes_the_leftovers_of_dead_runs_only(kinetics_root, tmp_path
         ended.wait()
     copied = {p.name for p in (tmp_path / "copy_of_copy").rglob("*")}
     assert live_part.name not in copied and dead_tmp.name not in copied
+
+
+def test_kinetics_names_beside_an_mp4_and_from_an_earlier_version(kinetics_root, tmp_path):
+    """``a.mkv`` beside a different ``a.mp4``: both are copies of their own, also when a rerun
+    finds only ``a.mp4`` done (it took that for ``a.mkv``'s copy under the old naming and never
+    wrote ``a.mkv``). A DST of the old naming (``b.mkv`` as ``b.mp4``) is not encoded again;
+    the CSV finds every video by its stem."""
+    from a2video.data.prepare import prepare_dataset
+
+    src = _tiny_source(kinetics_root, tmp_path / "src", videos=2)
+    (src / "train_videos").rename(src / "train")
+    first, second = sorted((src / "train").rglob("*.mp4"))
+    twin = first.parent / f"{second.stem}.mkv"  # same stem as the second, other content
+    first.rename(twin)
+    dst = tmp_path / "dst"
+    prepare_dataset(src, dst, "kinetics", workers=1, progress=False)
+    copies = [dst / p.relative_to(src) for p in (twin, second)]
+    assert all(c.is_file() for c in copies)
+    copies[0].unlink()  # a run killed before it got there
+    report = prepare_dataset(src, dst, "kinetics", workers=1, progress=False)
+    assert report.encoded == 1 and copies[0].is_file()
+    # a DST of the old naming: the .mkv's copy is b.mp4, found as done
+    second.unlink()
+    copies[1].unlink()
+    copies[0].rename(copies[0].with_suffix(".mp4"))
+    report = prepare_dataset(src, dst, "kinetics", workers=1, progress=False)
+    assert (report.encoded, report.skipped) == (0, 1) and not copies[0].exists()
+    dm = KineticsDataModule(str(dst), val_split="train", num_workers=0)
+    assert [Path(r.path).name for r in dm._dataset("train").records] == [f"{second.stem}.mp4"]

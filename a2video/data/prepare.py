@@ -164,11 +164,14 @@ def output_path(rel: Path, layout: str) -> Path:
     return rel
 
 
-def _done_by_an_earlier_version(dst: Path, rel: Path, layout: str) -> bool:
+def _done_by_an_earlier_version(src: Path, dst: Path, rel: Path, layout: str) -> bool:
     """Whether an earlier a2video's prepare, which named every Kinetics copy ``.mp4``, wrote
-    this video's copy into ``dst`` (a rerun does not encode it twice)."""
+    this video's copy into ``dst`` (a rerun does not encode it twice). Not where the source
+    has that ``.mp4`` too: the file in ``dst`` is that video's copy."""
     legacy = rel.with_suffix(".mp4")
-    return layout == "kinetics" and legacy != rel and (dst / legacy).is_file()
+    if layout != "kinetics" or legacy == rel or (src / legacy).exists():
+        return False
+    return (dst / legacy).is_file()
 
 
 def check_paths(src: Path, dst: Path, layout: str) -> None:
@@ -488,7 +491,7 @@ def prepare_dataset(
         report.videos += 1
         report.bytes_before += source.stat().st_size
         target = dst / output_path(rel, layout)
-        if target.is_file() or _done_by_an_earlier_version(dst, rel, layout):
+        if target.is_file() or _done_by_an_earlier_version(src, dst, rel, layout):
             report.skipped += 1
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
