@@ -529,3 +529,42 @@ def test_kinetics_names_beside_an_mp4_and_from_an_earlier_version(kinetics_root,
     assert (report.encoded, report.skipped) == (0, 1) and not copies[0].exists()
     dm = KineticsDataModule(str(dst), val_split="train", num_workers=0)
     assert [Path(r.path).name for r in dm._dataset("train").records] == [f"{second.stem}.mp4"]
+
+
+def test_a_video_encoded_later_leaves_the_unreadable_list(kinetics_root, tmp_path):
+    """A source found unreadable, then replaced by a good video (its unchanged copy deleted):
+    the rerun encodes it and lists it no more (the marker kept it for good)."""
+    from a2video.data.prepare import JOURNAL, prepare_dataset
+
+    src = _tiny_source(kinetics_root, tmp_path / "src", videos=2)
+    bad = sorted((src / "train_videos").rglob("*.mp4"))[1]
+    kept = bad.read_bytes()
+    bad.write_text("not a video")
+    dst = tmp_path / "dst"
+    rel = str(bad.relative_to(src))
+    first = prepare_dataset(src, dst, "kinetics", workers=1, progress=False)
+    assert list(first.unreadable) == [rel]
+    bad.write_bytes(kept)  # a new download
+    (dst / rel).unlink()
+    report = prepare_dataset(src, dst, "kinetics", workers=1, progress=False)
+    assert report.encoded == 1 and report.unreadable == {}
+    assert json.loads((dst / MARKER).read_text())["unreadable"] == {}
+    assert not (dst / JOURNAL).exists()
+
+
+def test_a_damaged_marker_is_one_line(kinetics_root, tmp_path, capsys):
+    """A marker that is not JSON (cut short): prepare and the DataModules stop in one line
+    naming it (they printed a JSON traceback)."""
+    from a2video.data.prepare import PrepareError
+
+    src = _tiny_source(kinetics_root, tmp_path / "src", videos=1)
+    dst = tmp_path / "dst"
+    _prepare(src, dst)
+    (dst / MARKER).write_text('{"frame_step": 2, "enc')
+    args = ["prepare", str(src), str(dst), "--layout", "kinetics", "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{dst / MARKER}: damaged" in err
+    dm = KineticsDataModule(str(dst), val_split="train", num_workers=0)
+    with pytest.raises(PrepareError, match="damaged"):
+        dm._dataset("train")

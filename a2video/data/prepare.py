@@ -97,7 +97,32 @@ def read_frame_step(root: str | os.PathLike) -> int:
     marker = Path(root) / MARKER
     if not marker.is_file():
         return 1
-    return int(json.loads(marker.read_text()).get("frame_step", 1))
+    return int(_read_marker(marker).get("frame_step", 1))
+
+
+def _read_marker(marker: Path) -> dict[str, Any]:
+    """The state in a prepared copy's marker; a damaged one is a one-line :class:`PrepareError`
+    (it was a JSON traceback)."""
+    try:
+        state = json.loads(marker.read_text(encoding="utf-8"))
+        if not isinstance(state, dict):
+            raise ValueError("not a JSON object")
+        if int(state.get("frame_step", 1)) < 1:
+            raise ValueError(f"frame_step {state['frame_step']}")
+        return state
+    except (OSError, ValueError, TypeError) as err:
+        raise PrepareError(
+            f"{marker}: damaged ({_reason(err)}); it records how its folder was prepared "
+            "(frame_step, encoding): restore it, or prepare the source into a new DST"
+        ) from None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write through a temp file and a rename: a run killed meanwhile leaves the old file
+    (a half-written marker was a damaged copy)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def find_prepared_root(video: str | os.PathLike) -> Path | None:
@@ -463,7 +488,7 @@ def prepare_dataset(
     frame_step = source_step * enc.frame_step
     marker = dst / MARKER
     if marker.is_file():
-        old = json.loads(marker.read_text())
+        old = _read_marker(marker)
         if old.get("encoding") != enc.__dict__ or old.get("frame_step", 1) != frame_step:
             raise PrepareError(
                 f"{dst} was prepared with {old.get('encoding')} (frame_step "
@@ -477,9 +502,10 @@ def prepare_dataset(
             "encoding": enc.__dict__,
             "source_frame_step": source_step,
         }
-        marker.write_text(json.dumps(state))
+        _write_atomically(marker, json.dumps(state))
     _remove_leftovers_of_dead_runs(dst)
     report = PrepareReport()
+    readable: set[str] = set()  # videos encoded by this run
     jobs = []
     for rel in _walk(src):
         source = src / rel
@@ -510,14 +536,24 @@ def prepare_dataset(
                     "options) and rerun the same command to resume"
                 )
             report.encoded += 1
-            if reason is not None:
+            if reason is None:
+                readable.add(os.path.relpath(written, dst))
+            else:
                 report.unreadable[os.path.relpath(written, dst)] = reason
             bar.update()
-    state = json.loads(marker.read_text())
-    # also those an earlier, interrupted run met (its journal) or recorded
-    state["unreadable"] = {**state.get("unreadable", {}), **_read_journal(dst), **report.unreadable}
+    state = _read_marker(marker)
+    # also those an earlier, interrupted run met (its journal) or recorded, but not a video
+    # encoded now (its source replaced and its unchanged copy deleted)
+    listed = {**state.get("unreadable", {}), **_read_journal(dst), **report.unreadable}
+    state["unreadable"] = {rel: why for rel, why in listed.items() if rel not in readable}
     report.unreadable = state["unreadable"]
-    marker.write_text(json.dumps(state, indent=1))
+    _write_atomically(marker, json.dumps(state, indent=1))
+    lines = [json.dumps({"video": v, "reason": r}) + "\n" for v, r in report.unreadable.items()]
+    if lines:  # the same list: a later run reads it again
+        _write_atomically(dst / JOURNAL, "".join(lines))
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            (dst / JOURNAL).unlink()
     _remove_leftovers_of_dead_runs(dst)  # also those of processes still ending at the start
     for rel in _walk(dst):
         if _is_video(rel):
