@@ -568,3 +568,19 @@ def test_a_damaged_marker_is_one_line(kinetics_root, tmp_path, capsys):
     dm = KineticsDataModule(str(dst), val_split="train", num_workers=0)
     with pytest.raises(PrepareError, match="damaged"):
         dm._dataset("train")
+
+
+def test_a_link_to_no_video_is_listed_not_fatal(kinetics_root, tmp_path):
+    """A source video that is a link to nothing (a moved download) is listed as unreadable and
+    the others are prepared (the run stopped at it with FileNotFoundError)."""
+    from a2video.data.prepare import prepare_dataset
+
+    src = _tiny_source(kinetics_root, tmp_path / "src", videos=2)
+    folder = next((src / "train_videos").iterdir())
+    (folder / "zzz_moved.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    dst = tmp_path / "dst"
+    report = prepare_dataset(src, dst, "kinetics", workers=1, progress=False)
+    rel = str((folder / "zzz_moved.mp4").relative_to(src))
+    assert report.encoded == 2 and list(report.unreadable) == [rel]
+    assert "FileNotFoundError" in report.unreadable[rel] and not (dst / rel).exists()
+    assert json.loads((dst / MARKER).read_text())["unreadable"] == report.unreadable

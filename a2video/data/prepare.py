@@ -515,8 +515,12 @@ def prepare_dataset(
             _copy_if_changed(source, dst / rel)
             continue
         report.videos += 1
-        report.bytes_before += source.stat().st_size
         target = dst / output_path(rel, layout)
+        try:
+            report.bytes_before += source.stat().st_size
+        except OSError as err:  # a link to nothing: listed (no copy to make), not fatal
+            report.unreadable[str(target.relative_to(dst))] = f"{_reason(err)} (not copied)"
+            continue
         if target.is_file() or _done_by_an_earlier_version(src, dst, rel, layout):
             report.skipped += 1
             continue
