@@ -374,6 +374,16 @@ def test_a_byte_order_mark_is_read_as_nothing(kinetics_root, ucf_root, tmp_path)
     video_dir = Path(kinetics_root) / "train"
     plain = ann.read_kinetics_csv(csv_path, video_dir, classes)
     assert ann.read_kinetics_csv(bom, video_dir, classes).records == plain.records
+    test_csv = Path(kinetics_root) / "annotations" / "test.csv"
+    (tmp_path / "test.csv").write_bytes(b"\xef\xbb\xbf" + test_csv.read_bytes())
+
+    def test_labels(path: Path) -> list[int]:  # a test split may be unlabelled: no error
+        split = ann.read_kinetics_csv(path, Path(kinetics_root) / "test", classes, False)
+        return [r.label for r in split.records]
+
+    labels = test_labels(test_csv)
+    assert labels and min(labels) >= 0
+    assert test_labels(tmp_path / "test.csv") == labels  # it read as unlabelled: all -1
     ucf = tmp_path / "ucfTrainTestlist"
     shutil.copytree(Path(ucf_root) / "ucfTrainTestlist", ucf)
     (ucf / "classInd.txt").write_bytes(b"\xef\xbb\xbf" + (ucf / "classInd.txt").read_bytes())

@@ -145,3 +145,15 @@ def test_check_data_finds_the_videos_of_a_csv_with_any_name(kinetics_root, tmp_p
     code, out, err = run_cli([*args, "--split", str(subset)], capsys)
     summary = reference.strip().splitlines()[-2]  # "12 listed: 11 ok, 1 missing, ..."
     assert code == 1 and " 1 missing" in summary and summary in out, (out, err)
+
+
+def test_check_data_names_its_own_annotation_flag(tmp_path, capsys):
+    """check-data's fix line for a missing annotation folder names its own --annotation-dir
+    (it named only the training CLI's --data.annotation_dir, which check-data refuses)."""
+    for layout in ("kinetics", "ucf101"):
+        root = tmp_path / layout
+        root.mkdir()
+        args = ["check-data", "--layout", layout, str(root), "--split", "train", "--no-progress"]
+        assert main(args) == 1
+        out = capsys.readouterr().out
+        assert "annotation error" in out and "--annotation-dir DIR" in out, out

@@ -459,7 +459,9 @@ def test_a_root_of_links_to_a_frame_step_copy_keeps_its_stride(kinetics_root, tm
 def test_prepare_refuses_encoder_settings_out_of_range_in_one_line(kinetics_root, tmp_path, capsys):
     """``--crf -5`` listed every video as unreadable and exited 0."""
     args = ["prepare", kinetics_root, str(tmp_path / "dst"), "--layout", "kinetics"]
-    for flag, value in (("--crf", "-5"), ("--crf", "52"), ("--gop", "0"), ("--workers", "0")):
+    limits = [("--crf", "-5"), ("--crf", "52"), ("--gop", "0"), ("--workers", "0")]
+    limits += [("--short-side", "1"), ("--frame-step", "0")]
+    for flag, value in limits:
         assert main([*args, flag, value]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"{flag} {value}: must be" in err
