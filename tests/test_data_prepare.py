@@ -341,9 +341,9 @@ def long_video_root(tmp_path_factory) -> Path:
     return src
 
 
-def _start_prepare(src: Path, dst: Path, **popen: object) -> subprocess.Popen:
+def _start_prepare(src: Path, dst: Path, part: str = "*", **popen: object) -> subprocess.Popen:
     """``a2video prepare`` in a process of its own session, Ctrl-C not ignored (as in a shell's
-    foreground); once its encoder writes."""
+    foreground); once its encoder writes (the video named ``part``)."""
     cmd = [sys.executable, "-m", "a2video.cli", "prepare", str(src), str(dst)]
     cmd += ["--layout", "kinetics", "--workers", "1", "--no-progress"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
@@ -355,7 +355,7 @@ def _start_prepare(src: Path, dst: Path, **popen: object) -> subprocess.Popen:
         cmd, env=env, start_new_session=True, preexec_fn=ctrl_c_as_in_a_terminal, **popen
     )
     deadline = time.monotonic() + 60
-    while not list(dst.rglob("*.part")) and time.monotonic() < deadline:
+    while not list(dst.rglob(f"{part}.part")) and time.monotonic() < deadline:
         time.sleep(0.005)  # the encoder is writing
     return proc
 
@@ -388,6 +388,30 @@ def test_killing_prepare_ends_its_encoder_processes(long_video_root, tmp_path):
     proc.wait(timeout=30)
     time.sleep(0.5)
     assert _in_session(proc.pid) == [] and not list(dst.rglob("*.mp4"))
+
+
+@pytest.mark.timeout(120)
+def test_a_killed_run_lists_the_unreadable_videos_it_met(long_video_root, tmp_path):
+    """The repro: a text file is the first video prepare handles; the run is killed while it
+    encodes the next; the rerun lists the text file (its unchanged copy was renamed in, so the
+    rerun skipped it as done, and the list was written only at a run's end)."""
+    import shutil
+
+    from a2video.data.prepare import prepare_dataset
+
+    src = tmp_path / "src"
+    shutil.copytree(long_video_root, src)
+    (video,) = (src / "train").rglob("*.mp4")
+    text = video.with_name("!not_a_video.mp4")  # sorted first
+    text.write_text("not a video")
+    dst = tmp_path / "prepared"
+    proc = _start_prepare(src, dst, part=f"{video.name}*")  # the text file is done
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert (dst / text.relative_to(src)).is_file() and not (dst / video.relative_to(src)).exists()
+    video.unlink()  # the rerun: only the text file, done
+    report = prepare_dataset(src, dst, "kinetics", workers=1, progress=False)
+    assert report.skipped == 1 and list(report.unreadable) == [str(text.relative_to(src))]
 
 
 @pytest.mark.timeout(120)
