@@ -610,3 +610,23 @@ def test_a_link_to_no_video_is_listed_not_fatal(kinetics_root, tmp_path):
     assert report.encoded == 2 and list(report.unreadable) == [rel]
     assert "FileNotFoundError" in report.unreadable[rel] and not (dst / rel).exists()
     assert json.loads((dst / MARKER).read_text())["unreadable"] == report.unreadable
+
+
+def test_options_are_free_until_a_video_is_written(kinetics_root, tmp_path):
+    """A first run the encoder refused (no video written): the rerun with other options
+    goes on (it was refused: 'prepared with' the failed options, although the failure said
+    fix the options and rerun). Once a video is written, other options are refused; the
+    Python API refuses a crf outside x264's 0..51 before writing anything."""
+    from a2video.data import prepare as prep
+
+    src = _tiny_source(kinetics_root, tmp_path / "src", videos=1)
+    dst = tmp_path / "dst"
+    with pytest.raises(prep.PrepareError, match="writing the prepared copy failed"):
+        prep.prepare_dataset(src, dst, "kinetics", prep.Encoding(preset="no-such"), 1, False)
+    report = prep.prepare_dataset(src, dst, "kinetics", prep.Encoding(gop=8), 1, progress=False)
+    assert report.encoded == 1
+    with pytest.raises(prep.PrepareError, match="resume with the same options"):
+        prep.prepare_dataset(src, dst, "kinetics", workers=1, progress=False)
+    with pytest.raises(prep.PrepareError, match=r"crf 0\.\.51"):
+        prep.prepare_dataset(src, tmp_path / "new", "kinetics", prep.Encoding(crf=-5))
+    assert not (tmp_path / "new").exists()

@@ -480,8 +480,10 @@ def prepare_dataset(
     src, dst = Path(src), Path(dst)
     enc = encoding or Encoding()
     check_paths(src, dst, layout)
-    if enc.frame_step < 1 or enc.gop < 1 or enc.short_side < 2:
-        raise PrepareError(f"invalid encoding {enc}")
+    if enc.frame_step < 1 or enc.gop < 1 or enc.short_side < 2 or not 0 <= enc.crf <= 51:
+        raise PrepareError(
+            f"invalid encoding {enc}: frame_step and gop must be >= 1, short_side >= 2, crf 0..51"
+        )
     # A prepared source already keeps every source_step-th frame: the copy keeps every
     # (source_step * frame_step)-th frame of the original, and strides count original frames.
     source_step = read_frame_step(src)
@@ -489,7 +491,14 @@ def prepare_dataset(
     marker = dst / MARKER
     if marker.is_file():
         old = _read_marker(marker)
-        if old.get("encoding") != enc.__dict__ or old.get("frame_step", 1) != frame_step:
+        changed = old.get("encoding") != enc.__dict__ or old.get("frame_step", 1) != frame_step
+        if changed and not any(_is_video(rel) for rel in _walk(dst)):
+            # no video written yet (say the encoder refused the first run's options): the
+            # options are free again
+            marker.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                (dst / JOURNAL).unlink()
+        elif changed:
             raise PrepareError(
                 f"{dst} was prepared with {old.get('encoding')} (frame_step "
                 f"{old.get('frame_step', 1)}), not {enc.__dict__} (frame_step {frame_step}): "
