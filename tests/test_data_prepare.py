@@ -630,3 +630,26 @@ def test_options_are_free_until_a_video_is_written(kinetics_root, tmp_path):
     with pytest.raises(prep.PrepareError, match=r"crf 0\.\.51"):
         prep.prepare_dataset(src, tmp_path / "new", "kinetics", prep.Encoding(crf=-5))
     assert not (tmp_path / "new").exists()
+
+
+def test_the_encoder_initializer_runs_where_there_is_no_prctl(monkeypatch):
+    """On Windows (a supported platform) and macOS there is no prctl: the pool initializer
+    goes on (on Windows ``ctypes.CDLL(None)`` raised TypeError, which it let through, so no
+    encoder process could start) and the parent check before each rename stands in."""
+    import ctypes
+
+    from a2video.data import prepare as prep
+
+    def no_libc(*args: object, **kwargs: object) -> None:
+        raise TypeError("LoadLibrary() argument 1 must be str, not None")  # Windows
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        for platform in ("win32", "linux"):
+            monkeypatch.setattr(sys, "platform", platform)
+            monkeypatch.setattr(ctypes, "CDLL", no_libc)
+            prep._end_with_the_parent(os.getppid())
+            assert os.getppid() == prep._PARENT and not prep._orphaned()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        monkeypatch.setattr(prep, "_PARENT", None)

@@ -31,6 +31,7 @@ import filecmp
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -305,13 +306,14 @@ def _end_with_the_parent(parent: int) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        import ctypes
+    if sys.platform.startswith("linux"):  # elsewhere _prepare_one checks the parent instead
+        try:
+            import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
-    except (OSError, AttributeError):  # other systems: _prepare_one checks the parent instead
-        pass
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError, TypeError):  # no libc to open (musl, a sandbox)
+            pass
     if os.getppid() != parent:  # the parent died before the line above took effect
         os._exit(1)
     global _PARENT
