@@ -559,7 +559,8 @@ def test_kinetics_names_beside_an_mp4_and_from_an_earlier_version(kinetics_root,
 
 def test_a_video_encoded_later_leaves_the_unreadable_list(kinetics_root, tmp_path):
     """A source found unreadable, then replaced by a good video (its unchanged copy deleted):
-    the rerun encodes it and lists it no more (the marker kept it for good)."""
+    the rerun encodes it and lists it no more (the marker kept it for good); nor one deleted
+    with its copy."""
     from a2video.data.prepare import JOURNAL, prepare_dataset
 
     src = _tiny_source(kinetics_root, tmp_path / "src", videos=2)
@@ -576,6 +577,12 @@ def test_a_video_encoded_later_leaves_the_unreadable_list(kinetics_root, tmp_pat
     assert report.encoded == 1 and report.unreadable == {}
     assert json.loads((dst / MARKER).read_text())["unreadable"] == {}
     assert not (dst / JOURNAL).exists()
+    bad.write_text("not a video")  # unreadable again, then deleted with its copy
+    (dst / rel).unlink()
+    assert list(prepare_dataset(src, dst, "kinetics", workers=1, progress=False).unreadable)
+    bad.unlink()
+    (dst / rel).unlink()
+    assert prepare_dataset(src, dst, "kinetics", workers=1, progress=False).unreadable == {}
 
 
 def test_a_damaged_marker_is_one_line(kinetics_root, tmp_path, capsys):

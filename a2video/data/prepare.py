@@ -557,10 +557,12 @@ def prepare_dataset(
                 report.unreadable[os.path.relpath(written, dst)] = reason
             bar.update()
     state = _read_marker(marker)
-    # also those an earlier, interrupted run met (its journal) or recorded, but not a video
-    # encoded now (its source replaced and its unchanged copy deleted)
-    listed = {**state.get("unreadable", {}), **_read_journal(dst), **report.unreadable}
-    state["unreadable"] = {rel: why for rel, why in listed.items() if rel not in readable}
+    # also those an earlier, interrupted run met (its journal) or recorded whose unchanged
+    # copy is still in DST: not a video encoded now (its source replaced, its copy deleted),
+    # nor one whose copy was deleted with its source
+    earlier = {**state.get("unreadable", {}), **_read_journal(dst)}
+    kept = {r: why for r, why in earlier.items() if r not in readable and (dst / r).is_file()}
+    state["unreadable"] = {**kept, **report.unreadable}
     report.unreadable = state["unreadable"]
     _write_atomically(marker, json.dumps(state, indent=1))
     lines = [json.dumps({"video": v, "reason": r}) + "\n" for v, r in report.unreadable.items()]
