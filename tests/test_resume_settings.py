@@ -241,6 +241,12 @@ def test_a_resumed_epoch_with_other_batches_trains_every_video(kinetics_root, tm
                          *change))  # fmt: skip
     seen = [i for line in log.read_text().splitlines() for i in eval(line.split(" ", 2)[2])]
     assert sorted(set(seen)) == list(range(11)), seen  # the fixture's 11 train videos
+    # the schedule spans the step it runs again: its last step is the run's (its end LR had
+    # come that many steps early, 0 for cosine: 5 steps at LR 0 in a 2-process audit run)
+    import torch
+
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["lr_schedulers"][0]["lr_lambdas"][0]["total_steps"] == ckpt["global_step"]
 
 
 def test_a_finished_epoch_resumed_with_other_batches_says_nothing_of_it(
