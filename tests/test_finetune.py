@@ -501,3 +501,25 @@ def test_a_kinetics_checkpoint_as_ckpt_path_names_ckpt(train_ckpt, ucf_root, tmp
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1
     assert f"with a new head, pass --ckpt {train_ckpt} (not --ckpt_path)" in err
+
+
+def test_a_fold_that_starts_in_a_resumed_folds_run_takes_the_runs_source(
+    train_ckpt, ucf_root, tmp_path
+):
+    """``--folds 1,2 --ckpt_path last`` without ``--ckpt`` after a kill in fold 1: fold 2,
+    not started yet, fine-tunes from the weights fold 1's checkpoint records (it trained from
+    scratch, its stem random and frozen, and counted in the folds' mean)."""
+    import shutil
+
+    root = tmp_path / "folds"
+    args = ["fit", "--model.arch", "a2net_tiny", "--data.data_root", ucf_root]
+    args += ["--trainer.default_root_dir", str(root), "--folds", "1,2"]
+    args += ["--test_after_fit", "false", "--finetune.freeze_stages", "1", *CLIP, *QUIET]
+    run_folds([*args, "--ckpt", train_ckpt, "--trainer.max_steps", "1"])
+    shutil.rmtree(root / "fold2")  # the kill came in fold 1: fold 2 never started
+    run_folds([*args, "--ckpt_path", "last", "--trainer.max_steps", "2"])
+    ckpt = torch.load(root / "fold2" / "checkpoints" / "last.ckpt", weights_only=True)
+    transfer = ckpt["a2video"]["transfer"]
+    assert (transfer["kind"], transfer["source"]) == ("a2video", train_ckpt)
+    source = torch.load(train_ckpt, weights_only=True)["state_dict"]["net.conv1.weight"]
+    torch.testing.assert_close(ckpt["state_dict"]["net.conv1.weight"], source)  # frozen stem

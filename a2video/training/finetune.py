@@ -27,6 +27,7 @@ import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -398,8 +399,34 @@ class FinetuneCLI(A2VideoCLI):
             config.data.fold = parse_folds(config.get("folds"))[0]
         super()._parse_ckpt_path()
         self._check_saved_fold(config)
+        if subcommand == "fit" and self.fold is not None and not config.get("ckpt_path"):
+            self._start_from_the_other_folds_source(config)
         if subcommand == "fit" and config.get("ckpt") and not config.get("ckpt_path"):
             self._check_source_fold(config)
+
+    def _start_from_the_other_folds_source(self, config: Any) -> None:
+        """A fold that starts in a resumed ``--folds`` run without ``--ckpt`` (the SIGTERM line
+        says only ``--ckpt_path last``): the weights the run's other folds started from, as
+        their checkpoints record, said in one line. It started from scratch, stem and frozen
+        stages random, and went into the folds' mean."""
+        if config.get("ckpt"):
+            return
+        root = os.path.dirname(os.path.abspath(config.trainer.default_root_dir))
+        for other in sorted(Path(root).glob("fold[0-9]/checkpoints/last.ckpt")):
+            try:
+                saved = load_checkpoint(other, unsafe=bool(config.get("unsafe_load")), mmap=True)
+            except CheckpointError:
+                continue
+            transfer = (saved.get("a2video") or {}).get("transfer") or {}
+            if transfer.get("kind") not in (None, "none") and transfer.get("source"):
+                config.ckpt = transfer["source"]
+                if config.get("finetune") is not None:  # --ckpt's link was applied at parsing
+                    config.finetune.pretrained = transfer["source"]
+                rank_zero_info(
+                    f"a2video: fold {self.fold} starts from {transfer['source']}, the weights "
+                    f"the run's other folds started from ({other}); --ckpt was not given"
+                )
+                return
 
     def _check_source_fold(self, config: Any) -> None:
         """One line when ``--ckpt`` was itself fine-tuned on another UCF-101 fold than
