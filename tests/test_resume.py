@@ -237,6 +237,18 @@ def uninterrupted(tmp_path_factory, kinetics_root) -> Callable[..., Path]:
     return get
 
 
+def _assert_same_steps(whole: Path, resumed: Path, ranks: int) -> None:
+    """Each rank's steps, videos and losses (1e-6) of the resumed run are the uninterrupted
+    run's, and each epoch's train accuracy covers its batches before the checkpoint too."""
+    for rank in range(ranks):
+        expected, got = _steps(whole, rank), _steps(resumed, rank)
+        assert [r[2] for r in got] == [r[2] for r in expected]  # each step once, none lost
+        assert [r[4] for r in got] == [r[4] for r in expected], "other videos after the resume"
+        assert [r[3] for r in got] == pytest.approx([r[3] for r in expected], rel=1e-6, abs=0)
+        whole_epochs, resumed_epochs = _epoch_figures(whole, rank), _epoch_figures(resumed, rank)
+        assert resumed_epochs == whole_epochs and sorted(whole_epochs) == [0, 1]
+
+
 def _assert_exactly_once(
     tmp_path: Path, data_root: str, whole: Path, kill_at: int, *extra: str
 ) -> None:
@@ -244,17 +256,7 @@ def _assert_exactly_once(
     killed = _exact_fit(tmp_path / "resumed", data_root, *extra, kill_at=kill_at)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     _fit_ok(_exact_fit(tmp_path / "resumed", data_root, *extra, "--ckpt_path", "last"))
-    for rank in range(ranks):
-        expected, got = _steps(whole, rank), _steps(tmp_path / "resumed", rank)
-        assert [r[2] for r in got] == [r[2] for r in expected]  # each step once, none lost
-        assert [r[4] for r in got] == [r[4] for r in expected], "other videos after the resume"
-        assert [r[3] for r in got] == pytest.approx([r[3] for r in expected], rel=1e-6, abs=0)
-        # and each epoch's train accuracy covers its batches before the checkpoint too
-        whole_epochs, resumed_epochs = (
-            _epoch_figures(whole, rank),
-            _epoch_figures(tmp_path / "resumed", rank),
-        )
-        assert resumed_epochs == whole_epochs and sorted(whole_epochs) == [0, 1]
+    _assert_same_steps(whole, tmp_path / "resumed", ranks)
     # every video (11 listed and present) trained once per epoch over all ranks
     for epoch in (0, 1):
         seen = [
@@ -347,14 +349,4 @@ def test_a_sigterm_to_the_whole_job_saves_and_resumes_exactly_once(
     )
     # Lightning's "dataloader is not resumable ... unreliable results" is not true here
     assert "not resumable" not in resumed.stdout + resumed.stderr, resumed.stderr[-3000:]
-    for rank in range(ranks):
-        expected, got = _steps(whole, rank), _steps(run, rank)
-        assert [r[2] for r in got] == [r[2] for r in expected]
-        assert [r[4] for r in got] == [r[4] for r in expected], "other videos after the resume"
-        assert [r[3] for r in got] == pytest.approx([r[3] for r in expected], rel=1e-6, abs=0)
-        # and each epoch's train accuracy covers its batches before the checkpoint too
-        whole_epochs, resumed_epochs = (
-            _epoch_figures(whole, rank),
-            _epoch_figures(tmp_path / "resumed", rank),
-        )
-        assert resumed_epochs == whole_epochs and sorted(whole_epochs) == [0, 1]
+    _assert_same_steps(whole, run, ranks)
