@@ -475,10 +475,10 @@ class A2VideoCLI(LightningCLI):
         # a value other than the default: a run's saved config.yaml lists every option, the
         # defaults of the unused SGD ones included, and must be reusable as it is
         defaults = dict(self._parser(self.subcommand).get_defaults().get("model") or {})
-        given = self._given_model_options()
+        set_options = self._given_model_options()
         unused = [
             k for k in _SGD_OPTIONS
-            if k in given and not same_option(k, model.get(k), defaults.get(k))
+            if k in set_options and not same_option(k, model.get(k), defaults.get(k))
         ]  # fmt: skip
         if not unused:
             return
