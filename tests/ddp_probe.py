@@ -143,6 +143,32 @@ class SignalAt(Callback):
             os.kill(os.getpid(), self.signum)
 
 
+class SignalAtEval(Callback):
+    """Send ``signum`` to this process when batch ``batch`` of a validate/test/predict run starts.
+
+    Args:
+        batch: the evaluation batch index at whose start to signal.
+        rank: the global rank that signals (the others do nothing).
+        signum: the signal number (default SIGTERM).
+    """
+
+    def __init__(self, batch: int, rank: int = 0, signum: int = int(signal.SIGTERM)) -> None:
+        self.batch, self.rank, self.signum = batch, rank, signum
+
+    def _maybe_signal(self, trainer: Trainer, batch_idx: int) -> None:
+        if trainer.global_rank == self.rank and batch_idx == self.batch:
+            os.kill(os.getpid(), self.signum)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._maybe_signal(trainer, batch_idx)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._maybe_signal(trainer, batch_idx)
+
+    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._maybe_signal(trainer, batch_idx)
+
+
 class StallRank(Callback):
     """Make one rank stop responding: it sleeps ``seconds`` when its epoch ``epoch`` ends.
 

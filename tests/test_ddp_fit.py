@@ -382,6 +382,43 @@ def test_sigterm_stops_every_rank_then_resume(kinetics_root, tmp_path, signalled
     check_epochs(both, videos, world=2, epochs=[0, 1], batch=BATCH if where == "mid_epoch" else 1)
 
 
+@pytest.mark.timeout(300)
+def test_sigterm_to_one_rank_stops_a_two_process_test_together(kinetics_root, tmp_path) -> None:
+    """SIGTERM to rank 1 of a 2-process ``test`` whose shards differ (5 videos: 3 and 2 batches).
+    Lightning's handler broadcast from inside the signal handler of that rank alone: the ranks
+    waited for each other until the collective timeout (here 60 s), then a traceback. Now both
+    stop after the same batch, one line says no results were written and how to go on, and the
+    exit status is 143 (128 + SIGTERM)."""
+    fitted = run_train(
+        fit_args(kinetics_root, tmp_path / "fit", "--trainer.max_steps", "1"), timeout=200
+    )
+    assert fitted.returncode == 0, output(fitted)
+    ckpt = tmp_path / "fit" / "checkpoints" / "last.ckpt"
+    five = write_list(tmp_path / "five.txt", kinetics_root, "train", 5)
+    sender = {"class_path": "ddp_probe.SignalAtEval", "init_args": {"batch": 0, "rank": 1}}
+    out = tmp_path / "test"
+    result = run_train(
+        [
+            "test", "--data.data_root", kinetics_root, *TINY, "--data.test_split", str(five),
+            "--trainer.default_root_dir", str(out), "--trainer.logger", "false",
+            "--trainer.devices", "2", "--trainer.strategy", "ddp", "--ckpt_path", str(ckpt),
+            "--collective_timeout", "60", *probe(out / "p"),
+            "--trainer.callbacks+=" + json.dumps(sender),
+        ],
+        timeout=200,
+    )  # fmt: skip
+    text = result.stdout + result.stderr
+    assert result.returncode == 143, output(result)
+    assert text.count("SIGTERM received: test stopped after batch 1 of 3") == 1, output(result)
+    assert "no results written; run the same command again" in text, output(result)
+    assert "Traceback" not in text and "collective_timeout" not in text, output(result)
+    rows = records(out / "p")
+    for rank in (0, 1):
+        events = [r.get("type", r["event"]) for r in rows[rank]]
+        assert events == ["test_batch", "SIGTERMException"], (rank, events)
+    assert not (out / "predictions.csv").exists()
+
+
 # --------------------------------------------------------------------------- the watchdog
 @pytest.mark.timeout(180)
 def test_watchdog_names_the_stage_when_a_rank_is_stuck(kinetics_root, tmp_path) -> None:

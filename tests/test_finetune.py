@@ -482,10 +482,12 @@ def test_a_sigterm_during_the_test_after_fit_says_how_to_go_on(
     args = ["fit", "--model.arch", "a2net_tiny", "--data.data_root", ucf_root, "--ckpt", train_ckpt]
     args += ["--trainer.default_root_dir", str(root), "--trainer.max_steps", "1", "--folds", "1,2"]
     args += ["--trainer.callbacks+=test_finetune.SigtermAtTest"]
-    with caplog.at_level(logging.INFO), pytest.raises(SystemExit):
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as stop:
         run_folds(args + CLIP + QUIET)
-    said = [r.getMessage() for r in caplog.records if "SIGTERM during the test" in r.getMessage()]
-    assert len(said) == 1 and "--ckpt_path last --folds" in said[0]
+    assert stop.value.code == 143  # 128 + SIGTERM: the test did not finish
+    said = [r.getMessage() for r in caplog.records if "SIGTERM" in r.getMessage()]
+    assert len(said) == 1 and "test stopped after batch 1 of" in said[0], said
+    assert "no results written" in said[0] and "--ckpt_path last --folds" in said[0]
     assert not (root / "fold1" / "results.json").exists() and not (root / "fold2").exists()
 
 

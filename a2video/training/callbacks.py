@@ -4,7 +4,9 @@
 saves nothing unless on SLURM with auto-requeue. This callback saves ``last.ckpt`` at the end of
 the current training batch, on every cluster and on every rank together, at exactly the point where
 ModelCheckpoint's step checkpoints are taken, so ``--ckpt_path last`` resumes with no step lost or
-repeated.
+repeated. During ``validate``, ``test`` and ``predict`` it stops every rank together at the end of
+the same batch, with one line (nothing is saved: such a run is repeated whole), instead of
+Lightning's handler, which leaves the ranks' collectives mismatched.
 
 ``CollectiveWatchdog``: a timeout on the process group, so that a collective one rank waits for in
 vain ends the run with a message naming the stage instead of hanging.
@@ -128,12 +130,25 @@ class SaveOnSigterm(Callback):
     With ``accumulate_grad_batches`` > 1 the save waits for the batch that ends the window (its
     optimizer step): a checkpoint inside one would drop the gradients gathered so far.
 
+    In ``validate``, ``test`` and ``predict`` runs (not the validation inside a fit) the same
+    handler and per-batch agreement stop every rank at the end of the same batch: one line says
+    no results were written and how to go on (:attr:`eval_hint`), and the run exits with status
+    143 (128 + SIGTERM: not done). The ranks agree over the batches every rank runs (their
+    shards may differ by one video); a signal after those, or in a single process at its last
+    batch, lets the run finish and write its results.
+
     Args:
         filename: checkpoint file name inside the ModelCheckpoint directory.
     """
 
+    EXIT_STATUS = 128 + int(signal.SIGTERM)  # an evaluation stopped before its results
+
     def __init__(self, filename: str = "last.ckpt") -> None:
         self.filename = filename
+        # What the one line of a stopped validate/test/predict run tells the user to do.
+        self.eval_hint = "run the same command again"
+        self._eval_agreed_batches = 0  # batches of an evaluation run on which the ranks agree
+        self._eval_batches = 0  # this rank's batches in that run (its first dataloader)
         self.saved_path: str | None = None
         self.received = False  # this process got SIGTERM (set by the handler only)
         self._trainer: Trainer | None = None
@@ -162,7 +177,12 @@ class SaveOnSigterm(Callback):
         # No collective and no I/O here: the main thread may be anywhere, even inside one.
         self.received = True
         trainer = self._trainer
-        if trainer is not None and trainer.world_size == 1 and not trainer.training:
+        if (
+            trainer is not None
+            and trainer.world_size == 1
+            and not trainer.training
+            and trainer.state.fn == "fit"
+        ):
             # One process: Lightning's own flag interrupts a running validation. Not while
             # training: Lightning would stop after this batch, maybe inside an accumulation
             # window; on_train_batch_end stops at the window's end.
@@ -188,6 +208,9 @@ class SaveOnSigterm(Callback):
             loop = trainer.fit_loop.epoch_loop
             if hasattr(loop, "_broadcast_sigterm_tensor"):
                 loop._broadcast_sigterm_tensor = _no_broadcast
+        self._join_group(trainer)
+
+    def _join_group(self, trainer: Trainer) -> None:
         if trainer.world_size > 1 and self._group is None and dist.is_initialized():
             # On every rank (new_group is a collective). Host tensors over gloo: the flags never
             # wait for a GPU stream, whatever the training backend.
@@ -195,14 +218,25 @@ class SaveOnSigterm(Callback):
             timeout = timedelta(seconds=watchdog[0].timeout) if watchdog else None
             self._group = dist.new_group(backend="gloo", timeout=timeout)
 
-    # ------------------------------------------------------------------ acting on it
-    def on_train_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
-    ) -> None:
+    def _start_agreeing(self) -> None:
+        """Start this batch's all-reduce of the ranks' flags (read at the batch end)."""
         if self._group is not None and self._pending is None:
             flag = torch.tensor([int(self.received)], dtype=torch.int32)
             work = dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group, async_op=True)
             self._pending = (work, flag)
+
+    def _agreed(self) -> bool:
+        """Whether any rank had the signal at the batch start (the pending reduce's result)."""
+        work, flag = self._pending  # type: ignore[misc]
+        self._pending = None
+        work.wait()
+        return bool(flag.item())
+
+    # ------------------------------------------------------------------ acting on it
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._start_agreeing()
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -211,10 +245,7 @@ class SaveOnSigterm(Callback):
         if self._pending is not None:
             # On every rank at every batch: a signal any rank had at the batch start stops all of
             # them here, together. The reduce ran during the batch; this wait is normally instant.
-            work, flag = self._pending
-            self._pending = None
-            work.wait()
-            got = bool(flag.item())
+            got = self._agreed()
         elif trainer.world_size > 1:  # no process group of torch.distributed (not DDP)
             got = trainer.strategy.reduce_boolean_decision(got, all=False)
         self._stop_due = self._stop_due or got  # the same on every rank: the reduce's result
@@ -226,12 +257,90 @@ class SaveOnSigterm(Callback):
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._group, self._pending = None, None  # a later fit may have a new process group
         self._stop_due = False
+        self._eval_agreed_batches = 0
+
+    # ------------------------------------------------------------------ validate/test/predict
+    def _eval_start(self, trainer: Trainer, stage: str) -> None:
+        if trainer.state.fn == "fit":
+            return  # the validation inside a fit: the training hooks above act
+        self._install(trainer)
+        counts = getattr(trainer, f"num_{stage}_batches", None) or [0]
+        own = float(counts[0])  # the first dataloader's batches on this rank (inf: no length)
+        agreed = torch.tensor([int(own) if own != float("inf") else 0], dtype=torch.int64)
+        if trainer.world_size > 1:
+            self._join_group(trainer)
+            if self._group is None:
+                agreed.zero_()  # no torch.distributed group to agree over: run to the end
+            else:  # every rank is here: one blocking reduce, before the first batch
+                dist.all_reduce(agreed, op=dist.ReduceOp.MIN, group=self._group)
+        # The last batch is not stopped after: the run is about to write its results.
+        self._eval_agreed_batches = max(0, int(agreed) - 1)
+        self._eval_batches = int(own) if own != float("inf") else 0
+
+    def _eval_batch_start(self, batch_idx: int, dataloader_idx: int) -> None:
+        agreeing = dataloader_idx == 0 and batch_idx < self._eval_agreed_batches
+        if agreeing and self._group is not None:
+            self._start_agreeing()
+
+    def _eval_batch_end(self, trainer: Trainer, stage: str, batch_idx: int, dataloader_idx: int):
+        if dataloader_idx != 0 or batch_idx >= self._eval_agreed_batches:
+            return
+        got = self._agreed() if self._pending is not None else self.received
+        if got:
+            rank_zero_info(
+                f"a2video: SIGTERM received: {stage} stopped after batch {batch_idx + 1} of "
+                f"{self._eval_batches}; no results written; {self.eval_hint}"
+            )
+            raise SIGTERMException(self.EXIT_STATUS)
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # An epoch-end validation would start first, and Lightning's evaluation loop leaves on
         # the ranks with batches left only: stop here, where every rank is.
         if self.saved_path is not None and trainer.state.fn == "fit":
             raise SIGTERMException()
+        self._eval_start(trainer, "val")
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._eval_start(trainer, "test")
+
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._eval_start(trainer, "predict")
+
+    def on_validation_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        self._eval_batch_start(batch_idx, dataloader_idx)
+
+    def on_test_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        self._eval_batch_start(batch_idx, dataloader_idx)
+
+    def on_predict_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        self._eval_batch_start(batch_idx, dataloader_idx)
+
+    def on_validation_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+        batch_idx: int, dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        self._eval_batch_end(trainer, "validate", batch_idx, dataloader_idx)
+
+    def on_test_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+        batch_idx: int, dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        self._eval_batch_end(trainer, "test", batch_idx, dataloader_idx)
+
+    def on_predict_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+        batch_idx: int, dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        self._eval_batch_end(trainer, "predict", batch_idx, dataloader_idx)
 
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException

@@ -39,6 +39,7 @@ from torch import nn
 
 from a2video.models.weights import Kind as SourceKind
 from a2video.models.weights import LoadReport, WeightsError, load_weights
+from a2video.training.callbacks import SaveOnSigterm
 from a2video.training.checkpoint import CheckpointError, load_checkpoint
 from a2video.training.cli import A2VideoCLI, run_root
 from a2video.training.module import VideoClassifier
@@ -454,15 +455,19 @@ class FinetuneCLI(A2VideoCLI):
             return
         if self.trainer.interrupted:
             return
+        folds = " --folds ..." if self.fold is not None else ""
+        hint = (
+            f"the fitted weights of {self.trainer.default_root_dir} are in its last.ckpt: run "
+            f"the same command with --ckpt_path last{folds} to test them and go on"
+        )
+        stopper = next((c for c in self.trainer.callbacks if isinstance(c, SaveOnSigterm)), None)
+        if stopper is not None:  # it stops the test on SIGTERM with one line: this hint
+            stopper.eval_hint = hint
         try:
             self.trainer.test(self.model, datamodule=self.datamodule)
         except SIGTERMException:
-            folds = " --folds ..." if self.fold is not None else ""
-            rank_zero_info(
-                f"a2video: SIGTERM during the test after fit of {self.trainer.default_root_dir}: "
-                "no results written; the fitted weights are in its last.ckpt: run the same "
-                f"command with --ckpt_path last{folds} to test them and go on"
-            )
+            if stopper is None:
+                rank_zero_info(f"a2video: SIGTERM during the test after fit: {hint}")
             raise
         metrics = {
             k: float(v)
