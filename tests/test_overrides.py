@@ -15,7 +15,7 @@ from test_entry_points import _train_main, _user_error
 
 from a2video.data import KineticsDataModule
 from a2video.training.cli import A2VideoCLI
-from a2video.training.module import VideoClassifier
+from a2video.training.module import SGD_OPTIONS, VideoClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(ROOT / "configs" / "demo_kinetics.yaml")
@@ -108,8 +108,13 @@ def test_cli_and_from_checkpoint_restore_the_same_options(trained_from_2d, kinet
         ],
     )  # fmt: skip
     direct = VideoClassifier.from_checkpoint(trained_from_2d, view_chunk=2, write_outputs=False)
+    # (the CLI adds its private `_instantiator`; its --config names AdamW, which replaces the
+    # built-in SGD's options by the optimizer used)
+    optimizer = {"optimizer_used", *SGD_OPTIONS}
     from_cli = {k: v for k, v in cli.model.hparams.items() if not k.startswith("_")}
-    assert from_cli == dict(direct.hparams)  # (the CLI adds its private `_instantiator`)
+    assert {k: v for k, v in from_cli.items() if k not in optimizer} == {
+        k: v for k, v in direct.hparams.items() if k not in optimizer
+    }
     assert (from_cli["view_chunk"], from_cli["write_outputs"]) == (2, False)  # the user's
     assert from_cli["label_smoothing"] == pytest.approx(0.1)  # left unset: the checkpoint's
     assert from_cli["pretrained_2d"] is None  # never restored
@@ -142,6 +147,21 @@ def test_sgd_options_beside_an_injected_optimizer_stop_in_one_line(
     line = _user_error(capsys, _train_main(), [*argv, *given])
     assert named in line and "model.optimizer torch.optim.AdamW takes its own" in line
     assert not (tmp_path / "run").exists()
+
+
+def test_saved_hparams_record_the_optimizer_used_not_the_unused_sgd_options(trained):
+    """An AdamW run's hparams.yaml and checkpoint listed the built-in SGD's ``lr: 0.1`` and
+    ``momentum: 0.9``, which it never used (TensorBoard's HPARAMS showed lr 0.1 for a 3e-3 run).
+    They now hold the optimizer and the settings the run used; the SGD's stay where it is used."""
+    saved = torch.load(trained, weights_only=True, map_location="cpu")["hyper_parameters"]
+    assert not {"lr", "momentum", "weight_decay", "nesterov"} & set(saved), sorted(saved)
+    used = saved["optimizer_used"]
+    assert used["class_path"].endswith("AdamW") and used["init_args"]["lr"] == pytest.approx(3e-3)
+    assert used["init_args"]["weight_decay"] == pytest.approx(1e-4)
+    # not a constructor option: loading the checkpoint back does not pass it to the model
+    assert VideoClassifier.load_from_checkpoint(trained).optimizer_fn is None
+    sgd = VideoClassifier(arch="a2net_tiny", num_classes=4, lr=0.05)
+    assert sgd.hparams["lr"] == 0.05 and "optimizer_used" not in sgd.hparams
 
 
 def test_num_classes_given_as_a_model_option_names_where_it_comes_from(

@@ -68,12 +68,11 @@ from a2video.training.checkpoint import (
     same_option,
     saved_model_options,
 )
+from a2video.training.module import SGD_OPTIONS
 from a2video.training.resume import ResumeState
 
 __all__ = ["ARCH_KEYS", "A2VideoCLI", "run_root", "wandb_logged_in"]
 
-# VideoClassifier options of its built-in SGD, unused when model.optimizer is given
-_SGD_OPTIONS = ("lr", "momentum", "weight_decay", "nesterov")
 # --ckpt_path values Lightning resolves itself (``last`` and ``best`` are resolved here).
 _SPECIAL_CKPT = ("hpc", "registry")
 # Subcommands that evaluate trained weights: they need a checkpoint.
@@ -477,7 +476,7 @@ class A2VideoCLI(LightningCLI):
         defaults = dict(self._parser(self.subcommand).get_defaults().get("model") or {})
         set_options = self._given_model_options()
         unused = [
-            k for k in _SGD_OPTIONS
+            k for k in SGD_OPTIONS
             if k in set_options and not same_option(k, model.get(k), defaults.get(k))
         ]  # fmt: skip
         if not unused:

@@ -18,6 +18,7 @@ K×3 views of each video and also keep the centre view for the single-clip accur
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -66,7 +67,17 @@ from a2video.training.outputs import (
 )
 from a2video.training.views import per_view_probs, view_layout
 
-__all__ = ["NonFiniteLossError", "VideoClassifier", "WarmupSchedule", "param_groups"]
+__all__ = [
+    "SGD_OPTIONS",
+    "NonFiniteLossError",
+    "VideoClassifier",
+    "WarmupSchedule",
+    "describe_callable",
+    "param_groups",
+]
+
+# The built-in SGD's options (unused, and not recorded, when ``optimizer`` is given).
+SGD_OPTIONS = ["lr", "momentum", "weight_decay", "nesterov"]
 
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
@@ -79,6 +90,18 @@ class ResumedOptimizer:
     state: dict[str, Any] | None  # its optimizer state (None: a weights-only checkpoint)
     optimizer: str | None  # the class names it recorded
     scheduler: str | None
+
+
+def describe_callable(factory: Any) -> dict[str, Any] | str | None:
+    """An optimizer or scheduler factory as plain data: ``{"class_path", "init_args"}`` for
+    the ``functools.partial`` that LightningCLI builds from YAML, else its name (None: None)."""
+    if factory is None:
+        return None
+    if isinstance(factory, functools.partial):
+        target = next((a for a in factory.args if isinstance(a, type)), factory.func)
+        name = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', target)}"
+        return {"class_path": name.lstrip("."), "init_args": plain_data(factory.keywords)}
+    return getattr(factory, "__qualname__", type(factory).__qualname__)
 
 
 def _mean_over_valid(losses: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -172,7 +195,18 @@ class VideoClassifier(LightningModule):
         super().__init__()
         if backbone_lr_mult < 0:
             raise ValueError(f"backbone_lr_mult must be >= 0, got {backbone_lr_mult}")
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "clip_spec"])
+        ignore = ["optimizer", "lr_scheduler", "clip_spec"]
+        if optimizer is not None:  # the built-in SGD's settings are not used: not recorded
+            ignore += SGD_OPTIONS
+        self.save_hyperparameters(ignore=ignore)
+        if optimizer is not None or lr_scheduler is not None:
+            # What the run used, in hparams.yaml and the checkpoint (not constructor options:
+            # a checkpoint's hyper-parameters never replace the optimizer a command configures).
+            described = {"optimizer_used": describe_callable(optimizer)}
+            described["lr_scheduler_used"] = describe_callable(lr_scheduler)
+            self.save_hyperparameters(
+                {**self.hparams, **{k: v for k, v in described.items() if v is not None}}
+            )
         self.arch = arch
         self.num_classes = num_classes
         self.arch_options = dict(arch_options or {})
