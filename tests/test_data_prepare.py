@@ -660,3 +660,26 @@ def test_the_encoder_initializer_runs_where_there_is_no_prctl(monkeypatch):
     finally:
         signal.signal(signal.SIGINT, previous)
         monkeypatch.setattr(prep, "_PARENT", None)
+
+
+def test_training_above_the_copys_short_side_says_it_upscales(kinetics_root, tmp_path, caplog):
+    """A copy prepared with ``--short-side 24`` read at ``train_scale`` up to 40 upscaled every
+    clip from the smaller copy without a word; one warning now names the split, both sizes and
+    the two fixes. Scales the copy holds say nothing."""
+    import logging
+
+    src = _tiny_source(kinetics_root, tmp_path / "src")
+    (src / "train_videos").rename(src / "train")
+    _prepare(src, tmp_path / "small", "--short-side", "24")
+    kw = dict(frames=4, crop_size=16, test_scale=24, num_workers=0, val_split="train")
+    with caplog.at_level(logging.WARNING, logger="a2video.data.datamodules"):
+        KineticsDataModule(str(tmp_path / "small"), train_scale=(24, 40), **kw).setup("fit")
+    said = [r.getMessage() for r in caplog.records if "upscaled" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].startswith("train split:") and "short side of at most 24 px" in said[0]
+    assert "data.train_scale reaches 40" in said[0] and "--short-side 40" in said[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="a2video.data.datamodules"):
+        KineticsDataModule(str(tmp_path / "small"), train_scale=(16, 24), **kw).setup("fit")
+        KineticsDataModule(str(src), train_scale=(24, 40), **kw).setup("fit")  # not a copy
+    assert not [r for r in caplog.records if "upscaled" in r.getMessage()]

@@ -361,7 +361,7 @@ def read_kinetics_csv(
     return SplitAnnotations(records, list(class_names), str(csv_path), missing, header)
 
 
-def _first_process() -> bool:
+def first_process() -> bool:
     """Whether this is rank 0 of a multi-process run, or the only process. Before the process
     group exists (a DataModule reads its lists first) the rank is the launcher's environment,
     read as Lightning's ``rank_zero_only`` reads it (the first of these set), without importing
@@ -377,7 +377,7 @@ def _first_process() -> bool:
 
 def _log_missing(source, video_dir, listed: int, missing: list) -> None:
     # every rank reads the same list: one warning, not one per process
-    if missing and _first_process():
+    if missing and first_process():
         log.warning(
             "%s: %d of %d listed videos are missing under %s and are skipped (%.1f%%), e.g. %s",
             source,

@@ -47,7 +47,7 @@ from .datasets import (
     collate_clips,
 )
 from .mixed import KeyBatches, MixedLoader
-from .prepare import records_frame_step
+from .prepare import records_frame_step, records_short_side
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
 from .video import check_decoder
 from .workers import sigterm_blocked, worker_init
@@ -277,8 +277,25 @@ class VideoDataModule(L.LightningDataModule):
                 frame_step=records_frame_step(r.path for r in split.records),
             )
             self.monitor.set_paths(name, [r.path for r in split.records])
+            self._warn_upscaled(name, split.records)
         if stage == "fit":
             self._write_class_names()
+
+    def _warn_upscaled(self, name: str, records: list) -> None:
+        """One warning when a split's videos lie in an ``a2video prepare`` copy made smaller
+        than the scale its clips are read at: every clip is then upscaled from the copy."""
+        side = records_short_side(r.path for r in records)
+        spec = self.spec
+        scale = spec.train_scale[1] if name == "train" else spec.test_scale
+        if side is None or scale <= side or not ann.first_process():
+            return
+        option = "data.train_scale" if name == "train" else "data.test_scale"
+        log.warning(
+            "%s split: its videos are an `a2video prepare` copy with a short side of at most %d "
+            "px, and %s reaches %d: its clips are upscaled %.2gx from the copy (detail the "
+            "original had is lost); prepare the copy with --short-side %d, or lower %s",
+            name, side, option, scale, scale / side, scale, option,
+        )  # fmt: skip
 
     def _write_class_names(self) -> None:
         trainer = getattr(self, "trainer", None)

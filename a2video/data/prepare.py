@@ -176,6 +176,24 @@ def records_frame_step(videos: Iterable[str | os.PathLike]) -> int:
     return next(iter(first), 1)
 
 
+def records_short_side(videos: Iterable[str | os.PathLike]) -> int | None:
+    """The largest ``--short-side`` of the prepared copies that ``videos`` lie in (their short
+    side is at most that: ``prepare`` never upscales); None when none lies in one."""
+    sides: dict[Path, int] = {}
+    folders: set[str] = set()
+    for video in videos:
+        folder = os.path.dirname(os.path.abspath(video))
+        if folder in folders:
+            continue
+        folders.add(folder)
+        for root in {find_prepared_root(video), find_prepared_root(os.path.realpath(video))}:
+            if root is not None and root not in sides:
+                encoding = _read_marker(root / MARKER).get("encoding") or {}
+                sides[root] = int(encoding.get("short_side") or 0)
+    found = [side for side in sides.values() if side > 0]
+    return max(found) if found else None
+
+
 def _is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
