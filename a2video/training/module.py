@@ -322,6 +322,16 @@ class VideoClassifier(LightningModule):
         scheduler = self._scheduler()
         return type(scheduler).__name__ if scheduler is not None else None
 
+    def extend_schedule(self, steps: int) -> bool:
+        """Lengthen the built-in LR schedule of this fit by ``steps`` optimizer steps (a resume
+        that trains batches again); applied with the rest of the configured optimisation after
+        the resume. False where there is no built-in schedule (``lr_scheduler`` given)."""
+        schedule = self._configured_schedule
+        if not isinstance(schedule, dict) or "total_steps" not in schedule:
+            return False
+        schedule["total_steps"] = int(schedule["total_steps"]) + int(steps)
+        return True
+
     def _apply_configured_optimisation(self) -> None:
         """After a resume: this run's LR, decay, momentum and schedule over the checkpoint's
         (:func:`a2video.training.optim.apply_settings`), said in one line when they differ."""

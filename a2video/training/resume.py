@@ -172,9 +172,9 @@ def _restart_epoch(trainer: Trainer) -> str:
     # The run takes `done` steps more than max_epochs x batches: the built-in schedule spans
     # them too (the module applies it after this hook and says the new length), or its last
     # steps ran at the schedule's end LR (0 for cosine).
-    schedule = getattr(trainer.lightning_module, "_configured_schedule", None)
-    if isinstance(schedule, dict) and "total_steps" in schedule and done:
-        schedule["total_steps"] = int(schedule["total_steps"]) + done
+    extend = getattr(trainer.lightning_module, "extend_schedule", None)
+    if callable(extend) and done:
+        extend(done)
     return (
         f"epoch {trainer.current_epoch} starts again from its first batch (the videos of its "
         f"{done} batches before the checkpoint are trained twice in it, none is left out)"
