@@ -683,3 +683,20 @@ def test_training_above_the_copys_short_side_says_it_upscales(kinetics_root, tmp
         KineticsDataModule(str(tmp_path / "small"), train_scale=(16, 24), **kw).setup("fit")
         KineticsDataModule(str(src), train_scale=(24, 40), **kw).setup("fit")  # not a copy
     assert not [r for r in caplog.records if "upscaled" in r.getMessage()]
+
+
+def test_the_shared_temp_files_name_their_writer_for_the_cleanup(tmp_path):
+    """``prepare`` removes the temp files of dead runs only, by the process id in their name:
+    the one temp-file writer (:mod:`a2video.atomic_write`) names its writer, and an error
+    inside its block leaves the old file and no temp file."""
+    from a2video.atomic_write import replaced_atomically, temp_path
+    from a2video.data.prepare import _leftover, _writer_pid
+
+    name = temp_path(tmp_path / "classInd.txt").name
+    assert _leftover(name) and _writer_pid(name) == os.getpid()
+    target = tmp_path / "classInd.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), replaced_atomically(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["classInd.txt"]

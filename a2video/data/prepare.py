@@ -38,6 +38,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from ..atomic_write import replaced_atomically
 from .annotations import VIDEO_EXTENSIONS, walk_files
 
 MARKER = "a2video_prepared.json"
@@ -121,9 +122,8 @@ def _read_marker(marker: Path) -> dict[str, Any]:
 def _write_atomically(path: Path, text: str) -> None:
     """Write through a temp file and a rename: a run killed meanwhile leaves the old file
     (a half-written marker was a damaged copy)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def find_prepared_root(video: str | os.PathLike) -> Path | None:
@@ -469,10 +469,8 @@ def _copy_if_changed(source: Path, target: Path) -> None:
     """An annotation or other non-video file: copied (temp file, rename) unless the same."""
     if target.is_file() and filecmp.cmp(source, target, shallow=False):
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with replaced_atomically(target) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def prepare_dataset(

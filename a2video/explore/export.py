@@ -9,7 +9,6 @@ custom operator is needed in either format.
 from __future__ import annotations
 
 import copy
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+
+from a2video.atomic_write import replaced_atomically
 
 __all__ = ["FORMATS", "Parity", "export_model", "load_exported", "parity_check"]
 
@@ -82,14 +83,9 @@ def export_model(
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # written beside it, then renamed over it: a failed or killed export leaves what was there
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    try:
+    # a failed or killed export leaves what was there (the suffix: ONNX's writer reads it)
+    with replaced_atomically(path, suffix=path.suffix) as tmp:
         _write(model, tmp, clip_shape, fmt, opset)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from a2video.atomic_write import replaced_atomically
 from a2video.explore import predict
 
 __all__ = [
@@ -114,16 +115,10 @@ def save_results(
         arrays["subsets"] = np.array(view_subsets(*results.views), dtype=np.int32)
         arrays["views"] = np.array(results.views, dtype=np.int32)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # beside it, then renamed over it: a test killed while writing leaves no partial file that,
-    # being the newest, would hide the run's earlier scores
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:  # a file object: numpy adds no ".npz" of its own
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # a test killed while writing leaves no partial file that, being the newest, would hide
+    # the run's earlier scores; a file object: numpy adds no ".npz" of its own
+    with replaced_atomically(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
     return path
 
 

@@ -18,7 +18,6 @@ import os
 import pathlib
 import pickle
 import re
-import secrets
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import torch
 from lightning.fabric.utilities.data import AttributeDict
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from a2video.atomic_write import replaced_atomically
 from a2video.errors import unsafe_flag
 
 __all__ = [
@@ -108,50 +108,17 @@ def plain_data(x: Any) -> Any:
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` ``obj`` to ``path`` atomically (temp file in the same dir, fsync, replace).
+    """``torch.save`` ``obj`` to ``path`` atomically and durably
+    (:func:`a2video.atomic_write.replaced_atomically`: temp file beside it, fsync, replace).
 
     Args:
         obj: anything ``torch.save`` accepts.
         path: the target file; its directory is created if needed.
     """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    _remove_stale_temps(directory, os.path.basename(path))
-    fd, tmp = _new_temp(directory, os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # Make the rename itself durable (POSIX: fsync the directory entry).
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def _temp_name(directory: str, name: str) -> str:
-    return os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
-
-
-def _new_temp(directory: str, name: str) -> tuple[int, str]:
-    """A new ``.<name>.<random>.tmp`` in ``directory``, open for writing, with the mode a plain
-    ``open`` gives (0o666 less the umask: readable by the group, as ``torch.save``'s files are;
-    ``tempfile.mkstemp`` would make every checkpoint 0o600)."""
-    while True:
-        tmp = _temp_name(directory, name)
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
-        except FileExistsError:  # pragma: no cover - 48 random bits
-            continue
+    path = os.path.abspath(os.fspath(path))
+    _remove_stale_temps(os.path.dirname(path), os.path.basename(path))
+    with replaced_atomically(path, durable=True) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def _remove_stale_temps(directory: str, name: str) -> None:
