@@ -135,3 +135,16 @@ def test_wandb_logger_writes_an_offline_run(kinetics_root, tmp_path) -> None:
     files = [p for p in run.rglob("*") if p.is_file()]
     assert any(p.suffix == ".wandb" and p.stat().st_size > 0 for p in files), files
     assert any(p.name == "config.yaml" for p in files) or len(files) >= 2, files
+
+
+def test_the_progress_bar_shows_the_run_version_as_an_integer(tmp_path) -> None:
+    """Lightning's rich bar formats every number with ``.3f``: ``v_num: 0.000`` on every run's
+    bar. The CLI's bar shows the logger's version as it is."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.loggers import CSVLogger
+
+    from a2video.training.callbacks import VersionedRichProgressBar
+
+    bar = VersionedRichProgressBar()
+    trainer = Trainer(logger=CSVLogger(tmp_path), callbacks=[bar], accelerator="cpu")
+    assert bar.get_metrics(trainer, None)["v_num"] == "0"

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -42,7 +42,19 @@ __all__ = [
     "LastCheckpoint",
     "SaveOnSigterm",
     "StepTimer",
+    "VersionedRichProgressBar",
 ]
+
+
+class VersionedRichProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, with the logger's version shown as the integer it is
+    (``v_num: 3``; Lightning formats every number with ``.3f``: ``v_num: 3.000``)."""
+
+    def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        if isinstance(items.get("v_num"), int):
+            items["v_num"] = str(items["v_num"])
+        return items
 
 
 def _stops_mid_epoch(trainer: Trainer) -> bool:

@@ -9,7 +9,7 @@ Everything a run needs is in one YAML file; this class only sets the defaults ev
   process) through :class:`a2video.training.checkpoint.AtomicCheckpointIO`: atomic writes, safe
   reads
   (``--unsafe_load true`` to accept pickled objects from a trusted file).
-- RichProgressBar, LearningRateMonitor (when a logger is on), SaveOnSigterm,
+- VersionedRichProgressBar, LearningRateMonitor (when a logger is on), SaveOnSigterm,
   :class:`a2video.training.resume.ResumeState` (exactly-once resume: data position and RNG
   streams in every checkpoint) and CollectiveWatchdog: in multi-process runs a collective that
   waits more than ``--collective_timeout`` seconds (default 1800) ends the run with an error
@@ -44,7 +44,6 @@ from lightning.pytorch.callbacks import (
     LearningRateMonitor,
     ModelCheckpoint,
     ProgressBar,
-    RichProgressBar,
 )
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
@@ -55,6 +54,7 @@ from a2video.training.callbacks import (
     CollectiveWatchdog,
     LastCheckpoint,
     SaveOnSigterm,
+    VersionedRichProgressBar,
 )
 from a2video.training.checkpoint import (
     ARCH_KEYS,
@@ -499,7 +499,7 @@ class A2VideoCLI(LightningCLI):
         if config.get("enable_progress_bar", True) is not False and not any(
             isinstance(c, ProgressBar) for c in callbacks
         ):
-            callbacks.append(RichProgressBar())
+            callbacks.append(VersionedRichProgressBar())
         if config.get("logger", True) not in (False, None, []) and not any(
             isinstance(c, LearningRateMonitor) for c in callbacks
         ):
