@@ -146,6 +146,20 @@ def test_missing_csv_is_one_clear_error(tmp_path):
         _dm(tmp_path)
 
 
+def test_a_split_file_that_is_not_there_is_named_as_a_file(kinetics_root, tmp_path, monkeypatch):
+    """``--data.val_split my_val.csv`` (a file, relative to another folder) was looked for as
+    the split name "my_val.csv" in the annotation folder: "looked for my_val.csv.csv", and a
+    fix that said to give a path, which the user had. It now names the file and the folder
+    a relative path is read from."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("my_val.csv", "lists/my_val.txt"):
+        with pytest.raises(ann.AnnotationError) as err:
+            ann.find_kinetics_csv(Path(kinetics_root) / "annotations", name)
+        text = str(err.value)
+        assert text.startswith(f"{name}: no such file") and str(tmp_path) in text, text
+        assert ".csv.csv" not in text and ".txt.csv" not in text
+
+
 def test_wrong_columns(kinetics_root, tmp_path):
     root = _kinetics_copy(kinetics_root, tmp_path)
     path = root / "annotations" / "train.csv"

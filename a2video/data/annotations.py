@@ -116,6 +116,13 @@ def find_kinetics_csv(annotation_dir: str | os.PathLike, split: str) -> Path:
     """The CSV of ``split`` (a split name or a path to a .csv/.txt file)."""
     if os.path.isfile(split):
         return Path(split)
+    if Path(split).suffix.lower() in (".csv", ".txt"):  # a file, not a split name
+        raise AnnotationError(
+            split,
+            f"no such file (a split given as a file is read from its path; a relative one from "
+            f"the current folder, {os.getcwd()})",
+            fix="pass the file's full path, or a split name (train, val, test)",
+        )
     names = KINETICS_CSV_NAMES.get(split, (f"{split}.csv",))
     for name in names:
         candidate = Path(annotation_dir) / name
