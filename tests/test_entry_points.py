@@ -508,3 +508,26 @@ def test_a_fit_stopped_before_its_first_validation_has_no_monitor_warning(kineti
         _train_main()(argv)
     assert not [w for w in caught if "could not find the monitored key" in str(w.message)]
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_imagenet_weights_without_internet_is_one_line(
+    kinetics_root, tmp_path, capsys, monkeypatch
+):
+    """The paper config's ``pretrained_2d: imagenet`` on a compute node without internet ended
+    in a 95-line ``URLError`` traceback. Now one line names the file to fetch elsewhere, the
+    option that takes its path and the cache folder that torch looks in."""
+    import urllib.error
+
+    import torch.hub
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # nothing cached
+    monkeypatch.setattr(torch.hub, "urlopen", offline)
+    argv = ["fit", "--config", DEMO, "--data.data_root", kinetics_root, *QUIET]
+    argv += ["--model.pretrained_2d", "imagenet", "--trainer.default_root_dir", str(tmp_path / "r")]
+    line = _user_error(capsys, _train_main(), argv)
+    assert "could not download torchvision's ResNet-50 weights" in line, line
+    assert "Name or service not known" in line and "--model.pretrained_2d /path/resnet50-" in line
+    assert str(tmp_path / "torch_home" / "hub" / "checkpoints") in line, line

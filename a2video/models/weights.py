@@ -133,9 +133,7 @@ def read_weights(source: Source, unsafe: bool = False) -> tuple[dict[str, Tensor
     if isinstance(source, Mapping):
         raw = dict(source)
     elif os.fspath(source) == "imagenet":
-        from torchvision.models import ResNet50_Weights
-
-        raw = ResNet50_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
+        raw = _download_imagenet_resnet50()
     else:
         from a2video.training.checkpoint import load_checkpoint  # the pickle refusal
 
@@ -145,6 +143,28 @@ def read_weights(source: Source, unsafe: bool = False) -> tuple[dict[str, Tensor
     if any(k.startswith("net.") for k in sd):  # a VideoClassifier checkpoint
         sd = {k[4:]: v for k, v in sd.items() if k.startswith("net.")}
     return sd, dict(meta or {})
+
+
+def _download_imagenet_resnet50() -> dict[str, Any]:
+    """torchvision's ImageNet ResNet-50 (``IMAGENET1K_V1``), from torch's hub cache or the web;
+    where neither has it (a compute node without internet) a one-line :class:`WeightsError`
+    names the file to fetch elsewhere and where to put it."""
+    import torch
+    from torchvision.models import ResNet50_Weights
+
+    weights = ResNet50_Weights.IMAGENET1K_V1
+    try:
+        return weights.get_state_dict(progress=True)
+    except (OSError, ValueError) as err:  # URLError, HTTPError, timeouts are OSErrors
+        name = weights.url.rsplit("/", 1)[-1]
+        cache = os.path.join(torch.hub.get_dir(), "checkpoints", name)
+        reason = getattr(err, "reason", None) or err
+        raise WeightsError(
+            f"imagenet: could not download torchvision's ResNet-50 weights ({weights.url}: "
+            f"{reason}); on a machine without internet, download {name} elsewhere and give its "
+            f"path instead of 'imagenet' (e.g. --model.pretrained_2d /path/{name}), or copy it "
+            f"to {cache}"
+        ) from None
 
 
 def detect_kind(state_dict: Mapping[str, Tensor]) -> str:
