@@ -81,3 +81,16 @@ def test_resnet50_weights_into_a_smaller_arch_name_the_r50_arch(tmp_path):
             load_weights(build_model("a2net_tiny", num_classes=5), path)
         assert ("--model.arch a2net_r50" in str(err.value)) is hinted
         assert "\n" not in str(err.value)
+
+
+def test_slow_r50_weights_into_the_a2net_r50_config_name_slow_r50(tmp_path):
+    """PyTorchVideo's Slow 8x8 R50 weights (stem 1x7x7) into the fine-tune config's default
+    a2net_r50 (an I3D stem) listed the shapes that differ and no fix; it now names the arch
+    they belong to."""
+    import pytorchvideo.models.hub as hub
+
+    pyth = tmp_path / "SLOW_8x8_R50.pyth"
+    torch.save({"model_state": hub.slow_r50(pretrained=False).state_dict()}, pyth)
+    with pytest.raises(ValueError, match="pytorchvideo weights do not fit a2net_r50") as err:
+        load_weights(build_model("a2net_r50", num_classes=101), pyth)
+    assert "set --model.arch slow_r50" in str(err.value) and "\n" not in str(err.value)

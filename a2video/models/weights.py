@@ -259,6 +259,13 @@ def _filter(
     return out, report
 
 
+def _is_slow_stem(state_dict: Mapping[str, Any]) -> bool:
+    """Whether a PyTorchVideo state dict's stem has no temporal extent (``slow_r50``'s 1×7×7;
+    ``i3d_r50``'s is 5×7×7)."""
+    stem = state_dict.get("blocks.0.conv.weight")
+    return isinstance(stem, Tensor) and stem.dim() == 5 and stem.shape[2] == 1
+
+
 def _is_resnet50(state_dict: Mapping[str, Any]) -> bool:
     """Whether a torchvision or PyTorchVideo state dict is a ResNet-50's (3-4-6-3 bottlenecks)."""
     units = {}
@@ -357,6 +364,8 @@ def load_weights(
         hint = "only the head 'fc' may differ"
         if found in FOREIGN and _is_resnet50(sd) and not str(target_arch).endswith("_r50"):
             hint += f"; {found} weights are a ResNet-50's: set --model.arch a2net_r50 (or i3d_r50…)"
+        elif found == "pytorchvideo" and _is_slow_stem(sd) and target_arch != "slow_r50":
+            hint += "; these are PyTorchVideo's slow_r50 (1×7×7 stem): set --model.arch slow_r50"
         fit = f"{name}: {found} weights do not fit {target_arch}"
         raise WeightsError(f"{fit}: {err} ({hint}).") from None
     result = model.load_state_dict(out, strict=False)
