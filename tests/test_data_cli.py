@@ -148,12 +148,49 @@ def test_check_data_finds_the_videos_of_a_csv_with_any_name(kinetics_root, tmp_p
 
 
 def test_check_data_names_its_own_annotation_flag(tmp_path, capsys):
-    """check-data's fix line for a missing annotation folder names its own --annotation-dir
-    (it named only the training CLI's --data.annotation_dir, which check-data refuses)."""
-    for layout in ("kinetics", "ucf101"):
+    """A dataset root without its annotation file is said once (not once per split, counted as
+    'unusable entries', exit 1), in one line whose fix leads with check-data's own
+    --annotation-dir (it led with the training CLI's --data.annotation_dir)."""
+    for layout, marker, missing in (
+        ("kinetics", "annotations", "no annotation file for split 'train'"),
+        ("ucf101", "ucfTrainTestlist", "classInd.txt not found"),
+    ):
         root = tmp_path / layout
-        root.mkdir()
-        args = ["check-data", "--layout", layout, str(root), "--split", "train", "--no-progress"]
-        assert main(args) == 1
-        out = capsys.readouterr().out
-        assert "annotation error" in out and "--annotation-dir DIR" in out, out
+        (root / marker).mkdir(parents=True)
+        args = ["check-data", "--layout", layout, str(root), "--no-progress"]
+        code, out, err = run_cli(args, capsys)
+        assert code == 2 and out == "", (out, err)
+        assert err.count("\n") == 1 and err.count(missing) == 1, err
+        assert str(root / marker) in err and "; fix: pass --annotation-dir DIR" in err, err
+        assert "--data." not in err, err
+
+
+def test_check_data_says_a_missing_root_or_another_layout_in_one_line(
+    kinetics_root, ucf_root, tmp_path, capsys
+):
+    """A ROOT that is not there, or not a dataset of --layout, is one line naming it and the fix
+    (--layout of the other layout when ROOT is one), exit 2: it was the train CSV's
+    'no annotation file' said for each split, as 3 unusable entries, exit 1."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        ("kinetics", tmp_path / "nonexist", "dataset root not found", "annotations/"),
+        ("ucf101", tmp_path / "nonexist", "dataset root not found", "ucfTrainTestlist/"),
+        ("kinetics", ucf_root, "no annotations/ folder", "fix: pass --layout ucf101"),
+        ("ucf101", kinetics_root, "no ucfTrainTestlist/ folder", "fix: pass --layout kinetics"),
+        ("kinetics", empty, "no annotations/ folder", "pass --annotation-dir DIR"),
+        ("ucf101", empty, "no ucfTrainTestlist/ folder", "pick the right --layout"),
+    ]
+    for layout, root, what, fix in cases:
+        args = ["check-data", "--layout", layout, str(root), "--no-progress"]
+        code, out, err = run_cli(args, capsys)
+        assert code == 2 and out == "", (layout, root, out, err)
+        assert err.startswith(f"a2video check-data: error: {root}: {what}"), err
+        assert err.count("\n") == 1 and fix in err, err
+    # the annotation folder given apart: ROOT needs only the videos
+    code, out, err = run_cli(
+        ["check-data", "--layout", "ucf101", str(ucf_root), "--split", "test", "--workers", "1",
+         "--no-progress", "--annotation-dir", str(Path(ucf_root) / "ucfTrainTestlist")],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, (out, err)

@@ -22,7 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="split name or annotation file; repeatable (default: all)",
     )
     parser.add_argument("--fold", type=int, default=1, choices=[1, 2, 3], help="UCF-101 fold")
-    parser.add_argument("--annotation-dir", default=None)
+    parser.add_argument(
+        "--annotation-dir",
+        metavar="DIR",
+        default=None,
+        help="folder holding the annotation files (default: ROOT/annotations for Kinetics, "
+        "ROOT/ucfTrainTestlist for UCF-101)",
+    )
     parser.add_argument(
         "--min-frames",
         type=int,
@@ -41,29 +47,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from a2video.data.annotations import AnnotationError
-    from a2video.data.check import check_split, format_report, write_clean, write_csv_report
+    from a2video.data.check import (
+        check_root,
+        check_split,
+        format_report,
+        load_split,
+        write_clean,
+        write_csv_report,
+    )
 
     splits = args.split or (
         ["train", "val", "test"] if args.layout == "kinetics" else ["train", "test"]
     )
+    # ROOT and every split's annotations first: a wrong root or a missing annotation file is
+    # one line (exit 2) before any video is decoded, said once, not once per split
+    check_root(args.layout, args.root, splits, args.annotation_dir)
+    loaded = [
+        (split, load_split(args.layout, args.root, split, args.fold, args.annotation_dir))
+        for split in splits
+    ]
     unusable, all_checks = 0, []
-    for split in splits:
-        try:
-            checks, split_ann = check_split(
-                args.layout,
-                args.root,
-                split,
-                args.fold,
-                args.annotation_dir,
-                args.min_frames,
-                args.workers,
-                progress=not args.no_progress,
-            )
-        except AnnotationError as err:
-            print(f"[{split}] annotation error: {err}")
-            unusable += 1
-            continue
+    for split, split_ann in loaded:
+        checks, _ = check_split(
+            args.layout,
+            args.root,
+            split,
+            args.fold,
+            args.annotation_dir,
+            args.min_frames,
+            args.workers,
+            progress=not args.no_progress,
+            split_ann=split_ann,
+        )
         all_checks.extend(checks)
         print(f"[{split}] {split_ann.source}")
         print(format_report(checks))

@@ -53,7 +53,7 @@ class AnnotationError(ValueError):
     def __init__(
         self, file: str | os.PathLike, message: str, line: int | None = None, fix: str | None = None
     ) -> None:
-        self.file, self.line, self.fix = str(file), line, fix
+        self.file, self.line, self.fix, self.message = str(file), line, fix, message
         where = f"{file}:{line}" if line is not None else str(file)
         text = f"{where}: {message}"
         if fix:
@@ -61,7 +61,10 @@ class AnnotationError(ValueError):
         super().__init__(text)
 
     def __reduce__(self):
-        return (_rebuild_annotation_error, (self.file, str(self), self.line, self.fix))
+        return (
+            _rebuild_annotation_error,
+            (self.file, str(self), self.line, self.fix, self.message),
+        )
 
 
 def _claim_once(
@@ -78,10 +81,10 @@ def _claim_once(
     seen[key] = lineno
 
 
-def _rebuild_annotation_error(file, text, line, fix):
+def _rebuild_annotation_error(file, text, line, fix, message=None):
     err = AnnotationError.__new__(AnnotationError)
     ValueError.__init__(err, text)
-    err.file, err.line, err.fix = file, line, fix
+    err.file, err.line, err.fix, err.message = file, line, fix, message
     return err
 
 

@@ -5,6 +5,10 @@ a file is *missing* (listed, absent), *undecodable* (open or decode fails, or fr
 the decodable part are listed in the container index: a truncated file) or *too short*
 (fewer than ``min_frames`` decodable frames). A cleaned copy of the annotation file, with
 only the usable videos, can be written next to the originals' names in another folder.
+
+Before any video is decoded the command checks that ROOT is a dataset of the ``--layout`` given
+and reads every split's annotations; a problem there is one :class:`CheckDataError` line in
+check-data's own option names (the command's exit status 2).
 """
 
 from __future__ import annotations
@@ -17,6 +21,101 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import annotations as ann
+
+MIN_FRAMES = 8
+_ROOT_HOLDS = {
+    "kinetics": "annotations/ and the train/, val/, test/ video folders",
+    "ucf101": "UCF-101/ and ucfTrainTestlist/",
+}
+_ANNOTATIONS_HOLD = {
+    "kinetics": "the Kinetics CSVs",
+    "ucf101": "the extracted ucfTrainTestlist files",
+}
+# The annotation readers' fixes name the training CLI's options; check-data names its own
+_OWN_OPTIONS = (
+    (" (check-data: --annotation-dir DIR; Python: annotation_dir=)", ""),
+    ("--data.annotation_dir", "--annotation-dir"),
+    ("--data.data_root", "ROOT"),
+)
+
+
+class CheckDataError(ValueError):
+    """A dataset root, annotation folder or annotation file check-data cannot read: one line
+    naming it, what is wrong and the fix in check-data's own options."""
+
+
+def _uses_annotation_dir(layout: str, splits: list[str]) -> bool:
+    """Whether reading ``splits`` needs the annotation folder (only Kinetics ``path label``
+    lists, given as files, bring their own classes)."""
+    if layout != "kinetics":
+        return True
+    return not all(s.endswith(".txt") and os.path.isfile(s) for s in splits)
+
+
+def check_root(
+    layout: str, root: str | os.PathLike, splits: list[str], annotation_dir: str | None = None
+) -> None:
+    """Refuse, in one :class:`CheckDataError` line, a ROOT that is not there, or that is not a
+    ``layout`` dataset (no ``annotations/`` for Kinetics, no ``ucfTrainTestlist/`` for UCF-101,
+    as ``a2video prepare`` checks), when its annotation folder is the one to read. A root of the
+    other layout names ``--layout`` of that one."""
+    from .prepare import LAYOUT_MARKERS
+
+    path = Path(root)
+    if not path.is_dir():
+        what = "is a file, not a folder" if path.exists() else "not found"
+        raise CheckDataError(
+            f"{root}: dataset root {what}; fix: pass as ROOT the {layout} dataset's folder "
+            f"(it holds {_ROOT_HOLDS[layout]})"
+        )
+    if annotation_dir is not None:
+        if not Path(annotation_dir).is_dir():
+            raise CheckDataError(
+                f"{annotation_dir}: --annotation-dir: no such folder; fix: pass the folder "
+                f"holding {_ANNOTATIONS_HOLD[layout]}"
+            )
+        return
+    marker = LAYOUT_MARKERS[layout]
+    if (path / marker).is_dir() or not _uses_annotation_dir(layout, splits):
+        return
+    others = [name for name in LAYOUT_MARKERS if name != layout]
+    other = next((name for name in others if (path / LAYOUT_MARKERS[name]).is_dir()), None)
+    if other is not None:
+        raise CheckDataError(
+            f"{root}: no {marker}/ folder, not a {layout} dataset root (it holds "
+            f"{LAYOUT_MARKERS[other]}/: a {other} root); fix: pass --layout {other}"
+        )
+    raise CheckDataError(
+        f"{root}: no {marker}/ folder, not a {layout} dataset root; fix: point ROOT at the "
+        f"dataset's root (it holds {_ROOT_HOLDS[layout]}), pass --annotation-dir DIR (the folder "
+        f"holding {_ANNOTATIONS_HOLD[layout]}), or pick the right --layout"
+    )
+
+
+def _in_own_options(text: str) -> str:
+    for old, new in _OWN_OPTIONS:
+        text = text.replace(old, new)
+    return text
+
+
+def load_split(
+    layout: str,
+    root: str,
+    split: str,
+    fold: int = 1,
+    annotation_dir: str | None = None,
+) -> ann.SplitAnnotations:
+    """The split's annotations as the DataModule reads them (see :func:`check_split`); an
+    annotation problem is one :class:`CheckDataError` line naming the file and the fix in
+    check-data's options (the readers' :class:`~a2video.data.annotations.AnnotationError` names
+    the training CLI's ``--data.*``)."""
+    try:
+        return _split_annotations(layout, root, split, fold, annotation_dir)
+    except ann.AnnotationError as err:
+        where = f"{err.file}:{err.line}" if err.line is not None else err.file
+        what = err.message or str(err).split("\n", 1)[0]
+        fix = f"; fix: {_in_own_options(err.fix)}" if err.fix else ""
+        raise CheckDataError(f"{_in_own_options(f'{where}: {what}')}{fix}") from None
 
 
 @dataclass
@@ -89,12 +188,17 @@ def check_split(
     split: str = "train",
     fold: int = 1,
     annotation_dir: str | None = None,
-    min_frames: int = 8,
+    min_frames: int = MIN_FRAMES,
     workers: int = 2,
     progress: bool = True,
+    split_ann: ann.SplitAnnotations | None = None,
 ) -> tuple[list[VideoCheck], ann.SplitAnnotations]:
-    """Check every listed video of one split; returns one :class:`VideoCheck` per line."""
-    split_ann = _split_annotations(layout, root, split, fold, annotation_dir)
+    """Check every listed video of one split; returns one :class:`VideoCheck` per line.
+
+    ``split_ann``: the split's annotations when already read (:func:`load_split`).
+    """
+    if split_ann is None:
+        split_ann = _split_annotations(layout, root, split, fold, annotation_dir)
     results = [
         VideoCheck(line, name, "missing", reason="listed, not found")
         for line, name in split_ann.missing
