@@ -41,42 +41,36 @@ def test_synth_is_deterministic_for_a_seed(tmp_path):
 def test_check_data_lists_bad_files_and_writes_a_clean_split(
     broken_kinetics_root, tmp_path, capsys
 ):
+    """Unusable files are listed and dropped by --write-clean; short and single-frame videos,
+    which the loaders use (docs/data.md, "Bad videos"), are neither, unless --min-frames asks
+    (the default 8 listed them as too short, exit 1, and dropped them from the test CSV)."""
     clean = tmp_path / "clean"
-    rc = main(
-        [
-            "check-data",
-            "--layout",
-            "kinetics",
-            broken_kinetics_root,
-            "--workers",
-            "2",
-            "--write-clean",
-            str(clean),
-            "--no-progress",
-        ]
-    )
+    args = ["check-data", "--layout", "kinetics", broken_kinetics_root, "--workers", "2"]
+    rc = main([*args, "--write-clean", str(clean), "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 1
     special = json.loads((Path(broken_kinetics_root) / "synth_manifest.json").read_text())
+    kinds = set(special["special"].values())
+    assert {"short", "single-frame"} <= kinds
     for rel, kind in special["special"].items():
+        split, youtube_id = rel.split("/")[0], Path(rel).stem.rsplit("_", 2)[0]
+        cleaned = (clean / f"{split}.csv").read_text()
         if kind in ("zero-byte", "text", "truncated", "truncated-moov", "audio-only"):
             assert "undecodable  line" in out and rel in out, (rel, kind)
-        elif kind in ("short", "single-frame"):
-            assert rel in out  # too short for --min-frames 8
-    rc = main(
-        [
-            "check-data",
-            "--layout",
-            "kinetics",
-            broken_kinetics_root,
-            "--annotation-dir",
-            str(clean),
-            "--workers",
-            "2",
-            "--no-progress",
-        ]
-    )
+            assert youtube_id not in cleaned, (rel, kind)
+        else:  # short, single-frame and the other odd kinds are usable: kept
+            assert rel not in out and youtube_id in cleaned, (rel, kind, out)
+    assert "too-short" not in out and out.count(" 0 too short") == 3, out
+    rc = main([*args, "--annotation-dir", str(clean), "--no-progress"])
     assert rc == 0, capsys.readouterr().out
+    # --min-frames opts in to listing the short ones
+    rc = main([*args, "--annotation-dir", str(clean), "--min-frames", "8", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    for rel, kind in special["special"].items():
+        if kind in ("short", "single-frame"):
+            assert f"{rel}  " in out and "< min_frames=8" in out, (rel, out)
+    assert out.count("too-short ") == 2, out
 
 
 def test_check_data_on_a_clean_ucf_fold(ucf_root, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+MIN_FRAMES = 1  # = a2video.data.check.MIN_FRAMES, not imported here: --help stays instant
 HELP = "Decode every listed video once; list missing, undecodable and too-short files."
 
 
@@ -32,8 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-frames",
         type=int,
-        default=8,
-        help="fewer decodable frames than this counts as too short",
+        default=MIN_FRAMES,
+        metavar="N",
+        help="list videos with fewer decodable frames than N as too short (default "
+        f"{MIN_FRAMES}: the loaders repeat the frames of a video shorter than a clip, so a "
+        "short video is usable; a higher N opts in to listing and, with --write-clean, "
+        "dropping them)",
     )
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument(

@@ -3,8 +3,11 @@
 Each existing file is opened with PyAV and every frame decoded (in parallel processes);
 a file is *missing* (listed, absent), *undecodable* (open or decode fails, or frames beyond
 the decodable part are listed in the container index: a truncated file) or *too short*
-(fewer than ``min_frames`` decodable frames). A cleaned copy of the annotation file, with
-only the usable videos, can be written next to the originals' names in another folder.
+(fewer than ``min_frames`` decodable frames). ``min_frames`` is 1 by default, all that the
+loaders need: they sample a video shorter than a clip with repetition (indices clamped to the last
+frame, a single frame gives T copies), so a short video is usable and listed only when a higher
+``min_frames`` is asked for. A cleaned copy of the annotation file, with only the usable videos,
+can be written next to the originals' names in another folder.
 
 Before any video is decoded the command checks that ROOT is a dataset of the ``--layout`` given
 and reads every split's annotations; a problem there is one :class:`CheckDataError` line in
@@ -22,7 +25,7 @@ from pathlib import Path
 
 from . import annotations as ann
 
-MIN_FRAMES = 8
+MIN_FRAMES = 1  # the loaders use any video with a decodable frame (short ones repeat frames)
 _ROOT_HOLDS = {
     "kinetics": "annotations/ and the train/, val/, test/ video folders",
     "ucf101": "UCF-101/ and ucfTrainTestlist/",
