@@ -187,7 +187,9 @@ def _bn_stats(net: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def test_frozen_bn_frozen_stages_and_backbone_lr(train_ckpt, ucf_root, tmp_path):
+def test_frozen_bn_frozen_stages_and_backbone_lr(train_ckpt, ucf_root, tmp_path, caplog):
+    import logging
+
     import lightning as L
 
     from a2video.data import UCF101DataModule
@@ -213,7 +215,8 @@ def test_frozen_bn_frozen_stages_and_backbone_lr(train_ckpt, ucf_root, tmp_path)
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         limit_val_batches=0, num_sanity_val_steps=0, callbacks=[finetune],
     )  # fmt: skip
-    trainer.fit(model, dm)
+    with caplog.at_level(logging.INFO):
+        trainer.fit(model, dm)
     assert trainer.global_step >= 2  # a whole epoch of training ran
 
     after = model.net.state_dict()
@@ -234,6 +237,14 @@ def test_frozen_bn_frozen_stages_and_backbone_lr(train_ckpt, ucf_root, tmp_path)
     assert report["counts"]["frozen_bn"] == sum(
         isinstance(m, nn.BatchNorm3d) for m in model.net.modules()
     )
+    # the fit's one summary line ends with what was frozen (docs/transfer.md); it was said
+    # before freezing, without it, though transfer_report.json recorded it
+    said = [r.getMessage() for r in caplog.records if "a2video transfer:" in r.getMessage()]
+    counts = report["counts"]
+    assert len(said) == 1 and counts["frozen"] > 0, said
+    assert said[0].endswith(
+        f"; frozen {counts['frozen']} params, {counts['frozen_bn']} BN with fixed statistics"
+    ), said
 
 
 def test_without_frozen_bn_the_statistics_move(train_ckpt, ucf_root, tmp_path):

@@ -246,7 +246,6 @@ class Finetune(BaseFinetuning):
             report = load_pretrained(net, self.pretrained, self.pretrained_kind, inflate,
                                      self.reset_head, self.unsafe_load)  # fmt: skip
             new_keys = set(report.missing) | set(report.reinitialized)
-            rank_zero_info(report.summary())
         else:
             report = TransferReport(kind="none", source="(none: from scratch)")
             report.target_arch = getattr(net, "arch", None)
@@ -262,6 +261,8 @@ class Finetune(BaseFinetuning):
         )
         report.frozen_bn = list(self._frozen_bn)
         self.report = report
+        if self._resumed is None and self.pretrained:  # a resumed fit said its recorded report
+            rank_zero_info(report.summary())  # after freezing: it ends with what was frozen
 
     def _bn_eval(self, pl_module: LightningModule) -> None:
         """Frozen BatchNorm layers in eval mode (the evaluation loops restore these modes)."""
