@@ -227,3 +227,35 @@ def test_a_checkpoints_run_folder_is_above_checkpoints_else_its_own():
 
     assert run_of(Path("runs/x/checkpoints/last.ckpt")) == Path("runs/x")
     assert run_of(Path("/tmp/x/model.ckpt")) == Path("/tmp/x")
+
+
+def test_the_explore_notebooks_run_is_not_chosen_by_the_attention_notebooks_checkpoint(
+    no_kernel, tmp_path, monkeypatch, capsys
+):
+    """``--ckpt`` is the attention notebook's input only (docs/explore.md): the explore notebook
+    read the scores of the checkpoint's run instead of the demo's, and refused a checkpoint whose
+    run had none."""
+    from a2video.explore import notebooks
+    from a2video.explore.results import synthetic_run
+
+    demo = synthetic_run(tmp_path / "demo", num_classes=4, videos=8, clips=2, crops=1)
+    monkeypatch.setattr(notebooks, "DEMO_RUNS", (str(tmp_path / "demo"),))
+    other = synthetic_run(tmp_path / "other", num_classes=5, videos=6, clips=1, crops=1)
+    untested = tmp_path / "untested" / "checkpoints"
+    untested.mkdir(parents=True)
+    explore = str(repo_root() / "notebooks" / "explore_predictions.ipynb")
+    for ckpt in (tmp_path / "other" / "checkpoints" / "last.ckpt", untested / "last.ckpt"):
+        code = notebooks.main(["--out", str(tmp_path / "out"), "--ckpt", str(ckpt), explore])
+        out = capsys.readouterr().out
+        assert code == 0 and f"reading {demo} (synthetic, 8 videos, 2x1 views)" in out, out
+        with notebooks._environ(no_kernel[-1][1]):  # what the kernel's first cell reads
+            assert notebooks.notebook_scores() == demo
+    # --run chooses it; no run and no demo's: one line naming --run
+    assert notebooks.main(["--out", str(tmp_path / "out"), "--run", str(other), explore]) == 0
+    assert f"reading {other} (synthetic" in capsys.readouterr().out
+    monkeypatch.setattr(notebooks, "DEMO_RUNS", (str(tmp_path / "no_demo"),))
+    with pytest.raises(SystemExit) as exit_:
+        notebooks.main(["--out", str(tmp_path / "out"), "--ckpt", str(untested), explore])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.count("\n") == 0, err
+    assert f"{tmp_path / 'no_demo'}: no scores.npz;" in err and "with --run" in err, err

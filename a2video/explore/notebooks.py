@@ -3,9 +3,10 @@
 ``python -m a2video.explore.notebooks --execute-in-place`` re-runs ``notebooks/*.ipynb``
 against the demo's run and saves their outputs (figures included) in the files, so they show on
 a repository page; ``--run`` (the test run's ``scores.npz`` the explore notebook reads),
-``--ckpt`` / ``--data`` (the attention notebook's model and videos) point them elsewhere. The
-notebooks read their paths from the environment variables ``A2VIDEO_RUN``, ``A2VIDEO_CKPT`` and
-``A2VIDEO_DATA`` (see their first cell), which this module sets for the kernel.
+``--ckpt`` / ``--data`` (the attention notebook's model and videos, nothing else) point them
+elsewhere. The notebooks read their paths from the environment variables ``A2VIDEO_RUN``,
+``A2VIDEO_CKPT`` and ``A2VIDEO_DATA`` (see their first cell), which this module sets for the
+kernel.
 
 Before any kernel starts, the inputs of the notebooks asked for are checked (:func:`needs`): the
 run's ``scores.npz`` for a notebook that reads one (stdout names the file), the checkpoint for a
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
+    "DEMO_RUNS",
     "NOTEBOOKS",
     "execute_notebook",
     "image_outputs",
@@ -46,6 +48,10 @@ DEMO_CHECKPOINTS = (
     "runs/demo/pretrain/checkpoints/last.ckpt",
     "runs/demo_kinetics/checkpoints/last.ckpt",
 )
+# The demo's tested runs the explore notebook reads by default, the first holding a scores.npz:
+# `make demo`'s fine-tuned run (10x3-view test), else `train.py test` with demo_kinetics.yaml.
+# Never the checkpoint's run: --ckpt / A2VIDEO_CKPT are the attention notebook's input only.
+DEMO_RUNS = ("runs/demo/finetune", "runs/demo_kinetics")
 
 
 def repo_root(start: str | os.PathLike | None = None) -> Path:
@@ -206,26 +212,28 @@ def image_outputs(nb) -> list[tuple[int, str]]:
 
 def notebook_scores() -> Path:
     """The test run the explore notebook reads: ``A2VIDEO_RUN`` (a run folder or its
-    ``scores.npz``), else the checkpoint's run folder (:func:`run_of`); in a folder, the newest
-    ``scores.npz`` a test wrote (:func:`a2video.explore.results.find_scores`).
+    ``scores.npz``), else the demo's (:data:`DEMO_RUNS`, the first holding one); in a folder,
+    the newest ``scores.npz`` a test wrote (:func:`a2video.explore.results.find_scores`). The
+    checkpoint (``A2VIDEO_CKPT``) plays no part: it is the attention notebook's input.
 
     Raises:
-        FileNotFoundError: there is none (the message says how to make one).
+        FileNotFoundError: there is none (the message says how to make one and choose it).
     """
     from a2video.explore.results import find_scores
 
     root = repo_root()
     if os.environ.get("A2VIDEO_RUN"):
         run = root / os.environ["A2VIDEO_RUN"]
+        found = find_scores(run)
     else:
-        ckpt, _, _ = notebook_paths()
-        run = run_of(ckpt)
-    found = find_scores(run)
+        demo = [root / r for r in DEMO_RUNS]
+        run = demo[0]
+        found = next((f for f in map(find_scores, demo) if f is not None), None)
     if found is None:
         raise FileNotFoundError(
-            f"{run}: no scores.npz; run `make demo`, or test a checkpoint "
-            "(`python train.py test --config CONFIG --ckpt_path CKPT`) and pass its run folder "
-            "(--run, or A2VIDEO_RUN in Jupyter)"
+            f"{run}: no scores.npz; test a checkpoint (`python train.py test --config CONFIG "
+            "--ckpt_path CKPT`) and pass its run folder or scores.npz with --run (A2VIDEO_RUN "
+            "in Jupyter), or run `make demo` (the default run)"
         )
     return found
 
@@ -249,7 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--ckpt", default=None, help="checkpoint of attention_maps.ipynb (sets A2VIDEO_CKPT)"
     )
     parser.add_argument("--data", default=None, help="dataset root (sets A2VIDEO_DATA)")
-    parser.add_argument("--run", default=None, help="run folder or scores.npz (sets A2VIDEO_RUN)")
+    parser.add_argument(
+        "--run",
+        default=None,
+        help="run folder or scores.npz of explore_predictions.ipynb (sets A2VIDEO_RUN; default: "
+        "the demo's, never --ckpt's run)",
+    )
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell")
     parser.add_argument(
         "--unsafe-load",
