@@ -206,6 +206,35 @@ def test_predict_attention_writes_the_gather_maps_of_every_block_over_each_video
     assert "attention maps: 4 PNGs in" in err and not (out / "broken").exists()
 
 
+def test_predict_attention_of_a_net_without_a2_blocks_stops_before_predicting(
+    tiny_run, tmp_path, monkeypatch, capsys
+):
+    """An i3d_tiny checkpoint with --attention: every video was decoded and labelled first, then
+    the run ended in "has no A2-block" (exit 2) with the labels already printed."""
+    import pandas as pd
+
+    from a2video.explore import predict
+
+    ckpt = torch.load(tiny_run["ckpt"], map_location="cpu", weights_only=True)
+    ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if ".attn." not in k}
+    ckpt["a2video"]["arch"] = ckpt["hyper_parameters"]["arch"] = "i3d_tiny"
+    path = tmp_path / "i3d_tiny.ckpt"
+    torch.save(ckpt, path)
+    assert predict.load_predictor(path).meta["arch"] == "i3d_tiny"  # a valid checkpoint
+    decoded = []
+    real = predict.predict_videos
+    monkeypatch.setattr(
+        predict, "predict_videos", lambda *a, **k: decoded.append(a) or real(*a, **k)
+    )
+    videos = list(pd.read_csv(f"{tiny_run['run']}/predictions.csv")["video"][:2])
+    args = ["predict", "--ckpt", str(path), "--views", "1x1", "--attention", str(tmp_path / "maps")]
+    code, out, err = run_cli([*args, *videos], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1, (out, err)
+    assert err.startswith("a2video predict: error: --attention: i3d_tiny has no A2-block"), err
+    assert "drop --attention" in err
+    assert decoded == [] and not (tmp_path / "maps").exists()
+
+
 def test_predict_attention_gives_videos_with_the_same_stem_their_own_folders(
     tiny_run, tmp_path, capsys
 ):

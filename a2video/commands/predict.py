@@ -52,6 +52,14 @@ def run(args: argparse.Namespace) -> int:
         print("a2video predict: --topk must be at least 1", file=sys.stderr)
         return 2
     predictor = load_predictor(args.ckpt, device=args.device, unsafe=args.unsafe_load)
+    if args.attention is not None:  # before any video is decoded or predicted
+        from a2video.explore.attention_maps import attention_blocks
+
+        if not attention_blocks(predictor.model):
+            raise ValueError(
+                f"--attention: {predictor.meta.get('arch')} has no A2-block to draw; drop "
+                "--attention, or pass the checkpoint of an A2-Net (a2net_*)"
+            )
     results = predict_videos(
         predictor,
         args.videos,
@@ -83,14 +91,8 @@ def run(args: argparse.Namespace) -> int:
             ranked = ", ".join(f"{name} {score:.3f}" for name, score in r.topk)
             print(f"{r.path}: {ranked}")
     if args.attention is not None:
-        from a2video.explore.attention_maps import attention_blocks, write_attention_maps
+        from a2video.explore.attention_maps import write_attention_maps
 
-        if not attention_blocks(predictor.model):
-            print(
-                f"a2video predict: --attention: {predictor.meta.get('arch')} has no A2-block",
-                file=sys.stderr,
-            )
-            return 2
         readable = [r.path for r in results if r.ok]
         written = write_attention_maps(predictor, readable, args.attention, decoder=args.decoder)
         count = sum(len(files) for files in written.values())
