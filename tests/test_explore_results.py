@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -85,7 +87,9 @@ def test_scores_npz_round_trip_is_compact_and_keeps_the_predictions(tmp_path):
 
 
 def test_load_run_without_scores_says_how_to_make_them(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"no scores.npz; `python train.py test"):
+    # train.py's option is --ckpt_path: the hint said `--ckpt ...`, which train.py refuses
+    fix = "`python train.py test --config CONFIG --ckpt_path CKPT` writes one in its run folder"
+    with pytest.raises(FileNotFoundError, match=rf"no scores.npz; {re.escape(fix)}"):
         load_run(tmp_path)
     bad = tmp_path / "scores.npz"
     bad.write_text("not an archive")
@@ -193,7 +197,30 @@ def test_report_writes_every_figure_of_a_run_as_png(kinetics_scale, tmp_path, ca
         with Image.open(tmp_path / name) as png:
             assert max(png.size) <= MAX_INCHES * 72, name
     assert main([str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 2
-    assert "no scores.npz" in capsys.readouterr().err
+    assert f"{tmp_path / 'nothing'}: no such file or folder;" in capsys.readouterr().err
+
+
+def test_report_names_a_missing_folder_and_the_run_folder_above_checkpoints(tmp_path, capsys):
+    """A folder that does not exist was "no scores.npz"; RUN/checkpoints (where the checkpoint
+    is) got a hint with `--ckpt`, an option train.py does not have."""
+    from a2video.explore.report import main
+
+    synthetic_run(tmp_path / "run", num_classes=4, videos=8, clips=2, crops=1)
+    (tmp_path / "run" / "checkpoints").mkdir()
+    (tmp_path / "untested" / "checkpoints").mkdir(parents=True)
+    cases = {
+        tmp_path / "no_such_run": "no such file or folder; pass a run folder",
+        tmp_path / "run" / "checkpoints": f"no scores.npz; the run folder above it holds one: "
+        f"pass {tmp_path / 'run'}",
+        tmp_path / "untested" / "checkpoints": "no scores.npz; `python train.py test --config "
+        "CONFIG --ckpt_path CKPT` writes one",
+    }
+    for run, message in cases.items():
+        assert main([str(run), "--out", str(tmp_path / "figs")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"error: {run}: {message}" in err, err
+        assert "--ckpt ..." not in err
+    assert not (tmp_path / "figs").exists()
 
 
 # ---------------------------------------------------------------- which scores.npz, and refusals

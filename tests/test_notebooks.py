@@ -207,7 +207,8 @@ def test_a_missing_run_or_a_plain_state_dict_is_refused_before_the_kernel(
         main(["--out", str(tmp_path / "out"), "--run", str(missing), explore])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and err.count("\n") == 0, err
-    assert f"{missing}: no scores.npz" in err
+    assert f"{missing}: no such file or folder; pass a run folder" in err
+    assert err.endswith("or its scores.npz with --run (A2VIDEO_RUN in Jupyter)"), err
     plain = tmp_path / "weights.pt"
     torch.save(torch.nn.Linear(2, 3).state_dict(), plain)
     with pytest.raises(SystemExit) as exit_:

@@ -219,19 +219,20 @@ def notebook_scores() -> Path:
     Raises:
         FileNotFoundError: there is none (the message says how to make one and choose it).
     """
-    from a2video.explore.results import find_scores
+    from a2video.explore.results import find_scores, no_scores_message
 
     root = repo_root()
     if os.environ.get("A2VIDEO_RUN"):
         run = root / os.environ["A2VIDEO_RUN"]
         found = find_scores(run)
-    else:
-        demo = [root / r for r in DEMO_RUNS]
-        run = demo[0]
-        found = next((f for f in map(find_scores, demo) if f is not None), None)
+        if found is None:
+            raise FileNotFoundError(no_scores_message(run, "--run (A2VIDEO_RUN in Jupyter)"))
+        return found
+    demo = [root / r for r in DEMO_RUNS]
+    found = next((f for f in map(find_scores, demo) if f is not None), None)
     if found is None:
         raise FileNotFoundError(
-            f"{run}: no scores.npz; test a checkpoint (`python train.py test --config CONFIG "
+            f"{demo[0]}: no scores.npz; test a checkpoint (`python train.py test --config CONFIG "
             "--ckpt_path CKPT`) and pass its run folder or scores.npz with --run (A2VIDEO_RUN "
             "in Jupyter), or run `make demo` (the default run)"
         )

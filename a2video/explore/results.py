@@ -44,6 +44,7 @@ __all__ = [
     "gallery_items",
     "load_frames",
     "load_run",
+    "no_scores_message",
     "refuse_results_folder",
     "save_results",
     "scores_stage",
@@ -320,19 +321,41 @@ def describe_scores(run: RunResults, asked: str | os.PathLike | None = None) -> 
     return line
 
 
+def no_scores_message(run: str | os.PathLike, option: str = "") -> str:
+    """One line for a ``run`` where :func:`find_scores` finds nothing: a path that does not
+    exist (``no such file or folder``), else a folder without a ``scores.npz`` and the command
+    that writes one (for a run's ``checkpoints/`` folder, the run folder above it that holds
+    one). ``option`` is how the caller's user passes the run (e.g. ``--run``), if not as an
+    argument."""
+    run = Path(run)
+    given = f" with {option}" if option else ""
+    if not run.exists():
+        return (
+            f"{os.fspath(run)}: no such file or folder; pass a run folder (a test's "
+            f"default_root_dir, e.g. runs/demo/finetune) or its {SCORES_FILE}{given}"
+        )
+    if run.name == "checkpoints" and find_scores(run.parent) is not None:
+        return (
+            f"{os.fspath(run)}: no {SCORES_FILE}; the run folder above it holds one: pass "
+            f"{os.fspath(run.parent)}{given}"
+        )
+    return (
+        f"{os.fspath(run)}: no {SCORES_FILE}; `python train.py test --config CONFIG --ckpt_path "
+        f"CKPT` writes one in its run folder, next to predictions.csv: pass that folder{given}"
+    )
+
+
 def load_run(run: str | os.PathLike) -> RunResults:
     """Reads the ``scores.npz`` a test run wrote (the file, or the newest under a folder).
 
     Raises:
-        FileNotFoundError: there is none (the message says how to make one).
+        FileNotFoundError: no such file or folder, or a folder without one (the message says
+            how to make one).
         ValueError: the file is not one (corrupt, another format), in one line.
     """
     path = find_scores(run)
     if path is None:
-        raise FileNotFoundError(
-            f"{os.fspath(run)}: no {SCORES_FILE}; `python train.py test --config ... --ckpt ...` "
-            "writes one in the run folder next to predictions.csv"
-        )
+        raise FileNotFoundError(no_scores_message(run))
     try:
         with np.load(path, allow_pickle=False) as z:
             a = {k: z[k] for k in z.files}
