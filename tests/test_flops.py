@@ -87,7 +87,21 @@ def test_cli_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["attn_gflops"] == pytest.approx(out["attn_closed_form_gflops"])
     assert main(["flops", "a2net_tiny", "-t", "4", "-s", "32"]) == 0
     assert "GFLOPs" in capsys.readouterr().out
-    assert main(["flops", "nope"]) == 2
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"]])
+def test_cli_unknown_arch_is_one_error_line_on_stderr(capsys, extra) -> None:
+    """It was printed on stdout without ``a2video flops: error:`` (into the file of ``--json >
+    f.json``)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["flops", "a2net_r5O", *extra])
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and out == "" and err.count("\n") == 1, (out, err)
+    assert err.startswith("a2video flops: error: unknown arch 'a2net_r5O'; did you mean a2net_r50?")
+    assert "choose from a2net_r26, a2net_r50," in err and err.rstrip().endswith("or 'all'")
+    with pytest.raises(SystemExit):
+        main(["flops", "nope"])
+    assert "did you mean" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("option", ["--frames", "--size", "--num-classes"])

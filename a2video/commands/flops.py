@@ -50,9 +50,14 @@ def run(args: argparse.Namespace) -> int:
         archs = list_models()
     elif args.arch in list_models():
         archs = [args.arch]
-    else:
-        print(f"unknown arch {args.arch!r}; choose from {', '.join(list_models())} or 'all'")
-        return 2
+    else:  # stderr through exit_on_user_error (exit 2), never into --json's stdout
+        import difflib
+
+        close = difflib.get_close_matches(args.arch, list_models(), n=1)
+        guess = f"did you mean {close[0]}? " if close else ""
+        raise ValueError(
+            f"unknown arch {args.arch!r}; {guess}choose from {', '.join(list_models())} or 'all'"
+        )
     results = []
     for arch in archs:
         r = count_arch_flops(arch, args.frames, args.size, num_classes=args.num_classes)
