@@ -206,7 +206,11 @@ def test_many_epochs_over_a_10_percent_broken_dataset_keep_memory_flat(tmp_path)
     ("decoder", "message"),
     [
         ("ffmpeg", r"unknown decoder 'ffmpeg'; choose from auto, decord, pyav, torchcodec, nvdec"),
-        ("torchcodec", r"decoder='torchcodec' but torchcodec is not installed: pip install "),
+        (
+            "torchcodec",
+            r"^--data\.decoder torchcodec but torchcodec is not installed: pip install torchcodec, "
+            r"or use --data\.decoder auto \(choices: auto, decord, pyav, torchcodec, nvdec\)$",
+        ),
     ],
 )
 def test_unknown_or_uninstalled_decoder_is_one_line_at_construction(

@@ -323,7 +323,11 @@ def test_predict_with_an_uninstalled_decoder_is_one_line(tiny_run, monkeypatch, 
     args = ["predict", "--ckpt", tiny_run["ckpt"], "--decoder", "torchcodec", "x.mp4"]
     code, _, err = run_cli(args, capsys)
     assert code == 2 and err.count("\n") == 1, err
-    assert "decoder='torchcodec' but torchcodec is not installed: pip install torchcodec" in err
+    # predict's own option and only its choices (it said `use decoder='auto'` and offered nvdec)
+    assert err.startswith(
+        "a2video predict: error: --decoder torchcodec but torchcodec is not installed: "
+        "pip install torchcodec, or use --decoder auto (choices: auto, decord, pyav, torchcodec)\n"
+    ), err
 
 
 def test_checkpoint_naming_an_unregistered_arch_is_one_line(tiny_run, tmp_path, capsys):

@@ -9,6 +9,7 @@ import sys
 from a2video.commands import add_checkpoint_arguments
 
 HELP = "Top-k action labels of video files from a trained checkpoint (multi-view)."
+DECODERS = ("auto", "decord", "pyav", "torchcodec")  # --decoder's choices (no nvdec here)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--decoder",
         default="auto",
-        choices=["auto", "decord", "pyav", "torchcodec"],
+        choices=DECODERS,
         help="video decoder (default: decord where installed, else PyAV)",
     )
     parser.add_argument(
@@ -41,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from a2video.data.video import check_decoder
     from a2video.explore.predict import load_predictor, parse_views, predict_videos
 
     try:
@@ -51,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if args.topk < 1:
         print("a2video predict: --topk must be at least 1", file=sys.stderr)
         return 2
+    # an uninstalled decoder, in this command's spelling, before the checkpoint is read
+    check_decoder(args.decoder, option="--decoder", choices=DECODERS)
     predictor = load_predictor(args.ckpt, device=args.device, unsafe=args.unsafe_load)
     if args.attention is not None:  # before any video is decoded or predicted
         from a2video.explore.attention_maps import attention_blocks

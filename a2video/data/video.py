@@ -466,7 +466,9 @@ def available_decoders() -> list[str]:
 _OPTIONAL = ("decord", "torchcodec")  # decoders that are a pip package of the same name
 
 
-def check_decoder(name: str, option: str = "decoder") -> str:
+def check_decoder(
+    name: str, option: str = "decoder", choices: tuple[str, ...] | None = None
+) -> str:
     """The decoder ``name`` stands for (``"auto"``: decord where installed, else PyAV), after
     checking it can run here: an unknown name is a ``ValueError``, a missing package (or, for
     ``nvdec``, no GPU or driver) a :class:`DecoderUnavailableError`, each one line naming the
@@ -474,20 +476,24 @@ def check_decoder(name: str, option: str = "decoder") -> str:
 
     Args:
         name: the decoder setting.
-        option: how the caller's user sets it, named in the fix: a flag (``--data.decoder``,
-            the DataModules') or a keyword (``decoder``, from Python).
+        option: how the caller's user sets it, named in the message and the fix: a flag
+            (``--data.decoder``, the DataModules'; ``--decoder``, ``a2video predict``'s) or a
+            keyword (``decoder``, from Python).
+        choices: the values that setting accepts, listed in the messages (default: ``auto``
+            and every decoder).
     """
-    choices = ", ".join(("auto", *DECODERS))
+    accepted = tuple(choices) if choices is not None else ("auto", *DECODERS)
+    listed = ", ".join(accepted)
     if name == "auto":
         return "decord" if importlib.util.find_spec("decord") is not None else "pyav"
     if name == "av":
         return "pyav"
-    if name not in DECODERS:
-        raise ValueError(f"unknown decoder {name!r}; choose from {choices}")
+    if name not in DECODERS or name not in accepted:
+        raise ValueError(f"unknown decoder {name!r}; choose from {listed}")
     if name in _OPTIONAL and importlib.util.find_spec(name) is None:
         raise DecoderUnavailableError(
-            f"decoder={name!r} but {name} is not installed: pip install {name}, "
-            f"or use decoder='auto' (choices: {choices})"
+            f"{_setting(option, name)} but {name} is not installed: pip install {name}, "
+            f"or use {_setting(option, 'auto')} (choices: {listed})"
         )
     if name == "nvdec":
         try:
@@ -499,11 +505,16 @@ def check_decoder(name: str, option: str = "decoder") -> str:
     return name
 
 
+def _setting(option: str, value: str) -> str:
+    """``option`` set to ``value`` as its user writes it: ``--data.decoder decord`` for a flag,
+    ``decoder='decord'`` for a keyword."""
+    return f"{option} {value}" if option.startswith("-") else f"{option}={value!r}"
+
+
 def _cpu_decoder(option: str) -> str:
     """The CPU decoder ``auto`` stands for, set as ``option`` spells it (``--data.decoder
     decord``, or ``decoder='decord'`` for a keyword)."""
-    cpu = check_decoder("auto")
-    return f"{option} {cpu}" if option.startswith("-") else f"{option}={cpu!r}"
+    return _setting(option, check_decoder("auto"))
 
 
 def get_decoder(name: str = "auto", threads: int = 1):
