@@ -259,4 +259,8 @@ def test_the_explore_notebooks_run_is_not_chosen_by_the_attention_notebooks_chec
         notebooks.main(["--out", str(tmp_path / "out"), "--ckpt", str(untested), explore])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and err.count("\n") == 0, err
-    assert f"{tmp_path / 'no_demo'}: no scores.npz;" in err and "with --run" in err, err
+    assert err.endswith(
+        f"error: no --run given and the demo's runs ({tmp_path / 'no_demo'}) hold no scores.npz; "
+        "test a checkpoint (`python train.py test --config CONFIG --ckpt_path CKPT`) and pass its "
+        "run folder or scores.npz with --run (A2VIDEO_RUN in Jupyter), or run `make demo`"
+    ), err

@@ -232,9 +232,10 @@ def notebook_scores() -> Path:
     found = next((f for f in map(find_scores, demo) if f is not None), None)
     if found is None:
         raise FileNotFoundError(
-            f"{demo[0]}: no scores.npz; test a checkpoint (`python train.py test --config CONFIG "
-            "--ckpt_path CKPT`) and pass its run folder or scores.npz with --run (A2VIDEO_RUN "
-            "in Jupyter), or run `make demo` (the default run)"
+            f"no --run given and the demo's runs ({', '.join(map(str, demo))}) hold no "
+            "scores.npz; test a checkpoint (`python train.py test --config CONFIG --ckpt_path "
+            "CKPT`) and pass its run folder or scores.npz with --run (A2VIDEO_RUN in Jupyter), "
+            "or run `make demo`"
         )
     return found
 
