@@ -97,6 +97,21 @@ def test_load_run_without_scores_says_how_to_make_them(tmp_path):
         load_run(bad)
 
 
+def test_a_predictions_csv_or_a_checkpoint_given_as_scores_says_what_it_is(tmp_path):
+    """The two files users pass instead of scores.npz were "not a scores.npz … (This file
+    contains pickled (object) data …); re-run the test" and "… ('format_version'); re-run the
+    test": now each is named for what it is, with the fix."""
+    csv = tmp_path / "predictions.csv"
+    csv.write_text("index,video,label\n")
+    with pytest.raises(ValueError, match=r"a CSV \(a predictions.csv\?\), not a test's scores"):
+        load_run(csv)
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, ckpt)
+    with pytest.raises(ValueError, match="a checkpoint, not a test's scores: test it first") as err:
+        load_run(ckpt)
+    assert f"--ckpt_path {ckpt}" in str(err.value) and "\n" not in str(err.value)
+
+
 # ---------------------------------------------------------------- 400 classes, 2,000 videos
 
 

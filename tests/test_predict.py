@@ -338,3 +338,34 @@ def test_checkpoint_naming_an_unregistered_arch_is_one_line(tiny_run, tmp_path, 
     code, _, err = run_cli(["predict", "--ckpt", str(path), "x.mp4"], capsys)
     assert code == 2 and err.count("\n") == 1, err
     assert "error: unknown arch 'a2net_huge'; choose from [" in err and "a2net_tiny" in err
+
+
+def test_predict_labels_the_videos_of_a_folder_and_names_wrong_files(tiny_run, tmp_path, capsys):
+    """``a2video predict DIR`` failed with "cannot decode … IsADirectoryError"; a folder now
+    gives its video files (subfolders too, other files left out), one with none is one line.
+    A scores.npz given as --ckpt was "truncated or corrupt: re-copy it"; --views and --topk
+    errors lacked the 'error:' of every other one-line error."""
+    import shutil
+
+    import pandas as pd
+
+    good = pd.read_csv(f"{tiny_run['run']}/predictions.csv")["video"][:2].tolist()
+    folder = tmp_path / "mine"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(good[0], folder / "a clip.mp4")
+    shutil.copy(good[1], folder / "sub" / "b.MP4")
+    (folder / "readme.txt").write_text("notes")
+    code, out, err = run_cli(["predict", "--ckpt", tiny_run["ckpt"], "--views", "1x1", str(folder)],
+                             capsys)  # fmt: skip
+    assert code == 0, err
+    labelled = [line.split(": ")[0] for line in out.splitlines()]
+    assert labelled == [str(folder / "a clip.mp4"), str(folder / "sub" / "b.MP4")], out
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(["predict", "--ckpt", tiny_run["ckpt"], str(tmp_path / "empty")], capsys)
+    assert code == 2 and "a folder with no video files in it" in err and err.count("\n") == 1
+    scores = next(Path(tiny_run["run"]).rglob("scores.npz"))
+    code, _, err = run_cli(["predict", "--ckpt", str(scores), good[0]], capsys)
+    assert code == 2 and "not a PyTorch checkpoint (a NumPy .npz" in err, err
+    for bad in (["--views", "10x2"], ["--topk", "0"]):
+        code, _, err = run_cli(["predict", "--ckpt", tiny_run["ckpt"], *bad, good[0]], capsys)
+        assert code == 2 and err.startswith("a2video predict: error: "), err

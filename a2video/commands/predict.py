@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from a2video.commands import add_checkpoint_arguments
@@ -13,7 +14,9 @@ DECODERS = ("auto", "decord", "pyav", "torchcodec")  # --decoder's choices (no n
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files to label")
+    parser.add_argument(
+        "videos", nargs="+", metavar="VIDEO", help="video files, or folders of them, to label"
+    )
     add_checkpoint_arguments(parser)
     parser.add_argument(
         "--views",
@@ -41,18 +44,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def video_files(paths: list[str]) -> list[str]:
+    """The videos to label: each file as given, and the video files (by extension) found in
+    each folder given, recursively and sorted; a folder with none is a one-line error."""
+    from a2video.data.annotations import VIDEO_EXTENSIONS
+
+    out: list[str] = []
+    for path in paths:
+        if not os.path.isdir(path):
+            out.append(path)
+            continue
+        found = sorted(
+            os.path.join(folder, name)
+            for folder, _, names in os.walk(path)
+            for name in names
+            if os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+        )
+        if not found:
+            raise ValueError(
+                f"{path}: a folder with no video files in it (looked for "
+                f"{', '.join(sorted(VIDEO_EXTENSIONS))}, in its subfolders too); pass video files"
+            )
+        out.extend(found)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from a2video.data.video import check_decoder
     from a2video.explore.predict import load_predictor, parse_views, predict_videos
 
-    try:
-        clips, crops = parse_views(args.views)
-    except ValueError as err:
-        print(f"a2video predict: {err}", file=sys.stderr)
-        return 2
+    clips, crops = parse_views(args.views)  # a ValueError: one 'error:' line, exit 2
     if args.topk < 1:
-        print("a2video predict: --topk must be at least 1", file=sys.stderr)
-        return 2
+        raise ValueError(f"--topk {args.topk}: it must be at least 1")
+    videos = video_files(args.videos)
     # an uninstalled decoder, in this command's spelling, before the checkpoint is read
     check_decoder(args.decoder, option="--decoder", choices=DECODERS)
     predictor = load_predictor(args.ckpt, device=args.device, unsafe=args.unsafe_load)
@@ -66,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             )
     results = predict_videos(
         predictor,
-        args.videos,
+        videos,
         clips=clips,
         crops=crops,
         topk=args.topk,

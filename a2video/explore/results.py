@@ -261,6 +261,24 @@ class RunResults:
         raise KeyError(f"no class {name_or_index!r}{hint}")
 
 
+def _not_scores(path: Path, err: BaseException) -> str:
+    """Why ``path`` is not a test's ``scores.npz``, and the fix, for the files users pass."""
+    run = "pass the run folder that holds its scores.npz, or that scores.npz"
+    if path.suffix.lower() == ".csv":
+        return f"a CSV (a predictions.csv?), not a test's scores.npz; {run}"
+    members: list[str] = []
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            members = archive.namelist()
+    is_torch = any(m.endswith("data.pkl") for m in members)  # torch.save's zip holds one
+    if is_torch or path.suffix.lower() in (".ckpt", ".pt", ".pth"):
+        return (
+            "a checkpoint, not a test's scores: test it first (python train.py test --config "
+            f"CONFIG --ckpt_path {path}), then {run}"
+        )
+    return f"not a scores.npz written by a2video's test stage ({err}); re-run the test"
+
+
 def _stage_of(arrays: Any) -> str:
     """The stage of a loaded npz (:func:`scores_stage`); ``arrays`` has ``.files`` or is a dict."""
     keys = set(arrays.files if hasattr(arrays, "files") else arrays)
@@ -363,9 +381,7 @@ def load_run(run: str | os.PathLike) -> RunResults:
         missing = {"index", "label", "valid", "probs", "class_names", "video_names"} - set(a)
         stage = _stage_of(a)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(
-            f"{path}: not a scores.npz written by a2video's test stage ({err}); re-run the test"
-        ) from None
+        raise ValueError(f"{path}: {_not_scores(Path(path), err)}") from None
     if version > FORMAT_VERSION or missing:
         raise ValueError(
             f"{path}: scores.npz format {version} (this a2video reads {FORMAT_VERSION}"

@@ -163,6 +163,12 @@ def _diagnose(path: str, verify: bool = True) -> str | None:
     if head.startswith(b"PK"):
         if not zipfile.is_zipfile(path):
             return "the file is truncated or corrupt (incomplete zip archive)"
+        with zipfile.ZipFile(path) as archive:
+            members = archive.namelist()
+        if not any(m.endswith("data.pkl") for m in members):  # torch.save's zip holds one
+            npz = members and all(m.endswith(".npy") for m in members)
+            what = "a NumPy .npz, e.g. a test's scores.npz" if npz else f"a zip of {members[:3]}"
+            return f"not a PyTorch checkpoint ({what})"
         bad = _damaged_member(path) if verify else None
         if bad is not None:
             return f"the file is corrupt (its bytes of {bad.split('/')[-1]} fail their checksum)"
@@ -199,7 +205,7 @@ def load_checkpoint(
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file; check the path.")
     reason = _diagnose(path, verify=not mmap)
-    if reason == "not a PyTorch checkpoint":
+    if reason is not None and reason.startswith("not a PyTorch checkpoint"):
         raise CheckpointError(
             f"{path}: {reason}; pass a .ckpt written by train.py (Trainer.save_checkpoint)."
         )
