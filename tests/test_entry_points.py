@@ -208,6 +208,20 @@ def test_bad_config_value(flag, value, said, kinetics_root, tmp_path, capsys):
     assert said in line, line
 
 
+@pytest.mark.parametrize("subcommand", ["test", "fit"])
+def test_a_checkpoint_given_as_config_is_one_line(subcommand, tmp_path, capsys):
+    """``--config last.ckpt`` (a checkpoint where the YAML goes) ended in a UnicodeDecodeError
+    traceback: one line names the file and the option that takes a checkpoint."""
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "pytorch-lightning_version": "2.6"}, ckpt)
+    line = _user_error(capsys, _train_main(), [subcommand, "--config", str(ckpt)])
+    assert line.startswith(f"train.py: error: {ckpt}: not a YAML config"), line
+    assert f"pass a checkpoint as --ckpt_path {ckpt}" in line, line
+    line = _user_error(capsys, _finetune_main, [subcommand, f"--config={ckpt}"])
+    assert line.startswith(f"finetune_ucf.py: error: {ckpt}: not a YAML config"), line
+    assert f"--ckpt {ckpt} to start a fine-tune from its weights" in line, line
+
+
 def test_debug_switch_shows_the_traceback(tmp_path):
     """``python train.py`` end to end: one message and exit 2, and with ``A2VIDEO_DEBUG=1`` the
     exception's traceback."""

@@ -171,18 +171,25 @@ _FROM_THE_DATA = {
 }
 
 
-def _refuse_data_derived_model_options(argv: list[str]) -> None:
+def _refuse_data_derived_model_options(argv: list[str], checkpoint_option: str) -> None:
     """One line for ``--model.num_classes`` (command line or a ``--config`` file): jsonargparse
-    said it "must be given via data.num_classes", an option that does not exist."""
+    said it "must be given via data.num_classes", an option that does not exist. A ``--config``
+    file that is not text (a checkpoint: ``--config last.ckpt``) is named in one line with the
+    option that takes it (``checkpoint_option``, ``{path}`` in it replaced)."""
     given = [a.split("=", 1)[0][len("--model.") :] for a in argv if a.startswith("--model.")]
     for i, arg in enumerate(argv):
         path = arg.split("=", 1)[1] if arg.startswith("--config=") else None
-        if arg == "--config" and i + 1 < len(argv):
+        if arg in ("--config", "-c") and i + 1 < len(argv):
             path = argv[i + 1]
         if path and os.path.isfile(path):
             try:
-                with open(path) as f:
+                with open(path, encoding="utf-8") as f:
                     model = (yaml.safe_load(f) or {}).get("model")
+            except UnicodeDecodeError:
+                raise ValueError(
+                    f"{path}: not a YAML config (binary data: a checkpoint?); --config takes a "
+                    f"YAML file: pass a checkpoint as {checkpoint_option.format(path=path)}"
+                ) from None
             except (OSError, yaml.YAMLError, AttributeError):
                 continue  # the parser reports it
             if isinstance(model, dict):
@@ -231,6 +238,9 @@ class A2VideoCLI(LightningCLI):
         "--trainer.callbacks.pretrained {path} --trainer.callbacks.reset_head false "
         "(not --ckpt_path)"
     )
+
+    # How this entry point takes a checkpoint (named when one is given as --config FILE)
+    checkpoint_option: ClassVar[str] = "--ckpt_path {path} (to resume, test or predict with it)"
 
     # How this entry point starts a new fit from a checkpoint's weights with a new head (named
     # when ``fit --ckpt_path`` gets a checkpoint of other classes than the data's)
@@ -284,7 +294,7 @@ class A2VideoCLI(LightningCLI):
         self._args = (
             list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else None
         )
-        _refuse_data_derived_model_options(self._args or [])
+        _refuse_data_derived_model_options(self._args or [], self.checkpoint_option)
         # With --ckpt_path, --print_config waits for the checkpoint's options (arch …), which
         # apply after parsing: printed at parse time it showed values the run does not use.
         self._print_config = None

@@ -355,6 +355,10 @@ class FinetuneCLI(A2VideoCLI):
     _links = (("ckpt", "finetune.pretrained"), ("unsafe_load", "finetune.unsafe_load"))
     parse_link_sources = tuple(source for source, _ in _links)
     weights_option = "--ckpt {path} (not --ckpt_path)"
+    checkpoint_option = (
+        "--ckpt {path} to start a fine-tune from its weights (--ckpt_path {path} resumes or tests "
+        "it)"
+    )
     new_head_option = "pass --ckpt {path} (not --ckpt_path)"
 
     def __init__(self, *args: Any, fold: int | None = None, **kwargs: Any) -> None:
