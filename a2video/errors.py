@@ -18,12 +18,22 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
-__all__ = ["DEBUG_ENV", "debug_enabled", "exit_on_user_error", "is_user_error", "unsafe_flag"]
+__all__ = [
+    "DEBUG_ENV",
+    "debug_enabled",
+    "exit_on_user_error",
+    "exit_with_user_error",
+    "is_user_error",
+    "running_entry_point",
+    "unsafe_flag",
+]
 
 DEBUG_ENV = "A2VIDEO_DEBUG"
 _PACKAGE = Path(__file__).resolve().parent
 _UNSAFE_FLAG = ["--unsafe_load true"]  # the LightningCLI entry points' spelling
+_PROG: list[str | None] = [None]  # the running entry point's name (exit_on_user_error's prog)
 # a2video's error types whose message names the file or setting and the fix (the last: a run
 # whose loss stayed non-finite past max_nonfinite_steps; it says what to lower or enable)
 _USER_ERRORS = {
@@ -68,6 +78,24 @@ def is_user_error(err: BaseException) -> bool:
     return isinstance(err, (ValueError, OSError)) and _raised_by_a2video(err)
 
 
+def running_entry_point() -> str | None:
+    """The name of the entry point running :func:`exit_on_user_error` (``train.py`` …), if any."""
+    return _PROG[0]
+
+
+def exit_with_user_error(message: str, prog: str | None = None) -> NoReturn:
+    """Print ``<prog>: error: <message>`` on one line and exit with status 2, where raising would
+    not reach :func:`exit_on_user_error` (a command-line parser's error hook, whose callers may
+    catch exceptions). ``prog``: the running entry point's name, else this one, else
+    ``sys.argv[0]``'s."""
+    prog = _PROG[0] or prog or os.path.basename(sys.argv[0]) or "a2video"
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip()) or "error"
+    # One write: processes of a multi-process run that stop together do not interleave
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(2)
+
+
 @contextmanager
 def exit_on_user_error(prog: str, flag: str | None = None) -> Iterator[None]:
     """Run the body; a user error prints ``<prog>: error: <message>`` and exits with status 2.
@@ -77,9 +105,10 @@ def exit_on_user_error(prog: str, flag: str | None = None) -> Iterator[None]:
         flag: the option this entry point accepts to trust a pickled checkpoint (named by the
             refusal message); default ``--unsafe_load true``.
     """
-    saved = _UNSAFE_FLAG[0]
+    saved, saved_prog = _UNSAFE_FLAG[0], _PROG[0]
     if flag is not None:
         _UNSAFE_FLAG[0] = flag
+    _PROG[0] = prog
     try:
         yield
     except Exception as err:
@@ -91,4 +120,5 @@ def exit_on_user_error(prog: str, flag: str | None = None) -> Iterator[None]:
         sys.stderr.flush()
         raise SystemExit(2) from None
     finally:
-        _UNSAFE_FLAG[0] = saved  # the next entry point in this process names its own flag
+        # the next entry point in this process names its own flag and name
+        _UNSAFE_FLAG[0], _PROG[0] = saved, saved_prog

@@ -222,6 +222,55 @@ def test_a_checkpoint_given_as_config_is_one_line(subcommand, tmp_path, capsys):
     assert f"--ckpt {ckpt} to start a fine-tune from its weights" in line, line
 
 
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        (["--model.lr_base_batchsize", "8"],
+         "unrecognized arguments: --model.lr_base_batchsize 8; did you mean "
+         "--model.lr_base_batch_size?"),
+        (["--config", str(ROOT / "configs" / "demo_kinetic.yaml")], "demo_kinetics.yaml?"),
+        (["--model.scheduler", "cosin"], "Got value: cosin; did you mean cosine?"),
+        (["--trainer.max_epochs", "abc"], 'Parser key "trainer.max_epochs": Does not validate'),
+        (["--config", DEMO_UCF],
+         "does not accept option 'data.fold'; UCF-101 fold options belong to finetune_ucf.py"),
+        (["--data.fold", "2"], "--data.fold 2; UCF-101 fold options belong to finetune_ucf.py"),
+    ],
+)  # fmt: skip
+def test_a_command_line_mistake_is_one_line_with_the_fix(given, said, tmp_path, capsys):
+    """A mistyped option, a missing --config file or a bad value printed the ~130 lines of usage
+    with the error at their end and no suggestion: one line, exit 2, naming the option meant
+    (difflib over the parser's own options), the config file meant, or the entry point a
+    UCF-101 config belongs to."""
+    argv = ["fit", "--config", DEMO, "--trainer.default_root_dir", str(tmp_path), *given]
+    line = _user_error(capsys, _train_main(), argv)
+    assert line.startswith("train.py: error: ") and said in line, line
+    assert "usage:" not in capsys.readouterr().err
+    line = _user_error(capsys, _finetune_main, ["fit", "--config", DEMO_UCF, "--ckpt_pth", "x"])
+    assert line.endswith("unrecognized arguments: --ckpt_pth x; did you mean --ckpt_path?"), line
+    line = _user_error(capsys, _train_main(), ["tset"])
+    assert line.endswith("; did you mean test?"), line
+
+
+def test_a_command_line_mistake_with_the_debug_switch_shows_the_usage(monkeypatch, capsys):
+    """``A2VIDEO_DEBUG=1``: jsonargparse's own output (usage text, then the message), exit 2."""
+    monkeypatch.setenv("A2VIDEO_DEBUG", "1")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        _train_main()(["fit", "--model.lr_base_batchsize", "8"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage:") and "error: unrecognized arguments" in err, err[-500:]
+
+
+def test_help_is_unchanged(capsys):
+    """--help still prints the usage and every option, and exits with 0."""
+    with pytest.raises(SystemExit) as stop:
+        _train_main()(["fit", "--help"])
+    assert stop.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and "--model.lr_base_batch_size" in out
+
+
 def test_debug_switch_shows_the_traceback(tmp_path):
     """``python train.py`` end to end: one message and exit 2, and with ``A2VIDEO_DEBUG=1`` the
     exception's traceback."""

@@ -32,12 +32,14 @@ Everything a run needs is in one YAML file; this class only sets the defaults ev
 
 from __future__ import annotations
 
+import ast
+import difflib
 import os
 import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import yaml
 from lightning.pytorch.callbacks import (
@@ -49,6 +51,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from a2video.errors import debug_enabled, exit_with_user_error, running_entry_point
 from a2video.training.callbacks import (
     DEFAULT_COLLECTIVE_TIMEOUT_S,
     CollectiveWatchdog,
@@ -213,6 +216,141 @@ def _seed_data_from_run(config: Any) -> None:
     data.seed = int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else 0
 
 
+# finetune_ucf.py's options (FinetuneCLI, UCF101DataModule): named as such when another entry
+# point (train.py) is given one, on its command line or in a --config file
+_FINETUNE_ONLY = ("data.fold", "ckpt", "folds", "test_after_fit", "finetune")
+
+
+def _one_line(message: str) -> str:
+    """A jsonargparse message on one line: its indented detail lines joined by ``; ``."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    text = lines[0] if lines else message.strip()
+    for line in lines[1:]:
+        text += (" " if text.endswith(":") else "; ") + line
+    return text
+
+
+def _options(parser: Any) -> list[str]:
+    """The parser's long option names (``--model.lr_base_batch_size`` …)."""
+    return sorted(
+        {o for a in getattr(parser, "_actions", ()) for o in a.option_strings if o[:2] == "--"}
+    )
+
+
+def _prog_words(parser: Any) -> list[str]:
+    """The entry point's name and the subcommand of ``parser`` (``["train.py", "fit"]``)."""
+    words = str(getattr(parser, "prog", "")).replace(" [options]", "").split()
+    return [running_entry_point() or (words[0] if words else "train.py"), *words[1:]]
+
+
+def _help_command(parser: Any) -> str:
+    """``<entry point> [<subcommand>] --help`` for the parser that failed."""
+    return " ".join([*_prog_words(parser), "--help"])
+
+
+def _elsewhere(key: str, parser: Any) -> str | None:
+    """Where an option this parser lacks belongs (finetune_ucf.py's options given to train.py)."""
+    key = key.lstrip("-")
+    if f"--{key}" in _options(parser) or not any(
+        key == k or key.startswith(k + ".") for k in _FINETUNE_ONLY
+    ):
+        return None
+    what = "UCF-101 fold options belong" if key == "data.fold" else f"{key} belongs"
+    prog, *sub = _prog_words(parser)
+    return (
+        f"{what} to finetune_ucf.py (transfer to UCF-101), not to {prog}: run python "
+        f"finetune_ucf.py {' '.join([*sub, ''])}with the same arguments"
+    )
+
+
+def _suggestion(name: str, parser: Any) -> str | None:
+    """``--name`` (or ``name``) the parser does not know: its closest option, if one is close."""
+    dashes = "--" if name.startswith("--") else ""
+    wanted = name.split("=", 1)[0].rstrip("+")
+    options = [o if dashes else o[2:] for o in _options(parser)]
+    close = difflib.get_close_matches(wanted if dashes else wanted.lstrip("-"), options, n=1)
+    return close[0] if close else None
+
+
+def _config_suggestion(path: str) -> str | None:
+    """The config file beside a missing ``--config`` path whose name is closest to it."""
+    folder = os.path.dirname(path) or "."
+    try:
+        names = [n for n in os.listdir(folder) if n.endswith((".yaml", ".yml", ".json"))]
+    except OSError:
+        return None
+    close = difflib.get_close_matches(os.path.basename(path), names, n=1)
+    if not close:
+        return None
+    found = os.path.join(folder, close[0])
+    relative = os.path.relpath(found)
+    return relative if not relative.startswith("..") else found
+
+
+def _parser_fix(message: str, parser: Any) -> str:
+    """What to do about a jsonargparse error: the option meant (difflib over the parser's own
+    options), where a finetune_ucf.py option belongs, the config file meant, the value meant."""
+    unknown = re.match(r"unrecognized arguments: (.*)", message, re.S)
+    if unknown:
+        names = [t for t in unknown.group(1).split() if t.startswith("-")]
+        for name in names:
+            hint = _elsewhere(name.split("=", 1)[0], parser)
+            if hint:
+                return hint
+        meant = {name: _suggestion(name, parser) for name in names}
+        meant = {name: close for name, close in meant.items() if close}
+        if len(meant) == 1:
+            return f"did you mean {next(iter(meant.values()))}?"
+        if meant:
+            return "did you mean " + ", ".join(f"{c} (for {n})" for n, c in meant.items()) + "?"
+        return f"{_help_command(parser)} lists the options"
+    foreign = re.search(r"does not accept option '([^']+)'", message)
+    if foreign:
+        key = foreign.group(1)
+        close = _suggestion(key, parser)
+        said = f"did you mean {close}? " if close else ""
+        return _elsewhere(key, parser) or f"{said}{_help_command(parser)} lists the options"
+    choice = re.search(r"invalid choice: '(.*?)' \(choose from (.*)\)", message)
+    if choice:
+        names = re.findall(r"'([^']*)'", choice.group(2))
+        close = difflib.get_close_matches(choice.group(1), names, n=1)
+        if close:
+            return f"did you mean {close[0]}?"
+    if re.search(r'"subcommand" .* but it was not provided', message):
+        prog = _prog_words(parser)[0]
+        return f"name one first, e.g. {prog} fit --config CONFIG.yaml ({prog} --help lists them)"
+    missing = re.search(r"\"config\": File does not exist: '(.+)'", message)
+    if missing:
+        close = _config_suggestion(missing.group(1))
+        return f"did you mean {close}?" if close else "check the path of --config"
+    literal = re.search(r"Expected a typing\.Literal(\[.*?\])\. Got value: (\S+)", message)
+    if literal:
+        try:
+            choices = [str(c) for c in ast.literal_eval(literal.group(1))]
+        except (ValueError, SyntaxError):
+            choices = []
+        close = difflib.get_close_matches(literal.group(2), choices, n=1)
+        if close:
+            return f"did you mean {close[0]}?"
+    return f"{_help_command(parser)} lists the options and their types"
+
+
+class A2VideoArgumentParser(LightningArgumentParser):
+    """LightningCLI's parser, whose errors are one line: ``<prog>: error: <what>; <fix>`` and
+    exit code 2, as every a2video user error, in place of the usage text (over a hundred lines)
+    followed by the message. The fix names the option meant for a mistyped one (difflib over
+    this parser's options). ``--help`` is unchanged; a parser that does not exit on errors
+    (``exit_on_error=False``) raises as before, and ``A2VIDEO_DEBUG=1`` prints jsonargparse's
+    usage text and message as before."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error or debug_enabled():
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        text = _one_line(message).rstrip(".")
+        exit_with_user_error(f"{text}; {_parser_fix(text, parser)}", prog=_prog_words(self)[0])
+
+
 _NO_VAL_TOP1_YET = re.escape(
     "`ModelCheckpoint(monitor='val/top1')` could not find the monitored key"
 )
@@ -251,6 +389,7 @@ class A2VideoCLI(LightningCLI):
 
     def __init__(self, model_class: Any = None, datamodule_class: Any = None, **kwargs: Any):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("parser_class", A2VideoArgumentParser)  # errors in one line
         # A fit that stops before its first validation (max_steps, a SIGTERM) has no val/top1
         # yet: Lightning's "could not find the monitored key ... Did you call log(...)?" is not
         # true of this default monitor (after a validation a missing key still raises).
