@@ -205,6 +205,54 @@ def _refuse_data_derived_model_options(argv: list[str], checkpoint_option: str) 
             )
 
 
+def _processes_on_the_cpu(trainer: Any) -> int | None:
+    """How many processes the Trainer options start on the CPU (``accelerator: cpu``, or
+    ``auto`` on a machine without CUDA, MPS or TPU); None where they run on another accelerator
+    (or one not given by name)."""
+    accelerator = trainer.get("accelerator") or "auto"
+    if accelerator == "auto":
+        from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator, XLAAccelerator
+
+        if any(a.is_available() for a in (CUDAAccelerator, MPSAccelerator, XLAAccelerator)):
+            return None
+    elif accelerator != "cpu":
+        return None
+    devices = trainer.get("devices")
+    if isinstance(devices, (list, tuple)):
+        count = len(devices)
+    else:
+        try:
+            count = int(str(devices).strip())
+        except ValueError:
+            count = 1  # "auto": one process on the CPU
+    try:
+        nodes = int(trainer.get("num_nodes") or 1)
+    except (TypeError, ValueError):
+        nodes = 1
+    return max(count, 1) * max(nodes, 1)
+
+
+def _refuse_sync_batchnorm_on_the_cpu(config: Any) -> None:
+    """One line, before any process starts, for ``sync_batchnorm: true`` in a DDP fit on the
+    CPU: torch's SyncBatchNorm has no CPU implementation, and every rank stopped with a
+    traceback (CollectiveWatchdog still names it in a run this check cannot foresee)."""
+    trainer = config.get("trainer") or {}
+    if not trainer.get("sync_batchnorm"):
+        return
+    processes = _processes_on_the_cpu(trainer)
+    ddp = "ddp" in str(trainer.get("strategy") or "").lower()
+    if processes is None or (processes < 2 and not ddp):
+        return  # one process without DDP: Lightning leaves the BatchNorm layers as they are
+    devices = _cli_value(_plain(trainer.get("devices")))
+    runs = f"{processes} processes" if processes > 1 else "a DDP process"
+    raise ValueError(
+        f"--trainer.sync_batchnorm true: sync_batchnorm needs GPUs (torch's SyncBatchNorm has no "
+        f"CPU implementation) and this fit runs {runs} on the CPU (--trainer.accelerator "
+        f"{trainer.get('accelerator') or 'auto'}, --trainer.devices {devices}); use "
+        "--trainer.sync_batchnorm false on the CPU"
+    )
+
+
 def _seed_data_from_run(config: Any) -> None:
     """``data.seed`` left unset follows ``seed_everything`` (resolved to an int by then), so
     ``--seed_everything N`` also changes the data order and augmentation, as Lightning's and
@@ -596,6 +644,7 @@ class A2VideoCLI(LightningCLI):
         _seed_data_from_run(config)
         if self.subcommand == "fit":
             self._refuse_unused_sgd_options(config)
+            _refuse_sync_batchnorm_on_the_cpu(config)
         accumulate = config.trainer.get("accumulate_grad_batches")
         if accumulate is not None and int(accumulate) < 1:
             raise ValueError(
