@@ -231,6 +231,20 @@ def test_a_bad_loader_value_is_one_line_at_construction(
     assert str(err.value) == said
 
 
+@pytest.mark.parametrize("option", ["num_clips", "num_crops", "frames", "stride", "crop_size"])
+def test_a_clip_value_of_zero_is_one_line_at_construction(option, kinetics_root, small_clip):
+    """``num_clips 0`` was accepted by fit and ended a test in "get_frames needs at least one
+    index"; the DataModule names the option and its range, and ClipSpec refuses it too."""
+    with pytest.raises(ValueError) as err:
+        KineticsDataModule(kinetics_root, **{**small_clip, option: 0})
+    assert str(err.value).startswith(f"--data.{option} 0: it must be >= 1 ("), err.value
+    if option in ("num_clips", "num_crops"):
+        from a2video.data import ClipSpec
+
+        with pytest.raises(ValueError, match=r"num_clips and num_crops .* must be >= 1"):
+            ClipSpec(**{option: 0})
+
+
 def test_a_data_root_that_does_not_exist_is_named_with_its_flag(tmp_path, small_clip):
     from a2video.data.annotations import AnnotationError
 

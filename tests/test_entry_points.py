@@ -271,6 +271,17 @@ def test_help_is_unchanged(capsys):
     assert out.startswith("usage:") and "--model.lr_base_batch_size" in out
 
 
+@pytest.mark.parametrize("flag", ["--data.num_clips", "--data.num_crops", "--data.frames"])
+def test_a_clip_setting_of_zero_is_one_line_naming_it(flag, kinetics_root, tmp_path, capsys):
+    """``fit --data.num_clips 0`` trained without a word (its test views were never used):
+    the DataModule refuses it for every stage, in one line naming the option and its range."""
+    argv = ["fit", "--config", DEMO, *QUIET, "--data.data_root", kinetics_root, flag, "0"]
+    argv += ["--trainer.default_root_dir", str(tmp_path / "run")]
+    line = _user_error(capsys, _train_main(), argv)
+    assert line.startswith(f"train.py: error: {flag} 0: it must be >= 1"), line
+    assert not (tmp_path / "run").exists()
+
+
 def test_debug_switch_shows_the_traceback(tmp_path):
     """``python train.py`` end to end: one message and exit 2, and with ``A2VIDEO_DEBUG=1`` the
     exception's traceback."""

@@ -68,6 +68,19 @@ def test_command_line_wins_over_saved_hparams(stage, trained, kinetics_root, tmp
         assert cli.trainer.callback_metrics["test/videos"] > 0  # it ran with 3 crops a clip
 
 
+@pytest.mark.parametrize("stage", ["test", "validate", "predict"])
+@pytest.mark.parametrize("flag", ["--data.num_clips", "--data.num_crops", "--data.frames"])
+def test_no_test_views_stop_in_one_line_naming_the_option(
+    stage, flag, trained, kinetics_root, tmp_path, capsys
+):
+    """``--data.num_clips 0`` ended the test in "get_frames needs at least one index", naming no
+    option, after the checkpoint and the first batch were read: the DataModule refuses it."""
+    argv = [stage, *TINY, "--data.data_root", kinetics_root, "--ckpt_path", trained]
+    argv += ["--trainer.default_root_dir", str(tmp_path), flag, "0"]
+    line = _user_error(capsys, _train_main(), argv)
+    assert line.startswith(f"train.py: error: {flag} 0: it must be >= 1"), line
+
+
 @pytest.mark.parametrize(
     ("option", "value", "saved"),
     [("arch", "a2net_r50", "'a2net_tiny'"), ("arch_options", '{"dropout": 0.3}', "{}")],

@@ -154,13 +154,19 @@ class VideoDataModule(L.LightningDataModule):
         """
         super().__init__()
         self.save_hyperparameters()
-        for name, value, least in (
-            ("batch_size", batch_size, 1),
-            ("test_batch_size", test_batch_size, 1),
-            ("num_workers", num_workers, 0),
+        for name, value, least, what in (
+            ("batch_size", batch_size, 1, ""),
+            ("test_batch_size", test_batch_size, 1, ""),
+            ("num_workers", num_workers, 0, ""),
+            # the clip: checked here, before any checkpoint or video is read, for every stage
+            ("frames", frames, 1, " (the frames of a clip)"),
+            ("stride", stride, 1, " (the frame step within a clip)"),
+            ("crop_size", crop_size, 1, " (the side of a crop, in pixels)"),
+            ("num_clips", num_clips, 1, " (the test's clips per video; 1 for a single clip)"),
+            ("num_crops", num_crops, 1, " (the test's crops per clip; 1 for the centre crop)"),
         ):
             if value < least:
-                raise ValueError(f"--data.{name} {value}: it must be >= {least}")
+                raise ValueError(f"--data.{name} {value}: it must be >= {least}{what}")
         if repeat_clips < 1 or batch_size % repeat_clips:
             raise ValueError(
                 f"repeat_clips={repeat_clips} must be >= 1 and divide batch_size={batch_size} "

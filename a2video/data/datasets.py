@@ -65,6 +65,11 @@ class ClipSpec:
         self.mean, self.std = tuple(self.mean), tuple(self.std)  # type: ignore[assignment]
         if self.frames < 1 or self.stride < 1:
             raise ValueError(f"frames and stride must be >= 1, got {self.frames}, {self.stride}")
+        if self.num_clips < 1 or self.num_crops < 1:
+            raise ValueError(
+                f"num_clips and num_crops (the test views: clips per video x crops per clip) "
+                f"must be >= 1, got {self.num_clips}, {self.num_crops}"
+            )
         if min(self.train_scale[0], self.test_scale) < self.crop_size:
             raise ValueError(
                 f"short-side scales {self.train_scale} / {self.test_scale} must be >= "
