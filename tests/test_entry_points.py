@@ -234,6 +234,9 @@ def test_a_checkpoint_given_as_config_is_one_line(subcommand, tmp_path, capsys):
         (["--config", DEMO_UCF],
          "does not accept option 'data.fold'; UCF-101 fold options belong to finetune_ucf.py"),
         (["--data.fold", "2"], "--data.fold 2; UCF-101 fold options belong to finetune_ucf.py"),
+        # abbreviations: argparse read `--ckpt X` as --ckpt_path X (a resume of X's run)
+        (["--ckpt", "x.ckpt"], "--ckpt x.ckpt; ckpt belongs to finetune_ucf.py"),
+        (["--trainer.max_epo", "3"], "--trainer.max_epo 3; did you mean --trainer.max_epochs?"),
     ],
 )  # fmt: skip
 def test_a_command_line_mistake_is_one_line_with_the_fix(given, said, tmp_path, capsys):

@@ -391,6 +391,12 @@ class A2VideoArgumentParser(LightningArgumentParser):
     (``exit_on_error=False``) raises as before, and ``A2VIDEO_DEBUG=1`` prints jsonargparse's
     usage text and message as before."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations: argparse took `train.py fit --ckpt X` (finetune_ucf.py's option: start
+        # from these weights) as --ckpt_path X, a resume of that run.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error or debug_enabled():
             super().error(message, ex)
