@@ -58,19 +58,36 @@ def repeated_train_clips(
     ]
 
 
+def spread(k: int, n: int, length: int) -> int:
+    """Offset of item ``k`` of ``n`` spread uniformly over ``[0, length]``, first and last
+    included, rounded down: ``k * length // (n - 1)``; a single item is the middle one,
+    ``length // 2``.
+
+    The one rounding rule of the eval views, in time (clip starts: :func:`center_clip`,
+    :func:`uniform_clip_starts`) and in space (crop offsets:
+    :func:`a2video.data.transforms.center_crop`, :func:`~a2video.data.transforms.three_crops`),
+    in exact integer arithmetic; the centre rounds down as MMAction2's ``CenterCrop`` and
+    ``ThreeCrop`` (``(w - size) // 2``) and PySlowFast's single test clip
+    (``floor(delta / 2)``) do. So item ``k`` of ``n`` is item ``k * (m - 1) / (n - 1)`` of ``m``
+    whenever that is a whole number (for ``n = 1``: the middle item of an odd ``m``), whatever
+    ``length``: such a smaller test's views are views of the larger one, frame for frame and
+    pixel for pixel (:func:`a2video.training.views.subset_is_exact`).
+    """
+    if n == 1:
+        return length // 2
+    return k * length // (n - 1)
+
+
 def center_clip(num_frames: int, frames: int, stride: int) -> list[int]:
     delta = max(num_frames - clip_span(frames, stride), 0)
-    return clip_at(delta // 2, num_frames, frames, stride)
+    return clip_at(spread(0, 1, delta), num_frames, frames, stride)
 
 
 def uniform_clip_starts(num_frames: int, frames: int, stride: int, num_clips: int) -> list[int]:
-    """Starts of ``num_clips`` clips spread uniformly over the video (first and last included)."""
+    """Starts of ``num_clips`` clips spread uniformly over the video, first and last included
+    (one clip: the centre one, as :func:`center_clip`), rounded down (:func:`spread`)."""
     delta = max(num_frames - clip_span(frames, stride), 0)
-    if num_clips == 1:
-        return [delta // 2]
-    import numpy as np
-
-    return [round(x) for x in np.linspace(0, delta, num_clips)]
+    return [spread(k, num_clips, delta) for k in range(num_clips)]
 
 
 def multi_clip(num_frames: int, frames: int, stride: int, num_clips: int) -> list[list[int]]:

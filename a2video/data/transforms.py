@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as F
 
+from .sampling import spread
 from .video import select_frames
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -89,27 +90,28 @@ def random_crop(x: torch.Tensor, size: int, rng: np.random.Generator) -> torch.T
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The centre ``size`` square, its offsets rounded down (:func:`~a2video.data.sampling.spread`:
+    MMAction2's ``CenterCrop``)."""
     h, w = x.shape[-2:]
-    return crop(x, (h - size) // 2, (w - size) // 2, size)
+    return crop(x, spread(0, 1, h - size), spread(0, 1, w - size), size)
 
 
 def three_crops(x: torch.Tensor, size: int, num_crops: int = 3) -> list[torch.Tensor]:
-    """``num_crops`` square crops along the long side (PySlowFast ``uniform_crop``).
+    """``num_crops`` square crops along the long side (the layout of PySlowFast's
+    ``uniform_crop``, whose middle crop rounds up where this one and MMAction2's round down).
 
     Three crops are left/centre/right for a landscape clip, top/centre/bottom for a portrait
-    one; one crop is the centre crop.
+    one; one crop is the centre crop. Offsets are spread by :func:`~a2video.data.sampling.spread`
+    (first and last at the edges, rounded down), so the middle of an odd number of crops is
+    :func:`center_crop`, pixel for pixel.
     """
-    if num_crops == 1:
-        return [center_crop(x, size)]
     h, w = x.shape[-2:]
     out = []
     for k in range(num_crops):
         if w >= h:
-            left = round(k * (w - size) / (num_crops - 1))
-            out.append(crop(x, (h - size) // 2, left, size))
+            out.append(crop(x, spread(0, 1, h - size), spread(k, num_crops, w - size), size))
         else:
-            top = round(k * (h - size) / (num_crops - 1))
-            out.append(crop(x, top, (w - size) // 2, size))
+            out.append(crop(x, spread(k, num_crops, h - size), spread(0, 1, w - size), size))
     return out
 
 
@@ -233,7 +235,8 @@ def eval_transform(
     """Short side ``scale``, centre crop."""
     x = to_tchw(frames)
     new_h, new_w = short_side_shape(x.shape[-2], x.shape[-1], scale)
-    x = resized_crop(x, scale, (new_h - crop_size) // 2, (new_w - crop_size) // 2, crop_size)
+    top, left = spread(0, 1, new_h - crop_size), spread(0, 1, new_w - crop_size)
+    x = resized_crop(x, scale, top, left, crop_size)
     return finish(x, mean, std, uint8)
 
 
