@@ -102,6 +102,9 @@ def centre_view(num_clips: int, num_crops: int) -> int:
     """Index of the centre clip's centre crop among ``num_clips × num_crops`` test views.
 
     Views are clip-major (view ``c * num_crops + s``, as :func:`a2video.data.transforms` stacks
-    them): the single-clip view of the test protocol, e.g. 3 of 6×1, 7 of 5×3, 16 of 10×3.
+    them): e.g. 3 of 6×1, 7 of 5×3, 16 of 10×3. With odd counts (7 of 5×3) it is the view a
+    single-clip, single-crop test decodes, frame for frame and pixel for pixel (:func:`spread`);
+    an even count has no middle item: 16 of 10×3 is clip 5, one of the two clips either side of
+    the single-clip test's, so its score only estimates that test's.
     """
     return (num_clips // 2) * num_crops + num_crops // 2

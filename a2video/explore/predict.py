@@ -377,7 +377,9 @@ def accuracy_by_views(
     clips: Sequence[int] = (1, 3, 10),
     crops: Sequence[int] = (1, 3),
 ) -> dict[tuple[int, int], float]:
-    """Top-1 accuracy of averaging the softmax of view subsets (see :func:`view_subset`).
+    """Top-1 accuracy of averaging the softmax of view subsets (see :func:`view_subset`): a real
+    ``clips × crops`` test's where :func:`a2video.training.views.subset_is_exact` holds, an
+    estimate from the nearest decoded clips elsewhere (e.g. 1 or 3 of 10 clips).
 
     Args:
         view_scores: (N, V, K) per-view probabilities, V = clips_total · crops_total.

@@ -84,7 +84,9 @@ def write_report(
             accuracy, names, overall=run.accuracy(), videos=cm.sum(1)
         ),
         "confused_pairs": viz.plot_confused_pairs(cm, names),
-        "views": viz.plot_view_summary(run.accuracy_by_views(), run.clip_vs_video()),
+        "views": viz.plot_view_summary(
+            run.accuracy_by_views(), run.clip_vs_video(), approximate=run.approximate_views()
+        ),
     }
     rows = run.mistakes(mistakes)
     if rows:

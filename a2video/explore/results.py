@@ -13,7 +13,9 @@ What is kept, and why (Kinetics-400 test: N = 20k videos, V = 10×3 views, C = 4
   accuracy, how views disagree, per-view bars in the class browser. 12 MB.
 - ``subset_pred`` (N, S): the top-1 of the standard view subsets (1, 2, 3, 5, 10 clips × 1 or
   all crops), computed from the full per-view softmax at test time: accuracy against the number
-  of views is exact. 0.4 MB.
+  of views, that of a real smaller test where its views are among those decoded (2 and 10 of 10
+  clips; every subset of 3 or 5), an estimate from the nearest decoded clips elsewhere
+  (:meth:`RunResults.approximate_views`). 0.4 MB.
 
 Every view's full softmax (N, V, C) would be 480 MB in float16 for what these three give
 exactly; it is not kept. The file is compressed (``np.savez_compressed``) and holds plain arrays
@@ -183,7 +185,8 @@ class RunResults:
         return (classes == self.labels[:, None]).any(1)
 
     def accuracy(self, k: int = 1, *, clip: bool = False) -> float:
-        """Top-k accuracy over the scored videos (``clip``: the centre view alone)."""
+        """Top-k accuracy over the scored videos (``clip``: the centre view alone, a 1×1 test's
+        view unless :meth:`approximate_views` lists ``(1, 1)``)."""
         use = self.scored()
         return float(self.topk_correct(k, clip=clip)[use].float().mean()) if use.any() else 0.0
 
@@ -205,22 +208,45 @@ class RunResults:
             "video top-5": self.accuracy(5),
         }
 
-    def accuracy_by_views(self) -> dict[tuple[int, int], float]:
+    def accuracy_by_views(self, *, exact_only: bool = False) -> dict[tuple[int, int], float]:
         """``{(clips, crops): top-1}`` of the view subsets kept at test time, and of all views.
 
-        Exact: each subset's softmax mean was taken over the full per-view scores by the test
-        stage (see :func:`a2video.training.views.view_subset` for which clips a subset uses).
+        Each subset's top-1 was taken at test time from the mean of its views' full softmax (see
+        :func:`a2video.training.views.view_subset` for which views). It is what a real
+        ``clips × crops`` test scores (up to floating-point noise of the forward) where
+        :func:`~a2video.training.views.subset_is_exact` holds: the subset's views are that
+        test's, frame for frame and pixel for pixel (of 10×3: 2 and 10 clips; of 3×3 or 5×3:
+        every subset). The others, :meth:`approximate_views` (1, 3, 5 clips of 10), average the
+        decoded clips nearest where that test samples: estimates of its score.
+
+        Args:
+            exact_only: leave the estimates out.
         """
         use = self.scored()
         out: dict[tuple[int, int], float] = {}
         if self.subset_pred is not None and use.any():
             for column, (clips, crops) in enumerate(self.subsets):
-                if clips:
+                if clips and not (exact_only and (clips, crops) in self.approximate_views()):
                     hit = self.subset_pred[use, column] == self.labels[use]
                     out[(clips, crops)] = float(hit.float().mean())
         if self.views is not None and use.any():
             out[tuple(self.views)] = self.accuracy(1)
         return dict(sorted(out.items()))
+
+    def approximate_views(self) -> list[tuple[int, int]]:
+        """The kept view subsets whose views are not those of a real ``clips × crops`` test (the
+        decoded clips nearest to them instead), so their accuracies only estimate its; ``(1, 1)``
+        among them means the centre view (``accuracy(clip=True)``) is not a 1×1 test's either.
+        Empty for a single-view run and whenever every count divides evenly (3×3, 5×3)."""
+        from a2video.training.views import subset_is_exact
+
+        if self.views is None:
+            return []
+        return sorted(
+            (clips, crops)
+            for clips, crops in self.subsets
+            if clips and not subset_is_exact(*self.views, clips, crops)
+        )
 
     def mistakes(self, n: int = 8, *, true_class: int | None = None) -> list[int]:
         """Rows of wrong top-1 predictions, the most confident first (highest predicted score).

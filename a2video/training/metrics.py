@@ -15,8 +15,10 @@ each video counted exactly once, whatever the number of ranks and whatever paddi
 With the per-view softmax ``(B, V, C)`` of a multi-view test, each rank also keeps what the
 exploration tools read later without the checkpoint: every view's top-k (one row per (video,
 view), deduplicated the same way) and the top-1 of the standard view subsets (1, 2, 3, 5, 10
-clips × the centre crop or all crops, see :func:`a2video.training.views.view_subset`), so
-accuracy against the number of views is exact without keeping all V·C scores per video.
+clips × the centre crop or all crops, see :func:`a2video.training.views.view_subset`), each from
+the mean of its views' full softmax, without keeping all V·C scores per video. A subset is a real
+smaller test's score where :func:`a2video.training.views.subset_is_exact` holds (2 and 10 of 10
+clips, every subset of 3 or 5 clips), an estimate from the nearest decoded clips elsewhere.
 """
 
 from __future__ import annotations
