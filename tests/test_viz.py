@@ -125,6 +125,21 @@ def test_accuracy_vs_views_draws_one_line_per_crop_count():
     np.testing.assert_allclose(lines["3 crops"].get_ydata(), [0.55, 0.65, 0.75])
 
 
+def test_view_estimates_are_drawn_hollow_and_marked():
+    """Subsets that are not a smaller test's views (1, 3 of 10 clips) are said to be estimates."""
+    table = {(1, 1): 0.5, (2, 1): 0.55, (3, 1): 0.6, (10, 1): 0.7, (10, 3): 0.75}
+    fig = viz.plot_view_summary(
+        table, dict.fromkeys(("clip top-1", "clip top-5", "video top-1", "video top-5"), 0.5),
+        approximate=[(1, 1), (3, 1)],
+    )  # fmt: skip
+    lines, bars = fig.axes
+    texts = sorted(t.get_text() for t in lines.texts)
+    assert texts == ["0.550", "0.700", "0.750", "≈0.500", "≈0.600"]
+    (hollow,) = lines.collections
+    np.testing.assert_array_equal(hollow.get_offsets(), [[1, 0.5], [3, 0.6]])
+    assert "estimate" in hollow.get_label() and "≈" in bars.get_title()
+
+
 # ---------------------------------------------------------------- attention maps
 
 
