@@ -3,7 +3,7 @@
 A Kinetics test video is scored from K temporal clips × 3 spatial crops: the softmax of each view
 is averaged (MMAction2's ``average_clips='prob'``) and the video is correct if its label is in the
 top-k of that mean (the paper's "video accuracy"); the centre view alone gives the "single clip
-accuracy".
+accuracy" (a 1-clip test's view with an odd K; of an even K, clip K/2, next to it).
 
 DistributedSampler pads the last shards with repeated samples so every rank gets the same number
 of batches (pytorch #25162, Lightning #4732); counting those repeats biases the numbers and makes
