@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import warnings
 
 import pytest
 import torch
@@ -288,3 +289,46 @@ def test_training_loss_leaves_out_samples_without_a_video():
     torch.testing.assert_close(model._training_loss(logits, label, valid), keep)
     full = model._training_loss(logits, label, torch.ones(4, dtype=torch.bool))
     torch.testing.assert_close(full, smoothed(logits, label, label_smoothing=0.1))
+
+
+def _centre_view_probs(model, dm, view: int) -> torch.Tensor:
+    """Each test video's softmax of view ``view``, computed directly."""
+    with torch.no_grad():
+        return torch.stack([model(dm.test[i]["video"])[view].softmax(0) for i in range(dm.test.n)])
+
+
+def test_the_datas_views_decide_the_centre_view_over_the_checkpoints(tmp_path):
+    """A checkpoint trained with 6x1 test views, tested on data decoding 2x3 (the same count):
+    the centre view is the data's (clip 1, centre crop: view 4), scores.npz records 2x3, and a
+    clip_spec given to the model with other views is said in one line."""
+    import numpy as np
+
+    six_by_one = ClipSpec(frames=FRAMES, stride=2, train_scale=(SIZE, SIZE), crop_size=SIZE,
+                          test_scale=SIZE, num_clips=6, num_crops=1, mean=(0.5,) * 3)  # fmt: skip
+    trainer = tiny_trainer(tmp_path / "fit", max_steps=1, limit_val_batches=0)
+    trainer.fit(tiny_model(clip_spec=six_by_one), TinyVideoData(train_size=8))
+    ckpt = str(tmp_path / "six_by_one.ckpt")
+    trainer.save_checkpoint(ckpt)
+
+    dm = TinyVideoData(test_size=5, views=6)
+    assert (dm.spec.num_clips, dm.spec.num_crops) == (2, 3)
+    model = VideoClassifier.from_checkpoint(ckpt)
+    assert (model.clip_spec.num_clips, model.clip_spec.num_crops) == (6, 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiny_trainer(tmp_path / "test").test(model, dm, verbose=False)
+    assert not [w for w in caught if "test views" in str(w.message)]  # restored, not given
+    results = model.video_results
+    assert results.views == (2, 3)
+    centre = _centre_view_probs(model.eval(), dm, 4)
+    torch.testing.assert_close(results.clip_probs, centre, atol=1e-5, rtol=1e-4)
+    with np.load(tmp_path / "test" / "scores.npz") as z:
+        assert z["views"].tolist() == [2, 3]
+
+    # the same views given to the model by hand: the data's still win, and that is said
+    given = tiny_model(clip_spec=six_by_one)
+    given.load_state_dict(model.state_dict())
+    with pytest.warns(UserWarning, match=r"clip_spec has 6x1 test views but the data decodes 2x3"):
+        tiny_trainer(tmp_path / "given").test(given, dm, verbose=False)
+    assert given.video_results.views == (2, 3)
+    torch.testing.assert_close(given.video_results.clip_probs, centre, atol=1e-5, rtol=1e-4)

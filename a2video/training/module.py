@@ -147,9 +147,11 @@ class VideoClassifier(LightningModule):
             (each such step is skipped on the device and counted; checked every
             ``trainer.log_every_n_steps`` batches and at epoch end).
         clip_spec: the clips and test views the data produces (the DataModule's ``spec``, linked
-            by the CLI; restored from checkpoints): picks the centre view for the single-clip
-            accuracy, gives the mean and std that ``forward`` normalises uint8 clips with, and
-            travels with the weights.
+            by the CLI; restored from checkpoints): gives the mean and std that ``forward``
+            normalises uint8 clips with, and travels with the weights. In test/predict the
+            DataModule's ``spec`` (the views it decoded) picks the centre view for the
+            single-clip accuracy, whatever this says (one warning where a ``clip_spec`` given
+            here names other views); this one only where the DataModule has no ``spec``.
         view_chunk: forward at most this many clips at once in test/predict (0: all views of a
             batch at once); bounds memory for 10×3 views.
         channels_last: use ``channels_last_3d`` memory format (faster convs on recent GPUs).
@@ -227,7 +229,10 @@ class VideoClassifier(LightningModule):
         self.test_videos = VideoAccumulator(num_classes)
         self.bad_videos = SumMetric(nan_strategy="disable")  # its NaN check would sync per step
         self.nonfinite = NonFiniteSteps()  # skipped NaN/inf steps, counted on the device
-        self.clip_spec: ClipSpec | None = clip_spec
+        self._clip_spec_given = False  # set by the clip_spec property's setter
+        self.clip_spec = clip_spec  # None: the DataModule's at setup, or the checkpoint's
+        # The views of this test/predict's batches: the DataModule's spec (what was decoded)
+        self._data_views: ClipSpec | None = None
         self.run_config: str | None = None  # the CLI's YAML, stored in checkpoints
         self.video_results: VideoResults | None = None
         self.test_summary: dict[str, float] = {}
@@ -237,6 +242,18 @@ class VideoClassifier(LightningModule):
         self._configured_schedule: dict[str, Any] | None = None
         self._resumed: ResumedOptimizer | None = None
         self._output_dir: str | None = None  # this test/predict run's, see output_dir()
+
+    @property
+    def clip_spec(self) -> ClipSpec | None:
+        """The clips and test views the data produces (see the class docstring)."""
+        return self._clip_spec
+
+    @clip_spec.setter
+    def clip_spec(self, spec: ClipSpec | None) -> None:
+        # Set by the user (or the CLI's link of data.spec); one restored from a checkpoint or
+        # taken from the DataModule is assigned to _clip_spec and is not "given".
+        self._clip_spec = spec
+        self._clip_spec_given = spec is not None
 
     # ------------------------------------------------------------------ network
     def build_net(self) -> nn.Module:
@@ -478,8 +495,9 @@ class VideoClassifier(LightningModule):
         return probs.mean(dim=1), probs[:, centre]
 
     def _view_layout(self, views: int) -> tuple[int, int]:
-        """Crops per clip and the centre view among ``views`` (:func:`view_layout`)."""
-        return view_layout(self.clip_spec, views)
+        """Crops per clip and the centre view among ``views`` (:func:`view_layout`): of the
+        DataModule's spec in test/predict (the views it decoded), else of ``clip_spec``."""
+        return view_layout(self._data_views or self.clip_spec, views)
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         # Every view's softmax is kept (per-view top-k, view-subset accuracy: scores.npz).
@@ -614,10 +632,30 @@ class VideoClassifier(LightningModule):
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         spec = getattr(dm, "spec", None)  # a DataModule used without the CLI's link
-        if self.clip_spec is None and isinstance(spec, ClipSpec):
-            self.clip_spec = spec
+        spec = spec if isinstance(spec, ClipSpec) else None
+        if self.clip_spec is None and spec is not None:
+            self._clip_spec = spec  # taken, not given
+        # In test/predict the data's views decide: they are what was decoded (a checkpoint's
+        # clip_spec may record other views with the same count, e.g. 6x1 against 2x3).
+        self._data_views = spec if stage in ("test", "predict") else None
+        if self._data_views is not None:
+            self._say_other_views(stage, self._data_views)
         if self.class_names is None and getattr(dm, "class_names", None) is not None:
             self.class_names = list(dm.class_names)
+
+    def _say_other_views(self, stage: str, data: ClipSpec) -> None:
+        """One line where a ``clip_spec`` given to the model names other test views than the
+        data decodes (one restored from a checkpoint is the training's: not said)."""
+        spec = self.clip_spec
+        if not self._clip_spec_given or spec is None:
+            return
+        given, decoded = (spec.num_clips, spec.num_crops), (data.num_clips, data.num_crops)
+        if given != decoded:
+            rank_zero_warn(
+                f"a2video {stage}: the model's clip_spec has {given[0]}x{given[1]} test views "
+                f"but the data decodes {decoded[0]}x{decoded[1]} (datamodule.spec): the views "
+                f"are scored as the data's {decoded[0]}x{decoded[1]}"
+            )
 
     def checkpoint_metadata(self) -> dict[str, Any]:
         """The ``checkpoint["a2video"]`` dict (plain Python data only) of docs/internals.md."""
@@ -661,7 +699,7 @@ class VideoClassifier(LightningModule):
         if meta.get("class_names") and not self.class_names:
             self.class_names = list(meta["class_names"])
         if meta.get("clip_spec") and self.clip_spec is None:
-            self.clip_spec = ClipSpec.from_dict(meta["clip_spec"])
+            self._clip_spec = ClipSpec.from_dict(meta["clip_spec"])  # restored, not given
         self.nonfinite_total = int(meta.get("nonfinite_total", 0))
 
     @classmethod
