@@ -374,3 +374,26 @@ def test_an_empty_scores_file_is_one_line_and_a_killed_write_leaves_none(tmp_pat
             _write_scores(target)
     assert not target.exists() and list(target.parent.iterdir()) == []
     assert real.is_file()
+
+
+def test_the_report_of_an_unlabelled_run_says_there_is_nothing_to_score(tmp_path, capsys):
+    """A test of an unlabelled split drew every figure as accuracies of 0 ('all videos: 0.000')
+    and exited 0."""
+    import dataclasses
+
+    from a2video.explore.report import main
+
+    res = _evaluate(list(range(N_VIDEOS)))
+    res = dataclasses.replace(res, label=torch.full_like(res.label, -1))
+    scores = save_results(tmp_path / "run" / "scores.npz", res, stage="test")
+    out = tmp_path / "figs"
+    assert main([str(tmp_path / "run"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2
+    assert err[0].endswith(f"reading {scores} (test, {N_VIDEOS} videos, 4x3 views)")
+    assert err[1] == (
+        f"python -m a2video.explore.report: error: {scores}: no labelled videos ({N_VIDEOS} "
+        "videos, 1 unreadable): nothing to score, no figure drawn; each video's top-5 is in "
+        "predictions.csv beside it"
+    )
+    assert not out.exists()

@@ -29,12 +29,13 @@ FRAMES, SIZE = 4, 32
 
 
 class _Clips(Dataset):
-    def __init__(self, n, num_classes, views, seed, bad=(), noise=0.6):
+    def __init__(self, n, num_classes, views, seed, bad=(), noise=0.6, labelled=True):
         g = torch.Generator().manual_seed(1234)
         self.patterns = torch.randn(num_classes, 3, FRAMES, SIZE, SIZE, generator=g)
         self.n, self.k, self.views, self.seed, self.bad, self.noise = (
             n, num_classes, views, seed, set(bad), noise,
         )  # fmt: skip
+        self.labelled = labelled
 
     def __len__(self):
         return self.n
@@ -47,6 +48,7 @@ class _Clips(Dataset):
         valid = i not in self.bad
         if not valid:
             video = torch.zeros_like(video)
+        label = label if self.labelled else -1  # an unlabelled split: -1, as the loaders give
         return {"video": video, "label": label, "index": i, "valid": valid}
 
 
@@ -62,6 +64,7 @@ class TinyVideoData(LightningDataModule):
         batch_size: train/val batch.
         test_batch_size: test/predict batch.
         bad: test indices that "failed to decode" (valid False, zeros).
+        labelled: False: the test videos' labels are -1 (an unlabelled test split).
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class TinyVideoData(LightningDataModule):
         batch_size: int = 8,
         test_batch_size: int = 2,
         bad: tuple[int, ...] = (),
+        labelled: bool = True,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -85,7 +89,7 @@ class TinyVideoData(LightningDataModule):
                              mean=(0.5,) * 3)  # fmt: skip
         self.train = _Clips(train_size, num_classes, 0, seed=1)
         self.val = _Clips(val_size, num_classes, 0, seed=2)
-        self.test = _Clips(test_size, num_classes, views, seed=3, bad=bad)
+        self.test = _Clips(test_size, num_classes, views, seed=3, bad=bad, labelled=labelled)
 
     def video_names(self, stage):
         return [f"video_{i:03d}.mp4" for i in range(len(self.test))]
@@ -332,3 +336,30 @@ def test_the_datas_views_decide_the_centre_view_over_the_checkpoints(tmp_path):
         tiny_trainer(tmp_path / "given").test(given, dm, verbose=False)
     assert given.video_results.views == (2, 3)
     torch.testing.assert_close(given.video_results.clip_probs, centre, atol=1e-5, rtol=1e-4)
+
+
+def test_an_unlabelled_test_logs_no_accuracy_and_says_there_is_nothing_to_score(tmp_path, caplog):
+    """A test split without labels (accepted, docs/data.md) logged every accuracy as 0.0 and
+    'metrics over 0 videos'; its predictions are still written."""
+    import logging
+
+    import numpy as np
+
+    model = tiny_model()
+    dm = TinyVideoData(test_size=5, views=6, bad=(2,), labelled=False)
+    with caplog.at_level(logging.INFO):
+        (metrics,) = tiny_trainer(tmp_path).test(model, dm, verbose=False)
+    assert metrics == {"test/videos": 0.0, "test/unreadable": 1.0}
+    said = [r.getMessage() for r in caplog.records if "a2video test:" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(
+        "a2video test: no labelled videos, nothing to score (5 distinct seen, 1 unreadable); "
+        "the predictions are in predictions.csv and scores.npz (`predict` is the command for "
+        "unlabelled data)"
+    ), said
+    with open(tmp_path / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 5 and {r["label"] for r in rows} == {"-1"}
+    assert rows[0]["top1"].startswith("class_")
+    with np.load(tmp_path / "scores.npz") as z:
+        assert z["label"].tolist() == [-1] * 5
+    assert not (tmp_path / "confusion_matrix.png").exists()

@@ -104,6 +104,34 @@ def test_explore_predictions_notebook_reads_the_test_runs_scores(tiny_run, tmp_p
     assert "4 videos (0 unreadable), 4 classes, tested with 3x3 views" in text
 
 
+def _relabelled_run(tiny_run, folder, **changes) -> dict[str, str]:
+    """The tiny run's scores.npz copied into ``folder`` with some arrays changed (None: left
+    out): the run of another kind of test."""
+    import numpy as np
+
+    from a2video.explore.results import find_scores
+
+    with np.load(find_scores(tiny_run["run"])) as z:
+        arrays = {k: z[k] for k in z.files}
+    for key, value in changes.items():
+        arrays.pop(key) if value is None else arrays.__setitem__(key, value(arrays[key]))
+    folder.mkdir(parents=True)
+    np.savez_compressed(folder / "scores.npz", **arrays)
+    return {**tiny_run, "run": str(folder)}
+
+
+def test_explore_predictions_notebook_on_an_unlabelled_test(tiny_run, tmp_path):
+    """A test split without labels: the notebook failed in its views cell (and drew zeros)."""
+    import numpy as np
+
+    paths = _relabelled_run(tiny_run, tmp_path / "run", label=lambda a: np.full_like(a, -1))
+    nb = _run("explore_predictions.ipynb", paths, tmp_path)
+    text = _text(nb)
+    assert "4 videos (0 unreadable), 4 classes, tested with 3x3 views" in text
+    assert text.count("no labelled videos: nothing to score") >= 5
+    assert "video top-1" not in text and not _image_sizes(nb)
+
+
 def test_explore_predictions_notebook_at_kinetics_scale(kinetics_scale, tmp_path):
     nb = _run("explore_predictions.ipynb", kinetics_scale, tmp_path)
     for marker in (

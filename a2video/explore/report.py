@@ -56,8 +56,9 @@ def write_report(
         The files written.
 
     Raises:
-        ValueError: ``out`` is a file, ``mistakes`` is negative or ``class_name`` is not a class
-            of the run (one line; nothing is written).
+        ValueError: ``out`` is a file, ``mistakes`` is negative, ``class_name`` is not a class
+            of the run, or the run has no labelled video to score (an unlabelled split): one
+            line; nothing is written.
     """
     import matplotlib
 
@@ -72,6 +73,13 @@ def write_report(
     if mistakes < 0:
         raise ValueError(f"mistakes must be 0 or more (rows of the gallery), got {mistakes}")
     run = run_path if isinstance(run_path, RunResults) else load_run(run_path)
+    if not bool(run.scored().any()):  # every figure is of accuracies: none would be true
+        labelled = bool((run.labels >= 0).any())
+        why = "no labelled video could be decoded" if labelled else "no labelled videos"
+        raise ValueError(
+            f"{run.source}: {why} ({len(run)} videos, {int((~run.valid).sum())} unreadable): "
+            "nothing to score, no figure drawn; each video's top-5 is in predictions.csv beside it"
+        )
     cm, names = run.confusion(), run.class_names
     accuracy = run.per_class_accuracy()
     worst = int(np.argmin(np.nan_to_num(accuracy.numpy(), nan=2.0)))

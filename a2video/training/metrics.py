@@ -316,22 +316,24 @@ def video_metrics(results: VideoResults, num_classes: int | None = None) -> dict
     """Top-1/top-5 video accuracy, mean class accuracy and single-clip accuracy.
 
     Computed over the valid videos with a known label; ``videos`` and ``unreadable`` say over how
-    many videos the numbers were computed and how many could not be decoded.
+    many videos the numbers were computed and how many could not be decoded. Where there is no
+    such video (an unlabelled test split, a predict), there is nothing to score: only the counts
+    are returned, never accuracies of 0.
 
     Args:
         results: the union from :meth:`VideoAccumulator.compute`.
         num_classes: number of classes (defaults to the probability width).
 
     Returns:
-        ``top1, top5, mean_class_acc, clip_top1, clip_top5`` (fractions in [0, 1]) and the
-        counts ``videos, unreadable``.
+        ``top1, top5, mean_class_acc, clip_top1, clip_top5`` (fractions in [0, 1]; left out
+        when ``videos`` is 0) and the counts ``videos, unreadable``.
     """
     num_classes = num_classes or results.probs.shape[1]
     use = results.scored()
     label = results.label[use]
     out = {"videos": float(use.sum()), "unreadable": float((~results.valid).sum())}
     if label.numel() == 0:
-        return out | {k: 0.0 for k in ("top1", "top5", "mean_class_acc", "clip_top1", "clip_top5")}
+        return out  # nothing to score: no accuracy (an accuracy of 0 would be a false figure)
     probs, clip = results.probs[use], results.clip_probs[use]
     top1 = _topk_correct(probs, label, 1)
     per_class_hits = torch.zeros(num_classes).index_add_(0, label, top1.float())

@@ -484,7 +484,10 @@ class VideoClassifier(LightningModule):
         m = video_metrics(results, self.num_classes)
         loss = self.val_loss.compute()  # a weighted mean over ranks
         self.val_loss.reset()
-        figures = {"val/top1": m["top1"], "val/top5": m["top5"], "val/videos": m["videos"]}
+        # Val rows always have labels: only a val epoch whose every video was unreadable scores
+        # none; 0 then, as the checkpoint and early-stopping monitors need a value.
+        figures = {"val/top1": m.get("top1", 0.0), "val/top5": m.get("top5", 0.0)}
+        figures["val/videos"] = m["videos"]
         figures["val/unreadable"] = m["unreadable"]
         self.log_reduced({"val/loss": loss, **figures})
 
@@ -553,8 +556,9 @@ class VideoClassifier(LightningModule):
         out = self.output_dir()
         if self.trainer.is_global_zero:
             names = video_names(getattr(self.trainer, "datamodule", None), stage)
-            rank_zero_info(unreadable_summary(stage, results, int(m["videos"]), names))
-            if self.hparams.write_outputs:
+            wrote = bool(self.hparams.write_outputs)
+            rank_zero_info(unreadable_summary(stage, results, int(m["videos"]), names, wrote))
+            if wrote:
                 write_outputs(out, results, self.num_classes, self.class_names, names, stage)
         return m
 

@@ -33,14 +33,24 @@ def video_names(datamodule: Any, stage: str) -> list[str] | None:
 
 
 def unreadable_summary(
-    stage: str, results: VideoResults, videos: int, names: list[str] | None
+    stage: str,
+    results: VideoResults,
+    videos: int,
+    names: list[str] | None,
+    wrote: bool = True,
 ) -> str:
-    """One line: how many videos the metrics cover, and which were unreadable (first 20)."""
+    """One line: how many videos the metrics cover (or that no labelled video leaves nothing to
+    score), and which were unreadable (first 20); ``wrote``: predictions.csv and scores.npz
+    were written."""
     bad = [names[i] if names else str(i) for i in results.index[~results.valid].tolist()]
-    msg = (
-        f"a2video {stage}: metrics over {videos} videos "
-        f"({len(results)} distinct seen, {len(bad)} unreadable)"
-    )
+    counts = f"{len(results)} distinct seen, {len(bad)} unreadable"
+    if not bool((results.label >= 0).any()):
+        msg = f"a2video {stage}: no labelled videos, nothing to score ({counts})"
+        if stage == "test":
+            written = "; the predictions are in predictions.csv and scores.npz" if wrote else ""
+            msg += f"{written} (`predict` is the command for unlabelled data)"
+    else:
+        msg = f"a2video {stage}: metrics over {videos} videos ({counts})"
     if bad:
         shown = ", ".join(bad[:20]) + (" …" if len(bad) > 20 else "")
         msg += f"; unreadable: {shown}"
