@@ -319,12 +319,14 @@ def test_folds_all_reports_three_results_and_their_mean(train_ckpt, ucf_root, tm
     for fold in (1, 2, 3):
         run = root / f"fold{fold}"
         assert (run / "predictions.csv").is_file()
-        assert json.loads((run / "results.json").read_text())["fold"] == fold
+        results = json.loads((run / "results.json").read_text())
+        assert results["fold"] == fold and results["views"] == [3, 3]  # what it was tested with
         assert (run / "checkpoints" / "last.ckpt").is_file()
         with open(run / "predictions.csv") as f:
             assert len(f.readlines()) == 1 + 4  # header + one test video per class
     saved = json.loads((root / "folds.json").read_text())
     assert saved["num_folds"] == 3 and "test/top1" in saved["mean"]
+    assert [r["views"] for r in saved["folds"]] == [[3, 3]] * 3
     ckpt = torch.load(root / "fold1" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["a2video"]["transfer"]["kind"] == "a2video"
     assert os.path.basename(ckpt["a2video"]["transfer"]["source"]) == "last.ckpt"

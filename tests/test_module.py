@@ -363,3 +363,21 @@ def test_an_unlabelled_test_logs_no_accuracy_and_says_there_is_nothing_to_score(
     with np.load(tmp_path / "scores.npz") as z:
         assert z["label"].tolist() == [-1] * 5
     assert not (tmp_path / "confusion_matrix.png").exists()
+
+
+def test_predict_records_the_views_it_averaged(tmp_path):
+    """`predict` wrote scores.npz without `views`: the report read a 3x3 predict as a
+    single-view test, and the notebook's views table failed on it."""
+    import numpy as np
+
+    from a2video.explore.results import load_run
+
+    model = tiny_model()
+    dm = TinyVideoData(test_size=5, views=6)
+    tiny_trainer(tmp_path).predict(model, dm)
+    with np.load(tmp_path / "scores.npz") as z:
+        assert str(z["stage"]) == "predict" and z["views"].tolist() == [2, 3]
+        assert "view_topk_scores" not in z.files  # a predict keeps the views' average only
+    run = load_run(tmp_path)
+    assert run.views == (2, 3) and run.stage == "predict"
+    assert run.accuracy_by_views() == {(2, 3): pytest.approx(run.accuracy())}

@@ -132,6 +132,21 @@ def test_explore_predictions_notebook_on_an_unlabelled_test(tiny_run, tmp_path):
     assert "video top-1" not in text and not _image_sizes(nb)
 
 
+def test_explore_predictions_notebook_on_a_run_without_view_subsets(tiny_run, tmp_path):
+    """A predict's scores.npz (no per-view scores; an older one without its views): the views
+    cell failed ('index must be a MultiIndex to unstack')."""
+    import numpy as np
+
+    per_view = ("view_topk_scores", "view_topk_classes", "subset_pred", "subsets", "views")
+    changes = dict.fromkeys(per_view) | {"stage": lambda _: np.array("predict")}
+    paths = _relabelled_run(tiny_run, tmp_path / "run", **changes)
+    nb = _run("explore_predictions.ipynb", paths, tmp_path)
+    text = _text(nb)
+    assert "4 videos (0 unreadable), 4 classes, tested with views not recorded" in text
+    assert "no view subsets in this run (predict): `train.py test` scores" in text
+    assert _cell_images(nb, "plot_view_summary") == 1  # the centre clip against all views
+
+
 def test_explore_predictions_notebook_at_kinetics_scale(kinetics_scale, tmp_path):
     nb = _run("explore_predictions.ipynb", kinetics_scale, tmp_path)
     for marker in (

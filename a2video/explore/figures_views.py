@@ -97,7 +97,9 @@ def plot_view_summary(
     if by_views:
         plot_accuracy_vs_views(by_views, ax=lines, approximate=approximate)
     else:
-        note = "single-view test: no view subsets"
+        # no views recorded: an older predict's scores.npz, or a test whose videos had
+        # differing views (a single-view test has its (1, 1))
+        note = "views not recorded: no view subsets"
         lines.text(0.5, 0.5, note, ha="center", transform=lines.transAxes)
         lines.axis("off")
     x = np.arange(2)

@@ -109,6 +109,8 @@ def save_results(
     }
     if stage is not None:
         arrays["stage"] = np.array(stage)
+    if results.views is not None:  # a predict's too (it keeps no per-view scores)
+        arrays["views"] = np.array(results.views, dtype=np.int32)
     if results.view_topk_scores is not None and results.views is not None:
         from a2video.training.metrics import view_subsets
 
@@ -116,7 +118,6 @@ def save_results(
         arrays["view_topk_classes"] = results.view_topk_classes.numpy().astype(cls)
         arrays["subset_pred"] = results.subset_pred.numpy().astype(np.int32)
         arrays["subsets"] = np.array(view_subsets(*results.views), dtype=np.int32)
-        arrays["views"] = np.array(results.views, dtype=np.int32)
     path = Path(path)
     # a test killed while writing leaves no partial file that, being the newest, would hide
     # the run's earlier scores; a file object: numpy adds no ".npz" of its own
@@ -140,7 +141,8 @@ class RunResults:
         view_topk_scores: (N, V, k) each view's best scores (None for single-view runs);
             ``view_topk_classes`` their classes.
         subset_pred: (N, S) top-1 of each view subset ``subsets[s] = (clips, crops)`` (-1: n/a).
-        views: (clips, crops) decoded per video.
+        views: (clips, crops) decoded per video (a predict records them without per-view
+            scores; None where the file does not say).
         source: The file read.
         stage: What wrote it (:func:`scores_stage`): ``"test"``, ``"predict"``, ``"synthetic"``.
     """
@@ -429,7 +431,7 @@ def load_run(run: str | os.PathLike) -> RunResults:
         view_topk_classes=t["view_topk_classes"].long() if has_views else None,
         subset_pred=t["subset_pred"].long() if has_views else None,
         subsets=[tuple(map(int, s)) for s in a["subsets"]] if has_views else [],
-        views=tuple(int(x) for x in a["views"]) if has_views else None,
+        views=tuple(int(x) for x in a["views"]) if "views" in a else None,
         source=path,
         stage=stage,
     )

@@ -481,9 +481,12 @@ class FinetuneCLI(A2VideoCLI):
         }
         callback = next((c for c in self.trainer.callbacks if isinstance(c, Finetune)), None)
         report = callback.report if callback is not None else None
+        tested = getattr(self.model, "video_results", None)
+        views = getattr(tested, "views", None)  # (clips, crops) of the test just run
         self.results = {
             "fold": getattr(self.datamodule, "fold", None),
             "metrics": metrics,
+            "views": list(views) if views else None,
             # output_dir(): the folder this test wrote to (the same on every rank).
             "predictions": os.path.join(self.model.output_dir(), "predictions.csv"),
             "videos": {k: len(v) for k, v in getattr(self.datamodule, "datasets", {}).items()},

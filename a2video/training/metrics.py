@@ -99,7 +99,8 @@ class VideoResults:
     view_topk_scores: Tensor | None = None  # (N, V, k) float: each view's k best softmax scores
     view_topk_classes: Tensor | None = None  # (N, V, k) long: their classes
     subset_pred: Tensor | None = None  # (N, S) long: top-1 of view_subsets(...) (-1: n/a)
-    views: tuple[int, int] | None = None  # (clips, crops) decoded per video
+    # (clips, crops) decoded per video (also for predict, which keeps no per-view data)
+    views: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return int(self.index.numel())
@@ -195,9 +196,15 @@ class VideoAccumulator(Metric):
                 idx = view_subset(clips, crops, n, s)
                 columns.append(probs[:, idx].mean(1).argmax(1))
         self.subset_pred.append(torch.stack(columns, dim=1))
+        self.update_layout(index, clips, crops)
+
+    def update_layout(self, index: Tensor, clips: int, crops: int) -> None:
+        """Record the ``clips × crops`` views of a batch's videos (:meth:`update_views` does;
+        predict, which keeps no per-view scores, calls it alone): ``VideoResults.views``."""
+        b = index.shape[0]
         # fill kernels: a tensor made from host numbers would be a blocking copy per batch
         self.layout.append(
-            torch.stack((index.new_full((b,), clips), index.new_full((b,), crops)), 1)
+            torch.stack((index.new_full((b,), clips), index.new_full((b,), crops)), 1).long()
         )
 
     def _wrap_compute(self, compute: Callable[[], VideoResults]) -> Callable[[], VideoResults]:
@@ -250,7 +257,11 @@ class VideoAccumulator(Metric):
         subset = gather_uneven(self._local("subset_pred", (0, s), torch.long))
         layout = gather_uneven(self._local("layout", (0, 2), torch.long))
         if video.numel() == 0 or subset.shape[0] != gathered:
-            return  # no per-view data (validation, predict) or not for every video
+            # no per-view data (validation, predict) or not for every video: the views alone,
+            # where every video has the same (predict)
+            if gathered and layout.shape[0] == gathered and bool((layout == layout[:1]).all()):
+                results.views = (int(layout[0, 0]), int(layout[0, 1]))
+            return
         clips, crops = (int(x) for x in layout.max(dim=0).values)
         v = clips * crops
         key = video * v + view

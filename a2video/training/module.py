@@ -512,11 +512,14 @@ class VideoClassifier(LightningModule):
         self.test_videos.update_views(batch["index"], view_probs, crops)
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        probs, clip_probs = self._view_probs(batch["video"])
+        view_probs, crops, centre = self._per_view_probs(batch["video"])  # (B, V, C)
+        probs, clip_probs = view_probs.mean(dim=1), view_probs[:, centre]
         label = batch.get("label")
         if label is None:
             label = torch.full_like(batch["index"], -1)
         self.test_videos.update(batch["index"], label, probs, clip_probs, batch.get("valid"))
+        # the views only (scores.npz records them), not every view's top-k as a test keeps
+        self.test_videos.update_layout(batch["index"], view_probs.shape[1] // crops, crops)
         scores, classes = probs.topk(min(5, probs.shape[1]), dim=1)
         return {"index": batch["index"].cpu(), "top5": classes.cpu(), "scores": scores.cpu()}
 
