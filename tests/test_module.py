@@ -11,6 +11,7 @@ import csv
 import math
 import os
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -381,3 +382,35 @@ def test_predict_records_the_views_it_averaged(tmp_path):
     run = load_run(tmp_path)
     assert run.views == (2, 3) and run.stage == "predict"
     assert run.accuracy_by_views() == {(2, 3): pytest.approx(run.accuracy())}
+
+
+def test_videos_listed_but_missing_are_counted_in_the_metrics_summary_and_scores(
+    kinetics_root, small_clip, tmp_path, caplog
+):
+    """A listed video not on disk was said once before the run, then nowhere: the summary and
+    the metrics counted the others only, and nothing recorded that one more was listed."""
+    import logging
+
+    import numpy as np
+
+    from a2video.data import KineticsDataModule
+    from a2video.explore.results import load_run
+
+    listed = tmp_path / "listed.csv"
+    rows = (Path(kinetics_root) / "annotations" / "test.csv").read_text().splitlines()
+    listed.write_text("\n".join([*rows, "rising,NOTonDISKxx,1,11,test,0"]) + "\n")
+    dm = KineticsDataModule(kinetics_root, test_split=str(listed), val_split=str(listed),
+                            **small_clip)  # fmt: skip
+    model = tiny_model(num_classes=dm.num_classes)
+    with caplog.at_level(logging.INFO):
+        (metrics,) = tiny_trainer(tmp_path / "test").test(model, dm, verbose=False)
+    assert metrics["test/missing"] == 1 and metrics["test/videos"] == 4
+    said = [r.getMessage() for r in caplog.records if "a2video test:" in r.getMessage()]
+    assert said == [
+        "a2video test: metrics over 4 videos (5 listed, 1 missing, 4 distinct seen, 0 unreadable)"
+    ]
+    with np.load(tmp_path / "test" / "scores.npz") as z:
+        assert int(z["missing"]) == 1 and len(z["index"]) == 4
+    assert load_run(tmp_path / "test").missing == 1
+    (metrics,) = tiny_trainer(tmp_path / "val").validate(model, dm, verbose=False)
+    assert metrics["val/missing"] == 1 and metrics["val/videos"] == 4

@@ -69,6 +69,7 @@ def save_results(
     video_names: Sequence[str] | None = None,
     *,
     stage: str | None = None,
+    missing: int | None = None,
 ) -> Path:
     """Writes a test run's :class:`a2video.training.metrics.VideoResults` as ``scores.npz``.
 
@@ -79,6 +80,8 @@ def save_results(
         video_names: Names (paths) by video ``index`` (the index when None).
         stage: What wrote it, one of :data:`STAGES`, kept as the array ``stage`` (read back by
             :func:`scores_stage`); None keeps none (then the per-view scores tell).
+        missing: How many videos the split's annotations list that were not on disk (skipped
+            before the run, so in no row), kept as the array ``missing``; None keeps none.
 
     Returns:
         The path written.
@@ -109,6 +112,8 @@ def save_results(
     }
     if stage is not None:
         arrays["stage"] = np.array(stage)
+    if missing is not None:
+        arrays["missing"] = np.array(int(missing), dtype=np.int64)
     if results.views is not None:  # a predict's too (it keeps no per-view scores)
         arrays["views"] = np.array(results.views, dtype=np.int32)
     if results.view_topk_scores is not None and results.views is not None:
@@ -145,6 +150,8 @@ class RunResults:
             scores; None where the file does not say).
         source: The file read.
         stage: What wrote it (:func:`scores_stage`): ``"test"``, ``"predict"``, ``"synthetic"``.
+        missing: Videos the split's annotations listed that were not on disk (in no row; None
+            where the file does not say).
     """
 
     index: Tensor
@@ -162,6 +169,7 @@ class RunResults:
     views: tuple[int, int] | None = None
     source: Path | None = None
     stage: str | None = None
+    missing: int | None = None
 
     def __len__(self) -> int:
         return int(self.index.numel())
@@ -434,6 +442,7 @@ def load_run(run: str | os.PathLike) -> RunResults:
         views=tuple(int(x) for x in a["views"]) if "views" in a else None,
         source=path,
         stage=stage,
+        missing=int(a["missing"]) if "missing" in a else None,
     )
 
 

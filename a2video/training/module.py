@@ -61,6 +61,7 @@ from a2video.training.optim import (
 )
 from a2video.training.outputs import (
     fresh_output_dir,
+    missing_videos,
     unreadable_summary,
     video_names,
     write_outputs,
@@ -489,7 +490,14 @@ class VideoClassifier(LightningModule):
         figures = {"val/top1": m.get("top1", 0.0), "val/top5": m.get("top5", 0.0)}
         figures["val/videos"] = m["videos"]
         figures["val/unreadable"] = m["unreadable"]
+        missing = self._missing_videos("val")
+        if missing is not None:  # listed in the annotations, not on disk: never scored
+            figures["val/missing"] = float(missing[0])
         self.log_reduced({"val/loss": loss, **figures})
+
+    def _missing_videos(self, split: str) -> tuple[int, int | None] | None:
+        """``(missing, listed)`` of the DataModule's ``split`` (:func:`missing_videos`)."""
+        return missing_videos(getattr(self.trainer, "datamodule", None), split)
 
     # ------------------------------------------------------------------ test / predict
     def _view_probs(self, video: Tensor) -> tuple[Tensor, Tensor]:
@@ -555,14 +563,21 @@ class VideoClassifier(LightningModule):
         self.test_videos.reset()
         self.video_results = results
         m = video_metrics(results, self.num_classes)
+        # Listed in the annotations but not on disk: skipped before the run, so neither scored
+        # nor unreadable (the same count on every rank: each reads the annotations)
+        missing = self._missing_videos(stage)
+        if missing is not None:
+            m["missing"] = float(missing[0])
         self.test_summary = m
         out = self.output_dir()
         if self.trainer.is_global_zero:
             names = video_names(getattr(self.trainer, "datamodule", None), stage)
             wrote = bool(self.hparams.write_outputs)
-            rank_zero_info(unreadable_summary(stage, results, int(m["videos"]), names, wrote))
+            summary = unreadable_summary(stage, results, int(m["videos"]), names, wrote, missing)
+            rank_zero_info(summary)
             if wrote:
-                write_outputs(out, results, self.num_classes, self.class_names, names, stage)
+                count = missing[0] if missing is not None else None
+                write_outputs(out, results, self.num_classes, self.class_names, names, stage, count)
         return m
 
     def output_dir(self) -> str:

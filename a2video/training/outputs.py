@@ -15,7 +15,13 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from a2video.training.metrics import VideoResults, write_predictions_csv
 
-__all__ = ["save_confusion", "unreadable_summary", "video_names", "write_outputs"]
+__all__ = [
+    "missing_videos",
+    "save_confusion",
+    "unreadable_summary",
+    "video_names",
+    "write_outputs",
+]
 
 
 def video_names(datamodule: Any, stage: str) -> list[str] | None:
@@ -32,18 +38,38 @@ def video_names(datamodule: Any, stage: str) -> list[str] | None:
     return None
 
 
+def missing_videos(datamodule: Any, split: str) -> tuple[int, int | None] | None:
+    """``(missing, listed)``: how many videos the annotations of ``split`` list but are not on
+    disk (the DataModule's ``missing[split]``, skipped from the dataset) and how many they list
+    (None where the dataset is unknown); None where the DataModule does not say."""
+    missing = getattr(datamodule, "missing", None)
+    if not isinstance(missing, dict) or split not in missing:
+        return None
+    count = int(missing[split])
+    dataset = getattr(datamodule, "datasets", {}).get(split)
+    try:
+        listed = len(dataset) + count if dataset is not None else None
+    except TypeError:
+        listed = None
+    return count, listed
+
+
 def unreadable_summary(
     stage: str,
     results: VideoResults,
     videos: int,
     names: list[str] | None,
     wrote: bool = True,
+    missing: tuple[int, int | None] | None = None,
 ) -> str:
     """One line: how many videos the metrics cover (or that no labelled video leaves nothing to
-    score), and which were unreadable (first 20); ``wrote``: predictions.csv and scores.npz
-    were written."""
+    score), how many listed videos were missing (``missing``: :func:`missing_videos`), and
+    which were unreadable (first 20); ``wrote``: predictions.csv and scores.npz were written."""
     bad = [names[i] if names else str(i) for i in results.index[~results.valid].tolist()]
     counts = f"{len(results)} distinct seen, {len(bad)} unreadable"
+    if missing is not None:
+        listed = f"{missing[1]} listed, " if missing[1] is not None else ""
+        counts = f"{listed}{missing[0]} missing, {counts}"
     if not bool((results.label >= 0).any()):
         msg = f"a2video {stage}: no labelled videos, nothing to score ({counts})"
         if stage == "test":
@@ -80,15 +106,18 @@ def write_outputs(
     class_names: list[str] | None,
     names: list[str] | None,
     stage: str | None = None,
+    missing: int | None = None,
 ) -> None:
-    """Write ``predictions.csv``, ``scores.npz`` (recording ``stage``: test or predict) and
-    (with labels) ``confusion_matrix.png``."""
+    """Write ``predictions.csv``, ``scores.npz`` (recording ``stage``: test or predict, and
+    ``missing``: listed videos not on disk) and (with labels) ``confusion_matrix.png``."""
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "predictions.csv")
     write_predictions_csv(path, results, class_names, names)
     from a2video.explore.results import save_results
 
-    save_results(os.path.join(out, "scores.npz"), results, class_names, names, stage=stage)
+    save_results(
+        os.path.join(out, "scores.npz"), results, class_names, names, stage=stage, missing=missing
+    )
     if bool((results.label >= 0).any()):
         try:
             save_confusion(
