@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import matplotlib
 
@@ -397,3 +398,32 @@ def test_the_report_of_an_unlabelled_run_says_there_is_nothing_to_score(tmp_path
         "predictions.csv beside it"
     )
     assert not out.exists()
+
+
+def test_an_older_runs_relative_video_paths_are_found_from_the_folders_above_it(
+    kinetics_root, tmp_path, monkeypatch
+):
+    """Runs recorded video paths relative to the folder their test ran in; read from elsewhere,
+    every gallery row said 'no frames: ...: file not found', with nothing saying why."""
+    import shutil
+    import warnings
+
+    videos = tmp_path / "work" / "data"
+    shutil.copytree(Path(kinetics_root) / "test", videos)
+    names = [f"data/{p.name}" for p in sorted(videos.iterdir())[:2]]
+    names.append("data/gone.mp4")
+    res = _evaluate([0, 1, 2])
+    # the test ran in tmp_path/work with --trainer.default_root_dir runs/x
+    scores = save_results(tmp_path / "work" / "runs" / "x" / "version_0" / "scores.npz", res,
+                          video_names=names, stage="test")  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # somewhere else
+    run = load_run(scores)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        items = gallery_items(run, [0, 1, 2, 2], num_frames=2)
+    assert [("missing" in i) for i in items] == [False, False, True, True]
+    assert items[0]["frames"].shape[0] == 2
+    said = [str(w.message) for w in caught if "no frames" in str(w.message)]
+    assert len(said) == 1, said  # once per run, saying why
+    assert "data/gone.mp4" in said[0] and "relative to the folder its test ran in" in said[0]
+    assert run.video_file(0) == str(tmp_path / "work" / "data" / Path(names[0]).name)

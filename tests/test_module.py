@@ -414,3 +414,28 @@ def test_videos_listed_but_missing_are_counted_in_the_metrics_summary_and_scores
     assert load_run(tmp_path / "test").missing == 1
     (metrics,) = tiny_trainer(tmp_path / "val").validate(model, dm, verbose=False)
     assert metrics["val/missing"] == 1 and metrics["val/videos"] == 4
+
+
+def test_video_paths_are_recorded_absolute_so_runs_read_from_elsewhere_find_them(
+    kinetics_root, small_clip, tmp_path, monkeypatch
+):
+    """A relative --data.data_root recorded paths relative to the folder the test ran in: the
+    report and the gallery, run from elsewhere, found no frames for any video."""
+    import numpy as np
+
+    from a2video.data import KineticsDataModule
+    from a2video.explore.results import gallery_items, load_run
+
+    root = Path(kinetics_root)
+    monkeypatch.chdir(root.parent)
+    dm = KineticsDataModule(root.name, **small_clip)  # relative to the current folder
+    tiny_trainer(tmp_path / "run").test(tiny_model(num_classes=dm.num_classes), dm, verbose=False)
+    with open(tmp_path / "run" / "predictions.csv") as f:
+        videos = [r["video"] for r in csv.DictReader(f)]
+    with np.load(tmp_path / "run" / "scores.npz") as z:
+        assert z["video_names"].tolist() == videos
+    assert len(videos) == 4 and all(os.path.isabs(v) and os.path.isfile(v) for v in videos)
+    assert all(v.startswith(str(root.resolve()) + os.sep) for v in videos), videos
+    monkeypatch.chdir(tmp_path)
+    (item,) = gallery_items(load_run(tmp_path / "run"), [0], num_frames=2)
+    assert "missing" not in item and item["frames"].shape[0] == 2

@@ -170,9 +170,29 @@ class RunResults:
     source: Path | None = None
     stage: str | None = None
     missing: int | None = None
+    # where an older run's relative video paths were found (see video_file)
+    _video_base: Path | None = field(default=None, init=False, repr=False, compare=False)
+    _said_not_found: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.index.numel())
+
+    def video_file(self, row: int) -> str:
+        """The file of video ``row`` to decode: its recorded path (absolute since the test
+        stage records them so). An older run recorded paths relative to the folder the test ran
+        in; one not found from here is looked for relative to the folders above the run's
+        ``scores.npz`` (the first that holds it is used for the others too)."""
+        name = self.video_names[row]
+        if os.path.isabs(name) or os.path.exists(name) or self.source is None:
+            return name
+        if self._video_base is not None and (self._video_base / name).exists():
+            return os.fspath(self._video_base / name)
+        folder = Path(self.source).absolute().parent
+        for base in (folder, *folder.parents):
+            if (base / name).exists():
+                self._video_base = base
+                return os.fspath(base / name)
+        return name
 
     @property
     def num_classes(self) -> int:
@@ -500,10 +520,13 @@ def gallery_items(
         scores = run.probs[row].numpy()
         pred = int(scores.argmax())
         item: dict[str, Any] = {"scores": scores, "label": label if label >= 0 else None}
+        path = run.video_file(row)
         try:
-            item["frames"] = frames_of(name)
+            item["frames"] = frames_of(path)
         except (OSError, VideoDecodeError) as err:
             item["frames"], item["missing"] = None, f"no frames: {err}"[:90]
+            if not os.path.exists(path):
+                _say_not_found(run, path)
         truth = run.class_names[label] if label >= 0 else "?"
         short = name if len(name) <= 40 else "…" + name[-39:]
         item["title"] = (
@@ -511,6 +534,23 @@ def gallery_items(
         )
         items.append(item)
     return items
+
+
+def _say_not_found(run: RunResults, path: str) -> None:
+    """Once per run: a video it names is not on this machine, and why that may be."""
+    if run._said_not_found:
+        return
+    run._said_not_found = True
+    import warnings
+
+    why = (
+        f"{run.source} records it relative to the folder its test ran in (an older a2video), "
+        "and neither the current folder nor any folder above the run holds it: run from that "
+        "folder"
+        if not os.path.isabs(path)
+        else "it was moved or deleted, or the run was made on another machine"
+    )
+    warnings.warn(f"a2video: no frames for videos such as {path}: {why}", stacklevel=3)
 
 
 # ---------------------------------------------------------------- a synthetic run at scale

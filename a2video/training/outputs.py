@@ -25,14 +25,20 @@ __all__ = [
 
 
 def video_names(datamodule: Any, stage: str) -> list[str] | None:
-    """Names by video index: ``datamodule.video_names(stage)`` or its dataset's records."""
+    """Names by video index: ``datamodule.video_names(stage)`` or its dataset's records' paths.
+
+    A path is recorded absolute (a relative ``data_root`` gives paths relative to the folder the
+    run started in, which the report and notebooks, run from elsewhere, could not find); a name
+    of ``video_names`` that is no file from here is kept as it is.
+    """
     try:
         getter = getattr(datamodule, "video_names", None)
         if callable(getter):
-            return [str(n) for n in getter(stage)]
+            names = [str(n) for n in getter(stage)]
+            return [os.path.abspath(n) if os.path.isfile(n) else n for n in names]
         records = getattr(getattr(datamodule, "datasets", {}).get(stage), "records", None)
         if records is not None:
-            return [str(getattr(r, "path", r)) for r in records]
+            return [os.path.abspath(str(getattr(r, "path", r))) for r in records]
     except Exception as err:  # a name list is a convenience, never a failure
         rank_zero_warn(f"a2video: could not read video names ({err})")
     return None
