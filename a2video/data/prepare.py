@@ -154,18 +154,23 @@ def video_frame_step(video: str | os.PathLike) -> tuple[int, Path | None]:
     return found[0]
 
 
+def _one_per_folder(videos: Iterable[str | os.PathLike]) -> Iterator[str | os.PathLike]:
+    """The first of ``videos`` in each folder (a copy's marker is looked up once per folder)."""
+    folders: set[str] = set()
+    for video in videos:
+        folder = os.path.dirname(os.path.abspath(video))
+        if folder not in folders:
+            folders.add(folder)
+            yield video
+
+
 def records_frame_step(videos: Iterable[str | os.PathLike]) -> int:
     """``frame_step`` of the prepared copy that ``videos`` lie in (:func:`video_frame_step`,
     looked up once per folder), 1 outside one, whatever folder the caller names as the root
     (the copy's root or its video folder). Videos from copies with different steps: a
     :class:`PrepareError` naming one of each (a stride cannot mean the same time in both)."""
     first: dict[int, str] = {}  # step -> a video with it
-    folders: set[str] = set()
-    for video in videos:
-        folder = os.path.dirname(os.path.abspath(video))
-        if folder in folders:
-            continue
-        folders.add(folder)
+    for video in _one_per_folder(videos):
         first.setdefault(video_frame_step(video)[0], str(video))
     if len(first) > 1:
         (a, va), (b, vb) = sorted(first.items())[:2]
@@ -180,12 +185,7 @@ def records_short_side(videos: Iterable[str | os.PathLike]) -> int | None:
     """The largest ``--short-side`` of the prepared copies that ``videos`` lie in (their short
     side is at most that: ``prepare`` never upscales); None when none lies in one."""
     sides: dict[Path, int] = {}
-    folders: set[str] = set()
-    for video in videos:
-        folder = os.path.dirname(os.path.abspath(video))
-        if folder in folders:
-            continue
-        folders.add(folder)
+    for video in _one_per_folder(videos):
         for root in {find_prepared_root(video), find_prepared_root(os.path.realpath(video))}:
             if root is not None and root not in sides:
                 encoding = _read_marker(root / MARKER).get("encoding") or {}
