@@ -272,13 +272,14 @@ class SaveOnSigterm(Callback):
         self._eval_agreed_batches = 0
 
     # ------------------------------------------------------------------ validate/test/predict
-    def _eval_start(self, trainer: Trainer, stage: str) -> None:
+    def _eval_start(self, trainer: Trainer) -> None:
         if trainer.state.fn == "fit":
             return  # the validation inside a fit: the training hooks above act
         self._install(trainer)
-        counts = getattr(trainer, f"num_{stage}_batches", None) or [0]
+        counts = getattr(trainer, _EVAL_BATCHES[trainer.state.fn.value], None) or [0]
         own = float(counts[0])  # the first dataloader's batches on this rank (inf: no length)
-        agreed = torch.tensor([int(own) if own != float("inf") else 0], dtype=torch.int64)
+        self._eval_batches = int(own) if own != float("inf") else 0
+        agreed = torch.tensor([self._eval_batches], dtype=torch.int64)
         if trainer.world_size > 1:
             self._join_group(trainer)
             if self._group is None:
@@ -287,72 +288,44 @@ class SaveOnSigterm(Callback):
                 dist.all_reduce(agreed, op=dist.ReduceOp.MIN, group=self._group)
         # The last batch is not stopped after: the run is about to write its results.
         self._eval_agreed_batches = max(0, int(agreed) - 1)
-        self._eval_batches = int(own) if own != float("inf") else 0
-
-    def _eval_batch_start(self, batch_idx: int, dataloader_idx: int) -> None:
-        agreeing = dataloader_idx == 0 and batch_idx < self._eval_agreed_batches
-        if agreeing and self._group is not None:
-            self._start_agreeing()
-
-    def _eval_batch_end(self, trainer: Trainer, stage: str, batch_idx: int, dataloader_idx: int):
-        if dataloader_idx != 0 or batch_idx >= self._eval_agreed_batches:
-            return
-        got = self._agreed() if self._pending is not None else self.received
-        if got:
-            rank_zero_info(
-                f"a2video: SIGTERM received: {stage} stopped after batch {batch_idx + 1} of "
-                f"{self._eval_batches}; no results written; {self.eval_hint}"
-            )
-            raise SIGTERMException(self.EXIT_STATUS)
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # An epoch-end validation would start first, and Lightning's evaluation loop leaves on
         # the ranks with batches left only: stop here, where every rank is.
         if self.saved_path is not None and trainer.state.fn == "fit":
             raise SIGTERMException()
-        self._eval_start(trainer, "val")
+        self._eval_start(trainer)
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._eval_start(trainer, "test")
+        self._eval_start(trainer)
 
-    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._eval_start(trainer, "predict")
+    on_predict_start = on_test_start
 
     def on_validation_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
-        self._eval_batch_start(batch_idx, dataloader_idx)
+        agreeing = dataloader_idx == 0 and batch_idx < self._eval_agreed_batches
+        if agreeing and self._group is not None:
+            self._start_agreeing()
 
-    def on_test_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:  # fmt: skip
-        self._eval_batch_start(batch_idx, dataloader_idx)
-
-    def on_predict_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:  # fmt: skip
-        self._eval_batch_start(batch_idx, dataloader_idx)
+    on_test_batch_start = on_predict_batch_start = on_validation_batch_start
 
     def on_validation_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
-        self._eval_batch_end(trainer, "validate", batch_idx, dataloader_idx)
+        # (a fit's validation: _eval_agreed_batches is 0 there, so this returns at once)
+        if dataloader_idx != 0 or batch_idx >= self._eval_agreed_batches:
+            return
+        if self._agreed() if self._pending is not None else self.received:
+            rank_zero_info(
+                f"a2video: SIGTERM received: {trainer.state.fn.value} stopped after batch "
+                f"{batch_idx + 1} of {self._eval_batches}; no results written; {self.eval_hint}"
+            )
+            raise SIGTERMException(self.EXIT_STATUS)
 
-    def on_test_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-        batch_idx: int, dataloader_idx: int = 0,
-    ) -> None:  # fmt: skip
-        self._eval_batch_end(trainer, "test", batch_idx, dataloader_idx)
-
-    def on_predict_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
-        batch_idx: int, dataloader_idx: int = 0,
-    ) -> None:  # fmt: skip
-        self._eval_batch_end(trainer, "predict", batch_idx, dataloader_idx)
+    on_test_batch_end = on_predict_batch_end = on_validation_batch_end
 
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
@@ -366,6 +339,11 @@ class SaveOnSigterm(Callback):
             and trainer.state.fn == "fit"
         ):
             self._save(trainer)
+
+
+# The evaluation run's batch count on this rank, by trainer function
+_EVAL_BATCHES = {"validate": "num_val_batches", "test": "num_test_batches",
+                 "predict": "num_predict_batches"}  # fmt: skip
 
 
 def _no_broadcast() -> None:
