@@ -90,10 +90,15 @@ def exit_with_user_error(message: str, prog: str | None = None) -> NoReturn:
     ``sys.argv[0]``'s."""
     prog = _PROG[0] or prog or os.path.basename(sys.argv[0]) or "a2video"
     message = " ".join(line.strip() for line in message.splitlines() if line.strip()) or "error"
-    # One write: processes of a multi-process run that stop together do not interleave
+    _print_error(prog, message)
+    raise SystemExit(2)
+
+
+def _print_error(prog: str, message: str) -> None:
+    """``<prog>: error: <message>`` on stderr, in one write: processes of a multi-process run
+    that stop together do not interleave."""
     sys.stderr.write(f"{prog}: error: {message}\n")
     sys.stderr.flush()
-    raise SystemExit(2)
 
 
 @contextmanager
@@ -114,10 +119,7 @@ def exit_on_user_error(prog: str, flag: str | None = None) -> Iterator[None]:
     except Exception as err:
         if debug_enabled() or not is_user_error(err):
             raise
-        message = str(err).strip() or type(err).__name__
-        # One write: processes of a multi-process run that stop together do not interleave
-        sys.stderr.write(f"{prog}: error: {message}\n")
-        sys.stderr.flush()
+        _print_error(prog, str(err).strip() or type(err).__name__)
         raise SystemExit(2) from None
     finally:
         # the next entry point in this process names its own flag and name
