@@ -47,7 +47,7 @@ from .datasets import (
     collate_clips,
 )
 from .mixed import KeyBatches, MixedLoader
-from .prepare import records_frame_step, records_short_side
+from .prepare import records_prepared
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
 from .video import check_decoder
 from .workers import sigterm_blocked, worker_init
@@ -271,6 +271,8 @@ class VideoDataModule(L.LightningDataModule):
             ann.require_nonempty(split, f"{self.layout} {name} split")
             self.missing[name] = len(split.missing)
             mode = {"train": "train", "val": "val"}.get(name, "test")
+            # 1 and None unless the videos lie in an `a2video prepare` copy (root or video folder)
+            frame_step, short_side = records_prepared(r.path for r in split.records)
             self.datasets[name] = VideoClipDataset(
                 split.records,
                 mode,
@@ -279,18 +281,17 @@ class VideoDataModule(L.LightningDataModule):
                 self.seed,
                 repeat=self.repeat_clips,  # the dataset keeps 1 outside train
                 uint8=self.normalize_on_device,
-                # 1 unless the videos lie in an `a2video prepare` copy (root or video folder)
-                frame_step=records_frame_step(r.path for r in split.records),
+                frame_step=frame_step,
             )
             self.monitor.set_paths(name, [r.path for r in split.records])
-            self._warn_upscaled(name, split.records)
+            self._warn_upscaled(name, short_side)
         if stage == "fit":
             self._write_class_names()
 
-    def _warn_upscaled(self, name: str, records: list) -> None:
+    def _warn_upscaled(self, name: str, side: int | None) -> None:
         """One warning when a split's videos lie in an ``a2video prepare`` copy made smaller
-        than the scale its clips are read at: every clip is then upscaled from the copy."""
-        side = records_short_side(r.path for r in records)
+        (``side``: its ``--short-side``) than the scale its clips are read at: every clip is
+        then upscaled from the copy."""
         spec = self.spec
         scale = spec.train_scale[1] if name == "train" else spec.test_scale
         if side is None or scale <= side or not ann.first_process():

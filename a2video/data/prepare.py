@@ -136,13 +136,16 @@ def find_prepared_root(video: str | os.PathLike) -> Path | None:
     return None
 
 
-def video_frame_step(video: str | os.PathLike) -> tuple[int, Path | None]:
-    """``(frame_step, prepared root)`` of a video file: that of the prepared copy it lies in
-    (:func:`find_prepared_root`), through the links in its path or where they lead (a dataset
-    root of links to a copy's folders), ``(1, None)`` outside one. Both a copy: a
-    :class:`PrepareError` where their steps differ."""
+def _copy_roots(video: str | os.PathLike) -> list[Path]:
+    """The prepared copies a video lies in: through the links in its path, and where they lead
+    (a dataset root of links to a copy's folders)."""
     roots = [find_prepared_root(video), find_prepared_root(os.path.realpath(video))]
-    found = [(read_frame_step(r), r) for r in roots if r is not None]
+    return [r for r in roots if r is not None]
+
+
+def _step_in(video: str | os.PathLike, roots: list[Path]) -> tuple[int, Path | None]:
+    """``(frame_step, root)`` of ``video`` in its copies ``roots`` (:func:`video_frame_step`)."""
+    found = [(read_frame_step(r), r) for r in roots]
     if not found:
         return 1, None
     if len({step for step, _ in found}) > 1:
@@ -152,6 +155,14 @@ def video_frame_step(video: str | os.PathLike) -> tuple[int, Path | None]:
             f"{b} ({rb}) where its links lead; point the data at one copy"
         )
     return found[0]
+
+
+def video_frame_step(video: str | os.PathLike) -> tuple[int, Path | None]:
+    """``(frame_step, prepared root)`` of a video file: that of the prepared copy it lies in
+    (:func:`find_prepared_root`), through the links in its path or where they lead (a dataset
+    root of links to a copy's folders), ``(1, None)`` outside one. Both a copy: a
+    :class:`PrepareError` where their steps differ."""
+    return _step_in(video, _copy_roots(video))
 
 
 def _one_per_folder(videos: Iterable[str | os.PathLike]) -> Iterator[str | os.PathLike]:
@@ -164,34 +175,38 @@ def _one_per_folder(videos: Iterable[str | os.PathLike]) -> Iterator[str | os.Pa
             yield video
 
 
-def records_frame_step(videos: Iterable[str | os.PathLike]) -> int:
-    """``frame_step`` of the prepared copy that ``videos`` lie in (:func:`video_frame_step`,
-    looked up once per folder), 1 outside one, whatever folder the caller names as the root
-    (the copy's root or its video folder). Videos from copies with different steps: a
-    :class:`PrepareError` naming one of each (a stride cannot mean the same time in both)."""
+def records_prepared(videos: Iterable[str | os.PathLike]) -> tuple[int, int | None]:
+    """``(frame_step, short side)`` of the prepared copies that ``videos`` lie in, in one pass
+    (looked up once per folder), whatever folder the caller names as the root (the copy's root
+    or its video folder).
+
+    ``frame_step``: 1 outside a copy; videos from copies with different steps are a
+    :class:`PrepareError` naming one of each (a stride cannot mean the same time in both).
+    Short side: the largest ``--short-side`` of those copies (their videos' short side is at
+    most that: ``prepare`` never upscales); None when no video lies in one.
+    """
     first: dict[int, str] = {}  # step -> a video with it
+    sides: dict[Path, int] = {}
     for video in _one_per_folder(videos):
-        first.setdefault(video_frame_step(video)[0], str(video))
+        roots = _copy_roots(video)
+        first.setdefault(_step_in(video, roots)[0], str(video))
+        for root in roots:
+            if root not in sides:
+                encoding = _read_marker(root / MARKER).get("encoding") or {}
+                sides[root] = int(encoding.get("short_side") or 0)
     if len(first) > 1:
         (a, va), (b, vb) = sorted(first.items())[:2]
         raise PrepareError(
             f"{vb}: this split mixes videos of prepared copies with frame_step {b} and {a} "
             f"(e.g. {va}); point its annotation file at one copy (a2video prepare the rest)."
         )
-    return next(iter(first), 1)
-
-
-def records_short_side(videos: Iterable[str | os.PathLike]) -> int | None:
-    """The largest ``--short-side`` of the prepared copies that ``videos`` lie in (their short
-    side is at most that: ``prepare`` never upscales); None when none lies in one."""
-    sides: dict[Path, int] = {}
-    for video in _one_per_folder(videos):
-        for root in {find_prepared_root(video), find_prepared_root(os.path.realpath(video))}:
-            if root is not None and root not in sides:
-                encoding = _read_marker(root / MARKER).get("encoding") or {}
-                sides[root] = int(encoding.get("short_side") or 0)
     found = [side for side in sides.values() if side > 0]
-    return max(found) if found else None
+    return next(iter(first), 1), (max(found) if found else None)
+
+
+def records_frame_step(videos: Iterable[str | os.PathLike]) -> int:
+    """``frame_step`` of the prepared copy that ``videos`` lie in (:func:`records_prepared`)."""
+    return records_prepared(videos)[0]
 
 
 def _is_video(path: Path) -> bool:
