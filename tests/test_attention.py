@@ -184,6 +184,43 @@ def test_channels_last_input_gives_the_same_output(association: str) -> None:
     assert y.is_contiguous(memory_format=torch.channels_last_3d)
 
 
+@pytest.mark.parametrize("fold_bn", [False, True], ids=["bn", "folded"])
+def test_channels_last_convolutions_get_their_gradients_channels_last(fold_bn) -> None:
+    """On a channels-last clip both 1×1×1 convolutions' backwards get the gradient of their
+    output in their input's layout (cuDNN copies it otherwise: φ, θ, ρ's came channels-first
+    when the three maps were split by channels), with the channels-first block's gradients."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    layouts: list[tuple[bool, bool]] = []
+
+    class ConvBackwards(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket is torch.ops.aten.convolution_backward:
+                grad, inp = args[0], args[1]
+                cl = torch.channels_last if grad.dim() == 4 else torch.channels_last_3d
+                layouts.append(
+                    (grad.is_contiguous(memory_format=cl), inp.is_contiguous(memory_format=cl))
+                )
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    block = _randomise(DoubleAttention(16, fold_bn=fold_bn)).train().double()
+    ref = copy.deepcopy(block)  # channels-first
+    x = torch.randn(2, 16, 3, 5, 4, dtype=torch.float64)
+    x_cl = x.contiguous(memory_format=torch.channels_last_3d).requires_grad_(True)
+    x = x.requires_grad_(True)
+    with ConvBackwards():
+        y = block.to(memory_format=torch.channels_last_3d)(x_cl)
+        y.backward(torch.cos(y.detach()))
+    assert layouts == [(True, True), (True, True)]  # the output projection's, then φ, θ, ρ's
+    y_ref = ref(x)
+    y_ref.backward(torch.cos(y_ref.detach()))
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(x_cl.grad, x.grad)
+    for (name, p), q in zip(block.named_parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
 def test_timed_auto_picks_a_measured_order_once_per_shape(monkeypatch) -> None:
     """On a timed device, ``auto`` times both orders once and caches the choice by shape."""
     import a2video.models.attention as attention
