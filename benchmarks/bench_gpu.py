@@ -738,6 +738,17 @@ def _block_stages(ctx: Ctx) -> list[tuple[str, int, int, int, int]]:
     return [shapes[x] for x in wanted]
 
 
+class _SplitByChannels(DoubleAttention):
+    """The A²-block before 2026-11-27: A, B and V split from the fused projection by channels
+    also on a channels-last clip, so their joined gradient reached φ, θ, ρ's convolution
+    backward channels-first (and cuDNN copied it into the input's layout)."""
+
+    def descriptors(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        qkv = self.qkv(x).flatten(2)
+        a, b, v = torch.split(qkv, [self.m, self.n, self.n], dim=1)
+        return a, torch.softmax(b, dim=2), torch.softmax(v, dim=1)
+
+
 def _block_kinds(
     c: int, t: int, h: int, w: int, batch: int, free_bytes: float
 ) -> dict[str, nn.Module]:
@@ -748,6 +759,7 @@ def _block_kinds(
         "a2 left": DoubleAttention(c, association="left"),
         "a2 left fp32": DoubleAttention(c, association="left", precision="float32"),
         "a2 auto, BN folded": DoubleAttention(c, association="auto", fold_bn=True),
+        "a2 auto, split by channels": _SplitByChannels(c, association="auto"),
     }
     if 6 * batch * length * length * 2 < free_bytes:  # the right order's L×L (and its grads)
         kinds["a2 right"] = DoubleAttention(c, association="right")
@@ -785,13 +797,36 @@ def _cuda_graph(step: Callable[[], None], dev: torch.device) -> Callable[[], Non
         return None
 
 
-def _block_step(ctx: Ctx, block: nn.Module, x: Tensor) -> Callable[[], None]:
-    """Forward + backward of an attention block on ``x`` (bf16 autocast on CUDA)."""
+def _block_step(
+    ctx: Ctx, block: nn.Module, x: Tensor, into_grad: bool = False
+) -> Callable[[], None]:
+    """Forward + backward of an attention block on ``x`` (bf16 autocast on CUDA), as a training
+    step runs it inside the network: the upstream gradient exists already (made once here) and
+    the gradients of ``x`` and the parameters are returned, not added to ``.grad`` (``x`` is no
+    leaf in a network, and after ``zero_grad(set_to_none=True)`` a parameter's gradient is
+    assigned).
+
+    ``into_grad``: the rows before 2026-11-27 instead: ``out.backward(torch.ones_like(out))``
+    each step, so every step also filled the upstream gradient and added the input's (full-size)
+    and the parameters' gradients to the ``.grad`` of the step before.
+    """
+    if into_grad:
+
+        def backward_into_grad() -> None:
+            with ctx.autocast(cache=False):
+                out = block(x)
+            out.backward(torch.ones_like(out))
+
+        return backward_into_grad
+    inputs = [x, *(p for p in block.parameters() if p.requires_grad)]
+    upstream: list[Tensor] = []  # the layer after's gradient, in the output's layout, made once
 
     def step() -> None:
         with ctx.autocast(cache=False):
             out = block(x)
-        out.backward(torch.ones_like(out))
+        if not upstream:  # the first (warm-up) call: never inside a CUDA graph's capture
+            upstream.append(torch.ones_like(out))
+        torch.autograd.grad(out, inputs, upstream[0])
 
     return step
 
@@ -832,7 +867,11 @@ def section_blocks_compiled(ctx: Ctx) -> None:
     backward, res2..res5; ``torch.compile(dynamic=False)`` per stage), plain and replayed as a
     CUDA graph, against the A²-block's bare GEMMs replayed as a graph too. The block with its
     output BN folded (``fold_bn``) is measured against the same GEMMs (the plain block's: its
-    own add one m×m covariance product), so both rows' "of GEMM rate" share a reference."""
+    own add one m×m covariance product), so both rows' "of GEMM rate" share a reference; so
+    is the block as it was before 2026-11-27 (``_SplitByChannels``). Each step starts from an
+    upstream gradient made once and returns the gradients (``_block_step``); one row per stage
+    repeats the rows before 2026-11-27, which also filled the upstream gradient and added to
+    ``.grad`` each step."""
     from harness import gemm_flops, gemm_replay, record_gemms  # benchmarks/harness.py
 
     dev, args = ctx.device, ctx.args
@@ -848,7 +887,7 @@ def section_blocks_compiled(ctx: Ctx) -> None:
         fns: dict[str, Callable[[], None]] = {}
         flop: dict[str, int] = {}
         kinds = _block_kinds(c, t, h, w, batch, free)
-        for name in ("a2 auto", "a2 auto, BN folded", "non-local"):
+        for name in ("a2 auto", "a2 auto, BN folded", "a2 auto, split by channels", "non-local"):
             if name not in kinds:
                 continue
             block = _live_block(ctx, kinds[name])
@@ -871,6 +910,17 @@ def section_blocks_compiled(ctx: Ctx) -> None:
             if graphed is not None:
                 fns[f"{label}, CUDA graph"], flop[f"{label}, CUDA graph"] = graphed, flop[label]
             if name == "a2 auto":
+                # the rows before 2026-11-27: each step also filled the upstream gradient and
+                # added the gradients to the last step's .grad (the input's is full-size)
+                old = _block_step(ctx, fast, x, into_grad=True)
+                old()
+                graphed = _cuda_graph(old, dev) if dev.type == "cuda" else None
+                old_label = f"{label}{', CUDA graph' if graphed else ''}, backward into .grad"
+                fns[old_label], flop[old_label] = graphed or old, flop[label]
+                ops = _kernel_ops({"grad": step, "into .grad": old}, dev, 8)
+                if ops:  # which op launched each of the top kernels (the copies' callers)
+                    ctx.results.setdefault("blocks_compiled_kernel_ops", {})[stage] = ops
+                    _kernel_ops_print(stage, ops)
                 replay = gemm_replay(gemms, dev, dtype)
                 graphed = _cuda_graph(replay, dev) if dev.type == "cuda" else None
                 fns["a2 GEMMs"] = graphed or replay
@@ -1029,6 +1079,45 @@ def _kernel_profile(step: Callable[[], None], dev: torch.device, top: int) -> di
         "categories": dict(sorted(cats.items(), key=lambda kv: -kv[1])),
         "top": [[name[:90], us / total] for name, us in ranked],
     }
+
+
+def _kernel_ops(
+    steps: dict[str, Callable[[], None]], dev: torch.device, top: int
+) -> dict[str, list[list[Any]]]:
+    """For each step: its ``top`` kernels by device time, each with the chain of ops that
+    launched it (innermost first), over 3 calls; {} off CUDA."""
+    from torch.profiler import ProfilerActivity, profile
+
+    if dev.type != "cuda":
+        return {}
+    found: dict[str, list[list[Any]]] = {}
+    for label, step in steps.items():
+        sync(dev)
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(3):
+                step()
+            sync(dev)
+        spent: dict[tuple[str, str], float] = {}
+        total = 0.0
+        for e in prof.events():
+            for k in getattr(e, "kernels", []):
+                chain, q = [], e
+                while q is not None and len(chain) < 5:
+                    chain.append(q.name[:48])
+                    q = q.cpu_parent
+                key = (k.name[:70], " < ".join(chain))
+                spent[key] = spent.get(key, 0.0) + k.duration
+                total += k.duration
+        ranked = sorted(spent.items(), key=lambda kv: -kv[1])[:top]
+        found[label] = [[n, ops, round(us / 3, 1), us / (total or 1.0)] for (n, ops), us in ranked]
+    return found
+
+
+def _kernel_ops_print(stage: str, ops: dict[str, list[list[Any]]]) -> None:
+    for label, rows in ops.items():
+        print(f"[blocks_compiled] {stage}, a2 auto compiled, {label}: top kernels, by launching op")
+        for name, chain, us, share in rows:
+            print(f"    {100 * share:4.1f}% {us:8.1f} us/step  {name}  <-  {chain}")
 
 
 def _kernel_tables(ctx: Ctx, row: dict[str, Any]) -> None:
