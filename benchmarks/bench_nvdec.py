@@ -219,11 +219,15 @@ def training_dataset(videos: list[str], decoder: str, repeat: int, args):
 class StandInStep:
     """A training step of ``batch_clips / gpu_rate`` seconds of bf16 matmuls on the GPU.
 
-    Run in the main thread after each batch and waited for (as a loop that logs the loss
-    does), so the loader's threads and workers compete with a busy GPU and a waiting main thread.
+    Run in the main thread after each batch, so the loader's threads and workers compete with a
+    busy GPU. ``ahead=0``: each step is waited for (a loop that reads the loss every step);
+    ``ahead=1``: the main thread waits only for the step before, so it fetches the next batch
+    while the GPU runs this one (a2video's hot path: no host sync between logging steps).
     """
 
-    def __init__(self, seconds: float, size: int = 4096) -> None:
+    def __init__(self, seconds: float, size: int = 4096, ahead: int = 0) -> None:
+        self.ahead = ahead
+        self.pending: list[torch.cuda.Event] = []
         self.a = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
         for _ in range(3):  # warm-up, then time 20 products
             self.a @ self.a
@@ -237,7 +241,11 @@ class StandInStep:
     def __call__(self) -> None:
         for _ in range(self.products):
             self.a @ self.a
-        torch.cuda.current_stream().synchronize()
+        done = torch.cuda.Event()
+        done.record()
+        self.pending.append(done)
+        while len(self.pending) > self.ahead:
+            self.pending.pop(0).synchronize()
 
 
 def run_mixed(
@@ -306,6 +314,7 @@ def run_mixed(
         "seconds": round(elapsed, 2),
         "clips_per_s": round(clips / elapsed, 1),
         "gpu_rate": args.gpu_rate if step is not None else None,
+        "stand_in_ahead": step.ahead if step is not None else None,
     }
 
 
@@ -347,19 +356,22 @@ def mixed_main(videos: list[str], args) -> list[dict]:
 def fed_runs(videos: list[str], repeat: int, shares, args) -> list[dict]:
     """The mixed loader at each NVDEC share feeding a stand-in step of ``--gpu-rate`` clips/s."""
     clips_per_batch = max(1, args.batch_size // repeat) * repeat
-    step = StandInStep(clips_per_batch / args.gpu_rate)
     runs = []
-    for share in shares:
-        fed = run_mixed(
-            videos, share, args.cpu_workers, args.threads[0], repeat, args, args.device, step
-        )
-        print(json.dumps(fed), flush=True)
-        print(
-            f"K={repeat}, nvdec_share {share:.2f}: with a {args.gpu_rate} clips/s stand-in step: "
-            f"{fed['clips_per_s']} clips/s (the step's rate means the loader keeps up)",
-            flush=True,
-        )
-        runs.append(fed)
+    for ahead in args.stand_in_ahead:
+        step = StandInStep(clips_per_batch / args.gpu_rate, ahead=ahead)
+        waits = "each step waited for" if ahead == 0 else f"waiting {ahead} step(s) behind"
+        for share in shares:
+            fed = run_mixed(
+                videos, share, args.cpu_workers, args.threads[0], repeat, args, args.device, step
+            )
+            print(json.dumps(fed), flush=True)
+            print(
+                f"K={repeat}, nvdec_share {share:.2f}: with a {args.gpu_rate} clips/s stand-in "
+                f"step, {waits}: {fed['clips_per_s']} clips/s (the step's rate means the loader "
+                "keeps up)",
+                flush=True,
+            )
+            runs.append(fed)
     return runs
 
 
@@ -820,7 +832,17 @@ def main(argv=None) -> int:
         default=0.0,
         help="mixed: also run the mix feeding a stand-in training step of this many clips/s",
     )
+    parser.add_argument(
+        "--stand-in-ahead",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="mixed: the stand-in step waits for the step this many behind (0: each step, as a "
+        "loop reading the loss every step; 1: a loop without per-step host syncs); one run each",
+    )
     args = parser.parse_args(argv)
+    if min(args.stand_in_ahead) < 0:
+        parser.error("--stand-in-ahead must be >= 0")
     if args.fed_shares and not (args.gpu_rate and args.cpu_workers):
         parser.error("--fed-shares needs --gpu-rate and --cpu-workers")
     if args.stages:  # runs on the CPU too (NVDEC rows where PyNvVideoCodec and a GPU are)

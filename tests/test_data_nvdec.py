@@ -178,8 +178,8 @@ def test_bench_nvdec_mixed_mode_runs_on_the_stand_in(kinetics_root, small_clip, 
 def test_bench_nvdec_fed_shares_runs_only_the_fed_loader(
     kinetics_root, small_clip, fake_nvdec, monkeypatch
 ):
-    """``--fed-shares``: only the loader feeding the stand-in step, once per share (the step is
-    a sleep here; on a GPU it is bf16 matmuls)."""
+    """``--fed-shares``: only the loader feeding the stand-in step, once per share and per
+    ``--stand-in-ahead`` (the step is a sleep here; on a GPU it is bf16 matmuls)."""
     import importlib.util
     import time
     import types
@@ -194,8 +194,8 @@ def test_bench_nvdec_fed_shares_runs_only_the_fed_loader(
     steps: list[float] = []
 
     class Sleep:
-        def __init__(self, seconds: float) -> None:
-            self.seconds = seconds
+        def __init__(self, seconds: float, ahead: int = 0) -> None:
+            self.seconds, self.ahead = seconds, ahead
 
         def __call__(self) -> None:
             steps.append(self.seconds)
@@ -208,12 +208,14 @@ def test_bench_nvdec_fed_shares_runs_only_the_fed_loader(
     args = types.SimpleNamespace(
         frames=4, stride=2, train_scale=(40, 48), crop_size=32, batch_size=4, warmup_batches=1,
         seconds=0.3, threads=[2], repeats=[2], cpu_workers=1, share=None, device="cpu",
-        cpu_decoder="auto", gpu_rate=400.0, fed_shares=[0.0, 0.5],
+        cpu_decoder="auto", gpu_rate=400.0, fed_shares=[0.0, 0.5], stand_in_ahead=[0, 1],
     )  # fmt: skip
     rows = bench.mixed_main(videos, args)
-    assert [(r["mode"], r["nvdec_share"], r["gpu_rate"]) for r in rows] == [
-        ("cpu", 0.0, 400.0),
-        ("mixed", 0.5, 400.0),
+    assert [(r["mode"], r["nvdec_share"], r["gpu_rate"], r["stand_in_ahead"]) for r in rows] == [
+        ("cpu", 0.0, 400.0, 0),
+        ("mixed", 0.5, 400.0, 0),
+        ("cpu", 0.0, 400.0, 1),
+        ("mixed", 0.5, 400.0, 1),
     ]
     assert all(r["clips"] > 0 for r in rows) and steps and set(steps) == {4 / 400.0}
 
