@@ -168,7 +168,14 @@ EXACT_SCRIPT = textwrap.dedent(
         def on_train_epoch_start(self, trainer, pl_module):
             self._epoch_figures(trainer, trainer.current_epoch - 1)
 
+        def on_validation_end(self, trainer, pl_module):  # which epochs were validated
+            with open(os.environ["STEP_LOG"] + f".val.{trainer.global_rank}", "a") as f:
+                f.write(json.dumps([trainer.current_epoch, trainer.global_step]) + "\\n")
+
         def on_fit_end(self, trainer, pl_module):
+            self._epoch_figures(trainer, trainer.current_epoch - 1)
+
+        def on_exception(self, trainer, pl_module, exception):  # a stop after an epoch's end
             self._epoch_figures(trainer, trainer.current_epoch - 1)
 
     A2VideoCLI(VideoClassifier, KineticsDataModule, trainer_defaults={"callbacks": [Record()]})
@@ -282,6 +289,31 @@ def test_resume_trains_on_the_same_batches_with_the_same_randomness(
     uninterrupted run's within 1e-6 (relative) and it sees the same videos in the same order."""
     extra = ("--data.batch_size", "4")
     _assert_exactly_once(tmp_path, kinetics_root, uninterrupted(*extra), kill_at, *extra)
+
+
+@pytest.mark.timeout(300)
+def test_a_sigterm_in_the_epochs_last_batch_stops_after_its_validation_and_logging(
+    kinetics_root, tmp_path, uninterrupted
+):
+    """1 process, batch 4, 3 steps per epoch, SIGTERM in the last batch of epoch 0: the run
+    saves at that batch's end (in case it is killed before the epoch ends), then validates the
+    epoch and logs its train accuracy, saves again and stops; the resume starts epoch 1 and
+    logs what the uninterrupted run logs. (It used to stop before the epoch's validation and
+    end: epoch 0's train accuracy was never logged and its validation never ran.)"""
+    extra = ("--data.batch_size", "4")
+    whole, run = uninterrupted(*extra), tmp_path / "resumed"
+    stopped = _exact_fit(run, kinetics_root, *extra, kill_at=2, sig="SIGTERM")
+    assert stopped.returncode == 0, stopped.stderr[-3000:]  # SIGTERMException is SystemExit
+    out = stopped.stderr + stopped.stdout
+    assert out.count("SIGTERM received: saved") == 2, out[-3000:]
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 3
+    assert sorted(_epoch_figures(run, 0)) == [0]  # epoch 0's train accuracy, logged
+    validated = [json.loads(line)[0] for line in (run / "steps.val.0").read_text().splitlines()]
+    assert validated == [0]
+    _fit_ok(_exact_fit(run, kinetics_root, *extra, "--ckpt_path", "last"))
+    _assert_same_steps(whole, run, 1)
+    validated = [json.loads(line)[0] for line in (run / "steps.val.0").read_text().splitlines()]
+    assert validated == [0, 1]  # each epoch validated once over the two runs
 
 
 @pytest.mark.timeout(420)

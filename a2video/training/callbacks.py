@@ -136,7 +136,9 @@ class SaveOnSigterm(Callback):
     waits for the GPU. When any rank had the signal at a batch start, every rank saves
     ``last.ckpt`` together at that batch end and raises Lightning's ``SIGTERMException`` after it
     (before a validation that would follow it): every rank stops after the same step and
-    ``--ckpt_path last`` resumes right after it. A signal that comes while a batch runs is acted
+    ``--ckpt_path last`` resumes right after it. At the epoch's last batch the stop waits for the
+    epoch's validation and end (its train accuracy is logged there), where ``last.ckpt`` is saved
+    again; the first save covers a kill in between. A signal that comes while a batch runs is acted
     on after the next one; one that comes during validation, after the next training batch (not
     at all if the fit ends there). One process acts at the end of the batch the signal came in.
     With ``accumulate_grad_batches`` > 1 the save waits for the batch that ends the window (its
@@ -167,6 +169,7 @@ class SaveOnSigterm(Callback):
         self._group: Any = None  # the ranks' gloo group for the flags (several processes)
         self._pending: tuple[Any, torch.Tensor] | None = None  # (async all-reduce, its tensor)
         self._stop_due = False  # the ranks agreed to stop: at the next optimizer step
+        self._stop_at_epoch_end = False  # saved at the epoch's last batch: stop at its end
 
     def _path(self, trainer: Trainer) -> str:
         ckpt = trainer.checkpoint_callback
@@ -263,12 +266,34 @@ class SaveOnSigterm(Callback):
         self._stop_due = self._stop_due or got  # the same on every rank: the reduce's result
         if self._stop_due and self.saved_path is None and _ends_window(trainer, batch_idx):
             self._save(trainer)
-            # Lightning raises SIGTERMException on every rank after this batch's remaining hooks.
-            trainer._signal_connector.received_sigterm = True
+            if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+                # The epoch's last batch: its validation and epoch-end logging come next, and a
+                # stop here would lose them (the epoch's train accuracy is never logged: its
+                # metric states are not in the checkpoint). The save above covers a kill during
+                # them; on_train_epoch_end saves the epoch's end and stops.
+                self._stop_at_epoch_end = True
+            else:
+                # Lightning raises SIGTERMException on every rank after this batch's remaining
+                # hooks.
+                trainer._signal_connector.received_sigterm = True
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._stop_at_epoch_end:
+            return
+        self._stop_at_epoch_end = False
+        loop = trainer.fit_loop
+        last_epoch = (
+            loop.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= loop.max_epochs
+        )
+        if last_epoch or 0 <= trainer.max_steps <= trainer.global_step:
+            return  # the fit ends here anyway, with its own last save
+        self._save(trainer)  # the epoch's end: a resume starts the next epoch
+        # Lightning raises SIGTERMException on every rank after the epoch-end logging.
+        trainer._signal_connector.received_sigterm = True
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._group, self._pending = None, None  # a later fit may have a new process group
-        self._stop_due = False
+        self._stop_due = self._stop_at_epoch_end = False
         self._eval_agreed_batches = 0
 
     # ------------------------------------------------------------------ validate/test/predict
@@ -292,7 +317,11 @@ class SaveOnSigterm(Callback):
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # An epoch-end validation would start first, and Lightning's evaluation loop leaves on
         # the ranks with batches left only: stop here, where every rank is.
-        if self.saved_path is not None and trainer.state.fn == "fit":
+        if (
+            self.saved_path is not None
+            and trainer.state.fn == "fit"
+            and not self._stop_at_epoch_end
+        ):
             raise SIGTERMException()
         self._eval_start(trainer)
 
