@@ -175,3 +175,32 @@ def test_accuracy_by_views_is_a_real_smaller_tests_top1(ucf_root, tmp_path):
         assert by_views[layout] == pytest.approx(float(top1))
     # the centre view (test/clip_top1) is the 1×1 test's one view
     torch.testing.assert_close(full.clip_probs, results[(1, 1)].clip_probs, rtol=1e-5, atol=1e-6)
+
+
+def test_a_scores_file_from_before_the_view_rule_calls_no_subset_exact(tmp_path):
+    """A 3×3 test's subsets are exact under ``sampling.spread``; a scores.npz written before
+    that rule (no ``view_rule`` array) placed its middle crop and clip by another rounding, so
+    every subset but all nine views is read back as an estimate (``≈`` in the figures)."""
+    import numpy as np
+
+    from a2video.explore.results import load_run, save_results
+    from a2video.training.metrics import VideoResults
+
+    n, columns = 4, view_subsets(3, 3)
+    probs = torch.eye(3)[[0, 0, 1, 2]]
+    results = VideoResults(
+        index=torch.arange(n), label=torch.zeros(n, dtype=torch.long),
+        valid=torch.ones(n, dtype=torch.bool), probs=probs, clip_probs=probs, views=(3, 3),
+        view_topk_scores=torch.ones(n, 9, 3),
+        view_topk_classes=torch.zeros(n, 9, 3, dtype=torch.long),
+        subset_pred=torch.zeros(n, len(columns), dtype=torch.long),
+    )  # fmt: skip
+    path = save_results(tmp_path / "scores.npz", results, stage="test")
+    assert load_run(path).view_rule == "spread" and load_run(path).approximate_views() == []
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files if k != "view_rule"}
+    np.savez_compressed(path, **arrays)
+    old = load_run(path)
+    assert old.view_rule is None
+    assert old.approximate_views() == [(1, 1), (1, 3), (2, 1), (2, 3), (3, 1)]
+    assert list(old.accuracy_by_views(exact_only=True)) == [(3, 3)]

@@ -54,6 +54,10 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+# The rule that placed the test's clips and crops (a2video.data.sampling.spread), kept as the
+# array ``view_rule``: a file without it came from a test before that rule, whose view subsets
+# (and centre view) were not a smaller test's views.
+VIEW_RULE = "spread"
 SCORES_FILE = "scores.npz"
 STAGES = ("test", "predict", "synthetic")  # what may write a scores.npz (its ``stage``)
 
@@ -116,6 +120,7 @@ def save_results(
         arrays["missing"] = np.array(int(missing), dtype=np.int64)
     if results.views is not None:  # a predict's too (it keeps no per-view scores)
         arrays["views"] = np.array(results.views, dtype=np.int32)
+        arrays["view_rule"] = np.array(VIEW_RULE)
     if results.view_topk_scores is not None and results.views is not None:
         from a2video.training.metrics import view_subsets
 
@@ -152,6 +157,9 @@ class RunResults:
         stage: What wrote it (:func:`scores_stage`): ``"test"``, ``"predict"``, ``"synthetic"``.
         missing: Videos the split's annotations listed that were not on disk (in no row; None
             where the file does not say).
+        view_rule: The rule that placed the views (:data:`VIEW_RULE`); None for a file written
+            before a2video recorded it, whose subsets are all estimates
+            (:meth:`approximate_views`).
     """
 
     index: Tensor
@@ -170,6 +178,7 @@ class RunResults:
     source: Path | None = None
     stage: str | None = None
     missing: int | None = None
+    view_rule: str | None = VIEW_RULE
     # where an older run's relative video paths were found (see video_file)
     _video_base: Path | None = field(default=None, init=False, repr=False, compare=False)
     _said_not_found: bool = field(default=False, init=False, repr=False, compare=False)
@@ -267,7 +276,9 @@ class RunResults:
         """The kept view subsets whose views are not those of a real ``clips × crops`` test (the
         decoded clips nearest to them instead), so their accuracies only estimate its; ``(1, 1)``
         among them means the centre view (``accuracy(clip=True)``) is not a 1×1 test's either.
-        Empty for a single-view run and whenever every count divides evenly (3×3, 5×3)."""
+        Empty for a single-view run and whenever every count divides evenly (3×3, 5×3). A file
+        from before the views' rule was recorded (``view_rule`` None): every subset but all the
+        views, since that test placed its middle crop and middle clip by another rounding."""
         from a2video.training.views import subset_is_exact
 
         if self.views is None:
@@ -275,7 +286,9 @@ class RunResults:
         return sorted(
             (clips, crops)
             for clips, crops in self.subsets
-            if clips and not subset_is_exact(*self.views, clips, crops)
+            if clips
+            and (clips, crops) != tuple(self.views)
+            and (self.view_rule is None or not subset_is_exact(*self.views, clips, crops))
         )
 
     def mistakes(self, n: int = 8, *, true_class: int | None = None) -> list[int]:
@@ -463,6 +476,7 @@ def load_run(run: str | os.PathLike) -> RunResults:
         source=path,
         stage=stage,
         missing=int(a["missing"]) if "missing" in a else None,
+        view_rule=str(a["view_rule"]) if "view_rule" in a else None,
     )
 
 
