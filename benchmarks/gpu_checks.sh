@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every GPU measurement and GPU test of issues #11 and #12 in one call on a lent GPU machine
 # (one H100/H200, its own python3 + torch; about 8 minutes: bench 270 s, the NVDEC stage table
-# and the mixed loader about 2 minutes, the GPU tests 1 minute).
+# and the mixed loader about 2 minutes, the GPU tests 1 minute; 419 s on an H200 on 2026-11-27,
+# before the block's split-by-channels rows and the one-step-behind stand-in rows were added,
+# which add about a minute).
 # Results go to $OUT (default runs/gpu_checks): log.txt, bench_gpu/bench_gpu.{md,json},
 # nvdec_stages.json, mixed_prepared.json (or nvdec_*.json without decord2), gpu_tests.txt.
 #
@@ -11,8 +13,9 @@
 #   - Trainer.fit compiled at batch 32 (its row is written as soon as it is timed), then the raw
 #     loop in a fresh process (Lightning / raw); Trainer.fit eager with uint8 clips and its raw
 #     loop;
-#   - the A²-block (plain and with its output BN folded, fold_bn) and non-local compiled at
-#     res5, res4, res3, res2, with a kernel profile of each A²-block;
+#   - the A²-block (plain, with its output BN folded (fold_bn), and as it was before its rows
+#     split: _SplitByChannels) and non-local compiled at res5, res4, res3, res2, with a kernel
+#     profile of each A²-block and its top kernels' launching ops;
 #   - where an NVDEC training sample's time goes (decode, transforms, sync, collate);
 #   - the mixed NVDEC + CPU loader on the prepared copy (NVDEC_SETS="prepared web" adds the
 #     download-like set);
@@ -74,10 +77,12 @@ if "$PY" -c "import PyNvVideoCodec" 2>/dev/null; then
     [ -d ".gpuwork/videos/$v" ] || continue
     if "$PY" -c "import decord, numpy" 2>/dev/null; then  # its rows include NVDEC alone
       # CPU alone, NVDEC alone, both; then CPU alone and both feeding a stand-in step at the
-      # compiled a2net_r50 rate (794 clips/s, batch 32, one H200)
+      # compiled a2net_r50 rate (794 clips/s, batch 32, one H200), waited for each step and
+      # one step behind (a loop without per-step host syncs, as a2video's)
       echo "== NVDEC + 12 CPU workers, $v"
-      timeout 120 "$PY" benchmarks/bench_nvdec.py --videos ".gpuwork/videos/$v" --cpu-workers 12 \
-        --threads 4 --repeats 4 --seconds "$((2 * S))" --gpu-rate 794 --json "$OUT/mixed_$v.json"
+      timeout 150 "$PY" benchmarks/bench_nvdec.py --videos ".gpuwork/videos/$v" --cpu-workers 12 \
+        --threads 4 --repeats 4 --seconds "$((2 * S))" --gpu-rate 794 --stand-in-ahead 0 1 \
+        --json "$OUT/mixed_$v.json"
     else
       echo "gpu_checks: no decord2/numpy in $SITE: NVDEC alone, $v"
       timeout 120 "$PY" benchmarks/bench_nvdec.py --videos ".gpuwork/videos/$v" --threads 4 8 \
