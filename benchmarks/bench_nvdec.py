@@ -284,20 +284,31 @@ def run_mixed(
         threads,
     )
     it = iter(loader)
-    clips, start = 0, None
+    clips, start, timed = 0, None, 0
+    # the main thread's seconds per timed batch: waiting for the loader, the copy to the
+    # device (launched), the stand-in step (its matmuls and its wait)
+    spent = {"loader_wait": 0.0, "to_device": 0.0, "step": 0.0}
     try:
-        for n, batch in enumerate(it):
+        n, t0 = 0, time.perf_counter()
+        for batch in it:
+            t1 = time.perf_counter()
             batch["video"].to(device, non_blocking=True)
+            t2 = time.perf_counter()
             if step is not None:
                 step()
+            t3 = time.perf_counter()
             if n + 1 == warmup:  # workers forked, sessions open, queues primed
                 if device != "cpu":
                     torch.cuda.synchronize()
                 start = time.perf_counter()
             elif start is not None:
                 clips += batch["video"].shape[0]
+                timed += 1
+                for key, sec in zip(spent, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                    spent[key] += sec
                 if time.perf_counter() - start >= args.seconds:
                     break
+            n, t0 = n + 1, time.perf_counter()
     finally:
         it.close()  # stops the threads and the workers
     if device != "cpu":
@@ -315,6 +326,7 @@ def run_mixed(
         "clips_per_s": round(clips / elapsed, 1),
         "gpu_rate": args.gpu_rate if step is not None else None,
         "stand_in_ahead": step.ahead if step is not None else None,
+        "main_ms_per_batch": {k: round(1e3 * v / max(timed, 1), 2) for k, v in spent.items()},
     }
 
 
@@ -368,7 +380,7 @@ def fed_runs(videos: list[str], repeat: int, shares, args) -> list[dict]:
             print(
                 f"K={repeat}, nvdec_share {share:.2f}: with a {args.gpu_rate} clips/s stand-in "
                 f"step, {waits}: {fed['clips_per_s']} clips/s (the step's rate means the loader "
-                "keeps up)",
+                f"keeps up); the main thread's ms per batch: {fed['main_ms_per_batch']}",
                 flush=True,
             )
             runs.append(fed)

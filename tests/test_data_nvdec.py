@@ -218,6 +218,9 @@ def test_bench_nvdec_fed_shares_runs_only_the_fed_loader(
         ("mixed", 0.5, 400.0, 1),
     ]
     assert all(r["clips"] > 0 for r in rows) and steps and set(steps) == {4 / 400.0}
+    for r in rows:  # where the main thread's time per batch went: at least the 10 ms sleep
+        spent = r["main_ms_per_batch"]
+        assert set(spent) == {"loader_wait", "to_device", "step"} and spent["step"] >= 10
 
 
 def test_nvdec_with_repeat_clips_asks_for_the_frames_the_cpu_decoder_does(
