@@ -306,6 +306,7 @@ def test_a_sigterm_in_the_epochs_last_batch_stops_after_its_validation_and_loggi
     assert stopped.returncode == 0, stopped.stderr[-3000:]  # SIGTERMException is SystemExit
     out = stopped.stderr + stopped.stdout
     assert out.count("SIGTERM received: saved") == 2, out[-3000:]
+    assert "at step 3; validating and logging the epoch before stopping" in out
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 3
     assert sorted(_epoch_figures(run, 0)) == [0]  # epoch 0's train accuracy, logged
     validated = [json.loads(line)[0] for line in (run / "steps.val.0").read_text().splitlines()]

@@ -177,14 +177,13 @@ class SaveOnSigterm(Callback):
         dirpath = dirpath or os.path.join(trainer.default_root_dir, "checkpoints")
         return os.path.join(dirpath, self.filename)
 
-    def _save(self, trainer: Trainer) -> None:
+    def _save(self, trainer: Trainer, then: str = "resume with --ckpt_path last") -> None:
         path = self._path(trainer)
         # On every rank: rank 0 writes, then all meet in a barrier.
         trainer.save_checkpoint(path, weights_only=False)
         self.saved_path = path
         rank_zero_info(
-            f"a2video: SIGTERM received: saved {path} at step {trainer.global_step}; "
-            "resume with --ckpt_path last"
+            f"a2video: SIGTERM received: saved {path} at step {trainer.global_step}; {then}"
         )
 
     # ------------------------------------------------------------------ the handler
@@ -265,14 +264,15 @@ class SaveOnSigterm(Callback):
             got = trainer.strategy.reduce_boolean_decision(got, all=False)
         self._stop_due = self._stop_due or got  # the same on every rank: the reduce's result
         if self._stop_due and self.saved_path is None and _ends_window(trainer, batch_idx):
-            self._save(trainer)
             if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
                 # The epoch's last batch: its validation and epoch-end logging come next, and a
                 # stop here would lose them (the epoch's train accuracy is never logged: its
-                # metric states are not in the checkpoint). The save above covers a kill during
+                # metric states are not in the checkpoint). This save covers a kill during
                 # them; on_train_epoch_end saves the epoch's end and stops.
+                self._save(trainer, then="validating and logging the epoch before stopping")
                 self._stop_at_epoch_end = True
             else:
+                self._save(trainer)
                 # Lightning raises SIGTERMException on every rank after this batch's remaining
                 # hooks.
                 trainer._signal_connector.received_sigterm = True
