@@ -743,10 +743,8 @@ class _SplitByChannels(DoubleAttention):
     also on a channels-last clip, so their joined gradient reached φ, θ, ρ's convolution
     backward channels-first (and cuDNN copied it into the input's layout)."""
 
-    def descriptors(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        qkv = self.qkv(x).flatten(2)
-        a, b, v = torch.split(qkv, [self.m, self.n, self.n], dim=1)
-        return a, torch.softmax(b, dim=2), torch.softmax(v, dim=1)
+    def _split(self, qkv: Tensor, rows: bool) -> tuple[Tensor, ...]:
+        return super()._split(qkv, rows=False)
 
 
 def _block_kinds(

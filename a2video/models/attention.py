@@ -299,20 +299,24 @@ class DoubleAttention(nn.Module):
         x5, _ = _as_video(x)
         qkv = self.qkv(x5).flatten(2)  # (N, m+2n, L); a view also when channels-last
         dtype = _compute_dtype(qkv, self.precision)
-        widths = [self.m, self.n, self.n]
         with _no_autocast(qkv.device.type):
-            qkv = qkv.to(dtype)
-            if channels_last_clip(x5):  # split the (N, L, m+2n) rows: the gradient the three
-                # maps join into is then stored channels-last like X. Split by channels it was
-                # channels-first, and cuDNN's convolution backward copies a gradient into its
-                # input's layout (such copies took 18 % of the compiled block's device time at
-                # res2 on an H200)
-                a, b, v = (t.mT for t in torch.split(qkv.mT, widths, dim=2))
-            else:
-                a, b, v = torch.split(qkv, widths, dim=1)
+            a, b, v = self._split(qkv.to(dtype), rows=channels_last_clip(x5))
             b = torch.softmax(b, dim=2)  # (N, n, L): distribution over positions (gather)
             v = torch.softmax(v, dim=1)  # (N, n, L): distribution over descriptors (distribute)
         return a, b, v
+
+    def _split(self, qkv: Tensor, rows: bool) -> tuple[Tensor, ...]:
+        """A, B, V (N, m|n, L) from the fused projection's (N, m+2n, L).
+
+        ``rows`` (a channels-last clip): split its (N, L, m+2n) rows, so the gradient the three
+        maps join into is stored channels-last like X. Split by channels it was channels-first,
+        and cuDNN's convolution backward copies a gradient into its input's layout (such copies
+        took 18 % of the compiled block's device time at res2 on an H200).
+        """
+        widths = [self.m, self.n, self.n]
+        if rows:
+            return tuple(t.mT for t in torch.split(qkv.mT, widths, dim=2))
+        return torch.split(qkv, widths, dim=1)
 
     def aggregate(
         self,
