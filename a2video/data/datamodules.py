@@ -48,6 +48,7 @@ from .datasets import (
 )
 from .mixed import KeyBatches, MixedLoader
 from .prepare import records_prepared
+from .ring import BatchRing, RingDataLoader, slots_for
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
 from .video import check_decoder
 from .workers import sigterm_blocked, worker_init
@@ -86,17 +87,15 @@ def to_model_input(batch, mean, std, module=None):
     return batch
 
 
-class _StartsAtFirstBatch(DataLoader):
+class _StartsAtFirstBatch(RingDataLoader):
     """A DataLoader whose iterator (workers, sampler read) starts at the first batch.
 
     Lightning makes the train iterator (``FitLoop.setup_data``) before ``on_train_start``, where
     :class:`~a2video.training.resume.ResumeState` calls ``sampler.skip``; a DataLoader with
     workers reads its sampler as soon as its iterator is made, so without this a resumed epoch
-    would start over from its first batch.
+    would start over from its first batch. The generator ``__iter__`` of
+    :class:`~a2video.data.ring.RingDataLoader` defers it so.
     """
-
-    def __iter__(self):
-        yield from super().__iter__()
 
     def _get_iterator(self):
         with sigterm_blocked():  # the workers leave a job-wide SIGTERM to this process
@@ -140,6 +139,7 @@ class VideoDataModule(L.LightningDataModule):
         normalize_on_device: bool = True,
         nvdec_share: float = 0.3,
         nvdec_threads: int = 4,
+        batch_ring: bool | None = None,
     ) -> None:
         """The clip, loading and bad-video arguments are listed in docs/data.md; the decoding ones:
 
@@ -151,6 +151,10 @@ class VideoDataModule(L.LightningDataModule):
                 train batches NVDEC decodes, the rest on the workers (``decoder="auto"``). Set it
                 to ``nvdec_rate / (nvdec_rate + cpu_rate)`` from ``bench_nvdec.py --cpu-workers``.
             nvdec_threads: NVDEC decoding threads of the mixed loader (a GPU has several engines).
+            batch_ring: the train workers write their uint8 batches into page-locked shared
+                memory that the GPU copies from (:mod:`a2video.data.ring`), instead of the
+                pin-memory thread copying each batch once more. None (default): where the train
+                batches go to a GPU from workers; True also on the CPU (for tests).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -174,6 +178,13 @@ class VideoDataModule(L.LightningDataModule):
             )
         self.repeat_clips = repeat_clips
         self.normalize_on_device = normalize_on_device
+        if batch_ring and not normalize_on_device:
+            raise ValueError(
+                "--data.batch_ring true needs uint8 clips from the workers: leave "
+                "--data.normalize_on_device true"
+            )
+        self.batch_ring = batch_ring
+        self._ring: BatchRing | None = None
         if not 0.0 <= nvdec_share <= 1.0 or nvdec_threads < 1:
             raise ValueError(
                 f"nvdec_share={nvdec_share} must be in [0, 1] and nvdec_threads={nvdec_threads} "
@@ -344,6 +355,8 @@ class VideoDataModule(L.LightningDataModule):
         :func:`to_model_input`)."""
         trainer = getattr(self, "trainer", None)
         module = trainer.lightning_module if trainer is not None else None
+        if self._ring is not None:  # the copy out of its slot is launched: free once done
+            batch = self._ring.released(batch)
         return to_model_input(batch, self.spec.mean, self.spec.std, module)
 
     def normalize(self, batch):
@@ -365,6 +378,9 @@ class VideoDataModule(L.LightningDataModule):
     def teardown(self, stage: str | None = None) -> None:
         if self.mixed_loader is not None:
             self.mixed_loader.close()  # joins the NVDEC threads of an unfinished epoch
+        if self._ring is not None and stage in (None, "fit"):
+            self._ring.wait()  # the last copies out of it, before its memory can go
+            self._ring = None
 
     # ------------------------------------------------------------------ loaders
     def _loader(
@@ -373,16 +389,17 @@ class VideoDataModule(L.LightningDataModule):
         batch_size: int,
         sampler: ShardedSampler | None = None,
         batch_sampler: KeyBatches | None = None,
+        ring: BatchRing | None = None,
     ) -> DataLoader:
         if name not in self.datasets:
             self.setup({"train": "fit", "val": "validate"}.get(name, name))
         self.monitor.reset_epoch(name)
         repeat = self.datasets[name].repeat
-        return _StartsAtFirstBatch(
+        loader = _StartsAtFirstBatch(
             self.datasets[name],
             # videos; each gives `repeat` clips (1: the DataLoader's default, with batch_sampler)
             batch_size=batch_size // repeat if batch_sampler is None else 1,
-            collate_fn=functools.partial(collate_clips, repeat=repeat),
+            collate_fn=functools.partial(collate_clips, repeat=repeat, ring=ring),
             sampler=sampler,
             batch_sampler=batch_sampler,
             num_workers=self.num_workers,
@@ -395,6 +412,38 @@ class VideoDataModule(L.LightningDataModule):
             # so a resumed run (which restores that stream) matches an uninterrupted one.
             generator=torch.Generator().manual_seed(self.seed),
         )
+        loader.ring = ring
+        return loader
+
+    def _train_ring(self) -> BatchRing | None:
+        """The train loader's :class:`BatchRing` (made once): where ``batch_ring`` is None, when
+        the train batches go from workers to a GPU; where it is True, always."""
+        if self._ring is not None:
+            return self._ring
+        trainer = getattr(self, "trainer", None)
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        wanted = self.batch_ring
+        if wanted is None:
+            wanted = (
+                self.num_workers > 0
+                and self.pin_memory
+                and self.normalize_on_device
+                and device.type == "cuda"
+            )
+        if not wanted:
+            return None
+        s = self.spec
+        slot_bytes = self.batch_size * 3 * s.frames * s.crop_size * s.crop_size  # uint8 clips
+        try:
+            self._ring = BatchRing(
+                slots_for(self.num_workers, None), slot_bytes, pin=device.type == "cuda"
+            )
+        except RuntimeError as err:  # the driver would not page-lock it
+            log.warning(
+                "--data.batch_ring: %s; the train batches go through the pin-memory thread", err
+            )
+            return None
+        return self._ring
 
     def _sampler(self, name: str, **kwargs) -> ShardedSampler:
         # Lightning calls set_epoch every epoch (train) and every evaluation run: the
@@ -404,11 +453,12 @@ class VideoDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader | MixedLoader:
         sampler = self._sampler("train", shuffle=True, seed=self.seed, pad=True, yield_epoch=True)
+        ring = self._train_ring()
         if not self.mixed:
-            return self._loader("train", self.batch_size, sampler)
+            return self._loader("train", self.batch_size, sampler, ring=ring)
         if self.mixed_loader is not None:
             self.mixed_loader.close()
-        cpu = self._loader("train", self.batch_size, batch_sampler=KeyBatches())
+        cpu = self._loader("train", self.batch_size, batch_sampler=KeyBatches(), ring=ring)
         dataset = self.datasets["train"]
         self.mixed_loader = MixedLoader(
             sampler,

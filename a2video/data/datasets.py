@@ -34,6 +34,7 @@ from torch.utils.data import Dataset, Sampler, default_collate, get_worker_info
 
 from . import sampling, transforms
 from .annotations import VideoRecord
+from .ring import BatchRing, SlotSamples
 from .video import VideoDecodeError, get_decoder, select_frames
 
 log = logging.getLogger(__name__)
@@ -262,6 +263,13 @@ class VideoClipDataset(Dataset):
         base = (info.seed - info.id) if info is not None else torch.initial_seed()
         return int(key), int(base) & 0xFFFFFFFF
 
+    def __getitems__(self, keys: Sequence) -> list[dict]:
+        """A batch's samples (the DataLoader's batched fetch), with the ring slot its keys carry
+        (:class:`~a2video.data.ring.SlotKeys`) for :func:`collate_clips`."""
+        samples = [self[key] for key in keys]
+        slot = getattr(keys, "slot", None)
+        return samples if slot is None else SlotSamples(samples, slot)
+
     def __getitem__(self, key) -> dict:
         index, epoch = self._key(key)
         record = self.records[index]
@@ -303,7 +311,7 @@ class VideoClipDataset(Dataset):
         return sample
 
 
-def collate_clips(samples: list[dict], repeat: int = 1) -> dict:
+def collate_clips(samples: list[dict], repeat: int = 1, ring: BatchRing | None = None) -> dict:
     """The DataModules' collate: ``default_collate`` but for ``video``, stacked in the clips'
     own memory order (:func:`a2video.data.transforms.stack_clips`: a ``channels_last_3d`` batch,
     in shared memory in a worker).
@@ -313,17 +321,22 @@ def collate_clips(samples: list[dict], repeat: int = 1) -> dict:
     side); ``label``, ``index`` and ``valid`` are repeated per clip. The failure flags
     (``failed``, ``failed_index``, ``failed_reason``) stay one per video, so the bad-video
     counters count videos, not clips.
+
+    With a ``ring`` and samples that carry a slot (:meth:`VideoClipDataset.__getitems__` of a
+    :class:`~a2video.data.ring.RingBatches` batch), the clips go into that slot of the ring
+    (:meth:`BatchRing.pack`; :meth:`BatchRing.take` unpacks the batch in the training process).
     """
     batch = default_collate([{k: v for k, v in s.items() if k != "video"} for s in samples])
-    video = transforms.stack_clips(
-        [s["video"] for s in samples], shared=get_worker_info() is not None
-    )
-    if repeat == 1:
-        batch["video"] = video
-        return batch
-    batch["video"] = video.reshape(video.shape[0] * repeat, *video.shape[2:])
-    for key in ("label", "index", "valid"):
-        batch[key] = batch[key].repeat_interleave(repeat)
+    if repeat > 1:
+        for key in ("label", "index", "valid"):
+            batch[key] = batch[key].repeat_interleave(repeat)
+    videos = [s["video"] for s in samples]
+    slot = getattr(samples, "slot", None)
+    if ring is not None and slot is not None:
+        clips = [c for v in videos for c in (v.unbind(0) if repeat > 1 else (v,))]
+        return ring.pack(batch, slot, clips)
+    video = transforms.stack_clips(videos, shared=get_worker_info() is not None)
+    batch["video"] = video.reshape(-1, *video.shape[2:]) if repeat > 1 else video
     return batch
 
 

@@ -261,8 +261,9 @@ class MixedLoader:
                 ]
                 prefetcher = NvdecPrefetcher(copies, nvdec, self.collate_fn, device)
                 self._live.add(prefetcher)
-            for nv in on_nvdec:
-                yield prefetcher.get() if nv else next(cpu_batches)
+            take = getattr(self.cpu_loader, "take", None) or (lambda batch: batch)
+            for nv in on_nvdec:  # a CPU batch written into a ring is viewed there
+                yield prefetcher.get() if nv else take(next(cpu_batches))
         finally:
             if prefetcher is not None:
                 prefetcher.close()

@@ -132,15 +132,21 @@ def to_cthw(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).contiguous().permute(3, 0, 1, 2)
 
 
-def stack_clips(clips: Sequence[torch.Tensor], shared: bool = False) -> torch.Tensor:
+def stack_clips(
+    clips: Sequence[torch.Tensor], shared: bool = False, into: torch.Tensor | None = None
+) -> torch.Tensor:
     """``torch.stack(clips)`` in the first clip's memory order (channels-last clips give a
     ``channels_last_3d`` batch), on its device; in shared memory with ``shared`` (a DataLoader
     worker's batch, which crosses to the training process without a copy, as in
-    ``default_collate``). Each clip is copied once, without transposing its bytes."""
+    ``default_collate``), or in ``into`` (1-D, exactly the batch's elements: a slot of
+    :class:`a2video.data.ring.BatchRing`). Each clip is copied once, without transposing its
+    bytes."""
     first = clips[0]
     order = sorted(range(first.dim()), key=lambda d: (-first.stride(d), d))  # outermost first
     shape = [len(clips), *(first.shape[d] for d in order)]
-    if shared:
+    if into is not None:
+        out = into.view(first.dtype).view(shape)
+    elif shared:
         numel = len(clips) * first.numel()
         storage = torch.UntypedStorage._new_shared(numel * first.element_size())
         out = torch.empty(0, dtype=first.dtype).set_(storage).view(shape)
