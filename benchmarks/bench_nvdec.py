@@ -257,24 +257,33 @@ def run_mixed(
     args,
     device,
     step: StandInStep | None = None,
+    ring: bool = True,
 ) -> dict:
-    """Clips/s of a2video's MixedLoader at NVDEC ``share`` with ``workers`` CPU processes."""
+    """Clips/s of a2video's MixedLoader at NVDEC ``share`` with ``workers`` CPU processes; with
+    ``ring`` the workers write into a page-locked :class:`BatchRing` (the DataModules' default
+    on a GPU, ``data.batch_ring``), else the pin-memory thread copies each batch."""
     per_batch = max(1, args.batch_size // repeat)  # videos per batch
     clips_per_batch = per_batch * repeat
     warmup = args.warmup_batches
     batches = warmup + int(args.seconds * 5000 / clips_per_batch) + 1  # never runs out
     keys = [(i % len(videos), i // len(videos)) for i in range(batches * per_batch)]
     from a2video.data.datasets import collate_clips
+    from a2video.data.ring import BatchRing, RingDataLoader, slots_for
 
     dataset = training_dataset(videos, args.cpu_decoder, repeat, args)
-    cpu_loader = torch.utils.data.DataLoader(  # as the DataModules' train loader
+    batch_ring = None
+    if ring and workers and share < 1:
+        slot_bytes = clips_per_batch * 3 * args.frames * args.crop_size**2
+        batch_ring = BatchRing(slots_for(workers, None), slot_bytes, pin=device != "cpu")
+    cpu_loader = RingDataLoader(  # as the DataModules' train loader
         dataset,
         batch_sampler=KeyBatches(),
         num_workers=workers,
-        collate_fn=functools.partial(collate_clips, repeat=repeat),
-        pin_memory=device != "cpu",
+        collate_fn=functools.partial(collate_clips, repeat=repeat, ring=batch_ring),
+        pin_memory=device != "cpu" and batch_ring is None,
         worker_init_fn=_one_thread,
     )
+    cpu_loader.ring = batch_ring
     loader = MixedLoader(
         keys,
         per_batch,
@@ -292,7 +301,9 @@ def run_mixed(
         n, t0 = 0, time.perf_counter()
         for batch in it:
             t1 = time.perf_counter()
-            batch["video"].to(device, non_blocking=True)
+            batch["video"] = batch["video"].to(device, non_blocking=True)
+            if batch_ring is not None:
+                batch_ring.released(batch)  # as the DataModule's on_after_batch_transfer
             t2 = time.perf_counter()
             if step is not None:
                 step()
@@ -326,6 +337,7 @@ def run_mixed(
         "clips_per_s": round(clips / elapsed, 1),
         "gpu_rate": args.gpu_rate if step is not None else None,
         "stand_in_ahead": step.ahead if step is not None else None,
+        "batch_ring": batch_ring is not None,
         "main_ms_per_batch": {k: round(1e3 * v / max(timed, 1), 2) for k, v in spent.items()},
     }
 
@@ -343,13 +355,16 @@ def mixed_main(videos: list[str], args) -> list[dict]:
             results += fed_runs(videos, repeat, args.fed_shares, args)
         return results
     for repeat in args.repeats:
-        cpu = run_mixed(videos, 0.0, args.cpu_workers, threads, repeat, args, args.device)
+        on = args.rings[0] == "on"
+        cpu = run_mixed(videos, 0.0, args.cpu_workers, threads, repeat, args, args.device, ring=on)
         print(json.dumps(cpu), flush=True)
         nvdec = run_mixed(videos, 1.0, args.cpu_workers, threads, repeat, args, args.device)
         print(json.dumps(nvdec), flush=True)
         suggested = nvdec["clips_per_s"] / max(nvdec["clips_per_s"] + cpu["clips_per_s"], 1e-9)
         share = args.share if args.share is not None else suggested
-        both = run_mixed(videos, share, args.cpu_workers, threads, repeat, args, args.device)
+        both = run_mixed(
+            videos, share, args.cpu_workers, threads, repeat, args, args.device, ring=on
+        )
         both["suggested_nvdec_share"] = round(suggested, 3)
         both["sum_of_single_rates"] = round(cpu["clips_per_s"] + nvdec["clips_per_s"], 1)
         print(json.dumps(both), flush=True)
@@ -373,17 +388,20 @@ def fed_runs(videos: list[str], repeat: int, shares, args) -> list[dict]:
         step = StandInStep(clips_per_batch / args.gpu_rate, ahead=ahead)
         waits = "each step waited for" if ahead == 0 else f"waiting {ahead} step(s) behind"
         for share in shares:
-            fed = run_mixed(
-                videos, share, args.cpu_workers, args.threads[0], repeat, args, args.device, step
-            )
-            print(json.dumps(fed), flush=True)
-            print(
-                f"K={repeat}, nvdec_share {share:.2f}: with a {args.gpu_rate} clips/s stand-in "
-                f"step, {waits}: {fed['clips_per_s']} clips/s (the step's rate means the loader "
-                f"keeps up); the main thread's ms per batch: {fed['main_ms_per_batch']}",
-                flush=True,
-            )
-            runs.append(fed)
+            for ring in args.rings:
+                fed = run_mixed(
+                    videos, share, args.cpu_workers, args.threads[0], repeat, args, args.device,
+                    step, ring=ring == "on",
+                )  # fmt: skip
+                print(json.dumps(fed), flush=True)
+                print(
+                    f"K={repeat}, nvdec_share {share:.2f}, batch ring {ring}: with a "
+                    f"{args.gpu_rate} clips/s stand-in step, {waits}: {fed['clips_per_s']} "
+                    "clips/s (the step's rate means the loader keeps up); the main thread's ms "
+                    f"per batch: {fed['main_ms_per_batch']}",
+                    flush=True,
+                )
+                runs.append(fed)
     return runs
 
 
@@ -851,6 +869,15 @@ def main(argv=None) -> int:
         default=[0],
         help="mixed: the stand-in step waits for the step this many behind (0: each step, as a "
         "loop reading the loss every step; 1: a loop without per-step host syncs); one run each",
+    )
+    parser.add_argument(
+        "--rings",
+        nargs="+",
+        choices=["on", "off"],
+        default=["on"],
+        help="mixed: the CPU workers write into a page-locked batch ring (on: the DataModules' "
+        "default on a GPU) or the pin-memory thread copies each batch (off); the rows without "
+        "a stand-in step use the first, the fed rows run each",
     )
     args = parser.parse_args(argv)
     if min(args.stand_in_ahead) < 0:

@@ -1,24 +1,25 @@
 #!/usr/bin/env bash
-# Every GPU measurement and GPU test of issues #11 and #12 in one call on a lent GPU machine
-# (one H100/H200, its own python3 + torch; about 8 minutes: bench 270 s, the NVDEC stage table
-# and the mixed loader about 2 minutes, the GPU tests 1 minute; 419 s on an H200 on 2026-11-27,
-# before the block's split-by-channels rows and the one-step-behind stand-in rows were added,
-# which add about a minute).
+# The GPU measurements and GPU tests of issues #11 and #12 still pending, in one call on a lent
+# GPU machine (one H100/H200, its own python3 + torch; about 7 minutes: bench_gpu's blocks 170 s
+# (+60 s hard stop), the batch hand-over 40 s, the mixed loader about 2 minutes, the GPU tests
+# 1 minute). LIGHTNING=1 adds the Trainer.fit-vs-raw pair first (met on 2026-11-27: 1.02, about
+# 150 s more); STAGES=1 the NVDEC stage table (about 90 s).
 # Results go to $OUT (default runs/gpu_checks): log.txt, bench_gpu/bench_gpu.{md,json},
-# nvdec_stages.json, mixed_prepared.json (or nvdec_*.json without decord2), gpu_tests.txt.
+# handover.json, mixed_prepared.json (or nvdec_*.json without decord2), gpu_tests.txt.
 #
 #   OUT=/tmp/g bash benchmarks/gpu_checks.sh
 #
 # What it measures, in this order (a call cut short keeps what came before):
-#   - Trainer.fit compiled at batch 32 (its row is written as soon as it is timed), then the raw
-#     loop in a fresh process (Lightning / raw); Trainer.fit eager with uint8 clips and its raw
-#     loop;
+#   - (LIGHTNING=1) Trainer.fit compiled at batch 32, then the raw loop in a fresh process
+#     (Lightning / raw); Trainer.fit eager with uint8 clips and its raw loop;
 #   - the A²-block (plain, with its output BN folded (fold_bn), and as it was before its rows
 #     split: _SplitByChannels) and non-local compiled at res5, res4, res3, res2, with a kernel
 #     profile of each A²-block and its top kernels' launching ops;
-#   - where an NVDEC training sample's time goes (decode, transforms, sync, collate);
+#   - what a train batch costs the training process on its way from the workers: the
+#     pin-memory copy against the page-locked batch ring (bench_handover.py --device cuda);
+#   - (STAGES=1) where an NVDEC training sample's time goes (decode, transforms, sync, collate);
 #   - the mixed NVDEC + CPU loader on the prepared copy (NVDEC_SETS="prepared web" adds the
-#     download-like set);
+#     download-like set), feeding a stand-in step with the batch ring on and off;
 #   - the `gpu` tests.
 #
 # Optional inputs, all git-ignored:
@@ -30,7 +31,7 @@
 #   .gpuwork/videos/prepared_fs4    the same prepared with --frame-step 4 (its
 #                                   a2video_prepared.json beside the videos): measured last
 # Without PyNvVideoCodec the NVDEC part is skipped; without decord2 only NVDEC alone is measured.
-# Budgets (seconds): GPU_BENCH_S (bench_gpu, default 270), NVDEC_S per configuration (default 3).
+# Budgets (seconds): GPU_BENCH_S (bench_gpu, default 170), NVDEC_S per configuration (default 3).
 # GPU_BENCH_ARGS: extra bench_gpu arguments (e.g. --sections, or a CPU dry run below).
 #
 # On a lent machine (64 MiB per call: tree 3.5 MB + site.tar.xz 22 MB + videos 23 MB), one call:
@@ -58,17 +59,26 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 
 echo "== bench_gpu"
 # GPU_BENCH_ARGS: extra arguments (a CPU dry run: "--arch-scale tiny --device cpu --steps 1")
-B=${GPU_BENCH_S:-270}  # soft: a compile that starts in budget finishes; the hard stop is 90 s on
-# batch 32 for the Trainer.fit pair: #12's 20 % goal holds "at batch >= 16"; one H200 measured
-# 21.4 % in Trainer.fit at 64 and 17.2 % at 32, where the raw loop had reached 19.9 %
-timeout "$((B + 90))" "$PY" benchmarks/bench_gpu.py --out "$OUT/bench_gpu" --budget-s "$B" \
-  --sections info,lightning_compiled,lightning,blocks_compiled --lightning-batch 32 \
+B=${GPU_BENCH_S:-170}  # soft: a compile that starts in budget finishes; the hard stop is 60 s on
+SECTIONS=info,blocks_compiled
+if [ "${LIGHTNING:-0}" = 1 ]; then  # batch 32: #12's 20 % goal holds "at batch >= 16"
+  SECTIONS=info,lightning_compiled,lightning,blocks_compiled
+  B=$((B + 150))
+fi
+timeout "$((B + 60))" "$PY" benchmarks/bench_gpu.py --out "$OUT/bench_gpu" --budget-s "$B" \
+  --sections "$SECTIONS" --lightning-batch 32 \
   --compiled-batches 32 --batches 32 --block-stages res5,res4,res3,res2 \
   --block-compile-estimate-s 25 ${GPU_BENCH_ARGS:-}
 
+echo "== batch hand-over: pin-memory copy vs page-locked ring"
+HANDOVER_DEVICE=cuda
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || HANDOVER_DEVICE=cpu
+timeout 90 "$PY" benchmarks/bench_handover.py --device "$HANDOVER_DEVICE" --workers 4 \
+  --rounds 5 --fill-s 2 --json "$OUT/handover.json"
+
 if "$PY" -c "import PyNvVideoCodec" 2>/dev/null; then
   S=${NVDEC_S:-3}
-  if [ -d .gpuwork/videos/prepared ]; then  # where an NVDEC sample's time goes, stage by stage
+  if [ "${STAGES:-0}" = 1 ] && [ -d .gpuwork/videos/prepared ]; then  # an NVDEC sample's stages
     echo "== NVDEC stages, prepared"
     timeout 90 "$PY" benchmarks/bench_nvdec.py --stages --videos .gpuwork/videos/prepared \
       --repeats 4 --samples 48 --seconds 6 --json "$OUT/nvdec_stages.json"
@@ -76,13 +86,14 @@ if "$PY" -c "import PyNvVideoCodec" 2>/dev/null; then
   for v in ${NVDEC_SETS:-prepared}; do
     [ -d ".gpuwork/videos/$v" ] || continue
     if "$PY" -c "import decord, numpy" 2>/dev/null; then  # its rows include NVDEC alone
-      # CPU alone, NVDEC alone, both; then CPU alone and both feeding a stand-in step at the
-      # compiled a2net_r50 rate (794 clips/s, batch 32, one H200), waited for each step and
-      # one step behind (a loop without per-step host syncs, as a2video's)
+      # CPU alone, NVDEC alone, both (the workers writing into the batch ring); then CPU alone
+      # and both feeding a stand-in step at the compiled a2net_r50 rate (794 clips/s, batch 32,
+      # one H200) one step behind (a loop without per-step host syncs, as a2video's), with
+      # the batch ring and with the pin-memory copy
       echo "== NVDEC + 12 CPU workers, $v"
-      timeout 150 "$PY" benchmarks/bench_nvdec.py --videos ".gpuwork/videos/$v" --cpu-workers 12 \
-        --threads 4 --repeats 4 --seconds "$((2 * S))" --gpu-rate 794 --stand-in-ahead 0 1 \
-        --json "$OUT/mixed_$v.json"
+      timeout 200 "$PY" benchmarks/bench_nvdec.py --videos ".gpuwork/videos/$v" --cpu-workers 12 \
+        --threads 4 --repeats 4 --seconds "$((2 * S))" --gpu-rate 794 --stand-in-ahead 1 \
+        --rings on off --json "$OUT/mixed_$v.json"
     else
       echo "gpu_checks: no decord2/numpy in $SITE: NVDEC alone, $v"
       timeout 120 "$PY" benchmarks/bench_nvdec.py --videos ".gpuwork/videos/$v" --threads 4 8 \

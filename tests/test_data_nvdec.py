@@ -164,10 +164,11 @@ def test_bench_nvdec_mixed_mode_runs_on_the_stand_in(kinetics_root, small_clip, 
     args = types.SimpleNamespace(
         frames=4, stride=2, train_scale=(40, 48), crop_size=32, batch_size=4, warmup_batches=1,
         seconds=0.5, threads=[2], repeats=[2], cpu_workers=1, share=None, device="cpu",
-        cpu_decoder="auto", gpu_rate=0.0, fed_shares=None,
+        cpu_decoder="auto", gpu_rate=0.0, fed_shares=None, rings=["on"],
     )  # fmt: skip
     cpu, nvdec, both = bench.mixed_main(videos, args)
     assert (cpu["mode"], nvdec["mode"], both["mode"]) == ("cpu", "nvdec", "mixed")
+    assert (cpu["batch_ring"], nvdec["batch_ring"], both["batch_ring"]) == (True, False, True)
     assert all(r["clips"] > 0 and r["batch_clips"] == 4 for r in (cpu, nvdec, both))
     assert both["nvdec_share"] == both["suggested_nvdec_share"]
     assert 0 < both["nvdec_share"] < 1
@@ -178,8 +179,9 @@ def test_bench_nvdec_mixed_mode_runs_on_the_stand_in(kinetics_root, small_clip, 
 def test_bench_nvdec_fed_shares_runs_only_the_fed_loader(
     kinetics_root, small_clip, fake_nvdec, monkeypatch
 ):
-    """``--fed-shares``: only the loader feeding the stand-in step, once per share and per
-    ``--stand-in-ahead`` (the step is a sleep here; on a GPU it is bf16 matmuls)."""
+    """``--fed-shares``: only the loader feeding the stand-in step, once per share, per
+    ``--stand-in-ahead`` and per ``--rings`` (the step is a sleep here; on a GPU it is bf16
+    matmuls)."""
     import importlib.util
     import time
     import types
@@ -209,14 +211,17 @@ def test_bench_nvdec_fed_shares_runs_only_the_fed_loader(
         frames=4, stride=2, train_scale=(40, 48), crop_size=32, batch_size=4, warmup_batches=1,
         seconds=0.3, threads=[2], repeats=[2], cpu_workers=1, share=None, device="cpu",
         cpu_decoder="auto", gpu_rate=400.0, fed_shares=[0.0, 0.5], stand_in_ahead=[0, 1],
+        rings=["on", "off"],
     )  # fmt: skip
     rows = bench.mixed_main(videos, args)
-    assert [(r["mode"], r["nvdec_share"], r["gpu_rate"], r["stand_in_ahead"]) for r in rows] == [
-        ("cpu", 0.0, 400.0, 0),
-        ("mixed", 0.5, 400.0, 0),
-        ("cpu", 0.0, 400.0, 1),
-        ("mixed", 0.5, 400.0, 1),
+    got = [(r["mode"], r["nvdec_share"], r["stand_in_ahead"], r["batch_ring"]) for r in rows]
+    assert got == [
+        (mode, share, ahead, ring)
+        for ahead in (0, 1)
+        for mode, share in (("cpu", 0.0), ("mixed", 0.5))
+        for ring in (True, False)
     ]
+    assert {r["gpu_rate"] for r in rows} == {400.0}
     assert all(r["clips"] > 0 for r in rows) and steps and set(steps) == {4 / 400.0}
     for r in rows:  # where the main thread's time per batch went: at least the 10 ms sleep
         spent = r["main_ms_per_batch"]

@@ -159,3 +159,41 @@ def test_select_frames_on_the_gpu_is_advanced_indexing() -> None:
     positions = [4, 0, 0, 5]
     got = select_frames(frames.cuda(), positions)
     assert got.is_cuda and torch.equal(got.cpu(), frames[positions])
+
+
+def test_the_batch_ring_is_page_locked_and_no_slot_is_rewritten_before_its_copy() -> None:
+    """``data.batch_ring`` on a GPU: the ring is page-locked, the copies to the GPU are
+    asynchronous, and a slot is handed to a worker again only after the copy out of it ran, even
+    when the GPU lags behind (each copy queued behind a long kernel): every clip arrives with
+    its own video's values."""
+    import functools
+
+    from a2video.data.annotations import VideoRecord
+    from a2video.data.datasets import ClipSpec, VideoClipDataset, collate_clips
+    from a2video.data.ring import BatchRing, RingDataLoader, slots_for
+
+    class IndexClips(VideoClipDataset):  # each video's clip holds its index in every byte
+        def __getitem__(self, key) -> dict:
+            i = int(key)
+            video = torch.full((4, 32, 32, 3), i % 251, dtype=torch.uint8).permute(3, 0, 1, 2)
+            return {"video": video, "label": 0, "index": i, "valid": True, "failed": False}
+
+    spec = ClipSpec(frames=4, train_scale=(32, 32), crop_size=32, test_scale=32)
+    dataset = IndexClips([VideoRecord(str(i), 0) for i in range(40)], "train", spec, uint8=True)
+    ring = BatchRing(slots_for(2, None), 4 * 3 * 4 * 32 * 32, pin=True)
+    assert ring.pinned and ring.memory.is_pinned()
+    loader = RingDataLoader(
+        dataset, batch_size=4, num_workers=2, collate_fn=functools.partial(collate_clips, ring=ring)
+    )
+    loader.ring = ring
+    for _ in range(2):
+        arrived = []
+        for batch in loader:
+            torch.cuda._sleep(2_000_000)  # the GPU falls behind the loader
+            video = batch["video"].to("cuda", non_blocking=True)
+            ring.released(batch)
+            arrived.append((batch["index"].clone(), video))
+        for index, video in arrived:
+            want = (index % 251).to(torch.uint8).view(-1, 1, 1, 1, 1).expand(-1, 3, 4, 32, 32)
+            assert torch.equal(video.cpu(), want)
+    ring.wait()
