@@ -76,7 +76,9 @@ class BatchRing:
         if slots < 1 or slot_bytes < 1:
             raise ValueError(f"need slots >= 1 and slot_bytes >= 1, got {slots}, {slot_bytes}")
         self.slots, self.slot_bytes = slots, slot_bytes
-        self.memory = torch.empty(slots * slot_bytes, dtype=torch.uint8).share_memory_()
+        # made in shared memory (not made, then moved there: that would copy it once more)
+        storage = torch.UntypedStorage._new_shared(slots * slot_bytes)
+        self.memory = torch.empty(0, dtype=torch.uint8).set_(storage)
         self.pinned = False
         if pin:
             _register(self.memory)
