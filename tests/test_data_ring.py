@@ -90,6 +90,30 @@ def test_a_batch_stays_intact_while_the_next_two_are_fetched(kinetics_root, smal
                 dm.on_after_batch_transfer(old, 0)
 
 
+@pytest.mark.timeout(120)
+def test_an_unfinished_epochs_workers_stop_before_the_next_epoch_takes_the_slots(
+    kinetics_root, small_clip
+):
+    """An epoch left unfinished while its iterator is still referenced (Lightning's fetcher
+    after ``max_steps`` or a stop): its workers could still write into slots the next epoch
+    reuses, so they are stopped when the next epoch's iterator is made."""
+    kwargs = {**small_clip, **WORKERS}
+    plain = KineticsDataModule(kinetics_root, batch_ring=False, **kwargs)
+    ringed = KineticsDataModule(kinetics_root, batch_ring=True, **kwargs)
+    loader = ringed.train_dataloader()
+    loader.sampler.set_epoch(0)
+    unfinished = iter(loader)
+    next(unfinished)
+    workers = loader.ring.last_iterator()._workers
+    assert all(w.is_alive() for w in workers)
+    got = _epoch(ringed, loader, 1)
+    assert not any(w.is_alive() for w in workers)
+    want = _epoch(plain, plain.train_dataloader(), 1)
+    for x, y in zip(want, got, strict=True):
+        _same(x, y)
+    del unfinished
+
+
 class _Copy:
     """Stands in for a CUDA event recorded after a copy out of a slot."""
 

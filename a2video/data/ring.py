@@ -86,6 +86,7 @@ class BatchRing:
             weakref.finalize(self.memory, _unregister, self.memory.data_ptr(), os.getpid())
         self._next = 0  # the ring's batches so far: the next one gets slot _next % slots
         self._copies: list[torch.cuda.Event | None] = [None] * slots
+        self.last_iterator: weakref.ref | None = None  # the DataLoader iterator writing into it
 
     def __getstate__(self) -> dict[str, Any]:
         # a worker needs the memory (shared: a fork inherits it, spawn passes its descriptor)
@@ -93,6 +94,7 @@ class BatchRing:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, pinned=False, _next=0, _copies=[None] * state["slots"])
+        self.last_iterator = None
 
     # ------------------------------------------------------------------ training process
     def acquire(self) -> int:
@@ -210,7 +212,6 @@ class RingDataLoader(DataLoader):
     """
 
     ring: BatchRing | None = None
-    _previous: weakref.ref | None = None  # the last iterator made
 
     def __iter__(self):
         for batch in super().__iter__():
@@ -228,12 +229,15 @@ class RingDataLoader(DataLoader):
         return RingBatches(batches, self.ring)  # each batch sent with its ring slot
 
     def _get_iterator(self):
-        if self.ring is not None:
-            # A non-persistent iterator left unfinished (max_steps, a stop mid-epoch) may still
-            # have workers writing into the slots the next one reuses: stop them first.
-            previous = self._previous() if self._previous is not None else None
+        ring = self.ring
+        if ring is not None:
+            # A non-persistent iterator left unfinished (max_steps, a stop mid-epoch), of this
+            # loader or of one it replaced (reload_dataloaders_every_n_epochs), may still have
+            # workers writing into the slots the next one reuses: stop them first.
+            previous = ring.last_iterator() if ring.last_iterator is not None else None
             if previous is not None and hasattr(previous, "_shutdown_workers"):
                 previous._shutdown_workers()
         iterator = super()._get_iterator()
-        self._previous = weakref.ref(iterator)
+        if ring is not None:
+            ring.last_iterator = weakref.ref(iterator)
         return iterator
