@@ -56,7 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/harness.p
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package
 
 from a2video.models import DoubleAttention, NonLocal, build_model, count_arch_flops
-from a2video.models.layers import BatchNorm3d, Conv3d, MaxPool3d
+from a2video.models.attention import _compute_dtype, _no_autocast
+from a2video.models.layers import BatchNorm3d, Conv3d, MaxPool3d, channels_last_clip
 
 CL3D = torch.channels_last_3d
 ARCHS = ("i3d", "a2net", "nl")
@@ -747,6 +748,45 @@ class _SplitByChannels(DoubleAttention):
         return super()._split(qkv, rows=False)
 
 
+class _ProjectionsAsGemms(DoubleAttention):
+    """A candidate for res2-res3 (not the library's block): on a channels-last clip φθρ and the
+    output projection run as GEMMs on the clip's (N·L, C) rows (``F.linear``: cuBLAS) instead of
+    1×1×1 convolutions (cuDNN), whose weight and data gradients were the next cost at res2 on
+    the H200 (17 % of the compiled block, 2026-11-27). On the CPU it was 1.6-1.7× slower
+    (oneDNN's 1×1 convolution beats its sgemm), so it is measured here before any choice."""
+
+    def descriptors(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if x.dim() != 5 or not channels_last_clip(x):
+            return super().descriptors(x)
+        n, c = x.shape[:2]
+        rows = x.permute(0, 2, 3, 4, 1).reshape(-1, c)  # (N·L, C): a view of channels-last
+        weight = self.qkv.weight.reshape(self.qkv.weight.shape[0], c)
+        qkv = F.linear(rows, weight, self.qkv.bias).reshape(n, -1, weight.shape[0]).mT
+        dtype = _compute_dtype(qkv, self.precision)
+        with _no_autocast(qkv.device.type):
+            a, b, v = self._split(qkv.to(dtype), rows=True)
+            return a, torch.softmax(b, dim=2), torch.softmax(v, dim=1)
+
+    def project(self, z: Tensor) -> Tensor:
+        if z.dim() != 5 or not channels_last_clip(z):
+            return super().project(z)
+        n, m, t, h, w = z.shape
+        rows = z.permute(0, 2, 3, 4, 1).reshape(-1, m)  # Z is stored positions-major
+        out = F.linear(rows, self.proj.weight.reshape(-1, m))  # (N·L, C)
+        out = out.reshape(n, t, h, w, -1).permute(0, 4, 1, 2, 3)  # channels-last (N, C, ...)
+        return self.bn(out)
+
+
+# --block-kinds: short name -> the row's label
+BLOCK_KINDS = {
+    "plain": "a2 auto",
+    "folded": "a2 auto, BN folded",
+    "split-by-channels": "a2 auto, split by channels",
+    "gemm-projections": "a2 auto, projections as GEMMs",
+    "non-local": "non-local",
+}
+
+
 def _block_kinds(
     c: int, t: int, h: int, w: int, batch: int, free_bytes: float
 ) -> dict[str, nn.Module]:
@@ -758,6 +798,7 @@ def _block_kinds(
         "a2 left fp32": DoubleAttention(c, association="left", precision="float32"),
         "a2 auto, BN folded": DoubleAttention(c, association="auto", fold_bn=True),
         "a2 auto, split by channels": _SplitByChannels(c, association="auto"),
+        "a2 auto, projections as GEMMs": _ProjectionsAsGemms(c, association="auto"),
     }
     if 6 * batch * length * length * 2 < free_bytes:  # the right order's L×L (and its grads)
         kinds["a2 right"] = DoubleAttention(c, association="right")
@@ -885,7 +926,8 @@ def section_blocks_compiled(ctx: Ctx) -> None:
         fns: dict[str, Callable[[], None]] = {}
         flop: dict[str, int] = {}
         kinds = _block_kinds(c, t, h, w, batch, free)
-        for name in ("a2 auto", "a2 auto, BN folded", "a2 auto, split by channels", "non-local"):
+        wanted = ["a2 auto"] + [BLOCK_KINDS[k] for k in args.block_kinds if k != "plain"]
+        for name in wanted:  # the plain block first: the others' GEMM reference
             if name not in kinds:
                 continue
             block = _live_block(ctx, kinds[name])
@@ -903,7 +945,8 @@ def section_blocks_compiled(ctx: Ctx) -> None:
                 f"[blocks_compiled] {stage} {name}: compiled in {time.perf_counter() - start:.1f} s"
             )
             label = f"{name} compiled"
-            fns[label], flop[label] = step, gemm_flops(gemms)
+            # the plain block's products (a variant's own may be recorded as other ops)
+            fns[label], flop[label] = step, flop.get("a2 auto compiled", gemm_flops(gemms))
             graphed = _cuda_graph(step, dev) if dev.type == "cuda" else None
             if graphed is not None:
                 fns[f"{label}, CUDA graph"], flop[f"{label}, CUDA graph"] = graphed, flop[label]
@@ -924,7 +967,8 @@ def section_blocks_compiled(ctx: Ctx) -> None:
                 fns["a2 GEMMs"] = graphed or replay
         times = interleaved(fns, args.block_steps, 3, dev)
         for name in ("a2 auto", "a2 auto, BN folded"):  # where the block's device time goes
-            prof = _kernel_profile(fns[f"{name} compiled"], dev, 5) if name in kinds else None
+            step = fns.get(f"{name} compiled")  # measured (--block-kinds)
+            prof = _kernel_profile(step, dev, 5) if step is not None else None
             if prof:
                 profiles = ctx.results.setdefault("blocks_compiled_profile", {})
                 profiles[stage + name[len("a2 auto") :]] = prof
@@ -1357,6 +1401,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="res2,res3,res4,res5",
         help="stages of the block sections, in this order (a budget cut loses the last)",
     )
+    p.add_argument(
+        "--block-kinds",
+        type=lambda v: [k.strip() for k in v.split(",") if k.strip()],
+        default=list(BLOCK_KINDS),
+        help="blocks_compiled: the blocks measured beside the plain A²-block, of "
+        + ", ".join(BLOCK_KINDS),
+    )
     p.add_argument("--block-steps", type=int, default=None)
     p.add_argument(
         "--block-compile-estimate-s",
@@ -1393,6 +1444,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--row", default=None, help=argparse.SUPPRESS)  # KIND:BATCH, one compiled row
     p.add_argument("--matmul-tflops", type=float, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    unknown = sorted(set(args.block_kinds) - set(BLOCK_KINDS))
+    if unknown:
+        p.error(f"--block-kinds {', '.join(unknown)}: not one of {', '.join(BLOCK_KINDS)}")
     tiny = args.arch_scale == "tiny"
     args.frames = args.frames or (4 if tiny else 8)
     args.size = args.size or (32 if tiny else 224)

@@ -12,9 +12,10 @@
 # What it measures, in this order (a call cut short keeps what came before):
 #   - (LIGHTNING=1) Trainer.fit compiled at batch 32, then the raw loop in a fresh process
 #     (Lightning / raw); Trainer.fit eager with uint8 clips and its raw loop;
-#   - the A²-block (plain, with its output BN folded (fold_bn), and as it was before its rows
-#     split: _SplitByChannels) and non-local compiled at res5, res4, res3, res2, with a kernel
-#     profile of each A²-block and its top kernels' launching ops;
+#   - the A²-block (plain; as it was before its rows split: _SplitByChannels; with its
+#     projections as GEMMs on the rows: _ProjectionsAsGemms, a candidate) and non-local compiled
+#     at res2, res3, res4, res5 (the stages short of #12's goal first), with a kernel profile
+#     of the A²-block and its top kernels' launching ops;
 #   - what a train batch costs the training process on its way from the workers: the
 #     pin-memory copy against the page-locked batch ring (bench_handover.py --device cuda);
 #   - (STAGES=1) where an NVDEC training sample's time goes (decode, transforms, sync, collate);
@@ -67,7 +68,8 @@ if [ "${LIGHTNING:-0}" = 1 ]; then  # batch 32: #12's 20 % goal holds "at batch 
 fi
 timeout "$((B + 60))" "$PY" benchmarks/bench_gpu.py --out "$OUT/bench_gpu" --budget-s "$B" \
   --sections "$SECTIONS" --lightning-batch 32 \
-  --compiled-batches 32 --batches 32 --block-stages res5,res4,res3,res2 \
+  --compiled-batches 32 --batches 32 --block-stages res2,res3,res4,res5 \
+  --block-kinds plain,split-by-channels,gemm-projections,non-local \
   --block-compile-estimate-s 25 ${GPU_BENCH_ARGS:-}
 
 echo "== batch hand-over: pin-memory copy vs page-locked ring"

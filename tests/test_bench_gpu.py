@@ -100,6 +100,7 @@ def test_bench_gpu_runs_tiny_on_the_cpu_without_video_or_cli_packages(tmp_path) 
             "a2 auto compiled, backward into .grad",  # the rows before 2026-11-27
             "a2 auto, BN folded compiled",
             "a2 auto, split by channels compiled",
+            "a2 auto, projections as GEMMs compiled",
             "non-local compiled",
         )
     }
@@ -206,3 +207,31 @@ def test_block_sections_feed_a_block_what_a2net_feeds_it() -> None:
     x = bench_gpu._block_input(ctx, 2, 8, 2, 3, 3)
     assert x.dtype == torch.bfloat16 and x.requires_grad
     assert channels_last_clip(x)
+
+
+@pytest.mark.parametrize("c,t,h,w", [(64, 4, 8, 8), (128, 2, 4, 4)])
+def test_the_block_candidates_compute_the_librarys_block(c, t, h, w) -> None:
+    """The block rows compare like with like: the block before the row split and the one with
+    GEMM projections give the library block's output and gradients (float64, channels-last)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_gpu
+
+    from a2video.models import DoubleAttention
+
+    torch.manual_seed(0)
+    ref = DoubleAttention(c, association="left").double()
+    torch.nn.init.normal_(ref.bn.weight, 1.0, 0.2)  # live: not the identity
+    x = torch.randn(2, c, t, h, w, dtype=torch.float64)
+    x = x.contiguous(memory_format=torch.channels_last_3d).requires_grad_()
+    out = ref(x)
+    grads = torch.autograd.grad(out.square().sum(), [x, *ref.parameters()])
+    for kind in (bench_gpu._SplitByChannels, bench_gpu._ProjectionsAsGemms):
+        alt = kind(c, association="left").double()
+        alt.load_state_dict(ref.state_dict())
+        got = alt(x)
+        torch.testing.assert_close(got, out, rtol=0, atol=1e-12)
+        alt_grads = torch.autograd.grad(got.square().sum(), [x, *alt.parameters()])
+        for a, b in zip(alt_grads, grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-10)
+    with pytest.raises(SystemExit):  # an unknown kind stops before anything runs
+        bench_gpu.parse_args(["--out", "/tmp/x", "--block-kinds", "plain,gemms"])
