@@ -274,6 +274,50 @@ def test_a_finished_epoch_resumed_with_other_batches_says_nothing_of_it(
     assert not [m for m in said if "not trained" in m or "interrupted" in m], said
 
 
+class LrLogCli(Callback):
+    """Appends ``epoch step lr`` at each training batch's start to ``path`` (a CLI run's
+    ``--trainer.callbacks+=test_resume_settings.LrLogCli``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        lr = trainer.optimizers[0].param_groups[0]["lr"]
+        with open(self.path, "a") as f:
+            f.write(f"{trainer.current_epoch} {trainer.global_step} {lr!r}\n")
+
+
+def test_a_resume_with_fewer_steps_per_epoch_keeps_training_on_the_schedule(
+    kinetics_root, tmp_path, caplog
+):
+    """One epoch of 6 steps (batch 2), resumed for a second epoch with batch 4 (3 steps per
+    epoch, as with twice the processes): the schedule ends with the run, at step 9, and the
+    second epoch trains on the cosine's second half. Before, its length was this run's
+    2 x 3 = 6 steps, already passed: every step of the second epoch ran at LR 0 (a 1 -> 2
+    process resume too), with only "schedule total_steps 12 -> 6" said."""
+    from tiny_fit import tiny_fit_args
+
+    log = tmp_path / "lrs.txt"
+    args = ["--data.num_workers", "0", "--trainer.callbacks+=test_resume_settings.LrLogCli"]
+    args += ["--trainer.callbacks.path", str(log)]
+    _train(tiny_fit_args(kinetics_root, tmp_path / "run", *args, "--trainer.max_epochs", "1",
+                         "--data.batch_size", "2"))  # fmt: skip
+    with caplog.at_level("WARNING"):
+        _train(tiny_fit_args(kinetics_root, tmp_path / "run", *args, "--ckpt_path", "last",
+                             "--data.batch_size", "4"))  # fmt: skip
+    rows = [line.split() for line in log.read_text().splitlines()]
+    assert [(int(e), int(s)) for e, s, _ in rows] == [(0, s) for s in range(6)] + [
+        (1, s) for s in range(6, 9)
+    ]
+    second = [float(lr) for e, _, lr in rows if e == "1"]
+    assert all(lr > 0 for lr in second) and second == sorted(second, reverse=True), second
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 9
+    assert ckpt["lr_schedulers"][0]["lr_lambdas"][0]["total_steps"] == 9
+    said = [r.getMessage() for r in caplog.records if "the LR schedule's" in r.getMessage()]
+    assert len(said) == 1 and "move by +3 steps" in said[0], said
+
+
 class StopAtValidation(Callback):
     """Sets ``should_stop`` at a validation from step 6 on, as EarlyStopping does."""
 

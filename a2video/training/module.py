@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -340,14 +341,26 @@ class VideoClassifier(LightningModule):
         scheduler = self._scheduler()
         return type(scheduler).__name__ if scheduler is not None else None
 
-    def extend_schedule(self, steps: int) -> bool:
-        """Lengthen the built-in LR schedule of this fit by ``steps`` optimizer steps (a resume
-        that trains batches again); applied with the rest of the configured optimisation after
-        the resume. False where there is no built-in schedule (``lr_scheduler`` given)."""
+    def shift_schedule(self, steps: int) -> bool:
+        """Move the built-in LR schedule's points placed in epochs (warm-up end, milestones, the
+        end) by ``steps`` optimizer steps: a resume whose steps so far are not this run's steps
+        per epoch times its epochs (another process count, batch size or accumulation, or an
+        epoch trained again); the end stays at ``max_steps`` where that comes first. Applied with
+        the rest of the configured optimisation after the resume. False where there is no
+        built-in schedule (``lr_scheduler`` given)."""
         schedule = self._configured_schedule
         if not isinstance(schedule, dict) or "total_steps" not in schedule:
             return False
-        schedule["total_steps"] = int(schedule["total_steps"]) + int(steps)
+        trainer = self.trainer
+        batches = trainer.num_training_batches
+        if trainer.max_epochs not in (None, -1) and math.isfinite(batches):
+            per_epoch = math.ceil(batches / trainer.accumulate_grad_batches)
+            end = per_epoch * max(trainer.max_epochs, 1) + steps
+            if trainer.max_steps not in (None, -1):
+                end = min(end, trainer.max_steps)
+            schedule["total_steps"] = max(1, int(end))
+        schedule["warmup_steps"] = max(0, int(schedule["warmup_steps"]) + steps)
+        schedule["milestones"] = [max(0, int(m) + steps) for m in schedule["milestones"]]
         return True
 
     def _apply_configured_optimisation(self) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import random
 import warnings
@@ -169,16 +170,39 @@ def _restart_epoch(trainer: Trainer) -> str:
     progress.is_last_batch = False
     # else its reset (after this hook) counts the saved batch as completed once more
     loop.reset_restart_stage()
-    # The run takes `done` steps more than max_epochs x batches: the built-in schedule spans
-    # them too (the module applies it after this hook and says the new length), or its last
-    # steps ran at the schedule's end LR (0 for cosine).
-    extend = getattr(trainer.lightning_module, "extend_schedule", None)
-    if callable(extend) and done:
-        extend(done)
     return (
         f"epoch {trainer.current_epoch} starts again from its first batch (the videos of its "
         f"{done} batches before the checkpoint are trained twice in it, none is left out)"
     )
+
+
+def _align_schedule(trainer: Trainer, done: int) -> None:
+    """Place the built-in LR schedule's epochs at this run's steps after a resume.
+
+    The schedule counts optimizer steps: this run's steps per epoch times its epochs. The steps
+    already taken were not that many where the checkpoint's run had other steps per epoch
+    (another process count, batch size or accumulation) or an epoch is trained again: its warm-up,
+    milestones and end move by the difference (the module applies it after this hook and says
+    the new values), or the LR stayed at the schedule's end (0 for cosine) for the whole rest of
+    a run resumed with fewer steps per epoch.
+
+    Args:
+        trainer: the resumed trainer (its ``global_step`` restored).
+        done: this run's batches of the current epoch that the resume does not train again.
+    """
+    shift = getattr(trainer.lightning_module, "shift_schedule", None)
+    batches = _epoch_batches(trainer)
+    if not callable(shift) or batches is None:
+        return
+    steps = math.ceil(batches / trainer.accumulate_grad_batches)
+    expected = trainer.current_epoch * steps + math.ceil(done / trainer.accumulate_grad_batches)
+    offset = trainer.global_step - expected
+    if offset and shift(offset):
+        _warn(
+            f"a2video: {trainer.ckpt_path}: {trainer.global_step} optimizer steps so far, this "
+            f"run's batches put {expected} there: the LR schedule's warm-up, milestones and end "
+            f"move by {offset:+d} steps, so it follows this run's epochs."
+        )
 
 
 def _train_acc_sums(pl_module: LightningModule) -> dict[str, Any] | None:
@@ -285,6 +309,7 @@ class ResumeState(Callback):
                 f"a2video: {trainer.ckpt_path} was written by {state.get('world_size')} "
                 f"processes, this run has {world}: {said}"
             )
+            _align_schedule(trainer, 0)
             return
         self._rng_pending = state["rng"][rank]
         same_epoch = state.get("epoch") == trainer.current_epoch  # a mid-epoch checkpoint
@@ -305,7 +330,10 @@ class ResumeState(Callback):
         _restore_bad_video_counts(trainer, pl_module, state.get("bad_videos"), rank, going_on)
         if going_on:
             _restore_train_acc_sums(pl_module, state.get("train_acc"), rank)
-        if "epoch" not in state or restarted:
+        if "epoch" not in state:
+            return
+        _align_schedule(trainer, state["batches"] if going_on else 0)
+        if restarted:
             return
         if state["epoch"] < trainer.current_epoch:  # Lightning starts the next epoch: no skip
             # the epoch's length as saved (this run's batches per epoch may differ: other
