@@ -359,7 +359,8 @@ def test_ckpt_path_last_and_best_are_the_runs_files(kinetics_root, tmp_path, cap
     checkpoint, or with ``last`` where there is none, stops in one line instead of scoring
     untrained weights; a ``fit --ckpt_path last`` with no ``last.ckpt`` but another run's
     checkpoint stops before writing over it. Without a logger's versions, a second test writes
-    its outputs beside the first's (``test-1/``), not over them."""
+    its outputs beside the first's (``test-1/``), not over them, and no test writes over the
+    fit's ``config.yaml`` (before, each replaced it with its own settings)."""
     from tiny_fit import TINY_CLIP, tiny_fit_args
 
     run = tmp_path / "run"
@@ -383,6 +384,10 @@ def test_ckpt_path_last_and_best_are_the_runs_files(kinetics_root, tmp_path, cap
     assert (run / "predictions.csv").read_bytes() == first
     assert (run / "test-1" / "predictions.csv").is_file()
     assert (run / "test-1" / "scores.npz").is_file()
+    # ... and the fit's config.yaml stays the fit's: each test's settings are beside it
+    assert "max_epochs: 1\n" in (run / "config.yaml").read_text()
+    assert "num_clips: 2\n" in (run / "test-config-1.yaml").read_text()
+    assert "ckpt_path:" in (run / "test-config.yaml").read_text()
 
     line = _user_error(capsys, _train_main(), test_args(run))
     assert "no --ckpt_path was given" in line, line

@@ -42,12 +42,13 @@ from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
 import yaml
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import (
     LearningRateMonitor,
     ModelCheckpoint,
     ProgressBar,
 )
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
@@ -405,6 +406,38 @@ class A2VideoArgumentParser(LightningArgumentParser):
         exit_with_user_error(f"{text}; {_parser_fix(text, parser)}", prog=_prog_words(self)[0])
 
 
+def _config_name(log_dir: str, stage: str) -> str:
+    """The file a ``stage`` command's config goes to in ``log_dir``: ``config.yaml``, unless an
+    earlier command wrote one there: then the first free ``<stage>-config[-N].yaml``."""
+    if not os.path.exists(os.path.join(log_dir, "config.yaml")):
+        return "config.yaml"
+    name, n = f"{stage}-config.yaml", 1
+    while os.path.exists(os.path.join(log_dir, name)):
+        name, n = f"{stage}-config-{n}.yaml", n + 1
+    return name
+
+
+class SaveRunConfig(SaveConfigCallback):
+    """Lightning's ``config.yaml`` in the run folder, written over by a resumed fit only: a
+    validate, test or predict into a folder that already holds one (no logger, or one without
+    versions) writes ``<stage>-config.yaml`` beside it (its outputs go to ``test-1/``… there),
+    so the fit's record of its settings is kept. Before, ``train.py test --trainer.logger false``
+    replaced it with the test's settings."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        stage = str(getattr(stage, "value", stage))  # TrainerFn: "fit", "test" …
+        if stage != "fit" and not self.already_saved and self.save_to_log_dir:
+            log_dir = trainer.log_dir  # on every rank: it broadcasts
+            name = _config_name(log_dir, stage) if trainer.is_global_zero and log_dir else None
+            self.config_filename = trainer.strategy.broadcast(name, src=0) or "config.yaml"
+            if self.config_filename != "config.yaml":
+                rank_zero_info(
+                    f"a2video: {os.path.join(log_dir, 'config.yaml')} holds an earlier "
+                    f"command's settings: this {stage}'s are in {self.config_filename} beside it"
+                )
+        super().setup(trainer, pl_module, stage)
+
+
 _NO_VAL_TOP1_YET = re.escape(
     "`ModelCheckpoint(monitor='val/top1')` could not find the monitored key"
 )
@@ -443,6 +476,7 @@ class A2VideoCLI(LightningCLI):
 
     def __init__(self, model_class: Any = None, datamodule_class: Any = None, **kwargs: Any):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("save_config_callback", SaveRunConfig)
         kwargs.setdefault("parser_class", A2VideoArgumentParser)  # errors in one line
         # A fit that stops before its first validation (max_steps, a SIGTERM) has no val/top1
         # yet: Lightning's "could not find the monitored key ... Did you call log(...)?" is not
