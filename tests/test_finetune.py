@@ -538,3 +538,21 @@ def test_a_fold_that_starts_in_a_resumed_folds_run_takes_the_runs_source(
     assert (transfer["kind"], transfer["source"]) == ("a2video", train_ckpt)
     source = torch.load(train_ckpt, weights_only=True)["state_dict"]["net.conv1.weight"]
     torch.testing.assert_close(ckpt["state_dict"]["net.conv1.weight"], source)  # frozen stem
+
+
+def test_one_fold_of_a_folds_runs_folder_runs_as_its_fold(train_ckpt, ucf_root, tmp_path):
+    """``--folds 2 --ckpt_path last`` in the folder of a ``--folds 1,2`` run (the fold that was
+    stopped): it resumes ``fold2/``'s checkpoint and joins ``folds.json``. Before, a single
+    ``--folds N`` wrote into the folder itself: the fold started again from ``--ckpt`` beside the
+    others' folders and the folds' summary never counted it."""
+    root = tmp_path / "folds"
+    args = ["fit", "--model.arch", "a2net_tiny", "--data.data_root", ucf_root, "--ckpt", train_ckpt]
+    args += ["--trainer.default_root_dir", str(root), *CLIP, *QUIET]
+    run_folds([*args, "--folds", "1,2", "--trainer.max_steps", "1", "--test_after_fit", "false"])
+    summary = run_folds([*args, "--folds", "2", "--ckpt_path", "last", "--trainer.max_steps", "2"])
+    assert not (root / "checkpoints").exists()
+    last = torch.load(root / "fold2" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 2
+    assert [r["fold"] for r in summary["folds"]] == [2] and summary["num_tested"] == 1
+    saved = json.loads((root / "folds.json").read_text())
+    assert [r["fold"] for r in saved["folds"]] == [2] and saved["folds"][0]["metrics"]

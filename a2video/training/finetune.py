@@ -403,6 +403,14 @@ class FinetuneCLI(A2VideoCLI):
             raise ValueError("--folds with several folds is a command-line option of finetune_ucf")
         elif parse_folds(config.get("folds")):
             config.data.fold = parse_folds(config.get("folds"))[0]
+            root = run_root(config)
+            if subcommand == "fit" and _holds_folds(root):  # one fold of an earlier --folds run
+                self.fold = config.data.fold
+                config.trainer.default_root_dir = os.path.join(root, f"fold{self.fold}")
+                rank_zero_info(
+                    f"a2video: {root} holds a --folds run: fold {self.fold} runs in "
+                    f"{config.trainer.default_root_dir} and joins its folds.json"
+                )
         super()._parse_ckpt_path()
         self._check_saved_fold(config)
         if subcommand == "fit" and self.fold is not None and not config.get("ckpt_path"):
@@ -500,6 +508,12 @@ class FinetuneCLI(A2VideoCLI):
                 json.dump(self.results, f, indent=1)
 
 
+def _holds_folds(root: str) -> bool:
+    """Whether ``root`` is the folder of a ``--folds`` run (a ``fold<k>/`` or ``folds.json``)."""
+    names = ("folds.json", "fold1", "fold2", "fold3")
+    return any(os.path.exists(os.path.join(root, name)) for name in names)
+
+
 def _split_folds_arg(argv: list[str]) -> tuple[str | None, list[str]]:
     """Remove ``--folds X`` / ``--folds=X`` from ``argv``; return (X, the rest)."""
     value, rest, i = None, [], 0
@@ -547,15 +561,19 @@ def run_folds(
     warnings.filterwarnings("ignore", message=_LIGHTNING_ARGS_AND_ARGV)
     value, rest = _split_folds_arg(argv)
     folds = parse_folds(value)
+    runs = []
+    root, rank_zero = None, True
     if len(folds) <= 1:
         extra = ["--folds", str(folds[0])] if folds else []
         cli = FinetuneCLI(model_class, datamodule_class, args=rest + extra, **cli_kwargs)
-        return cli.results
-    if not rest or rest[0] != "fit":
+        if cli.fold is None:  # a run of its own (not a fold of an earlier --folds run's folder)
+            return cli.results
+        runs.append(cli.results | {"fold": cli.fold})
+        root = os.path.dirname(cli.trainer.default_root_dir)
+        rank_zero = cli.trainer.is_global_zero
+    elif not rest or rest[0] != "fit":
         raise ValueError("--folds with several folds runs fit (then the test of each fold)")
-    runs = []
-    root, rank_zero = None, True
-    for fold in folds:
+    for fold in folds if len(folds) > 1 else []:
         cli = FinetuneCLI(model_class, datamodule_class, args=rest, fold=fold, **cli_kwargs)
         runs.append(cli.results | {"fold": fold})
         root = os.path.dirname(cli.trainer.default_root_dir)
