@@ -613,3 +613,15 @@ def test_imagenet_weights_without_internet_is_one_line(
     assert "could not download torchvision's ResNet-50 weights" in line, line
     assert "Name or service not known" in line and "--model.pretrained_2d /path/resnet50-" in line
     assert str(tmp_path / "torch_home" / "hub" / "checkpoints") in line, line
+
+
+def test_a_val_check_interval_longer_than_the_epoch_is_one_line(kinetics_root, tmp_path, capsys):
+    """``--trainer.val_check_interval 10`` with 3 training batches per epoch: one line naming
+    the option, the epoch's batches and the fixes (before: Lightning's ValueError in a traceback
+    from inside its fit loop)."""
+    from tiny_fit import tiny_fit_args
+
+    argv = tiny_fit_args(kinetics_root, tmp_path / "run", "--data.num_workers", "0")
+    line = _user_error(capsys, _train_main(), [*argv, "--trainer.val_check_interval", "10"])
+    assert "--trainer.val_check_interval 10: an epoch has 3 training batches" in line, line
+    assert "--trainer.check_val_every_n_epoch null" in line, line

@@ -443,6 +443,28 @@ _NO_VAL_TOP1_YET = re.escape(
 )
 
 
+# Lightning's refusal of a val_check_interval (in batches) above the epoch's batch count
+_VAL_CHECK_TOO_LONG = re.compile(
+    r"`val_check_interval` \((\d+)\) must be less than or equal to the number of the training "
+    r"batches \((\d+)\)"
+)
+
+
+def _val_check_interval_error(err: ValueError) -> ValueError | None:
+    """One line naming the options for Lightning's "`val_check_interval` (N) must be less than
+    or equal to the number of the training batches (M)", which ended the fit in a traceback
+    from inside its loop; None for any other error."""
+    found = _VAL_CHECK_TOO_LONG.search(str(err))
+    if found is None:
+        return None
+    asked, batches = found.groups()
+    return ValueError(
+        f"--trainer.val_check_interval {asked}: an epoch has {batches} training batches, so no "
+        f"validation would run inside it; give at most {batches}, a fraction of the epoch (e.g. "
+        "0.5), or add --trainer.check_val_every_n_epoch null to count batches across epochs"
+    )
+
+
 class A2VideoCLI(LightningCLI):
     """LightningCLI with a2video's checkpoint, logging and data-link defaults.
 
@@ -729,6 +751,15 @@ class A2VideoCLI(LightningCLI):
             f"{', '.join('model.' + k for k in unused)} out of the command line and --config "
             "files (model.lr, momentum, weight_decay and nesterov are the built-in SGD's)"
         )
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except ValueError as err:
+            said = _val_check_interval_error(err)
+            if said is None:
+                raise
+            raise said from err
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         config = self._get(self.config_init, "trainer", default={})
