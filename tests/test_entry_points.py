@@ -322,6 +322,36 @@ def test_a_fresh_fit_never_writes_over_an_earlier_runs_checkpoint(kinetics_root,
     assert last.read_bytes() == weights
 
 
+def test_a_resume_of_another_folders_checkpoint_never_writes_over_this_folders(
+    kinetics_root, tmp_path, capsys
+):
+    """``fit --ckpt_path a/checkpoints/last.ckpt --trainer.default_root_dir b`` where b holds
+    another run: one line naming b's checkpoint and the fixes, b's weights intact (before: b's
+    last.ckpt was replaced by the resumed run's without a word). Into a new folder, or with a
+    file of the folder itself, it resumes."""
+    from tiny_fit import tiny_fit_args
+
+    one_step = ["--data.num_workers", "0", "--trainer.max_steps", "1"]
+    _train_main()(tiny_fit_args(kinetics_root, tmp_path / "a", *one_step))
+    _train_main()(tiny_fit_args(kinetics_root, tmp_path / "b", *one_step))
+    source, last = (
+        tmp_path / "a" / "checkpoints" / "last.ckpt",
+        tmp_path / "b" / "checkpoints" / "last.ckpt",
+    )
+    weights = last.read_bytes()
+    resume = ["--data.num_workers", "0", "--trainer.max_steps", "2", "--ckpt_path", str(source)]
+    line = _user_error(capsys, _train_main(), tiny_fit_args(kinetics_root, tmp_path / "b", *resume))
+    assert str(last) in line and f"--trainer.default_root_dir {tmp_path / 'a'}" in line, line
+    assert last.read_bytes() == weights
+    _train_main()(tiny_fit_args(kinetics_root, tmp_path / "c", *resume))  # a new folder: resumes
+    assert (
+        torch.load(tmp_path / "c" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+        == 2
+    )
+    _train_main()(tiny_fit_args(kinetics_root, tmp_path / "a", *resume))  # its own folder
+    assert torch.load(source, weights_only=True)["global_step"] == 2
+
+
 def test_a_runs_saved_config_reused_with_another_root_writes_its_checkpoints_there(
     kinetics_root, tmp_path, capsys
 ):

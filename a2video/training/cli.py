@@ -115,25 +115,43 @@ def _checkpoint_dir(config: Any, key: str) -> str:
     return dirpath or os.path.join(run_root(config), "checkpoints")
 
 
-def _refuse_to_replace_checkpoints(config: Any) -> None:
-    """A fresh ``fit`` (no ``--ckpt_path``, or ``last`` with no ``last.ckpt``) stops before it
-    would write over an earlier run's checkpoints in its checkpoint folders, with the two fixes:
-    resume, or another folder."""
-    for key in ("step_checkpoint", "checkpoint"):
-        dirpath = (config.get(key) or {}).get("dirpath")
-        if not dirpath or not os.path.isdir(dirpath):
-            continue
+def _refuse_to_replace_checkpoints(config: Any, resuming: str | None = None) -> None:
+    """A fresh ``fit`` (no ``--ckpt_path``, or ``last`` with no ``last.ckpt``), or one resuming
+    ``resuming``, a file of another folder, stops before it would write over an earlier run's
+    checkpoints in its checkpoint folders, with the fixes: resume that run, or another folder."""
+    folders = [(config.get(key) or {}).get("dirpath") for key in ("step_checkpoint", "checkpoint")]
+    folders = [d for d in folders if d and os.path.isdir(d)]
+    if resuming is not None:
+        source = os.path.dirname(os.path.realpath(resuming))
+        if any(os.path.realpath(d) == source for d in folders):
+            return  # a resume of this folder's run
+    for dirpath in folders:
         found = sorted(name for name in os.listdir(dirpath) if name.endswith(".ckpt"))
         if found:
             name = "last.ckpt" if "last.ckpt" in found else found[0]
             path = os.path.join(dirpath, name)
             resume = "--ckpt_path last" if name == "last.ckpt" else f"--ckpt_path {path}"
             elsewhere = " ".join(["--trainer.default_root_dir DIR", *_set_elsewhere(config)])
+            if resuming is None:
+                raise ValueError(
+                    f"{path}: an earlier run's checkpoint is here and a fresh fit would write "
+                    f"over it; resume it with {resume}, or start this run elsewhere with "
+                    f"{elsewhere} (or move the old run away)"
+                )
             raise ValueError(
-                f"{path}: an earlier run's checkpoint is here and a fresh fit would write over "
-                f"it; resume it with {resume}, or start this run elsewhere with {elsewhere} (or "
-                "move the old run away)"
+                f"{path}: an earlier run's checkpoint is here and this fit resumes {resuming}, "
+                "another folder's, so it would write over it; resume that run in its own "
+                f"folder with --trainer.default_root_dir {_run_folder_of(resuming)}, or go on "
+                f"elsewhere with {elsewhere} (or move the old run away)"
             )
+
+
+def _run_folder_of(ckpt_path: str) -> str:
+    """The run folder a checkpoint file lies in (``<run>/checkpoints/x.ckpt``: ``<run>``)."""
+    folder = os.path.dirname(ckpt_path) or "."
+    if os.path.basename(folder) == "checkpoints":
+        return os.path.dirname(folder) or "."
+    return folder
 
 
 def _set_elsewhere(config: Any) -> list[str]:
@@ -714,8 +732,12 @@ class A2VideoCLI(LightningCLI):
                 "whose gradients make one optimizer step)"
             )
         fast_dev_run = config.trainer.get("fast_dev_run")  # Lightning saves nothing then
-        if self.subcommand == "fit" and not config.get("ckpt_path") and not fast_dev_run:
-            _refuse_to_replace_checkpoints(config)
+        ckpt_path = config.get("ckpt_path")
+        if self.subcommand == "fit" and not fast_dev_run:
+            if not ckpt_path:
+                _refuse_to_replace_checkpoints(config)
+            elif str(ckpt_path) not in _SPECIAL_CKPT:
+                _refuse_to_replace_checkpoints(config, resuming=str(ckpt_path))
         if (
             _mentions(config.trainer.get("logger"), "WandbLogger")
             and "WANDB_MODE" not in os.environ
