@@ -188,3 +188,31 @@ def test_check_data_says_a_missing_root_or_another_layout_in_one_line(
         capsys,
     )  # fmt: skip
     assert code == 0, (out, err)
+
+
+def test_write_clean_keeps_the_class_names_of_a_path_label_list(kinetics_root, tmp_path, capsys):
+    """A ``path label`` list whose classes come from its ``class_names.txt`` is cleaned with
+    that file beside it: the cleaned list read alone made its own, sorted class list (other
+    indices for every label) without a word."""
+    from a2video.data import KineticsDataModule
+
+    videos = sorted(Path(kinetics_root, "val").glob("*.mp4"))[:2]
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "class_names.txt").write_text("zebra\nant\n")
+    pairs = zip(videos, ("zebra", "ant"), strict=True)
+    rows = [f"{v.relative_to(kinetics_root)} {name}" for v, name in pairs]
+    (lists / "train.txt").write_text("\n".join([*rows, "val/gone.mp4 ant"]) + "\n")
+    clean = tmp_path / "clean"
+    args = ["check-data", "--layout", "kinetics", kinetics_root, "--workers", "1", "--no-progress"]
+    code, out, err = run_cli([*args, "--split", str(lists / "train.txt"), "--write-clean",
+                              str(clean)], capsys)  # fmt: skip
+    assert code == 1 and "missing" in out, (out, err)
+    dm = KineticsDataModule(kinetics_root, train_split=str(clean / "train.txt"), num_workers=0)
+    assert dm.class_names == ["zebra", "ant"]
+    # another class list already in DIR is not used (nor replaced) for this list
+    (clean / "class_names.txt").write_text("ant\nzebra\n")
+    code, out, err = run_cli([*args, "--split", str(lists / "train.txt"), "--write-clean",
+                              str(clean)], capsys)  # fmt: skip
+    assert code == 2 and "class_names.txt is not" in err and err.count("\n") == 1, err
+    assert (clean / "class_names.txt").read_text() == "ant\nzebra\n"

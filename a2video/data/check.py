@@ -17,6 +17,7 @@ check-data's own option names (the command's exit status 2).
 from __future__ import annotations
 
 import csv
+import filecmp
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -243,6 +244,8 @@ def write_clean(
         ValueError: the file defines the class list (Kinetics train CSV, ``path label`` list
             without ``class_names.txt``) and a class would lose all its videos: the cleaned copy
             would have fewer classes, every later class index shifted. Nothing is written.
+            Or ``out_dir`` holds another ``class_names.txt`` than the one a ``path label``
+            list's classes come from (it is copied beside the cleaned list).
     """
     keep = {c.line for c in checks if c.status == "ok"}
     source = Path(split_ann.source)
@@ -268,6 +271,17 @@ def write_clean(
     target = out / source.name
     if target.resolve() == source.resolve():
         raise ValueError(f"--write-clean would overwrite {source}; choose another folder")
+    # a path label list's class_names.txt goes beside the cleaned list: without it the list's
+    # own labels would define the classes (other ones, in another order)
+    names = source.with_name("class_names.txt")
+    has_names = layout == "kinetics" and source.suffix != ".csv" and names.is_file()
+    if has_names and not (out / names.name).exists():
+        shutil.copy(names, out / names.name)
+    elif has_names and not filecmp.cmp(names, out / names.name, shallow=False):
+        raise ValueError(
+            f"--write-clean: {out / names.name} is not {names}, whose class names the cleaned "
+            f"{source.name} needs beside it; choose another folder"
+        )
     target.write_text("".join(kept), encoding="utf-8")
     if layout == "ucf101":  # the cleaned folder must be a complete annotation_dir
         src_dir = source.parent
