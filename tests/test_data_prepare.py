@@ -700,3 +700,19 @@ def test_the_shared_temp_files_name_their_writer_for_the_cleanup(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("killed")
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["classInd.txt"]
+
+
+def test_prepare_refuses_a_dst_of_videos_it_did_not_write(kinetics_root, tmp_path, capsys):
+    """A DST holding videos but no marker (say a plain copy of SRC): the videos of the same
+    names counted as 'already done', nothing was encoded and the marker written then said
+    ``--frame-step 2``, so the DataModules halved the stride on the original frame rate."""
+    import shutil
+
+    src = _tiny_source(kinetics_root, tmp_path / "src", videos=1)
+    dst = tmp_path / "dst"
+    shutil.copytree(src, dst)
+    args = ["prepare", str(src), str(dst), "--layout", "kinetics", "--workers", "1"]
+    assert main([*args, "--frame-step", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{dst} holds videos but is not a copy" in err and err.count("\n") == 1, err
+    assert not (dst / MARKER).exists()

@@ -537,6 +537,13 @@ def prepare_dataset(
                 f"{old.get('frame_step', 1)}), not {enc.__dict__} (frame_step {frame_step}): "
                 "resume with the same options or choose another DST"
             )
+    elif dst.is_dir() and any(_is_video(rel) for rel in _walk(dst)):
+        # every prepare writes its marker before any video: these videos are not its copies,
+        # and those with a source's name would be taken as done without being encoded
+        raise PrepareError(
+            f"{dst} holds videos but is not a copy made by a2video prepare (no {MARKER}): "
+            "they would count as prepared without being encoded; choose a new or empty DST"
+        )
     dst.mkdir(parents=True, exist_ok=True)
     if not marker.is_file():
         state = {
