@@ -216,3 +216,24 @@ def test_write_clean_keeps_the_class_names_of_a_path_label_list(kinetics_root, t
                               str(clean)], capsys)  # fmt: skip
     assert code == 2 and "class_names.txt is not" in err and err.count("\n") == 1, err
     assert (clean / "class_names.txt").read_text() == "ant\nzebra\n"
+
+
+def test_synth_refuses_a_root_of_other_files(tmp_path, capsys):
+    """``a2video synth`` into a folder it did not fill (a real dataset, another layout's
+    synthetic set) stops in one line; it overwrote the annotation files there without a word.
+    Its own earlier root, interrupted or not, is written again."""
+    args = ["--classes", "1", "--videos-per-class", "1", "--duration", "0.3", "0.3"]
+    args += ["--max-side", "32", "--missing", "0", "--no-progress"]
+    mine = tmp_path / "mine"
+    (mine / "annotations").mkdir(parents=True)
+    (mine / "annotations" / "train.csv").write_text("label,youtube_id,time_start,time_end\n")
+    code, out, err = run_cli(["synth", str(mine), *args], capsys)
+    assert code == 2 and "holds files a2video synth did not write" in err, (out, err)
+    assert err.count("\n") == 1
+    assert (mine / "annotations" / "train.csv").read_text().count("\n") == 1
+    ucf = tmp_path / "ucf"
+    assert main(["synth", str(ucf), "--layout", "ucf101", *args]) == 0
+    code, out, err = run_cli(["synth", str(ucf), "--layout", "kinetics", *args], capsys)
+    assert code == 2 and "holds a ucf101 synthetic dataset" in err, (out, err)
+    (ucf / "synth_manifest.json").write_text('{"layout": "ucf101", "incomplete": true}')
+    assert main(["synth", str(ucf), "--layout", "ucf101", *args]) == 0

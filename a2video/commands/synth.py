@@ -81,8 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from a2video.data.synthetic import synthesize
+    from a2video.data.synthetic import check_synth_root, synthesize
 
+    check_synth_root(args.root, args.layout)
     manifest = synthesize(
         args.root,
         layout=args.layout,

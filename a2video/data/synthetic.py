@@ -64,6 +64,7 @@ MOTIONS: tuple[MotionClass, ...] = (
     MotionClass("holding still", "StatueStill", "still", ()),
 )
 MAX_CLASSES = len(MOTIONS)
+MANIFEST = "synth_manifest.json"
 
 KINETICS_SHAPES = ("circle", "square", "triangle", "diamond")
 UCF_SHAPES = ("ring", "cross", "star", "ellipse")
@@ -484,6 +485,8 @@ def synthesize(
         raise ValueError(f"structure must be flat, per-class or mixed, got {structure!r}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    # the layout first: an interrupted run's root is known as synth's (check_synth_root)
+    (root / MANIFEST).write_text(json.dumps({"layout": layout, "incomplete": True}))
     jobs = _kinetics_jobs if layout == "kinetics" else _ucf_jobs
     job_list, finish = jobs(
         root, classes, videos_per_class, val_per_class, seed, structure, missing
@@ -534,8 +537,28 @@ def synthesize(
         manifest["videos"].append(os.path.relpath(job["path"], root))
     finish(job_list)
     manifest["classes"] = [m.kinetics if layout == "kinetics" else m.ucf for m in MOTIONS[:classes]]
-    (root / "synth_manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
+
+
+def check_synth_root(root: str | os.PathLike, layout: str) -> None:
+    """Refuse (``ValueError``, one line) a ``root`` that holds files an earlier ``synthesize``
+    of ``layout`` did not write: synthesizing there would overwrite the annotation files and
+    videos of the same names and mix its videos with the others."""
+    root = Path(root)
+    if not root.is_dir() or not any(root.iterdir()):
+        return
+    try:
+        made = json.loads((root / MANIFEST).read_text()).get("layout")
+    except (OSError, ValueError, AttributeError):
+        made = None
+    if made == layout:
+        return  # an earlier synth's (perhaps interrupted): written again
+    what = f"a {made} synthetic dataset" if made else "files a2video synth did not write"
+    raise ValueError(
+        f"{root} holds {what} (its annotation files and videos would be overwritten); "
+        "choose a new or empty ROOT"
+    )
 
 
 def manifest_gaps(root: str | os.PathLike) -> list[str]:
@@ -543,7 +566,7 @@ def manifest_gaps(root: str | os.PathLike) -> list[str]:
     when it is missing or predates the list of written videos)."""
     root = Path(root)
     try:
-        manifest = json.loads((root / "synth_manifest.json").read_text())
+        manifest = json.loads((root / MANIFEST).read_text())
     except (OSError, ValueError):
         return ["synth_manifest.json"]
     if "videos" not in manifest:
