@@ -237,3 +237,20 @@ def test_synth_refuses_a_root_of_other_files(tmp_path, capsys):
     assert code == 2 and "holds a ucf101 synthetic dataset" in err, (out, err)
     (ucf / "synth_manifest.json").write_text('{"layout": "ucf101", "incomplete": true}')
     assert main(["synth", str(ucf), "--layout", "ucf101", *args]) == 0
+
+
+def test_check_data_without_a_test_csv_checks_train_and_val(kinetics_root, tmp_path, capsys):
+    """Kinetics annotations with no test CSV (MMAction2's ``kinetics_{train,val}.csv``; the
+    DataModules test on val): check-data with no --split checks train and val. It stopped
+    before decoding anything: 'no annotation file for split test', exit 2."""
+    import shutil
+
+    root = tmp_path / "k"
+    (root / "annotations").mkdir(parents=True)
+    for split in ("train", "val"):
+        shutil.copy(Path(kinetics_root, "annotations", f"{split}.csv"),
+                    root / "annotations" / f"kinetics_{split}.csv")  # fmt: skip
+        (root / split).symlink_to(Path(kinetics_root) / split)
+    args = ["check-data", "--layout", "kinetics", str(root), "--workers", "1", "--no-progress"]
+    code, out, err = run_cli(args, capsys)
+    assert code in (0, 1) and "[train]" in out and "[val]" in out and "[test]" not in out, err

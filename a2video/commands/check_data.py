@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--split",
         action="append",
         default=None,
-        help="split name or annotation file; repeatable (default: all)",
+        help="split name or annotation file; repeatable (default: all; Kinetics' test where "
+        "its CSV is)",
     )
     parser.add_argument("--fold", type=int, default=1, choices=[1, 2, 3], help="UCF-101 fold")
     parser.add_argument(
@@ -55,15 +56,14 @@ def run(args: argparse.Namespace) -> int:
     from a2video.data.check import (
         check_root,
         check_split,
+        default_splits,
         format_report,
         load_split,
         write_clean,
         write_csv_report,
     )
 
-    splits = args.split or (
-        ["train", "val", "test"] if args.layout == "kinetics" else ["train", "test"]
-    )
+    splits = args.split or default_splits(args.layout, args.root, args.annotation_dir)
     # ROOT and every split's annotations first: a wrong root or a missing annotation file is
     # one line (exit 2) before any video is decoded, said once, not once per split
     check_root(args.layout, args.root, splits, args.annotation_dir)

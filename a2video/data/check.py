@@ -96,6 +96,17 @@ def check_root(
     )
 
 
+def default_splits(layout: str, root: str | os.PathLike, annotation_dir: str | None) -> list[str]:
+    """The splits checked when none is named: UCF-101's train and test; Kinetics' train, val
+    and test, test only where its CSV is (MMAction2's annotations have none, and the
+    DataModules test on val by default)."""
+    if layout != "kinetics":
+        return ["train", "test"]
+    adir = Path(annotation_dir or Path(root) / "annotations")
+    has_test = any((adir / name).is_file() for name in ann.KINETICS_CSV_NAMES["test"])
+    return ["train", "val", "test"] if has_test else ["train", "val"]
+
+
 def _in_own_options(text: str) -> str:
     for old, new in _OWN_OPTIONS:
         text = text.replace(old, new)
