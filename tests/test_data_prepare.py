@@ -23,7 +23,7 @@ from files import tree_digest
 
 from a2video.cli import main
 from a2video.data import KineticsDataModule, UCF101DataModule
-from a2video.data.prepare import MARKER
+from a2video.data.prepare import MARKER, Encoding
 from a2video.data.video import PyAVReader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -716,3 +716,29 @@ def test_prepare_refuses_a_dst_of_videos_it_did_not_write(kinetics_root, tmp_pat
     err = capsys.readouterr().err
     assert f"{dst} holds videos but is not a copy" in err and err.count("\n") == 1, err
     assert not (dst / MARKER).exists()
+
+
+def test_prepare_encodes_videos_of_every_common_extension(tmp_path):
+    """A ``path label`` list naming ``.mpg`` / ``.wmv`` videos: prepare took them for other
+    files and copied them unchanged ('0 videos'), while the copy's marker said frame_step 2,
+    so the DataModules read them at half the stride they asked for."""
+    import av
+
+    from a2video.data.prepare import prepare_dataset
+
+    src = tmp_path / "src"
+    (src / "annotations").mkdir(parents=True)
+    (src / "v").mkdir()
+    for name, fmt, codec in (("a.mpg", "mpeg", "mpeg1video"), ("b.wmv", "asf", "wmv2")):
+        with av.open(str(src / "v" / name), "w", format=fmt) as out:
+            stream = out.add_stream(codec, rate=25)
+            stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+            for i in range(8):
+                frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * i, np.uint8), "rgb24")
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode())
+    (src / "annotations" / "train.txt").write_text("v/a.mpg 0\nv/b.wmv 1\n")
+    report = prepare_dataset(src, tmp_path / "dst", "kinetics", Encoding(frame_step=2), 1, False)
+    assert (report.videos, report.encoded, report.unreadable) == (2, 2, {})
+    for name in ("a.mpg", "b.wmv"):
+        assert PyAVReader(str(tmp_path / "dst" / "v" / name)).num_frames == 4

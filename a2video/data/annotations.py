@@ -33,7 +33,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".flv")
+# every file with one of these is a video (prepare re-encodes it, Kinetics finds it by stem)
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".flv", ".mpg", ".mpeg")
+VIDEO_EXTENSIONS += (".wmv", ".asf", ".3gp", ".ogv", ".ts", ".mts", ".m2ts", ".vob")
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
 KINETICS_CSV_NAMES = {
     "train": ("train.csv", "kinetics_train.csv", "kinetics-400_train.csv"),
