@@ -402,3 +402,22 @@ def test_a_byte_order_mark_is_read_as_nothing(kinetics_root, ucf_root, tmp_path)
     shutil.copytree(Path(ucf_root) / "ucfTrainTestlist", ucf)
     (ucf / "classInd.txt").write_bytes(b"\xef\xbb\xbf" + (ucf / "classInd.txt").read_bytes())
     assert ann.read_ucf_classes(ucf) == ann.read_ucf_classes(Path(ucf_root) / "ucfTrainTestlist")
+
+
+def test_an_annotation_file_not_in_utf8_is_one_error_naming_its_line(tmp_path):
+    """A CSV saved as Latin-1 (a spreadsheet's default export on Windows) or a UTF-16 list:
+    an AnnotationError naming the file, the line and the fix (it was a UnicodeDecodeError
+    traceback from the codec), for the Kinetics CSV, a path label list and UCF's classInd."""
+    csv_file = tmp_path / "train.csv"
+    csv_file.write_bytes("label,youtube_id,time_start,time_end,split\r\n"
+                         "caf\u00e9,abc,1,11,train\r\n".encode("latin-1"))  # fmt: skip
+    with pytest.raises(ann.AnnotationError, match=r"train\.csv:2: not UTF-8 text") as err:
+        ann.read_kinetics_classes(csv_file)
+    assert "fix: save the file as UTF-8" in str(err.value)
+    listed = tmp_path / "list.txt"
+    listed.write_text("a.mp4 0\n", encoding="utf-16")
+    with pytest.raises(ann.AnnotationError, match=r"list\.txt:1: not UTF-8 text \(byte 0xff\)"):
+        ann.read_path_label_list(listed, tmp_path)
+    (tmp_path / "classInd.txt").write_bytes(b"1 Caf\xe9\n")
+    with pytest.raises(ann.AnnotationError, match=r"classInd\.txt:1: not UTF-8"):
+        ann.read_ucf_classes(tmp_path)

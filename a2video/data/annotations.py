@@ -23,6 +23,7 @@ line and the fix, raised while the DataModule is built, before any training star
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import re
@@ -90,6 +91,22 @@ def _rebuild_annotation_error(file, text, line, fix, message=None):
     return err
 
 
+def annotation_text(path: str | os.PathLike) -> str:
+    """The text of an annotation file: UTF-8 (a BOM skipped). Other bytes (a spreadsheet's
+    Latin-1 or UTF-16 export) are an :class:`AnnotationError` naming the line, not a codec
+    traceback."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise AnnotationError(
+            path,
+            f"not UTF-8 text (byte 0x{data[err.start]:02x})",
+            line=data.count(b"\n", 0, err.start) + 1,
+            fix="save the file as UTF-8 (a spreadsheet's 'CSV UTF-8')",
+        ) from None
+
+
 @dataclass(frozen=True)
 class VideoRecord:
     """One listed video: its path, its label (-1 when the split has none) and where it came from."""
@@ -155,13 +172,12 @@ _SPLIT_ALIASES = {"validate": "val", "validation": "val"}
 
 def _csv_split_column(csv_path: str | os.PathLike) -> str | None:
     """The one split (train/val/test) every row of a Kinetics CSV's ``split`` column names."""
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = [h.strip().lower() for h in next(reader, [])]
-        if "split" not in header:
-            return None
-        col = header.index("split")
-        values = {row[col].strip().lower() for row in reader if len(row) > col and row[col].strip()}
+    reader = csv.reader(io.StringIO(annotation_text(csv_path), newline=""))
+    header = [h.strip().lower() for h in next(reader, [])]
+    if "split" not in header:
+        return None
+    col = header.index("split")
+    values = {row[col].strip().lower() for row in reader if len(row) > col and row[col].strip()}
     if len(values) != 1:
         return None
     value = values.pop()
@@ -279,7 +295,7 @@ def _read_kinetics_rows(csv_path: str | os.PathLike) -> tuple[list[tuple[int, st
         raise AnnotationError(
             path, "annotation file not found", fix="check --data.data_root / --data.annotation_dir"
         )
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+    with io.StringIO(annotation_text(path), newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None:
@@ -452,7 +468,7 @@ def read_class_names_file(path: str | os.PathLike) -> list[str]:
     """Class names of a ``class_names.txt`` (one per line, label order; blank lines ignored)."""
     path = Path(path)
     names, seen = [], {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for lineno, line in enumerate(annotation_text(path).splitlines(), start=1):
         name = line.strip()
         if not name:
             continue
@@ -484,7 +500,7 @@ def read_path_label_list(
     if not path.is_file():
         raise AnnotationError(path, "list file not found", fix="check the split path")
     entries = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for lineno, line in enumerate(annotation_text(path).splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parts = split_path_label(line)
@@ -552,7 +568,7 @@ def read_ucf_classes(split_dir: str | os.PathLike) -> list[str]:
             "annotation_dir=), the extracted ucfTrainTestlist folder",
         )
     names: dict[int, str] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for lineno, line in enumerate(annotation_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
@@ -609,7 +625,7 @@ def read_ucf_split(
         )
     label_of = {name.lower(): i for i, name in enumerate(class_names)}
     records, missing, seen, raw = [], [], {}, {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for lineno, line in enumerate(annotation_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()

@@ -260,7 +260,7 @@ def write_clean(
     """
     keep = {c.line for c in checks if c.status == "ok"}
     source = Path(split_ann.source)
-    lines = source.read_text(encoding="utf-8-sig").splitlines(keepends=True)
+    lines = ann.annotation_text(source).splitlines(keepends=True)
     is_csv = layout == "kinetics" and source.suffix == ".csv"
     if is_csv:
         kept = [lines[0]] + [lines[i - 1] for i in range(2, len(lines) + 1) if i in keep]
