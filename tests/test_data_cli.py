@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from a2video_cli import run_cli
 from files import tree_digest
 
@@ -254,3 +255,21 @@ def test_check_data_without_a_test_csv_checks_train_and_val(kinetics_root, tmp_p
     args = ["check-data", "--layout", "kinetics", str(root), "--workers", "1", "--no-progress"]
     code, out, err = run_cli(args, capsys)
     assert code in (0, 1) and "[train]" in out and "[val]" in out and "[test]" not in out, err
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        (["--videos-per-class", "0"], "--videos-per-class 0: it must be >= 1"),
+        (["--broken", "2"], "--broken 2.0: a share of the videos, 0..1"),
+        (["--size", "0", "10"], "--size 0 10: width and height must be even and >= 16"),
+        (["--size", "7", "5"], "--size 7 5: width and height must be even and >= 16"),
+    ],
+)
+def test_synth_refuses_values_it_cannot_honour_in_one_line(option, said, tmp_path, capsys):
+    """They were an IndexError / ZeroDivisionError traceback, numpy's 'cannot reshape', or a
+    dataset of no train video announced as '8 classes'; nothing is written."""
+    root = tmp_path / "s"
+    code, out, err = run_cli(["synth", str(root), "--no-progress", *option], capsys)
+    assert code == 2 and err == f"a2video synth: error: {said}\n", (out, err)
+    assert not root.exists()

@@ -430,6 +430,26 @@ def _plan_special(n_videos: int, broken: float, quirks: bool, kinds_quirk, rng) 
     return plan
 
 
+def _check_counts(
+    videos_per_class: int,
+    val_per_class: int | None,
+    size: tuple[int, int] | None,
+    broken: float,
+    missing: float | None,
+) -> None:
+    """Refuse, in one ``ValueError`` line naming the option, values :func:`synthesize` cannot
+    honour (they ended in a traceback, or in a dataset without a train video)."""
+    if videos_per_class < 1:
+        raise ValueError(f"--videos-per-class {videos_per_class}: it must be >= 1")
+    if val_per_class is not None and val_per_class < 0:
+        raise ValueError(f"--val-per-class {val_per_class}: it must be >= 0")
+    if size is not None and (min(size) < 16 or size[0] % 2 or size[1] % 2):
+        raise ValueError(f"--size {size[0]} {size[1]}: width and height must be even and >= 16")
+    for flag, share in (("--broken", broken), ("--missing", missing)):
+        if share is not None and not 0.0 <= share <= 1.0:
+            raise ValueError(f"{flag} {share}: a share of the videos, 0..1")
+
+
 def synthesize(
     root: str | os.PathLike,
     layout: str = "kinetics",
@@ -483,6 +503,7 @@ def synthesize(
         raise ValueError(f"classes must be in 1..{MAX_CLASSES}, got {classes}")
     if structure not in ("flat", "per-class", "mixed"):
         raise ValueError(f"structure must be flat, per-class or mixed, got {structure!r}")
+    _check_counts(videos_per_class, val_per_class, size, broken, missing)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     # the layout first: an interrupted run's root is known as synth's (check_synth_root)
