@@ -41,11 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from a2video.errors import exit_on_user_error
+    from a2video.errors import debug_enabled, exit_on_user_error
 
     args = build_parser().parse_args(argv)
     with exit_on_user_error(f"a2video {args.command}", "--unsafe-load"):
-        return int(args._run(args) or 0)
+        try:
+            return int(args._run(args) or 0)
+        except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for it
+            if debug_enabled():
+                raise
+            print(f"a2video {args.command}: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

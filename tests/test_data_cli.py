@@ -273,3 +273,21 @@ def test_synth_refuses_values_it_cannot_honour_in_one_line(option, said, tmp_pat
     code, out, err = run_cli(["synth", str(root), "--no-progress", *option], capsys)
     assert code == 2 and err == f"a2video synth: error: {said}\n", (out, err)
     assert not root.exists()
+
+
+def test_ctrl_c_ends_check_data_in_one_line(kinetics_root, monkeypatch, capsys):
+    """Ctrl-C while check-data decodes: one line and exit status 130, as ``prepare`` (it was
+    the KeyboardInterrupt traceback through concurrent.futures)."""
+    from a2video.data import check
+
+    def interrupted(path: str) -> tuple[int, str]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(check, "decode_all", interrupted)
+    args = ["check-data", "--layout", "kinetics", kinetics_root, "--workers", "1", "--no-progress"]
+    try:
+        code = main(args)
+    except KeyboardInterrupt:
+        code = "traceback"
+    assert code == 130
+    assert capsys.readouterr().err.endswith("a2video check-data: interrupted\n")
