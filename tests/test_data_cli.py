@@ -291,3 +291,21 @@ def test_ctrl_c_ends_check_data_in_one_line(kinetics_root, monkeypatch, capsys):
         code = "traceback"
     assert code == 130
     assert capsys.readouterr().err.endswith("a2video check-data: interrupted\n")
+
+
+def test_check_data_checks_its_outputs_before_decoding(kinetics_root, tmp_path, monkeypatch,
+                                                       capsys):  # fmt: skip
+    """``--write-clean`` naming the annotation folder itself, and a ``--report`` in a folder
+    that is not there, were errors after every video was decoded (hours on Kinetics), the
+    report lost. Now the first stops before any decoding; the report's folder is made."""
+    from a2video.data import check
+
+    decoded = []
+    monkeypatch.setattr(check, "decode_all", lambda path: decoded.append(path) or (8, ""))
+    args = ["check-data", "--layout", "kinetics", kinetics_root, "--workers", "1", "--no-progress"]
+    own = str(Path(kinetics_root) / "annotations")
+    code, out, err = run_cli([*args, "--write-clean", own], capsys)
+    assert code == 2 and "--write-clean would overwrite" in err and decoded == [], (out, err)
+    report = tmp_path / "reports" / "report.csv"
+    code, out, err = run_cli([*args, "--split", "val", "--report", str(report)], capsys)
+    assert code in (0, 1) and report.read_text().startswith("line,path,status"), (out, err)

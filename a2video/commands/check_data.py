@@ -54,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from a2video.data.check import (
+        check_outputs,
         check_root,
         check_split,
         default_splits,
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         (split, load_split(args.layout, args.root, split, args.fold, args.annotation_dir))
         for split in splits
     ]
+    check_outputs([split_ann for _, split_ann in loaded], args.write_clean, args.report)
     unusable, all_checks = 0, []
     for split, split_ann in loaded:
         checks, _ = check_split(

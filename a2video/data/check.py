@@ -246,6 +246,32 @@ def check_split(
     return results, split_ann
 
 
+def clean_target(split_ann: ann.SplitAnnotations, out_dir: str | os.PathLike) -> Path:
+    """Where :func:`write_clean` writes the split's cleaned file; a ``ValueError`` where that
+    is the split's own file."""
+    source = Path(split_ann.source)
+    target = Path(out_dir) / source.name
+    if target.resolve() == source.resolve():
+        raise ValueError(f"--write-clean would overwrite {source}; choose another folder")
+    return target
+
+
+def check_outputs(
+    splits: list[ann.SplitAnnotations], clean_dir: str | None, report: str | None
+) -> None:
+    """Make ``--write-clean DIR`` and ``--report CSV``'s folder, and refuse a DIR holding a
+    split's own file, before any video is decoded: found after decoding (hours on Kinetics),
+    such a mistake threw the run's results away."""
+    if clean_dir is not None:
+        for split_ann in splits:
+            clean_target(split_ann, clean_dir)
+        Path(clean_dir).mkdir(parents=True, exist_ok=True)
+    if report is not None:
+        Path(report).parent.mkdir(parents=True, exist_ok=True)
+        with open(report, "a"):  # a folder, or a file that cannot be written: said now
+            pass
+
+
 def write_clean(
     layout: str, split_ann: ann.SplitAnnotations, checks: list[VideoCheck], out_dir: str
 ) -> Path:
@@ -279,9 +305,7 @@ def write_clean(
             )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    target = out / source.name
-    if target.resolve() == source.resolve():
-        raise ValueError(f"--write-clean would overwrite {source}; choose another folder")
+    target = clean_target(split_ann, out_dir)
     # a path label list's class_names.txt goes beside the cleaned list: without it the list's
     # own labels would define the classes (other ones, in another order)
     names = source.with_name("class_names.txt")
