@@ -742,3 +742,15 @@ def test_prepare_encodes_videos_of_every_common_extension(tmp_path):
     assert (report.videos, report.encoded, report.unreadable) == (2, 2, {})
     for name in ("a.mpg", "b.wmv"):
         assert PyAVReader(str(tmp_path / "dst" / "v" / name)).num_frames == 4
+
+
+def test_a_link_in_src_to_the_copy_is_not_prepared_again(kinetics_root, tmp_path):
+    """SRC holding a link to DST (``data/fast -> the copy``): a rerun encoded the copy's videos
+    again into ``DST/fast/`` (a copy of the copy), one level deeper on every rerun."""
+    src = _tiny_source(kinetics_root, tmp_path / "src", videos=1)
+    dst = tmp_path / "dst"
+    _prepare(src, dst)
+    files = sorted(p.relative_to(dst) for p in dst.rglob("*"))
+    (src / "fast").symlink_to(dst)
+    _prepare(src, dst)
+    assert sorted(p.relative_to(dst) for p in dst.rglob("*")) == files

@@ -250,11 +250,15 @@ def check_paths(src: Path, dst: Path, layout: str) -> None:
         )
 
 
-def _walk(src: Path) -> Iterator[Path]:
+def _walk(src: Path, outside: Path | None = None) -> Iterator[Path]:
     """Every file below ``src``, relative to it; symlinked folders are followed (as the loaders
-    do), each real folder once."""
+    do), each real folder once; none that really lies in ``outside`` (a link in SRC to the copy
+    being written: its videos were encoded again into a folder of the copy, one deeper on each
+    rerun)."""
+    skip = os.path.realpath(outside) + os.sep if outside is not None else None
     for path in walk_files(src):
-        yield Path(path).relative_to(src)
+        if skip is None or not os.path.realpath(path).startswith(skip):
+            yield Path(path).relative_to(src)
 
 
 def _output_size(w: int, h: int, short_side: int) -> tuple[int, int]:
@@ -556,7 +560,7 @@ def prepare_dataset(
     report = PrepareReport()
     readable: set[str] = set()  # videos encoded by this run
     jobs = []
-    for rel in _walk(src):
+    for rel in _walk(src, outside=dst):
         source = src / rel
         if rel.name in (MARKER, JOURNAL) or _leftover(rel.name):
             continue
