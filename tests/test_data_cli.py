@@ -309,3 +309,16 @@ def test_check_data_checks_its_outputs_before_decoding(kinetics_root, tmp_path, 
     report = tmp_path / "reports" / "report.csv"
     code, out, err = run_cli([*args, "--split", "val", "--report", str(report)], capsys)
     assert code in (0, 1) and report.read_text().startswith("line,path,status"), (out, err)
+
+
+def test_synth_max_side_scales_a_given_size_too(tmp_path):
+    """``--size 96 64 --max-side 48``: the videos were 96x64, --max-side ignored."""
+    from a2video.data.video import PyAVReader
+
+    args = ["synth", str(tmp_path / "s"), "--layout", "ucf101", "--classes", "1", "--no-progress"]
+    args += ["--videos-per-class", "1", "--duration", "0.3", "0.3", "--size", "96", "64"]
+    assert main([*args, "--max-side", "48"]) == 0
+    video = next((tmp_path / "s" / "UCF-101").rglob("*.avi"))
+    reader = PyAVReader(str(video))
+    assert (reader.width, reader.height) == (48, 32)
+    reader.close()

@@ -538,11 +538,11 @@ def synthesize(
         fps = 30.0 if web and layout == "kinetics" else job["fps"]
         dur = duration[0] + (duration[1] - duration[0]) * rng.random()
         sizes = WEB_SIZES if web else KINETICS_SIZES
-        w, h = size or (
-            _scaled(sizes[int(rng.integers(len(sizes)))], max_side)
-            if layout == "kinetics"
-            else _scaled((320, 240), max_side)
-        )
+        if size is None and layout == "kinetics":
+            size_of_video = sizes[int(rng.integers(len(sizes)))]
+        else:
+            size_of_video = size or (320, 240)
+        w, h = _scaled(size_of_video, max_side)  # a given size too
         motion = job["motion"]
         if slot in plan:
             written = write_special(
