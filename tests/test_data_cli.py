@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from a2video_cli import run_cli
 from files import tree_digest
 
 from a2video.cli import main
+from a2video.data.check import decode_all
 
 
 def test_synth_is_deterministic_for_a_seed(tmp_path):
@@ -322,3 +324,36 @@ def test_synth_max_side_scales_a_given_size_too(tmp_path):
     reader = PyAVReader(str(video))
     assert (reader.width, reader.height) == (48, 32)
     reader.close()
+
+
+_CRASH_ON: list[str] = []  # the video whose decoding kills its process (set before the fork)
+
+
+def _decode_or_crash(path: str) -> tuple[int, str]:
+    """check-data's decode_all, but a crash (the process dies) on ``_CRASH_ON``'s video; at
+    module level, so the pool's forked workers find it."""
+    import signal
+
+    if path in _CRASH_ON:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return decode_all(path)
+
+
+def test_check_data_lists_a_video_that_crashes_the_decoder(kinetics_root, monkeypatch, capsys):
+    """A video whose decoding kills the worker process (a crash in the decoding library):
+    listed as undecodable, every other video checked. It was a BrokenProcessPool traceback
+    and every result was lost."""
+    from a2video.data import check
+
+    culprit = sorted(str(p) for p in Path(kinetics_root, "val").glob("*.mp4"))[1]
+    _CRASH_ON[:] = [culprit]
+    monkeypatch.setattr(check, "decode_all", _decode_or_crash)
+    args = ["check-data", "--layout", "kinetics", kinetics_root, "--split", "val"]
+    try:
+        code, out, err = run_cli([*args, "--workers", "2", "--no-progress"], capsys)
+    finally:
+        _CRASH_ON.clear()
+    listed = [ln for ln in out.splitlines() if ln.startswith("undecodable")]
+    assert code == 1 and len(listed) == 1, (out, err)
+    assert culprit in listed[0] and check.CRASHED in listed[0]
+    assert " ok, " in out and out.count("listed:") == 1

@@ -20,8 +20,13 @@ import csv
 import filecmp
 import os
 import shutil
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import suppress
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from . import annotations as ann
@@ -167,6 +172,48 @@ def decode_all(path: str) -> tuple[int, str]:
     return n, ""
 
 
+CRASHED = "the decoder crashed on it (its process died)"
+
+
+def _decode_in_processes(
+    paths: list[str], workers: int, done: Callable[[], object]
+) -> list[tuple[int, str]]:
+    """:func:`decode_all` of every path, in order, in ``workers`` processes. A video whose
+    decoding kills its process (a crash in the decoding library) is undecodable: it broke the
+    pool, a BrokenProcessPool traceback that lost every result. The videos the broken pool
+    held are checked again in a process each, then the others in a new pool."""
+    outcomes: dict[int, tuple[int, str]] = {}
+    todo = list(range(len(paths)))
+    while todo:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            ahead = iter(todo)
+            pending = deque(
+                (i, pool.submit(decode_all, paths[i])) for i in islice(ahead, 4 * workers)
+            )
+            with suppress(BrokenProcessPool):
+                while pending:
+                    i, future = pending[0]
+                    outcomes[i] = future.result()
+                    pending.popleft()
+                    done()
+                    for j in islice(ahead, 1):
+                        pending.append((j, pool.submit(decode_all, paths[j])))
+            for i, future in pending:  # finished before the pool broke
+                if future.done() and future.exception() is None and i not in outcomes:
+                    outcomes[i] = future.result()
+                    done()
+        todo = [i for i in todo if i not in outcomes]
+        for i in todo[: workers + 1]:  # the one that crashed is among those the pool held
+            with ProcessPoolExecutor(max_workers=1) as alone:
+                try:
+                    outcomes[i] = alone.submit(decode_all, paths[i]).result()
+                except BrokenProcessPool:
+                    outcomes[i] = (0, CRASHED)
+            done()
+        todo = todo[workers + 1 :]
+    return [outcomes[i] for i in range(len(paths))]
+
+
 def _split_annotations(layout: str, root: str, split: str, fold: int, annotation_dir):
     """The split's annotations, read as the DataModule reads them, with ``class_source`` set
     to the file the class list comes from (when dropping lines of it can drop a class)."""
@@ -223,11 +270,7 @@ def check_split(
 
     bar = tqdm(total=len(paths), desc=f"check {layout} {split}", unit="video", disable=not progress)
     if workers > 1 and len(paths) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            outcomes = []
-            for out in pool.map(decode_all, paths, chunksize=4):
-                outcomes.append(out)
-                bar.update()
+        outcomes = _decode_in_processes(paths, workers, bar.update)
     else:
         outcomes = []
         for p in paths:
