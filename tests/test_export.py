@@ -115,6 +115,20 @@ def test_export_refuses_a_non_positive_shape_in_one_line(tmp_path, capsys, optio
     assert f"{option} 0: must be a positive integer" in err
 
 
+def test_export_refuses_a_clip_too_small_for_the_arch_in_one_line(tiny_run, tmp_path, capsys):
+    """``--frames 1`` through a2net_tiny's temporal pooling ended in torch's traceback."""
+    from a2video.cli import main
+
+    out = tmp_path / "tiny.pt"
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", "--ckpt", tiny_run["ckpt"], "--format", "torchscript", "--out", str(out),
+              "--frames", "1"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1, err
+    assert "--frames 1, --size 32: a clip of 1 frames at 32x32 is too small for a2net_tiny" in err
+    assert "pass --frames 2 --size 32 or more" in err and not out.exists()
+
+
 def test_export_refuses_to_write_over_the_checkpoint_it_reads(tiny_run, tmp_path, capsys):
     """A checkpoint named ``.pt`` exported to TorchScript (default ``--out``: the same name) or
     an ``--out`` naming the checkpoint: one line, and the trained file is left as it was."""

@@ -117,3 +117,17 @@ def test_cli_table_of_every_arch(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["flops", "--all", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["arch"] for r in rows} >= {"a2net_r50", "i3d_r50", "nl_r50", "slow_r50", "r26"}
+
+
+@pytest.mark.parametrize(
+    ("arch", "frames", "size", "fix"),
+    [("a2net_tiny", 1, 32, "--frames 2 --size 32"), ("nl_r50", 8, 8, "--frames 8 --size 17")],
+)
+def test_cli_refuses_a_clip_too_small_for_the_arch_in_one_line(capsys, arch, frames, size, fix):
+    """It ended in torch's 'Output size is too small' traceback from a pooling layer."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["flops", arch, "--frames", str(frames), "--size", str(size)])
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and out == "" and err.count("\n") == 1, err
+    assert f"--frames {frames}, --size {size}: a clip of {frames} frames" in err
+    assert f"too small for {arch}" in err and f"pass {fix} or more" in err

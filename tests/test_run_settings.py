@@ -63,6 +63,20 @@ def test_testing_on_other_clips_than_trained_warns_with_the_flags(
     assert _clip_warnings(lambda: _train_main()(same)) == []
 
 
+def test_a_clip_too_small_for_the_arch_stops_in_one_line(
+    kinetics_ckpt, kinetics_root, tmp_path, capsys
+):
+    """``--data.frames 1`` through a2net_tiny's temporal pooling: torch's traceback at the first
+    batch, after the run folder was made; now one line before the run."""
+    run = tmp_path / "r"
+    argv = _test_args(kinetics_root, run, kinetics_ckpt, "--data.frames", "1")
+    line = _user_error(capsys, _train_main(), argv)
+    assert line.startswith("train.py: error: --data.frames 1, --data.crop_size 32: a clip of 1")
+    assert "too small for a2net_tiny" in line
+    assert line.endswith("pass --data.frames 2 --data.crop_size 32 or more")
+    assert not run.exists()
+
+
 def test_a_class_list_in_another_order_stops_in_one_line(
     kinetics_ckpt, kinetics_root, tmp_path, capsys
 ):

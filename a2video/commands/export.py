@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     from a2video.explore.export import SUFFIX, export_model, parity_check
     from a2video.explore.predict import load_predictor
+    from a2video.models import check_clip_size
 
     for flag, value in (("--batch", args.batch), ("--frames", args.frames), ("--size", args.size)):
         if value is not None and value < 1:
@@ -44,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
     _, frames, size, _ = predictor.clip_shape
     frames = frames if args.frames is None else args.frames
     size = size if args.size is None else args.size
+    options = predictor.meta.get("arch_options") or {}
+    check_clip_size(
+        predictor.meta["arch"], frames, size, num_classes=predictor.num_classes, **options
+    )
     shape = (args.batch, 3, frames, size, size)
     out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(SUFFIX[args.format])
     if out.exists() and out.resolve() == Path(args.ckpt).resolve():

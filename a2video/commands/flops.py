@@ -36,7 +36,7 @@ def _row(r: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from a2video.models import count_arch_flops, list_models
+    from a2video.models import check_clip_size, count_arch_flops, list_models
 
     for flag, value in (
         ("--frames", args.frames),
@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
             f"unknown arch {args.arch!r}; {guess}choose from {', '.join(list_models())} or 'all'"
         )
     results = []
-    for arch in archs:
+    for arch in archs:  # a clip too small for an arch: one line naming --frames/--size
+        check_clip_size(arch, args.frames, args.size, num_classes=args.num_classes)
         r = count_arch_flops(arch, args.frames, args.size, num_classes=args.num_classes)
         if not args.blocks:
             r.pop("blocks")

@@ -63,7 +63,13 @@ from a2video.models.inflate import Inflate
 from a2video.models.resnet3d import StageSpec, VideoResNet
 from a2video.models.weights import load_weights
 
-__all__ = ["UnknownArchError", "build_model", "list_models", "register_model"]
+__all__ = [
+    "UnknownArchError",
+    "build_model",
+    "check_clip_size",
+    "list_models",
+    "register_model",
+]
 
 _MODELS: dict[str, Callable[..., VideoResNet]] = {}
 
@@ -116,6 +122,64 @@ def build_model(arch: str, num_classes: int = 400, **options: Any) -> VideoResNe
             f"{arch}: unknown arch_options {unknown}; its options are {arch_options(arch)}"
         )
     return _MODELS[arch](num_classes=num_classes, **options)
+
+
+# Builder options that fetch weights: not needed to build an arch on the meta device.
+_WEIGHT_OPTIONS = ("pretrained_2d", "pretrained_ptv")
+# torch's messages for an input that a pooling or convolution reduces to nothing
+_TOO_SMALL = ("too small", "greater than actual input size")
+
+
+def check_clip_size(
+    arch: str,
+    frames: int,
+    size: int,
+    *,
+    flags: tuple[str, str] = ("--frames", "--size"),
+    **options: Any,
+) -> None:
+    """Refuse, in one line naming ``flags`` (the entry point's options for the clip length and
+    crop size) and the smallest clip ``arch`` takes, a ``frames``×``size``² clip that its strides
+    and pooling reduce to nothing (a traceback deep inside torch otherwise). The arch is built and
+    run on the meta device: no memory, no compute.
+
+    Raises:
+        ValueError: the clip is too small for ``arch``.
+    """
+    import torch
+
+    options = {k: v for k, v in options.items() if k not in _WEIGHT_OPTIONS}
+    with torch.device("meta"):
+        model = build_model(arch, **options).eval()
+
+    def runs(t: int, s: int) -> bool:
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, 3, t, s, s, device="meta"))
+        except RuntimeError as err:
+            if not any(words in str(err) for words in _TOO_SMALL):
+                raise
+            return False
+        return True
+
+    if runs(frames, size):
+        return
+    big = max(size, 256)
+    min_frames = next((t for t in range(1, 65) if runs(t, big)), None)
+    if min_frames is None:  # no clip length helps: leave torch's error as it is
+        return
+    t = max(frames, min_frames)
+    lo, hi = 1, max(size, 1024)  # bisection: the smallest size that runs, at t frames
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if runs(t, mid) else (mid + 1, hi)
+    frames_flag, size_flag = flags
+    raise ValueError(
+        f"{frames_flag} {frames}, {size_flag} {size}: a clip of {frames} frames at {size}x{size} "
+        f"is too small for {arch} (its strides and pooling leave no output); it takes at least "
+        f"{min_frames} frames and {lo} px: pass {frames_flag} {t} {size_flag} {max(size, lo)} or "
+        "more"
+    )
 
 
 def arch_options(arch: str) -> list[str]:

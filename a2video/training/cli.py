@@ -53,6 +53,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from a2video.errors import debug_enabled, exit_with_user_error, running_entry_point
+from a2video.models import check_clip_size
 from a2video.training.callbacks import (
     DEFAULT_COLLECTIVE_TIMEOUT_S,
     CollectiveWatchdog,
@@ -876,6 +877,23 @@ class A2VideoCLI(LightningCLI):
             f"{used} (as configured); {flags} gives it the clips it was trained on."
         )
 
+    def _check_clip_size(self) -> None:
+        """One line, before any run, when ``data.frames`` × ``data.crop_size``² clips are too
+        small for the model's arch (its strides and pooling leave nothing: a traceback deep in
+        torch at the first batch otherwise)."""
+        arch = getattr(self.model, "arch", None)
+        spec = getattr(self.datamodule, "spec", None)
+        if not isinstance(arch, str) or spec is None:
+            return
+        check_clip_size(
+            arch,
+            spec.frames,
+            spec.crop_size,
+            flags=("--data.frames", "--data.crop_size"),
+            num_classes=self.model.num_classes,
+            **(getattr(self.model, "arch_options", None) or {}),
+        )
+
     def after_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         saved = getattr(self, "_saved_hparams", {}).get("num_classes")
@@ -889,6 +907,7 @@ class A2VideoCLI(LightningCLI):
         self._check_saved_weights(config.get("ckpt_path"))
         self._check_saved_classes(config.get("ckpt_path"))
         self._say_clip_differences(config.get("ckpt_path"))
+        self._check_clip_size()
         if self.subcommand == "fit" and config.get("ckpt_path"):  # a resumed fine-tune's record
             for callback in getattr(self.trainer, "callbacks", ()):
                 if hasattr(callback, "resume_transfer"):  # a2video.training.finetune.Finetune
