@@ -262,6 +262,32 @@ def test_a_missing_run_or_a_plain_state_dict_is_refused_before_the_kernel(
     assert no_kernel == [] and not (tmp_path / "out").exists()
 
 
+def test_a_data_root_the_attention_notebook_cannot_read_is_refused_before_the_kernel(
+    no_kernel, tiny_run, ucf_root, tmp_path, capsys
+):
+    """``--data`` with no such folder, or another layout's dataset, failed inside the kernel
+    (a traceback, exit status 1) after the explore notebook had run, its fix naming train.py's
+    ``--data.data_root``."""
+    from a2video.explore.notebooks import main
+
+    attention = str(repo_root() / "notebooks" / "attention_maps.ipynb")
+    missing = tmp_path / "no_such_data"
+    for data, what in ((missing, f"{missing}: no such folder"), (ucf_root, "annotations")):
+        argv = ["--out", str(tmp_path / "out"), "--ckpt", tiny_run["ckpt"], "--data", str(data)]
+        with pytest.raises(SystemExit) as exit_:
+            main([*argv, attention])
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 2 and err.count("\n") == 0, err
+        assert what in err and "--data.data_root" not in err, err
+        assert err.endswith(
+            "pass --data DIR (A2VIDEO_DATA in Jupyter), the dataset last.ckpt was trained on "
+            "(attention_maps.ipynb reads its test videos)"
+        ), err
+    assert no_kernel == [] and not (tmp_path / "out").exists()
+    argv = ["--out", str(tmp_path / "out"), "--ckpt", tiny_run["ckpt"], "--data", tiny_run["data"]]
+    assert main([*argv, attention]) == 0 and len(no_kernel) == 1
+
+
 def test_a_checkpoints_run_folder_is_above_checkpoints_else_its_own():
     """A checkpoint outside a ``checkpoints/`` folder made the folder above it the "run": for
     /tmp/x/model.ckpt, every scores.npz anywhere under /tmp was a candidate."""

@@ -10,8 +10,9 @@ kernel.
 
 Before any kernel starts, the inputs of the notebooks asked for are checked (:func:`needs`): the
 run's ``scores.npz`` for a notebook that reads one (stdout names the file), the checkpoint for a
-notebook that loads one (the explore notebook needs none); a missing or wrong one ends in one
-line and exit status 2.
+notebook that loads one (the explore notebook needs none) and the data root whose test videos
+it reads (``--data``, else the checkpoint's); a missing or wrong one ends in one line and exit
+status 2.
 """
 
 from __future__ import annotations
@@ -121,9 +122,11 @@ def needs(path: str | os.PathLike) -> set[str]:
     return {what for call, what in _NEEDS.items() if call in code}
 
 
-def _check_checkpoint(ckpt: Path, unsafe: bool, notebook: Path) -> None:
+def _check_checkpoint(ckpt: Path, unsafe: bool, notebook: Path, data: Path | None) -> None:
     """Refuse (one line, before any kernel starts) a checkpoint the notebook cannot load: a
-    missing file, one safe loading refuses, one without a2video's metadata."""
+    missing file, one safe loading refuses, one without a2video's metadata; and a data root
+    (``data``, else the one the checkpoint records) whose test split the notebook cannot read."""
+    from a2video.data.annotations import AnnotationError
     from a2video.explore.predict import load_predictor
 
     if not ckpt.is_file():
@@ -131,7 +134,17 @@ def _check_checkpoint(ckpt: Path, unsafe: bool, notebook: Path) -> None:
             f"{ckpt}: no such checkpoint ({notebook.name} loads one); pass --ckpt CKPT "
             "(a .ckpt written by train.py or finetune_ucf.py), or run `make demo`"
         )
-    load_predictor(ckpt, unsafe=unsafe)
+    predictor = load_predictor(ckpt, unsafe=unsafe)
+    fix = (
+        f"pass --data DIR (A2VIDEO_DATA in Jupyter), the dataset {ckpt.name} was trained on "
+        f"({notebook.name} reads its test videos)"
+    )
+    try:
+        predictor.datamodule(data, num_clips=1, num_crops=1, num_workers=0).setup("test")
+    except AnnotationError as err:  # its fix names train.py's --data.data_root
+        raise ValueError(f"{err.file}: {err.message}; {fix}") from None
+    except ValueError as err:  # no data root recorded
+        raise ValueError(f"{ckpt}: {err}; {fix}") from None
 
 
 def _check_run(notebook: Path) -> str:
@@ -290,7 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for what in needs(path):
                 first.setdefault(what, path)
         if "ckpt" in first:  # first: an untrusted checkpoint is refused before anything else
-            _check_checkpoint(notebook_paths()[0], args.unsafe_load, first["ckpt"])
+            ckpt, data, _ = notebook_paths()
+            _check_checkpoint(ckpt, args.unsafe_load, first["ckpt"], data)
         if "run" in first:
             print(_check_run(first["run"]), flush=True)
     if args.unsafe_load:
