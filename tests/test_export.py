@@ -129,6 +129,22 @@ def test_export_refuses_a_clip_too_small_for_the_arch_in_one_line(tiny_run, tmp_
     assert "pass --frames 2 --size 32 or more" in err and not out.exists()
 
 
+def test_export_out_naming_a_folder_is_one_line_before_exporting(tmp_path, capsys):
+    """It exported, then failed renaming its temp file onto the folder ("[Errno 21] Is a
+    directory: '.../.out.1234.tmp' -> '.../out'")."""
+    from a2video.cli import main
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    ckpt = str(tmp_path / "last.ckpt")  # checked before the checkpoint is read
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", "--ckpt", ckpt, "--format", "onnx", "--out", str(folder)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1, err
+    assert f"{folder}: a folder; --out takes the file to write, e.g. {folder / 'last.onnx'}" in err
+    assert list(tmp_path.iterdir()) == [folder] and list(folder.iterdir()) == []
+
+
 def test_export_refuses_to_write_over_the_checkpoint_it_reads(tiny_run, tmp_path, capsys):
     """A checkpoint named ``.pt`` exported to TorchScript (default ``--out``: the same name) or
     an ``--out`` naming the checkpoint: one line, and the trained file is left as it was."""

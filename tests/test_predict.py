@@ -235,6 +235,21 @@ def test_predict_attention_of_a_net_without_a2_blocks_stops_before_predicting(
     assert decoded == [] and not (tmp_path / "maps").exists()
 
 
+def test_predict_attention_into_a_file_stops_before_predicting(tiny_run, tmp_path, capsys):
+    """``--attention`` naming an existing file: every video was decoded and labelled first,
+    then the run ended in "[Errno 20] Not a directory" naming a folder under the file."""
+    import pandas as pd
+
+    target = tmp_path / "maps.png"
+    target.write_bytes(b"a figure the user made")
+    videos = list(pd.read_csv(f"{tiny_run['run']}/predictions.csv")["video"][:1])
+    args = ["predict", "--ckpt", tiny_run["ckpt"], "--views", "1x1", "--attention", str(target)]
+    code, out, err = run_cli([*args, *videos], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1, (out, err)
+    assert err.startswith(f"a2video predict: error: {target}: a file, not a folder; --attention")
+    assert target.read_bytes() == b"a figure the user made"
+
+
 def test_predict_attention_gives_videos_with_the_same_stem_their_own_folders(
     tiny_run, tmp_path, capsys
 ):

@@ -41,6 +41,11 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--batch", args.batch), ("--frames", args.frames), ("--size", args.size)):
         if value is not None and value < 1:
             raise ValueError(f"{flag} {value}: must be a positive integer (or left out)")
+    if args.out and Path(args.out).is_dir():  # before the checkpoint is read
+        name = Path(args.ckpt).with_suffix(SUFFIX[args.format]).name
+        raise ValueError(
+            f"{args.out}: a folder; --out takes the file to write, e.g. {Path(args.out) / name}"
+        )
     predictor = load_predictor(args.ckpt, unsafe=args.unsafe_load)
     _, frames, size, _ = predictor.clip_shape
     frames = frames if args.frames is None else args.frames

@@ -76,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
     clips, crops = parse_views(args.views)  # a ValueError: one 'error:' line, exit 2
     if args.topk < 1:
         raise ValueError(f"--topk {args.topk}: it must be at least 1")
+    if args.attention is not None and os.path.isfile(args.attention):  # before any decoding
+        raise ValueError(
+            f"{args.attention}: a file, not a folder; --attention takes a folder for the PNGs "
+            "(DIR/<video>/<block>.png)"
+        )
     videos = video_files(args.videos)
     # an uninstalled decoder, in this command's spelling, before the checkpoint is read
     check_decoder(args.decoder, option="--decoder", choices=DECODERS)
