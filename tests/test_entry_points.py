@@ -199,6 +199,8 @@ def test_missing_annotation_folder(ucf_root, tmp_path, capsys):
         ("--data.batch_size", "0", "--data.batch_size 0: it must be >= 1"),
         ("--data.num_workers", "-1", "--data.num_workers -1: it must be >= 0"),
         ("--trainer.accumulate_grad_batches", "0", "--trainer.accumulate_grad_batches 0: it must"),
+        # a negative chunk forwarded nothing: "torch.cat(): expected a non-empty list of Tensors"
+        ("--model.view_chunk", "-1", "--model.view_chunk -1: it must be >= 0"),
     ],
 )
 def test_bad_config_value(flag, value, said, kinetics_root, tmp_path, capsys):

@@ -250,6 +250,17 @@ def test_predict_attention_into_a_file_stops_before_predicting(tiny_run, tmp_pat
     assert target.read_bytes() == b"a figure the user made"
 
 
+def test_predict_refuses_a_negative_batch_size_in_one_line(tiny_run, capsys):
+    """It forwarded no view and ended in "torch.cat(): expected a non-empty list of Tensors"."""
+    import pandas as pd
+
+    videos = list(pd.read_csv(f"{tiny_run['run']}/predictions.csv")["video"][:1])
+    args = ["predict", "--ckpt", tiny_run["ckpt"], "--views", "1x1", "--batch-size", "-1"]
+    code, out, err = run_cli([*args, *videos], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1, (out, err)
+    assert err.startswith("a2video predict: error: --batch-size -1: it must be at least 0"), err
+
+
 def test_predict_attention_gives_videos_with_the_same_stem_their_own_folders(
     tiny_run, tmp_path, capsys
 ):

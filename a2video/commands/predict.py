@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="cpu", help="torch device, e.g. cuda or cuda:1 (default cpu)"
     )
-    parser.add_argument("--batch-size", type=int, default=16, help="views per forward pass")
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="views per forward pass (0: all at once)"
+    )
     parser.add_argument(
         "--attention",
         metavar="DIR",
@@ -76,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
     clips, crops = parse_views(args.views)  # a ValueError: one 'error:' line, exit 2
     if args.topk < 1:
         raise ValueError(f"--topk {args.topk}: it must be at least 1")
+    if args.batch_size < 0:  # range() with a negative step: no forward, torch.cat([]) failed
+        raise ValueError(
+            f"--batch-size {args.batch_size}: it must be at least 0 (views per forward pass; "
+            "0: all of a video's views at once)"
+        )
     if args.attention is not None and os.path.isfile(args.attention):  # before any decoding
         raise ValueError(
             f"{args.attention}: a file, not a folder; --attention takes a folder for the PNGs "

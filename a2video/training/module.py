@@ -199,6 +199,11 @@ class VideoClassifier(LightningModule):
         super().__init__()
         if backbone_lr_mult < 0:
             raise ValueError(f"backbone_lr_mult must be >= 0, got {backbone_lr_mult}")
+        if view_chunk < 0:  # range() with a negative step: no forward, torch.cat([]) failed
+            raise ValueError(
+                f"--model.view_chunk {view_chunk}: it must be >= 0 (clips per forward in "
+                "test/predict; 0: all views of a batch at once)"
+            )
         ignore = ["optimizer", "lr_scheduler", "clip_spec"]
         if optimizer is not None:  # the built-in SGD's settings are not used: not recorded
             ignore += SGD_OPTIONS
