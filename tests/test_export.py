@@ -145,6 +145,25 @@ def test_export_out_naming_a_folder_is_one_line_before_exporting(tmp_path, capsy
     assert list(tmp_path.iterdir()) == [folder] and list(folder.iterdir()) == []
 
 
+@pytest.mark.parametrize("opset", ["13", "99"])
+def test_an_opset_the_exporter_cannot_give_is_one_line_and_no_file(
+    tiny_run, tmp_path, capsys, opset
+):
+    """The exporter fell back to opset 18 (a logged traceback) and the command said "parity OK":
+    the file was not the opset asked for."""
+    from a2video.cli import main
+
+    out = tmp_path / "tiny.onnx"
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", "--ckpt", tiny_run["ckpt"], "--format", "onnx", "--out", str(out),
+              "--opset", opset])  # fmt: skip
+    captured = capsys.readouterr()
+    assert exit_.value.code == 2 and captured.err.count("\n") == 1, captured.err
+    assert f"opset {opset}: the ONNX exporter wrote opset 18 instead" in captured.err
+    assert "--opset" in captured.err and "Traceback" not in captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_export_refuses_to_write_over_the_checkpoint_it_reads(tiny_run, tmp_path, capsys):
     """A checkpoint named ``.pt`` exported to TorchScript (default ``--out``: the same name) or
     an ``--out`` naming the checkpoint: one line, and the trained file is left as it was."""

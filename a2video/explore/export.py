@@ -9,7 +9,10 @@ custom operator is needed in either format.
 from __future__ import annotations
 
 import copy
+import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -97,7 +100,7 @@ def _write(
     with torch.no_grad():
         if fmt == "onnx":
             kwargs = {} if opset is None else {"opset_version": opset}
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _quiet_loggers("torch.onnx", "onnxscript"):
                 warnings.simplefilter("ignore")
                 program = torch.onnx.export(
                     net,
@@ -110,11 +113,42 @@ def _write(
                 )
             # One self-contained file: the weights of these models stay far below 2 GB.
             program.save(str(path), external_data=False)
+            if opset is not None:
+                _check_opset(path, opset)
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 traced = torch.jit.trace(net, (example,), check_trace=False)
             traced.save(str(path))
+
+
+@contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """Silence these loggers: an opset the exporter cannot convert to is logged as a traceback
+    (the outcome is checked by :func:`_check_opset`)."""
+    loggers = [logging.getLogger(name) for name in names]
+    saved = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, saved, strict=True):
+            logger.setLevel(level)
+
+
+def _check_opset(path: Path, opset: int) -> None:
+    """Refuse a file whose opset is not the one asked for: the exporter falls back to its own
+    (18) when it cannot convert the model, with a warning only."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    wrote = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if wrote is not None and wrote != opset:
+        raise ValueError(
+            f"opset {opset}: the ONNX exporter wrote opset {wrote} instead (it cannot convert "
+            f"this model to {opset}); ask for opset {wrote} or later (--opset), or leave it out"
+        )
 
 
 def load_exported(path: str | Path, fmt: Format):
