@@ -164,6 +164,18 @@ def test_an_opset_the_exporter_cannot_give_is_one_line_and_no_file(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_export_refuses_an_opset_with_torchscript_in_one_line(tmp_path, capsys):
+    """``--opset`` was ignored by ``--format torchscript`` without a word."""
+    from a2video.cli import main
+
+    ckpt = str(tmp_path / "last.ckpt")  # checked before the checkpoint is read
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", "--ckpt", ckpt, "--format", "torchscript", "--opset", "17"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1, err
+    assert "--opset 17: ONNX only; drop it with --format torchscript" in err
+
+
 def test_export_refuses_to_write_over_the_checkpoint_it_reads(tiny_run, tmp_path, capsys):
     """A checkpoint named ``.pt`` exported to TorchScript (default ``--out``: the same name) or
     an ``--out`` naming the checkpoint: one line, and the trained file is left as it was."""

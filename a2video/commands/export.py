@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--batch", args.batch), ("--frames", args.frames), ("--size", args.size)):
         if value is not None and value < 1:
             raise ValueError(f"{flag} {value}: must be a positive integer (or left out)")
+    if args.opset is not None and args.format != "onnx":  # a TorchScript trace has no opset
+        raise ValueError(f"--opset {args.opset}: ONNX only; drop it with --format {args.format}")
     if args.out and Path(args.out).is_dir():  # before the checkpoint is read
         name = Path(args.ckpt).with_suffix(SUFFIX[args.format]).name
         raise ValueError(
