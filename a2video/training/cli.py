@@ -908,6 +908,8 @@ class A2VideoCLI(LightningCLI):
         self._check_saved_classes(config.get("ckpt_path"))
         self._say_clip_differences(config.get("ckpt_path"))
         self._check_clip_size()
+        if hasattr(self.model, "unsafe_load"):  # model.pretrained_2d, loaded when a fit starts
+            self.model.unsafe_load = bool(config.get("unsafe_load"))
         if self.subcommand == "fit" and config.get("ckpt_path"):  # a resumed fine-tune's record
             for callback in getattr(self.trainer, "callbacks", ()):
                 if hasattr(callback, "resume_transfer"):  # a2video.training.finetune.Finetune

@@ -227,6 +227,7 @@ class VideoClassifier(LightningModule):
             self.net = self.net.to(memory_format=torch.channels_last_3d)
         self.compiled_forward = CompiledForward()  # not a submodule: a clean state dict
         self._pretrained_done = False
+        self.unsafe_load = False  # pickles in pretrained_2d: the CLI's --unsafe_load sets it
 
         # Per clip: _training_loss averages it over the clips that hold a video
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing, reduction="none")
@@ -280,7 +281,9 @@ class VideoClassifier(LightningModule):
         from a2video.models.weights import load_weights
 
         inflate = self.arch_options.get("inflate", "mean")
-        report = load_weights(self.net, pretrained, kind="imagenet", inflate=inflate)
+        report = load_weights(
+            self.net, pretrained, kind="imagenet", inflate=inflate, unsafe=self.unsafe_load
+        )
         self._pretrained_done = True
         rank_zero_info(f"a2video: initialised {self.arch} from 2-D weights {pretrained!r}: "
                        f"{report.summary()}")  # fmt: skip
