@@ -414,6 +414,79 @@ def test_a_killed_run_lists_the_unreadable_videos_it_met(long_video_root, tmp_pa
     assert report.skipped == 1 and list(report.unreadable) == [str(text.relative_to(src))]
 
 
+@pytest.mark.timeout(180)
+def test_an_encoder_process_that_dies_is_not_a_hang(long_video_root, tmp_path):
+    """An encoder process killed while it encodes (the kernel's out-of-memory killer, a crash in
+    the codec library): the run encodes that video again in a process of its own and ends. With
+    ``multiprocessing.Pool`` the task died with its process and the run waited for it for ever."""
+    dst = tmp_path / "prepared"
+    proc = _start_prepare(long_video_root, dst, stdout=subprocess.PIPE, text=True)
+    (part,) = dst.rglob("*.part")  # NAME.<encoder pid>.part
+    os.kill(int(part.name.rsplit(".", 2)[1]), signal.SIGKILL)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    (copy,) = dst.rglob(part.name.rsplit(".", 2)[0])
+    assert not list(dst.rglob("*.part")) and "unreadable" not in out  # encoded the second time
+    from a2video.data.video import get_decoder
+
+    reader = get_decoder("pyav").open(str(copy))
+    assert reader.num_frames > 0
+    reader.close()
+
+
+def test_a_video_that_kills_its_encoder_each_time_is_copied_and_listed(kinetics_root, tmp_path):
+    """A video whose encoding kills the process every time (a codec crash): copied unchanged and
+    listed as unreadable with the cause; the others are encoded."""
+    from a2video.data import prepare
+
+    calls = []
+
+    def one(job):  # in the run's process: the pool's workers are stood in for below
+        calls.append(job[1])
+        if job[1].endswith(victim):  # as _prepare_one starts, then the process dies
+            Path(f"{job[1]}.{os.getpid()}.part").touch()
+            raise prepare_broken()
+        return real(job)
+
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    def prepare_broken():
+        return BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    class Inline:  # ProcessPoolExecutor's interface, run in this process
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def submit(self, fn, job):
+            future = Future()
+            try:
+                future.set_result(one(job))
+            except BrokenProcessPool as err:
+                future.set_exception(err)
+            return future
+
+        def shutdown(self, wait=True, cancel_futures=False) -> None:
+            pass
+
+    real = prepare._prepare_one
+    videos = sorted(Path(kinetics_root).rglob("*.mp4"))
+    victim = videos[1].name
+    import concurrent.futures
+
+    original = concurrent.futures.ProcessPoolExecutor
+    concurrent.futures.ProcessPoolExecutor = Inline
+    try:
+        report = prepare.prepare_dataset(kinetics_root, tmp_path / "p", "kinetics", workers=2,
+                                         progress=False)  # fmt: skip
+    finally:
+        concurrent.futures.ProcessPoolExecutor = original
+    (listed,) = [v for v, why in report.unreadable.items() if why == prepare.CRASHED]
+    assert listed.endswith(victim) and report.encoded == len(videos)
+    assert (tmp_path / "p" / listed).read_bytes() == videos[1].read_bytes()
+    assert sum(c.endswith(victim) for c in calls) == 2  # in the pool, then alone
+
+
 @pytest.mark.timeout(120)
 def test_ctrl_c_ends_prepare_in_one_line(long_video_root, tmp_path):
     """Ctrl-C (SIGINT to the foreground process group: the run and its encoder) while a video

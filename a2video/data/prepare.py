@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import filecmp
+import glob
 import json
 import os
 import shutil
@@ -387,6 +388,7 @@ def _prepare_one(job: tuple[str, str, Encoding]) -> tuple[str, str | None, str |
     src, dst, enc = job
     part = f"{dst}.{os.getpid()}.part"
     try:
+        Path(part).touch()  # marks the video this process encodes, should the process die
         try:
             transcode(src, part, enc)
             reason = None
@@ -405,6 +407,101 @@ def _prepare_one(job: tuple[str, str, Encoding]) -> tuple[str, str | None, str |
         with contextlib.suppress(OSError):
             os.remove(part)
         return dst, None, _reason(err)
+
+
+CRASHED = "its encoder process died on it (a crash in the codec library); copied unchanged"
+
+
+@contextlib.contextmanager
+def _encoder_pool(workers: int) -> Iterator[Any]:
+    """``workers`` spawned encoder processes (:func:`_end_with_the_parent`). Left by an
+    exception (Ctrl-C, a failed write) they are killed at once: a shutdown would wait for
+    the videos they encode and then run the ones queued."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=get_context("spawn"),
+        initializer=_end_with_the_parent,
+        initargs=(os.getpid(),),
+    )
+    try:
+        yield pool
+    except BaseException:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(Exception):
+                process.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _submit(pool: Any, job: tuple) -> Any:
+    """``_prepare_one(job)`` in ``pool``; an encoder process it starts ignores Ctrl-C."""
+    with _children_ignore_ctrl_c():
+        return pool.submit(_prepare_one, job)
+
+
+def _encode_all(jobs: list[tuple[str, str, Encoding]], workers: int) -> Iterator[tuple]:
+    """:func:`_prepare_one` of every job in ``workers`` encoder processes, as they finish.
+
+    An encoder process that dies (a crash in the codec library, an out-of-memory kill) breaks
+    the pool, and ``multiprocessing.Pool`` waited for its result for ever. The videos the broken
+    pool was encoding (their part files) are encoded again in a process each: one that kills
+    its process again is copied unchanged and listed as unreadable; the others go on in a new
+    pool.
+    """
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    todo = list(reversed(jobs))  # popped from the end: the walk's order
+    while todo:
+        broken: list[tuple] = []
+        with _encoder_pool(workers) as pool:
+            held = {}
+            while todo or held:
+                while todo and len(held) < 2 * workers and not broken:
+                    job = todo.pop()
+                    held[_submit(pool, job)] = job
+                if not held:
+                    break
+                done, _ = wait(held, return_when=FIRST_COMPLETED)
+                for future in done:
+                    job = held.pop(future)
+                    if isinstance(future.exception(), BrokenProcessPool):
+                        broken.append(job)
+                    else:
+                        yield future.result()
+                if broken:  # the pool is gone: what it held is broken too
+                    for future, job in held.items():
+                        if future.done() and future.exception() is None:
+                            yield future.result()
+                        else:
+                            broken.append(job)
+                    break
+        running = [job for job in broken if glob.glob(glob.escape(job[1]) + ".*.part")]
+        for job in running:  # the one that died is among these: each alone
+            with _encoder_pool(1) as alone:
+                try:
+                    yield _submit(alone, job).result()
+                except BrokenProcessPool:
+                    yield _copy_unchanged(job[0], job[1], CRASHED)
+        todo.extend(reversed([job for job in broken if job not in running]))
+
+
+def _copy_unchanged(source: str, target: str, reason: str) -> tuple[str, str | None, str | None]:
+    """``target`` as a copy of ``source``, journalled as unreadable (``_prepare_one``'s result)."""
+    part = f"{target}.{os.getpid()}.part"
+    try:
+        shutil.copyfile(source, part)
+        _journal(target, reason)
+        os.replace(part, target)
+    except Exception as err:  # as an encoder's failed write: the run stops, resumable
+        with contextlib.suppress(OSError):
+            os.remove(part)
+        return target, None, _reason(err)
+    return target, reason, None
 
 
 def _journal(dst: str, reason: str) -> None:
@@ -510,8 +607,6 @@ def prepare_dataset(
         workers: parallel encoder processes (default: all cores).
         progress: tqdm progress bar.
     """
-    from multiprocessing import get_context
-
     from tqdm import tqdm
 
     src, dst = Path(src), Path(dst)
@@ -580,12 +675,9 @@ def prepare_dataset(
         target.parent.mkdir(parents=True, exist_ok=True)
         jobs.append((str(source), str(target), enc))
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
-    context = get_context("spawn")
-    with _children_ignore_ctrl_c():
-        pool = context.Pool(workers, initializer=_end_with_the_parent, initargs=(os.getpid(),))
     bar = tqdm(total=len(jobs), desc="prepare", unit="video", disable=not progress)
-    with pool, bar:  # leaving: the encoder processes are ended, the bar's line is ended
-        for written, reason, failed in pool.imap_unordered(_prepare_one, jobs):
+    with bar:  # leaving: the bar's line is ended
+        for written, reason, failed in _encode_all(jobs, workers):
             if failed is not None:
                 raise PrepareError(
                     f"{written}: writing the prepared copy failed ({failed}); nothing of it "
