@@ -153,6 +153,27 @@ def test_the_ring_needs_uint8_clips(kinetics_root, small_clip):
     assert KineticsDataModule(kinetics_root, **{**small_clip, **WORKERS})._train_ring() is None
 
 
+def test_without_room_in_shared_memory_the_ring_is_left_with_one_warning(
+    kinetics_root, small_clip, monkeypatch, caplog
+):
+    """A container's default 64 MB /dev/shm cannot hold the ring (1 GB for 12 workers at batch
+    32): page-locking it would end the training process with a bus error. The pin-memory path
+    is used instead, with one warning naming the fix."""
+    from a2video.data import ring
+
+    monkeypatch.setattr(ring, "shared_memory_free", lambda: 100_000)  # the tiny ring: 0.3 MiB
+    dm = KineticsDataModule(kinetics_root, batch_ring=True, **{**small_clip, **WORKERS})
+    with caplog.at_level("WARNING"):
+        loader = dm.train_dataloader()
+    assert dm._ring is None and loader.ring is None
+    (warning,) = [r.getMessage() for r in caplog.records if "batch_ring" in r.getMessage()]
+    assert "/dev/shm has 0.1 MiB free and the ring needs 0.3 MiB" in warning
+    assert "--shm-size" in warning
+    assert "pin-memory thread" in warning
+    batch = next(iter(loader))
+    assert batch["video"].dtype == torch.uint8  # the copy path's batches
+
+
 @pytest.mark.timeout(180)
 def test_the_mixed_loaders_cpu_batches_come_through_the_ring(
     kinetics_root, small_clip, monkeypatch

@@ -438,7 +438,7 @@ class VideoDataModule(L.LightningDataModule):
             self._ring = BatchRing(
                 slots_for(self.num_workers, None), slot_bytes, pin=device.type == "cuda"
             )
-        except RuntimeError as err:  # the driver would not page-lock it
+        except RuntimeError as err:  # no room in /dev/shm, or the driver would not page-lock it
             log.warning(
                 "--data.batch_ring: %s; the train batches go through the pin-memory thread", err
             )

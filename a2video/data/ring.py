@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 
 from .transforms import stack_clips
 
+SHARED_MEMORY = "/dev/shm"  # where torch's shared memory lives on Linux
 SPARE_SLOTS = 3  # slots beyond the batches a DataLoader holds in flight (see the module doc)
 KEY = "ring"  # a packed batch: (slot, shape, stride, small fields as lists) instead of tensors
 SLOT_KEY = "ring_slot"  # the handed-out batch's slot, until its copy to the device is launched
@@ -69,12 +70,20 @@ class BatchRing:
         pin: page-lock the memory for asynchronous copies to the GPU (needs CUDA).
 
     Raises:
-        RuntimeError: ``pin`` and the driver refused to page-lock the memory.
+        RuntimeError: ``pin`` and the driver refused to page-lock the memory, or
+            :data:`SHARED_MEMORY` has too little room for the ring (a container's default 64 MB:
+            page-locking would touch every page and end the process with a bus error).
     """
 
     def __init__(self, slots: int, slot_bytes: int, pin: bool = False) -> None:
         if slots < 1 or slot_bytes < 1:
             raise ValueError(f"need slots >= 1 and slot_bytes >= 1, got {slots}, {slot_bytes}")
+        need, free = slots * slot_bytes, shared_memory_free()
+        if free is not None and free < need * 5 // 4:  # and room for the other loaders' batches
+            raise RuntimeError(
+                f"{SHARED_MEMORY} has {free / 2**20:.1f} MiB free and the ring needs "
+                f"{need / 2**20:.1f} MiB (a container gets more with --shm-size)"
+            )
         self.slots, self.slot_bytes = slots, slot_bytes
         # made in shared memory (not made, then moved there: that would copy it once more)
         storage = torch.UntypedStorage._new_shared(slots * slot_bytes)
@@ -182,6 +191,15 @@ class RingBatches:
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+def shared_memory_free() -> int | None:
+    """Bytes free in :data:`SHARED_MEMORY`, or None where there is no such folder."""
+    try:
+        stat = os.statvfs(SHARED_MEMORY)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
 
 
 def slots_for(num_workers: int, prefetch_factor: int | None) -> int:
