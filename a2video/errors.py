@@ -28,6 +28,7 @@ __all__ = [
     "is_user_error",
     "running_entry_point",
     "unsafe_flag",
+    "unsafe_flag_as",
 ]
 
 DEBUG_ENV = "A2VIDEO_DEBUG"
@@ -48,6 +49,18 @@ _USER_ERRORS = {
 def unsafe_flag() -> str:
     """The option the running entry point accepts to load a pickled (trusted) checkpoint."""
     return _UNSAFE_FLAG[0]
+
+
+@contextmanager
+def unsafe_flag_as(flag: str) -> Iterator[None]:
+    """Refusals of pickled files inside name ``flag``: for a load the entry point's own trust
+    flag does not reach (weights read while the model is built, before the flag is)."""
+    saved = _UNSAFE_FLAG[0]
+    _UNSAFE_FLAG[0] = flag
+    try:
+        yield
+    finally:
+        _UNSAFE_FLAG[0] = saved
 
 
 def debug_enabled() -> bool:

@@ -150,6 +150,24 @@ def test_crafted_pickle_refused_in_one_line(entry, evil, kinetics_root, ucf_root
     assert not marker.exists()  # the payload never ran
 
 
+def test_a_pickle_in_arch_options_is_refused_naming_what_does_load_it(
+    evil, kinetics_root, ucf_root, tmp_path, capsys
+):
+    """Weights in ``--model.arch_options`` load while the model is built, before
+    ``--unsafe_load`` is read: the refusal named ``--unsafe_load true``, which changed nothing.
+    It names what does load the file."""
+    path, marker = evil
+    run, argv, _ = _cases(kinetics_root, ucf_root, tmp_path, str(path))["train.py fit"]
+    argv = [a for a in argv if a != "--ckpt_path" and a != str(path)]
+    argv += ["--model.arch_options", f"{{pretrained_2d: {path}}}"]
+    for extra in ([], ["--unsafe_load", "true"]):
+        line = _user_error(capsys, run, argv + extra)
+        assert str(path) in line and "refused" in line, line
+        assert "pass it as --model.pretrained_2d FILE with --unsafe_load true" in line, line
+        assert "torch.save(state_dict, NEW_FILE)" in line, line
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize(
     "entry",
     # --model.pretrained_2d: the file was refused again with --unsafe_load true, the flag the

@@ -80,6 +80,13 @@ __all__ = [
 
 # The built-in SGD's options (unused, and not recorded, when ``optimizer`` is given).
 SGD_OPTIONS = ["lr", "momentum", "weight_decay", "nesterov"]
+# What a refusal of a pickled file in arch_options (pretrained_2d / pretrained_ptv, loaded as
+# the model is built, before --unsafe_load is read) tells the user to do instead.
+ARCH_OPTIONS_TRUST = (
+    "it as --model.pretrained_2d FILE with --unsafe_load true for ImageNet weights (weights in "
+    "--model.arch_options are always loaded safely), or save its tensors alone with "
+    "torch.save(state_dict, NEW_FILE) and give NEW_FILE"
+)
 
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
@@ -265,10 +272,13 @@ class VideoClassifier(LightningModule):
 
     # ------------------------------------------------------------------ network
     def build_net(self) -> nn.Module:
-        """Build the network from the registry (no pretrained weights: see ``configure_model``)."""
+        """Build the network from the registry (no pretrained weights: see ``configure_model``;
+        weights given in ``arch_options`` load here, always safely)."""
+        from a2video.errors import unsafe_flag_as
         from a2video.models import build_model
 
-        return build_model(self.arch, num_classes=self.num_classes, **self.arch_options)
+        with unsafe_flag_as(ARCH_OPTIONS_TRUST):
+            return build_model(self.arch, num_classes=self.num_classes, **self.arch_options)
 
     def configure_model(self) -> None:
         # Inflate ImageNet weights only when a fit starts: a resumed fit restores the checkpoint
