@@ -45,7 +45,7 @@ from harness import cpu_model
 
 from a2video.data.annotations import VideoRecord
 from a2video.data.datasets import ClipSpec, VideoClipDataset, collate_clips
-from a2video.data.ring import BatchRing, RingDataLoader, slots_for
+from a2video.data.ring import BatchRing, RingDataLoader
 from a2video.data.transforms import stack_clips
 from a2video.data.workers import worker_init
 
@@ -150,8 +150,10 @@ def main(argv=None) -> int:
     spec = ClipSpec(args.frames, 8, (args.crop, args.crop), args.crop, args.crop)
     # exactly the batches in flight: draining them sends the workers nothing new to do
     dataset = ConstantClips(args.batch_clips * args.workers * args.prefetch, spec)
-    slot_bytes = args.batch_clips * dataset.clip.numel()
-    ring = BatchRing(slots_for(args.workers, args.prefetch), slot_bytes, pin=device.type == "cuda")
+    ring = BatchRing.for_loader(
+        args.batch_clips, args.frames, args.crop, args.workers, args.prefetch,
+        pin=device.type == "cuda",
+    )  # fmt: skip
     rounds: dict[str, list[dict]] = {"copy": [], "ring": []}
     for _ in range(args.rounds):
         rounds["copy"].append(_round(args, dataset, None, device))
@@ -169,7 +171,7 @@ def main(argv=None) -> int:
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         },
         "command": " ".join(sys.argv),
-        "batch_mb": round(slot_bytes / 1e6, 1),
+        "batch_mb": round(ring.slot_bytes / 1e6, 1),
         "in_flight": args.workers * args.prefetch,
         "ring_pinned": ring.pinned,
         "training_process_ms_per_batch": table,

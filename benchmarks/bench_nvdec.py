@@ -268,13 +268,14 @@ def run_mixed(
     batches = warmup + int(args.seconds * 5000 / clips_per_batch) + 1  # never runs out
     keys = [(i % len(videos), i // len(videos)) for i in range(batches * per_batch)]
     from a2video.data.datasets import collate_clips
-    from a2video.data.ring import BatchRing, RingDataLoader, slots_for
+    from a2video.data.ring import BatchRing, RingDataLoader
 
     dataset = training_dataset(videos, args.cpu_decoder, repeat, args)
     batch_ring = None
     if ring and workers and share < 1:
-        slot_bytes = clips_per_batch * 3 * args.frames * args.crop_size**2
-        batch_ring = BatchRing(slots_for(workers, None), slot_bytes, pin=device != "cpu")
+        batch_ring = BatchRing.for_loader(
+            clips_per_batch, args.frames, args.crop_size, workers, pin=device != "cpu"
+        )
     cpu_loader = RingDataLoader(  # as the DataModules' train loader
         dataset,
         batch_sampler=KeyBatches(),

@@ -48,7 +48,7 @@ from .datasets import (
 )
 from .mixed import KeyBatches, MixedLoader
 from .prepare import records_prepared
-from .ring import BatchRing, RingDataLoader, slots_for
+from .ring import BatchRing, RingDataLoader
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
 from .video import check_decoder
 from .workers import sigterm_blocked, worker_init
@@ -403,7 +403,7 @@ class VideoDataModule(L.LightningDataModule):
             sampler=sampler,
             batch_sampler=batch_sampler,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pin_memory and ring is None,  # a ring is page-locked already
             persistent_workers=self.persistent_workers,
             worker_init_fn=worker_init,
             drop_last=False,
@@ -432,11 +432,13 @@ class VideoDataModule(L.LightningDataModule):
             )
         if not wanted:
             return None
-        s = self.spec
-        slot_bytes = self.batch_size * 3 * s.frames * s.crop_size * s.crop_size  # uint8 clips
         try:
-            self._ring = BatchRing(
-                slots_for(self.num_workers, None), slot_bytes, pin=device.type == "cuda"
+            self._ring = BatchRing.for_loader(
+                self.batch_size,
+                self.spec.frames,
+                self.spec.crop_size,
+                self.num_workers,
+                pin=device.type == "cuda",
             )
         except RuntimeError as err:  # no room in /dev/shm, or the driver would not page-lock it
             log.warning(

@@ -86,7 +86,7 @@ class BatchRing:
             )
         self.slots, self.slot_bytes = slots, slot_bytes
         # made in shared memory (not made, then moved there: that would copy it once more)
-        storage = torch.UntypedStorage._new_shared(slots * slot_bytes)
+        storage = torch.UntypedStorage._new_shared(need)
         self.memory = torch.empty(0, dtype=torch.uint8).set_(storage)
         self.pinned = False
         if pin:
@@ -96,6 +96,21 @@ class BatchRing:
         self._next = 0  # the ring's batches so far: the next one gets slot _next % slots
         self._copies: list[torch.cuda.Event | None] = [None] * slots
         self.last_iterator: weakref.ref | None = None  # the DataLoader iterator writing into it
+
+    @classmethod
+    def for_loader(
+        cls,
+        clips: int,
+        frames: int,
+        crop_size: int,
+        num_workers: int,
+        prefetch_factor: int | None = None,
+        pin: bool = False,
+    ) -> BatchRing:
+        """The ring of a DataLoader with these workers whose batches hold ``clips`` uint8
+        clips of ``frames`` × ``crop_size``² (:func:`slots_for` slots of a batch each)."""
+        slot_bytes = clips * 3 * frames * crop_size * crop_size
+        return cls(slots_for(num_workers, prefetch_factor), slot_bytes, pin=pin)
 
     def __getstate__(self) -> dict[str, Any]:
         # a worker needs the memory (shared: a fork inherits it, spawn passes its descriptor)
