@@ -20,16 +20,12 @@ import csv
 import filecmp
 import os
 import shutil
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import suppress
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 
 from . import annotations as ann
+from .processes import map_surviving_crashes
 
 MIN_FRAMES = 1  # the loaders use any video with a decodable frame (short ones repeat frames)
 _ROOT_HOLDS = {
@@ -179,38 +175,15 @@ def _decode_in_processes(
     paths: list[str], workers: int, done: Callable[[], object]
 ) -> list[tuple[int, str]]:
     """:func:`decode_all` of every path, in order, in ``workers`` processes. A video whose
-    decoding kills its process (a crash in the decoding library) is undecodable: it broke the
-    pool, a BrokenProcessPool traceback that lost every result. The videos the broken pool
-    held are checked again in a process each, then the others in a new pool."""
+    decoding kills its process even alone (a crash in the decoding library) is undecodable
+    (:func:`~a2video.data.processes.map_surviving_crashes`: it was a BrokenProcessPool
+    traceback that lost every result)."""
     outcomes: dict[int, tuple[int, str]] = {}
-    todo = list(range(len(paths)))
-    while todo:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            ahead = iter(todo)
-            pending = deque(
-                (i, pool.submit(decode_all, paths[i])) for i in islice(ahead, 4 * workers)
-            )
-            with suppress(BrokenProcessPool):
-                while pending:
-                    i, future = pending[0]
-                    outcomes[i] = future.result()
-                    pending.popleft()
-                    done()
-                    for j in islice(ahead, 1):
-                        pending.append((j, pool.submit(decode_all, paths[j])))
-            for i, future in pending:  # finished before the pool broke
-                if future.done() and future.exception() is None and i not in outcomes:
-                    outcomes[i] = future.result()
-                    done()
-        todo = [i for i in todo if i not in outcomes]
-        for i in todo[: workers + 1]:  # the one that crashed is among those the pool held
-            with ProcessPoolExecutor(max_workers=1) as alone:
-                try:
-                    outcomes[i] = alone.submit(decode_all, paths[i]).result()
-                except BrokenProcessPool:
-                    outcomes[i] = (0, CRASHED)
-            done()
-        todo = todo[workers + 1 :]
+    for i, outcome in map_surviving_crashes(
+        decode_all, paths, workers, on_crash=lambda _: (0, CRASHED)
+    ):
+        outcomes[i] = outcome
+        done()
     return [outcomes[i] for i in range(len(paths))]
 
 

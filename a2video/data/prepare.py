@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import filecmp
-import glob
+import functools
 import json
 import os
 import shutil
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -41,6 +41,7 @@ from typing import Any
 
 from ..atomic_write import replaced_atomically
 from .annotations import VIDEO_EXTENSIONS, walk_files
+from .processes import map_surviving_crashes
 
 MARKER = "a2video_prepared.json"
 JOURNAL = ".a2video_unreadable.jsonl"  # DST's unreadable sources, one JSON line each, as met
@@ -382,14 +383,18 @@ def _children_ignore_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
 
 
-def _prepare_one(job: tuple[str, str, Encoding]) -> tuple[str, str | None, str | None]:
-    """Encode one video to ``<dst>.<pid>.part``, then rename. A source that cannot be read is
-    journalled, then copied unchanged. Returns ``(dst, unreadable reason, fatal error)``."""
+def _prepare_one(
+    job: tuple[str, str, Encoding], unreadable: str | None = None
+) -> tuple[str, str | None, str | None]:
+    """Encode one video to ``<dst>.<pid>.part``, then rename. A source that cannot be read
+    (or ``unreadable``: why it is not even tried) is journalled, then copied unchanged.
+    Returns ``(dst, unreadable reason, fatal error)``."""
     src, dst, enc = job
     part = f"{dst}.{os.getpid()}.part"
     try:
-        Path(part).touch()  # marks the video this process encodes, should the process die
         try:
+            if unreadable is not None:
+                raise SourceUnreadable(unreadable)
             transcode(src, part, enc)
             reason = None
         except SourceUnreadable as err:
@@ -437,71 +442,26 @@ def _encoder_pool(workers: int) -> Iterator[Any]:
     pool.shutdown(wait=True)
 
 
-def _submit(pool: Any, job: tuple) -> Any:
-    """``_prepare_one(job)`` in ``pool``; an encoder process it starts ignores Ctrl-C."""
+def _submit(pool: Any, fn: Callable, job: tuple) -> Any:
+    """``fn(job)`` in ``pool``; an encoder process it starts ignores Ctrl-C."""
     with _children_ignore_ctrl_c():
-        return pool.submit(_prepare_one, job)
+        return pool.submit(fn, job)
 
 
 def _encode_all(jobs: list[tuple[str, str, Encoding]], workers: int) -> Iterator[tuple]:
-    """:func:`_prepare_one` of every job in ``workers`` encoder processes, as they finish.
-
-    An encoder process that dies (a crash in the codec library, an out-of-memory kill) breaks
-    the pool, and ``multiprocessing.Pool`` waited for its result for ever. The videos the broken
-    pool was encoding (their part files) are encoded again in a process each: one that kills
-    its process again is copied unchanged and listed as unreadable; the others go on in a new
-    pool.
-    """
-    from concurrent.futures import FIRST_COMPLETED, wait
-    from concurrent.futures.process import BrokenProcessPool
-
-    todo = list(reversed(jobs))  # popped from the end: the walk's order
-    while todo:
-        broken: list[tuple] = []
-        with _encoder_pool(workers) as pool:
-            held = {}
-            while todo or held:
-                while todo and len(held) < 2 * workers and not broken:
-                    job = todo.pop()
-                    held[_submit(pool, job)] = job
-                if not held:
-                    break
-                done, _ = wait(held, return_when=FIRST_COMPLETED)
-                for future in done:
-                    job = held.pop(future)
-                    if isinstance(future.exception(), BrokenProcessPool):
-                        broken.append(job)
-                    else:
-                        yield future.result()
-                if broken:  # the pool is gone: what it held is broken too
-                    for future, job in held.items():
-                        if future.done() and future.exception() is None:
-                            yield future.result()
-                        else:
-                            broken.append(job)
-                    break
-        running = [job for job in broken if glob.glob(glob.escape(job[1]) + ".*.part")]
-        for job in running:  # the one that died is among these: each alone
-            with _encoder_pool(1) as alone:
-                try:
-                    yield _submit(alone, job).result()
-                except BrokenProcessPool:
-                    yield _copy_unchanged(job[0], job[1], CRASHED)
-        todo.extend(reversed([job for job in broken if job not in running]))
-
-
-def _copy_unchanged(source: str, target: str, reason: str) -> tuple[str, str | None, str | None]:
-    """``target`` as a copy of ``source``, journalled as unreadable (``_prepare_one``'s result)."""
-    part = f"{target}.{os.getpid()}.part"
-    try:
-        shutil.copyfile(source, part)
-        _journal(target, reason)
-        os.replace(part, target)
-    except Exception as err:  # as an encoder's failed write: the run stops, resumable
-        with contextlib.suppress(OSError):
-            os.remove(part)
-        return target, None, _reason(err)
-    return target, reason, None
+    """:func:`_prepare_one` of every job in ``workers`` encoder processes, as they finish; a
+    video that kills its encoder process even alone (a crash in the codec library) is copied
+    unchanged and listed (:func:`~a2video.data.processes.map_surviving_crashes`: with
+    ``multiprocessing.Pool`` a dead encoder's video was waited for for ever)."""
+    for _, result in map_surviving_crashes(
+        _prepare_one,
+        jobs,
+        workers,
+        on_crash=functools.partial(_prepare_one, unreadable=CRASHED),
+        pool=_encoder_pool,
+        submit=_submit,
+    ):
+        yield result
 
 
 def _journal(dst: str, reason: str) -> None:
