@@ -311,6 +311,40 @@ def test_csv_with_any_name_finds_the_videos_of_its_split_folder(kinetics_root, t
     assert len(split.missing) == len(reference.missing)
 
 
+def test_cvdf_replacements_take_the_place_of_corrupted_videos(kinetics_root, tmp_path):
+    """CVDF's Kinetics-400 holds fixed copies of ~1400 corrupted train videos under the same
+    names in ROOT/replacement/replacement_for_corrupted_k400/: the DataModule and check-data
+    read those, not the corrupted download (and one missing from train/ is found there)."""
+    from a2video.data.check import load_split
+
+    reference = _dm(kinetics_root)._read_split("train")
+    root = tmp_path / "k400"
+    shutil.copytree(Path(kinetics_root) / "annotations", root / "annotations")
+    fixed = root / "replacement" / "replacement_for_corrupted_k400"
+    fixed.mkdir(parents=True)
+    (root / "train").mkdir()
+    for record in reference.records:
+        os.symlink(record.path, root / "train" / Path(record.path).name)
+    corrupted = Path(reference.records[0].path).name
+    os.unlink(root / "train" / corrupted)
+    (root / "train" / corrupted).write_bytes(b"moov atom not found")
+    os.symlink(reference.records[0].path, fixed / corrupted)
+    missing_stem = reference.missing[0][1]
+    os.symlink(reference.records[1].path, fixed / f"{missing_stem}.mp4")
+
+    label_of = {
+        ann.kinetics_video_stem(r["youtube_id"], r["time_start"], r["time_end"]): r["label"]
+        for r in _csv_rows(root / "annotations" / "train.csv")
+    }
+    for split in (_dm(root)._read_split("train"), load_split("kinetics", str(root), "train")):
+        paths = {Path(r.path).name: r.path for r in split.records}
+        assert paths[corrupted] == str(fixed / corrupted)
+        assert paths[f"{missing_stem}.mp4"] == str(fixed / f"{missing_stem}.mp4")
+        assert len(split.records) == len(reference.records) + 1
+        assert len(split.missing) == len(reference.missing) - 1
+        assert all(split.class_names[r.label] == label_of[Path(r.path).stem] for r in split.records)
+
+
 def test_recursive_search_follows_links_once_and_survives_cycles(tmp_path):
     (tmp_path / "data" / "a" / "deep").mkdir(parents=True)
     (tmp_path / "data" / "a" / "deep" / "x.mp4").write_bytes(b"0")

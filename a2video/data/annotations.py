@@ -6,8 +6,9 @@ Kinetics (CVDF download, ``github.com/cvdfoundation/kinetics-dataset``)::
     ROOT/{train,val,test}/<id>_<start:06d>_<end:06d>.mp4               (flat, as extracted)
     ROOT/{train,val,test}/<label>/<id>_<start:06d>_<end:06d>.mp4       (per-class folders)
 
-Both layouts (and a mix) are found by indexing each split folder once by file stem. Listed
-videos that are absent are skipped and counted in one log line (real Kinetics lacks 5-10%).
+Both layouts (and a mix) are found by indexing each split folder once by file stem; CVDF's
+``ROOT/replacement/`` copies of corrupted videos take the place of those. Listed videos that are
+absent are skipped and counted in one log line (real Kinetics lacks 5-10%).
 
 UCF-101 (CRCV download)::
 
@@ -48,6 +49,9 @@ KINETICS_VIDEO_DIRS = {
     "val": ("val", "videos_val", "val_256", "validate", "kinetics_val"),
     "test": ("test", "videos_test", "test_256", "kinetics_test"),
 }
+# CVDF's fixed copies of ~1400 corrupted Kinetics-400 videos, under the names of the videos they
+# replace (its k400_extractor.sh: ROOT/replacement/replacement_for_corrupted_k400/*.mp4)
+KINETICS_REPLACEMENT_DIRS = ("replacement", "replacement_for_corrupted_k400")
 
 
 class AnnotationError(ValueError):
@@ -269,6 +273,17 @@ def index_videos(video_dir: str | os.PathLike, recursive: bool = False) -> dict[
     return index
 
 
+def kinetics_replacements(root: str | os.PathLike) -> dict[str, str]:
+    """Stem -> path of the CVDF replacement videos under ``root`` (the folder holding the split
+    folders): each takes the place of the listed video of the same name, corrupted in the
+    download (or missing from it)."""
+    found: dict[str, str] = {}
+    for name in KINETICS_REPLACEMENT_DIRS:
+        if (Path(root) / name).is_dir():
+            found.update(index_videos(Path(root) / name, recursive=True))
+    return found
+
+
 def read_kinetics_classes(csv_path: str | os.PathLike) -> list[str]:
     """The sorted class list of a Kinetics CSV (the train CSV defines the classes)."""
     rows, header = _read_kinetics_rows(csv_path)
@@ -356,6 +371,8 @@ def read_kinetics_csv(
     rows, header = _read_kinetics_rows(csv_path)
     label_of = {name: i for i, name in enumerate(class_names)}
     index = index_videos(video_dir, recursive=recursive)
+    replacements = kinetics_replacements(video_dir if recursive else Path(video_dir).parent)
+    index.update(replacements)
     records, missing = [], []
     for lineno, label, stem in rows:
         if label == "" and require_labels:
@@ -385,6 +402,9 @@ def read_kinetics_csv(
             missing.append((lineno, stem))
             continue
         records.append(VideoRecord(path, target, lineno))
+    replaced = sum(index.get(stem) == replacements.get(stem, "") for _, _, stem in rows)
+    if replaced and first_process():
+        log.info("%s: %d listed videos read from CVDF's replacements", csv_path, replaced)
     _log_missing(csv_path, video_dir, len(rows), missing)
     return SplitAnnotations(records, list(class_names), str(csv_path), missing, header)
 
