@@ -51,6 +51,7 @@ def test_kinetics_missing_videos_skipped_and_counted_in_one_line(kinetics_root, 
     lines = [r.getMessage() for r in caplog.records if "missing" in r.getMessage()]
     assert len(lines) == 1
     assert f"{len(split.missing)} of {len(rows)}" in lines[0]
+    assert "fix: " in lines[0] and "check-data" in lines[0]  # what to do about it
 
 
 @pytest.mark.parametrize("structure", ["flat", "per-class"])

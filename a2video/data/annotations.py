@@ -427,7 +427,9 @@ def _log_missing(source, video_dir, listed: int, missing: list) -> None:
     # every rank reads the same list: one warning, not one per process
     if missing and first_process():
         log.warning(
-            "%s: %d of %d listed videos are missing under %s and are skipped (%.1f%%), e.g. %s",
+            "%s: %d of %d listed videos are missing under %s and are skipped (%.1f%%), e.g. %s; "
+            "fix: none for the few %% a Kinetics download lacks (gone from YouTube); more: "
+            "check --data.data_root; `a2video check-data` lists each one",
             source,
             len(missing),
             listed,
