@@ -380,6 +380,35 @@ def test_path_label_list_with_class_names_holding_spaces(kinetics_root, tmp_path
     assert ann.split_path_label("videos/x 12") == ["videos/x", "12"]
 
 
+def test_a_split_file_is_told_by_its_first_line_not_its_extension(kinetics_root, tmp_path):
+    """PySlowFast's Kinetics ``train.csv`` is a ``path label`` list (absolute paths, no header):
+    the DataModule reads it as one and check-data's cleaned copy keeps its first line; a
+    Kinetics CSV saved as ``.txt`` is read as a CSV."""
+    from a2video.data.check import check_split, write_clean
+
+    reference = _dm(kinetics_root)._read_split("train")
+    slowfast = tmp_path / "slowfast" / "train.csv"
+    slowfast.parent.mkdir()
+    slowfast.write_text("".join(f"{r.path} {r.label}\n" for r in reference.records))
+    dm = _dm(kinetics_root, train_split=str(slowfast), val_split=str(slowfast))
+    got = dm._read_split("train")
+    assert [(r.path, r.label) for r in got.records] == [
+        (r.path, r.label) for r in reference.records
+    ]
+    checks, split_ann = check_split(
+        "kinetics", kinetics_root, str(slowfast), workers=1, progress=False
+    )
+    cleaned = write_clean("kinetics", split_ann, checks, str(tmp_path / "clean"))
+    assert cleaned.read_text() == slowfast.read_text()  # every video usable, none dropped
+
+    as_txt = tmp_path / "train_copy.txt"
+    shutil.copy(Path(kinetics_root) / "annotations" / "train.csv", as_txt)
+    split = _dm(kinetics_root, train_split=str(as_txt))._read_split("train")
+    assert [(r.path, r.label) for r in split.records] == [
+        (r.path, r.label) for r in reference.records
+    ]
+
+
 @pytest.mark.parametrize(
     "text", ["falling\ngrowing\nrising\nshrinking", "falling\ngrowing\n\nrising\nshrinking\n\n"]
 )

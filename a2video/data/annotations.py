@@ -440,6 +440,22 @@ def _log_missing(source, video_dir, listed: int, missing: list) -> None:
 
 
 # --------------------------------------------------------------------------- path label lists
+def is_path_label_list(split: str | os.PathLike) -> bool:
+    """Whether ``split`` is a file holding a ``path label`` list, told by its first line, not its
+    extension: a ``.txt`` or ``.csv`` file whose header does not name ``youtube_id`` (PySlowFast's
+    ``{train,val,test}.csv`` are ``path label`` lists; a Kinetics CSV saved as ``.txt`` is a CSV).
+    """
+    path = Path(split)
+    if path.suffix.lower() not in (".txt", ".csv") or not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        for raw in fh:
+            line = raw.decode("utf-8-sig", errors="replace").strip()
+            if line:
+                return "youtube_id" not in [h.strip().lower() for h in line.split(",")]
+    return path.suffix.lower() == ".txt"  # empty: the reader for its extension says so
+
+
 _PATH_THEN_LABEL = re.compile(
     r"^\s*(?P<path>.*?(?:"
     + "|".join(re.escape(e) for e in VIDEO_EXTENSIONS)

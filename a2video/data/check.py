@@ -54,7 +54,7 @@ def _uses_annotation_dir(layout: str, splits: list[str]) -> bool:
     lists, given as files, bring their own classes)."""
     if layout != "kinetics":
         return True
-    return not all(s.endswith(".txt") and os.path.isfile(s) for s in splits)
+    return not all(ann.is_path_label_list(s) for s in splits)
 
 
 def check_root(
@@ -192,7 +192,7 @@ def _split_annotations(layout: str, root: str, split: str, fold: int, annotation
     to the file the class list comes from (when dropping lines of it can drop a class)."""
     if layout == "kinetics":
         adir = annotation_dir or os.path.join(root, "annotations")
-        if split.endswith(".txt") and os.path.isfile(split):
+        if ann.is_path_label_list(split):
             classes = ann.path_label_list_classes(split, root)
             split_ann = ann.read_path_label_list(split, root, classes)
             if not Path(split).with_name("class_names.txt").is_file():
@@ -303,7 +303,7 @@ def write_clean(
     keep = {c.line for c in checks if c.status == "ok"}
     source = Path(split_ann.source)
     lines = ann.annotation_text(source).splitlines(keepends=True)
-    is_csv = layout == "kinetics" and source.suffix == ".csv"
+    is_csv = split_ann.header is not None  # a Kinetics CSV (its header kept)
     if is_csv:
         kept = [lines[0]] + [lines[i - 1] for i in range(2, len(lines) + 1) if i in keep]
     else:
@@ -325,7 +325,7 @@ def write_clean(
     # a path label list's class_names.txt goes beside the cleaned list: without it the list's
     # own labels would define the classes (other ones, in another order)
     names = source.with_name("class_names.txt")
-    has_names = layout == "kinetics" and source.suffix != ".csv" and names.is_file()
+    has_names = layout == "kinetics" and not is_csv and names.is_file()
     if has_names and not (out / names.name).exists():
         shutil.copy(names, out / names.name)
     elif has_names and not filecmp.cmp(names, out / names.name, shallow=False):

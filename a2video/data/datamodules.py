@@ -503,13 +503,13 @@ class KineticsDataModule(VideoDataModule):
 
     def _read_class_names(self) -> list[str]:
         split = self.splits["train"]
-        if split.endswith(".txt") and os.path.isfile(split):
+        if ann.is_path_label_list(split):
             return ann.path_label_list_classes(split, self.data_root)
         return ann.read_kinetics_classes(ann.find_kinetics_csv(self._annotation_dir(), split))
 
     def _read_split(self, stage: str) -> ann.SplitAnnotations:
         split = self.splits[stage]
-        if split.endswith(".txt") and os.path.isfile(split):
+        if ann.is_path_label_list(split):
             return ann.read_path_label_list(split, self.data_root, self.class_names)
         csv_path = ann.find_kinetics_csv(self._annotation_dir(), split)
         video_dir, recursive = ann.find_kinetics_split_videos(self.data_root, split, csv_path)
