@@ -111,6 +111,36 @@ def test_ucf_labels_are_one_based_classind_indices(ucf_root):
         assert classes[record.label] == Path(record.path).parent.name
 
 
+def test_ucf_handstand_pushups_folder_and_file_spellings_differ(ucf_root, tmp_path):
+    """Real UCF-101: folder and classInd say ``HandstandPushups``, its files (and the split
+    files' paths) ``v_HandStandPushups_gXX_cYY.avi``: on a case-sensitive file system every one
+    of them is found and labelled as the class, in train and test lists (CRLF line ends)."""
+    from a2video.data import UCF101DataModule
+
+    src, root = Path(ucf_root), tmp_path / "ucf"
+    (root / "ucfTrainTestlist").mkdir(parents=True)
+    for f in (src / "ucfTrainTestlist").iterdir():
+        text = f.read_bytes().decode().replace("BalloonInflate", "HandstandPushups")
+        text = text.replace("v_HandstandPushups_", "v_HandStandPushups_")
+        (root / "ucfTrainTestlist" / f.name).write_bytes(text.encode())
+    assert b"\r\n" in (root / "ucfTrainTestlist" / "testlist01.txt").read_bytes()
+    for folder in (src / "UCF-101").iterdir():
+        name = folder.name.replace("BalloonInflate", "HandstandPushups")
+        (root / "UCF-101" / name).mkdir(parents=True)
+        for video in folder.iterdir():
+            new = video.name.replace("v_BalloonInflate_", "v_HandStandPushups_")
+            os.symlink(video, root / "UCF-101" / name / new)
+    before = UCF101DataModule(ucf_root, num_workers=0)
+    dm = UCF101DataModule(str(root), num_workers=0)
+    assert dm.class_names[2] == "HandstandPushups"
+    for stage in ("train", "test"):
+        old, got = before._read_split(stage), dm._read_split(stage)
+        assert [r.label for r in got.records] == [r.label for r in old.records]
+        assert not got.missing
+        hsp = [r for r in got.records if r.label == 2]
+        assert hsp and all("/HandstandPushups/v_HandStandPushups_g" in r.path for r in hsp)
+
+
 @pytest.mark.parametrize("fold", [1, 2, 3])
 def test_ucf_fold_selection_follows_groups(ucf_root, fold):
     split_dir = Path(ucf_root) / "ucfTrainTestlist"
