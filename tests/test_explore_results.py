@@ -427,3 +427,21 @@ def test_an_older_runs_relative_video_paths_are_found_from_the_folders_above_it(
     assert len(said) == 1, said  # once per run, saying why
     assert "data/gone.mp4" in said[0] and "relative to the folder its test ran in" in said[0]
     assert run.video_file(0) == str(tmp_path / "work" / "data" / Path(names[0]).name)
+
+
+def test_report_says_why_a_run_without_mistakes_has_no_gallery(tmp_path, capsys):
+    """A run whose every top-1 is right (the demo's fine-tune on some CPUs) silently wrote no
+    mistakes.png, which the docs list among the report's figures."""
+    from a2video.explore.report import main
+
+    scores = synthetic_run(tmp_path / "run", num_classes=4, videos=8, clips=2, crops=1)
+    arrays = dict(np.load(scores))
+    labels = arrays["label"].astype(np.int64)
+    arrays["probs"] = np.eye(4, dtype=arrays["probs"].dtype)[labels]  # every top-1 right
+    np.savez_compressed(scores, **arrays)
+    assert main([str(scores), "--out", str(tmp_path / "figs")]) == 0
+    assert not (tmp_path / "figs" / "mistakes.png").exists()
+    err = capsys.readouterr().err
+    assert "no mistakes.png: every scored video's top-1 is right" in err, err
+    assert main([str(scores), "--out", str(tmp_path / "figs"), "--mistakes", "0"]) == 0
+    assert "no mistakes.png" not in capsys.readouterr().err  # none asked for: nothing to say

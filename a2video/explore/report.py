@@ -2,11 +2,12 @@
 
 ``python -m a2video.explore.report RUN --out DIR`` reads RUN's ``scores.npz`` (the file, or in a
 run folder the newest a test wrote: :func:`a2video.explore.results.find_scores`; stderr names
-it) and writes ``per_class.png``, ``confused_pairs.png``, ``views.png``, ``mistakes.png`` and
-``class_<worst class>.png``; only the videos the gallery and the class report show are
-decoded. ``--synthetic-400`` first writes a made-up 400-class, 2,000-video run into the folder
-RUN (:func:`a2video.explore.results.synthetic_run`), to see the figures at Kinetics scale; a
-folder holding a real run's results is refused, so the made-up scores never hide them.
+it) and writes ``per_class.png``, ``confused_pairs.png``, ``views.png``, ``mistakes.png`` (where a
+top-1 is wrong; otherwise stderr says why it is absent) and ``class_<worst class>.png``; only the
+videos the gallery and the class report show are decoded. ``--synthetic-400`` first writes a
+made-up 400-class, 2,000-video run into the folder RUN
+(:func:`a2video.explore.results.synthetic_run`), to see the figures at Kinetics scale; a folder
+holding a real run's results is refused, so the made-up scores never hide them.
 """
 
 from __future__ import annotations
@@ -160,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for path in files:
         print(path)
+    if args.mistakes and not run.mistakes(1):  # the gallery would be empty: say why it is absent
+        print(f"{PROG}: no mistakes.png: every scored video's top-1 is right", file=sys.stderr)
     return 0
 
 
