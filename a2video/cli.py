@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMANDS: dict[str, str] = {
@@ -52,6 +53,23 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"a2video {args.command}: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # `a2video flops all --json | head`: the reader left, not an error
+            if debug_enabled():
+                raise
+            _silence_stdout()
+            return 141  # 128 + SIGPIPE, as a shell reports a command ended by it
+
+
+def _silence_stdout() -> None:
+    """Points stdout at /dev/null, so that the interpreter's final flush of what is left for a
+    closed pipe does not print a second error."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (captured in a test): nothing left to flush
+        pass
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

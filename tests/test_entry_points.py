@@ -683,3 +683,17 @@ def test_a_val_check_interval_longer_than_the_epoch_is_one_line(kinetics_root, t
     line = _user_error(capsys, _train_main(), [*argv, "--trainer.val_check_interval", "10"])
     assert "--trainer.val_check_interval 10: an epoch has 3 training batches" in line, line
     assert "--trainer.check_val_every_n_epoch null" in line, line
+
+
+def test_a_reader_that_leaves_the_pipe_is_no_error():
+    """``a2video flops all --json | head`` printed ``a2video flops: error: [Errno 32] Broken
+    pipe`` and exited 2 (a user error) when head closed the pipe: now nothing on stderr and
+    128 + SIGPIPE, as a shell reports a command the pipe ended."""
+    argv = [sys.executable, "-m", "a2video.cli", "flops", "a2net_tiny", "--json"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    env.pop("A2VIDEO_DEBUG", None)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the command writes
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == "", err
