@@ -173,7 +173,7 @@ def _dm(root, **kw):
 
 
 def test_missing_csv_is_one_clear_error(tmp_path):
-    with pytest.raises(ann.AnnotationError, match=r"train\.csv.*\n  fix: "):
+    with pytest.raises(ann.AnnotationError, match=r"train\.csv[^\n]*; fix: "):
         _dm(tmp_path)
 
 

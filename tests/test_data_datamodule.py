@@ -253,6 +253,7 @@ def test_a_data_root_that_does_not_exist_is_named_with_its_flag(tmp_path, small_
                       (UCF101DataModule, "UCF-101/ and ucfTrainTestlist/")):  # fmt: skip
         with pytest.raises(AnnotationError) as err:
             dm(str(missing), **small_clip)
-        first, fix = str(err.value).splitlines()
+        (line,) = str(err.value).splitlines()  # one line: where, what, and the fix
+        first, fix = line.split("; fix: ")
         assert first == f"{missing}: no such folder"
         assert "--data.data_root DIR (data_root=)" in fix and holds in fix, fix

@@ -114,6 +114,10 @@ def test_prepare_refuses_dst_inside_src(kinetics_root, capsys):
     assert not (Path(kinetics_root) / "fast").exists()
     assert main(["prepare", kinetics_root, "/tmp/x", "--layout", "ucf101"]) == 2
     assert "not a ucf101 dataset root" in capsys.readouterr().err
+    missing = str(Path(kinetics_root) / "nowhere")
+    assert main(["prepare", missing, "/tmp/x", "--layout", "kinetics"]) == 2
+    err = capsys.readouterr().err  # one line, naming the folder and what SRC must hold
+    assert err.count("\n") == 1 and missing in err and "fix: point SRC" in err, err
 
 
 @pytest.mark.timeout(180)

@@ -205,7 +205,8 @@ def test_wrong_data_root(tmp_path, capsys):
     line = _user_error(
         capsys, _finetune_main, ["fit", "--config", DEMO_UCF, "--data.data_root", missing, *run_dir]
     )
-    assert line == f"finetune_ucf.py: error: {missing}: no such folder", line
+    said = f"finetune_ucf.py: error: {missing}: no such folder; fix: pass --data.data_root DIR"
+    assert line.startswith(said) and "\n" not in line, line
     # a2video: the data root of `synth` cannot be made, an input video does not exist
     line = _user_error(capsys, _a2video_main, ["synth", "/proc/no/such", "--layout", "kinetics"])
     assert line.startswith("a2video synth: error: ") and "/proc/no" in line, line

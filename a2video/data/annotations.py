@@ -64,7 +64,7 @@ class AnnotationError(ValueError):
         where = f"{file}:{line}" if line is not None else str(file)
         text = f"{where}: {message}"
         if fix:
-            text += f"\n  fix: {fix}"
+            text += f"; fix: {fix}"
         super().__init__(text)
 
     def __reduce__(self):

@@ -239,7 +239,10 @@ def check_paths(src: Path, dst: Path, layout: str) -> None:
     if layout not in LAYOUT_MARKERS:
         raise PrepareError(f"layout must be kinetics or ucf101, got {layout!r}")
     if not src.is_dir():
-        raise PrepareError(f"{src}: source dataset folder not found")
+        raise PrepareError(
+            f"{src}: source dataset folder not found (fix: point SRC at the dataset root, the "
+            f"folder holding {LAYOUT_MARKERS[layout]}/)"
+        )
     s, d = src.resolve(), dst.resolve()
     if d == s or s in d.parents:
         raise PrepareError(f"{dst} is inside the source {src}: choose a DST outside SRC")
