@@ -142,7 +142,9 @@ EXACT_SCRIPT = textwrap.dedent(
 
     class Record(Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            if trainer.global_step == int(os.environ.get("KILL_AT", -1)):
+            if os.environ.get("KILL_IN") == "validation":
+                pass
+            elif trainer.global_step == int(os.environ.get("KILL_AT", -1)):
                 sig = getattr(signal, os.environ.get("SIG", "SIGKILL"))
                 if os.environ.get("SIGNAL_FROM") == "outside":  # scancel, a pre-empting host:
                     # every process of the job, loader workers too, from a process not in it
@@ -168,9 +170,19 @@ EXACT_SCRIPT = textwrap.dedent(
         def on_train_epoch_start(self, trainer, pl_module):
             self._epoch_figures(trainer, trainer.current_epoch - 1)
 
-        def on_validation_end(self, trainer, pl_module):  # which epochs were validated
+        def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, *args):
+            if os.environ.get("KILL_IN") == "validation" and trainer.global_step == int(
+                os.environ.get("KILL_AT", -1)
+            ):  # killed while validating after step KILL_AT
+                if trainer.world_size > 1:
+                    os.killpg(os.getpgid(0), signal.SIGKILL)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def on_validation_end(self, trainer, pl_module):  # which epochs were validated, figures
+            figures = {k: float(v) for k, v in trainer.callback_metrics.items()
+                       if k.startswith("val/")}
             with open(os.environ["STEP_LOG"] + f".val.{trainer.global_rank}", "a") as f:
-                f.write(json.dumps([trainer.current_epoch, trainer.global_step]) + "\\n")
+                f.write(json.dumps([trainer.current_epoch, trainer.global_step, figures]) + "\\n")
 
         def on_fit_end(self, trainer, pl_module):
             self._epoch_figures(trainer, trainer.current_epoch - 1)
@@ -203,11 +215,12 @@ def _exact_fit(
     sig: str = "SIGKILL",
     signal_from: str = "inside",
     warnings: str = "ignore",
+    kill_in: str = "training",
 ):
     script = run.parent / "exact_fit.py"
     script.write_text(EXACT_SCRIPT)
     env = dict(os.environ, KILL_AT=str(kill_at), SIG=sig, STEP_LOG=str(run / "steps"))
-    env["SIGNAL_FROM"] = signal_from
+    env.update(SIGNAL_FROM=signal_from, KILL_IN=kill_in)
     env.update(PYTHONWARNINGS=warnings, OMP_NUM_THREADS="1")
     run.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -315,6 +328,46 @@ def test_a_sigterm_in_the_epochs_last_batch_stops_after_its_validation_and_loggi
     _assert_same_steps(whole, run, 1)
     validated = [json.loads(line)[0] for line in (run / "steps.val.0").read_text().splitlines()]
     assert validated == [0, 1]  # each epoch validated once over the two runs
+
+
+def _validations(run: Path, rank: int = 0) -> list[list]:
+    """Each validation's [epoch, step, val figures], in the order run (over both runs)."""
+    return [json.loads(line) for line in (run / f"steps.val.{rank}").read_text().splitlines()]
+
+
+def _best(run: Path) -> str:
+    """The ModelCheckpoint's best file and score, as the last checkpoint records them."""
+    last = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    states = [
+        v
+        for k, v in last["callbacks"].items()
+        if k.startswith("ModelCheckpoint{'monitor': 'val/top1'")
+    ]
+    return f"{Path(states[0]['best_model_path']).name} {float(states[0]['best_model_score'])}"
+
+
+@pytest.mark.timeout(300)
+def test_a_kill_during_the_epochs_validation_resumes_with_that_validation(
+    kinetics_root, tmp_path, uninterrupted
+):
+    """1 process, batch 4, 3 steps per epoch, ``last.ckpt`` at every step: killed while
+    validating epoch 0 (its last checkpoint: step 3's, at that batch's end), the resumed run
+    validates epoch 0 with the uninterrupted run's figures and logs its train accuracy, then
+    trains epoch 1 as that run did; the best checkpoint is the same. (Lightning resumed such a
+    checkpoint at epoch 1: epoch 0's validation, train accuracy and best file were never made.)"""
+    extra = ("--data.batch_size", "4")
+    whole, run = uninterrupted(*extra), tmp_path / "resumed"
+    killed = _exact_fit(run, kinetics_root, *extra, kill_at=3, kill_in="validation")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 3
+    assert not (run / "steps.val.0").exists()  # killed before epoch 0's validation ended
+    _fit_ok(_exact_fit(run, kinetics_root, *extra, "--ckpt_path", "last"))
+    _assert_same_steps(whole, run, 1)  # epoch 0's train accuracy too
+    expected, got = _validations(whole), _validations(run)
+    assert [v[:2] for v in got] == [v[:2] for v in expected] == [[0, 3], [1, 6]]
+    for want, have in zip(expected, got, strict=True):
+        assert have[2] == pytest.approx(want[2], rel=1e-6), have[:2]
+    assert _best(run) == _best(whole)
 
 
 @pytest.mark.timeout(420)

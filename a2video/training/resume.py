@@ -12,6 +12,12 @@ the same order, with the same augmentation and dropout randomness as an uninterr
   batch after the resume, when no draw can come in between (the DataModules' loaders draw their
   worker seeds from their own generator, not torch's global one).
 
+- **What follows the saved batch.** A checkpoint written at a training batch's end (a step
+  checkpoint, a SIGTERM save) after which the run was to validate (the epoch's end, a
+  ``val_check_interval``), or written during a validation, resumes with that validation, and a
+  checkpoint of an epoch's last batch with that epoch's end (its train figures, its epoch-end
+  checkpoint): see :func:`_resume_what_followed`.
+
 A checkpoint written before this existed resumes as before (the interrupted epoch continues with
 batches from its start) after one warning.
 """
@@ -23,6 +29,7 @@ import logging
 import math
 import os
 import random
+import sys
 import warnings
 from typing import Any
 
@@ -135,6 +142,9 @@ def _bad_video_counts(trainer: Trainer, pl_module: LightningModule) -> dict[str,
     return {
         "files": {int(k): str(v) for k, v in (stage.bad_files if stage else {}).items()},
         "epoch_sum": float(epoch_sum) if epoch_sum is not None else 0.0,
+        # whether the epoch's sum is logged at its end even where it is 0 (a resume after the
+        # epoch's last batch has no batch left to update it)
+        "epoch_updated": bool(getattr(metric, "update_called", False)),
     }
 
 
@@ -150,7 +160,11 @@ def _restore_bad_video_counts(
     if monitor is not None and hasattr(monitor, "restore_bad_files"):
         monitor.restore_bad_files("train", counts.get("files") or {})
     metric = getattr(pl_module, "bad_videos", None)
-    if same_epoch and metric is not None and counts.get("epoch_sum"):
+    if (
+        same_epoch
+        and metric is not None
+        and (counts.get("epoch_sum") or counts.get("epoch_updated"))
+    ):
         metric.update(torch.tensor(float(counts["epoch_sum"])))
 
 
@@ -226,6 +240,15 @@ def _restore_train_acc_sums(pl_module: LightningModule, saved: Any, rank: int) -
     metric.total += float(counts["total"])
 
 
+def _summed(saved: Any) -> dict[str, Any] | None:
+    """The ranks' saved ``train_acc`` counts added up (None where there are none)."""
+    counts = [c for c in saved or [] if c]
+    if not counts:
+        return None
+    correct = [sum(c["correct"][i] for c in counts) for i in range(len(counts[0]["correct"]))]
+    return {"correct": correct, "total": sum(float(c["total"]) for c in counts)}
+
+
 def _epoch_batches(trainer: Trainer) -> int | None:
     """The train loader's batches per epoch (None for a loader without a length)."""
     batches = trainer.num_training_batches
@@ -254,6 +277,81 @@ def _changes(state: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return out
 
 
+def _what_follows(trainer: Trainer) -> str | None:
+    """What the run does after the point this checkpoint is written at, that a resume from it
+    must do too: ``"validation"`` (written at a training batch's end with a validation due
+    after it, or during a fit's validation), ``"epoch_end"`` (at the epoch's last training
+    batch, no validation due), or None."""
+    fit, loop = trainer.fit_loop, trainer.fit_loop.epoch_loop
+    if trainer.validating and not trainer.sanity_checking:
+        # a save inside it (SIGTERM) before its last batch: nothing of it is logged yet (a
+        # save at its end, by ModelCheckpoint or an early stop, comes after its figures)
+        return None if loop.val_loop.batch_progress.is_last_batch else "validation"
+    current = loop.batch_progress.current
+    if not trainer.training or current.processed != current.completed + 1:
+        return None  # not inside on_train_batch_end
+    check = getattr(loop, "_should_check_val_fx", None)
+    try:
+        due = bool(check(fit._data_fetcher)) and not getattr(loop, "_skip_next_val", False)
+    except Exception:  # another Lightning: leave its resume as it is
+        return None
+    if due:
+        return "validation"
+    return "epoch_end" if loop.batch_progress.is_last_batch else None
+
+
+def _resume_what_followed(checkpoint: dict[str, Any], follows: str) -> bool:
+    """Rewrite the checkpoint's loop state so that Lightning's resume runs what came after the
+    saved point (:func:`_what_follows`) instead of skipping it.
+
+    Lightning 2.6 resumes a checkpoint written at a training batch's end (its progress says the
+    batch was processed, not completed) as if everything after the batch had run: inside the
+    epoch it fast-forwards the validation that was due after the batch
+    (``_TrainingEpochLoop.advance``), and at the epoch's last batch it starts the next epoch
+    (``_TrainingEpochLoop.reset`` and ``_FitLoop.reset``): the epoch's validation, its
+    ``on_train_epoch_end`` (train figures, epoch-end checkpoints) are never run, though the run
+    that wrote the checkpoint was killed before them. A checkpoint written during a validation
+    (SIGTERM) resumes after it: the rest of it is skipped and nothing of it is logged.
+
+    Lightning resumes one state the way we need: a checkpoint written inside a validation,
+    before its first batch ran (``restarted_mid_evaluation``): the epoch loop runs that
+    validation, from its first batch, then goes on with the next training batch or the epoch's
+    end. So the training batch is marked completed (as after its ``on_train_batch_end``) and, for
+    a validation, the validation loop as started and not processed at its first batch. An
+    epoch's last batch without a validation only needs the first: the resumed epoch loop finds
+    its data used up (:meth:`ResumeState.on_train_start` skips all of it) and ends the epoch.
+    This edits the checkpoint's plain progress counters before Lightning reads them, with no
+    patch of Lightning's code; counters in another layout are left alone (False).
+    """
+    try:
+        epoch_loop = checkpoint["loops"]["fit_loop"]
+        batches = epoch_loop["epoch_loop.batch_progress"]
+        val = epoch_loop["epoch_loop.val_loop.batch_progress"]
+        loop_state = epoch_loop["epoch_loop.state_dict"]
+        cur, tot = batches["current"], batches["total"]
+        vcur, vtot = val["current"], val["total"]
+        if follows == "validation" and cur["processed"] == cur["completed"]:
+            # written during the validation: its train batch is completed already
+            done_before = vtot["completed"] - vcur["completed"]  # validations of this epoch
+        elif cur["processed"] == cur["completed"] + 1 and tot["processed"] == tot["completed"] + 1:
+            cur["completed"], tot["completed"] = cur["processed"], tot["processed"]
+            done_before = vtot["completed"]
+            if follows == "epoch_end":
+                # Lightning's own resume counts this batch's step here (it runs no
+                # on_advance_end for it, where the count of the logger's steps would grow)
+                loop_state["_batches_that_stepped"] = loop_state["_batches_that_stepped"] + 1
+                return True
+        else:
+            return False
+    except (KeyError, TypeError):
+        return False
+    for progress in (vcur, vtot):
+        base = done_before if progress is vtot else 0
+        progress.update(ready=base + 1, started=base + 1, processed=base, completed=base)
+    val["is_last_batch"] = False
+    return True
+
+
 class ResumeState(Callback):
     """Saves and restores the data position and the RNG streams (installed by ``A2VideoCLI``)."""
 
@@ -279,6 +377,7 @@ class ResumeState(Callback):
                 epoch_batches=_epoch_batches(trainer),  # did this epoch end: with these batches
                 batch_size=int(batch_size),
                 order=_order(trainer, sampler),
+                follows=_what_follows(trainer),
             )
         checkpoint[RESUME_KEY] = state
 
@@ -295,27 +394,39 @@ class ResumeState(Callback):
                 "(written by an earlier a2video); the interrupted epoch continues with batches "
                 "from its start, so some videos are seen twice in it and others not at all."
             )
+        elif self._loaded.get("follows"):
+            _resume_what_followed(checkpoint, self._loaded["follows"])
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         state, self._loaded = self._loaded, None
         if state is None:
             return
         world, rank = trainer.world_size, trainer.global_rank
+        same_epoch = state.get("epoch") == trainer.current_epoch  # a mid-epoch checkpoint
+        sampler, batch_size = _train_sampler(trainer)
+        # every batch of the epoch trained: only its validation or end is left to run
+        # (_resume_what_followed), whatever this run's data or processes
+        ended = same_epoch and state["batches"] >= (state.get("epoch_batches") or math.inf)
+        if ended:
+            if sampler is not None:
+                sampler.skip(state["epoch"], sys.maxsize)
+            _align_schedule(trainer, _epoch_batches(trainer) or 0)
         if state.get("world_size") != world:
             said = "the RNG streams start afresh."
-            if state.get("epoch", trainer.current_epoch) >= trainer.current_epoch:  # mid-epoch
+            if ended:  # its train figures: every rank's counts, summed on one rank
+                _restore_train_acc_sums(pl_module, [_summed(state.get("train_acc"))], rank)
+            elif state.get("epoch", trainer.current_epoch) >= trainer.current_epoch:  # mid-epoch
                 said = f"{_restart_epoch(trainer)}, and {said}"
             _warn(
                 f"a2video: {trainer.ckpt_path} was written by {state.get('world_size')} "
                 f"processes, this run has {world}: {said}"
             )
-            _align_schedule(trainer, 0)
+            if not ended:
+                _align_schedule(trainer, 0)
             return
         self._rng_pending = state["rng"][rank]
-        same_epoch = state.get("epoch") == trainer.current_epoch  # a mid-epoch checkpoint
-        sampler, batch_size = _train_sampler(trainer)
         restarted = False
-        if same_epoch:
+        if same_epoch and not ended:
             changed = _changes(state, _order(trainer, sampler) if sampler is not None else {})
             if sampler is None or (not changed and batch_size != state["batch_size"]):
                 changed.append(f"videos per batch {state['batch_size']} -> {batch_size}")
@@ -330,7 +441,7 @@ class ResumeState(Callback):
         _restore_bad_video_counts(trainer, pl_module, state.get("bad_videos"), rank, going_on)
         if going_on:
             _restore_train_acc_sums(pl_module, state.get("train_acc"), rank)
-        if "epoch" not in state:
+        if "epoch" not in state or ended:
             return
         _align_schedule(trainer, state["batches"] if going_on else 0)
         if restarted:
