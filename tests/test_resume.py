@@ -301,7 +301,12 @@ def test_resume_trains_on_the_same_batches_with_the_same_randomness(
     the epoch's end, after its validation), the resumed run's per-step losses equal the
     uninterrupted run's within 1e-6 (relative) and it sees the same videos in the same order."""
     extra = ("--data.batch_size", "4")
-    _assert_exactly_once(tmp_path, kinetics_root, uninterrupted(*extra), kill_at, *extra)
+    whole = uninterrupted(*extra)
+    _assert_exactly_once(tmp_path, kinetics_root, whole, kill_at, *extra)
+    # each validation once over both runs: last.ckpt is saved again after a validation that
+    # followed its save at the batch's end (a resume from that one validates again)
+    got, expected = _validations(tmp_path / "resumed"), _validations(whole)
+    assert [v[:2] for v in got] == [v[:2] for v in expected] == [[0, 3], [1, 6]]
 
 
 @pytest.mark.timeout(300)
@@ -347,24 +352,35 @@ def _best(run: Path) -> str:
 
 
 @pytest.mark.timeout(300)
-def test_a_kill_during_the_epochs_validation_resumes_with_that_validation(
-    kinetics_root, tmp_path, uninterrupted
+@pytest.mark.parametrize(
+    ("extra", "kill_at", "validated"),
+    [
+        (("--data.batch_size", "4"), 3, [[0, 3], [1, 6]]),
+        pytest.param(
+            ("--data.batch_size", "4", "--trainer.val_check_interval", "2"), 2,
+            [[0, 2], [1, 5]], marks=pytest.mark.slow,
+        ),
+    ],
+    ids=["epoch-end", "val_check_interval"],
+)  # fmt: skip
+def test_a_kill_during_a_validation_resumes_with_that_validation(
+    kinetics_root, tmp_path, uninterrupted, extra, kill_at, validated
 ):
     """1 process, batch 4, 3 steps per epoch, ``last.ckpt`` at every step: killed while
-    validating epoch 0 (its last checkpoint: step 3's, at that batch's end), the resumed run
-    validates epoch 0 with the uninterrupted run's figures and logs its train accuracy, then
-    trains epoch 1 as that run did; the best checkpoint is the same. (Lightning resumed such a
-    checkpoint at epoch 1: epoch 0's validation, train accuracy and best file were never made.)"""
-    extra = ("--data.batch_size", "4")
+    validating after step ``kill_at`` (epoch 0's end, or inside it with ``val_check_interval``;
+    its last checkpoint: that batch's end), the resumed run runs that validation with the
+    uninterrupted run's figures (and logs epoch 0's train accuracy), then trains as that run did;
+    the best checkpoint is the same. (Lightning resumed such a checkpoint after the validation:
+    it was never run, and at the epoch's end neither was the epoch's train accuracy logged.)"""
     whole, run = uninterrupted(*extra), tmp_path / "resumed"
-    killed = _exact_fit(run, kinetics_root, *extra, kill_at=3, kill_in="validation")
+    killed = _exact_fit(run, kinetics_root, *extra, kill_at=kill_at, kill_in="validation")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 3
-    assert not (run / "steps.val.0").exists()  # killed before epoch 0's validation ended
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == kill_at
+    assert not (run / "steps.val.0").exists()  # killed before the validation ended
     _fit_ok(_exact_fit(run, kinetics_root, *extra, "--ckpt_path", "last"))
     _assert_same_steps(whole, run, 1)  # epoch 0's train accuracy too
     expected, got = _validations(whole), _validations(run)
-    assert [v[:2] for v in got] == [v[:2] for v in expected] == [[0, 3], [1, 6]]
+    assert [v[:2] for v in got] == [v[:2] for v in expected] == validated
     for want, have in zip(expected, got, strict=True):
         assert have[2] == pytest.approx(want[2], rel=1e-6), have[:2]
     assert _best(run) == _best(whole)

@@ -100,17 +100,22 @@ class LastCheckpoint(ModelCheckpoint):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if _stops_mid_epoch(trainer) and self._last_global_step_saved == trainer.global_step:
             return  # saved mid-epoch: as an epoch end, a resume would skip the epoch's rest
-        self._save_last(trainer)
+        # again where the step's batch end was saved: that checkpoint resumes with the epoch's
+        # validation and end (a2video.training.resume), which ran since
+        self._save_last(trainer, again=True)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # A validation inside the epoch (val_check_interval) whose EarlyStopping ends the fit:
-        # the stop is known only now, after this batch's end.
-        if _stops_mid_epoch(trainer):
-            self._save_last(trainer)
+        # the stop is known only now, after this batch's end. A validation after a batch whose
+        # end was saved: saved again, or a resume from that batch's end validates once more.
+        if _stops_mid_epoch(trainer) or self._last_global_step_saved == trainer.global_step:
+            self._save_last(trainer, again=True)
 
-    def _save_last(self, trainer: Trainer) -> None:
+    def _save_last(self, trainer: Trainer, again: bool = False) -> None:
         """Write ``last.ckpt`` now, unless Lightning would not (dry run, sanity check, not fit)
-        or it already holds this step."""
+        or it already holds this step (``again``: even then, a later point of the step)."""
+        if again and self._last_global_step_saved == trainer.global_step > 0:
+            self._last_global_step_saved = -1  # (the skip's only test of what was saved)
         if not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
             self._last_global_step_saved = trainer.global_step
