@@ -394,6 +394,29 @@ def test_resume_is_exactly_once_under_ddp(kinetics_root, tmp_path, uninterrupted
     _assert_exactly_once(tmp_path, kinetics_root, uninterrupted(*extra), 2, *extra)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_a_kill_during_a_ddp_validation_resumes_with_that_validation(
+    kinetics_root, tmp_path, uninterrupted
+):
+    """2 gloo ranks, batch 2 per rank: every process killed while validating epoch 0 (the last
+    checkpoint: step 3's batch end), the resumed run validates epoch 0 on both ranks with the
+    uninterrupted run's figures, then trains epoch 1 with its losses and videos."""
+    extra = ("--data.batch_size", "2", "--trainer.devices", "2", "--trainer.strategy", "ddp")
+    whole, run = uninterrupted(*extra), tmp_path / "resumed"
+    killed = _exact_fit(run, kinetics_root, *extra, kill_at=3, kill_in="validation")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not (run / "steps.val.0").exists()  # killed before epoch 0's validation ended
+    _fit_ok(_exact_fit(run, kinetics_root, *extra, "--ckpt_path", "last"))
+    _assert_same_steps(whole, run, 2)
+    for rank in (0, 1):
+        expected, got = _validations(whole, rank), _validations(run, rank)
+        assert [v[:2] for v in got] == [v[:2] for v in expected] == [[0, 3], [1, 6]]
+        for want, have in zip(expected, got, strict=True):
+            assert have[2] == pytest.approx(want[2], rel=1e-6), have[:2]
+    assert _best(run) == _best(whole)
+
+
 def test_sigterm_inside_an_accumulation_window_saves_at_its_step(
     kinetics_root, tmp_path, uninterrupted
 ):
