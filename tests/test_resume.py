@@ -417,6 +417,28 @@ def test_a_kill_during_a_ddp_validation_resumes_with_that_validation(
     assert _best(run) == _best(whole)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_a_kill_during_validation_resumed_on_two_processes_validates_that_epoch(
+    kinetics_root, tmp_path, uninterrupted
+):
+    """1 process killed while validating epoch 0, resumed with 2: epoch 0's validation runs
+    first with the 1-process run's figures (the same val videos, every one once), and epoch 0's
+    train figures are the killed run's counts (saved by its one rank, summed over the new ranks),
+    then epoch 1 trains on the 2 processes."""
+    extra = ("--data.batch_size", "4")
+    whole, run = uninterrupted(*extra), tmp_path / "resumed"
+    killed = _exact_fit(run, kinetics_root, *extra, kill_at=3, kill_in="validation")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    two = ("--trainer.devices", "2", "--trainer.strategy", "ddp")
+    _fit_ok(_exact_fit(run, kinetics_root, *extra, *two, "--ckpt_path", "last"))
+    for rank in (0, 1):
+        got, want = _validations(run, rank), _validations(whole)
+        assert [v[:2] for v in got] == [[0, 3], [1, 5]]  # epoch 1: 2 steps of 2 × 4 videos
+        assert got[0][2] == pytest.approx(want[0][2], rel=1e-6)
+        assert _epoch_figures(run, rank)[0] == _epoch_figures(whole, 0)[0]
+
+
 def test_sigterm_inside_an_accumulation_window_saves_at_its_step(
     kinetics_root, tmp_path, uninterrupted
 ):

@@ -352,6 +352,21 @@ def _resume_what_followed(checkpoint: dict[str, Any], follows: str) -> bool:
     return True
 
 
+def _at_epoch_end(trainer: Trainer) -> None:
+    """Count the resumed epoch's batches as this run's, all done, where the checkpoint was
+    written at its last batch with other batches per epoch (another process count or batch
+    size): Lightning decides that the epoch's validation and end are due from its batch counter
+    (``_TrainingEpochLoop._should_check_val_fx``, ``_num_ready_batches_reached``), which held
+    the old run's count, so the epoch ended with neither (:func:`_resume_what_followed`).
+    """
+    batches = _epoch_batches(trainer)
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    shift = batches - progress.current.completed if batches is not None else 0
+    for tracker in (progress.current, progress.total) if shift else ():
+        for name in ("ready", "started", "processed", "completed"):
+            setattr(tracker, name, getattr(tracker, name) + shift)
+
+
 class ResumeState(Callback):
     """Saves and restores the data position and the RNG streams (installed by ``A2VideoCLI``)."""
 
@@ -410,6 +425,7 @@ class ResumeState(Callback):
         if ended:
             if sampler is not None:
                 sampler.skip(state["epoch"], sys.maxsize)
+            _at_epoch_end(trainer)
             _align_schedule(trainer, _epoch_batches(trainer) or 0)
         if state.get("world_size") != world:
             said = "the RNG streams start afresh."
