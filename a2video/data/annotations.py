@@ -26,12 +26,15 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import operator
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +121,135 @@ class VideoRecord:
     path: str
     label: int
     line: int = 0  # line in the annotation file (1-based, header included)
+
+
+class RecordArray(Sequence):
+    """A split's :class:`VideoRecord` list stored in four flat buffers: every path's bytes in one
+    ``bytes`` object (with their end offsets) and the labels and lines in int32 arrays.
+
+    Indexing gives the same :class:`VideoRecord` (equal path, label and line) as the list it was
+    made from, made on the spot; a slice gives a list of them. Why: a dataset's list of 240k-545k
+    small Python objects, read by N forked DataLoader workers, becomes N private copies one page
+    at a time, as reference counts (and the garbage collector) write into the pages that hold
+    them (pytorch/pytorch#13246): ~55 MB per worker for 290k videos (benchmarks/RESULTS.md,
+    "Split records at Kinetics scale"). These buffers are a handful of objects, only ever read,
+    so the workers keep sharing them with the training process. Paths that are not valid UTF-8
+    come back unchanged (``os.fsencode`` / ``os.fsdecode``). Read-only; picklable (spawned
+    workers).
+    """
+
+    __slots__ = ("_blob", "_ends", "_labels", "_lines")
+
+    def __init__(self, records: Iterable[VideoRecord] = ()) -> None:
+        paths, labels, lines = [], [], []
+        for r in records:
+            paths.append(os.fsencode(r.path))
+            labels.append(r.label)
+            lines.append(r.line)
+        self._set(
+            b"".join(paths),
+            np.cumsum(np.fromiter(map(len, paths), np.int64, len(paths)), dtype=np.int64),
+            np.asarray(labels, dtype=np.int32),
+            np.asarray(lines, dtype=np.int32),
+        )
+
+    def _set(self, blob: bytes, ends, labels, lines) -> None:
+        arrays = []
+        for a in (ends, labels, lines):
+            a = np.array(a, copy=True)  # its own buffer, then frozen
+            a.flags.writeable = False
+            arrays.append(a)
+        self._blob = bytes(blob)
+        self._ends, self._labels, self._lines = arrays
+
+    @classmethod
+    def _rebuild(cls, blob: bytes, ends, labels, lines) -> RecordArray:
+        out = cls.__new__(cls)
+        out._set(blob, ends, labels, lines)
+        return out
+
+    def __reduce__(self):
+        return (RecordArray._rebuild, (self._blob, self._ends, self._labels, self._lines))
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def path(self, i: int) -> str:
+        """The path of record ``i`` (no :class:`VideoRecord` made)."""
+        end = int(self._ends[i])
+        start = int(self._ends[i - 1]) if i > 0 else 0
+        return os.fsdecode(self._blob[start:end])
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return [self[i] for i in range(*key.indices(len(self)))]
+        i = operator.index(key)
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"record index {key} out of range for {n} records")
+        return VideoRecord(self.path(i), int(self._labels[i]), int(self._lines[i]))
+
+    def __iter__(self) -> Iterator[VideoRecord]:
+        start = 0
+        for end, label, line in zip(
+            self._ends.tolist(), self._labels.tolist(), self._lines.tolist(), strict=True
+        ):
+            yield VideoRecord(os.fsdecode(self._blob[start:end]), label, line)
+            start = end
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, RecordArray):
+            return (
+                self._blob == other._blob
+                and np.array_equal(self._ends, other._ends)
+                and np.array_equal(self._labels, other._labels)
+                and np.array_equal(self._lines, other._lines)
+            )
+        if isinstance(other, (list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RecordArray({len(self)} records, {len(self._blob)} path bytes)"
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Every record's label (read-only int32)."""
+        return self._labels
+
+    @property
+    def paths(self) -> RecordPaths:
+        """Every record's path, as a read-only sequence of str (made on access)."""
+        return RecordPaths(self)
+
+
+class RecordPaths(Sequence):
+    """The paths of a :class:`RecordArray` as a sequence of str (no list of them is kept)."""
+
+    __slots__ = ("records",)
+
+    def __init__(self, records: RecordArray) -> None:
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return [self[i] for i in range(*key.indices(len(self)))]
+        return self.records[key].path
+
+    def __iter__(self) -> Iterator[str]:
+        return (r.path for r in self.records)
+
+
+def record_array(records: Iterable[VideoRecord]) -> RecordArray:
+    """``records`` as a :class:`RecordArray` (the same object when it is one)."""
+    return records if isinstance(records, RecordArray) else RecordArray(records)
 
 
 @dataclass

@@ -282,10 +282,12 @@ class VideoDataModule(L.LightningDataModule):
             ann.require_nonempty(split, f"{self.layout} {name} split")
             self.missing[name] = len(split.missing)
             mode = {"train": "train", "val": "val"}.get(name, "test")
+            records = ann.RecordArray(split.records)  # shared by forked workers, not copied
+            del split
             # 1 and None unless the videos lie in an `a2video prepare` copy (root or video folder)
-            frame_step, short_side = records_prepared(r.path for r in split.records)
+            frame_step, short_side = records_prepared(records.paths)
             self.datasets[name] = VideoClipDataset(
-                split.records,
+                records,
                 mode,
                 self.spec,
                 "auto" if self.mixed else self.decoder,  # workers decode on the CPU
@@ -294,7 +296,7 @@ class VideoDataModule(L.LightningDataModule):
                 uint8=self.normalize_on_device,
                 frame_step=frame_step,
             )
-            self.monitor.set_paths(name, [r.path for r in split.records])
+            self.monitor.set_paths(name, records.paths)
             self._warn_upscaled(name, short_side)
         if stage == "fit":
             self._write_class_names()

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import Dataset, Sampler, default_collate, get_worker_info
 
 from . import sampling, transforms
-from .annotations import VideoRecord
+from .annotations import RecordArray, VideoRecord, record_array
 from .ring import BatchRing, SlotSamples
 from .video import VideoDecodeError, get_decoder, select_frames
 
@@ -118,7 +118,10 @@ class VideoClipDataset(Dataset):
     """Clips of the listed videos for one mode (``train``, ``val`` or ``test``).
 
     Args:
-        records: the split's usable videos (from ``annotations``).
+        records: the split's usable videos (from ``annotations``); kept as a
+            :class:`~a2video.data.annotations.RecordArray` (``self.records``: indexing and
+            iterating give the same :class:`VideoRecord` values), which forked DataLoader
+            workers share with the training process instead of copying it page by page.
         mode: "train" (random clip + augmentation), "val" (centre clip) or "test" (all views).
         spec: clip shape and transform sizes.
         decoder: decoder name for :func:`get_decoder`.
@@ -153,7 +156,7 @@ class VideoClipDataset(Dataset):
             )
         if repeat < 1:
             raise ValueError(f"repeat must be >= 1, got {repeat}")
-        self.records = list(records)
+        self.records: RecordArray = record_array(records)
         self.mode = mode
         self.spec = spec
         self.decoder_name = decoder
@@ -460,13 +463,13 @@ class BadVideoMonitor:
         self, max_bad_fraction: float = 0.05, paths: dict | None = None, fix: str = ""
     ) -> None:
         self.max_bad_fraction = max_bad_fraction
-        self.paths: dict[str, list[str]] = dict(paths or {})
+        self.paths: dict[str, Sequence[str]] = dict(paths or {})
         self.stages: dict[str, _StageCounts] = {}
         self.fix = fix or "list and drop them with `a2video check-data --write-clean DIR`"
         self.sync_every = 50
         self._batches = 0  # training batches since the last sync
 
-    def set_paths(self, stage: str, paths: list[str]) -> None:
+    def set_paths(self, stage: str, paths: Sequence[str]) -> None:
         self.paths[stage] = paths
 
     def update(self, batch: dict, stage: str) -> None:
