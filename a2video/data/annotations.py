@@ -244,7 +244,10 @@ class RecordPaths(Sequence):
         return self.records[key].path
 
     def __iter__(self) -> Iterator[str]:
-        return (r.path for r in self.records)
+        blob, start = self.records._blob, 0
+        for end in self.records._ends.tolist():
+            yield os.fsdecode(blob[start:end])
+            start = end
 
 
 def record_array(records: Iterable[VideoRecord]) -> RecordArray:
@@ -416,9 +419,12 @@ def kinetics_replacements(root: str | os.PathLike) -> dict[str, str]:
     return found
 
 
-def read_kinetics_classes(csv_path: str | os.PathLike) -> list[str]:
-    """The sorted class list of a Kinetics CSV (the train CSV defines the classes)."""
-    rows, header = _read_kinetics_rows(csv_path)
+def read_kinetics_classes(
+    csv_path: str | os.PathLike, rows: KineticsRows | None = None
+) -> list[str]:
+    """The sorted class list of a Kinetics CSV (the train CSV defines the classes); ``rows``: its
+    :func:`read_kinetics_rows`, where the caller has them already."""
+    rows, header = rows if rows is not None else _read_kinetics_rows(csv_path)
     if "label" not in header:
         raise AnnotationError(
             csv_path,
@@ -435,7 +441,18 @@ def read_kinetics_classes(csv_path: str | os.PathLike) -> list[str]:
     return labels
 
 
-def _read_kinetics_rows(csv_path: str | os.PathLike) -> tuple[list[tuple[int, str, str]], list]:
+# (line, label, video stem) of every row of a Kinetics CSV, and its header
+KineticsRows = tuple[list[tuple[int, str, str]], list[str]]
+
+
+def read_kinetics_rows(csv_path: str | os.PathLike) -> KineticsRows:
+    """``(line, label, stem)`` of every row of a Kinetics CSV and its header, the columns and
+    duplicates checked: what :func:`read_kinetics_classes` and :func:`read_kinetics_csv` read,
+    for a caller that gives both the same file (it is parsed once)."""
+    return _read_kinetics_rows(csv_path)
+
+
+def _read_kinetics_rows(csv_path: str | os.PathLike) -> KineticsRows:
     """(line, label, stem) for every row, checking columns and duplicates."""
     path = Path(csv_path)
     if not path.is_file():
@@ -492,6 +509,7 @@ def read_kinetics_csv(
     class_names: list[str],
     require_labels: bool = True,
     recursive: bool = False,
+    rows: KineticsRows | None = None,
 ) -> SplitAnnotations:
     """Usable videos of a Kinetics CSV, found flat or in per-class folders under ``video_dir``.
 
@@ -499,8 +517,9 @@ def read_kinetics_csv(
         require_labels: every row must have a label (train/val); else a row without one (or a
             CSV without a ``label`` column: test/predict) gets label -1.
         recursive: search ``video_dir`` at any depth (see :func:`find_kinetics_split_videos`).
+        rows: the CSV's :func:`read_kinetics_rows`, where the caller read them already.
     """
-    rows, header = _read_kinetics_rows(csv_path)
+    rows, header = rows if rows is not None else _read_kinetics_rows(csv_path)
     label_of = {name: i for i, name in enumerate(class_names)}
     index = index_videos(video_dir, recursive=recursive)
     replacements = kinetics_replacements(video_dir if recursive else Path(video_dir).parent)
@@ -534,7 +553,7 @@ def read_kinetics_csv(
             missing.append((lineno, stem))
             continue
         records.append(VideoRecord(path, target, lineno))
-    replaced = sum(index.get(stem) == replacements.get(stem, "") for _, _, stem in rows)
+    replaced = replacements and sum(index.get(s) == replacements.get(s, "") for _, _, s in rows)
     if replaced and first_process():
         log.info("%s: %d listed videos read from CVDF's replacements", csv_path, replaced)
     _log_missing(csv_path, video_dir, len(rows), missing)

@@ -503,11 +503,19 @@ class KineticsDataModule(VideoDataModule):
     def _annotation_dir(self) -> str:
         return self.annotation_dir or os.path.join(self.data_root, "annotations")
 
+    # The train CSV's rows, parsed by __init__ for the class list, kept for setup's read of the
+    # same file (a Kinetics-700 CSV is parsed once, not twice) and dropped at setup's end.
+    _csv_rows: tuple[tuple, ann.KineticsRows] | None = None
+
     def _read_class_names(self) -> list[str]:
         split = self.splits["train"]
         if ann.is_path_label_list(split):
             return ann.path_label_list_classes(split, self.data_root)
-        return ann.read_kinetics_classes(ann.find_kinetics_csv(self._annotation_dir(), split))
+        csv_path = ann.find_kinetics_csv(self._annotation_dir(), split)
+        rows = ann.read_kinetics_rows(csv_path)
+        classes = ann.read_kinetics_classes(csv_path, rows)
+        self._csv_rows = (_file_key(csv_path), rows)
+        return classes
 
     def _read_split(self, stage: str) -> ann.SplitAnnotations:
         split = self.splits[stage]
@@ -515,13 +523,33 @@ class KineticsDataModule(VideoDataModule):
             return ann.read_path_label_list(split, self.data_root, self.class_names)
         csv_path = ann.find_kinetics_csv(self._annotation_dir(), split)
         video_dir, recursive = ann.find_kinetics_split_videos(self.data_root, split, csv_path)
+        read = self._csv_rows
         return ann.read_kinetics_csv(
             csv_path,
             video_dir,
             self.class_names,
             require_labels=stage in ("train", "val"),  # test/predict CSVs may be unlabelled
             recursive=recursive,
+            rows=read[1] if read is not None and read[0] == _file_key(csv_path) else None,
         )
+
+    def setup(self, stage: str | None = None) -> None:
+        try:
+            super().setup(stage)
+        finally:
+            self._csv_rows = None  # not kept for the run (nor forked into the workers)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_csv_rows", None)
+        return state
+
+
+def _file_key(path: str | os.PathLike) -> tuple:
+    """Which file, in which state: the same key, the same bytes (short of a same-size rewrite
+    within the file system's time resolution)."""
+    st = os.stat(path)
+    return os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino
 
 
 class UCF101DataModule(VideoDataModule):
