@@ -157,7 +157,7 @@ def decode_all(path: str) -> tuple[int, str]:
     n = 0
     try:
         container.seek(0, stream=stream, backward=True)
-        for _ in container.decode(stream):
+        for _ in reader.decoded():
             n += 1
     except (av.FFmpegError, OSError, ValueError) as err:
         return n, f"decoding stopped after {n} of {reader.num_frames} frames: {err}"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import torch
@@ -230,6 +230,19 @@ class PyAVReader:
         self._container.seek(0)
         return [f.pts for f in self._container.decode(self._stream) if f.pts is not None]
 
+    def decoded(self) -> Iterator:
+        """The video's frames from the container's position on, in display order.
+
+        A packet the demuxer marks corrupt (the frame an interrupted download cut in two) is
+        left out: sent to the decoder it raised an FFmpeg error that ended the decoding, so the
+        frames before it were lost too and the reason named ``avcodec_send_packet()``, not the
+        cut; left out, its frame is one that is not decodable.
+        """
+        for packet in self._container.demux(self._stream):
+            if packet.is_corrupt and packet.size:
+                continue
+            yield from packet.decode()
+
     def _decode_range(self, wanted: set[int], first: int, last: int, seek: bool) -> dict:
         out: dict = {}
         if seek:
@@ -237,7 +250,7 @@ class PyAVReader:
         else:
             self._container.seek(0, stream=self._stream, backward=True)
         started = False
-        for frame in self._container.decode(self._stream):
+        for frame in self.decoded():
             if frame.pts is None:
                 continue
             if not started:

@@ -1,0 +1,51 @@
+"""Videos as users' datasets hold them (tests/user_videos.py makes each with PyAV): each one
+decodes to the frames it shows, upright and in display order, with decord and PyAV alike, or is
+an unusable video counted with a one-line reason, on every path a user takes: a training clip
+(``repeat_clips`` 2), the multi-view test sample (``a2video predict`` decodes the same), and
+``a2video check-data``."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import av
+import numpy as np
+import pytest
+import user_videos
+
+from a2video.data.check import decode_all
+from a2video.data.datasets import ClipSpec
+from a2video.data.video import PyAVReader, VideoDecodeError
+
+DECODERS = ["pyav"] + (["decord"] if importlib.util.find_spec("decord") else [])
+UNUSABLE = {"audio-only": "no video stream", "truncated-tail": "truncated"}
+SPEC = ClipSpec(frames=4, stride=2, train_scale=(40, 40), crop_size=32, test_scale=40,
+                num_clips=3, num_crops=3, flip=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("user_videos")
+
+
+def _case(kind: str, folder) -> tuple[str, np.ndarray | None]:
+    if kind == "av1" and "libsvtav1" not in av.codecs_available:
+        pytest.skip("PyAV has no AV1 encoder here")
+    return user_videos.make(kind, folder)
+
+
+def _indices(n: int) -> list[int]:
+    return sorted({0, n // 3, n // 2, n - 2 if n > 1 else 0, n - 1})
+
+
+def test_a_download_cut_inside_its_last_frame_fails_there_naming_it(folder):
+    """The frames before the cut decode even when the clip reaches it, and the reason names
+    the frame cut off (the cut packet raised an FFmpeg error that lost the clip's frames)."""
+    path, _ = user_videos.make("truncated-tail", folder)
+    reader = PyAVReader(path)
+    n = reader.num_frames
+    assert reader.get_frames([n - 3, n - 2]).shape[0] == 2
+    with pytest.raises(VideoDecodeError, match=rf"truncated or corrupt: frames \[{n - 1}\] of {n}"):
+        reader.get_frames([n - 2, n - 1])
+    reader.close()
+    assert decode_all(path) == (n - 1, f"truncated: {n - 1} of {n} indexed frames decodable")

@@ -1,0 +1,205 @@
+"""Tiny videos made the way users' datasets hold them (phones, downloads, other encoders).
+
+Every file is generated with PyAV (no ffmpeg CLI, nothing committed): :func:`make` writes the
+case named ``kind`` and returns its path and the RGB frames it shows, upright and in display
+order (``None`` for files with no picture). Frames carry a per-frame brightness ramp and an
+asymmetric corner mark, so a wrong frame index or a wrong orientation shows in the pixels.
+
+How each case is made:
+
+- ``vfr``: timestamps 20/40/80 ms apart in a 1/1000 time base (phone videos).
+- ``rotate90`` / ``rotate270`` / ``rotate180``: stored landscape, a display matrix turning it
+  (``stream.set_display_rotation``, counter-clockwise degrees, as a portrait phone video).
+- ``odd444``: 33x25 (odd width and height) in yuv444p, as odd crops are stored.
+- ``yuvj420p``, ``yuv444p``, ``yuv420p10le``, ``gray``: the pixel formats of cameras, screen
+  recorders and 10-bit encoders.
+- ``audio-only``: an mp4 with an AAC track and no video.
+- ``late-start``: the first frame at pts 5 s (a clip cut out of a longer video without
+  resetting timestamps), with B-frames (negative dts in the mp4).
+- ``bframes``: H.264 with 3 B-frames and a 2 s GOP (negative first dts in mp4).
+- ``truncated-tail``: a faststart mp4 whose last few frames' bytes are cut off (an interrupted
+  download: the header lists more frames than can be decoded).
+- ``cut``: a stream-copy cut (``ffmpeg -ss 1.2 -c copy``) of a 60-frame video with keyframes
+  every 50 frames: the frames from the keyframe before the cut are kept, shifted to negative
+  timestamps, and the mp4 edit list hides them (players show frames 30..59).
+- ``frames1`` / ``frames2`` / ``frames3``: 1-3-frame videos (shorter than a clip).
+- ``long``: ten minutes (at 2 fps, 1200 frames; a keyframe every 250 frames).
+- ``4k``: 3840x2160, 3 frames.
+- ``vp9`` (webm), ``mkv`` (H.264 in Matroska), ``av1`` (mp4, where libsvtav1 is built in).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+KINDS = (
+    "vfr",
+    "rotate90",
+    "rotate270",
+    "rotate180",
+    "odd444",
+    "yuvj420p",
+    "yuv444p",
+    "yuv420p10le",
+    "gray",
+    "audio-only",
+    "late-start",
+    "bframes",
+    "truncated-tail",
+    "cut",
+    "frames1",
+    "frames2",
+    "frames3",
+    "long",
+    "4k",
+    "vp9",
+    "mkv",
+    "av1",
+)
+
+
+def pattern(num_frames: int, width: int, height: int) -> np.ndarray:
+    """uint8 (T, H, W, 3): a flat colour that brightens frame by frame, a white square in the
+    top-left corner and a black bar along the top (asymmetric: rotations and flips show)."""
+    t = np.arange(num_frames, dtype=np.float32)[:, None, None, None]
+    base = np.array([20.0, 30.0, 40.0], dtype=np.float32)
+    frames = np.broadcast_to(base + (t * 3.0) % 180.0, (num_frames, height, width, 3)).copy()
+    s = max(2, min(width, height) // 4)
+    frames[:, :s, :s] = 235.0
+    frames[:, : max(1, s // 2), s:] = 0.0
+    return frames.astype(np.uint8)
+
+
+def _encode(
+    path: Path,
+    frames: np.ndarray,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    fps: float = 25.0,
+    pts: list[int] | None = None,
+    rotate: int = 0,
+    options: dict | None = None,
+    gop: int = 25,
+    container_options: dict | None = None,
+) -> None:
+    import av
+
+    with av.open(str(path), "w", options=container_options or {}) as container:
+        opts = {"preset": "ultrafast", "threads": "1"} if codec == "libx264" else {}
+        opts.update(options or {})
+        stream = container.add_stream(
+            codec, rate=Fraction(fps).limit_denominator(1001), options=opts
+        )
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = pix_fmt
+        stream.codec_context.gop_size = gop
+        if pts is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        if rotate:
+            stream.set_display_rotation(rotate)
+        for k, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame = frame.reformat(format=pix_fmt)
+            if pts is not None:
+                frame.pts, frame.time_base = pts[k], Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _stream_copy_cut(source: Path, path: Path, first: int) -> None:
+    """Copy ``source``'s packets into ``path`` with frame ``first`` at time 0, as ``ffmpeg -ss
+    -c copy`` does: the packets before it (from the keyframe on) get negative timestamps, which
+    the mp4 muxer turns into an edit list that hides them."""
+    import av
+
+    with av.open(str(source)) as inp, av.open(str(path), "w") as out:
+        src = inp.streams.video[0]
+        dst = out.add_stream_from_template(src)
+        shift = round(first / (src.average_rate * src.time_base))
+        for packet in inp.demux(src):
+            if packet.dts is None:
+                continue
+            packet.pts -= shift
+            packet.dts -= shift
+            packet.stream = dst
+            out.mux(packet)
+
+
+def make(kind: str, folder: str | Path) -> tuple[str, np.ndarray | None]:
+    """Write the case ``kind`` (one of :data:`KINDS`) into ``folder``; returns its path and the
+    frames it shows upright in display order (``None`` where it has no picture; for
+    ``truncated-tail``, all the frames encoded, of which the last few are cut off)."""
+    from a2video.data.synthetic import write_audio_only
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = {"vp9": ".webm", "mkv": ".mkv"}.get(kind, ".mp4")
+    path = folder / f"{kind}{ext}"
+    w, h, n = 64, 48, 30
+    if kind == "vfr":
+        frames = pattern(n, w, h)
+        steps = np.random.default_rng(0).choice([20, 40, 80], size=n)
+        pts = np.concatenate([[0], np.cumsum(steps[:-1])]).astype(int).tolist()
+        _encode(path, frames, pts=pts)
+    elif kind.startswith("rotate"):
+        degrees = int(kind[len("rotate") :])
+        frames = pattern(n, w, h)
+        _encode(path, frames, rotate=degrees)
+        frames = np.ascontiguousarray(np.rot90(frames, k=degrees // 90, axes=(1, 2)))
+    elif kind == "odd444":
+        frames = pattern(n, 33, 25)
+        _encode(path, frames, pix_fmt="yuv444p")
+    elif kind in ("yuvj420p", "yuv444p", "yuv420p10le", "gray"):
+        frames = pattern(n, w, h)
+        if kind == "gray":
+            frames = frames.mean(-1, keepdims=True).astype(np.uint8).repeat(3, -1)
+        _encode(path, frames, pix_fmt=kind)
+    elif kind == "audio-only":
+        write_audio_only(path)
+        return str(path), None
+    elif kind == "late-start":
+        frames = pattern(n, w, h)
+        _encode(path, frames, pts=[5000 + 40 * k for k in range(n)], options={"bframes": "3"})
+    elif kind == "bframes":
+        frames = pattern(60, w, h)
+        _encode(path, frames, options={"preset": "medium", "bframes": "3"}, gop=50)
+    elif kind == "truncated-tail":
+        frames = pattern(60, w, h)
+        noise = np.random.default_rng(1).integers(0, 40, size=frames.shape, dtype=np.uint8)
+        frames = frames + noise  # incompressible enough that each frame has its own bytes
+        _encode(path, frames, container_options={"movflags": "+faststart"})
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * 0.93)])
+    elif kind == "cut":
+        source = folder / "cut-source.mp4"
+        frames = pattern(60, w, h)
+        _encode(source, frames, gop=50)
+        _stream_copy_cut(source, path, first=30)
+        source.unlink()
+        frames = frames[30:]
+    elif kind in ("frames1", "frames2", "frames3"):
+        frames = pattern(int(kind[-1]), w, h)
+        _encode(path, frames)
+    elif kind == "long":
+        frames = pattern(1200, w, h)
+        _encode(path, frames, fps=2.0, gop=250)
+    elif kind == "4k":
+        frames = pattern(3, 3840, 2160)
+        _encode(path, frames)
+    elif kind == "vp9":
+        frames = pattern(n, w, h)
+        _encode(path, frames, codec="libvpx-vp9", options={"deadline": "realtime", "cpu-used": "8"})
+    elif kind == "mkv":
+        frames = pattern(n, w, h)
+        _encode(path, frames)
+    elif kind == "av1":
+        frames = pattern(n, w, h)
+        _encode(path, frames, codec="libsvtav1", options={"preset": "12"})
+    else:
+        raise ValueError(f"unknown case {kind!r}; choose from {', '.join(KINDS)}")
+    return str(path), frames
