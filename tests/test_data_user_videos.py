@@ -11,11 +11,12 @@ import importlib.util
 import av
 import numpy as np
 import pytest
+import torch
 import user_videos
 
 from a2video.data.check import decode_all
 from a2video.data.datasets import ClipSpec
-from a2video.data.video import PyAVReader, VideoDecodeError
+from a2video.data.video import PyAVReader, VideoDecodeError, get_decoder
 
 DECODERS = ["pyav"] + (["decord"] if importlib.util.find_spec("decord") else [])
 UNUSABLE = {"audio-only": "no video stream", "truncated-tail": "truncated"}
@@ -49,3 +50,18 @@ def test_a_download_cut_inside_its_last_frame_fails_there_naming_it(folder):
         reader.get_frames([n - 2, n - 1])
     reader.close()
     assert decode_all(path) == (n - 1, f"truncated: {n - 1} of {n} indexed frames decodable")
+
+
+def test_stream_copy_cut_counts_the_frames_its_edit_list_shows(folder):
+    """A cut with ``ffmpeg -ss -c copy`` keeps the frames from the keyframe before the cut, with
+    negative timestamps, and its edit list hides them. decord counted them (and repeated its
+    last frame for the indices past the end); PyAV listed them and then failed to find them."""
+    path, shown = user_videos.make("cut", folder)
+    for name in DECODERS:
+        reader = get_decoder(name).open(path)
+        assert reader.num_frames == len(shown) == 30, name
+        first_last = reader.get_frames([0, 29])
+        reader.close()
+        diff = (first_last.float() - torch.from_numpy(shown[[0, 29]]).float()).abs().mean()
+        assert diff < 8, name
+    assert decode_all(path) == (30, "")

@@ -98,8 +98,9 @@ class DecordReader:
     """decord reader; files decord mis-decodes fall back to PyAV.
 
     decord 0.6 fails on some valid files (rotated phone videos, some frame widths: it
-    returns 4-channel frames and raises on copy). Those files are decoded with PyAV
-    instead; files neither can decode raise :class:`VideoDecodeError`.
+    returns 4-channel frames and raises on copy), and decord counts the frames an mp4 edit
+    list hides (a stream-copy cut). Those files are decoded with PyAV instead; files neither
+    can decode raise :class:`VideoDecodeError`.
     """
 
     def __init__(self, path: str, num_threads: int = 1) -> None:
@@ -117,6 +118,20 @@ class DecordReader:
         if self.num_frames <= 0:
             raise VideoDecodeError(path, "no decodable video frames")
         self._shape: tuple[int, int] | None = None
+        if self._hides_frames():
+            self._fallback = PyAVReader(path)
+            self.num_frames, self.fps = self._fallback.num_frames, self._fallback.fps
+            self._vr = None
+
+    def _hides_frames(self) -> bool:
+        """Whether the video starts with frames before its presentation start (negative
+        timestamps: an mp4 edit list hides them, as a stream-copy cut leaves). decord counts and
+        returns those, and repeats its last frame for the ones past the end; PyAV, as players,
+        leaves them out."""
+        try:
+            return float(self._vr.get_frame_timestamp(0)[0]) < 0.0
+        except Exception:  # no timestamps: nothing to tell
+            return False
 
     def _frame_shape(self) -> tuple[int, int]:
         if self._shape is None:  # decoded on demand: decord has no size property
@@ -204,7 +219,9 @@ class PyAVReader:
             pts = []
             for packet in container.demux(stream):
                 ts = packet.pts if packet.pts is not None else packet.dts
-                if ts is not None and packet.size > 0:
+                # an mp4 edit list's hidden frames (a stream-copy cut: `ffmpeg -ss -c copy`)
+                # are decoded as references but never shown: not frames of the video
+                if ts is not None and packet.size > 0 and not packet.is_discard:
                     pts.append(ts)
             if not pts:
                 pts = self._pts_by_decoding()
