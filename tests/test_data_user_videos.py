@@ -14,8 +14,9 @@ import pytest
 import torch
 import user_videos
 
+from a2video.data.annotations import VideoRecord
 from a2video.data.check import decode_all
-from a2video.data.datasets import ClipSpec
+from a2video.data.datasets import ClipSpec, VideoClipDataset
 from a2video.data.video import PyAVReader, VideoDecodeError, get_decoder
 
 DECODERS = ["pyav"] + (["decord"] if importlib.util.find_spec("decord") else [])
@@ -39,17 +40,46 @@ def _indices(n: int) -> list[int]:
     return sorted({0, n // 3, n // 2, n - 2 if n > 1 else 0, n - 1})
 
 
-def test_a_download_cut_inside_its_last_frame_fails_there_naming_it(folder):
-    """The frames before the cut decode even when the clip reaches it, and the reason names
-    the frame cut off (the cut packet raised an FFmpeg error that lost the clip's frames)."""
-    path, _ = user_videos.make("truncated-tail", folder)
-    reader = PyAVReader(path)
-    n = reader.num_frames
-    assert reader.get_frames([n - 3, n - 2]).shape[0] == 2
-    with pytest.raises(VideoDecodeError, match=rf"truncated or corrupt: frames \[{n - 1}\] of {n}"):
-        reader.get_frames([n - 2, n - 1])
-    reader.close()
-    assert decode_all(path) == (n - 1, f"truncated: {n - 1} of {n} indexed frames decodable")
+@pytest.mark.parametrize("kind", user_videos.KINDS)
+def test_decoders_show_the_frames_players_show(kind, folder):
+    path, shown = _case(kind, folder)
+    for name in DECODERS:
+        if kind in UNUSABLE:
+            with pytest.raises(VideoDecodeError, match=UNUSABLE[kind]) as err:
+                reader = get_decoder(name).open(path)
+                reader.get_frames(_indices(reader.num_frames))
+            assert err.value.path == path and "\n" not in err.value.reason
+            continue
+        reader = get_decoder(name).open(path)
+        assert reader.num_frames == len(shown), name
+        idx = _indices(reader.num_frames)
+        frames = reader.get_frames(idx)
+        reader.close()
+        want = torch.from_numpy(shown[idx])
+        assert frames.shape == want.shape, name  # upright: rotated phone videos too
+        assert (frames.float() - want.float()).abs().mean() < 8, name  # codec noise only
+
+
+@pytest.mark.parametrize("kind", user_videos.KINDS)
+def test_datasets_and_check_data_use_or_count_each_video(kind, folder):
+    path, shown = _case(kind, folder)
+    good, _ = user_videos.make("mkv", folder)
+    records = [VideoRecord(path=path, label=0), VideoRecord(path=good, label=1)]
+    for mode in ("train", "test"):
+        ds = VideoClipDataset(records, mode, SPEC, repeat=2, uint8=True)
+        for epoch in range(3):
+            sample = ds[(0, epoch)]
+            if kind in UNUSABLE and (mode == "test" or sample["failed"]):
+                assert sample["failed"] and sample["failed_reason"], mode  # counted, with why
+                assert "\n" not in sample["failed_reason"]
+                continue
+            assert sample["valid"] and not sample["failed"], (mode, sample["failed_reason"])
+            assert sample["index"] == 0 and sample["video"].float().std() > 0  # no blank clip
+    frames, reason = decode_all(path)
+    if kind in UNUSABLE:
+        assert UNUSABLE[kind] in reason and "\n" not in reason
+    else:
+        assert (frames, reason) == (len(shown), "")
 
 
 def test_stream_copy_cut_counts_the_frames_its_edit_list_shows(folder):
@@ -65,3 +95,34 @@ def test_stream_copy_cut_counts_the_frames_its_edit_list_shows(folder):
         diff = (first_last.float() - torch.from_numpy(shown[[0, 29]]).float()).abs().mean()
         assert diff < 8, name
     assert decode_all(path) == (30, "")
+
+
+def test_a_download_cut_inside_its_last_frame_fails_there_naming_it(folder):
+    """The frames before the cut decode even when the clip reaches it, and the reason names
+    the frame cut off (the cut packet raised an FFmpeg error that lost the clip's frames)."""
+    path, _ = user_videos.make("truncated-tail", folder)
+    reader = PyAVReader(path)
+    n = reader.num_frames
+    assert reader.get_frames([n - 3, n - 2]).shape[0] == 2
+    with pytest.raises(VideoDecodeError, match=rf"truncated or corrupt: frames \[{n - 1}\] of {n}"):
+        reader.get_frames([n - 2, n - 1])
+    reader.close()
+    assert decode_all(path) == (n - 1, f"truncated: {n - 1} of {n} indexed frames decodable")
+
+
+def test_a_clip_of_a_ten_minute_video_decodes_from_its_keyframe(folder):
+    path, _ = user_videos.make("long", folder)
+    reader = PyAVReader(path)
+    decoded = 0
+    frames = reader.decoded
+
+    def counting():
+        nonlocal decoded
+        for frame in frames():
+            decoded += 1
+            yield frame
+
+    reader.decoded = counting
+    clip = reader.get_frames([1190, 1192, 1194, 1196])
+    reader.close()
+    assert clip.shape[0] == 4 and decoded <= 260  # from keyframe 1000, not 1197 frames
