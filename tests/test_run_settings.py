@@ -8,17 +8,23 @@
   1's test list holds fold 2's training videos) naming ``--data.fold 2``; with it, it runs;
 - ``--seed_everything N`` seeds the data (order, clips, augmentation) unless ``--data.seed`` is
   given, and the saved config records the value used;
+- a run's saved ``config.yaml`` reproduces it from any folder: a resumed fit's has no
+  ``ckpt_path`` (reused, it would resume the old run's last.ckpt, at its end by then), and the
+  data and weights it names by a relative path are absolute there;
 - the ``Finetune`` callback inflates ImageNet kernels as the model's ``arch_options.inflate``
   says (the one setting of ``train.py``'s ``pretrained_2d`` and of ``--ckpt``).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from test_entry_points import DEMO, DEMO_UCF, _finetune_main, _train_main, _user_error
 from tiny_fit import TINY_CLIP, tiny_fit_args
 
@@ -144,3 +150,23 @@ def test_the_finetune_callback_inflates_as_the_models_arch_options_say(tmp_path)
     assert stem["center"].sum(dim=(0, 1, 3, 4)).count_nonzero() == 1  # the centre frame only
     assert stem["center"][:, :, centre].abs().sum() > 0
     torch.testing.assert_close(stem["mean"][:, :, 0], stem["center"][:, :, centre] / 5)
+
+
+def test_a_resumed_fits_saved_config_starts_the_run_from_any_folder(
+    kinetics_ckpt, kinetics_root, tmp_path, monkeypatch
+):
+    """``fit --ckpt_path last`` wrote ``ckpt_path: <run>/checkpoints/last.ckpt`` into the run's
+    config.yaml: ``fit --config config.yaml --trainer.default_root_dir NEW`` then resumed the
+    old run's final checkpoint (training nothing) instead of training the run; and the relative
+    ``--data.data_root`` it was given stopped it in any other working directory."""
+    run = tmp_path / "run"
+    shutil.copytree(kinetics_ckpt.parent.parent, run)  # the fixture's one-step run, resumed
+    monkeypatch.chdir(tmp_path)
+    data_root = os.path.relpath(kinetics_root)
+    _train_main()(
+        tiny_fit_args(data_root, Path("run"), *ONE_STEP, "--trainer.max_epochs", "2",
+                      "--ckpt_path", "last")
+    )  # fmt: skip
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["ckpt_path"] is None
+    assert saved["data"]["data_root"] == os.path.abspath(kinetics_root)

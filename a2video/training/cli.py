@@ -273,6 +273,34 @@ def _refuse_sync_batchnorm_on_the_cpu(config: Any) -> None:
     )
 
 
+# Options naming a file or folder, with the test a value must pass to be one: a relative path
+# among them is made absolute in a run's saved config (a split or pretrained_2d may be a name).
+_PATH_OPTIONS = {
+    "data.data_root": os.path.isdir,
+    "data.annotation_dir": os.path.isdir,
+    "data.train_split": os.path.isfile,
+    "data.val_split": os.path.isfile,
+    "data.test_split": os.path.isfile,
+    "data.predict_split": os.path.isfile,
+    "model.pretrained_2d": os.path.isfile,
+    "ckpt": os.path.isfile,  # finetune_ucf.py's pretrained weights
+    "ckpt_path": os.path.isfile,
+}
+
+
+def _absolute_paths(config: Any) -> None:
+    """Make the relative paths of ``config`` that name an existing file or folder absolute, so
+    the run's saved config.yaml (and its copy in the checkpoints) reads the same data and
+    weights when reused from another working directory."""
+    for key, exists in _PATH_OPTIONS.items():
+        try:
+            value = config.get(key)
+        except (KeyError, AttributeError):  # a group this entry point lacks
+            continue
+        if isinstance(value, str) and value and not os.path.isabs(value) and exists(value):
+            config[key] = os.path.abspath(value)
+
+
 def _seed_data_from_run(config: Any) -> None:
     """``data.seed`` left unset follows ``seed_everything`` (resolved to an int by then), so
     ``--seed_everything N`` also changes the data order and augmentation, as Lightning's and
@@ -916,6 +944,12 @@ class A2VideoCLI(LightningCLI):
                     callback.resume_transfer(str(config.ckpt_path), self._saved_transfer)
         for key in getattr(self, "_derived_dirpaths", ()):  # the callbacks hold it now
             config[key].dirpath = None
+        if self.subcommand == "fit":
+            # A resumed fit trains as the uninterrupted run would (docs/training.md): its
+            # config.yaml reused starts that run, not a resume of the old run's last.ckpt, which
+            # holds its final state by then (the fit already has the path: config_init)
+            config.ckpt_path = None
+        _absolute_paths(config)
         try:
             text = self._parser(self.subcommand).dump(config, skip_none=False, skip_check=True)
         except Exception as err:  # a config that cannot be dumped is not worth failing the run
