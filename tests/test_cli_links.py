@@ -72,7 +72,7 @@ def test_adamw_keeps_its_decay_and_uses_the_scaled_lr(kinetics_root, tmp_path):
 @pytest.mark.timeout(120)
 def test_an_injected_scheduler_drives_the_optimizer(kinetics_root, tmp_path):
     step_lr = {"class_path": "torch.optim.lr_scheduler.StepLR", "init_args": {"step_size": 1}}
-    config = _config(tmp_path, kinetics_root, lr_scheduler=step_lr)
+    config = _config(tmp_path, kinetics_root, lr_scheduler=step_lr, scheduler="cosine")
     args = ["fit", "--config", config, *ONE_STEP]
     cli = A2VideoCLI(VideoClassifier, KineticsDataModule, args=args)
     (scheduler,) = cli.trainer.lr_scheduler_configs

@@ -162,6 +162,39 @@ def test_sgd_options_beside_an_injected_optimizer_stop_in_one_line(
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        (
+            ["--optimizer", "torch.optim.SGD", "--optimizer.lr", "0.5"],
+            "error: --optimizer torch.optim.SGD: Lightning's top-level optimizer replaces",
+        ),
+        (
+            ["--lr_scheduler", "torch.optim.lr_scheduler.StepLR", "--lr_scheduler.step_size", "1"],
+            "give --model.lr_scheduler torch.optim.lr_scheduler.StepLR (its settings as",
+        ),
+        (
+            ["--model.lr_scheduler", "torch.optim.lr_scheduler.StepLR",
+             "--model.lr_scheduler.step_size", "1"],
+            "error: model.warmup_epochs 0.5: not used, model.lr_scheduler "
+            "torch.optim.lr_scheduler.StepLR replaces the built-in schedule",
+        ),
+    ],
+)  # fmt: skip
+def test_optimisation_options_that_would_not_be_used_stop_in_one_line(
+    kinetics_root, tmp_path, capsys, given, named
+):
+    """Lightning's top-level ``--optimizer`` replaced ``configure_optimizers`` whole: the demo
+    config's AdamW, its warm-up and cosine, the parameter groups and the LR scaling were dropped
+    with only Lightning's "will be overridden" warning. An injected ``model.lr_scheduler``
+    silently left the config's ``warmup_epochs: 0.5`` unused."""
+    argv = ["fit", *TINY, "--data.data_root", kinetics_root, "--trainer.max_steps", "1"]
+    argv += ["--trainer.default_root_dir", str(tmp_path / "run")]
+    line = _user_error(capsys, _train_main(), [*argv, *given])
+    assert named in line
+    assert not (tmp_path / "run").exists()
+
+
 def test_saved_hparams_record_the_optimizer_used_not_the_unused_sgd_options(trained):
     """An AdamW run's hparams.yaml and checkpoint listed the built-in SGD's ``lr: 0.1`` and
     ``momentum: 0.9``, which it never used (TensorBoard's HPARAMS showed lr 0.1 for a 3e-3 run).

@@ -73,7 +73,7 @@ from a2video.training.checkpoint import (
     same_option,
     saved_model_options,
 )
-from a2video.training.module import SGD_OPTIONS
+from a2video.training.module import SCHEDULE_OPTIONS, SGD_OPTIONS
 from a2video.training.resume import ResumeState
 
 __all__ = ["ARCH_KEYS", "A2VideoCLI", "run_root", "wandb_logged_in"]
@@ -310,6 +310,25 @@ def _seed_data_from_run(config: Any) -> None:
         return
     seed = config.get("seed_everything")
     data.seed = int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else 0
+
+
+def _refuse_lightning_optimizers(config: Any) -> None:
+    """One line for LightningCLI's top-level ``--optimizer`` / ``--lr_scheduler`` in a fit: they
+    replace ``VideoClassifier.configure_optimizers`` whole (its parameter groups, LR scaling and
+    schedule, and ``model.optimizer`` / ``model.lr_scheduler``), with only Lightning's warning
+    that it is overridden; ``model.optimizer`` / ``model.lr_scheduler`` take the same value."""
+    for key in ("optimizer", "lr_scheduler"):
+        value = config.get(key)
+        if not value:
+            continue
+        name = value.get("class_path") if hasattr(value, "get") else value
+        raise ValueError(
+            f"--{key} {name}: Lightning's top-level {key} replaces a2video's optimisation "
+            "(parameter groups without decay on BatchNorm and bias, lr_base_batch_size, the "
+            f"built-in schedule, model.optimizer and model.lr_scheduler); give --model.{key} "
+            f"{name} (its settings as --model.{key}.init_args.*) and leave the top-level {key} "
+            "out of the command line and --config files"
+        )
 
 
 # finetune_ucf.py's options (FinetuneCLI, UCF101DataModule): named as such when another entry
@@ -752,7 +771,9 @@ class A2VideoCLI(LightningCLI):
                 self._derived_dirpaths.append(key)
         _seed_data_from_run(config)
         if self.subcommand == "fit":
+            _refuse_lightning_optimizers(config)
             self._refuse_unused_sgd_options(config)
+            self._refuse_unused_schedule_options(config)
             _refuse_sync_batchnorm_on_the_cpu(config)
         accumulate = config.trainer.get("accumulate_grad_batches")
         if accumulate is not None and int(accumulate) < 1:
@@ -801,6 +822,32 @@ class A2VideoCLI(LightningCLI):
             f"{fix or 'them in model.optimizer.init_args'} and leave "
             f"{', '.join('model.' + k for k in unused)} out of the command line and --config "
             "files (model.lr, momentum, weight_decay and nesterov are the built-in SGD's)"
+        )
+
+    def _refuse_unused_schedule_options(self, config: Any) -> None:
+        """One line when the built-in schedule's options (``model.scheduler``, ``warmup_epochs``,
+        ``milestones``, ``gamma``, ``min_lr_ratio``) are set to other than their defaults beside
+        ``model.lr_scheduler``, which replaces that schedule: they would not be used."""
+        model = config.get("model")
+        scheduler = model.get("lr_scheduler") if model is not None else None
+        if not scheduler:
+            return
+        defaults = dict(self._parser(self.subcommand).get_defaults().get("model") or {})
+        set_options = self._given_model_options()
+        unused = [
+            k for k in SCHEDULE_OPTIONS
+            if k in set_options and not same_option(k, model.get(k), defaults.get(k))
+        ]  # fmt: skip
+        if not unused:
+            return
+        name = scheduler.get("class_path") if hasattr(scheduler, "get") else scheduler
+        given = ", ".join(f"model.{k} {_cli_value(_plain(model.get(k)))}" for k in unused)
+        reset = " ".join(f"--model.{k} {_cli_value(_plain(defaults.get(k)))}" for k in unused)
+        raise ValueError(
+            f"{given}: not used, model.lr_scheduler {name} replaces the built-in schedule; set "
+            "its settings in model.lr_scheduler.init_args and leave "
+            f"{', '.join('model.' + k for k in unused)} out of the command line and --config "
+            f"files (or give their defaults: {reset})"
         )
 
     def _run_subcommand(self, subcommand: str) -> None:

@@ -70,6 +70,7 @@ from a2video.training.outputs import (
 from a2video.training.views import per_view_probs, view_layout
 
 __all__ = [
+    "SCHEDULE_OPTIONS",
     "SGD_OPTIONS",
     "NonFiniteLossError",
     "VideoClassifier",
@@ -80,6 +81,8 @@ __all__ = [
 
 # The built-in SGD's options (unused, and not recorded, when ``optimizer`` is given).
 SGD_OPTIONS = ["lr", "momentum", "weight_decay", "nesterov"]
+# The built-in LR schedule's options (unused when ``lr_scheduler`` is given).
+SCHEDULE_OPTIONS = ["scheduler", "warmup_epochs", "milestones", "gamma", "min_lr_ratio"]
 # What a refusal of a pickled file in arch_options (pretrained_2d / pretrained_ptv, loaded as
 # the model is built, before --unsafe_load is read) tells the user to do instead.
 ARCH_OPTIONS_TRUST = (
