@@ -170,3 +170,16 @@ def test_a_resumed_fits_saved_config_starts_the_run_from_any_folder(
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["ckpt_path"] is None
     assert saved["data"]["data_root"] == os.path.abspath(kinetics_root)
+
+
+def test_the_finetune_callback_refuses_an_inflate_that_disagrees_with_the_models(tmp_path):
+    """``finetune.inflate center`` beside ``arch_options.inflate: mean`` inflated the kernels by
+    the centre frame while the model (hparams, checkpoint) recorded mean: two settings, one
+    concept; both given and different now stops before the weights are read."""
+    from a2video.training.finetune import Finetune, FinetuneError
+    from a2video.training.module import VideoClassifier
+
+    module = VideoClassifier(arch="a2net_tiny", num_classes=3, arch_options={"inflate": "mean"})
+    finetune = Finetune(pretrained=str(tmp_path / "never_read.pth"), inflate="center")
+    with pytest.raises(FinetuneError, match=r"finetune\.inflate center and model\.arch_options"):
+        finetune.freeze_before_training(module)

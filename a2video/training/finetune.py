@@ -242,7 +242,7 @@ class Finetune(BaseFinetuning):
                     "give either pretrained (--ckpt) or model.pretrained_2d, not both: --ckpt "
                     "also takes a torchvision ResNet-50 state dict"
                 )
-            inflate = self.inflate or getattr(pl_module, "arch_options", {}).get("inflate", "mean")
+            inflate = _one_inflate(self.inflate, getattr(pl_module, "arch_options", None))
             report = load_pretrained(net, self.pretrained, self.pretrained_kind, inflate,
                                      self.reset_head, self.unsafe_load)  # fmt: skip
             new_keys = set(report.missing) | set(report.reinitialized)
@@ -311,6 +311,19 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _one_inflate(given: str | None, arch_options: Mapping[str, Any] | None) -> str:
+    """The inflation of ImageNet kernels: ``finetune.inflate`` or the model's
+    ``arch_options.inflate`` (the one setting, docs/transfer.md), else ``mean``; both given and
+    different is a :class:`FinetuneError` (the model would record one, the weights the other)."""
+    recorded = (arch_options or {}).get("inflate")
+    if given and recorded and given != recorded:
+        raise FinetuneError(
+            f"finetune.inflate {given} and model.arch_options.inflate {recorded} disagree; set "
+            "the inflation once, in model.arch_options.inflate (finetune.inflate follows it)"
+        )
+    return given or recorded or "mean"
 
 
 # --------------------------------------------------------------------------- the CLI
