@@ -7,7 +7,10 @@ surfaces as one exception type, :class:`VideoDecodeError`, carrying the path and
 
 Readers decode only the frames a clip needs: ``get_frames`` takes any list of indices
 (repeats and any order allowed), decodes each distinct frame once and gathers the result.
-The NVDEC reader returns its frames on the GPU that decoded them.
+The NVDEC reader returns its frames on the GPU that decoded them. :func:`iter_frames` hands the
+distinct frames over in chunks of at most :data:`CHUNK_BYTES` as they are decoded (decord and
+PyAV), so a caller that shrinks each chunk (the datasets' resize) never holds all of a sample's
+frames at full size: ~80 frames of a 4K video are 2 GB.
 
 This module imports only torch at the top (decoders import their library when opened), so
 GPU-side tools can use it without PyAV, decord or numpy.
@@ -23,6 +26,10 @@ from typing import Protocol
 import torch
 
 DECODERS = ("decord", "pyav", "torchcodec", "nvdec")
+
+# Decoded frames per chunk of iter_frames, in bytes: one frame of 4K (24.9 MB), 5 of 1080p, all
+# of a Kinetics-sized sample (80 frames of 340x256: 20.9 MB) in one chunk, as before.
+CHUNK_BYTES = 32 << 20
 
 
 class VideoDecodeError(RuntimeError):
@@ -79,6 +86,45 @@ def select_frames(frames: torch.Tensor, positions: Sequence[int]) -> torch.Tenso
         return torch.stack([frames[p] for p in positions])
     index = torch.tensor(positions, dtype=torch.long)
     return frames.index_select(0, index)
+
+
+def iter_frames(
+    reader, indices: Sequence[int], max_bytes: int | None = CHUNK_BYTES
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """The distinct frames of ``indices`` as ``(frame indices, uint8 (m, H, W, 3))`` chunks, each
+    of at most ``max_bytes`` (at least one frame; ``None``: one chunk), handed over as decoded.
+
+    Every distinct index comes in some chunk, in increasing order within a chunk. An index may
+    come again in a later chunk (a decoder that starts over: PyAV's pass from the first frame
+    after a seek that missed frames, decord's fall back to PyAV); the later frames are the ones
+    :meth:`get_frames` returns, so a caller keeps the last it got for each index. Readers without
+    an ``iter_frames`` method (torchcodec, NVDEC) give one chunk of ``get_frames``.
+    """
+    chunks = getattr(reader, "iter_frames", None)
+    if chunks is not None:
+        yield from chunks(indices, max_bytes)
+        return
+    uniq = sorted({int(i) for i in indices})
+    yield uniq, reader.get_frames(uniq)
+
+
+def gather_frames(chunks: Iterator[tuple[list[int], torch.Tensor]], uniq: list[int]):
+    """The frames of :func:`iter_frames` chunks as one ``(len(uniq), H, W, 3)`` tensor in
+    ``uniq`` order, the last chunk's frame where an index came twice."""
+    latest: dict[int, torch.Tensor] = {}
+    only = None
+    for idx, frames in chunks:
+        only = (idx, frames) if not latest else None
+        for row, i in enumerate(idx):
+            latest[i] = frames[row]
+    if only is not None and only[0] == uniq:
+        return only[1]
+    return torch.stack([latest[i] for i in uniq])
+
+
+def _per_chunk(max_bytes: int | None, frame_bytes: int) -> int | None:
+    """Frames per chunk of ``max_bytes`` (``None``: all), at least one."""
+    return None if max_bytes is None else max(1, max_bytes // max(1, frame_bytes))
 
 
 def _unique(indices: Sequence[int], num_frames: int, path: str) -> tuple[list[int], list[int]]:
@@ -163,6 +209,41 @@ class DecordReader:
             return self._fallback.get_frames(indices)
         frames = torch.from_numpy(arr)
         return select_frames(frames, pos)
+
+    def iter_frames(
+        self, indices: Sequence[int], max_bytes: int | None = CHUNK_BYTES
+    ) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """:func:`iter_frames`: one ``get_batch`` per chunk (the first of one frame, where the
+        frame size is not known yet); a chunk decord cannot decode sends the whole list to PyAV,
+        as :meth:`get_frames` does."""
+        uniq, _ = _unique(indices, self.num_frames, self.path)
+        if self._fallback is not None:
+            yield from self._fallback.iter_frames(uniq, max_bytes)
+            return
+        start = 0
+        while start < len(uniq):
+            if max_bytes is None:
+                step = len(uniq)
+            elif self._shape is None:
+                step = 1
+            else:
+                step = _per_chunk(max_bytes, self._shape[0] * self._shape[1] * 3)
+            chunk = uniq[start : start + step]
+            try:
+                arr = self._vr.get_batch(chunk).asnumpy()
+                if arr.ndim != 4 or arr.shape[-1] != 3:
+                    raise RuntimeError(f"decord returned frames of shape {arr.shape}")
+            except Exception as err:
+                try:  # as get_frames: every frame from PyAV (those yielded are replaced)
+                    self._fallback = PyAVReader(self.path)
+                except VideoDecodeError:
+                    raise VideoDecodeError(self.path, f"cannot decode: {_short(err)}") from None
+                yield from self._fallback.iter_frames(uniq, max_bytes)
+                return
+            if self._shape is None:
+                self._shape = (int(arr.shape[1]), int(arr.shape[2]))
+            yield chunk, torch.from_numpy(arr)
+            start += len(chunk)
 
     def close(self) -> None:
         self._vr = None
@@ -260,8 +341,10 @@ class PyAVReader:
                 continue
             yield from packet.decode()
 
-    def _decode_range(self, wanted: set[int], first: int, last: int, seek: bool) -> dict:
-        out: dict = {}
+    def _decode_range(self, wanted: set[int], first: int, last: int, seek: bool) -> Iterator:
+        """``(pts, rgb24 array)`` of the ``wanted`` frames from ``first`` to ``last``, as
+        decoded; nothing where the seek overshot ``first`` (the caller decodes from the start
+        instead)."""
         if seek:
             self._container.seek(first, stream=self._stream, backward=True, any_frame=False)
         else:
@@ -274,38 +357,62 @@ class PyAVReader:
                 started = True
                 self.rotation = int(getattr(frame, "rotation", 0) or 0) % 360
                 if frame.pts > first and seek:
-                    return {}  # the seek overshot: the caller decodes from the start instead
+                    return  # the seek overshot
             if frame.pts in wanted:
-                out[frame.pts] = frame.to_ndarray(format="rgb24")
+                yield frame.pts, frame.to_ndarray(format="rgb24")
             if frame.pts >= last:
                 break
-        return out
+
+    def _stack(self, arrays: list) -> torch.Tensor:
+        """Decoded frames as one ``(m, H, W, 3)`` tensor, the display rotation applied."""
+        import numpy as np
+
+        frames = arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
+        if self.rotation % 90 == 0 and self.rotation:  # phone videos: apply the display matrix
+            frames = np.ascontiguousarray(np.rot90(frames, k=self.rotation // 90, axes=(1, 2)))
+        return torch.from_numpy(frames)
+
+    def iter_frames(
+        self, indices: Sequence[int], max_bytes: int | None = CHUNK_BYTES
+    ) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """:func:`iter_frames`: the frames in chunks as one forward pass decodes them.
+
+        The pass starts at the keyframe before the first frame; one that misses frames (a seek
+        that overshot, a frame not decodable after it) is followed by a pass from the first
+        frame of the video, whose frames are all handed over again (they replace the first
+        pass's, as :meth:`get_frames` returned them).
+        """
+        uniq, _ = _unique(indices, self.num_frames, self.path)
+        index = {self._pts[i]: i for i in uniq}
+        first, last = self._pts[uniq[0]], self._pts[uniq[-1]]
+        got: set = set()
+        for seek in (True, False) if uniq[0] > 0 else (False,):
+            got, pending, per = set(), [], None
+            try:
+                for pts, array in self._decode_range(set(index), first, last, seek):
+                    got.add(pts)
+                    pending.append((index[pts], array))
+                    per = per or _per_chunk(max_bytes, array.nbytes)
+                    if per is not None and len(pending) >= per:
+                        yield [i for i, _ in pending], self._stack([a for _, a in pending])
+                        pending = []
+            except Exception as err:
+                raise VideoDecodeError(self.path, f"decoding failed: {_short(err)}") from None
+            if len(got) == len(index):
+                if pending:
+                    yield [i for i, _ in pending], self._stack([a for _, a in pending])
+                return
+        have = sorted(self._index_of[p] for p in got)
+        missing = [i for i in uniq if self._pts[i] not in got]
+        raise VideoDecodeError(
+            self.path,
+            f"truncated or corrupt: frames {missing[:5]} of {self.num_frames} not decodable"
+            + (f" (decoded up to {have[-1]})" if have else ""),
+        )
 
     def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
         uniq, pos = _unique(indices, self.num_frames, self.path)
-        wanted = {self._pts[i] for i in uniq}
-        first, last = self._pts[uniq[0]], self._pts[uniq[-1]]
-        try:
-            got = self._decode_range(wanted, first, last, seek=uniq[0] > 0)
-            if len(got) < len(wanted) and uniq[0] > 0:
-                got = self._decode_range(wanted, first, last, seek=False)
-        except Exception as err:
-            raise VideoDecodeError(self.path, f"decoding failed: {_short(err)}") from None
-        if len(got) < len(wanted):
-            have = sorted(self._index_of[p] for p in got)
-            missing = [i for i in uniq if self._pts[i] not in got]
-            raise VideoDecodeError(
-                self.path,
-                f"truncated or corrupt: frames {missing[:5]} of {self.num_frames} not decodable"
-                + (f" (decoded up to {have[-1]})" if have else ""),
-            )
-        import numpy as np
-
-        frames = np.stack([got[self._pts[i]] for i in uniq])
-        if self.rotation % 90 == 0 and self.rotation:  # phone videos: apply the display matrix
-            frames = np.ascontiguousarray(np.rot90(frames, k=self.rotation // 90, axes=(1, 2)))
-        tensor = torch.from_numpy(frames)
-        return select_frames(tensor, pos)
+        return select_frames(gather_frames(self.iter_frames(uniq, None), uniq), pos)
 
     def close(self) -> None:
         if self._container is not None:
