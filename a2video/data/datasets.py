@@ -35,7 +35,7 @@ from torch.utils.data import Dataset, Sampler, default_collate, get_worker_info
 from . import sampling, transforms
 from .annotations import RecordArray, VideoRecord, record_array
 from .ring import BatchRing, SlotSamples
-from .video import VideoDecodeError, get_decoder, select_frames
+from .video import CHUNK_BYTES, VideoDecodeError, get_decoder, iter_frames, select_frames
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,7 @@ class VideoClipDataset(Dataset):
         self.uint8 = uint8
         self.stride = spec.stride // frame_step  # in the frames of the files read
         self._decoder = None  # made lazily in each worker process
+        self.chunk_bytes: int | None = CHUNK_BYTES  # decoded frames held at full size at once
 
     def __len__(self) -> int:
         return len(self.records)
@@ -188,26 +189,111 @@ class VideoClipDataset(Dataset):
         return out
 
     # ------------------------------------------------------------------ loading
-    def _decode(self, path: str, pick) -> tuple[torch.Tensor, list]:
-        """Open once, choose indices from ``num_frames`` with ``pick``, decode, close."""
+    def _read(self, path: str, pick, streamed, whole):
+        """Open ``path`` once, choose the clips' indices from ``num_frames`` with ``pick``,
+        decode each distinct frame once, close.
+
+        A reader that hands its frames over in chunks as it decodes them (decord, PyAV:
+        :func:`~a2video.data.video.iter_frames`) gives ``streamed(chunks, flat, clips)``, which
+        shrinks each chunk before the next is decoded; any other (torchcodec, NVDEC) gives
+        ``whole(frames, positions)`` of all frames at once (``positions``: each clip's
+        positions in ``frames``). Both give the same bytes (tests/test_data_chunked.py).
+        """
         reader = self.decoder.open(path)
         try:
-            indices = pick(reader.num_frames)
-            flat = sorted({i for clip in indices for i in clip})
+            clips = pick(reader.num_frames)
+            flat = sorted({i for clip in clips for i in clip})
+            if hasattr(reader, "iter_frames"):
+                return streamed(iter_frames(reader, flat, self.chunk_bytes), flat, clips)
             frames = reader.get_frames(flat)  # each distinct frame decoded once
         finally:
             reader.close()
         pos = {v: k for k, v in enumerate(flat)}
-        return frames, [[pos[i] for i in clip] for clip in indices]
+        return whole(frames, [[pos[i] for i in clip] for clip in clips])
+
+    def _crop_chunks(self, chunks, clips: list[list[int]], draw) -> list[torch.Tensor]:
+        """Each clip's frames cropped and resized to ``crop_size`` chunk by chunk as decoded,
+        then flipped where drawn and finished (:func:`transforms.finish`).
+
+        ``draw(h, w)`` gives every clip's ``(short, top, left, flip)`` once the frame size is
+        known (the first chunk), in clip order, as the whole-clip transforms draw them. A frame's
+        crop is :func:`transforms.resized_crop` of that frame alone, the same bytes as of the
+        clip's stack of frames.
+        """
+        s = self.spec
+        members = [set(clip) for clip in clips]
+        crops: list[dict[int, torch.Tensor]] = [{} for _ in clips]  # clip -> frame -> (3, S, S)
+        parts: list[list] = [[] for _ in clips]  # clip -> [(frame indices, (m, 3, S, S))]
+        draws = None
+        for idx, chunk in chunks:
+            if draws is None:
+                draws = draw(int(chunk.shape[1]), int(chunk.shape[2]))
+            for c, (short, top, left, _) in enumerate(draws):
+                rows = [r for r, i in enumerate(idx) if i in members[c]]
+                if not rows:
+                    continue
+                x = transforms.to_tchw(select_frames(chunk, rows))
+                out = transforms.resized_crop(x, short, top, left, s.crop_size)
+                if out.untyped_storage().nbytes() > out.numel() * out.element_size():
+                    out = out.clone()  # a crop of the frames, not resized: let the frames go
+                for j, r in enumerate(rows):
+                    crops[c][idx[r]] = out[j]
+                parts[c].append(([idx[r] for r in rows], out))
+        result = []
+        for c, clip in enumerate(clips):
+            if len(parts[c]) == 1 and parts[c][0][0] == clip:
+                x = parts[c][0][1]  # one chunk held the clip, in order: its crops as they are
+            else:
+                x = torch.stack([crops[c][i] for i in clip])
+            result.append(transforms.finish(x.flip(-1) if draws[c][3] else x, s.mean, s.std,
+                                            self.uint8))  # fmt: skip
+        return result
+
+    def _resize_chunks(self, chunks, flat: list[int]) -> torch.Tensor:
+        """The distinct frames ``(N, 3, h, w)`` resized to short side ``test_scale`` chunk by
+        chunk as decoded (:func:`transforms.short_side_resize` of each chunk: the same bytes as
+        of all frames at once), in ``flat`` order."""
+        scale = self.spec.test_scale
+        pos = {v: k for k, v in enumerate(flat)}
+        first, out = None, None
+        for idx, chunk in chunks:
+            x = transforms.short_side_resize(transforms.to_tchw(chunk), scale)  # (m, 3, h, w)
+            if first is None and out is None:
+                first = (idx, x)  # all frames in one chunk (a small video): no copy
+                continue
+            if out is None:  # (N, 3, h, w) in channels-last memory, as the resize returns it
+                _, c, h, w = x.shape
+                out = transforms.to_tchw(torch.empty((len(flat), h, w, c), dtype=x.dtype))
+                self._put(out, pos, *first)
+                first = None
+            self._put(out, pos, idx, x)
+        if out is None:
+            if first[0] != flat:
+                raise RuntimeError(f"decoder handed over frames {first[0]}, not {flat}")
+            return first[1]
+        return out
+
+    @staticmethod
+    def _put(out: torch.Tensor, pos: dict[int, int], idx: list[int], x: torch.Tensor) -> None:
+        for j, i in enumerate(idx):
+            out[pos[i]].copy_(x[j])
 
     def _train_clip(self, record: VideoRecord, rng: np.random.Generator) -> torch.Tensor:
         """One augmented clip, or ``repeat`` of them ``(K, 3, T, S, S)`` from one decode."""
         s, k = self.spec, self.repeat
-        frames, clips = self._decode(
+
+        def draw(h: int, w: int) -> list:
+            return [
+                transforms.train_draws(h, w, rng, s.train_scale, s.crop_size, s.flip)
+                for _ in range(k)
+            ]
+
+        out = self._read(
             record.path,
             lambda n: sampling.repeated_train_clips(n, s.frames, self.stride, k, rng),
+            lambda chunks, flat, clips: self._crop_chunks(chunks, clips, draw),
+            lambda frames, clips: self.augment(frames, clips, rng),
         )
-        out = self.augment(frames, clips, rng)
         return out[0] if k == 1 else transforms.stack_clips(out)
 
     def augment(
@@ -232,20 +318,46 @@ class VideoClipDataset(Dataset):
 
     def _val_clip(self, record: VideoRecord) -> torch.Tensor:
         s = self.spec
-        frames, (positions,) = self._decode(
-            record.path, lambda n: [sampling.center_clip(n, s.frames, self.stride)]
+
+        def whole(frames: torch.Tensor, clips: list[list[int]]) -> list[torch.Tensor]:
+            return [
+                transforms.eval_transform(
+                    select_frames(frames, positions),
+                    s.test_scale,
+                    s.crop_size,
+                    s.mean,
+                    s.std,
+                    self.uint8,
+                )
+                for positions in clips
+            ]
+
+        (clip,) = self._read(
+            record.path,
+            lambda n: [sampling.center_clip(n, s.frames, self.stride)],
+            lambda chunks, flat, clips: self._crop_chunks(
+                chunks, clips, lambda h, w: [transforms.eval_draws(h, w, s.test_scale, s.crop_size)]
+            ),
+            whole,
         )
-        return transforms.eval_transform(
-            select_frames(frames, positions), s.test_scale, s.crop_size, s.mean, s.std, self.uint8
-        )
+        return clip
 
     def _test_views(self, record: VideoRecord) -> torch.Tensor:
         s = self.spec
-        frames, clips = self._decode(
-            record.path, lambda n: sampling.multi_clip(n, s.frames, self.stride, s.num_clips)
-        )
-        return transforms.multi_view_transform(
-            frames, clips, s.test_scale, s.crop_size, s.num_crops, s.mean, s.std, self.uint8
+        views = (s.crop_size, s.num_crops, s.mean, s.std, self.uint8)
+
+        def streamed(chunks, flat: list[int], clips: list[list[int]]) -> torch.Tensor:
+            pos = {v: k for k, v in enumerate(flat)}
+            x = self._resize_chunks(chunks, flat)
+            return transforms.multi_view_crops(x, [[pos[i] for i in c] for c in clips], *views)
+
+        return self._read(
+            record.path,
+            lambda n: sampling.multi_clip(n, s.frames, self.stride, s.num_clips),
+            streamed,
+            lambda frames, clips: transforms.multi_view_transform(
+                frames, clips, s.test_scale, *views
+            ),
         )
 
     def empty(self) -> torch.Tensor:
