@@ -236,18 +236,18 @@ def test_nvdec_with_repeat_clips_asks_for_the_frames_the_cpu_decoder_does(
     decoder asks for: no whole window or span on the GPU path."""
     asked: dict[str, list] = {"pyav": [], "nvdec": []}
     recording = {"pyav": False}
-    pyav_get, fake_get = PyAVReader.get_frames, FakeSimpleDecoder.get_batch_frames_by_index
+    pyav_iter, fake_get = PyAVReader.iter_frames, FakeSimpleDecoder.get_batch_frames_by_index
 
-    def pyav_frames(self, indices):
+    def pyav_frames(self, indices, *args):  # the chunks of the CPU path, get_frames's too
         if recording["pyav"]:  # the stand-in decodes with PyAV too: not counted there
             asked["pyav"].append((self.path, sorted({int(i) for i in indices})))
-        return pyav_get(self, indices)
+        return pyav_iter(self, indices, *args)
 
     def nvdec_frames(self, indices):
         asked["nvdec"].append((self._reader.path, list(indices)))
         return fake_get(self, indices)
 
-    monkeypatch.setattr(PyAVReader, "get_frames", pyav_frames)
+    monkeypatch.setattr(PyAVReader, "iter_frames", pyav_frames)
     monkeypatch.setattr(FakeSimpleDecoder, "get_batch_frames_by_index", nvdec_frames)
     clip = {**small_clip, "repeat_clips": 2}
     recording["pyav"] = True

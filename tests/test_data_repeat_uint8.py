@@ -145,9 +145,9 @@ def test_k_clips_have_their_own_start(kinetics_root, small_clip):
     picked = []
     real = ds._decode
 
-    def spy(path, pick):
+    def spy(path, pick, *transform):
         picked.append(pick(1000))  # a long video: K starts in [0, 1000 - span]
-        return real(path, pick)
+        return real(path, pick, *transform)
 
     ds._decode = spy
     ds[(0, 0)]

@@ -189,7 +189,7 @@ class VideoClipDataset(Dataset):
         return out
 
     # ------------------------------------------------------------------ loading
-    def _read(self, path: str, pick, streamed, whole):
+    def _decode(self, path: str, pick, streamed, whole):
         """Open ``path`` once, choose the clips' indices from ``num_frames`` with ``pick``,
         decode each distinct frame once, close.
 
@@ -288,7 +288,7 @@ class VideoClipDataset(Dataset):
                 for _ in range(k)
             ]
 
-        out = self._read(
+        out = self._decode(
             record.path,
             lambda n: sampling.repeated_train_clips(n, s.frames, self.stride, k, rng),
             lambda chunks, flat, clips: self._crop_chunks(chunks, clips, draw),
@@ -332,7 +332,7 @@ class VideoClipDataset(Dataset):
                 for positions in clips
             ]
 
-        (clip,) = self._read(
+        (clip,) = self._decode(
             record.path,
             lambda n: [sampling.center_clip(n, s.frames, self.stride)],
             lambda chunks, flat, clips: self._crop_chunks(
@@ -351,7 +351,7 @@ class VideoClipDataset(Dataset):
             x = self._resize_chunks(chunks, flat)
             return transforms.multi_view_crops(x, [[pos[i] for i in c] for c in clips], *views)
 
-        return self._read(
+        return self._decode(
             record.path,
             lambda n: sampling.multi_clip(n, s.frames, self.stride, s.num_clips),
             streamed,
