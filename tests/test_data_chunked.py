@@ -22,11 +22,25 @@ DECODERS = ["pyav"] + (["decord"] if importlib.util.find_spec("decord") else [])
 KINDS = ("plain", "rotate90", "odd444", "bframes", "cut", "frames2")
 SPECS = {
     # short sides resized (up for the 33x25 video), crops resized
-    "resized": ClipSpec(frames=4, stride=3, train_scale=(40, 52), crop_size=32, test_scale=40,
-                        num_clips=3, num_crops=3),  # fmt: skip
+    "resized": ClipSpec(
+        frames=4,
+        stride=3,
+        train_scale=(40, 52),
+        crop_size=32,
+        test_scale=40,
+        num_clips=3,
+        num_crops=3,
+    ),
     # short side 48 = the 64x48 frames': no test resize, train crops cut out without a resize
-    "as-decoded": ClipSpec(frames=3, stride=5, train_scale=(48, 48), crop_size=32,
-                           test_scale=48, num_clips=2, num_crops=3),  # fmt: skip
+    "as-decoded": ClipSpec(
+        frames=3,
+        stride=5,
+        train_scale=(48, 48),
+        crop_size=32,
+        test_scale=48,
+        num_clips=2,
+        num_crops=3,
+    ),
 }
 MODES = (("train", 1), ("train", 3), ("val", 1), ("test", 1))
 

@@ -245,8 +245,8 @@ class VideoClipDataset(Dataset):
                 x = parts[c][0][1]  # one chunk held the clip, in order: its crops as they are
             else:
                 x = torch.stack([crops[c][i] for i in clip])
-            result.append(transforms.finish(x.flip(-1) if draws[c][3] else x, s.mean, s.std,
-                                            self.uint8))  # fmt: skip
+            x = x.flip(-1) if draws[c][3] else x
+            result.append(transforms.finish(x, s.mean, s.std, self.uint8))
         return result
 
     def _resize_chunks(self, chunks, flat: list[int]) -> torch.Tensor:
