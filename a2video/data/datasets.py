@@ -244,7 +244,11 @@ class VideoClipDataset(Dataset):
             if len(parts[c]) == 1 and parts[c][0][0] == clip:
                 x = parts[c][0][1]  # one chunk held the clip, in order: its crops as they are
             else:
-                x = torch.stack([crops[c][i] for i in clip])
+                # stacked in the frames' channels-last order, as the whole clip's resize gives
+                x = transforms.to_tchw(torch.empty((len(clip), s.crop_size, s.crop_size, 3),
+                                                   dtype=torch.uint8))  # fmt: skip
+                for t, i in enumerate(clip):
+                    x[t].copy_(crops[c][i])
             x = x.flip(-1) if draws[c][3] else x
             result.append(transforms.finish(x, s.mean, s.std, self.uint8))
         return result
