@@ -166,7 +166,10 @@ class VideoClipDataset(Dataset):
         self.uint8 = uint8
         self.stride = spec.stride // frame_step  # in the frames of the files read
         self._decoder = None  # made lazily in each worker process
-        self.chunk_bytes: int | None = CHUNK_BYTES  # decoded frames held at full size at once
+        # decoded frames held at full size at once: the multi-view test sample (~80 frames; 2 GB
+        # of a 4K video) in chunks; train and val clips (8-32 frames) in one, as fast as before
+        # (chunked, decord's were 1.10-1.18x slower: benchmarks/RESULTS.md)
+        self.chunk_bytes: int | None = CHUNK_BYTES if mode == "test" else None
 
     def __len__(self) -> int:
         return len(self.records)
