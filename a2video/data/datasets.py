@@ -166,10 +166,10 @@ class VideoClipDataset(Dataset):
         self.uint8 = uint8
         self.stride = spec.stride // frame_step  # in the frames of the files read
         self._decoder = None  # made lazily in each worker process
-        # decoded frames held at full size at once: the multi-view test sample (~80 frames; 2 GB
-        # of a 4K video) in chunks; train and val clips (8-32 frames) in one, as fast as before
-        # (chunked, decord's were 1.10-1.18x slower: benchmarks/RESULTS.md)
-        self.chunk_bytes: int | None = CHUNK_BYTES if mode == "test" else None
+        # the multi-view test sample (~80 frames; 2 GB of a 4K video) is resized in chunks of at
+        # most this many decoded bytes (None: one); train and val clips (8-32 frames) are decoded
+        # whole: chunked, decord's were 1.10-1.18x slower (benchmarks/RESULTS.md)
+        self.chunk_bytes: int | None = CHUNK_BYTES
 
     def __len__(self) -> int:
         return len(self.records)
@@ -192,69 +192,27 @@ class VideoClipDataset(Dataset):
         return out
 
     # ------------------------------------------------------------------ loading
-    def _decode(self, path: str, pick, streamed, whole):
+    def _decode(self, path: str, pick, whole, streamed=None):
         """Open ``path`` once, choose the clips' indices from ``num_frames`` with ``pick``,
-        decode each distinct frame once, close.
+        decode each distinct frame once, close, and give ``whole(frames, positions)`` of all
+        frames at once (``positions``: each clip's positions in ``frames``).
 
-        A reader that hands its frames over in chunks as it decodes them (decord, PyAV:
-        :func:`~a2video.data.video.iter_frames`) gives ``streamed(chunks, flat, clips)``, which
-        shrinks each chunk before the next is decoded; any other (torchcodec, NVDEC) gives
-        ``whole(frames, positions)`` of all frames at once (``positions``: each clip's
-        positions in ``frames``). Both give the same bytes (tests/test_data_chunked.py).
+        With ``streamed`` (the test sample), a reader that hands its frames over in chunks as it
+        decodes them (decord, PyAV: :func:`~a2video.data.video.iter_frames`) gives
+        ``streamed(chunks, flat, clips)`` instead, which shrinks each chunk before the next is
+        decoded; the same bytes (tests/test_data_chunked.py).
         """
         reader = self.decoder.open(path)
         try:
             clips = pick(reader.num_frames)
             flat = sorted({i for clip in clips for i in clip})
-            if hasattr(reader, "iter_frames"):
+            if streamed is not None and hasattr(reader, "iter_frames"):
                 return streamed(iter_frames(reader, flat, self.chunk_bytes), flat, clips)
             frames = reader.get_frames(flat)  # each distinct frame decoded once
         finally:
             reader.close()
         pos = {v: k for k, v in enumerate(flat)}
         return whole(frames, [[pos[i] for i in clip] for clip in clips])
-
-    def _crop_chunks(self, chunks, clips: list[list[int]], draw) -> list[torch.Tensor]:
-        """Each clip's frames cropped and resized to ``crop_size`` chunk by chunk as decoded,
-        then flipped where drawn and finished (:func:`transforms.finish`).
-
-        ``draw(h, w)`` gives every clip's ``(short, top, left, flip)`` once the frame size is
-        known (the first chunk), in clip order, as the whole-clip transforms draw them. A frame's
-        crop is :func:`transforms.resized_crop` of that frame alone, the same bytes as of the
-        clip's stack of frames.
-        """
-        s = self.spec
-        members = [set(clip) for clip in clips]
-        crops: list[dict[int, torch.Tensor]] = [{} for _ in clips]  # clip -> frame -> (3, S, S)
-        parts: list[list] = [[] for _ in clips]  # clip -> [(frame indices, (m, 3, S, S))]
-        draws = None
-        for idx, chunk in chunks:
-            if draws is None:
-                draws = draw(int(chunk.shape[1]), int(chunk.shape[2]))
-            for c, (short, top, left, _) in enumerate(draws):
-                rows = [r for r, i in enumerate(idx) if i in members[c]]
-                if not rows:
-                    continue
-                x = transforms.to_tchw(select_frames(chunk, rows))
-                out = transforms.resized_crop(x, short, top, left, s.crop_size)
-                if out.untyped_storage().nbytes() > out.numel() * out.element_size():
-                    out = out.clone()  # a crop of the frames, not resized: let the frames go
-                for j, r in enumerate(rows):
-                    crops[c][idx[r]] = out[j]
-                parts[c].append(([idx[r] for r in rows], out))
-        result = []
-        for c, clip in enumerate(clips):
-            if len(parts[c]) == 1 and parts[c][0][0] == clip:
-                x = parts[c][0][1]  # one chunk held the clip, in order: its crops as they are
-            else:
-                # stacked in the frames' channels-last order, as the whole clip's resize gives
-                x = transforms.to_tchw(torch.empty((len(clip), s.crop_size, s.crop_size, 3),
-                                                   dtype=torch.uint8))  # fmt: skip
-                for t, i in enumerate(clip):
-                    x[t].copy_(crops[c][i])
-            x = x.flip(-1) if draws[c][3] else x
-            result.append(transforms.finish(x, s.mean, s.std, self.uint8))
-        return result
 
     def _resize_chunks(self, chunks, flat: list[int]) -> torch.Tensor:
         """The distinct frames ``(N, 3, h, w)`` resized to short side ``test_scale`` chunk by
@@ -288,17 +246,9 @@ class VideoClipDataset(Dataset):
     def _train_clip(self, record: VideoRecord, rng: np.random.Generator) -> torch.Tensor:
         """One augmented clip, or ``repeat`` of them ``(K, 3, T, S, S)`` from one decode."""
         s, k = self.spec, self.repeat
-
-        def draw(h: int, w: int) -> list:
-            return [
-                transforms.train_draws(h, w, rng, s.train_scale, s.crop_size, s.flip)
-                for _ in range(k)
-            ]
-
         out = self._decode(
             record.path,
             lambda n: sampling.repeated_train_clips(n, s.frames, self.stride, k, rng),
-            lambda chunks, flat, clips: self._crop_chunks(chunks, clips, draw),
             lambda frames, clips: self.augment(frames, clips, rng),
         )
         return out[0] if k == 1 else transforms.stack_clips(out)
@@ -325,29 +275,14 @@ class VideoClipDataset(Dataset):
 
     def _val_clip(self, record: VideoRecord) -> torch.Tensor:
         s = self.spec
-
-        def whole(frames: torch.Tensor, clips: list[list[int]]) -> list[torch.Tensor]:
-            return [
-                transforms.eval_transform(
-                    select_frames(frames, positions),
-                    s.test_scale,
-                    s.crop_size,
-                    s.mean,
-                    s.std,
-                    self.uint8,
-                )
-                for positions in clips
-            ]
-
-        (clip,) = self._decode(
+        frames, (positions,) = self._decode(
             record.path,
             lambda n: [sampling.center_clip(n, s.frames, self.stride)],
-            lambda chunks, flat, clips: self._crop_chunks(
-                chunks, clips, lambda h, w: [transforms.eval_draws(h, w, s.test_scale, s.crop_size)]
-            ),
-            whole,
+            lambda frames, clips: (frames, clips),
         )
-        return clip
+        return transforms.eval_transform(
+            select_frames(frames, positions), s.test_scale, s.crop_size, s.mean, s.std, self.uint8
+        )
 
     def _test_views(self, record: VideoRecord) -> torch.Tensor:
         s = self.spec
@@ -361,10 +296,10 @@ class VideoClipDataset(Dataset):
         return self._decode(
             record.path,
             lambda n: sampling.multi_clip(n, s.frames, self.stride, s.num_clips),
-            streamed,
             lambda frames, clips: transforms.multi_view_transform(
                 frames, clips, s.test_scale, *views
             ),
+            streamed,
         )
 
     def empty(self) -> torch.Tensor:

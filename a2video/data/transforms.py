@@ -7,10 +7,10 @@ or, for the DataModules' loaders, as uint8 ``(3, T, H, W)`` (:func:`to_cthw`) th
 Resizing runs on uint8 (torchvision's antialiased uint8 bilinear kernel, on the decoder's
 channels-last frames without a copy: :func:`to_tchw`) before the float conversion. Train and val
 crop the source region first and resize only that region (:func:`resized_crop`); test
-resizes the decoded frames once for all crops of all clips. Each of these resizes works frame by
-frame (the same bytes for a frame alone as in a stack), so the datasets apply them to the
-frames chunk by chunk as they are decoded (:func:`train_draws`, :func:`eval_draws`,
-:func:`multi_view_crops`), never holding a sample's frames at full size.
+resizes the decoded frames once for all crops of all clips; that resize works frame by frame
+(the same bytes for a frame alone as in a stack), so the test sample applies it to the frames
+chunk by chunk as they are decoded (:func:`multi_view_crops` takes the resized frames), never
+holding them all at full size.
 """
 
 from __future__ import annotations
@@ -208,24 +208,6 @@ def finish(
     return to_cthw(x) if uint8 else normalize(x, mean, std)
 
 
-def train_draws(
-    h: int, w: int, rng: np.random.Generator, scale: Sequence[int], crop_size: int, flip: bool
-) -> tuple[int, int, int, bool]:
-    """One training clip's draws for ``(h, w)`` frames, in :func:`train_transform`'s order:
-    short side in ``scale`` (inclusive), crop ``top`` and ``left`` at that scale, flip."""
-    short = int(rng.integers(scale[0], scale[1] + 1))
-    new_h, new_w = short_side_shape(h, w, short)
-    top = int(rng.integers(0, new_h - crop_size + 1))
-    left = int(rng.integers(0, new_w - crop_size + 1))
-    return short, top, left, bool(flip and rng.random() < 0.5)
-
-
-def eval_draws(h: int, w: int, scale: int, crop_size: int) -> tuple[int, int, int, bool]:
-    """:func:`eval_transform`'s ``(short, top, left, flip)``: short side ``scale``, centre crop."""
-    new_h, new_w = short_side_shape(h, w, scale)
-    return scale, spread(0, 1, new_h - crop_size), spread(0, 1, new_w - crop_size), False
-
-
 def train_transform(
     frames: torch.Tensor,
     rng: np.random.Generator,
@@ -241,9 +223,14 @@ def train_transform(
     Returns normalised float (C, T, S, S), or uint8 with ``uint8=True``.
     """
     x = to_tchw(frames)
-    short, top, left, flipped = train_draws(x.shape[-2], x.shape[-1], rng, scale, crop_size, flip)
+    short = int(rng.integers(scale[0], scale[1] + 1))
+    new_h, new_w = short_side_shape(x.shape[-2], x.shape[-1], short)
+    top = int(rng.integers(0, new_h - crop_size + 1))
+    left = int(rng.integers(0, new_w - crop_size + 1))
     x = resized_crop(x, short, top, left, crop_size)
-    return finish(x.flip(-1) if flipped else x, mean, std, uint8)
+    if flip and rng.random() < 0.5:
+        x = x.flip(-1)
+    return finish(x, mean, std, uint8)
 
 
 def eval_transform(
@@ -256,8 +243,9 @@ def eval_transform(
 ) -> torch.Tensor:
     """Short side ``scale``, centre crop."""
     x = to_tchw(frames)
-    short, top, left, _ = eval_draws(x.shape[-2], x.shape[-1], scale, crop_size)
-    x = resized_crop(x, short, top, left, crop_size)
+    new_h, new_w = short_side_shape(x.shape[-2], x.shape[-1], scale)
+    top, left = spread(0, 1, new_h - crop_size), spread(0, 1, new_w - crop_size)
+    x = resized_crop(x, scale, top, left, crop_size)
     return finish(x, mean, std, uint8)
 
 
