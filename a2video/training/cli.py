@@ -38,6 +38,7 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
@@ -795,25 +796,36 @@ class A2VideoCLI(LightningCLI):
             os.environ["WANDB_MODE"] = "offline"
             rank_zero_info("a2video: W&B runs offline (not logged in); `wandb sync` later")
 
+    def _unused_beside(self, config: Any, key: str, options: Sequence[str]) -> tuple | None:
+        """``(model config, class path of model.<key>, the options of ``options`` set to other
+        than their defaults, the defaults)`` where ``model.<key>`` is given (an injected object
+        that takes over what those options configure), else None.
+
+        Only a value other than the default counts: a run's saved config.yaml lists every
+        option, the defaults of the unused ones included, and must be reusable as it is."""
+        model = config.get("model")
+        injected = model.get(key) if model is not None else None
+        if not injected:
+            return None
+        defaults = dict(self._parser(self.subcommand).get_defaults().get("model") or {})
+        set_options = self._given_model_options()
+        unused = [
+            k for k in options
+            if k in set_options and not same_option(k, model.get(k), defaults.get(k))
+        ]  # fmt: skip
+        if not unused:
+            return None
+        name = injected.get("class_path") if hasattr(injected, "get") else injected
+        return model, name, unused, defaults
+
     def _refuse_unused_sgd_options(self, config: Any) -> None:
         """One line when ``model.lr`` / ``momentum`` / ``weight_decay`` / ``nesterov`` are set to
         other than their defaults beside ``model.optimizer``: they configure the built-in SGD
         only, and an injected optimizer takes its own ``init_args``, so they would not be used."""
-        model = config.get("model")
-        optimizer = model.get("optimizer") if model is not None else None
-        if not optimizer:
+        found = self._unused_beside(config, "optimizer", SGD_OPTIONS)
+        if found is None:
             return
-        # a value other than the default: a run's saved config.yaml lists every option, the
-        # defaults of the unused SGD ones included, and must be reusable as it is
-        defaults = dict(self._parser(self.subcommand).get_defaults().get("model") or {})
-        set_options = self._given_model_options()
-        unused = [
-            k for k in SGD_OPTIONS
-            if k in set_options and not same_option(k, model.get(k), defaults.get(k))
-        ]  # fmt: skip
-        if not unused:
-            return
-        name = optimizer.get("class_path") if hasattr(optimizer, "get") else optimizer
+        model, name, unused, _ = found
         given = ", ".join(f"model.{k} {_cli_value(_plain(model.get(k)))}" for k in unused)
         fix = " ".join(f"--model.optimizer.init_args.{k} {_cli_value(_plain(model.get(k)))}"
                        for k in unused if k != "nesterov")  # fmt: skip
@@ -828,19 +840,10 @@ class A2VideoCLI(LightningCLI):
         """One line when the built-in schedule's options (``model.scheduler``, ``warmup_epochs``,
         ``milestones``, ``gamma``, ``min_lr_ratio``) are set to other than their defaults beside
         ``model.lr_scheduler``, which replaces that schedule: they would not be used."""
-        model = config.get("model")
-        scheduler = model.get("lr_scheduler") if model is not None else None
-        if not scheduler:
+        found = self._unused_beside(config, "lr_scheduler", SCHEDULE_OPTIONS)
+        if found is None:
             return
-        defaults = dict(self._parser(self.subcommand).get_defaults().get("model") or {})
-        set_options = self._given_model_options()
-        unused = [
-            k for k in SCHEDULE_OPTIONS
-            if k in set_options and not same_option(k, model.get(k), defaults.get(k))
-        ]  # fmt: skip
-        if not unused:
-            return
-        name = scheduler.get("class_path") if hasattr(scheduler, "get") else scheduler
+        model, name, unused, defaults = found
         given = ", ".join(f"model.{k} {_cli_value(_plain(model.get(k)))}" for k in unused)
         reset = " ".join(f"--model.{k} {_cli_value(_plain(defaults.get(k)))}" for k in unused)
         raise ValueError(
