@@ -7,18 +7,16 @@ whole: chunked, decord's were slower.)"""
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 import torch
 import user_videos
+from decoders import DECODERS
 
 from a2video.data import video
 from a2video.data.annotations import VideoRecord
 from a2video.data.datasets import ClipSpec, VideoClipDataset
 
-DECODERS = ["pyav"] + (["decord"] if importlib.util.find_spec("decord") else [])
 KINDS = ("plain", "rotate90", "odd444", "bframes", "cut", "frames2")
 SPECS = {
     # short sides resized (up for the 33x25 video), crops resized

@@ -6,20 +6,18 @@ an unusable video counted with a one-line reason, on every path a user takes: a 
 
 from __future__ import annotations
 
-import importlib.util
-
 import av
 import numpy as np
 import pytest
 import torch
 import user_videos
+from decoders import DECODERS
 
 from a2video.data.annotations import VideoRecord
 from a2video.data.check import decode_all
 from a2video.data.datasets import ClipSpec, VideoClipDataset
 from a2video.data.video import PyAVReader, VideoDecodeError, get_decoder
 
-DECODERS = ["pyav"] + (["decord"] if importlib.util.find_spec("decord") else [])
 UNUSABLE = {"audio-only": "no video stream", "truncated-tail": "truncated"}
 SPEC = ClipSpec(frames=4, stride=2, train_scale=(40, 40), crop_size=32, test_scale=40,
                 num_clips=3, num_crops=3, flip=False)  # fmt: skip

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import platform
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from decoders import DECORD_DECLARED
 
 from a2video.data import video
 from a2video.data.synthetic import write_special
 from a2video.data.video import PyAVReader, VideoDecodeError, get_decoder
 
-# decord2 is a declared dependency where it has wheels (pyproject's marker): there a missing decord
-# fails these tests instead of skipping them; elsewhere PyAV is the decoder and they are skipped.
-DECORD_DECLARED = (sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64")) or (
-    sys.platform == "win32" and platform.machine() == "AMD64"
-)
 needs_decord = pytest.mark.skipif(
     not DECORD_DECLARED, reason="decord2 has no wheel for this platform (pyproject marker)"
 )
