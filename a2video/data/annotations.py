@@ -350,7 +350,28 @@ def find_kinetics_split_videos(
     return Path(data_root), True
 
 
-def _walk_dirs(top: str | os.PathLike) -> list[str]:
+# What a scan read, for a cache of its result (:mod:`a2video.data.listing`): the state of every
+# folder it listed or looked for, path -> its ``os.stat`` (None where absent), taken before it
+# was read, so a change made meanwhile is a different state.
+ReadFolders = dict[str, os.stat_result | None]
+
+
+def _note(read: ReadFolders | None, path: str | os.PathLike) -> None:
+    """Record ``path``'s state in ``read`` (its first state, before any listing of it)."""
+    if read is None or os.fspath(path) in read:
+        return
+    try:
+        read[os.fspath(path)] = os.stat(path)
+    except OSError:
+        read[os.fspath(path)] = None
+
+
+def _scandir(folder: str | os.PathLike, read: ReadFolders | None) -> os.ScandirIterator:
+    _note(read, folder)
+    return os.scandir(folder)
+
+
+def _walk_dirs(top: str | os.PathLike, read: ReadFolders | None = None) -> list[str]:
     """``top`` and every folder below it, following symlinks, each real folder once (a link to
     a folder above ``top`` is a cycle and is not followed)."""
     top_real = os.path.realpath(top)
@@ -363,41 +384,44 @@ def _walk_dirs(top: str | os.PathLike) -> list[str]:
         seen.add(real)
         out.append(folder)
         try:
-            subdirs = sorted(e.path for e in os.scandir(folder) if e.is_dir())
+            subdirs = sorted(e.path for e in _scandir(folder, read) if e.is_dir())
         except OSError:
             continue
         stack.extend(reversed(subdirs))
     return out
 
 
-def walk_files(top: str | os.PathLike) -> Iterator[str]:
-    """Every file below ``top`` (sorted, depth first), following symlinked folders once each."""
-    for folder in _walk_dirs(top):
+def walk_files(top: str | os.PathLike, read: ReadFolders | None = None) -> Iterator[str]:
+    """Every file below ``top`` (sorted, depth first), following symlinked folders once each;
+    ``read``: where to record the folders read (see :data:`ReadFolders`)."""
+    for folder in _walk_dirs(top, read):
         try:
-            names = sorted(e.name for e in os.scandir(folder) if not e.is_dir())
+            names = sorted(e.name for e in _scandir(folder, read) if not e.is_dir())
         except OSError:
             continue
         for name in names:
             yield os.path.join(folder, name)
 
 
-def index_videos(video_dir: str | os.PathLike, recursive: bool = False) -> dict[str, str]:
+def index_videos(
+    video_dir: str | os.PathLike, recursive: bool = False, read: ReadFolders | None = None
+) -> dict[str, str]:
     """Map file stem -> path for every video in ``video_dir`` and its direct subfolders (at any
-    depth with ``recursive``)."""
+    depth with ``recursive``); ``read``: where to record the folders read."""
     index: dict[str, str] = {}
     if recursive:
-        for path in walk_files(video_dir):
+        for path in walk_files(video_dir, read):
             stem, ext = os.path.splitext(os.path.basename(path))
             if ext.lower() in VIDEO_EXTENSIONS:
                 index.setdefault(stem, path)
         return index
     try:
-        entries = list(os.scandir(video_dir))
+        entries = list(_scandir(video_dir, read))
     except FileNotFoundError:
         return index
     for entry in entries:
         if entry.is_dir():
-            for sub in os.scandir(entry.path):
+            for sub in _scandir(entry.path, read):
                 stem, ext = os.path.splitext(sub.name)
                 if ext.lower() in VIDEO_EXTENSIONS:
                     index.setdefault(stem, sub.path)
@@ -408,15 +432,40 @@ def index_videos(video_dir: str | os.PathLike, recursive: bool = False) -> dict[
     return index
 
 
-def kinetics_replacements(root: str | os.PathLike) -> dict[str, str]:
+def kinetics_replacements(
+    root: str | os.PathLike, read: ReadFolders | None = None
+) -> dict[str, str]:
     """Stem -> path of the CVDF replacement videos under ``root`` (the folder holding the split
     folders): each takes the place of the listed video of the same name, corrupted in the
-    download (or missing from it)."""
+    download (or missing from it); ``read``: where to record the folders read."""
     found: dict[str, str] = {}
     for name in KINETICS_REPLACEMENT_DIRS:
+        _note(read, Path(root) / name)
         if (Path(root) / name).is_dir():
-            found.update(index_videos(Path(root) / name, recursive=True))
+            found.update(index_videos(Path(root) / name, recursive=True, read=read))
     return found
+
+
+@dataclass
+class KineticsVideos:
+    """What a Kinetics split's rows are matched to: stem -> path of every video in its folder
+    (:func:`index_videos`) and of CVDF's replacements (:func:`kinetics_replacements`)."""
+
+    index: dict[str, str]
+    replacements: dict[str, str]
+
+
+def find_kinetics_videos(
+    video_dir: str | os.PathLike, recursive: bool = False, read: ReadFolders | None = None
+) -> KineticsVideos:
+    """The videos of a Kinetics split folder (``recursive``: see
+    :func:`find_kinetics_split_videos`): the one scan of its folders (~300k files, 400 class
+    folders for Kinetics-400's train split); ``read``: where to record the folders read."""
+    log.debug("%s: listing the video folders", video_dir)
+    return KineticsVideos(
+        index_videos(video_dir, recursive, read),
+        kinetics_replacements(video_dir if recursive else Path(video_dir).parent, read),
+    )
 
 
 def read_kinetics_classes(
@@ -510,6 +559,7 @@ def read_kinetics_csv(
     require_labels: bool = True,
     recursive: bool = False,
     rows: KineticsRows | None = None,
+    videos: KineticsVideos | None = None,
 ) -> SplitAnnotations:
     """Usable videos of a Kinetics CSV, found flat or in per-class folders under ``video_dir``.
 
@@ -518,12 +568,16 @@ def read_kinetics_csv(
             CSV without a ``label`` column: test/predict) gets label -1.
         recursive: search ``video_dir`` at any depth (see :func:`find_kinetics_split_videos`).
         rows: the CSV's :func:`read_kinetics_rows`, where the caller read them already.
+        videos: :func:`find_kinetics_videos` of ``video_dir``, where the caller has them (a
+            listing cached for the node: :mod:`a2video.data.listing`); else the folders are read.
     """
     rows, header = rows if rows is not None else _read_kinetics_rows(csv_path)
     label_of = {name: i for i, name in enumerate(class_names)}
-    index = index_videos(video_dir, recursive=recursive)
-    replacements = kinetics_replacements(video_dir if recursive else Path(video_dir).parent)
-    index.update(replacements)
+    if videos is None:
+        videos = find_kinetics_videos(video_dir, recursive)
+    index, replacements = videos.index, videos.replacements
+    if replacements:
+        index = {**index, **replacements}  # a copy: ``videos`` may be a cached listing
     records, missing = [], []
     for lineno, label, stem in rows:
         if label == "" and require_labels:
