@@ -17,6 +17,25 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+# this process's listings of Kinetics video folders (annotations.index_videos calls: one per
+# split folder, one more per CVDF replacement folder)
+_LISTINGS = [0]
+
+
+def _count_listings() -> None:
+    from a2video.data import annotations
+
+    find = annotations.index_videos
+    if getattr(find, "_counted", False):
+        return
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        _LISTINGS[0] += 1
+        return find(*args, **kwargs)
+
+    counted._counted = True  # type: ignore[attr-defined]
+    annotations.index_videos = counted
+
 
 def _sampled_index(batch: dict) -> list[int]:
     """The indices the sampler asked for (a replaced unreadable video keeps its own index)."""
@@ -37,7 +56,8 @@ class RecordRanks(Callback):
     holds the last train epoch's logged ``data/*`` figures (``logged``), this rank's
     BadVideoMonitor count of failed training samples (``monitor_failed``) and the
     ``torch.distributed.broadcast`` calls made while training batches ran
-    (``broadcasts_in_training``). Each line also holds
+    (``broadcasts_in_training``) and this process's listings of Kinetics video folders
+    (``listings``: calls of ``index_videos``). Each line also holds
     ``rank``, ``world``, ``node`` and ``local`` (the trainer's view of this process).
 
     Args:
@@ -47,6 +67,7 @@ class RecordRanks(Callback):
     def __init__(self, out_dir: str) -> None:
         self.out_dir = out_dir
         self.broadcasts = 0  # torch.distributed.broadcast calls while training batches run
+        _count_listings()  # built before the DataModule's prepare_data and setup run
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # Count the broadcasts of the training loop (Lightning's per-batch SIGTERM flag was one:
@@ -121,6 +142,7 @@ class RecordRanks(Callback):
             logged={k: float(v) for k, v in trainer.callback_metrics.items() if k[:5] == "data/"},
             monitor_failed=counters("train")["failed"] if counters else None,
             broadcasts_in_training=self.broadcasts,
+            listings=_LISTINGS[0],
         )
 
 

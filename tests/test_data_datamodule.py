@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
 import pytest
 import torch
 
-from a2video.data import KineticsDataModule, ShardedSampler, UCF101DataModule
+from a2video.data import KineticsDataModule, ShardedSampler, UCF101DataModule, listing
+from a2video.data import annotations as ann
 
 
 def test_classes_known_right_after_init(kinetics_root, ucf_root, small_clip):
@@ -257,3 +265,141 @@ def test_a_data_root_that_does_not_exist_is_named_with_its_flag(tmp_path, small_
         first, fix = line.split("; fix: ")
         assert first == f"{missing}: no such folder"
         assert "--data.data_root DIR (data_root=)" in fix and holds in fix, fix
+
+
+# --------------------------------------------------------------------------- listing once per node
+def settled(root: Path) -> None:
+    """Date every folder under ``root`` a minute back: settled, as a downloaded dataset is (a
+    folder written to in the last seconds is not cached)."""
+    old = time.time() - 60
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        os.utime(folder, (old, old))
+
+
+@pytest.fixture
+def listed_root(kinetics_root, tmp_path, monkeypatch) -> Path:
+    """A settled copy of the Kinetics fixture (a CVDF replacement of a missing train video
+    included) and a temporary folder of this test's own for the listing cache."""
+    root = tmp_path / "k400"
+    shutil.copytree(kinetics_root, root, symlinks=True)
+    missing = KineticsDataModule(str(root), listing_cache=False)._read_split("train").missing
+    fixed = root / "replacement" / "replacement_for_corrupted_k400"
+    fixed.mkdir(parents=True)
+    shutil.copy(next((root / "test").glob("*.mp4")), fixed / f"{missing[0][1]}.mp4")
+    with open(root / "annotations" / "train.csv", "a") as f:
+        f.write("rising,aBsEnTvIdEo,0,10,train\n")  # listed, absent (see _add_video)
+    settled(root)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    return root
+
+
+def _splits(root: Path, stages=("fit", "test"), **kwargs) -> dict:
+    dm = KineticsDataModule(str(root), num_workers=0, **kwargs)
+    for stage in stages:
+        dm.setup(stage)
+    return {name: (d.records, dm.missing[name]) for name, d in dm.datasets.items()}
+
+
+def _no_listing(monkeypatch) -> None:
+    def listed(*args, **kwargs):
+        raise AssertionError("setup listed the video folders")
+
+    monkeypatch.setattr(ann, "find_kinetics_videos", listed)
+
+
+def test_setup_reads_the_listing_prepare_data_wrote(listed_root, monkeypatch, caplog):
+    """prepare_data (once per node) lists the split folders; setup in every process then gets
+    the same records (RecordArray equality), missing counts and log lines without listing."""
+    with caplog.at_level(logging.INFO, logger="a2video"):
+        reference = _splits(listed_root, listing_cache=False)
+    said = sorted(r.getMessage() for r in caplog.records)
+    assert any("read from CVDF's replacements" in m for m in said)
+    KineticsDataModule(str(listed_root)).prepare_data()
+    caplog.clear()
+    with monkeypatch.context() as m, caplog.at_level(logging.INFO, logger="a2video"):
+        _no_listing(m)
+        cached = _splits(listed_root)
+        KineticsDataModule(str(listed_root)).prepare_data()  # a later run: the listing holds
+    assert cached == reference and set(cached) == {"train", "val", "test"}
+    assert sorted(r.getMessage() for r in caplog.records) == said
+    # another CSV (a subset of train's) of the same folders: its own rows, matched to the listing
+    subset = listed_root / "annotations" / "subset.csv"
+    lines = (listed_root / "annotations" / "train.csv").read_text().splitlines()
+    subset.write_text("\n".join(lines[:5]) + "\n")
+    reference = _splits(listed_root, ("test",), test_split=str(subset), listing_cache=False)
+    _no_listing(monkeypatch)
+    assert _splits(listed_root, ("test",), test_split=str(subset)) == reference
+
+
+def _add_video(root: Path) -> None:
+    """The video of the last train row (absent until now) appears in its class folder."""
+    label, youtube_id, start, end = (
+        (root / "annotations" / "train.csv").read_text().split()[-1].split(",")[:4]
+    )
+    name = f"{ann.kinetics_video_stem(youtube_id, start, end)}.mp4"
+    shutil.copy(next((root / "test").glob("*.mp4")), root / "train" / label / name)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(_add_video, id="a listed video added to a class folder"),
+        pytest.param(lambda root: next((root / "val").glob("*.mp4")).unlink(), id="removed"),
+        pytest.param(
+            lambda root: shutil.rmtree(root / "replacement"), id="the replacements removed"
+        ),
+    ],
+)
+def test_a_listing_of_folders_changed_since_is_not_used(listed_root, change):
+    KineticsDataModule(str(listed_root)).prepare_data()
+    before = _splits(listed_root)
+    change(listed_root)
+    after = _splits(listed_root)
+    assert after == _splits(listed_root, listing_cache=False) and after != before
+
+
+def test_another_data_root_has_its_own_listing(listed_root, tmp_path):
+    KineticsDataModule(str(listed_root)).prepare_data()
+    other = tmp_path / "other"
+    shutil.copytree(listed_root, other, symlinks=True)
+    settled(other)
+    records = _splits(other)["train"][0]
+    assert all(r.path.startswith(f"{other}{os.sep}") for r in records)
+    assert _splits(other) == _splits(other, listing_cache=False)
+
+
+def test_without_prepare_data_setup_lists_and_writes_nothing(listed_root, tmp_path):
+    """A DataModule used alone (a notebook: no Trainer, prepare_data never called)."""
+    assert _splits(listed_root) == _splits(listed_root, listing_cache=False)
+    assert not list((tmp_path / "tmp").rglob("*.json"))
+
+
+def test_a_folder_written_to_now_is_not_cached(listed_root, tmp_path):
+    """Two changes of a folder within one tick of its time stamp look like none: a listing
+    taken while a folder is being written to is not kept."""
+    _add_video(listed_root)  # the class folder's time is now
+    KineticsDataModule(str(listed_root)).prepare_data()
+    cached = [p.name for p in (tmp_path / "tmp").rglob("*.json")]
+    assert cached == [listing.cache_path(listed_root / "val").name]  # not train/
+
+
+def test_a_damaged_or_foreign_cache_is_not_read(listed_root, monkeypatch):
+    KineticsDataModule(str(listed_root)).prepare_data()
+    path = listing.cache_path(listed_root / "train")
+    assert listing.load(listed_root / "train") is not None
+    path.write_text('{"version": 1, "key"')
+    assert listing.load(listed_root / "train") is None
+    KineticsDataModule(str(listed_root)).prepare_data()  # written again, whole
+    assert listing.load(listed_root / "train") is not None
+    path.parent.chmod(0o755)  # a folder others could have written into
+    assert listing.load(listed_root / "train") is None
+
+
+def test_prepare_data_leaves_a_broken_split_to_setup(listed_root):
+    """An error raised in prepare_data would stop local rank 0 alone, the other ranks waiting
+    at its barrier: it is setup, on every rank, that says it."""
+    dm = KineticsDataModule(str(listed_root), val_split="nosuch")
+    dm.prepare_data()
+    with pytest.raises(ann.AnnotationError, match="nosuch"):
+        dm.setup("fit")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from ports import free_port
+from test_data_datamodule import settled
 from tiny_fit import TINY_CLIP
 
 from a2video.data import KineticsDataModule
@@ -182,10 +183,13 @@ def test_two_processes_fit_two_epochs_then_resume_last(kinetics_root, tmp_path) 
     epoch 0); then ``--ckpt_path last`` resumes under 2 processes for a third epoch. Two
     training videos are unreadable: the logged ``data/bad_videos`` (summed over ranks) is the
     number of bad samples the ranks trained on, which is also the ranks' BadVideoMonitor counts
-    together; and
-    Lightning's "use sync_dist=True" advice never prints (the logged values are reduced)."""
+    together; Lightning's "use sync_dist=True" advice never prints (the logged values are
+    reduced); and the video folders are listed once, by local rank 0's prepare_data, for both
+    ranks and for the resumed run."""
     root, bad = break_train_videos(kinetics_root, tmp_path / "data", count=2)
-    run, videos = tmp_path / "run", train_videos(root)
+    run, videos = tmp_path / "run", train_videos(root, listing_cache=False)
+    settled(Path(root))  # a dataset not written to now: its listing is cached
+    (tmp_path / "tmp").mkdir()  # the node's temporary folder, where the listing goes
     first = run_train(
         fit_args(
             root, run, *probe(tmp_path / "a"),
@@ -196,6 +200,7 @@ def test_two_processes_fit_two_epochs_then_resume_last(kinetics_root, tmp_path) 
         ),
         timeout=180,
         PYTHONWARNINGS="default",  # Lightning's warnings shown, as a user sees them
+        TMPDIR=str(tmp_path / "tmp"),
     )  # fmt: skip
     assert first.returncode == 0, output(first)
     assert "sync_dist" not in first.stdout + first.stderr, output(first)
@@ -217,6 +222,9 @@ def test_two_processes_fit_two_epochs_then_resume_last(kinetics_root, tmp_path) 
     # No per-batch broadcast (Lightning's SIGTERM flag, read with .item(): a host sync per step
     # on GPUs); SaveOnSigterm's asynchronous host all-reduce stands in for it.
     assert {r["broadcasts_in_training"] for r in ends} == {0}
+    # The train and val folders are listed once for the node, by its local rank 0's
+    # prepare_data; setup on both ranks reads that listing.
+    assert {r["rank"]: r["listings"] for r in ends} == {0: 2, 1: 0}
     # One run directory (Trainer.log_dir agreed on by all ranks), written once by rank 0.
     versions = sorted(p.name for p in (run / "lightning_logs").iterdir())
     assert versions == ["version_0"], versions
@@ -231,10 +239,15 @@ def test_two_processes_fit_two_epochs_then_resume_last(kinetics_root, tmp_path) 
             "--ckpt_path", "last", "--data.max_bad_fraction", "0.5",
         ),
         timeout=180,
+        TMPDIR=str(tmp_path / "tmp"),
     )  # fmt: skip
     assert second.returncode == 0, output(second)
     rows = records(tmp_path / "b")
     assert_ended(rows, "fit")
+    # the folders are unchanged since the first run: its listing serves this one too
+    assert {r["listings"] for rank_rows in rows.values() for r in rank_rows if "listings" in r} == {
+        0
+    }
     check_epochs(rows, videos, world=2, epochs=[2])
     steps = [r["step"] for r in rows[0] if r["event"] == "train_batch"]
     assert steps == list(range(2 * per_epoch + 1, 3 * per_epoch + 1)), steps  # none repeated

@@ -39,6 +39,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import annotations as ann
+from . import listing
 from .datasets import (
     BadVideoMonitor,
     ClipSpec,
@@ -63,6 +64,15 @@ _STAGE_OF = {
     "predict": "predict",
 }
 
+
+# the splits a stage reads (None: a DataModule set up without a Trainer)
+_SPLITS_OF = {
+    "fit": ("train", "val"),
+    "validate": ("val",),
+    "test": ("test",),
+    "predict": ("predict",),
+    None: ("train", "val", "test"),
+}
 
 # what a layout's data_root holds (said when it does not exist)
 _ROOT_HOLDS = {
@@ -268,14 +278,7 @@ class VideoDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str | None = None) -> None:
-        wanted = {
-            "fit": ("train", "val"),
-            "validate": ("val",),
-            "test": ("test",),
-            "predict": ("predict",),
-            None: ("train", "val", "test"),
-        }[stage]
-        for name in wanted:
+        for name in _SPLITS_OF[stage]:
             if name in self.datasets:
                 continue
             split = self._read_split(name)
@@ -500,6 +503,37 @@ class KineticsDataModule(VideoDataModule):
 
     layout = "kinetics"
 
+    def __init__(
+        self,
+        data_root: str,
+        annotation_dir: str | None = None,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str = "val",
+        predict_split: str | None = None,
+        *,
+        listing_cache: bool = True,
+        **kwargs,
+    ) -> None:
+        """The arguments of :class:`VideoDataModule`, and:
+
+        Args:
+            listing_cache: list the video folders of the CSV splits once per node (in
+                ``prepare_data``) into a file in the node's temporary folder that every process's
+                ``setup`` reads (:mod:`a2video.data.listing`); false: every process lists them
+                (for a file system that keeps no folder modification times).
+        """
+        self.listing_cache = listing_cache
+        super().__init__(
+            data_root,
+            annotation_dir=annotation_dir,
+            train_split=train_split,
+            val_split=val_split,
+            test_split=test_split,
+            predict_split=predict_split,
+            **kwargs,
+        )
+
     def _annotation_dir(self) -> str:
         return self.annotation_dir or os.path.join(self.data_root, "annotations")
 
@@ -517,12 +551,40 @@ class KineticsDataModule(VideoDataModule):
         self._csv_rows = (_file_key(csv_path), rows)
         return classes
 
-    def _read_split(self, stage: str) -> ann.SplitAnnotations:
+    def _csv_split(self, stage: str) -> tuple[Path, Path, bool] | None:
+        """``(CSV, video folder, search it recursively)`` of a CSV split; None for a list."""
         split = self.splits[stage]
         if ann.is_path_label_list(split):
-            return ann.read_path_label_list(split, self.data_root, self.class_names)
+            return None
         csv_path = ann.find_kinetics_csv(self._annotation_dir(), split)
-        video_dir, recursive = ann.find_kinetics_split_videos(self.data_root, split, csv_path)
+        return csv_path, *ann.find_kinetics_split_videos(self.data_root, split, csv_path)
+
+    def prepare_data(self) -> None:
+        """List the video folders of the splits this run reads, once per node, for every
+        process's ``setup`` (Lightning calls this on each node's local rank 0 while the other
+        processes wait at its barrier). Anything wrong (an absent CSV) is left to ``setup``,
+        which says it on every rank alike: an error raised here on one rank alone would leave
+        the others waiting."""
+        if not self.listing_cache:
+            return
+        trainer = getattr(self, "trainer", None)
+        fn = trainer.state.fn.value if trainer is not None and trainer.state.fn else None
+        listed = set()
+        for name in _SPLITS_OF.get(fn, _SPLITS_OF[None]):
+            try:
+                found = self._csv_split(name)
+                if found is not None and found[1:] not in listed:
+                    listed.add(found[1:])
+                    if listing.load(*found[1:]) is None:  # none yet, or its folders changed
+                        listing.scan(*found[1:])
+            except Exception as err:  # setup meets it again and says it, on every rank
+                log.debug("%s split: its videos are not listed ahead (%s)", name, err)
+
+    def _read_split(self, stage: str) -> ann.SplitAnnotations:
+        found = self._csv_split(stage)
+        if found is None:
+            return ann.read_path_label_list(self.splits[stage], self.data_root, self.class_names)
+        csv_path, video_dir, recursive = found
         read = self._csv_rows
         return ann.read_kinetics_csv(
             csv_path,
@@ -531,6 +593,8 @@ class KineticsDataModule(VideoDataModule):
             require_labels=stage in ("train", "val"),  # test/predict CSVs may be unlabelled
             recursive=recursive,
             rows=read[1] if read is not None and read[0] == _file_key(csv_path) else None,
+            # the listing prepare_data wrote for this node; else the folders are listed here
+            videos=listing.load(video_dir, recursive) if self.listing_cache else None,
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -1,0 +1,147 @@
+"""A Kinetics split's video folders listed once per node, not once per process.
+
+Matching a Kinetics CSV to its videos lists the split's folders (Kinetics-400's train split:
+~300k files in 400 class folders; :func:`~a2video.data.annotations.find_kinetics_videos`). Under
+DDP every process of every node did it in ``setup``, on the network file systems clusters keep
+datasets on: 8 x N listings of the same folders at the same moment. Now the DataModule's
+``prepare_data`` (Lightning: local rank 0 of each node, the other ranks waiting at its barrier)
+writes the listing to a cache file and ``setup`` in every process reads it; where there is no
+valid cache (a DataModule used without a Trainer, ``prepare_data`` never called) ``setup`` lists
+the folders itself, as before. No collective is added: a process that finds no valid cache lists.
+
+The cache lies in the node's temporary folder (``$TMPDIR``, else ``/tmp``:
+``a2video-listings-<uid>/``), one file per video folder, keyed by the folder's path. It is used
+only while every folder the listing read is in the state it was read in: the same inode,
+modification and change time (adding, removing or renaming a video changes its folder's); a
+folder changed less than :data:`SETTLE_SECONDS` before it was read (a download still writing)
+is not cached, so two changes within one timestamp tick cannot hide. A file system that keeps
+no folder times (some FUSE mounts of object stores) needs ``listing_cache=False``.
+Files are replaced atomically (two nodes sharing one temporary folder may write at once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from ..atomic_write import replaced_atomically
+from . import annotations as ann
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+# a folder modified less than this before it was read is not cached (timestamp ticks, clocks)
+SETTLE_SECONDS = 2.0
+
+
+def cache_dir() -> Path:
+    """This user's cache folder in the node's temporary folder."""
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"a2video-listings-{uid}"
+
+
+def _key(video_dir: str | os.PathLike, recursive: bool) -> list:
+    # the folder as the scan names it (its paths start with it) and where it is
+    return [os.fspath(video_dir), os.path.abspath(video_dir), bool(recursive)]
+
+
+def cache_path(video_dir: str | os.PathLike, recursive: bool = False) -> Path:
+    """The cache file of ``video_dir``'s listing."""
+    digest = hashlib.sha1(json.dumps(_key(video_dir, recursive)).encode()).hexdigest()[:24]
+    return cache_dir() / f"{digest}.json"
+
+
+def _state(stat: os.stat_result | None) -> list[int] | None:
+    return None if stat is None else [stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns]
+
+
+def _state_now(path: str) -> list[int] | None:
+    try:
+        return _state(os.stat(path))
+    except OSError:
+        return None
+
+
+def _own_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a folder of this user's, closed to others (a shared /tmp: no one
+    else's file is read as a listing)."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return False
+    return not hasattr(os, "getuid") or (st.st_uid == os.getuid() and not st.st_mode & 0o077)
+
+
+def load(video_dir: str | os.PathLike, recursive: bool = False) -> ann.KineticsVideos | None:
+    """The cached listing of ``video_dir``, or None where there is none or it is stale."""
+    path = cache_path(video_dir, recursive)
+    if not _own_folder(path.parent):
+        return None
+    try:
+        data = json.loads(path.read_bytes())
+        if data["version"] != VERSION or data["key"] != _key(video_dir, recursive):
+            return None
+        for folder, state in data["folders"]:
+            if _state_now(folder) != state:
+                log.debug("%s: %s changed since it was listed", path, folder)
+                return None
+        prefix = data["prefix"]
+        index, replacements = (
+            dict(zip(stems, [prefix + p for p in paths], strict=True))
+            for stems, paths in (data["index"], data["replacements"])
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, or not a listing: the folders are read
+    return ann.KineticsVideos(index, replacements)
+
+
+def scan(video_dir: str | os.PathLike, recursive: bool = False) -> ann.KineticsVideos:
+    """List ``video_dir``'s videos (:func:`~a2video.data.annotations.find_kinetics_videos`) and
+    cache the listing for the other processes of this node (where its folders are settled)."""
+    read: ann.ReadFolders = {}
+    videos = ann.find_kinetics_videos(video_dir, recursive, read)
+    settled = time.time() - SETTLE_SECONDS
+    if any(st is not None and st.st_mtime > settled for st in read.values()):
+        log.debug("%s: a folder is being written to; its listing is not cached", video_dir)
+        return videos
+    try:
+        _write(cache_path(video_dir, recursive), video_dir, recursive, videos, read)
+    except OSError as err:  # no room, read-only: each process lists, as without a cache
+        log.debug("%s: listing not cached: %s", video_dir, err)
+    return videos
+
+
+def _write(
+    path: Path,
+    video_dir: str | os.PathLike,
+    recursive: bool,
+    videos: ann.KineticsVideos,
+    read: ann.ReadFolders,
+) -> None:
+    prefix = os.fspath(video_dir)
+    paths = [*videos.index.values(), *videos.replacements.values()]
+    if not all(p.startswith(prefix) for p in paths):
+        prefix = ""
+    data = {
+        "version": VERSION,
+        "key": _key(video_dir, recursive),
+        "folders": [[folder, _state(st)] for folder, st in read.items()],
+        "prefix": prefix,
+        "index": [list(videos.index), [p[len(prefix) :] for p in videos.index.values()]],
+        "replacements": [
+            list(videos.replacements),
+            [p[len(prefix) :] for p in videos.replacements.values()],
+        ],
+    }
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    if not _own_folder(path.parent):
+        raise OSError(f"{path.parent} is not this user's own folder")
+    # the host in the temp name: two nodes' processes of one pid sharing this folder
+    with replaced_atomically(path, suffix=f".{socket.gethostname()}") as tmp:
+        tmp.write_text(json.dumps(data), encoding="utf-8")
