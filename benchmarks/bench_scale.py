@@ -8,6 +8,16 @@ A Kinetics-400-sized split costs nothing to fake: ``make`` writes ``ROOT/annotat
     python benchmarks/bench_scale.py make /tmp/k300 --rows 300000
     python benchmarks/bench_scale.py startup /tmp/k300           # each step before batch 1
     python benchmarks/bench_scale.py memory /tmp/k300 --workers 4 # workers' USS/PSS over an epoch
+    python benchmarks/bench_scale.py setup /tmp/k300 --procs 2 --latency-ms 1  # DDP ranks' setup
+
+``setup`` starts ``--procs`` processes as the ranks of one node: each builds the
+``KineticsDataModule``, local rank 0 runs ``prepare_data`` while the others wait (Lightning's
+barrier), then every rank runs ``setup("fit")``. It reports per rank the seconds of each and its
+file-system calls (``os.scandir``, the entries read from them, ``os.stat``/``os.lstat``, counted
+by wrapping them); ``--latency-ms L`` adds L ms to each such call and to every 128 entries
+read (an uncached network file system's round trips: a READDIR reply holds ~100-200 entries),
+``--no-cache`` runs with ``listing_cache=False`` (every rank lists the folders, as before). The
+cache lives in a fresh temporary folder per run (``--tmp`` to keep one across runs).
 
 ``memory`` runs the real ``KineticsDataModule`` train loader (``persistent_workers=True``,
 batches of 32) over one whole shuffled epoch with the decode replaced by a constant clip (the
@@ -204,6 +214,114 @@ def memory(root: Path, workers: int, batch: int, epochs: int) -> dict:
     return result
 
 
+# --------------------------------------------------------------------------- setup (DDP ranks)
+class FsCalls:
+    """Count (and with ``latency`` slow down) this process's folder listings and stats."""
+
+    def __init__(self, latency: float) -> None:
+        self.latency, self.counts = latency, {"scandir": 0, "entries": 0, "stat": 0}
+        self.scandir, self.stat, self.lstat = os.scandir, os.stat, os.lstat
+        os.scandir, os.stat, os.lstat = self._scandir, self._stat, self._lstat
+
+    def _wait(self) -> None:
+        if self.latency:
+            time.sleep(self.latency)
+
+    def _stat(self, *args, **kwargs):
+        self.counts["stat"] += 1
+        self._wait()
+        return self.stat(*args, **kwargs)
+
+    def _lstat(self, *args, **kwargs):
+        self.counts["stat"] += 1
+        self._wait()
+        return self.lstat(*args, **kwargs)
+
+    def _scandir(self, *args, **kwargs):
+        self.counts["scandir"] += 1
+        self._wait()
+        return _Entries(self, self.scandir(*args, **kwargs))
+
+
+class _Entries:
+    """An ``os.scandir`` iterator that counts its entries (a round trip per 128 of them)."""
+
+    def __init__(self, calls: FsCalls, it) -> None:
+        self.calls, self.it = calls, it
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        entry = next(self.it)
+        self.calls.counts["entries"] += 1
+        if self.calls.counts["entries"] % 128 == 0:
+            self.calls._wait()
+        return entry
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.it.close()
+
+    def close(self) -> None:
+        self.it.close()
+
+
+def _rank(root: Path, rank: int, cache: bool, latency: float, barrier, results) -> None:
+    import logging
+
+    from a2video.data.datamodules import KineticsDataModule
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank))  # rank 0 alone logs
+    logging.basicConfig(level=logging.WARNING)
+    kw = dict(frames=4, stride=2, train_scale=(40, 48), crop_size=32, test_scale=40,
+              num_clips=1, num_crops=1, batch_size=32, num_workers=0, seed=0)  # fmt: skip
+    dm = KineticsDataModule(str(root), listing_cache=cache, **kw)
+    calls = FsCalls(latency / 1000)
+    barrier.wait()
+    t0 = time.perf_counter()
+    if rank == 0:
+        dm.prepare_data()
+    prepare = time.perf_counter() - t0
+    barrier.wait()  # Lightning's barrier after prepare_data
+    prepared = dict(calls.counts)
+    t0 = time.perf_counter()
+    dm.setup("fit")
+    seconds = time.perf_counter() - t0
+    setup = {k: v - prepared[k] for k, v in calls.counts.items()}
+    results.put({"rank": rank, "prepare_data": prepare, "prepare_calls": prepared,
+                 "setup": seconds, "setup_calls": setup,
+                 "records": [len(dm.datasets[s]) for s in ("train", "val")]})  # fmt: skip
+
+
+def ranks_setup(root: Path, procs: int, cache: bool, latency: float, tmp: Path | None) -> dict:
+    """``procs`` processes as one node's ranks: prepare_data on rank 0, then setup everywhere."""
+    import multiprocessing as mp
+    import tempfile
+
+    ctx = mp.get_context("fork")
+    with tempfile.TemporaryDirectory() as fresh:
+        tempfile.tempdir = str(tmp or fresh)  # where the listing cache goes
+        barrier, results = ctx.Barrier(procs), ctx.Queue()
+        workers = [ctx.Process(target=_rank, args=(root, r, cache, latency, barrier, results))
+                   for r in range(procs)]  # fmt: skip
+        for w in workers:
+            w.start()
+        rows = sorted((results.get() for _ in workers), key=lambda r: r["rank"])
+        for w in workers:
+            w.join()
+        tempfile.tempdir = None
+    for r in rows:
+        c, p = r["setup_calls"], r["prepare_calls"]
+        print(f"  rank {r['rank']}: prepare_data {r['prepare_data']:6.2f} s ({p['scandir']} "
+              f"scandir, {p['entries']} entries, {p['stat']} stat) | setup('fit') "
+              f"{r['setup']:6.2f} s ({c['scandir']} scandir, {c['entries']} entries, "
+              f"{c['stat']} stat) | records {r['records']}", flush=True)  # fmt: skip
+    return {"procs": procs, "cache": cache, "latency_ms": latency, "ranks": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -224,6 +342,13 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--json", type=Path)
+    p = sub.add_parser("setup")
+    p.add_argument("root", type=Path)
+    p.add_argument("--procs", type=int, default=2, help="ranks of the node")
+    p.add_argument("--latency-ms", type=float, default=0.0, help="per listing, stat, 128 entries")
+    p.add_argument("--no-cache", dest="cache", action="store_false", help="listing_cache=False")
+    p.add_argument("--tmp", type=Path, help="the temporary folder (default: a fresh one)")
+    p.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.cmd == "make":
         return make(args.root, args.rows, args.classes, args.missing, args.seed)
@@ -239,6 +364,8 @@ def main() -> None:
             print(f"best of {args.repeat}:")
             for k, v in out["seconds"].items():
                 print(f"  {k:<44s} {v:8.3f} s")
+    elif args.cmd == "setup":
+        out = ranks_setup(args.root, args.procs, args.cache, args.latency_ms, args.tmp)
     else:
         out = memory(args.root, args.workers, args.batch, args.epochs)
     if args.json:
