@@ -178,6 +178,55 @@ def test_cli_reports_a_bad_checkpoint_in_one_line(ucf_root, tmp_path, capsys):
     assert len(err_lines) == 1 and str(bad) in err_lines[0]
 
 
+@pytest.mark.parametrize("subcommand", ["test", "validate", "predict"])
+def test_ckpt_in_an_evaluation_is_one_line_naming_ckpt_path(
+    subcommand, train_ckpt, ucf_root, tmp_path, capsys
+):
+    """``finetune_ucf.py test --ckpt FILE``: --ckpt is the weights a fit starts from and was not
+    read; the user believed FILE was tested. Before, the line only said that no --ckpt_path was
+    given (and beside --ckpt_path, --ckpt went unread without a word)."""
+    from a2video.training.finetune import main
+
+    base = [subcommand, "--model.arch", "a2net_tiny", "--data.data_root", ucf_root]
+    base += ["--trainer.default_root_dir", str(tmp_path / "run"), *CLIP, *QUIET]
+    other = tmp_path / "other.ckpt"
+    other.write_bytes(b"never read")
+    for extra, said in (
+        ([], f"not read by {subcommand}, which evaluates a checkpoint given as --ckpt_path: "
+             f"pass --ckpt_path {other}"),
+        (["--ckpt_path", train_ckpt],
+         f"not read by {subcommand}, which evaluates --ckpt_path {train_ckpt}; leave --ckpt out"),
+    ):  # fmt: skip
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stop:
+            main([*base, "--ckpt", str(other), *extra])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.count("\n") == 1, err
+        assert err.startswith(f"finetune_ucf.py: error: --ckpt {other}: ") and said in err, err
+
+
+def test_a_runs_saved_ckpt_does_not_stop_its_test(train_ckpt, ucf_root, tmp_path, capsys):
+    """A run's saved config.yaml records the --ckpt its fit started from: ``test --config
+    config.yaml --ckpt_path X`` still reads X (here a Kinetics checkpoint, whose classes are then
+    refused: X is what was read); without --ckpt_path the line names the config's ckpt."""
+    from a2video.training.finetune import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"ckpt: {train_ckpt}\n")
+    base = ["test", "--config", str(config), "--model.arch", "a2net_tiny"]
+    base += ["--data.data_root", ucf_root, *CLIP, *QUIET]
+    base += ["--trainer.default_root_dir", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as stop:
+        main(base)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"ckpt (from --config) {train_ckpt}: " in err, err
+    assert f"pass --ckpt_path {train_ckpt}" in err
+    with pytest.raises(SystemExit):
+        main([*base, "--ckpt_path", train_ckpt])
+    err = capsys.readouterr().err
+    assert f"error: {train_ckpt}: the checkpoint's classes are not the data's" in err, err
+
+
 # --------------------------------------------------------------------------- fine-tuning options
 def _bn_stats(net: nn.Module) -> dict[str, torch.Tensor]:
     return {

@@ -424,12 +424,45 @@ class FinetuneCLI(A2VideoCLI):
                     f"a2video: {root} holds a --folds run: fold {self.fold} runs in "
                     f"{config.trainer.default_root_dir} and joins its folds.json"
                 )
+        evaluates = subcommand in ("validate", "test", "predict")
+        if evaluates:  # before "no --ckpt_path was given" (which --ckpt meant)
+            self._refuse_ckpt_outside_fit(config, subcommand)
         super()._parse_ckpt_path()
+        if evaluates:  # --ckpt_path best / last resolved to their file now
+            self._refuse_ckpt_outside_fit(config, subcommand)
         self._check_saved_fold(config)
         if subcommand == "fit" and self.fold is not None and not config.get("ckpt_path"):
             self._start_from_the_other_folds_source(config)
         if subcommand == "fit" and config.get("ckpt") and not config.get("ckpt_path"):
             self._check_source_fold(config)
+
+    def _refuse_ckpt_outside_fit(self, config: Any, subcommand: str) -> None:
+        """One line for ``--ckpt FILE`` in validate / test / predict, which evaluate
+        ``--ckpt_path``: ``--ckpt`` is the weights a fit starts from and was not read (the user
+        believed FILE was tested). Without ``--ckpt_path`` a ``ckpt`` from a ``--config`` file is
+        named too; beside ``--ckpt_path`` only a typed ``--ckpt`` naming another file is (a
+        run's saved config.yaml records the ``ckpt`` its fit started from, and stays usable)."""
+        given = config.get("ckpt")
+        if not given:
+            return
+        ckpt_path = config.get("ckpt_path")
+        if str(ckpt_path) in ("best", "last"):
+            return  # compared with the file they name once resolved
+        typed = any(a == "--ckpt" or a.startswith("--ckpt=") for a in self._args or [])
+        if ckpt_path and (not typed or _same_file(str(given), str(ckpt_path))):
+            return
+        where = "--ckpt" if typed else "ckpt (from --config)"
+        said = f"{where} {given}: the pretrained weights a fine-tune (fit) starts from"
+        if not ckpt_path:
+            raise ValueError(
+                f"{said}, not read by {subcommand}, which evaluates a checkpoint given as "
+                f"--ckpt_path: pass --ckpt_path {given} (or --ckpt_path best / last of the run in "
+                "--trainer.default_root_dir)"
+            )
+        raise ValueError(
+            f"{said}, not read by {subcommand}, which evaluates --ckpt_path {ckpt_path}; leave "
+            f"--ckpt out (to {subcommand} {given}: --ckpt_path {given})"
+        )
 
     def _start_from_the_other_folds_source(self, config: Any) -> None:
         """A fold that starts in a resumed ``--folds`` run without ``--ckpt`` (the SIGTERM line
