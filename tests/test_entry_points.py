@@ -630,6 +630,29 @@ def test_a_run_whose_loss_stays_non_finite_ends_in_one_line(kinetics_root, tmp_p
     )  # fmt: skip
     line = _user_error(capsys, _train_main(), argv)
     assert "2 consecutive steps had a non-finite loss" in line and "learning rate" in line, line
+    assert (tmp_path / "run" / "config.yaml").is_file()  # it trained: its folder is kept
+
+
+def test_a_failed_start_leaves_no_run_folder(kinetics_root, tmp_path, capsys):
+    """A fit that stops in setup (a val split that is not there, read after the logger made
+    ``lightning_logs/version_N``) left the run folder and an empty ``version_N`` behind, and the
+    next attempt became ``version_N+1``. Now what it created is removed, and only that: an earlier
+    run's version folder stays as it was, and the next attempt is ``version_1`` again."""
+    run = tmp_path / "run"
+    argv = ["fit", "--config", DEMO, "--data.data_root", kinetics_root, *QUIET]
+    argv += ["--trainer.default_root_dir", str(run), "--trainer.logger", "true"]
+    argv += ["--data.val_split", str(tmp_path / "no_val.csv")]
+    line = _user_error(capsys, _train_main(), argv)
+    assert "no_val.csv: no such file" in line, line
+    assert not run.exists()
+    earlier = run / "lightning_logs" / "version_0"
+    earlier.mkdir(parents=True)
+    (earlier / "config.yaml").write_text("seed_everything: 0\n")
+    (earlier / "metrics.csv").write_text("step,train/loss\n0,1.0\n")
+    kept = sorted(p.relative_to(run) for p in run.rglob("*"))
+    for _ in range(2):
+        _user_error(capsys, _train_main(), argv)
+        assert sorted(p.relative_to(run) for p in run.rglob("*")) == kept
 
 
 def test_a_fit_stopped_before_its_first_validation_has_no_monitor_warning(kinetics_root, tmp_path):

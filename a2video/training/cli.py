@@ -75,6 +75,7 @@ from a2video.training.checkpoint import (
     saved_model_options,
 )
 from a2video.training.module import SCHEDULE_OPTIONS, SGD_OPTIONS
+from a2video.training.outputs import FolderSnapshot, folder_snapshot, remove_failed_start
 from a2video.training.resume import ResumeState
 
 __all__ = ["ARCH_KEYS", "A2VideoCLI", "run_root", "wandb_logged_in"]
@@ -517,6 +518,13 @@ _VAL_CHECK_TOO_LONG = re.compile(
 )
 
 
+def _run_folders(trainer: Any) -> list[str]:
+    """The folders a command of ``trainer`` writes into as it starts: its loggers' folders
+    (``<root>/lightning_logs``, where ``version_N`` is made) and ``default_root_dir``."""
+    folders = [getattr(logger, "root_dir", None) for logger in trainer.loggers]
+    return [str(f) for f in folders if f] + [str(trainer.default_root_dir)]
+
+
 def _val_check_interval_error(err: ValueError) -> ValueError | None:
     """One line naming the options for Lightning's "`val_check_interval` (N) must be less than
     or equal to the number of the training batches (M)", which ended the fit in a traceback
@@ -854,13 +862,35 @@ class A2VideoCLI(LightningCLI):
         )
 
     def _run_subcommand(self, subcommand: str) -> None:
+        snapshot = folder_snapshot(_run_folders(self.trainer))
         try:
             super()._run_subcommand(subcommand)
         except ValueError as err:
             said = _val_check_interval_error(err)
+            self._forget_failed_start(subcommand, snapshot)
             if said is None:
                 raise
             raise said from err
+        except BaseException:
+            self._forget_failed_start(subcommand, snapshot)
+            raise
+
+    def _forget_failed_start(self, subcommand: str, snapshot: FolderSnapshot) -> None:
+        """A command that failed before its first training batch (and logged nothing) leaves no
+        run folder: ``lightning_logs/version_N`` and a run folder it created, with only its
+        config, hparams.yaml, class_names.txt … in them, are removed (rank 0), so the next
+        attempt is version_N again. Before, each failed start left one behind."""
+        trainer = self.trainer
+        progress = trainer.fit_loop.epoch_loop.batch_progress.total.ready
+        if progress or trainer.logged_metrics or not trainer.is_global_zero:
+            return
+        removed = remove_failed_start(snapshot)
+        tops = [p for p in removed if os.path.dirname(p) not in removed]  # the outermost ones
+        if tops:
+            rank_zero_info(
+                f"a2video: the {subcommand} stopped before its first batch; removed what it had "
+                f"created: {', '.join(tops)}"
+            )
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         config = self._get(self.config_init, "trainer", default={})

@@ -1,14 +1,21 @@
-"""What the test/predict stages leave in the run directory, and the names of the videos.
+"""What a run leaves in its run directory, and the names of the videos.
 
 :meth:`a2video.training.module.VideoClassifier._finish_videos` calls these on rank 0 after the
 video results were gathered: ``predictions.csv`` (:func:`a2video.training.metrics.
 write_predictions_csv`), ``scores.npz`` (:func:`a2video.explore.results.save_results`) and
 ``confusion_matrix.png`` when labels are known.
+
+A command that fails as it starts (a wrong split, unreadable weights, a bad option found in
+``setup``) leaves nothing behind: :func:`folder_snapshot` before it runs, and
+:func:`remove_failed_start` after, remove only what it created there that holds start-up files
+alone (no checkpoint, prediction or metric), so the next attempt gets the same ``version_N``.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -16,7 +23,9 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from a2video.training.metrics import VideoResults, write_predictions_csv
 
 __all__ = [
+    "folder_snapshot",
     "missing_videos",
+    "remove_failed_start",
     "save_confusion",
     "unreadable_summary",
     "video_names",
@@ -153,3 +162,85 @@ def save_confusion(
     ax.figure.tight_layout()
     ax.figure.savefig(path, dpi=100)
     plt.close(ax.figure)
+
+
+# What a command writes into its run folders as it starts, before any batch: its config
+# (SaveRunConfig), the logger's hparams.yaml and first event file, class_names.txt and the
+# fine-tune's transfer_report.json. Anything else (a checkpoint, predictions, metrics.csv) is kept.
+STARTUP_FILES = (
+    "config.yaml",
+    "*-config.yaml",
+    "*-config-*.yaml",
+    "hparams.yaml",
+    "class_names.txt",
+    "transfer_report.json",
+    "events.out.tfevents.*",
+)
+
+# folder -> the names it held before the command (None: it did not exist)
+FolderSnapshot = dict[str, frozenset[str] | None]
+
+
+def folder_snapshot(folders: Iterable[str]) -> FolderSnapshot:
+    """What ``folders`` (a run's ``default_root_dir``, its loggers' folders) and their missing
+    parents up to the first that exists held before a command ran."""
+    snapshot: FolderSnapshot = {}
+    for folder in folders:
+        path = os.path.abspath(folder)
+        while path not in snapshot:
+            snapshot[path] = frozenset(os.listdir(path)) if os.path.isdir(path) else None
+            parent = os.path.dirname(path)
+            if snapshot[path] is not None or parent == path:
+                break
+            path = parent
+    return snapshot
+
+
+def _startup_only(path: str) -> bool:
+    """Whether ``path`` is a start-up file, or a folder holding nothing else (no links)."""
+    if os.path.islink(path):
+        return False
+    if not os.path.isdir(path):
+        return any(fnmatch.fnmatch(os.path.basename(path), p) for p in STARTUP_FILES)
+    for folder, dirs, files in os.walk(path):
+        names = [os.path.join(folder, n) for n in files + dirs]
+        if any(os.path.islink(n) for n in names):
+            return False
+        if not all(any(fnmatch.fnmatch(n, p) for p in STARTUP_FILES) for n in files):
+            return False
+    return True
+
+
+def _remove(path: str) -> None:
+    """Remove a start-up file, or a folder of them (file by file, then the empty folders)."""
+    if not os.path.isdir(path):
+        os.remove(path)
+        return
+    for folder, _, files in os.walk(path, topdown=False):
+        for name in files:
+            os.remove(os.path.join(folder, name))
+        os.rmdir(folder)
+
+
+def remove_failed_start(snapshot: FolderSnapshot) -> list[str]:
+    """After a command failed before its first batch: remove what it created in the folders of
+    ``snapshot`` (:func:`folder_snapshot`) that holds only :data:`STARTUP_FILES`, then the
+    folders it created that are empty now. Nothing that was there before is touched.
+
+    Returns:
+        The paths removed.
+    """
+    removed = []
+    for folder in sorted(snapshot, key=len, reverse=True):  # deeper folders first
+        before = snapshot[folder]
+        if not os.path.isdir(folder) or os.path.islink(folder):
+            continue
+        for name in sorted(set(os.listdir(folder)) - (before or frozenset())):
+            path = os.path.join(folder, name)
+            if path not in snapshot and _startup_only(path):
+                _remove(path)
+                removed.append(path)
+        if before is None and not os.listdir(folder):
+            os.rmdir(folder)
+            removed.append(folder)
+    return removed
