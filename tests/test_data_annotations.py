@@ -177,6 +177,87 @@ def test_missing_csv_is_one_clear_error(tmp_path):
         _dm(tmp_path)
 
 
+# The annotation files of the Kinetics-600/700 downloads, as named there (split -> its name):
+# CVDF's Kinetics-600 (its complete train/val lists are CSVs named .txt), DeepMind's tarballs
+# extracted into annotations/ (kinetics700_2020.tar.gz), the version-named CSVs.
+KINETICS_600_700_LAYOUTS = {
+    "cvdf_k600": {"train": "train.txt", "val": "val.txt", "test": "test.csv"},
+    "deepmind_k700_2020": {
+        "train": "kinetics700_2020/train.csv",
+        "val": "kinetics700_2020/validate.csv",
+        "test": "kinetics700_2020/test.csv",
+    },
+    "deepmind_k600": {"train": "kinetics600/train.csv", "val": "kinetics600/validate.csv"},
+    "named_k600": {"train": "kinetics_600_train.csv", "val": "kinetics_600_val.csv"},
+    "crawler_k600": {"train": "kinetics-600_train.csv", "val": "kinetics-600_val.csv"},
+    "named_k700_2020": {"train": "kinetics_700_2020_train.csv", "val": "kinetics_700_2020_val.csv"},
+}
+
+
+@pytest.mark.parametrize("layout", sorted(KINETICS_600_700_LAYOUTS))
+def test_kinetics_600_700_annotation_names_are_found(layout, kinetics_root, tmp_path):
+    """The Kinetics-600/700 downloads' annotation files were not found under the data root (only
+    Kinetics-400's names were looked for): the DataModule stopped with "no annotation file"."""
+    root = _kinetics_copy(kinetics_root, tmp_path)
+    adir = root / "annotations"
+    names = KINETICS_600_700_LAYOUTS[layout]
+    for split in ("train", "val", "test"):
+        if split not in names:  # a split this layout has no file for
+            (adir / f"{split}.csv").unlink()
+            continue
+        (adir / names[split]).parent.mkdir(parents=True, exist_ok=True)
+        (adir / f"{split}.csv").rename(adir / names[split])
+    dm = _dm(root)
+    assert dm.class_names == ["falling", "growing", "rising", "shrinking"]
+    dm.setup("fit")
+    for split, name in names.items():
+        assert ann.find_kinetics_csv(adir, split) == adir / name
+    k400 = _dm(kinetics_root)  # the same CSVs under Kinetics-400's names
+    k400.setup("fit")
+    for stage in ("train", "val"):  # the same videos (by name), labels and CSV lines
+        got, want = dm.datasets[stage].records, k400.datasets[stage].records
+        assert [(Path(r.path).name, r.label, r.line) for r in got] == [
+            (Path(r.path).name, r.label, r.line) for r in want
+        ]
+
+
+def test_kinetics_600_csv_beside_its_txt_is_one_line_naming_both(kinetics_root, tmp_path):
+    """CVDF's Kinetics-600 train.csv is an incomplete list, its train.txt the complete one: with
+    both there, neither is taken without a word."""
+    root = _kinetics_copy(kinetics_root, tmp_path)
+    adir = root / "annotations"
+    shutil.copy(adir / "train.csv", adir / "train.txt")
+    with pytest.raises(ann.AnnotationError) as err:
+        _dm(root)
+    text = str(err.value)
+    assert text.startswith(f"{adir / 'train.csv'}: train.txt beside it") and "\n" not in text
+    assert f"pass --data.train_split {adir / 'train.txt'}" in text
+
+
+def test_two_kinetics_tarball_folders_are_one_line_naming_them(kinetics_root, tmp_path):
+    root = _kinetics_copy(kinetics_root, tmp_path)
+    adir = root / "annotations"
+    for name in ("kinetics600", "kinetics700_2020"):
+        (adir / name).mkdir()
+        shutil.copy(adir / "train.csv", adir / name / "train.csv")
+    (adir / "train.csv").unlink()
+    with pytest.raises(ann.AnnotationError) as err:
+        _dm(root)
+    text = str(err.value)
+    assert str(adir / "kinetics600" / "train.csv") in text and "kinetics700_2020" in text, text
+    assert f"--data.annotation_dir {adir / 'kinetics600'}" in text
+
+
+def test_no_kinetics_csv_names_what_was_looked_for_and_the_option(tmp_path):
+    (tmp_path / "annotations").mkdir()
+    with pytest.raises(ann.AnnotationError) as err:
+        _dm(tmp_path)
+    text = str(err.value)
+    for name in ("train.csv", "train.txt", "kinetics_600_train.csv", "kinetics700_2020/train.csv"):
+        assert name in text, text
+    assert "--data.annotation_dir DIR" in text and "--data.train_split FILE" in text
+
+
 def test_a_split_file_that_is_not_there_is_named_as_a_file(kinetics_root, tmp_path, monkeypatch):
     """``--data.val_split my_val.csv`` (a file, relative to another folder) was looked for as
     the split name "my_val.csv" in the annotation folder: "looked for my_val.csv.csv", and a

@@ -6,9 +6,12 @@ Kinetics (CVDF download, ``github.com/cvdfoundation/kinetics-dataset``)::
     ROOT/{train,val,test}/<id>_<start:06d>_<end:06d>.mp4               (flat, as extracted)
     ROOT/{train,val,test}/<label>/<id>_<start:06d>_<end:06d>.mp4       (per-class folders)
 
-Both layouts (and a mix) are found by indexing each split folder once by file stem; CVDF's
-``ROOT/replacement/`` copies of corrupted videos take the place of those. Listed videos that are
-absent are skipped and counted in one log line (real Kinetics lacks 5-10%).
+Kinetics-600/700's names are found too (CVDF's Kinetics-600 ``train.txt``/``val.txt``,
+``kinetics_600_train.csv``, DeepMind's ``kinetics700_2020/validate.csv``…:
+:data:`KINETICS_CSV_NAMES`, :func:`locate_kinetics_csv`). Both video layouts (and a mix) are
+found by indexing each split folder once by file stem; CVDF's ``ROOT/replacement/`` copies of
+corrupted videos take the place of those. Listed videos that are absent are skipped and counted
+in one log line (real Kinetics lacks 5-10%).
 
 UCF-101 (CRCV download)::
 
@@ -42,11 +45,25 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".flv", ".mpg", ".mpeg")
 VIDEO_EXTENSIONS += (".wmv", ".asf", ".3gp", ".ogv", ".ts", ".mts", ".m2ts", ".vob")
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
+# The names a split's CSV has in the Kinetics-400/600/700 downloads, in the order looked for:
+# CVDF's annotations/{train,val,test}.csv (Kinetics-600's complete train/val lists are CSVs named
+# train.txt / val.txt), DeepMind's {train,validate,test}.csv, MMAction2's kinetics_{split}.csv,
+# the ActivityNet crawler's kinetics-600_{split}.csv and the version-named kinetics_600_{split}.csv.
+_KINETICS_SPLIT_WORDS = {"train": ("train",), "val": ("val", "validate"), "test": ("test",)}
+_KINETICS_VERSIONS = ("400", "600", "700", "700_2020")
 KINETICS_CSV_NAMES = {
-    "train": ("train.csv", "kinetics_train.csv", "kinetics-400_train.csv"),
-    "val": ("val.csv", "validate.csv", "kinetics_val.csv", "kinetics-400_val.csv"),
-    "test": ("test.csv", "kinetics_test.csv", "kinetics-400_test.csv"),
+    split: (
+        *(f"{w}.csv" for w in words),
+        f"{split}.txt",
+        f"kinetics_{split}.csv",
+        *(f"kinetics-{v}_{split}.csv" for v in _KINETICS_VERSIONS[:3]),
+        *(f"kinetics_{v}_{split}.csv" for v in _KINETICS_VERSIONS),
+    )
+    for split, words in _KINETICS_SPLIT_WORDS.items()
 }
+# DeepMind's annotation tarballs (kinetics600.tar.gz …) extract to a folder of their name; looked
+# for inside the annotation folder when it holds no CSV of the split itself.
+KINETICS_TARBALL_DIRS = tuple(f"kinetics{v}" for v in _KINETICS_VERSIONS)
 KINETICS_VIDEO_DIRS = {
     "train": ("train", "videos_train", "train_256", "kinetics_train"),
     "val": ("val", "videos_val", "val_256", "validate", "kinetics_val"),
@@ -284,18 +301,70 @@ def find_kinetics_csv(annotation_dir: str | os.PathLike, split: str) -> Path:
             f"the current folder, {os.getcwd()})",
             fix="pass the file's full path, or a split name (train, val, test)",
         )
+    found = locate_kinetics_csv(annotation_dir, split)
+    if found is not None:
+        return found
     names = KINETICS_CSV_NAMES.get(split, (f"{split}.csv",))
-    for name in names:
-        candidate = Path(annotation_dir) / name
-        if candidate.is_file():
-            return candidate
+    inside = [f"{d}/{w}.csv" for d in KINETICS_TARBALL_DIRS for w in _split_words(split)]
     raise AnnotationError(
         Path(annotation_dir) / names[0],
-        f"no annotation file for split {split!r} (looked for {', '.join(names)})",
+        f"no annotation file for split {split!r} (looked for {', '.join(names)}, then "
+        f"{', '.join(inside)})",
         fix="pass --data.annotation_dir DIR (check-data: --annotation-dir DIR; Python: "
         "annotation_dir=), the folder holding the Kinetics CSVs (CVDF: <root>/annotations), "
-        "or give the split as a path to a CSV / 'path label' list",
+        f"or give the split as a path to a CSV / 'path label' list (--data.{split}_split FILE)",
     )
+
+
+def _split_words(split: str) -> tuple[str, ...]:
+    return _KINETICS_SPLIT_WORDS.get(split, (split,))
+
+
+def _kinetics_csv_here(folder: Path, split: str) -> Path | None:
+    """The first of the split's :data:`KINETICS_CSV_NAMES` in ``folder`` that is a Kinetics CSV
+    (a ``.txt`` only with a ``youtube_id`` header). CVDF's Kinetics-600 ``train.csv`` beside its
+    ``train.txt`` is an :class:`AnnotationError`: there the ``.csv`` is an incomplete list."""
+    names = KINETICS_CSV_NAMES.get(split, (f"{split}.csv",))
+    found = [
+        folder / name
+        for name in names
+        if (folder / name).is_file()
+        and (not name.endswith(".txt") or not is_path_label_list(folder / name))
+    ]
+    if not found:
+        return None
+    twins = [p for p in found if p.suffix == ".txt" and p.with_suffix(".csv") in found]
+    if twins:
+        txt = twins[0]
+        raise AnnotationError(
+            txt.with_suffix(".csv"),
+            f"{txt.name} beside it lists the same split (CVDF's Kinetics-600 annotations: its "
+            f"{txt.name} is the complete list, {txt.with_suffix('.csv').name} an incomplete one)",
+            fix=f"pass --data.{split}_split {txt} (or the .csv), or move the other one away",
+        )
+    return found[0]
+
+
+def locate_kinetics_csv(annotation_dir: str | os.PathLike, split: str) -> Path | None:
+    """The CSV of split name ``split`` in ``annotation_dir`` (any of :data:`KINETICS_CSV_NAMES`),
+    else in the one DeepMind tarball folder there that has it (``kinetics600/validate.csv``);
+    None where there is none. Two tarball folders that both have it are an
+    :class:`AnnotationError` naming them (which dataset is meant is the user's to say)."""
+    folder = Path(annotation_dir)
+    found = _kinetics_csv_here(folder, split)
+    if found is not None:
+        return found
+    inside = {d: _kinetics_csv_here(folder / d, split) for d in KINETICS_TARBALL_DIRS}
+    inside = {d: path for d, path in inside.items() if path is not None}
+    if len(inside) > 1:
+        paths = [str(p) for p in inside.values()]
+        raise AnnotationError(
+            folder,
+            f"the {split} split is in several Kinetics annotation folders ({', '.join(paths)})",
+            fix="pass --data.annotation_dir with the one of the dataset to use, e.g. "
+            f"--data.annotation_dir {folder / next(iter(inside))}",
+        )
+    return next(iter(inside.values()), None)
 
 
 def find_kinetics_video_dir(data_root: str | os.PathLike, split: str) -> Path:

@@ -41,6 +41,7 @@ _OWN_OPTIONS = (
     (" (check-data: --annotation-dir DIR; Python: annotation_dir=)", ""),
     ("--data.annotation_dir", "--annotation-dir"),
     ("--data.data_root", "ROOT"),
+    *((f"--data.{split}_split", "--split") for split in ("train", "val", "test")),
 )
 
 
@@ -104,7 +105,7 @@ def default_splits(layout: str, root: str | os.PathLike, annotation_dir: str | N
     if layout != "kinetics":
         return ["train", "test"]
     adir = Path(annotation_dir or Path(root) / "annotations")
-    has_test = any((adir / name).is_file() for name in ann.KINETICS_CSV_NAMES["test"])
+    has_test = ann.locate_kinetics_csv(adir, "test") is not None
     return ["train", "val", "test"] if has_test else ["train", "val"]
 
 
