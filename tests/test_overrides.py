@@ -6,6 +6,7 @@ same overlay (one function, one key list): both restore the same options."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import lightning.pytorch  # noqa: F401  (its log handler binds stderr now, not a test's capture)
@@ -79,6 +80,26 @@ def test_no_test_views_stop_in_one_line_naming_the_option(
     argv += ["--trainer.default_root_dir", str(tmp_path), flag, "0"]
     line = _user_error(capsys, _train_main(), argv)
     assert line.startswith(f"train.py: error: {flag} 0: it must be >= 1"), line
+
+
+@pytest.mark.parametrize(("views", "said"), [(["--data.num_crops", "3"], True), ([], False)])
+def test_test_views_given_to_validate_are_said_not_used(
+    views, said, trained, kinetics_root, tmp_path
+):
+    """``validate --data.num_clips 2 --data.num_crops 3`` scored one centre clip per video
+    without a word: the numbers read as a multi-view result. Now one warning says the views are
+    test's; ``--data.num_clips 1`` (TINY's, as a shared argument list gives it) says nothing."""
+    args = ["validate", *TINY, "--data.data_root", kinetics_root, "--ckpt_path", trained]
+    args += ["--trainer.default_root_dir", str(tmp_path), "--trainer.limit_val_batches", "1"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        A2VideoCLI(VideoClassifier, KineticsDataModule, args=[*args, *views])
+    lines = [str(w.message) for w in caught if "a2video validate:" in str(w.message)]
+    if not said:
+        assert not lines, lines
+        return
+    assert len(lines) == 1 and lines[0].startswith("a2video validate: --data.num_crops 3 not used")
+    assert "run test with the same arguments" in lines[0]
 
 
 @pytest.mark.parametrize(

@@ -452,6 +452,34 @@ def _parser_fix(message: str, parser: Any) -> str:
     return f"{_help_command(parser)} lists the options and their types"
 
 
+def _typed(argv: Sequence[str], flag: str) -> str | None:
+    """The value ``flag`` was last given on the command line (``--flag V`` or ``--flag=V``)."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def _say_test_views_in_validate(argv: Sequence[str]) -> None:
+    """A warning for ``validate --data.num_clips 10 --data.num_crops 3``: validation scores one
+    centre clip per video (the val loop of a fit), so the numbers are not the multi-view result
+    the views typed suggest; that is ``test``'s. Only views typed on the command line and above
+    one (a --config file, or one argument list shared by every subcommand, sets them for the
+    test they also serve); a warning, not a stop, for that shared list."""
+    typed = {f: _typed(argv, f) for f in ("--data.num_clips", "--data.num_crops")}
+    typed = {f: v for f, v in typed.items() if v is not None and v.strip() not in ("1", "")}
+    if typed:
+        given = " ".join(f"{f} {v}" for f, v in typed.items())
+        rank_zero_warn(
+            f"a2video validate: {given} not used: validate scores one centre clip per video (as "
+            "a fit's validation does); the num_clips x num_crops views are test's: run test with "
+            "the same arguments for the multi-view result (its split is --data.test_split)"
+        )
+
+
 class A2VideoArgumentParser(LightningArgumentParser):
     """LightningCLI's parser, whose errors are one line: ``<prog>: error: <what>; <fix>`` and
     exit code 2, as every a2video user error, in place of the usage text (over a hundred lines)
@@ -779,6 +807,8 @@ class A2VideoCLI(LightningCLI):
                 config[key].dirpath = _checkpoint_dir(config, key)
                 self._derived_dirpaths.append(key)
         _seed_data_from_run(config)
+        if self.subcommand == "validate":
+            _say_test_views_in_validate(self._args or [])
         if self.subcommand == "fit":
             _refuse_lightning_optimizers(config)
             self._refuse_unused_sgd_options(config)
