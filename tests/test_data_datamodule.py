@@ -403,3 +403,18 @@ def test_prepare_data_leaves_a_broken_split_to_setup(listed_root):
     dm.prepare_data()
     with pytest.raises(ann.AnnotationError, match="nosuch"):
         dm.setup("fit")
+
+
+def test_the_test_split_follows_a_given_val_split(kinetics_root, tmp_path, small_clip):
+    """Kinetics tests on its val split: ``--data.val_split my_val.csv`` (in the run's config)
+    was not what ``test`` scored, which read annotations/val.csv by the name "val" without a
+    word. The test (and predict) split now follows the val split unless given."""
+    mine = tmp_path / "my_val.csv"
+    lines = (Path(kinetics_root) / "annotations" / "val.csv").read_text().splitlines()
+    mine.write_text("\n".join(lines[:3]) + "\n")  # the header and two of the val videos
+    dm = KineticsDataModule(kinetics_root, val_split=str(mine), **small_clip)
+    dm.setup("test")
+    assert len(dm.datasets["test"]) == 2
+    assert dm.splits["test"] == dm.splits["predict"] == str(mine)
+    other = KineticsDataModule(kinetics_root, val_split=str(mine), test_split="val", **small_clip)
+    assert other.splits["test"] == "val"  # given: kept

@@ -123,7 +123,7 @@ class VideoDataModule(L.LightningDataModule):
         annotation_dir: str | None = None,
         train_split: str = "train",
         val_split: str = "val",
-        test_split: str = "val",
+        test_split: str | None = None,
         predict_split: str | None = None,
         # clip
         frames: int = 8,
@@ -154,6 +154,9 @@ class VideoDataModule(L.LightningDataModule):
         """The clip, loading and bad-video arguments are listed in docs/data.md; the decoding ones:
 
         Args:
+            test_split: None (default): the val split (Kinetics' test labels are withheld), so
+                a ``val_split`` given for the fit is the split ``test`` scores too;
+                ``predict_split`` None follows the test split.
             decoder: "auto" (decord, else PyAV), "decord", "pyav", "torchcodec" or "nvdec".
             num_workers: CPU DataLoader worker processes. With ``decoder="nvdec"``: 0 decodes
                 everything with NVDEC in the training process; more mixes both sources.
@@ -212,8 +215,8 @@ class VideoDataModule(L.LightningDataModule):
         self.splits = {
             "train": train_split,
             "val": val_split,
-            "test": test_split,
-            "predict": predict_split or test_split,
+            "test": test_split or val_split,
+            "predict": predict_split or test_split or val_split,
         }
         self.spec = ClipSpec(
             frames,
