@@ -512,7 +512,7 @@ class KineticsDataModule(VideoDataModule):
         annotation_dir: str | None = None,
         train_split: str = "train",
         val_split: str = "val",
-        test_split: str = "val",
+        test_split: str | None = None,
         predict_split: str | None = None,
         *,
         listing_cache: bool = True,
