@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["replaced_atomically", "temp_path"]
+__all__ = ["replaced_atomically", "sync_to_disk", "temp_path"]
 
 
 def temp_path(path: str | os.PathLike, suffix: str = "") -> Path:
@@ -55,6 +55,12 @@ def replaced_atomically(
     if durable:  # the rename itself (POSIX: the folder's entry)
         with contextlib.suppress(OSError):
             _fsync(path.parent, os.O_RDONLY)
+
+
+def sync_to_disk(path: str | os.PathLike) -> None:
+    """Flush what was written to ``path`` (by any process) to disk (``fsync``): a file appended
+    to in place, such as a logger's, that a power loss must not take back."""
+    _fsync(Path(path), os.O_WRONLY)
 
 
 def _fsync(path: Path, flags: int) -> None:

@@ -11,9 +11,10 @@ Everything a run needs is in one YAML file; this class only sets the defaults ev
   (``--unsafe_load true`` to accept pickled objects from a trusted file).
 - VersionedRichProgressBar, LearningRateMonitor (when a logger is on), SaveOnSigterm,
   :class:`a2video.training.resume.ResumeState` (exactly-once resume: data position and RNG
-  streams in every checkpoint) and CollectiveWatchdog: in multi-process runs a collective that
-  waits more than ``--collective_timeout`` seconds (default 1800) ends the run with an error
-  naming the stage.
+  streams in every checkpoint), :class:`a2video.training.logs.ResumeLogs` (a resumed fit goes on
+  in its logger folders, each step logged once) and CollectiveWatchdog: in multi-process runs
+  a collective that waits more than ``--collective_timeout`` seconds (default 1800) ends the run
+  with an error naming the stage.
 - ``trainer.use_distributed_sampler: false``: our DataModules shard themselves without padding
   val/test; the metrics deduplicate by video index anyway.
 - ``data.num_classes``, ``data.class_names`` and ``data.spec`` (the clip and test-view
@@ -74,6 +75,7 @@ from a2video.training.checkpoint import (
     same_option,
     saved_model_options,
 )
+from a2video.training.logs import LOGS_KEY, ResumeLogs, resume_logs
 from a2video.training.module import SCHEDULE_OPTIONS, SGD_OPTIONS
 from a2video.training.outputs import FolderSnapshot, folder_snapshot, remove_failed_start
 from a2video.training.resume import ResumeState
@@ -707,6 +709,7 @@ class A2VideoCLI(LightningCLI):
         self._saved_clip_spec: dict[str, Any] | None = None  # the clips it was trained on
         self._saved_data: dict[str, Any] = {}  # its DataModule's arguments (UCF-101's fold)
         self._saved_transfer: dict[str, Any] | None = None  # the Finetune callback's report
+        self._saved_logs: dict[str, Any] = {}  # its loggers' versions and step (ResumeLogs)
         if str(ckpt_path) in ("last", "best"):
             ckpt_path = config.ckpt_path = self._run_checkpoint(config, subcommand, ckpt_path)
         if not ckpt_path and subcommand in _EVALUATION:
@@ -737,6 +740,7 @@ class A2VideoCLI(LightningCLI):
         self._saved_clip_spec = (ckpt.get("a2video") or {}).get("clip_spec")
         self._saved_data = dict(ckpt.get("datamodule_hyper_parameters") or {})
         self._saved_transfer = (ckpt.get("a2video") or {}).get("transfer")
+        self._saved_logs = {k: ckpt[k] for k in (LOGS_KEY, "global_step") if k in ckpt}
         model = config.get("model")
         if model is None or "class_path" in model:
             return
@@ -938,6 +942,8 @@ class A2VideoCLI(LightningCLI):
             callbacks.append(SaveOnSigterm())
         if not any(isinstance(c, ResumeState) for c in callbacks):
             callbacks.append(ResumeState())
+        if not any(isinstance(c, ResumeLogs) for c in callbacks):
+            callbacks.append(ResumeLogs())
         if not any(isinstance(c, CollectiveWatchdog) for c in callbacks):
             timeout = self._get(self.config_init, "collective_timeout", default=None)
             # First: its setup sets the timeout before the other callbacks' setup collectives.
@@ -1052,6 +1058,7 @@ class A2VideoCLI(LightningCLI):
             for callback in getattr(self.trainer, "callbacks", ()):
                 if hasattr(callback, "resume_transfer"):  # a2video.training.finetune.Finetune
                     callback.resume_transfer(str(config.ckpt_path), self._saved_transfer)
+            resume_logs(self.trainer, getattr(self, "_saved_logs", {}))  # the same log folders
         for key in getattr(self, "_derived_dirpaths", ()):  # the callbacks hold it now
             config[key].dirpath = None
         if self.subcommand == "fit":

@@ -1,0 +1,234 @@
+"""The loggers' side of an exactly-once resume: a killed run, resumed, logs every row once.
+
+A ``fit`` killed after a checkpoint and resumed with ``--ckpt_path`` runs again the steps between
+that checkpoint and the kill (:mod:`a2video.training.resume`), and logs them again. Lightning gave
+the resumed run a new ``version_N`` folder, so TensorBoard showed two runs overlapping over those
+steps and a ``metrics.csv`` per piece (pandas over both saw those steps twice); a ``CSVLogger``
+told to use the old folder deletes its ``metrics.csv``. :class:`ResumeLogs` (installed by
+``A2VideoCLI``) makes the logs read as the uninterrupted run's:
+
+- **At each checkpoint** (on rank 0, the only one that logs) every logger is flushed
+  (``logger.save()``) and its files in the run folder are synced to disk, so whatever a
+  checkpoint covers is on disk when it is, after a lost node too; the checkpoint records each
+  TensorBoard / CSV logger's ``name`` and ``version`` (``checkpoint["a2video_logs"]``).
+- **A resumed fit** continues the version folders its checkpoint records (where the logger's
+  version is left unset: ``A2VideoCLI`` calls :func:`resume_logs`), and before it logs anything
+  drops there the rows logged at the checkpoint's step or later
+  (:func:`drop_csv_rows`, :func:`drop_tensorboard_events`): those the resumed run logs again, or,
+  from an older checkpoint than the last, those it supersedes. One line says how many went.
+
+Rows are kept by their logged step: Lightning logs a batch's rows (and an epoch's figures) at the
+step of its optimizer step, counted from 0, so a checkpoint of ``global_step`` S covers the rows
+of steps below S and none of the later ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import struct
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+
+from a2video.atomic_write import replaced_atomically, sync_to_disk
+
+__all__ = [
+    "LOGS_KEY",
+    "ResumeLogs",
+    "drop_csv_rows",
+    "drop_tensorboard_events",
+    "resume_logs",
+]
+
+LOGS_KEY = "a2video_logs"
+CSV_FILE = "metrics.csv"  # Lightning's CSVLogger's file in its version folder
+EVENTS_PREFIX = "events.out.tfevents."  # TensorBoard's event files
+# Lightning's CSVLogger deletes the metrics.csv of a version folder it opens, and says so
+_CSV_DELETES = "Experiment logs directory .* exists and is not empty"
+
+
+def _versioned(logger: Logger) -> bool:
+    """Loggers that write into ``<save_dir>/<name>/version_N`` on this file system."""
+    return isinstance(logger, (TensorBoardLogger, CSVLogger))
+
+
+def _record(logger: Logger) -> dict[str, Any]:
+    return {"logger": type(logger).__name__, "name": logger.name, "version": logger.version}
+
+
+def _files(log_dir: str) -> Iterator[str]:
+    """The files of ``log_dir`` that hold logged rows (metrics.csv, TensorBoard events)."""
+    with contextlib.suppress(OSError):
+        for name in sorted(os.listdir(log_dir)):
+            if name == CSV_FILE or name.startswith(EVENTS_PREFIX):
+                yield os.path.join(log_dir, name)
+
+
+# ---------------------------------------------------------------------------------- metrics.csv
+def _step(value: str | None) -> int | None:
+    try:
+        return int(float(value)) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def drop_csv_rows(path: str, step: int) -> tuple[list[str], int, int | None]:
+    """Rewrite the ``metrics.csv`` at ``path`` (atomically) without its rows logged at ``step``
+    or later. Returns its header, how many rows went, and the last step among them."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header, rows = list(reader.fieldnames or []), list(reader)
+    steps = [_step(r.get("step")) for r in rows]
+    gone = [s for s in steps if s is not None and s >= step]
+    if gone:
+        kept = [r for r, s in zip(rows, steps, strict=True) if s is None or s < step]
+        with replaced_atomically(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(kept)
+    return header, len(gone), max(gone, default=None)
+
+
+def _open_csv(logger: CSVLogger, step: int) -> tuple[int, int | None]:
+    """Open ``logger``'s writer on its folder's ``metrics.csv`` less the rows of ``step`` or
+    later: Lightning's writer deletes the file it finds, so the file is set aside while the
+    writer opens, and the writer is told its columns."""
+    path = os.path.join(logger.log_dir, CSV_FILE)
+    aside = path + ".resuming"
+    if os.path.isfile(aside) and not os.path.isfile(path):  # a kill during an earlier resume
+        os.replace(aside, path)
+    if logger._experiment is not None or not os.path.isfile(path):
+        return 0, None
+    header, dropped, last = drop_csv_rows(path, step)
+    os.replace(path, aside)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_CSV_DELETES)
+        writer = logger.experiment
+    os.replace(aside, path)
+    writer.metrics_keys = [k for k in header if k]  # (the writer's columns so far)
+    return dropped, last
+
+
+# ------------------------------------------------------------------------------ TensorBoard events
+_HEADER = struct.Struct("<QI")  # a TFRecord: length, its masked CRC; the data; the data's CRC
+
+
+def _records(path: str) -> Iterator[tuple[int, int, int]]:
+    """``(start, end, step)`` of each whole event record of a TensorBoard event file, in file
+    order; a record cut short (a kill while it was written) ends the file."""
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    with open(path, "rb") as f:
+        start = 0
+        while True:
+            head = f.read(_HEADER.size)
+            if len(head) < _HEADER.size:
+                return
+            length = _HEADER.unpack(head)[0]
+            data = f.read(length)
+            if len(data) < length or len(f.read(4)) < 4:
+                return
+            end = start + _HEADER.size + length + 4
+            yield start, end, int(Event.FromString(data).step)
+            start = end
+
+
+def drop_tensorboard_events(path: str, step: int) -> tuple[int, int | None]:
+    """Rewrite the TensorBoard event file at ``path`` without its events of ``step`` or later
+    (and a record cut short at its end). Returns how many events went (one per logged value)
+    and the last step among them. Where the kept events are the file's start, it is cut after
+    them in place; else they are copied to a new file that replaces it."""
+    records = list(_records(path))
+    kept = [(a, b) for a, b, s in records if s < step]
+    gone = [s for _, _, s in records if s >= step]
+    end = kept[-1][1] if kept else 0
+    if not gone and end == os.path.getsize(path):
+        return 0, None
+    if kept == [(a, b) for a, b, _ in records[: len(kept)]]:
+        os.truncate(path, end)
+    else:
+        with open(path, "rb") as src, replaced_atomically(path) as tmp, open(tmp, "wb") as out:
+            for a, b in kept:
+                src.seek(a)
+                out.write(src.read(b - a))
+    return len(gone), max(gone, default=None)
+
+
+def _drop_events(logger: TensorBoardLogger, step: int) -> tuple[int, int | None]:
+    """:func:`drop_tensorboard_events` over ``logger``'s folder, before its writer opens."""
+    if logger._experiment is not None:  # its writer opens at its first row: none yet
+        return 0, None
+    dropped, last = 0, None
+    for path in _files(logger.log_dir):
+        if os.path.basename(path).startswith(EVENTS_PREFIX):
+            n, s = drop_tensorboard_events(path, step)
+            dropped += n
+            last = s if last is None or (s is not None and s > last) else last
+    return dropped, last
+
+
+# ---------------------------------------------------------------------------------- at a resume
+def resume_logs(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
+    """Continue the version folders ``checkpoint`` records in ``trainer``'s loggers of the same
+    kind and name whose version is unset, and drop there (on rank 0) the rows logged at the
+    checkpoint's step or later. Before ``fit``: Lightning opens the loggers' writers first thing.
+
+    Args:
+        trainer: the resumed fit's Trainer.
+        checkpoint: the resumed checkpoint's ``a2video_logs`` and ``global_step`` entries.
+    """
+    records = list(checkpoint.get(LOGS_KEY) or [])
+    step = int(checkpoint.get("global_step", 0))
+    for logger in (logger for logger in trainer.loggers if _versioned(logger)):
+        kind, name = type(logger).__name__, logger.name
+        match = next((r for r in records if (r.get("logger"), r.get("name")) == (kind, name)), None)
+        if match is None or logger._version is not None:  # (Lightning's: unset till first read)
+            continue  # not this run's logger (an earlier a2video's checkpoint), or a set version
+        records.remove(match)
+        logger._version = match["version"]
+        if isinstance(logger, TensorBoardLogger):  # its hparams and hp_metric are there already
+            logger._default_hp_metric = False
+        _drop_rows(logger, step)
+
+
+@rank_zero_only
+def _drop_rows(logger: Logger, step: int) -> None:
+    """Drop the rows of ``logger``'s folder logged at ``step`` or later, in one line."""
+    if isinstance(logger, CSVLogger):
+        dropped, last = _open_csv(logger, step)
+        what = f"rows of {os.path.join(logger.log_dir, CSV_FILE)}"
+    else:
+        dropped, last = _drop_events(logger, step)
+        what = f"TensorBoard values in {logger.log_dir}"
+    if dropped:
+        rank_zero_info(
+            f"a2video: resuming at step {step}: the {dropped} {what} logged at steps "
+            f"{step}-{last}, after the checkpoint, are dropped; this run logs its own from "
+            f"step {step} on"
+        )
+
+
+# ---------------------------------------------------------------------------------- the callback
+class ResumeLogs(Callback):
+    """At each checkpoint of a fit: the loggers flushed, their files synced to disk (rank 0),
+    and their names and versions recorded for :func:`resume_logs`."""
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        loggers = [logger for logger in trainer.loggers if _versioned(logger)]
+        if trainer.state.fn != "fit" or not loggers:
+            return
+        checkpoint[LOGS_KEY] = [_record(logger) for logger in loggers]
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.save()
+            for logger in loggers:
+                for path in _files(logger.log_dir):
+                    sync_to_disk(path)

@@ -1,0 +1,171 @@
+"""The loggers of a killed and resumed fit read as the uninterrupted run's: one version folder,
+every step's rows once (TensorBoard events and metrics.csv), nothing lost."""
+
+from __future__ import annotations
+
+import csv
+import signal
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_resume import _exact_fit, _fit_ok
+
+from a2video.training.checkpoint import load_checkpoint
+from a2video.training.logs import (
+    LOGS_KEY,
+    ResumeLogs,
+    drop_csv_rows,
+    drop_tensorboard_events,
+    resume_logs,
+)
+
+
+def _scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of a TensorBoard folder as a reader sees it: tag -> [(step, value)]."""
+    acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {t: [(e.step, round(e.value, 5)) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _log(logger, steps) -> None:
+    for step in steps:
+        logger.log_metrics({"train/loss": float(step), "lr": 0.1 * step}, step=step)
+    logger.save()
+
+
+def _fitting(*loggers) -> SimpleNamespace:
+    """What ResumeLogs reads of a fitting Trainer on rank 0."""
+    return SimpleNamespace(state=SimpleNamespace(fn="fit"), loggers=loggers, is_global_zero=True)
+
+
+def test_csv_rows_from_a_step_on_are_dropped(tmp_path):
+    logger = CSVLogger(tmp_path)
+    _log(logger, range(6))
+    logger.log_metrics({"val/top1": 0.5}, step=5)  # a new column
+    logger.save()
+    path = Path(logger.log_dir) / "metrics.csv"
+    header, dropped, last = drop_csv_rows(str(path), 3)
+    assert (dropped, last) == (4, 5) and "val/top1" in header
+    assert [r["step"] for r in _rows(path)] == ["0", "1", "2"]
+
+
+def test_tensorboard_events_from_a_step_on_are_dropped_and_a_cut_record_too(tmp_path):
+    logger = TensorBoardLogger(tmp_path)
+    _log(logger, range(6))
+    events = next(Path(logger.log_dir).glob("events.out.tfevents.*"))
+    with open(events, "ab") as f:
+        f.write(b"\x20\x00\x00")  # a record cut short by a kill
+    dropped, last = drop_tensorboard_events(str(events), 3)
+    assert (dropped, last) == (6, 5)
+    assert _scalars(Path(logger.log_dir)) == {
+        "train/loss": [(0, 0.0), (1, 1.0), (2, 2.0)],
+        "lr": [(0, 0.0), (1, 0.1), (2, 0.2)],
+    }
+
+
+def test_a_checkpoint_puts_the_rows_logged_before_it_on_disk_and_records_the_versions(tmp_path):
+    """Lightning's CSVLogger keeps rows in memory until its flush; a checkpoint flushes them."""
+    csv_logger, tb_logger = CSVLogger(tmp_path), TensorBoardLogger(tmp_path, version=7)
+    for step in range(3):
+        csv_logger.log_metrics({"lr": 0.1}, step=step)  # as LearningRateMonitor does: no save
+    checkpoint: dict = {}
+    ResumeLogs().on_save_checkpoint(_fitting(tb_logger, csv_logger), None, checkpoint)
+    assert len(_rows(Path(csv_logger.log_dir) / "metrics.csv")) == 3
+    assert checkpoint[LOGS_KEY] == [
+        {"logger": "TensorBoardLogger", "name": "lightning_logs", "version": 7},
+        {"logger": "CSVLogger", "name": "lightning_logs", "version": 0},
+    ]
+
+
+def test_a_resume_continues_the_version_folder_without_the_rows_after_the_checkpoint(tmp_path):
+    """The killed run logged steps 0-5 and was checkpointed at step 3: the resumed run's
+    loggers (version unset) write into the same folders, which keep steps 0-2 only, and its own
+    steps 3-5 appear once (Lightning's CSVLogger deleted the metrics.csv it found there)."""
+    csv_logger, tb_logger = CSVLogger(tmp_path / "csv"), TensorBoardLogger(tmp_path / "tb")
+    _log(csv_logger, range(6))
+    _log(tb_logger, range(6))
+    ResumeLogs().on_save_checkpoint(_fitting(tb_logger, csv_logger), None, checkpoint := {})
+    checkpoint["global_step"] = 3
+    again = [TensorBoardLogger(tmp_path / "tb"), CSVLogger(tmp_path / "csv")]
+    resume_logs(SimpleNamespace(loggers=again), checkpoint)
+    assert [logger.version for logger in again] == [0, 0]
+    for logger in again:
+        logger.log_hyperparams({"lr": 0.1})
+        _log(logger, range(3, 6))
+        logger.finalize("success")
+    steps = [r["step"] for r in _rows(tmp_path / "csv/lightning_logs/version_0/metrics.csv")]
+    assert steps == [str(s) for s in range(6)]
+    assert _scalars(tmp_path / "tb/lightning_logs/version_0") == {
+        "train/loss": [(s, float(s)) for s in range(6)],
+        "lr": [(s, round(0.1 * s, 5)) for s in range(6)],
+    }
+
+
+# ----------------------------------------------------------------------- end to end, with kills
+LOGGERS = """
+trainer:
+  logger:
+    - class_path: lightning.pytorch.loggers.TensorBoardLogger
+      init_args: {save_dir: RUN}
+    - class_path: lightning.pytorch.loggers.CSVLogger
+      init_args: {save_dir: RUN}
+"""
+
+
+def _logged_fit(run: Path, data_root: str, *extra: str, **kw):
+    """``test_resume``'s exact fit with a TensorBoard and a CSV logger, a row every step and
+    ``last.ckpt`` every 2 steps (batch 4: 3 steps per epoch, 2 epochs)."""
+    run.mkdir(parents=True, exist_ok=True)
+    loggers = run.parent / f"{run.name}-loggers.yaml"
+    loggers.write_text(LOGGERS.replace("RUN", str(run)))
+    args = ("--config", str(loggers), "--trainer.log_every_n_steps", "1", "--data.batch_size", "4")
+    args += ("--step_checkpoint.every_n_train_steps", "2", *extra)
+    return _exact_fit(run, data_root, *args, **kw)
+
+
+def _logs(run: Path) -> tuple[dict, list[dict[str, str]]]:
+    """The run's TensorBoard scalars and metrics.csv rows (CSV values rounded)."""
+    folders = sorted((run / "lightning_logs").iterdir())
+    assert [f.name for f in folders] == ["version_0", "version_1"]  # TensorBoard's, CSV's
+    rows = [
+        {k: v and str(round(float(v), 5)) for k, v in r.items()}
+        for r in _rows(folders[1] / "metrics.csv")
+    ]
+    return _scalars(folders[0]), rows
+
+
+@pytest.fixture(scope="module")
+def logged_whole(tmp_path_factory, kinetics_root) -> Path:
+    run = tmp_path_factory.mktemp("whole") / "run"
+    _fit_ok(_logged_fit(run, kinetics_root))
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_killed_and_resumed_fit_logs_what_the_uninterrupted_run_logs(
+    kinetics_root, tmp_path, logged_whole
+):
+    """Killed (SIGKILL) at step 5, after the step-4 checkpoint: rows of step 4 were logged
+    after it. Resumed, the run's one TensorBoard folder and one metrics.csv hold the
+    uninterrupted run's rows, each step's once (before: a second version folder pair, with
+    step 4 in both)."""
+    run = tmp_path / "run"
+    killed = _logged_fit(run, kinetics_root, kill_at=5)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 4
+    resumed = _fit_ok(_logged_fit(run, kinetics_root, "--ckpt_path", "last"))
+    assert "a2video: resuming at step 4:" in resumed.stdout + resumed.stderr
+    scalars, rows = _logs(run)
+    whole_scalars, whole_rows = _logs(logged_whole)
+    assert [s for s, _ in scalars["train/loss"]] == list(range(6))
+    assert scalars == whole_scalars
+    assert rows == whole_rows
