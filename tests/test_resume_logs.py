@@ -169,3 +169,22 @@ def test_a_killed_and_resumed_fit_logs_what_the_uninterrupted_run_logs(
     assert [s for s, _ in scalars["train/loss"]] == list(range(6))
     assert scalars == whole_scalars
     assert rows == whole_rows
+
+
+@pytest.mark.parametrize(
+    ("logger", "monitored"), [([], True), (["--trainer.logger", "false"], False)]
+)
+def test_the_default_logger_gets_the_learning_rate_too(kinetics_root, tmp_path, logger, monitored):
+    """Without ``trainer.logger`` Lightning logs to TensorBoard, and the LR is logged there
+    (before, LearningRateMonitor was added only for a logger given in the YAML: no lr rows)."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from a2video.data import KineticsDataModule
+    from a2video.training.cli import A2VideoCLI
+    from a2video.training.module import VideoClassifier
+
+    args = ["--model.arch", "a2net_tiny", "--data.data_root", kinetics_root, *logger]
+    args += ["--trainer.default_root_dir", str(tmp_path)]
+    cli = A2VideoCLI(VideoClassifier, KineticsDataModule, run=False, args=args)
+    found = any(isinstance(c, LearningRateMonitor) for c in cli.trainer.callbacks)
+    assert found == monitored

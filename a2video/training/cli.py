@@ -934,7 +934,8 @@ class A2VideoCLI(LightningCLI):
             isinstance(c, ProgressBar) for c in callbacks
         ):
             callbacks.append(VersionedRichProgressBar())
-        if config.get("logger", True) not in (False, None, []) and not any(
+        # (logger unset, None: Lightning's default TensorBoard logger, which logs the LR too)
+        if config.get("logger") not in (False, []) and not any(
             isinstance(c, LearningRateMonitor) for c in callbacks
         ):
             callbacks.append(LearningRateMonitor(logging_interval="step"))
