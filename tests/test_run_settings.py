@@ -158,9 +158,11 @@ def test_a_resumed_fits_saved_config_starts_the_run_from_any_folder(
     """``fit --ckpt_path last`` wrote ``ckpt_path: <run>/checkpoints/last.ckpt`` into the run's
     config.yaml: ``fit --config config.yaml --trainer.default_root_dir NEW`` then resumed the
     old run's final checkpoint (training nothing) instead of training the run; and the relative
-    ``--data.data_root`` it was given stopped it in any other working directory."""
+    ``--data.data_root`` it was given stopped it in any other working directory. The settings
+    the run started with (``max_epochs`` 1) are kept beside it: the resume wrote over them."""
     run = tmp_path / "run"
     shutil.copytree(kinetics_ckpt.parent.parent, run)  # the fixture's one-step run, resumed
+    earlier = (run / "config.yaml").read_bytes()
     monkeypatch.chdir(tmp_path)
     data_root = os.path.relpath(kinetics_root)
     _train_main()(
@@ -170,6 +172,8 @@ def test_a_resumed_fits_saved_config_starts_the_run_from_any_folder(
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["ckpt_path"] is None
     assert saved["data"]["data_root"] == os.path.abspath(kinetics_root)
+    assert saved["trainer"]["max_epochs"] == 2
+    assert (run / "config-before-resume.yaml").read_bytes() == earlier
 
 
 def test_the_finetune_callback_refuses_an_inflate_that_disagrees_with_the_models(tmp_path):

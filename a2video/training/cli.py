@@ -54,6 +54,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from a2video.atomic_write import replaced_atomically
 from a2video.errors import debug_enabled, exit_with_user_error, running_entry_point
 from a2video.models import check_clip_size
 from a2video.training.callbacks import (
@@ -515,17 +516,35 @@ def _config_name(log_dir: str, stage: str) -> str:
     return name
 
 
+def _keep_earlier_config(path: str, earlier: bytes) -> str | None:
+    """Keep ``earlier`` (the ``config.yaml`` a resumed fit wrote over at ``path``) as the first
+    free ``config-before-resume[-N].yaml`` beside it, unless the new one says the same."""
+    if Path(path).read_bytes() == earlier:
+        return None
+    folder = os.path.dirname(path)
+    name, n = "config-before-resume.yaml", 1
+    while os.path.exists(os.path.join(folder, name)):
+        name, n = f"config-before-resume-{n}.yaml", n + 1
+    with replaced_atomically(os.path.join(folder, name)) as tmp:
+        tmp.write_bytes(earlier)
+    return name
+
+
 class SaveRunConfig(SaveConfigCallback):
-    """Lightning's ``config.yaml`` in the run folder, written over by a resumed fit only: a
-    validate, test or predict into a folder that already holds one (no logger, or one without
-    versions) writes ``<stage>-config.yaml`` beside it (its outputs go to ``test-1/``… there),
-    so the fit's record of its settings is kept. Before, ``train.py test --trainer.logger false``
-    replaced it with the test's settings."""
+    """Lightning's ``config.yaml`` in the run folder. A validate, test or predict into a folder
+    that already holds one (no logger, or one without versions) writes ``<stage>-config.yaml``
+    beside it (its outputs go to ``test-1/``… there), so the fit's record of its settings is
+    kept; before, ``train.py test --trainer.logger false`` replaced it with the test's settings.
+    A resumed fit (it continues its run's folder) writes ``config.yaml`` with its own settings
+    and, where they differ (a longer ``max_epochs`` …), keeps the earlier file as
+    ``config-before-resume.yaml`` (then ``-1``…): no settings a run trained with are lost."""
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         stage = str(getattr(stage, "value", stage))  # TrainerFn: "fit", "test" …
-        if stage != "fit" and not self.already_saved and self.save_to_log_dir:
-            log_dir = trainer.log_dir  # on every rank: it broadcasts
+        if self.already_saved or not self.save_to_log_dir:
+            return super().setup(trainer, pl_module, stage)
+        log_dir = trainer.log_dir  # on every rank: it broadcasts
+        if stage != "fit":
             name = _config_name(log_dir, stage) if trainer.is_global_zero and log_dir else None
             self.config_filename = trainer.strategy.broadcast(name, src=0) or "config.yaml"
             if self.config_filename != "config.yaml":
@@ -533,7 +552,16 @@ class SaveRunConfig(SaveConfigCallback):
                     f"a2video: {os.path.join(log_dir, 'config.yaml')} holds an earlier "
                     f"command's settings: this {stage}'s are in {self.config_filename} beside it"
                 )
+        path = os.path.join(log_dir or "", self.config_filename)
+        earlier = None
+        if stage == "fit" and trainer.is_global_zero and log_dir and os.path.isfile(path):
+            earlier = Path(path).read_bytes()
         super().setup(trainer, pl_module, stage)
+        if earlier is not None and (kept := _keep_earlier_config(path, earlier)):
+            rank_zero_info(
+                f"a2video: this resumed fit's settings differ from those in {path}: they are "
+                f"written there, and the earlier ones kept in {kept} beside it"
+            )
 
 
 _NO_VAL_TOP1_YET = re.escape(
