@@ -19,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import user_videos
 from files import tree_digest
 
 from a2video.cli import main
 from a2video.data import KineticsDataModule, UCF101DataModule
-from a2video.data.prepare import MARKER, Encoding
+from a2video.data.prepare import MARKER, Encoding, transcode
 from a2video.data.video import PyAVReader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -831,3 +833,17 @@ def test_a_link_in_src_to_the_copy_is_not_prepared_again(kinetics_root, tmp_path
     (src / "fast").symlink_to(dst)
     _prepare(src, dst)
     assert sorted(p.relative_to(dst) for p in dst.rglob("*")) == files
+
+
+@pytest.mark.parametrize("kind", ["rotate90", "hflip", "rotate90-vflip"])
+def test_a_copy_shows_what_a_turned_or_mirrored_source_shows(kind, tmp_path):
+    """The display matrix (a phone's rotation, a front camera's mirror) is applied to the copy's
+    pixels: the copy has none, and shows the frames players show of the source."""
+    src, shown = user_videos.make(kind, tmp_path)
+    dst = tmp_path / "copy.mp4"
+    assert transcode(src, dst, Encoding()) == len(shown)
+    reader = PyAVReader(str(dst))
+    frames = reader.get_frames(range(len(shown)))
+    reader.close()
+    assert frames.shape == shown.shape
+    assert (frames.float() - torch.from_numpy(shown).float()).abs().mean() < 8

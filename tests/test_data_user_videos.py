@@ -16,7 +16,14 @@ from decoders import DECODERS
 from a2video.data.annotations import VideoRecord
 from a2video.data.check import decode_all
 from a2video.data.datasets import ClipSpec, VideoClipDataset
-from a2video.data.video import PyAVReader, VideoDecodeError, get_decoder
+from a2video.data.video import (
+    PyAVReader,
+    VideoDecodeError,
+    display_orientation,
+    frame_orientation,
+    get_decoder,
+    mp4_display_matrix,
+)
 
 UNUSABLE = {"audio-only": "no video stream", "truncated-tail": "truncated"}
 SPEC = ClipSpec(frames=4, stride=2, train_scale=(40, 40), crop_size=32, test_scale=40,
@@ -56,6 +63,18 @@ def test_decoders_show_the_frames_players_show(kind, folder):
         want = torch.from_numpy(shown[idx])
         assert frames.shape == want.shape, name  # upright: rotated phone videos too
         assert (frames.float() - want.float()).abs().mean() < 8, name  # codec noise only
+
+
+@pytest.mark.parametrize("kind", [k for k in user_videos.KINDS if k not in UNUSABLE])
+def test_the_mp4_header_turns_the_picture_as_ffmpeg_does(kind, folder):
+    """The display matrix read from an mp4's header (decord's files that PyAV decodes instead)
+    turns the picture as the one FFmpeg gives the decoded frames; other containers have none."""
+    path, _ = _case(kind, folder)
+    with av.open(path) as container:
+        frame = next(container.decode(video=0))
+    assert display_orientation(mp4_display_matrix(path)) == frame_orientation(frame)
+    if not path.endswith(".mp4"):
+        assert mp4_display_matrix(path) is None
 
 
 @pytest.mark.parametrize("kind", user_videos.KINDS)

@@ -10,6 +10,10 @@ How each case is made:
 - ``vfr``: timestamps 20/40/80 ms apart in a 1/1000 time base (phone videos).
 - ``rotate90`` / ``rotate270`` / ``rotate180``: stored landscape, a display matrix turning it
   (``stream.set_display_rotation``, counter-clockwise degrees, as a portrait phone video).
+- ``hflip`` / ``vflip`` / ``rotate90-hflip`` / ``rotate90-vflip``: a display matrix with a mirror
+  (negative determinant), as front cameras and editing apps' flips write it: turned
+  counter-clockwise, then mirrored left-right (``hflip``) or upside down (``vflip``), as ffplay
+  shows it (``set_display_rotation(degrees, hflip=, vflip=)`` writes the mp4 ``tkhd`` matrix).
 - ``odd444``: 33x25 (odd width and height) in yuv444p, as odd crops are stored.
 - ``yuvj420p``, ``yuv444p``, ``yuv420p10le``, ``gray``: the pixel formats of cameras, screen
   recorders and 10-bit encoders.
@@ -40,6 +44,10 @@ KINDS = (
     "rotate90",
     "rotate270",
     "rotate180",
+    "hflip",
+    "vflip",
+    "rotate90-hflip",
+    "rotate90-vflip",
     "odd444",
     "yuvj420p",
     "yuv444p",
@@ -81,6 +89,7 @@ def _encode(
     fps: float = 25.0,
     pts: list[int] | None = None,
     rotate: int = 0,
+    mirror: str = "",
     options: dict | None = None,
     gop: int = 25,
     container_options: dict | None = None,
@@ -98,8 +107,8 @@ def _encode(
         stream.codec_context.gop_size = gop
         if pts is not None:
             stream.codec_context.time_base = Fraction(1, 1000)
-        if rotate:
-            stream.set_display_rotation(rotate)
+        if rotate or mirror:
+            stream.set_display_rotation(rotate, hflip=mirror == "h", vflip=mirror == "v")
         for k, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             frame = frame.reformat(format=pix_fmt)
@@ -146,11 +155,14 @@ def make(kind: str, folder: str | Path) -> tuple[str, np.ndarray | None]:
         steps = np.random.default_rng(0).choice([20, 40, 80], size=n)
         pts = np.concatenate([[0], np.cumsum(steps[:-1])]).astype(int).tolist()
         _encode(path, frames, pts=pts)
-    elif kind.startswith("rotate"):
-        degrees = int(kind[len("rotate") :])
+    elif kind.startswith("rotate") or kind in ("hflip", "vflip"):
+        turn, _, flip = kind.partition("-") if kind.startswith("rotate") else ("rotate0", "", kind)
+        degrees, mirror = int(turn.removeprefix("rotate")), flip.removesuffix("flip")  # h, v, ""
         frames = pattern(n, w, h)
-        _encode(path, frames, rotate=degrees)
-        frames = np.ascontiguousarray(np.rot90(frames, k=degrees // 90, axes=(1, 2)))
+        _encode(path, frames, rotate=degrees, mirror=mirror)
+        frames = np.rot90(frames, k=degrees // 90, axes=(1, 2))  # counter-clockwise, then
+        frames = frames[:, ::-1] if mirror == "v" else frames[:, :, ::-1] if mirror else frames
+        frames = np.ascontiguousarray(frames)
     elif kind == "odd444":
         frames = pattern(n, 33, 25)
         _encode(path, frames, pix_fmt="yuv444p")

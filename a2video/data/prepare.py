@@ -275,10 +275,12 @@ def _output_size(w: int, h: int, short_side: int) -> tuple[int, int]:
 def transcode(src: str | os.PathLike, dst: str | os.PathLike, enc: Encoding) -> int:
     """Re-encode the first video stream of ``src`` into an MP4 at ``dst``; frames written.
 
-    Raises on a file with no decodable video. Phone-video rotation is applied to the pixels.
+    Raises on a file with no decodable video. The display matrix (phone-video rotation, a
+    mirror) is applied to the pixels.
     """
     import av
-    import numpy as np
+
+    from .video import UPRIGHT, apply_orientation, frame_orientation
 
     try:
         inp = av.open(str(src), metadata_errors="ignore")
@@ -299,10 +301,11 @@ def transcode(src: str | os.PathLike, dst: str | os.PathLike, enc: Encoding) -> 
                 if k % enc.frame_step:
                     continue
                 try:  # the source frame to the copy's size and pixel format
-                    rotation = int(getattr(frame, "rotation", 0) or 0) % 360
-                    if rotation % 90 == 0 and rotation:
-                        arr = np.rot90(frame.to_ndarray(format="rgb24"), k=rotation // 90)
-                        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), "rgb24")
+                    orientation = frame_orientation(frame)
+                    if orientation != UPRIGHT:  # the copy shows what the source shows
+                        arr = frame.to_ndarray(format="rgb24")[None]
+                        arr = apply_orientation(arr, orientation)[0]
+                        frame = av.VideoFrame.from_ndarray(arr, "rgb24")
                     if written == 0:
                         ostream.width, ostream.height = _output_size(
                             frame.width, frame.height, enc.short_side

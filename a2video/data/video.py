@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import struct
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 
@@ -140,6 +141,128 @@ def _unique(indices: Sequence[int], num_frames: int, path: str) -> tuple[list[in
     return uniq, [pos[i] for i in idx]
 
 
+# --------------------------------------------------------------------------- display matrix
+class Orientation(NamedTuple):
+    """How players turn the stored picture into the one they show: swap rows and columns
+    (``transpose``), then reverse the rows (``flip_rows``), then the columns (``flip_cols``)."""
+
+    transpose: bool = False
+    flip_rows: bool = False
+    flip_cols: bool = False
+
+
+UPRIGHT = Orientation()
+
+
+def display_orientation(matrix: Sequence[int] | None) -> Orientation:
+    """The :class:`Orientation` of a display matrix (FFmpeg's 9 ints, row-major, as the frames'
+    ``DISPLAYMATRIX`` side data and the mp4 ``tkhd`` box hold it; ``None``: none).
+
+    Its 2x2 part ``[[a, b], [c, d]]`` is one of the 8 right-angle turns of the picture: the 4
+    rotations and, with a negative determinant, the 4 mirrored ones (front cameras, editing
+    apps' flips), each shown as ffplay and ffmpeg's autorotate show it. A matrix that turns by
+    another angle leaves the frames as stored.
+    """
+    if matrix is None:
+        return UPRIGHT
+    a, b, _, c, d = (float(v) for v in matrix[:5])
+    tol = 0.02 * max(abs(a), abs(b), abs(c), abs(d))  # ffplay: within ~1 degree
+    if tol > 0 and abs(b) <= tol and abs(c) <= tol:
+        return Orientation(False, d < 0, a < 0)
+    if tol > 0 and abs(a) <= tol and abs(d) <= tol:
+        return Orientation(True, b < 0, c < 0)
+    return UPRIGHT
+
+
+def apply_orientation(frames, orientation: Orientation):
+    """uint8 ``(m, H, W, C)`` numpy frames as shown (a contiguous copy unless upright)."""
+    import numpy as np
+
+    if orientation == UPRIGHT:
+        return frames
+    if orientation.transpose:
+        frames = frames.transpose(0, 2, 1, 3)
+    if orientation.flip_rows:
+        frames = frames[:, ::-1]
+    if orientation.flip_cols:
+        frames = frames[:, :, ::-1]
+    return np.ascontiguousarray(frames)
+
+
+def frame_orientation(frame) -> Orientation:
+    """The :class:`Orientation` of a decoded PyAV frame (its ``DISPLAYMATRIX`` side data, which
+    FFmpeg copies from the stream onto every frame)."""
+    data = frame.side_data.get("DISPLAYMATRIX")
+    return display_orientation(struct.unpack("=9i", bytes(data)) if data is not None else None)
+
+
+def mp4_display_matrix(path: str | os.PathLike) -> tuple[int, ...] | None:
+    """The display matrix of an MP4/MOV file's first video track, as FFmpeg reads it (the
+    ``tkhd`` matrix times the ``mvhd`` one); ``None`` for other containers or unreadable
+    headers. Reads the box headers only (microseconds), so a decoder without display-matrix
+    support can tell which files it would show turned."""
+    try:
+        with open(path, "rb") as f:
+            moov = _box(f, 0, os.fstat(f.fileno()).st_size, b"moov")
+            if moov is None:
+                return None
+            movie = _matrix(f, _box(f, *moov, b"mvhd"), (36, 48))
+            for kind, start, end in _boxes(f, *moov):
+                mdia = _box(f, start, end, b"mdia") if kind == b"trak" else None
+                hdlr = _box(f, *mdia, b"hdlr") if mdia else None
+                if hdlr is None:
+                    continue
+                f.seek(hdlr[0] + 8)
+                if f.read(4) == b"vide":
+                    track = _matrix(f, _box(f, start, end, b"tkhd"), (40, 52))
+                    return _combine(track, movie) if track and movie else track
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def _boxes(f, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """``(type, body start, end)`` of the ISO-BMFF boxes between ``start`` and ``end``."""
+    pos = start
+    while pos + 8 <= end:
+        f.seek(pos)
+        size, kind = struct.unpack(">I4s", f.read(8))
+        body = pos + 8
+        if size == 1:  # 64-bit size
+            size, body = struct.unpack(">Q", f.read(8))[0], body + 8
+        elif size == 0:  # to the end
+            size = end - pos
+        if size < body - pos:
+            return  # corrupt header: no more boxes
+        yield kind, body, min(pos + size, end)
+        pos += size
+
+
+def _box(f, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
+    """``(body start, end)`` of the first box of type ``kind`` between ``start`` and ``end``."""
+    return next(((b, e) for k, b, e in _boxes(f, start, end) if k == kind), None)
+
+
+def _matrix(f, box: tuple[int, int] | None, offsets: tuple[int, int]) -> list[int] | None:
+    """The 9 matrix ints of an ``mvhd``/``tkhd`` box, at ``offsets[version]`` in its body."""
+    if box is None:
+        return None
+    f.seek(box[0])
+    version = f.read(1)[0]
+    f.seek(box[0] + offsets[version == 1])
+    return list(struct.unpack(">9i", f.read(36)))
+
+
+def _combine(track: list[int], movie: list[int]) -> tuple[int, ...]:
+    """``track x movie`` in FFmpeg's fixed point (16.16, the last column 2.30), as mov.c does."""
+    shift = (16, 16, 30)
+    return tuple(
+        sum((track[3 * i + e] * movie[3 * e + j]) >> shift[e] for e in range(3))
+        for i in range(3)
+        for j in range(3)
+    )
+
+
 # --------------------------------------------------------------------------- decord
 def import_decord():
     """``import decord``, without the CUDA libraries decord2's import loads for nothing.
@@ -176,16 +299,23 @@ class DecordReader:
     """decord reader; files decord mis-decodes fall back to PyAV.
 
     decord 0.6 fails on some valid files (rotated phone videos, some frame widths: it
-    returns 4-channel frames and raises on copy), and decord counts the frames an mp4 edit
-    list hides (a stream-copy cut). Those files are decoded with PyAV instead; files neither
-    can decode raise :class:`VideoDecodeError`.
+    returns 4-channel frames and raises on copy), decord counts the frames an mp4 edit list
+    hides (a stream-copy cut), and decord2 turns a picture by its display matrix's rotation
+    angle alone (a mirrored picture comes out rotated or as stored; 90 and 270 degrees fail).
+    Those files are decoded with PyAV instead (an mp4 whose display matrix turns the picture
+    from the start, read from its header); files neither can decode raise
+    :class:`VideoDecodeError`.
     """
 
     def __init__(self, path: str, num_threads: int = 1) -> None:
         decord = import_decord()
         self.path = path
         self._fallback: PyAVReader | None = None
+        self._shape: tuple[int, int] | None = None
         _check_file(path)
+        if display_orientation(mp4_display_matrix(path)) != UPRIGHT:
+            self._to_pyav()
+            return
         try:
             self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
             self.num_frames = len(self._vr)
@@ -194,11 +324,14 @@ class DecordReader:
             raise VideoDecodeError(path, f"decord cannot open: {_short(err)}") from None
         if self.num_frames <= 0:
             raise VideoDecodeError(path, "no decodable video frames")
-        self._shape: tuple[int, int] | None = None
         if self._hides_frames():
-            self._fallback = PyAVReader(path)
-            self.num_frames, self.fps = self._fallback.num_frames, self._fallback.fps
-            self._vr = None
+            self._to_pyav()
+
+    def _to_pyav(self) -> None:
+        """Decode with PyAV from now on (its frame count and rate)."""
+        self._fallback = PyAVReader(self.path)
+        self.num_frames, self.fps = self._fallback.num_frames, self._fallback.fps
+        self._vr = None
 
     def _hides_frames(self) -> bool:
         """Whether the video starts with frames before its presentation start (negative
@@ -344,7 +477,7 @@ class PyAVReader:
             self.fps = float(rate) if rate else 0.0
             self.height = int(stream.codec_context.height)
             self.width = int(stream.codec_context.width)
-            self.rotation = 0  # display rotation, read from the first decoded frame
+            self.orientation = UPRIGHT  # the display matrix's, read from the first frame
         except VideoDecodeError:
             self.close()
             raise
@@ -386,7 +519,7 @@ class PyAVReader:
                 continue
             if not started:
                 started = True
-                self.rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+                self.orientation = frame_orientation(frame)
                 if frame.pts > first and seek:
                     return  # the seek overshot
             if frame.pts in wanted:
@@ -395,13 +528,12 @@ class PyAVReader:
                 break
 
     def _stack(self, arrays: list) -> torch.Tensor:
-        """Decoded frames as one ``(m, H, W, 3)`` tensor, the display rotation applied."""
+        """Decoded frames as one ``(m, H, W, 3)`` tensor, as players show them (the display
+        matrix's rotation and mirror applied: phone videos, front cameras)."""
         import numpy as np
 
         frames = arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
-        if self.rotation % 90 == 0 and self.rotation:  # phone videos: apply the display matrix
-            frames = np.ascontiguousarray(np.rot90(frames, k=self.rotation // 90, axes=(1, 2)))
-        return torch.from_numpy(frames)
+        return torch.from_numpy(apply_orientation(frames, self.orientation))
 
     def iter_frames(
         self, indices: Sequence[int], max_bytes: int | None = CHUNK_BYTES
