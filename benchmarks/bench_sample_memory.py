@@ -5,17 +5,26 @@
 checkpoint of ``a2net_tiny`` with the configs' clip spec (8x8 clips, 256/224 test scale/crop),
 for ``a2video predict``. ``memory`` runs every case in a fresh Python process and reports the
 peak RSS it adds (``resource.getrusage`` max RSS after the sample, less the RSS before it, with
-torch, the decoders and the dataset already loaded). ``speed`` times the samples of the
-340x256 video with each code tree given, in alternating processes (rounds interleaved), and
-reports the medians and their ratios.
+torch, the decoders and the dataset already loaded). ``speed`` times the samples of one video
+(``--video``, default 340x256) with each code tree given, every process of a round (tree, case,
+decoder) in turn, and reports the medians and their ratios.
 
     python benchmarks/bench_sample_memory.py make /tmp/memvid
     PYTHONPATH=/work/main python benchmarks/bench_sample_memory.py memory /tmp/memvid
     python benchmarks/bench_sample_memory.py speed /tmp/memvid --trees /work/main /tmp/hmem
+    python benchmarks/bench_sample_memory.py workers /tmp/webset --trees /work/main /tmp/hmem
+
+``make`` also writes each size download-like (``<size>-web.mp4``: x264 medium, crf 23, a
+keyframe every 250 frames, B-frames, as ``a2video synth --encoding web``), for ``speed
+--video``. ``workers`` runs the real ``KineticsDataModule`` train loader (4 persistent workers,
+uint8 batches of 8) for some epochs over a dataset from ``a2video synth --encoding web`` with
+each code tree, and reports each worker's memory (``/proc/<pid>/smaps_rollup``: RSS, PSS, USS)
+after its first batch and at the end, and the loader's clips/s.
 
 Cases: ``train`` (one clip), ``train4`` (``repeat=4`` clips from one decode), ``val`` (the
 centre clip), ``test`` (10 clips x 3 crops), ``predict`` (``predict_videos``: the test views
-and the network's forward, batch 16); each with decord and PyAV. Output float clips (the
+and the network's forward, batch 16), ``test-whole`` (the test sample decoded whole, not in
+chunks: ``speed`` only); each with decord and PyAV. Output float clips (the
 dataset's default; the DataModules ask for uint8 ones, a quarter of the output).
 """
 
@@ -33,6 +42,8 @@ import time
 from pathlib import Path
 
 VIDEOS = {"4k": (3840, 2160), "1080p": (1920, 1080), "340x256": (340, 256)}
+# name suffix -> x264 options and keyframe interval: the phone-like 1-s GOP, download-like
+ENCODINGS = {"": ({"preset": "ultrafast"}, 30), "-web": ({"preset": "medium", "crf": "23"}, 250)}
 CASES = ("train", "train4", "val", "test", "predict")
 DECODERS = ("decord", "pyav")
 FRAMES, FPS, GOP = 300, 30, 30  # 10 s, keyframe every second (phone cameras: 1-2 s)
@@ -58,25 +69,24 @@ def make(folder: Path) -> None:
     import av
 
     folder.mkdir(parents=True, exist_ok=True)
-    for name, (w, h) in VIDEOS.items():
-        path = folder / f"{name}.mp4"
-        if path.exists():
-            continue
-        tmp = path.with_suffix(".part.mp4")
-        with av.open(str(tmp), "w") as container:
-            stream = container.add_stream(
-                "libx264", rate=Fraction(FPS), options={"preset": "ultrafast"}
-            )
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.codec_context.gop_size = GOP
-            for k in range(FRAMES):
-                frame = av.VideoFrame.from_ndarray(_frame(k, w, h), format="rgb24")
-                for packet in stream.encode(frame.reformat(format="yuv420p")):
+    for suffix, (options, gop) in ENCODINGS.items():
+        for name, (w, h) in VIDEOS.items():
+            path = folder / f"{name}{suffix}.mp4"
+            if path.exists():
+                continue
+            tmp = path.with_suffix(".part.mp4")
+            with av.open(str(tmp), "w") as container:
+                stream = container.add_stream("libx264", rate=Fraction(FPS), options=options)
+                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+                stream.codec_context.gop_size = gop
+                for k in range(FRAMES):
+                    frame = av.VideoFrame.from_ndarray(_frame(k, w, h), format="rgb24")
+                    for packet in stream.encode(frame.reformat(format="yuv420p")):
+                        container.mux(packet)
+                for packet in stream.encode():
                     container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-        tmp.rename(path)
-        print(f"wrote {path}", flush=True)
+            tmp.rename(path)
+            print(f"wrote {path}", flush=True)
     ckpt = folder / "tiny.ckpt"
     if not ckpt.exists():
         import torch
@@ -115,8 +125,10 @@ def one(folder: Path, video: str, case: str, decoder: str, repeats: int = 1) -> 
             (result,) = predict_videos(predictor, [path], decoder=decoder)
             assert result.error is None, result.error
     else:
-        mode = {"train4": "train", "test": "test", "val": "val"}.get(case, "train")
+        mode = {"train4": "train", "test-whole": "test"}.get(case, case)
         ds = VideoClipDataset(records, mode, spec, decoder, repeat=4 if case == "train4" else 1)
+        if case == "test-whole":
+            ds.chunk_bytes = None
         ds.decoder  # noqa: B018  (the decoder's library imported before the baseline)
 
         def run(i: int):
@@ -164,20 +176,94 @@ def memory(folder: Path, videos, cases, decoders) -> list[dict]:
 
 
 def speed(folder: Path, trees, video, cases, decoders, rounds: int, repeats: int) -> None:
-    print(f"# {video}: {rounds} rounds x {repeats} samples per process, trees interleaved")
+    print(f"# {video}: {rounds} rounds x {repeats} samples per process, every process of a round "
+          "(tree, case, decoder) in turn")  # fmt: skip
     print("| case | decoder | " + " | ".join(f"{t} ms/sample" for t in trees) + " | ratio |")
     print("|---|---|" + "---|" * (len(trees) + 1))
+    per = {(c, d, t): [] for c in cases for d in decoders for t in trees}
+    for _ in range(rounds):
+        for case, decoder, tree in per:
+            r = _child(folder, video, case, decoder, repeats, tree)
+            per[case, decoder, tree].extend(r["seconds"][1:])  # the first warms the caches
     for case in cases:
         for decoder in decoders:
-            per = {t: [] for t in trees}
-            for _ in range(rounds):
-                for tree in trees:
-                    r = _child(folder, video, case, decoder, repeats, tree)
-                    per[tree].extend(r["seconds"][1:])  # the first sample warms the caches
-            med = {t: statistics.median(v) * 1000 for t, v in per.items()}
+            med = {t: statistics.median(per[case, decoder, t]) * 1000 for t in trees}
             ratio = med[trees[-1]] / med[trees[0]]
             print(f"| {case} | {decoder} | " + " | ".join(f"{med[t]:.1f}" for t in trees)
                   + f" | {ratio:.3f} |", flush=True)  # fmt: skip
+
+
+def _smaps_mb(pid: int) -> dict:
+    """RSS, PSS and USS (private clean + dirty) of a process, in MB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, value = line.split(":", 1)
+        fields[key] = int(value.split()[0]) / 1024
+    uss = fields["Private_Clean"] + fields["Private_Dirty"]
+    return {"rss": round(fields["Rss"], 1), "pss": round(fields["Pss"], 1), "uss": round(uss, 1)}
+
+
+def workers_one(root: Path, decoder: str, workers: int, epochs: int) -> dict:
+    """The train loader of a ``KineticsDataModule`` on ``root`` for ``epochs`` epochs in this
+    process: each worker's memory after the first batch and at the end, and clips/s."""
+    import psutil
+    import torch
+
+    from a2video.data import KineticsDataModule
+
+    torch.set_num_threads(1)
+    dm = KineticsDataModule(
+        data_root=str(root),
+        decoder=decoder,
+        num_workers=workers,
+        batch_size=8,
+        persistent_workers=True,
+        pin_memory=False,
+        seed=0,
+    )
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    first, clips, t0 = None, 0, None
+    for _ in range(epochs):
+        for batch in loader:
+            clips += len(batch["label"])
+            if first is None:
+                pids = [p.pid for p in psutil.Process().children()]
+                first = [_smaps_mb(pid) for pid in pids]
+                clips, t0 = 0, time.perf_counter()  # clips/s after the workers started
+    seconds = time.perf_counter() - t0
+    last = [_smaps_mb(pid) for pid in pids]
+    return {"decoder": decoder, "workers": workers, "samples": clips, "first": first,
+            "last": last, "clips_per_s": round(clips / seconds, 2)}  # fmt: skip
+
+
+def workers(root: Path, trees, decoders, workers: int, epochs: int, rounds: int) -> list[dict]:
+    """:func:`workers_one` with each tree, rounds interleaved; prints the table."""
+    print(f"# {platform.node()}, {os.cpu_count()} cores: {workers} workers, {epochs} epochs of "
+          f"{root}, trees interleaved, {rounds} rounds")  # fmt: skip
+    print("| decoder | tree | worker RSS: first → end | PSS | USS | clips/s |")
+    print("|---|---|---|---|---|---|")
+    rows = []
+    for decoder in decoders:
+        for _ in range(rounds):
+            for tree in trees:
+                env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(tree))
+                cmd = [sys.executable, __file__, "workers-one", str(root), decoder,
+                       str(workers), str(epochs)]  # fmt: skip
+                out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                if out.returncode:
+                    raise RuntimeError(f"{cmd}: {out.stderr[-2000:]}")
+                r = json.loads(out.stdout.strip().splitlines()[-1]) | {"tree": str(tree)}
+                rows.append(r)
+
+                def span(key: str, r=r) -> str:
+                    a = [w[key] for w in r["first"]]
+                    b = [w[key] for w in r["last"]]
+                    return f"{min(a):.0f}-{max(a):.0f} → {min(b):.0f}-{max(b):.0f} MB"
+
+                print(f"| {decoder} | {tree} | {span('rss')} | {span('pss')} | {span('uss')} | "
+                      f"{r['clips_per_s']} |", flush=True)  # fmt: skip
+    return rows
 
 
 def main(argv=None) -> int:
@@ -198,6 +284,17 @@ def main(argv=None) -> int:
     s.add_argument("--decoders", nargs="+", default=list(DECODERS))
     s.add_argument("--rounds", type=int, default=3)
     s.add_argument("--repeats", type=int, default=6)
+    w = sub.add_parser("workers")
+    w.add_argument("root", type=Path, help="a dataset of `a2video synth --encoding web`")
+    w.add_argument("--trees", nargs="+", required=True, help="code trees, the baseline first")
+    w.add_argument("--decoders", nargs="+", default=list(DECODERS))
+    w.add_argument("--workers", type=int, default=4)
+    w.add_argument("--epochs", type=int, default=6)
+    w.add_argument("--rounds", type=int, default=1)
+    w.add_argument("--json", type=Path)
+    wo = sub.add_parser("workers-one")
+    for name in ("root", "decoder", "workers", "epochs"):
+        wo.add_argument(name)
     o = sub.add_parser("one")
     for name in ("folder", "video", "case", "decoder", "repeats"):
         o.add_argument(name)
@@ -208,6 +305,14 @@ def main(argv=None) -> int:
         rows = memory(args.folder, args.videos, args.cases, args.decoders)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
+    elif args.cmd == "workers":
+        rows = workers(args.root, args.trees, args.decoders, args.workers, args.epochs,
+                       args.rounds)  # fmt: skip
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+    elif args.cmd == "workers-one":
+        r = workers_one(Path(args.root), args.decoder, int(args.workers), int(args.epochs))
+        print(json.dumps(r))
     elif args.cmd == "speed":
         speed(args.folder, args.trees, args.video, args.cases, args.decoders, args.rounds,
               args.repeats)  # fmt: skip
