@@ -95,10 +95,13 @@ def test_a_resume_continues_the_version_folder_without_the_rows_after_the_checkp
     ResumeLogs().on_save_checkpoint(_fitting(tb_logger, csv_logger), None, checkpoint := {})
     checkpoint["global_step"] = 3
     again = [TensorBoardLogger(tmp_path / "tb"), CSVLogger(tmp_path / "csv")]
-    resume_logs(SimpleNamespace(loggers=again), checkpoint)
+    callback = ResumeLogs()
+    resume_logs(SimpleNamespace(loggers=again, callbacks=[callback]), checkpoint)
     assert [logger.version for logger in again] == [0, 0]
     for logger in again:
         logger.log_hyperparams({"lr": 0.1})
+    callback.on_train_start(None, None)
+    for logger in again:
         _log(logger, range(3, 6))
         logger.finalize("success")
     steps = [r["step"] for r in _rows(tmp_path / "csv/lightning_logs/version_0/metrics.csv")]
@@ -107,6 +110,39 @@ def test_a_resume_continues_the_version_folder_without_the_rows_after_the_checkp
         "train/loss": [(s, float(s)) for s in range(6)],
         "lr": [(s, round(0.1 * s, 5)) for s in range(6)],
     }
+
+
+def test_a_resume_that_fails_before_training_drops_no_rows(tmp_path):
+    """A resume from an older checkpoint (step 2 of 6) that stops before it trains (a wrong
+    data_root, a wrong file: Lightning opens the loggers first) keeps every row the run logged:
+    they are dropped when the resumed fit starts training (before: as it started, so steps 2-5
+    were gone although nothing logged them again)."""
+    csv_logger, tb_logger = CSVLogger(tmp_path / "csv"), TensorBoardLogger(tmp_path / "tb")
+    _log(csv_logger, range(6))
+    _log(tb_logger, range(6))
+    ResumeLogs().on_save_checkpoint(_fitting(tb_logger, csv_logger), None, checkpoint := {})
+    checkpoint["global_step"] = 2
+    again = [TensorBoardLogger(tmp_path / "tb"), CSVLogger(tmp_path / "csv")]
+    resume_logs(SimpleNamespace(loggers=again, callbacks=[ResumeLogs()]), checkpoint)
+    for logger in again:
+        _ = logger.experiment  # Lightning's setup opens them; then the data module fails
+        logger.finalize("failed")
+    steps = [r["step"] for r in _rows(tmp_path / "csv/lightning_logs/version_0/metrics.csv")]
+    assert steps == [str(s) for s in range(6)]
+    assert [s for s, _ in _scalars(tmp_path / "tb/lightning_logs/version_0")["lr"]] == [*range(6)]
+
+
+def test_a_resume_into_the_version_the_user_set_keeps_its_rows(tmp_path):
+    """``version: 0`` set in the YAML to resume into the run's folder (Lightning's way): the
+    folder's metrics.csv is continued, not deleted by Lightning's CSV writer."""
+    _log(logger := CSVLogger(tmp_path), range(4))
+    ResumeLogs().on_save_checkpoint(_fitting(logger), None, checkpoint := {})
+    checkpoint["global_step"] = 2
+    again, callback = CSVLogger(tmp_path, version=0), ResumeLogs()
+    resume_logs(SimpleNamespace(loggers=[again], callbacks=[callback]), checkpoint)
+    callback.on_train_start(None, None)
+    _log(again, range(2, 4))
+    assert [r["step"] for r in _rows(Path(again.log_dir) / "metrics.csv")] == list("0123")
 
 
 # ----------------------------------------------------------------------- end to end, with kills

@@ -12,10 +12,11 @@ told to use the old folder deletes its ``metrics.csv``. :class:`ResumeLogs` (ins
   checkpoint covers is on disk when it is, after a lost node too; the checkpoint records each
   TensorBoard / CSV logger's ``name`` and ``version`` (``checkpoint["a2video_logs"]``).
 - **A resumed fit** continues the version folders its checkpoint records (where the logger's
-  version is left unset: ``A2VideoCLI`` calls :func:`resume_logs`), and before it logs anything
-  drops there the rows logged at the checkpoint's step or later
-  (:func:`drop_csv_rows`, :func:`drop_tensorboard_events`): those the resumed run logs again, or,
-  from an older checkpoint than the last, those it supersedes. One line says how many went.
+  version is left unset or set to that one: ``A2VideoCLI`` calls :func:`resume_logs`), and
+  as it starts training, before it logs a row, drops there the rows logged at the checkpoint's
+  step or later (:func:`drop_csv_rows`, :func:`drop_tensorboard_events`): those the resumed run
+  logs again, or, from an older checkpoint than the last, those it supersedes. One line says
+  how many went. A resume that fails before (a wrong data_root) drops nothing.
 
 Rows are kept by their logged step: Lightning logs a batch's rows (and an epoch's figures) at the
 step of its optimizer step, counted from 0, so a checkpoint of ``global_step`` S covers the rows
@@ -95,24 +96,24 @@ def drop_csv_rows(path: str, step: int) -> tuple[list[str], int, int | None]:
     return header, len(gone), max(gone, default=None)
 
 
-def _open_csv(logger: CSVLogger, step: int) -> tuple[int, int | None]:
-    """Open ``logger``'s writer on its folder's ``metrics.csv`` less the rows of ``step`` or
-    later: Lightning's writer deletes the file it finds, so the file is set aside while the
-    writer opens, and the writer is told its columns."""
+def _open_csv(logger: CSVLogger) -> None:
+    """Open ``logger``'s writer on its folder's ``metrics.csv`` as it is: Lightning's writer
+    deletes the file it finds, so the file is set aside while the writer opens, and the writer
+    is told its columns."""
     path = os.path.join(logger.log_dir, CSV_FILE)
     aside = path + ".resuming"
     if os.path.isfile(aside) and not os.path.isfile(path):  # a kill during an earlier resume
         os.replace(aside, path)
     if logger._experiment is not None or not os.path.isfile(path):
-        return 0, None
-    header, dropped, last = drop_csv_rows(path, step)
+        return
+    with open(path, newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f), [])
     os.replace(path, aside)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_CSV_DELETES)
         writer = logger.experiment
     os.replace(aside, path)
     writer.metrics_keys = [k for k in header if k]  # (the writer's columns so far)
-    return dropped, last
 
 
 # ------------------------------------------------------------------------------ TensorBoard events
@@ -160,24 +161,28 @@ def drop_tensorboard_events(path: str, step: int) -> tuple[int, int | None]:
     return len(gone), max(gone, default=None)
 
 
-def _drop_events(logger: TensorBoardLogger, step: int) -> tuple[int, int | None]:
-    """:func:`drop_tensorboard_events` over ``logger``'s folder, before its writer opens."""
-    if logger._experiment is not None:  # its writer opens at its first row: none yet
-        return 0, None
+def _drop_events(paths: list[str], step: int) -> tuple[int, int | None]:
+    """:func:`drop_tensorboard_events` over the event files ``paths``."""
     dropped, last = 0, None
-    for path in _files(logger.log_dir):
-        if os.path.basename(path).startswith(EVENTS_PREFIX):
-            n, s = drop_tensorboard_events(path, step)
-            dropped += n
-            last = s if last is None or (s is not None and s > last) else last
+    for path in paths:
+        n, s = drop_tensorboard_events(path, step)
+        dropped += n
+        last = s if last is None or (s is not None and s > last) else last
     return dropped, last
 
 
 # ---------------------------------------------------------------------------------- at a resume
+# A resumed logger's rows to drop when its fit starts training: (logger, the checkpoint's step,
+# the TensorBoard event files its folder held before the logger's writer opened)
+Drop = tuple[Logger, int, list[str]]
+
+
 def resume_logs(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
     """Continue the version folders ``checkpoint`` records in ``trainer``'s loggers of the same
-    kind and name whose version is unset, and drop there (on rank 0) the rows logged at the
-    checkpoint's step or later. Before ``fit``: Lightning opens the loggers' writers first thing.
+    kind and name whose version is unset (or set to the recorded one). Before ``fit``: Lightning
+    opens the loggers' writers first thing. The rows logged there at the checkpoint's step or
+    later are dropped (on rank 0) by ``trainer``'s :class:`ResumeLogs` when the fit starts
+    training, not here: a resume that fails before (a wrong data_root) leaves them as they were.
 
     Args:
         trainer: the resumed fit's Trainer.
@@ -185,26 +190,42 @@ def resume_logs(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
     """
     records = list(checkpoint.get(LOGS_KEY) or [])
     step = int(checkpoint.get("global_step", 0))
+    drops = []
     for logger in (logger for logger in trainer.loggers if _versioned(logger)):
         kind, name = type(logger).__name__, logger.name
         match = next((r for r in records if (r.get("logger"), r.get("name")) == (kind, name)), None)
-        if match is None or logger._version is not None:  # (Lightning's: unset till first read)
-            continue  # not this run's logger (an earlier a2video's checkpoint), or a set version
+        # (Lightning's version: unset till first read)
+        if match is None or logger._version not in (None, match["version"]):
+            continue  # not this run's logger (an earlier a2video's checkpoint), or another version
         records.remove(match)
         logger._version = match["version"]
         if isinstance(logger, TensorBoardLogger):  # its hparams and hp_metric are there already
             logger._default_hp_metric = False
-        _drop_rows(logger, step)
+        drops.append(_continue(logger, step))
+    for callback in getattr(trainer, "callbacks", ()):
+        if isinstance(callback, ResumeLogs):
+            callback.drops = [d for d in drops if d is not None]
 
 
 @rank_zero_only
-def _drop_rows(logger: Logger, step: int) -> None:
+def _continue(logger: Logger, step: int) -> Drop:
+    """Open ``logger`` on its folder's rows as they are (Lightning's CSV writer deleted them);
+    what to drop there once the fit trains."""
+    if isinstance(logger, CSVLogger):
+        _open_csv(logger)
+        return logger, step, []
+    events = [p for p in _files(logger.log_dir) if os.path.basename(p).startswith(EVENTS_PREFIX)]
+    return logger, step, events  # (before its writer opens its own file)
+
+
+def _drop_rows(logger: Logger, step: int, events: list[str]) -> None:
     """Drop the rows of ``logger``'s folder logged at ``step`` or later, in one line."""
     if isinstance(logger, CSVLogger):
-        dropped, last = _open_csv(logger, step)
-        what = f"rows of {os.path.join(logger.log_dir, CSV_FILE)}"
+        path = os.path.join(logger.log_dir, CSV_FILE)
+        dropped, last = drop_csv_rows(path, step)[1:] if os.path.isfile(path) else (0, None)
+        what = f"rows of {path}"
     else:
-        dropped, last = _drop_events(logger, step)
+        dropped, last = _drop_events(events, step)
         what = f"TensorBoard values in {logger.log_dir}"
     if dropped:
         rank_zero_info(
@@ -217,7 +238,16 @@ def _drop_rows(logger: Logger, step: int) -> None:
 # ---------------------------------------------------------------------------------- the callback
 class ResumeLogs(Callback):
     """At each checkpoint of a fit: the loggers flushed, their files synced to disk (rank 0),
-    and their names and versions recorded for :func:`resume_logs`."""
+    and their names and versions recorded for :func:`resume_logs`; in a resumed fit, as it
+    starts training, the rows logged after its checkpoint dropped (rank 0)."""
+
+    def __init__(self) -> None:
+        self.drops: list[Drop] = []  # set by resume_logs, on rank 0
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        drops, self.drops = self.drops, []
+        for logger, step, events in drops:
+            _drop_rows(logger, step, events)
 
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
