@@ -655,6 +655,36 @@ def test_a_failed_start_leaves_no_run_folder(kinetics_root, tmp_path, capsys):
         assert sorted(p.relative_to(run) for p in run.rglob("*")) == kept
 
 
+def test_a_failed_start_leaves_a_run_started_beside_it_alone(
+    kinetics_root, tmp_path, capsys, monkeypatch
+):
+    """Two fits started at once in one ``lightning_logs`` (a sweep): the one that fails in
+    setup removes its own ``version_N`` only. Before, it removed every new folder there holding
+    start-up files alone, so the other run lost its config, hparams.yaml and open event file."""
+    from a2video.training import cli
+
+    run = tmp_path / "run"
+    other = run / "lightning_logs" / "version_7"
+    folder_snapshot = cli.folder_snapshot
+
+    def snapshot_then_other_starts(folders):
+        snapshot = folder_snapshot(folders)
+        other.mkdir(parents=True)
+        for name in ("config.yaml", "hparams.yaml", "events.out.tfevents.1.host.2.0"):
+            (other / name).write_text("x")
+        return snapshot
+
+    monkeypatch.setattr(cli, "folder_snapshot", snapshot_then_other_starts)
+    argv = ["fit", "--config", DEMO, "--data.data_root", kinetics_root, *QUIET]
+    argv += ["--trainer.default_root_dir", str(run), "--trainer.logger", "true"]
+    argv += ["--data.val_split", str(tmp_path / "no_val.csv")]
+    _user_error(capsys, _train_main(), argv)
+    assert sorted(p.name for p in run.rglob("*")) == [
+        "config.yaml", "events.out.tfevents.1.host.2.0", "hparams.yaml", "lightning_logs",
+        "version_7",
+    ]  # fmt: skip
+
+
 def test_a_fit_stopped_before_its_first_validation_has_no_monitor_warning(kinetics_root, tmp_path):
     """``--trainer.max_steps 1`` stops before any validation: no val/top1 exists yet, and
     Lightning's "could not find the monitored key ... Did you call log('val/top1')?" is not

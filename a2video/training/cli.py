@@ -583,6 +583,14 @@ def _run_folders(trainer: Any) -> list[str]:
     return [str(f) for f in folders if f] + [str(trainer.default_root_dir)]
 
 
+def _log_dirs(trainer: Any) -> list[str]:
+    """The folders a command of ``trainer`` writes its start-up files into (config, hparams,
+    class names): its loggers' ``version_N`` (``save_dir`` of loggers without one) and
+    ``default_root_dir`` (without a logger). Read locally: no broadcast, on rank 0 alone."""
+    folders = [getattr(logger, "log_dir", None) or logger.save_dir for logger in trainer.loggers]
+    return [str(f) for f in folders if f] + [str(trainer.default_root_dir)]
+
+
 def _val_check_interval_error(err: ValueError) -> ValueError | None:
     """One line naming the options for Lightning's "`val_check_interval` (N) must be less than
     or equal to the number of the training batches (M)", which ended the fit in a traceback
@@ -946,7 +954,7 @@ class A2VideoCLI(LightningCLI):
         progress = trainer.fit_loop.epoch_loop.batch_progress.total.ready
         if progress or trainer.logged_metrics or not trainer.is_global_zero:
             return
-        removed = remove_failed_start(snapshot)
+        removed = remove_failed_start(snapshot, _log_dirs(trainer))
         tops = [p for p in removed if os.path.dirname(p) not in removed]  # the outermost ones
         if tops:
             rank_zero_info(

@@ -222,14 +222,22 @@ def _remove(path: str) -> None:
         os.rmdir(folder)
 
 
-def remove_failed_start(snapshot: FolderSnapshot) -> list[str]:
+def remove_failed_start(snapshot: FolderSnapshot, own: Iterable[str]) -> list[str]:
     """After a command failed before its first batch: remove what it created in the folders of
     ``snapshot`` (:func:`folder_snapshot`) that holds only :data:`STARTUP_FILES`, then the
-    folders it created that are empty now. Nothing that was there before is touched.
+    folders it created that are empty now. Nothing that was there before is touched, nor what
+    another command started meanwhile in the same folders (a sweep's runs sharing one
+    ``lightning_logs``): only ``own``, the folders this command wrote its start-up files into
+    (its loggers' ``version_N``, its run folder), the folders above them and new files in them.
 
     Returns:
         The paths removed.
     """
+    own = {os.path.abspath(p) for p in own}
+
+    def ours(folder: str, path: str) -> bool:
+        return folder in own or any(p == path or p.startswith(path + os.sep) for p in own)
+
     removed = []
     for folder in sorted(snapshot, key=len, reverse=True):  # deeper folders first
         before = snapshot[folder]
@@ -237,7 +245,7 @@ def remove_failed_start(snapshot: FolderSnapshot) -> list[str]:
             continue
         for name in sorted(set(os.listdir(folder)) - (before or frozenset())):
             path = os.path.join(folder, name)
-            if path not in snapshot and _startup_only(path):
+            if path not in snapshot and ours(folder, path) and _startup_only(path):
                 _remove(path)
                 removed.append(path)
         if before is None and not os.listdir(folder):
