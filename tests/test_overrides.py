@@ -143,12 +143,14 @@ def test_cli_and_from_checkpoint_restore_the_same_options(trained_from_2d, kinet
     )  # fmt: skip
     direct = VideoClassifier.from_checkpoint(trained_from_2d, view_chunk=2, write_outputs=False)
     # (the CLI adds its private `_instantiator`; its --config names AdamW, which replaces the
-    # built-in SGD's options by the optimizer used)
-    optimizer = {"optimizer_used", *SGD_OPTIONS}
+    # built-in SGD's options by the optimizer used; the config's arch_options null stays as
+    # written: it is the saved {})
+    skipped = {"optimizer_used", "arch_options", *SGD_OPTIONS}
     from_cli = {k: v for k, v in cli.model.hparams.items() if not k.startswith("_")}
-    assert {k: v for k, v in from_cli.items() if k not in optimizer} == {
-        k: v for k, v in direct.hparams.items() if k not in optimizer
+    assert {k: v for k, v in from_cli.items() if k not in skipped} == {
+        k: v for k, v in direct.hparams.items() if k not in skipped
     }
+    assert cli.model.arch_options == direct.arch_options == {}
     assert (from_cli["view_chunk"], from_cli["write_outputs"]) == (2, False)  # the user's
     assert from_cli["label_smoothing"] == pytest.approx(0.1)  # left unset: the checkpoint's
     assert from_cli["pretrained_2d"] is None  # never restored

@@ -176,6 +176,19 @@ def test_a_resumed_fits_saved_config_starts_the_run_from_any_folder(
     assert (run / "config-before-resume.yaml").read_bytes() == earlier
 
 
+def test_a_resume_with_the_runs_own_settings_keeps_its_config_as_it_was(kinetics_root, tmp_path):
+    """``fit --ckpt_path last`` with the very arguments the run started with: its config.yaml
+    stays byte for byte and no config-before-resume.yaml appears. Before, the checkpoint's
+    ``arch_options: {}`` was written over the config's ``null``, so every resume said its
+    settings differed and kept a copy of identical ones."""
+    args = tiny_fit_args(kinetics_root, tmp_path, *ONE_STEP)
+    _train_main()(args)
+    earlier = (tmp_path / "config.yaml").read_bytes()
+    _train_main()([*args, "--ckpt_path", "last"])
+    assert sorted(p.name for p in tmp_path.glob("config*.yaml")) == ["config.yaml"]
+    assert (tmp_path / "config.yaml").read_bytes() == earlier
+
+
 def test_the_finetune_callback_refuses_an_inflate_that_disagrees_with_the_models(tmp_path):
     """``finetune.inflate center`` beside ``arch_options.inflate: mean`` inflated the kernels by
     the centre frame while the model (hparams, checkpoint) recorded mean: two settings, one

@@ -785,6 +785,8 @@ class A2VideoCLI(LightningCLI):
         # given on the command line or in a --config file (as the shipped configs set model.arch)
         option = "--model.{key} (command line and --config files)"
         taken = options_from_checkpoint(str(ckpt_path), saved, model, given, option=option)
+        # (what the config says already stays as written: arch_options null is the saved {})
+        taken = {k: v for k, v in taken.items() if not same_option(k, model.get(k), v)}
         if taken:
             self.config = self.parser.parse_object({subcommand: {"model": taken}}, self.config)
 
