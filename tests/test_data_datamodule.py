@@ -396,6 +396,23 @@ def test_a_damaged_or_foreign_cache_is_not_read(listed_root, monkeypatch):
     assert listing.load(listed_root / "train") is None
 
 
+def test_a_node_without_a_usable_temporary_folder_lists_in_every_process(listed_root, monkeypatch):
+    """No writable $TMPDIR, /tmp, /var/tmp nor working folder (tempfile finds none): setup lists
+    the folders itself, as with ``listing_cache=False``; before, its cache look-up raised
+    tempfile's FileNotFoundError through setup."""
+    reference = _splits(listed_root, listing_cache=False)
+
+    def no_temporary_folder():
+        raise FileNotFoundError("No usable temporary directory found in ['/tmp']")
+
+    monkeypatch.setattr(tempfile, "gettempdir", no_temporary_folder)
+    dm = KineticsDataModule(str(listed_root), num_workers=0)
+    dm.prepare_data()
+    for stage in ("fit", "test"):
+        dm.setup(stage)
+    assert {name: (d.records, dm.missing[name]) for name, d in dm.datasets.items()} == reference
+
+
 def test_prepare_data_leaves_a_broken_split_to_setup(listed_root):
     """An error raised in prepare_data would stop local rank 0 alone, the other ranks waiting
     at its barrier: it is setup, on every rank, that says it."""

@@ -80,10 +80,10 @@ def _own_folder(folder: Path) -> bool:
 
 def load(video_dir: str | os.PathLike, recursive: bool = False) -> ann.KineticsVideos | None:
     """The cached listing of ``video_dir``, or None where there is none or it is stale."""
-    path = cache_path(video_dir, recursive)
-    if not _own_folder(path.parent):
-        return None
-    try:
+    try:  # (cache_path: no usable temporary folder is an OSError too)
+        path = cache_path(video_dir, recursive)
+        if not _own_folder(path.parent):
+            return None
         data = json.loads(path.read_bytes())
         if data["version"] != VERSION or data["key"] != _key(video_dir, recursive):
             return None
