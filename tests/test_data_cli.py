@@ -226,17 +226,18 @@ def test_synth_refuses_a_root_of_other_files(tmp_path, capsys):
     synthetic set) stops in one line; it overwrote the annotation files there without a word.
     Its own earlier root, interrupted or not, is written again."""
     args = ["--classes", "1", "--videos-per-class", "1", "--duration", "0.3", "0.3"]
-    args += ["--max-side", "32", "--missing", "0", "--no-progress"]
+    args += ["--max-side", "32", "--no-progress"]
     mine = tmp_path / "mine"
     (mine / "annotations").mkdir(parents=True)
     (mine / "annotations" / "train.csv").write_text("label,youtube_id,time_start,time_end\n")
-    code, out, err = run_cli(["synth", str(mine), *args], capsys)
+    code, out, err = run_cli(["synth", str(mine), *args, "--missing", "0"], capsys)
     assert code == 2 and "holds files a2video synth did not write" in err, (out, err)
     assert err.count("\n") == 1
     assert (mine / "annotations" / "train.csv").read_text().count("\n") == 1
     ucf = tmp_path / "ucf"
     assert main(["synth", str(ucf), "--layout", "ucf101", *args]) == 0
-    code, out, err = run_cli(["synth", str(ucf), "--layout", "kinetics", *args], capsys)
+    code, out, err = run_cli(["synth", str(ucf), "--layout", "kinetics", *args, "--missing", "0"],
+                             capsys)  # fmt: skip
     assert code == 2 and "holds a ucf101 synthetic dataset" in err, (out, err)
     (ucf / "synth_manifest.json").write_text('{"layout": "ucf101", "incomplete": true}')
     assert main(["synth", str(ucf), "--layout", "ucf101", *args]) == 0
@@ -274,6 +275,26 @@ def test_synth_refuses_values_it_cannot_honour_in_one_line(option, said, tmp_pat
     root = tmp_path / "s"
     code, out, err = run_cli(["synth", str(root), "--no-progress", *option], capsys)
     assert code == 2 and err == f"a2video synth: error: {said}\n", (out, err)
+    assert not root.exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "named"),
+    [
+        (["--missing", "0.2"], "--missing"),
+        (["--val-per-class", "2"], "--val-per-class"),
+        (["--structure", "flat", "--missing", "0"], "--structure, --missing"),
+    ],
+)
+def test_synth_ucf101_refuses_the_kinetics_only_options(option, named, tmp_path, capsys):
+    """``--layout ucf101`` ignored ``--missing``, ``--val-per-class`` and ``--structure``: a
+    dataset without the missing videos or val split asked for. Now one line names them and
+    what the ucf101 layout takes; nothing is written."""
+    root = tmp_path / "s"
+    code, out, err = run_cli(["synth", str(root), "--layout", "ucf101", *option], capsys)
+    assert code == 2 and err.count("\n") == 1, (out, err)
+    assert err.startswith(f"a2video synth: error: {named}: Kinetics-layout only;"), err
+    assert "it takes --classes, --videos-per-class" in err
     assert not root.exists()
 
 

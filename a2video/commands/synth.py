@@ -49,8 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--structure",
         choices=["flat", "per-class", "mixed"],
-        default="mixed",
-        help="Kinetics video folders (mixed: train mostly per-class)",
+        default=None,
+        help="Kinetics video folders (default mixed: train mostly per-class)",
     )
     parser.add_argument(
         "--missing",

@@ -430,6 +430,19 @@ def _plan_special(n_videos: int, broken: float, quirks: bool, kinds_quirk, rng) 
     return plan
 
 
+def _check_kinetics_only(layout: str, **options: object) -> None:
+    """Refuse, in one ``ValueError`` line, Kinetics-only options given with the ucf101 layout
+    (they were ignored: ``--missing 0.2`` wrote every video, as if never typed)."""
+    given = [f"--{name.replace('_', '-')}" for name, value in options.items() if value is not None]
+    if layout == "ucf101" and given:
+        raise ValueError(
+            f"{', '.join(given)}: Kinetics-layout only; --layout ucf101 writes every video of "
+            "UCF-101/CLASS/ and the three official train/test folds (no val split, no missing "
+            "videos); it takes --classes, --videos-per-class, --seed, --duration, --size, "
+            "--max-side, --broken, --quirks and --encoding"
+        )
+
+
 def _check_counts(
     videos_per_class: int,
     val_per_class: int | None,
@@ -460,7 +473,7 @@ def synthesize(
     duration: tuple[float, float] | None = None,
     size: tuple[int, int] | None = None,
     max_side: int | None = None,
-    structure: str = "mixed",
+    structure: str | None = None,
     missing: float | None = None,
     broken: float = 0.0,
     quirks: bool = False,
@@ -483,8 +496,11 @@ def synthesize(
         size: fixed (width, height); default varied Kinetics sizes (``WEB_SIZES``, short side
             256, with ``encoding="web"``), 320x240 for UCF-101.
         max_side: scale the sizes down so the long side is at most this (fast tests).
-        structure: Kinetics: "flat", "per-class" or "mixed" (train mostly per-class).
+        structure: Kinetics: "flat", "per-class" or "mixed" (the default: train mostly
+            per-class).
         missing: Kinetics: share of train/val/test rows whose video is not written (0.05).
+            ``val_per_class``, ``structure`` and ``missing`` are Kinetics' alone: given with
+            ``layout="ucf101"``, they are refused (``ValueError``), not ignored.
         broken: share of videos replaced by unusable files (zero-byte, text, truncated, ...).
         quirks: also write one video of each unusual-but-usable kind (short, odd size, ...).
         progress: tqdm progress bar.
@@ -501,6 +517,8 @@ def synthesize(
         raise ValueError(f"layout must be kinetics or ucf101, got {layout!r}")
     if not 1 <= classes <= MAX_CLASSES:
         raise ValueError(f"classes must be in 1..{MAX_CLASSES}, got {classes}")
+    _check_kinetics_only(layout, val_per_class=val_per_class, structure=structure, missing=missing)
+    structure = structure or "mixed"
     if structure not in ("flat", "per-class", "mixed"):
         raise ValueError(f"structure must be flat, per-class or mixed, got {structure!r}")
     _check_counts(videos_per_class, val_per_class, size, broken, missing)
