@@ -350,6 +350,26 @@ def test_several_folds_outside_fit_is_a_user_error(capsys):
     assert "--folds with several folds runs fit" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--folds", "2", "--data.fold", "1"], "--folds 2 and --data.fold 1"),
+        (["--data.fold=3", "--folds=all"], "--folds all and --data.fold 3"),
+        (["--folds", "1,3", "--data.init_args.fold", "1"], "--folds 1,3 and --data.fold 1"),
+    ],
+)
+def test_folds_beside_another_data_fold_is_a_user_error(argv, said, capsys):
+    """``fit --folds 2 --data.fold 1`` ran fold 2 without a word (--folds set the fold, the
+    typed --data.fold was dropped); now one line, before anything is built."""
+    from a2video.training.finetune import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", *argv])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1, err
+    assert f"finetune_ucf.py: error: {said} both set the UCF-101 fold" in err
+
+
 # --------------------------------------------------------------------------- folds
 def test_folds_all_reports_three_results_and_their_mean(train_ckpt, ucf_root, tmp_path):
     root = tmp_path / "ucf_folds"

@@ -576,6 +576,29 @@ def _split_folds_arg(argv: list[str]) -> tuple[str | None, list[str]]:
     return value, rest
 
 
+def _typed_data_fold(argv: Sequence[str]) -> str | None:
+    """The last ``--data.fold X`` (``--data.init_args.fold``, ``=X`` forms too) of ``argv``."""
+    names = ("--data.fold", "--data.init_args.fold")
+    value = None
+    for i, arg in enumerate(argv):
+        name, eq, given = arg.partition("=")
+        if name in names:
+            value = given if eq else (argv[i + 1] if i + 1 < len(argv) else None)
+    return value
+
+
+def _refuse_two_folds(value: str | None, folds: list[int], rest: Sequence[str]) -> None:
+    """One line for ``--folds N`` beside a typed ``--data.fold M`` naming another fold (or
+    beside several folds): ``--folds`` set every run's fold, ``--data.fold`` was dropped."""
+    typed = _typed_data_fold(rest)
+    if not folds or typed is None or [typed.strip()] == [str(f) for f in folds]:
+        return
+    raise ValueError(
+        f"--folds {value} and --data.fold {typed} both set the UCF-101 fold, to different "
+        "folds; pass one of them (--folds for several folds, run one after another)"
+    )
+
+
 def run_folds(
     argv: Sequence[str] | None = None,
     model_class: Any = None,
@@ -607,6 +630,7 @@ def run_folds(
     warnings.filterwarnings("ignore", message=_LIGHTNING_ARGS_AND_ARGV)
     value, rest = _split_folds_arg(argv)
     folds = parse_folds(value)
+    _refuse_two_folds(value, folds, rest)
     runs = []
     root, rank_zero = None, True
     if len(folds) <= 1:
