@@ -298,6 +298,16 @@ def test_synth_ucf101_refuses_the_kinetics_only_options(option, named, tmp_path,
     assert not root.exists()
 
 
+def test_check_data_refuses_a_fold_with_the_kinetics_layout(kinetics_root, capsys):
+    """``--fold 2 --layout kinetics`` checked every Kinetics split as if --fold were not
+    typed; now one line says --fold is UCF-101's, before any video is decoded."""
+    args = ["check-data", "--layout", "kinetics", kinetics_root, "--fold", "2", "--no-progress"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 2 and out == "", (out, err)
+    said = "--fold 2: UCF-101's fold (--layout ucf101); a kinetics split is chosen with --split"
+    assert err == f"a2video check-data: error: {said}\n", err
+
+
 def test_ctrl_c_ends_check_data_in_one_line(kinetics_root, monkeypatch, capsys):
     """Ctrl-C while check-data decodes: one line and exit status 130, as ``prepare`` (it was
     the KeyboardInterrupt traceback through concurrent.futures)."""

@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="split name or annotation file; repeatable (default: all; Kinetics' test where "
         "its CSV is)",
     )
-    parser.add_argument("--fold", type=int, default=1, choices=[1, 2, 3], help="UCF-101 fold")
+    parser.add_argument(
+        "--fold", type=int, default=None, choices=[1, 2, 3], help="UCF-101 fold (default 1)"
+    )
     parser.add_argument(
         "--annotation-dir",
         metavar="DIR",
@@ -64,6 +66,12 @@ def run(args: argparse.Namespace) -> int:
         write_csv_report,
     )
 
+    if args.fold is not None and args.layout != "ucf101":
+        raise ValueError(
+            f"--fold {args.fold}: UCF-101's fold (--layout ucf101); a {args.layout} split is "
+            "chosen with --split"
+        )
+    args.fold = args.fold or 1
     splits = args.split or default_splits(args.layout, args.root, args.annotation_dir)
     # ROOT and every split's annotations first: a wrong root or a missing annotation file is
     # one line (exit 2) before any video is decoded, said once, not once per split
