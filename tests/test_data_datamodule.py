@@ -422,6 +422,28 @@ def test_prepare_data_leaves_a_broken_split_to_setup(listed_root):
         dm.setup("fit")
 
 
+def test_no_split_folder_is_said_once(kinetics_root, tmp_path, small_clip, monkeypatch, caplog):
+    """A CSV whose split folder its name and rows do not tell (all of data_root is searched):
+    rank 0 said so twice, in prepare_data and again in setup, and every other rank once."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the node's listing goes here
+    mine = tmp_path / "my_val.csv"  # val.csv's rows without their split column
+    rows = (Path(kinetics_root) / "annotations" / "val.csv").read_text().splitlines()
+    mine.write_text("".join(",".join(row.split(",")[:4]) + "\n" for row in rows))
+    said = "my_val.csv: no split folder found"
+    with caplog.at_level(logging.INFO, logger="a2video"):
+        dm = KineticsDataModule(kinetics_root, val_split=str(mine), **small_clip)
+        dm.prepare_data()
+        dm.setup("fit")
+        dm.setup("test")  # the same CSV
+    assert sum(said in r.getMessage() for r in caplog.records) == 1, caplog.text
+    assert len(dm.datasets["val"]) == len(rows) - 1 - dm.missing["val"]
+    caplog.clear()
+    monkeypatch.setenv("RANK", "1")
+    with caplog.at_level(logging.INFO, logger="a2video"):
+        KineticsDataModule(kinetics_root, val_split=str(mine), **small_clip).setup("fit")
+    assert not any(said in r.getMessage() for r in caplog.records), caplog.text
+
+
 def test_the_test_split_follows_a_given_val_split(kinetics_root, tmp_path, small_clip):
     """Kinetics tests on its val split: ``--data.val_split my_val.csv`` (in the run's config)
     was not what ``test`` scored, which read annotations/val.csv by the name "val" without a

@@ -415,7 +415,10 @@ def find_kinetics_split_videos(
         folder = find_kinetics_video_dir(data_root, name)
         if folder != Path(data_root):
             return folder, False
-    log.info("%s: no split folder found, searching all of %s for its videos", csv_path, data_root)
+    if first_process():  # every rank finds the same: one line, not one per process
+        log.info(
+            "%s: no split folder found, searching all of %s for its videos", csv_path, data_root
+        )
     return Path(data_root), True
 
 

@@ -527,6 +527,9 @@ class KineticsDataModule(VideoDataModule):
                 (for a file system that keeps no folder modification times).
         """
         self.listing_cache = listing_cache
+        # split -> (CSV, video folder, recursive), found once: prepare_data's look-ahead and
+        # setup's read share it (its "no split folder found" line is said once, not twice)
+        self._found_splits: dict[str, tuple[Path, Path, bool]] = {}
         super().__init__(
             data_root,
             annotation_dir=annotation_dir,
@@ -559,8 +562,11 @@ class KineticsDataModule(VideoDataModule):
         split = self.splits[stage]
         if ann.is_path_label_list(split):
             return None
-        csv_path = ann.find_kinetics_csv(self._annotation_dir(), split)
-        return csv_path, *ann.find_kinetics_split_videos(self.data_root, split, csv_path)
+        if split not in self._found_splits:
+            csv_path = ann.find_kinetics_csv(self._annotation_dir(), split)
+            found = ann.find_kinetics_split_videos(self.data_root, split, csv_path)
+            self._found_splits[split] = (csv_path, *found)
+        return self._found_splits[split]
 
     def prepare_data(self) -> None:
         """List the video folders of the splits this run reads, once per node, for every
