@@ -207,6 +207,43 @@ def test_a_killed_and_resumed_fit_logs_what_the_uninterrupted_run_logs(
     assert rows == whole_rows
 
 
+def test_a_fit_stopped_inside_an_epoch_and_resumed_logs_each_epoch_figure_once(
+    kinetics_root, tmp_path, caplog
+):
+    """``--trainer.max_steps 3`` stops inside epoch 1 (2 batches an epoch): Lightning logged
+    the epoch's figures over its first batch at step 2, after ``last.ckpt``, and the resume with
+    a larger limit logged the whole epoch's at step 3, so epoch 1 had two ``train/top1`` rows
+    of different values. Now the stop keeps them from the loggers (one line says so; they reach
+    ``callback_metrics``) and the resumed run's logs equal the uninterrupted run's: one row per
+    epoch."""
+    from test_resume_settings import _train
+    from tiny_fit import tiny_fit_args
+
+    def fit(run: Path, *extra: str) -> tuple[dict, list[dict[str, str]]]:
+        run.mkdir(parents=True, exist_ok=True)
+        (run.parent / "loggers.yaml").write_text(LOGGERS.replace("RUN", str(run)))
+        args = ["--config", str(run.parent / "loggers.yaml"), "--trainer.log_every_n_steps", "1"]
+        args += ["--data.num_workers", "0", "--trainer.limit_train_batches", "2", *extra]
+        _train(tiny_fit_args(kinetics_root, run, *args))
+        return _logs(run)
+
+    whole = fit(tmp_path / "whole" / "run")
+    with caplog.at_level("INFO"):
+        stopped = fit(tmp_path / "run", "--trainer.max_steps", "3")
+    assert [step for step, _ in stopped[0]["train/top1"]] == [1]  # epoch 0's alone
+    assert "a2video: the fit stopped inside epoch 1 (step 3)" in caplog.text
+    scalars, rows = fit(tmp_path / "run", "--ckpt_path", "last")
+    assert [step for step, _ in scalars["train/top1"]] == [1, 3]
+    # the same tags at the same steps, rows of the same columns (the values after step 1
+    # differ: the stopped run's LR schedule was 3 steps long)
+    assert {tag: [s for s, _ in v] for tag, v in scalars.items()} == {
+        tag: [s for s, _ in v] for tag, v in whole[0].items()
+    }
+    assert [sorted(k for k, v in r.items() if v) for r in rows] == [
+        sorted(k for k, v in r.items() if v) for r in whole[1]
+    ]
+
+
 @pytest.mark.parametrize(
     ("logger", "monitored"), [([], True), (["--trainer.logger", "false"], False)]
 )

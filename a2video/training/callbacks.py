@@ -57,12 +57,13 @@ class VersionedRichProgressBar(RichProgressBar):
         return items
 
 
-def _stops_mid_epoch(trainer: Trainer) -> bool:
+def stops_mid_epoch(trainer: Trainer) -> bool:
     """Whether ``fit`` ends before the epoch's last batch (``max_steps``, ``max_time``, a stop).
 
     Lightning counts such an epoch as finished (a checkpoint written at its end resumes at the
     next epoch, and the rest of this one is never trained), so ``last.ckpt`` is written at the
-    batch end instead, where a resume continues the epoch.
+    batch end instead, where a resume continues the epoch; and it logs the epoch's figures over
+    the batches so far, which a2video keeps from the loggers (:func:`log_epoch_figures`).
     """
     if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
         return False
@@ -70,6 +71,22 @@ def _stops_mid_epoch(trainer: Trainer) -> bool:
     if max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps:
         return True
     return bool(trainer.should_stop) and getattr(trainer.fit_loop, "_can_stop_early", True)
+
+
+def log_epoch_figures(trainer: Trainer) -> bool:
+    """Whether the train epoch's figures (``train/top1``, ``data/bad_videos``, ``perf/*``) are
+    logged: not at a stop inside the epoch (:func:`stops_mid_epoch`), where they cover part of
+    it; a resume logs the whole epoch's at its end, so the logs hold one row per epoch, as an
+    uninterrupted run's. Such figures go to :func:`monitor_only` instead."""
+    return not stops_mid_epoch(trainer)
+
+
+def monitor_only(trainer: Trainer, values: dict[str, Any]) -> None:
+    """``values`` in ``trainer.callback_metrics`` (monitors, EarlyStopping), not the loggers.
+
+    (Not ``self.log(..., logger=False)``: Lightning refuses a key logged from one hook with
+    other arguments than in an earlier epoch.)"""
+    trainer.callback_metrics.update({k: torch.as_tensor(v).detach() for k, v in values.items()})
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -94,11 +111,11 @@ class LastCheckpoint(ModelCheckpoint):
     ) -> None:
         n = self._every_n_train_steps
         due = bool(n) and trainer.global_step % n == 0
-        if due or _stops_mid_epoch(trainer):
+        if due or stops_mid_epoch(trainer):
             self._save_last(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if _stops_mid_epoch(trainer) and self._last_global_step_saved == trainer.global_step:
+        if stops_mid_epoch(trainer) and self._last_global_step_saved == trainer.global_step:
             return  # saved mid-epoch: as an epoch end, a resume would skip the epoch's rest
         # again where the step's batch end was saved: that checkpoint resumes with the epoch's
         # validation and end (a2video.training.resume), which ran since
@@ -108,7 +125,7 @@ class LastCheckpoint(ModelCheckpoint):
         # A validation inside the epoch (val_check_interval) whose EarlyStopping ends the fit:
         # the stop is known only now, after this batch's end. A validation after a batch whose
         # end was saved: saved again, or a resume from that batch's end validates once more.
-        if _stops_mid_epoch(trainer) or self._last_global_step_saved == trainer.global_step:
+        if stops_mid_epoch(trainer) or self._last_global_step_saved == trainer.global_step:
             self._save_last(trainer, again=True)
 
     def _save_last(self, trainer: Trainer, again: bool = False) -> None:
@@ -585,9 +602,14 @@ class StepTimer(Callback):
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         s = self.summary()
-        if s["steps"]:
-            pl_module.log("perf/clips_per_s", s["clips_per_s"], rank_zero_only=True)
-            pl_module.log("perf/data_wait_share", s["data_wait_share"], rank_zero_only=True)
+        if not s["steps"]:
+            return
+        figures = {f"perf/{key}": s[key] for key in ("clips_per_s", "data_wait_share")}
+        if not log_epoch_figures(trainer):
+            monitor_only(trainer, figures)
+            return
+        for key, value in figures.items():
+            pl_module.log(key, value, rank_zero_only=True)
 
 
 def _sync(pl_module: LightningModule) -> None:

@@ -42,6 +42,7 @@ try:  # jsonargparse (the CLI's) is optional for the module itself, e.g. on a GP
 except ImportError:  # pragma: no cover - exercised by tests/test_bench_gpu.py
     OptimizerCallable = Callable[[Iterable], torch.optim.Optimizer]  # type: ignore[misc]
     LRSchedulerCallable = Callable[[torch.optim.Optimizer], Any]  # type: ignore[misc]
+from a2video.training.callbacks import log_epoch_figures, monitor_only
 from a2video.training.checkpoint import plain_data
 from a2video.training.compiled import CompiledForward
 from a2video.training.metrics import (
@@ -482,7 +483,16 @@ class VideoClassifier(LightningModule):
         if self.bad_videos.update_called:  # the batches carry `failed` / `valid` flags
             figures["data/bad_videos"] = self.bad_videos.compute()
             self.bad_videos.reset()
-        self.log_reduced(figures)
+        if log_epoch_figures(self.trainer):
+            self.log_reduced(figures)
+            return
+        monitor_only(self.trainer, figures)  # over part of the epoch: not logged
+        if self.trainer.loggers:
+            rank_zero_info(
+                f"a2video: the fit stopped inside epoch {self.current_epoch} (step "
+                f"{self.global_step}): its train figures are logged when a resume "
+                "(--ckpt_path last) finishes the epoch"
+            )
 
     def log_reduced(self, values: dict[str, Tensor | float]) -> None:
         """Log epoch figures that are already the same on every rank.
