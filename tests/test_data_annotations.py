@@ -596,3 +596,46 @@ def test_an_annotation_file_not_in_utf8_is_one_error_naming_its_line(tmp_path):
     (tmp_path / "classInd.txt").write_bytes(b"1 Caf\xe9\n")
     with pytest.raises(ann.AnnotationError, match=r"classInd\.txt:1: not UTF-8"):
         ann.read_ucf_classes(tmp_path)
+
+
+def test_listed_videos_are_found_by_listing_each_folder_once(tmp_path, monkeypatch):
+    """A ``path label`` list or a UCF-101 split found its videos with one ``os.stat`` per
+    line, on every rank (240k per rank for Kinetics, each a round trip on a network file
+    system). Now each folder is listed once; a name it does not hold as a plain entry (a link,
+    a broken one, another case, an absent file) is still looked up, so the records are the
+    same: those ``os.path.exists`` finds."""
+    videos = tmp_path / "videos" / "a"
+    videos.mkdir(parents=True)
+    names = [f"v{i:02d}.mp4" for i in range(40)]
+    for name in names:
+        (videos / name).write_bytes(b"")
+    (videos / "folder.mp4").mkdir()
+    (videos / "link.mp4").symlink_to(videos / "v00.mp4")
+    (videos / "broken.mp4").symlink_to(tmp_path / "gone.mp4")
+    listed = [f"a/{n}" for n in names] + ["a/folder.mp4", "a/link.mp4", "a/broken.mp4"]
+    listed += ["a/V01.MP4", "a/absent.mp4", "b/v00.mp4", str(videos / "v01.mp4"), "/v00.mp4"]
+    (tmp_path / "list.txt").write_text("".join(f"{rel} 0\n" for rel in listed))
+    stats = []
+    stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: stats.append(str(p)) or stat(p, *a, **k))
+    split = ann.read_path_label_list(tmp_path / "list.txt", tmp_path / "videos")
+    monkeypatch.undo()
+    found = [os.path.join(tmp_path / "videos", rel) for rel in listed]
+    assert [r.path for r in split.records] == [p for p in found if os.path.exists(p)]
+    assert [rel for _, rel in split.missing] == [
+        "a/broken.mp4", "a/V01.MP4", "a/absent.mp4", "b/v00.mp4", "/v00.mp4"
+    ]  # fmt: skip
+    assert not any(os.path.basename(p).startswith("v") for p in stats if "/a/" in p), stats
+
+
+def test_a_ucf_split_finds_its_videos_without_a_stat_each(ucf_root, monkeypatch):
+    split_dir = Path(ucf_root) / "ucfTrainTestlist"
+    classes = ann.read_ucf_classes(split_dir)
+    video_dir = ann.find_ucf_video_dir(ucf_root)
+    stats = []
+    stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: stats.append(str(p)) or stat(p, *a, **k))
+    split = ann.read_ucf_split(split_dir / "trainlist01.txt", video_dir, classes)
+    monkeypatch.undo()
+    assert len(split.records) == 8 and all(os.path.exists(r.path) for r in split.records)
+    assert not [p for p in stats if p.endswith(".avi")], stats

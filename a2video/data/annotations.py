@@ -805,6 +805,37 @@ def path_label_list_classes(
     return read_path_label_list(list_path, video_root).class_names  # checks every line
 
 
+class _ListedFolders:
+    """``os.path.exists`` for the many videos of a list, by listing each of their folders once.
+
+    A path whose name its folder's listing (``os.scandir``, one per folder) holds as a plain
+    entry exists; a name not there, or a symbolic link (its target may be gone), is looked up
+    with ``os.path.exists``, so the answer is that of ``os.path.exists`` on any file system (a
+    case-insensitive one too). 240k videos in 400 class folders, 3% absent: ~1k getdents and 9k
+    stats (the absent ones), not 241k stats; on a local disk 0.36 -> 0.25 s CPU. A tree of
+    symbolic links is still a stat each, plus the listings (0.35 -> 0.50 s there).
+    """
+
+    def __init__(self) -> None:
+        self._names: dict[str, frozenset[str]] = {}
+
+    def __call__(self, path: str) -> bool:
+        head, sep, name = path.rpartition(os.sep)  # os.path.split's parts, faster
+        folder = head or sep  # "/x": "/"; "x": "" (the working folder)
+        names = self._names.get(folder)
+        if names is None:
+            names = self._names[folder] = self._list(folder)
+        return name in names or os.path.exists(path)
+
+    @staticmethod
+    def _list(folder: str) -> frozenset[str]:
+        try:
+            with os.scandir(folder or ".") as entries:
+                return frozenset(e.name for e in entries if not e.is_symlink())
+        except OSError:  # absent, not a folder, unreadable: each path is looked up
+            return frozenset()
+
+
 def read_path_label_list(
     list_path: str | os.PathLike,
     video_root: str | os.PathLike,
@@ -830,7 +861,7 @@ def read_path_label_list(
     if class_names is None:
         class_names = list_classes([lbl for _, _, lbl in entries])
     label_of = {name: i for i, name in enumerate(class_names)}
-    records, missing, seen = [], [], {}
+    records, missing, seen, present = [], [], {}, _ListedFolders()
     for lineno, rel, lbl in entries:
         if lbl.lstrip("-").isdigit() and lbl not in label_of:
             target = int(lbl)
@@ -852,7 +883,7 @@ def read_path_label_list(
             )
         _claim_once(seen, rel, path, lineno, what="video")
         full = rel if os.path.isabs(rel) else os.path.join(video_root, rel)
-        if os.path.exists(full):
+        if present(full):
             records.append(VideoRecord(full, target, lineno))
         else:
             missing.append((lineno, rel))
@@ -939,7 +970,7 @@ def read_ucf_split(
             fix="folds are 1-3: trainlist0{1,2,3}.txt / testlist0{1,2,3}.txt",
         )
     label_of = {name.lower(): i for i, name in enumerate(class_names)}
-    records, missing, seen, raw = [], [], {}, {}
+    records, missing, seen, raw, present = [], [], {}, {}, _ListedFolders()
     for lineno, line in enumerate(annotation_text(path).splitlines(), start=1):
         if not line.strip():
             continue
@@ -972,7 +1003,7 @@ def read_ucf_split(
         _claim_once(seen, rel, path, lineno, what="video")
         raw[lineno] = line
         full = os.path.join(video_dir, rel)
-        if os.path.exists(full):
+        if present(full):
             records.append(VideoRecord(full, target, lineno))
         else:
             missing.append((lineno, rel))
