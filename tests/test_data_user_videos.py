@@ -6,6 +6,8 @@ an unusable video counted with a one-line reason, on every path a user takes: a 
 
 from __future__ import annotations
 
+import struct
+
 import av
 import numpy as np
 import pytest
@@ -20,9 +22,9 @@ from a2video.data.video import (
     PyAVReader,
     VideoDecodeError,
     display_orientation,
-    frame_orientation,
     get_decoder,
     mp4_display_matrix,
+    rotation_orientation,
 )
 
 UNUSABLE = {"audio-only": "no video stream", "truncated-tail": "truncated"}
@@ -72,9 +74,14 @@ def test_the_mp4_header_turns_the_picture_as_ffmpeg_does(kind, folder):
     path, _ = _case(kind, folder)
     with av.open(path) as container:
         frame = next(container.decode(video=0))
-    assert display_orientation(mp4_display_matrix(path)) == frame_orientation(frame)
+        data = frame.side_data.get("DISPLAYMATRIX")  # FFmpeg's matrix on the frame
+        matrix = struct.unpack("=9i", bytes(data)) if data is not None else None
+        rotation = frame.rotation
+    assert display_orientation(mp4_display_matrix(path)) == display_orientation(matrix)
     if not path.endswith(".mp4"):
         assert mp4_display_matrix(path) is None
+    if "flip" not in kind:  # FFmpeg's rotation angle (other containers) turns it the same way
+        assert rotation_orientation(rotation) == display_orientation(matrix)
 
 
 @pytest.mark.parametrize("kind", user_videos.KINDS)

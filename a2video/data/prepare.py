@@ -280,7 +280,7 @@ def transcode(src: str | os.PathLike, dst: str | os.PathLike, enc: Encoding) -> 
     """
     import av
 
-    from .video import UPRIGHT, apply_orientation, frame_orientation
+    from .video import UPRIGHT, apply_orientation, video_orientation
 
     try:
         inp = av.open(str(src), metadata_errors="ignore")
@@ -297,11 +297,13 @@ def transcode(src: str | os.PathLike, dst: str | os.PathLike, enc: Encoding) -> 
             ostream.pix_fmt = "yuv420p"
             ostream.codec_context.thread_count = 1
             written = 0
+            orientation = None  # the source's display matrix, read at its first frame
             for k, frame in enumerate(_source_frames(inp, stream)):
                 if k % enc.frame_step:
                     continue
                 try:  # the source frame to the copy's size and pixel format
-                    orientation = frame_orientation(frame)
+                    if orientation is None:
+                        orientation = video_orientation(src, frame)
                     if orientation != UPRIGHT:  # the copy shows what the source shows
                         arr = frame.to_ndarray(format="rgb24")[None]
                         arr = apply_orientation(arr, orientation)[0]

@@ -189,11 +189,34 @@ def apply_orientation(frames, orientation: Orientation):
     return np.ascontiguousarray(frames)
 
 
-def frame_orientation(frame) -> Orientation:
-    """The :class:`Orientation` of a decoded PyAV frame (its ``DISPLAYMATRIX`` side data, which
-    FFmpeg copies from the stream onto every frame)."""
-    data = frame.side_data.get("DISPLAYMATRIX")
-    return display_orientation(struct.unpack("=9i", bytes(data)) if data is not None else None)
+# FFmpeg's display rotation (degrees counter-clockwise) as the turn that shows the picture
+_TURNS = {
+    90: Orientation(True, True, False),
+    180: Orientation(False, True, True),
+    270: Orientation(True, False, True),
+}
+
+
+def rotation_orientation(degrees: float) -> Orientation:
+    """The :class:`Orientation` of a display matrix that only rotates, by FFmpeg's rotation
+    angle (PyAV's ``frame.rotation``); an angle that is no right angle leaves the frames as
+    stored."""
+    return _TURNS.get(round(degrees) % 360, UPRIGHT)
+
+
+def video_orientation(path: str | os.PathLike, frame) -> Orientation:
+    """How players turn ``path``'s frames (``frame``: one of them, decoded by PyAV): the display
+    matrix of an MP4/MOV header (:func:`mp4_display_matrix`, read as FFmpeg reads it: mirrors
+    too), else the frame's display rotation (other containers: right-angle turns).
+
+    Not from ``frame.side_data``: PyAV's side-data container and the frame refer to each other,
+    so each frame read that way (and its decoder's buffer) lived until a garbage collection,
+    and DataLoader workers forked beside the NVDEC threads hung (tests/test_data_mixed.py).
+    """
+    matrix = mp4_display_matrix(path)
+    if matrix is not None:
+        return display_orientation(matrix)
+    return rotation_orientation(getattr(frame, "rotation", 0) or 0)
 
 
 def mp4_display_matrix(path: str | os.PathLike) -> tuple[int, ...] | None:
@@ -523,7 +546,7 @@ class PyAVReader:
                 continue
             if not started:
                 started = True
-                self.orientation = frame_orientation(frame)
+                self.orientation = video_orientation(self.path, frame)
                 if frame.pts > first and seek:
                     return  # the seek overshot
             if frame.pts in wanted:
