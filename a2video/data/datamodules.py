@@ -506,19 +506,8 @@ class KineticsDataModule(VideoDataModule):
 
     layout = "kinetics"
 
-    def __init__(
-        self,
-        data_root: str,
-        annotation_dir: str | None = None,
-        train_split: str = "train",
-        val_split: str = "val",
-        test_split: str | None = None,
-        predict_split: str | None = None,
-        *,
-        listing_cache: bool = True,
-        **kwargs,
-    ) -> None:
-        """The arguments of :class:`VideoDataModule`, and:
+    def __init__(self, data_root: str, *, listing_cache: bool = True, **kwargs) -> None:
+        """The arguments of :class:`VideoDataModule` (its split defaults are Kinetics'), and:
 
         Args:
             listing_cache: list the video folders of the CSV splits once per node (in
@@ -530,15 +519,7 @@ class KineticsDataModule(VideoDataModule):
         # split -> (CSV, video folder, recursive), found once: prepare_data's look-ahead and
         # setup's read share it (its "no split folder found" line is said once, not twice)
         self._found_splits: dict[str, tuple[Path, Path, bool]] = {}
-        super().__init__(
-            data_root,
-            annotation_dir=annotation_dir,
-            train_split=train_split,
-            val_split=val_split,
-            test_split=test_split,
-            predict_split=predict_split,
-            **kwargs,
-        )
+        super().__init__(data_root, **kwargs)
 
     def _annotation_dir(self) -> str:
         return self.annotation_dir or os.path.join(self.data_root, "annotations")
