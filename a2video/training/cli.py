@@ -81,7 +81,7 @@ from a2video.training.module import SCHEDULE_OPTIONS, SGD_OPTIONS
 from a2video.training.outputs import FolderSnapshot, folder_snapshot, remove_failed_start
 from a2video.training.resume import ResumeState
 
-__all__ = ["ARCH_KEYS", "A2VideoCLI", "run_root", "wandb_logged_in"]
+__all__ = ["ARCH_KEYS", "A2VideoCLI", "run_root", "typed_value", "wandb_logged_in"]
 
 # --ckpt_path values Lightning resolves itself (``last`` and ``best`` are resolved here).
 _SPECIAL_CKPT = ("hpc", "registry")
@@ -455,14 +455,14 @@ def _parser_fix(message: str, parser: Any) -> str:
     return f"{_help_command(parser)} lists the options and their types"
 
 
-def _typed(argv: Sequence[str], flag: str) -> str | None:
-    """The value ``flag`` was last given on the command line (``--flag V`` or ``--flag=V``)."""
+def typed_value(argv: Sequence[str], *flags: str) -> str | None:
+    """The value last given on the command line ``argv`` to any of ``flags`` (``--flag V`` or
+    ``--flag=V``); None where none was typed."""
     value = None
     for i, arg in enumerate(argv):
-        if arg == flag and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif arg.startswith(flag + "="):
-            value = arg.split("=", 1)[1]
+        name, eq, given = arg.partition("=")
+        if name in flags and (eq or i + 1 < len(argv)):
+            value = given if eq else argv[i + 1]
     return value
 
 
@@ -472,7 +472,7 @@ def _say_test_views_in_validate(argv: Sequence[str]) -> None:
     the views typed suggest; that is ``test``'s. Only views typed on the command line and above
     one (a --config file, or one argument list shared by every subcommand, sets them for the
     test they also serve); a warning, not a stop, for that shared list."""
-    typed = {f: _typed(argv, f) for f in ("--data.num_clips", "--data.num_crops")}
+    typed = {f: typed_value(argv, f) for f in ("--data.num_clips", "--data.num_crops")}
     typed = {f: v for f, v in typed.items() if v is not None and v.strip() not in ("1", "")}
     if typed:
         given = " ".join(f"{f} {v}" for f, v in typed.items())

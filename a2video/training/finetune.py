@@ -41,7 +41,7 @@ from a2video.models.weights import Kind as SourceKind
 from a2video.models.weights import LoadReport, WeightsError, load_weights
 from a2video.training.callbacks import SaveOnSigterm
 from a2video.training.checkpoint import CheckpointError, load_checkpoint
-from a2video.training.cli import A2VideoCLI, run_root
+from a2video.training.cli import A2VideoCLI, run_root, typed_value
 from a2video.training.module import VideoClassifier
 
 __all__ = [
@@ -576,21 +576,10 @@ def _split_folds_arg(argv: list[str]) -> tuple[str | None, list[str]]:
     return value, rest
 
 
-def _typed_data_fold(argv: Sequence[str]) -> str | None:
-    """The last ``--data.fold X`` (``--data.init_args.fold``, ``=X`` forms too) of ``argv``."""
-    names = ("--data.fold", "--data.init_args.fold")
-    value = None
-    for i, arg in enumerate(argv):
-        name, eq, given = arg.partition("=")
-        if name in names:
-            value = given if eq else (argv[i + 1] if i + 1 < len(argv) else None)
-    return value
-
-
 def _refuse_two_folds(value: str | None, folds: list[int], rest: Sequence[str]) -> None:
     """One line for ``--folds N`` beside a typed ``--data.fold M`` naming another fold (or
     beside several folds): ``--folds`` set every run's fold, ``--data.fold`` was dropped."""
-    typed = _typed_data_fold(rest)
+    typed = typed_value(rest, "--data.fold", "--data.init_args.fold")
     if not folds or typed is None or [typed.strip()] == [str(f) for f in folds]:
         return
     raise ValueError(
