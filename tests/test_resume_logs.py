@@ -41,6 +41,18 @@ def _log(logger, steps) -> None:
     logger.save()
 
 
+def _killed_run(tmp_path: Path, checkpointed_at: int) -> dict:
+    """A run's CSV and TensorBoard loggers (under ``tmp_path``/csv, /tb) that logged steps 0-5,
+    killed after step 5; the ``a2video_logs`` and ``global_step`` of its checkpoint at step
+    ``checkpointed_at``."""
+    csv_logger, tb_logger = CSVLogger(tmp_path / "csv"), TensorBoardLogger(tmp_path / "tb")
+    _log(csv_logger, range(6))
+    _log(tb_logger, range(6))
+    ResumeLogs().on_save_checkpoint(_fitting(tb_logger, csv_logger), None, checkpoint := {})
+    checkpoint["global_step"] = checkpointed_at
+    return checkpoint
+
+
 def _fitting(*loggers) -> SimpleNamespace:
     """What ResumeLogs reads of a fitting Trainer on rank 0."""
     return SimpleNamespace(state=SimpleNamespace(fn="fit"), loggers=loggers, is_global_zero=True)
@@ -52,7 +64,8 @@ def test_csv_rows_from_a_step_on_are_dropped(tmp_path):
     logger.log_metrics({"val/top1": 0.5}, step=5)  # a new column
     logger.save()
     path = Path(logger.log_dir) / "metrics.csv"
-    header, dropped, last = drop_csv_rows(str(path), 3)
+    dropped, last = drop_csv_rows(str(path), 3)
+    header = path.read_text().splitlines()[0].split(",")
     assert (dropped, last) == (4, 5) and "val/top1" in header
     assert [r["step"] for r in _rows(path)] == ["0", "1", "2"]
 
@@ -89,11 +102,7 @@ def test_a_resume_continues_the_version_folder_without_the_rows_after_the_checkp
     """The killed run logged steps 0-5 and was checkpointed at step 3: the resumed run's
     loggers (version unset) write into the same folders, which keep steps 0-2 only, and its own
     steps 3-5 appear once (Lightning's CSVLogger deleted the metrics.csv it found there)."""
-    csv_logger, tb_logger = CSVLogger(tmp_path / "csv"), TensorBoardLogger(tmp_path / "tb")
-    _log(csv_logger, range(6))
-    _log(tb_logger, range(6))
-    ResumeLogs().on_save_checkpoint(_fitting(tb_logger, csv_logger), None, checkpoint := {})
-    checkpoint["global_step"] = 3
+    checkpoint = _killed_run(tmp_path, checkpointed_at=3)
     again = [TensorBoardLogger(tmp_path / "tb"), CSVLogger(tmp_path / "csv")]
     callback = ResumeLogs()
     resume_logs(SimpleNamespace(loggers=again, callbacks=[callback]), checkpoint)
@@ -117,11 +126,7 @@ def test_a_resume_that_fails_before_training_drops_no_rows(tmp_path):
     data_root, a wrong file: Lightning opens the loggers first) keeps every row the run logged:
     they are dropped when the resumed fit starts training (before: as it started, so steps 2-5
     were gone although nothing logged them again)."""
-    csv_logger, tb_logger = CSVLogger(tmp_path / "csv"), TensorBoardLogger(tmp_path / "tb")
-    _log(csv_logger, range(6))
-    _log(tb_logger, range(6))
-    ResumeLogs().on_save_checkpoint(_fitting(tb_logger, csv_logger), None, checkpoint := {})
-    checkpoint["global_step"] = 2
+    checkpoint = _killed_run(tmp_path, checkpointed_at=2)
     again = [TensorBoardLogger(tmp_path / "tb"), CSVLogger(tmp_path / "csv")]
     resume_logs(SimpleNamespace(loggers=again, callbacks=[ResumeLogs()]), checkpoint)
     for logger in again:

@@ -79,9 +79,9 @@ def _step(value: str | None) -> int | None:
         return None
 
 
-def drop_csv_rows(path: str, step: int) -> tuple[list[str], int, int | None]:
+def drop_csv_rows(path: str, step: int) -> tuple[int, int | None]:
     """Rewrite the ``metrics.csv`` at ``path`` (atomically) without its rows logged at ``step``
-    or later. Returns its header, how many rows went, and the last step among them."""
+    or later (its columns kept). Returns how many rows went, and the last step among them."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         header, rows = list(reader.fieldnames or []), list(reader)
@@ -93,7 +93,7 @@ def drop_csv_rows(path: str, step: int) -> tuple[list[str], int, int | None]:
             writer = csv.DictWriter(f, fieldnames=header)
             writer.writeheader()
             writer.writerows(kept)
-    return header, len(gone), max(gone, default=None)
+    return len(gone), max(gone, default=None)
 
 
 def _open_csv(logger: CSVLogger) -> None:
@@ -222,7 +222,7 @@ def _drop_rows(logger: Logger, step: int, events: list[str]) -> None:
     """Drop the rows of ``logger``'s folder logged at ``step`` or later, in one line."""
     if isinstance(logger, CSVLogger):
         path = os.path.join(logger.log_dir, CSV_FILE)
-        dropped, last = drop_csv_rows(path, step)[1:] if os.path.isfile(path) else (0, None)
+        dropped, last = drop_csv_rows(path, step) if os.path.isfile(path) else (0, None)
         what = f"rows of {path}"
     else:
         dropped, last = _drop_events(events, step)
