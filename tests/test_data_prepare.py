@@ -835,7 +835,9 @@ def test_a_link_in_src_to_the_copy_is_not_prepared_again(kinetics_root, tmp_path
     assert sorted(p.relative_to(dst) for p in dst.rglob("*")) == files
 
 
-@pytest.mark.parametrize("kind", ["rotate90", "hflip", "rotate90-vflip"])
+@pytest.mark.parametrize(
+    "kind", ["rotate90", "hflip", "rotate90-vflip", "hflip.mkv", "rotate90-vflip.webm"]
+)
 def test_a_copy_shows_what_a_turned_or_mirrored_source_shows(kind, tmp_path):
     """The display matrix (a phone's rotation, a front camera's mirror) is applied to the copy's
     pixels: the copy has none, and shows the frames players show of the source."""

@@ -7,6 +7,7 @@ an unusable video counted with a one-line reason, on every path a user takes: a 
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import av
 import numpy as np
@@ -21,9 +22,9 @@ from a2video.data.datasets import ClipSpec, VideoClipDataset
 from a2video.data.video import (
     PyAVReader,
     VideoDecodeError,
+    display_matrix,
     display_orientation,
     get_decoder,
-    mp4_display_matrix,
     rotation_orientation,
 )
 
@@ -68,20 +69,26 @@ def test_decoders_show_the_frames_players_show(kind, folder):
 
 
 @pytest.mark.parametrize("kind", [k for k in user_videos.KINDS if k not in UNUSABLE])
-def test_the_mp4_header_turns_the_picture_as_ffmpeg_does(kind, folder):
-    """The display matrix read from an mp4's header (decord's files that PyAV decodes instead)
-    turns the picture as the one FFmpeg gives the decoded frames; other containers have none."""
+def test_the_header_turns_the_picture_as_ffmpeg_does(kind, folder):
+    """The display matrix read from an mp4's or a Matroska/WebM file's header (decord's files
+    that PyAV decodes instead) turns the picture as the one FFmpeg gives the decoded frames;
+    Matroska's is FFmpeg's to the bit (its Projection pose mapped as matroskadec does)."""
     path, _ = _case(kind, folder)
-    with av.open(path) as container:
-        frame = next(container.decode(video=0))
-        data = frame.side_data.get("DISPLAYMATRIX")  # FFmpeg's matrix on the frame
-        matrix = struct.unpack("=9i", bytes(data)) if data is not None else None
-        rotation = frame.rotation
-    assert display_orientation(mp4_display_matrix(path)) == display_orientation(matrix)
-    if not path.endswith(".mp4"):
-        assert mp4_display_matrix(path) is None
+    matrix = _ffmpeg_matrix(path)
+    assert display_orientation(display_matrix(path)) == display_orientation(matrix)
+    if path.endswith((".mkv", ".webm")):
+        assert display_matrix(path) == matrix
     if "flip" not in kind:  # FFmpeg's rotation angle (other containers) turns it the same way
+        with av.open(path) as container:
+            rotation = next(container.decode(video=0)).rotation
         assert rotation_orientation(rotation) == display_orientation(matrix)
+
+
+def _ffmpeg_matrix(path: str) -> tuple[int, ...] | None:
+    """The display matrix FFmpeg gives ``path``'s first decoded frame (``None``: none)."""
+    with av.open(path) as container:
+        data = next(container.decode(video=0)).side_data.get("DISPLAYMATRIX")
+        return struct.unpack("=9i", bytes(data)) if data is not None else None
 
 
 @pytest.mark.parametrize("kind", user_videos.KINDS)
@@ -104,6 +111,65 @@ def test_datasets_and_check_data_use_or_count_each_video(kind, folder):
         assert UNUSABLE[kind] in reason and "\n" not in reason
     else:
         assert (frames, reason) == (len(shown), "")
+
+
+def _decoded(path: str) -> dict[str, torch.Tensor]:
+    """Every frame of ``path`` as each decoder gives it."""
+    out = {}
+    for name in DECODERS:
+        reader = get_decoder(name).open(path)
+        out[name] = reader.get_frames(range(reader.num_frames))
+        reader.close()
+    return out
+
+
+def _close(frames: torch.Tensor, want: np.ndarray) -> bool:
+    return (
+        frames.shape == want.shape
+        and (frames.float() - torch.from_numpy(want).float()).abs().mean() < 8
+    )
+
+
+def test_a_live_webm_of_unknown_size_is_turned_too(folder, tmp_path):
+    """A live recording's Segment has an unknown size (all its size bits set): the Tracks are
+    found all the same."""
+    path, shown = user_videos.make("rotate90-hflip.webm", folder)
+    data = bytearray(Path(path).read_bytes())
+    at = data.index(b"\x18\x53\x80\x67\x01") + 5  # the Segment's 8-byte size
+    data[at : at + 7] = b"\xff" * 7
+    live = tmp_path / "live.webm"
+    live.write_bytes(data)
+    assert display_matrix(live) == display_matrix(path) == _ffmpeg_matrix(str(live))
+    for name, frames in _decoded(str(live)).items():
+        assert _close(frames, shown), name
+
+
+def test_a_pitched_matroska_pose_is_shown_as_stored_as_ffmpeg_shows_it(folder, tmp_path):
+    """RFC 9559 flips upside down with a pitch of 180 degrees; FFmpeg maps no pitch to a display
+    matrix (ffplay shows such a file as stored), and neither do the decoders here."""
+    path, shown = user_videos.make("hflip.mkv", folder)
+    data = Path(path).read_bytes()
+    assert data.count(b"\x76\x73\x88") == 1  # ProjectionPoseYaw (180), an 8-byte float
+    pitched = tmp_path / "pitch.mkv"
+    pitched.write_bytes(data.replace(b"\x76\x73\x88", b"\x76\x74\x88"))
+    assert display_matrix(pitched) is None and _ffmpeg_matrix(str(pitched)) is None
+    stored = np.ascontiguousarray(shown[:, :, ::-1])  # the hflip case's frames, unmirrored
+    for name, frames in _decoded(str(pitched)).items():
+        assert _close(frames, stored), name
+
+
+@pytest.mark.parametrize("kind", ["rotate90-vflip.mkv", "hflip.webm"])
+def test_a_header_cut_anywhere_reads_as_no_matrix(kind, folder, tmp_path):
+    """Every prefix of a file's header (a download cut short, a file still being written) reads
+    as no display matrix or the whole one, never as an error: the reader decides nothing else."""
+    path, _ = user_videos.make(kind, folder)
+    data = Path(path).read_bytes()
+    whole = display_matrix(path)
+    assert whole is not None
+    cut = tmp_path / f"cut{Path(path).suffix}"
+    for n in range(0, min(len(data), 1024)):
+        cut.write_bytes(data[:n])
+        assert display_matrix(cut) in (None, whole), n
 
 
 def test_stream_copy_cut_counts_the_frames_its_edit_list_shows(folder):

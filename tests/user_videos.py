@@ -30,6 +30,9 @@ How each case is made:
 - ``long``: ten minutes (at 2 fps, 1200 frames; a keyframe every 250 frames).
 - ``4k``: 3840x2160, 3 frames.
 - ``vp9`` (webm), ``mkv`` (H.264 in Matroska), ``av1`` (mp4, where libsvtav1 is built in).
+- ``rotate90.mkv`` ... ``rotate90-vflip.webm``: each turned or mirrored case again in Matroska
+  (H.264) and WebM (VP9), whose display matrix is the track's ``Projection`` pose (FFmpeg's muxer
+  writes a yaw of 180 for a mirror and a roll for the turn; its demuxer reads them back).
 """
 
 from __future__ import annotations
@@ -39,6 +42,16 @@ from pathlib import Path
 
 import numpy as np
 
+# the cases whose display matrix turns or mirrors the picture
+ORIENTED = (
+    "rotate90",
+    "rotate270",
+    "rotate180",
+    "hflip",
+    "vflip",
+    "rotate90-hflip",
+    "rotate90-vflip",
+)
 KINDS = (
     "vfr",
     "rotate90",
@@ -66,7 +79,9 @@ KINDS = (
     "vp9",
     "mkv",
     "av1",
+    *(f"{kind}.{container}" for container in ("mkv", "webm") for kind in ORIENTED),
 )
+VP9 = {"codec": "libvpx-vp9", "options": {"deadline": "realtime", "cpu-used": "8"}}
 
 
 def pattern(num_frames: int, width: int, height: int) -> np.ndarray:
@@ -145,9 +160,12 @@ def make(kind: str, folder: str | Path) -> tuple[str, np.ndarray | None]:
     ``truncated-tail``, all the frames encoded, of which the last few are cut off)."""
     from a2video.data.synthetic import write_audio_only
 
+    if kind not in KINDS:
+        raise ValueError(f"unknown case {kind!r}; choose from {', '.join(KINDS)}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    ext = {"vp9": ".webm", "mkv": ".mkv"}.get(kind, ".mp4")
+    kind, _, container = kind.partition(".")  # rotate90.mkv: the rotate90 case in Matroska
+    ext = {"vp9": ".webm", "mkv": ".mkv"}.get(kind, f".{container or 'mp4'}")
     path = folder / f"{kind}{ext}"
     w, h, n = 64, 48, 30
     if kind == "vfr":
@@ -159,7 +177,7 @@ def make(kind: str, folder: str | Path) -> tuple[str, np.ndarray | None]:
         turn, _, flip = kind.partition("-") if kind.startswith("rotate") else ("rotate0", "", kind)
         degrees, mirror = int(turn.removeprefix("rotate")), flip.removesuffix("flip")  # h, v, ""
         frames = pattern(n, w, h)
-        _encode(path, frames, rotate=degrees, mirror=mirror)
+        _encode(path, frames, rotate=degrees, mirror=mirror, **(VP9 if ext == ".webm" else {}))
         frames = np.rot90(frames, k=degrees // 90, axes=(1, 2))  # counter-clockwise, then
         frames = frames[:, ::-1] if mirror == "v" else frames[:, :, ::-1] if mirror else frames
         frames = np.ascontiguousarray(frames)
@@ -205,13 +223,11 @@ def make(kind: str, folder: str | Path) -> tuple[str, np.ndarray | None]:
         _encode(path, frames)
     elif kind == "vp9":
         frames = pattern(n, w, h)
-        _encode(path, frames, codec="libvpx-vp9", options={"deadline": "realtime", "cpu-used": "8"})
+        _encode(path, frames, **VP9)
     elif kind == "mkv":
         frames = pattern(n, w, h)
         _encode(path, frames)
     elif kind == "av1":
         frames = pattern(n, w, h)
         _encode(path, frames, codec="libsvtav1", options={"preset": "12"})
-    else:
-        raise ValueError(f"unknown case {kind!r}; choose from {', '.join(KINDS)}")
     return str(path), frames

@@ -19,6 +19,7 @@ GPU-side tools can use it without PyAV, decord or numpy.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import struct
 import sys
@@ -206,41 +207,51 @@ def rotation_orientation(degrees: float) -> Orientation:
 
 def video_orientation(path: str | os.PathLike, frame) -> Orientation:
     """How players turn ``path``'s frames (``frame``: one of them, decoded by PyAV): the display
-    matrix of an MP4/MOV header (:func:`mp4_display_matrix`, read as FFmpeg reads it: mirrors
-    too), else the frame's display rotation (other containers: right-angle turns).
+    matrix of an MP4/MOV or Matroska/WebM header (:func:`display_matrix`, read as FFmpeg reads
+    it: mirrors too), else the frame's display rotation (other containers: right-angle turns).
 
     Not from ``frame.side_data``: PyAV's side-data container and the frame refer to each other,
     so each frame read that way (and its decoder's buffer) lived until a garbage collection,
     and DataLoader workers forked beside the NVDEC threads hung (tests/test_data_mixed.py).
     """
-    matrix = mp4_display_matrix(path)
+    matrix = display_matrix(path)
     if matrix is not None:
         return display_orientation(matrix)
     return rotation_orientation(getattr(frame, "rotation", 0) or 0)
 
 
-def mp4_display_matrix(path: str | os.PathLike) -> tuple[int, ...] | None:
-    """The display matrix of an MP4/MOV file's first video track, as FFmpeg reads it (the
-    ``tkhd`` matrix times the ``mvhd`` one); ``None`` for other containers or unreadable
-    headers. Reads the box headers only (microseconds), so a decoder without display-matrix
-    support can tell which files it would show turned."""
+def display_matrix(path: str | os.PathLike) -> tuple[int, ...] | None:
+    """The display matrix FFmpeg's demuxer gives a file's first video track, read from its header:
+    MP4/MOV (the ``tkhd`` matrix times the ``mvhd`` one) or Matroska/WebM (the track's
+    ``Projection`` pose), told apart by the file's first bytes, not its name; ``None`` for other
+    containers, a header without one, or unreadable headers. Reads element headers only
+    (microseconds), so a decoder without display-matrix support can tell which files it would
+    show turned."""
     try:
         with open(path, "rb") as f:
-            moov = _box(f, 0, os.fstat(f.fileno()).st_size, b"moov")
-            if moov is None:
-                return None
-            movie = _matrix(f, _box(f, *moov, b"mvhd"), (36, 48))
-            for kind, start, end in _boxes(f, *moov):
-                mdia = _box(f, start, end, b"mdia") if kind == b"trak" else None
-                hdlr = _box(f, *mdia, b"hdlr") if mdia else None
-                if hdlr is None:
-                    continue
-                f.seek(hdlr[0] + 8)
-                if f.read(4) == b"vide":
-                    track = _matrix(f, _box(f, start, end, b"tkhd"), (40, 52))
-                    return _combine(track, movie) if track and movie else track
-    except (OSError, struct.error):
+            size = os.fstat(f.fileno()).st_size
+            if f.read(4) == _EBML_MAGIC:
+                return _mkv_matrix(f, size)
+            return _mp4_matrix(f, size)
+    except (OSError, ValueError, struct.error):
         return None
+
+
+def _mp4_matrix(f, size: int) -> tuple[int, ...] | None:
+    """The MP4/MOV display matrix of :func:`display_matrix`, as mov.c reads it."""
+    moov = _box(f, 0, size, b"moov")
+    if moov is None:
+        return None
+    movie = _matrix(f, _box(f, *moov, b"mvhd"), (36, 48))
+    for kind, start, end in _boxes(f, *moov):
+        mdia = _box(f, start, end, b"mdia") if kind == b"trak" else None
+        hdlr = _box(f, *mdia, b"hdlr") if mdia else None
+        if hdlr is None:
+            continue
+        f.seek(hdlr[0] + 8)
+        if f.read(4) == b"vide":
+            track = _matrix(f, _box(f, start, end, b"tkhd"), (40, 52))
+            return _combine(track, movie) if track and movie else track
     return None
 
 
@@ -286,6 +297,140 @@ def _combine(track: list[int], movie: list[int]) -> tuple[int, ...]:
     )
 
 
+# Matroska/WebM element IDs (EBML, RFC 9559) on the way to a video track's Projection pose
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+_EBML, _SEGMENT, _TRACKS, _CLUSTER = 0x1A45DFA3, 0x18538067, 0x1654AE6B, 0x1F43B675
+_TRACK_ENTRY, _TRACK_TYPE, _VIDEO, _PROJECTION = 0xAE, 0x83, 0xE0, 0x7670
+_PROJECTION_TYPE, _PROJECTION_PRIVATE = 0x7671, 0x7672
+_YAW, _PITCH, _ROLL = 0x7673, 0x7674, 0x7675
+_MKV_LEVEL1_MAX = 64  # Segment children looked at before the Tracks (SeekHead, Info, Tags...)
+_MKV_TRACKS_MAX = 1 << 20  # the largest Tracks element read (a few hundred bytes is usual)
+
+
+def _mkv_matrix(f, size: int) -> tuple[int, ...] | None:
+    """The Matroska/WebM display matrix of :func:`display_matrix`: the first video track's
+    ``Projection``, as matroskadec.c maps it. Walks the Segment's children from its start to
+    the Tracks element and reads that one alone; stops at the first Cluster (Tracks written
+    after the media, found only through the SeekHead, are not looked for)."""
+    eid, body, length = _ebml_head(f, 0)
+    if eid != _EBML or length is None:
+        return None
+    eid, pos, length = _ebml_head(f, body + length)
+    if eid != _SEGMENT:
+        return None
+    end = size if length is None else min(size, pos + length)  # live WebM: size unknown
+    for _ in range(_MKV_LEVEL1_MAX):
+        if pos >= end:
+            return None
+        eid, body, length = _ebml_head(f, pos)
+        if eid == _TRACKS and length is not None and length <= _MKV_TRACKS_MAX:
+            f.seek(body)
+            data = f.read(length)
+            return _tracks_matrix(data) if len(data) == length else None  # cut: unreadable
+        if eid in (_TRACKS, _CLUSTER) or length is None:
+            return None
+        pos = body + length
+    return None
+
+
+def _tracks_matrix(data: bytes) -> tuple[int, ...] | None:
+    """The display matrix of the first video ``TrackEntry`` in a Tracks element's body."""
+    for eid, start, end in _ebml_children(data, 0, len(data)):
+        entry = _ebml_fields(data, start, end) if eid == _TRACK_ENTRY else {}
+        if _ebml_uint(data, entry.get(_TRACK_TYPE), 0) != 1:  # 1: video
+            continue
+        video = entry.get(_VIDEO)
+        projection = _ebml_fields(data, *video).get(_PROJECTION) if video else None
+        if projection is None:
+            return None
+        fields = _ebml_fields(data, *projection)
+        private = fields.get(_PROJECTION_PRIVATE)
+        if _ebml_uint(data, fields.get(_PROJECTION_TYPE), 0) != 0 or (
+            private and private[1] > private[0] and data[private[0]] != 0
+        ):
+            return None  # a spherical projection (360-degree video), or an unknown one
+        pose = (_ebml_float(data, fields.get(k)) for k in (_YAW, _PITCH, _ROLL))
+        return _pose_matrix(*pose)
+    return None
+
+
+def _pose_matrix(yaw: float, pitch: float, roll: float) -> tuple[int, ...] | None:
+    """matroskadec.c's display matrix of a rectangular Projection's pose, in degrees: a yaw of
+    180 mirrors left-right, then the roll turns counter-clockwise; any pitch (RFC 9559's upside
+    down flip among them) or another yaw gives none, so FFmpeg's players show it as stored."""
+    if (yaw, pitch, roll) == (0, 0, 0) or pitch != 0 or yaw not in (0, 180, -180):
+        return None
+    if not math.isfinite(roll):
+        return None
+    hflip = yaw != 0
+    radians = -(roll * (2 * hflip - 1)) * math.pi / 180.0  # av_display_rotation_set's
+    c, s = (int(v * 65536) for v in (math.cos(radians), math.sin(radians)))
+    sign = -1 if hflip else 1  # av_display_matrix_flip's, on the first column
+    return (sign * c, -s, 0, sign * s, c, 0, 0, 0, 1 << 30)
+
+
+def _ebml_head(f, pos: int) -> tuple[int, int, int | None]:
+    """``(id, body start, body size)`` of the EBML element at file offset ``pos`` (size
+    ``None``: unknown)."""
+    f.seek(pos)
+    eid, at, length = _ebml_element(f.read(12), 0)
+    return eid, pos + at, length
+
+
+def _ebml_element(data: bytes, pos: int) -> tuple[int, int, int | None]:
+    """``(id, body start, body size)`` of the EBML element at ``data[pos]`` (size ``None``:
+    unknown, all its bits set); a ``ValueError`` where the header is cut off or not EBML."""
+    eid, pos = _ebml_vint(data, pos, 4)
+    size, end = _ebml_vint(data, pos, 8)
+    ones = (1 << 7 * (end - pos)) - 1  # the value bits, without the length marker
+    return eid, end, None if size & ones == ones else size & ones
+
+
+def _ebml_vint(data: bytes, pos: int, max_len: int) -> tuple[int, int]:
+    """The EBML variable-length number at ``data[pos]`` with its length marker (at most
+    ``max_len`` bytes: as many as the leading zero bits of the first + 1), and the position
+    after it."""
+    n = 9 - data[pos].bit_length() if pos < len(data) else 9
+    if n > max_len or pos + n > len(data):
+        raise ValueError("not an EBML element")
+    return int.from_bytes(data[pos : pos + n], "big"), pos + n
+
+
+def _ebml_children(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """``(id, body start, body end)`` of the elements between ``start`` and ``end``."""
+    pos = start
+    while pos < end:
+        eid, body, length = _ebml_element(data, pos)
+        if length is None or body + length > end:
+            raise ValueError("EBML element of unknown size or past its parent's end")
+        pos = body + length
+        yield eid, body, pos
+
+
+def _ebml_fields(data: bytes, start: int, end: int) -> dict[int, tuple[int, int]]:
+    """``{id: (body start, body end)}`` of a master element's children (the last of an id)."""
+    return {eid: (body, stop) for eid, body, stop in _ebml_children(data, start, end)}
+
+
+def _ebml_uint(data: bytes, span: tuple[int, int] | None, default: int) -> int:
+    """An unsigned integer element's value (``default`` where absent)."""
+    if span is None:
+        return default
+    if span[1] - span[0] > 8:
+        raise ValueError("EBML integer longer than 8 bytes")
+    return int.from_bytes(data[span[0] : span[1]], "big")
+
+
+def _ebml_float(data: bytes, span: tuple[int, int] | None) -> float:
+    """A float element's value (0 where absent or empty, as the Projection pose defaults)."""
+    if span is None or span[0] == span[1]:
+        return 0.0
+    fmt = {4: ">f", 8: ">d"}.get(span[1] - span[0])
+    if fmt is None:
+        raise ValueError("EBML float of neither 4 nor 8 bytes")
+    return struct.unpack(fmt, data[span[0] : span[1]])[0]
+
+
 # --------------------------------------------------------------------------- decord
 def import_decord():
     """``import decord``, without the CUDA libraries decord2's import loads for nothing.
@@ -325,9 +470,9 @@ class DecordReader:
     returns 4-channel frames and raises on copy), decord counts the frames an mp4 edit list
     hides (a stream-copy cut), and decord2 turns a picture by its display matrix's rotation
     angle alone (a mirrored picture comes out rotated or as stored; 90 and 270 degrees fail).
-    Those files are decoded with PyAV instead (an mp4 whose display matrix turns the picture
-    from the start, read from its header); files neither can decode raise
-    :class:`VideoDecodeError`.
+    Those files are decoded with PyAV instead (an mp4, mkv or webm whose display matrix turns
+    or mirrors the picture from the start, read from its header); files neither can decode
+    raise :class:`VideoDecodeError`.
     """
 
     def __init__(self, path: str, num_threads: int = 1) -> None:
@@ -336,7 +481,7 @@ class DecordReader:
         self._fallback: PyAVReader | None = None
         self._shape: tuple[int, int] | None = None
         _check_file(path)
-        if display_orientation(mp4_display_matrix(path)) != UPRIGHT:
+        if display_orientation(display_matrix(path)) != UPRIGHT:
             self._to_pyav()
             return
         try:
