@@ -282,8 +282,8 @@ def _matrix(f, box: tuple[int, int] | None, offsets: tuple[int, int]) -> list[in
     if box is None:
         return None
     f.seek(box[0])
-    version = f.read(1)[0]
-    f.seek(box[0] + offsets[version == 1])
+    version = f.read(1)  # b"" where the file ends there: the unpack below says it is cut
+    f.seek(box[0] + offsets[version == b"\x01"])
     return list(struct.unpack(">9i", f.read(36)))
 
 
