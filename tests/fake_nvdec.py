@@ -15,10 +15,19 @@ import threading
 import types
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 from a2video.data import video as video_mod
 from a2video.data.video import PyAVReader
+
+
+class _CodedFrames(PyAVReader):
+    """PyAV frames as coded, the display matrix not applied: NVDEC (and PyNvVideoCodec 2.2,
+    which has no display-matrix handling) hands them over so."""
+
+    def _stack(self, arrays: list) -> torch.Tensor:
+        return torch.from_numpy(np.stack(arrays))
 
 
 class FakeSimpleDecoder:
@@ -35,7 +44,7 @@ class FakeSimpleDecoder:
 
     def reconfigure_decoder(self, path):
         FakeSimpleDecoder.opened.append((str(path), threading.current_thread().name))
-        self._reader = PyAVReader(path)  # raises VideoDecodeError on a bad file, as NVDEC fails
+        self._reader = _CodedFrames(path)  # raises VideoDecodeError on a bad file, as NVDEC fails
 
     def __len__(self):
         return self._reader.num_frames

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fake_nvdec as fake_nvdec_module
 import pytest
 import torch
+import user_videos
 from fake_nvdec import FakeSimpleDecoder
 
 from a2video.data import KineticsDataModule
@@ -307,3 +308,16 @@ def test_bench_nvdec_stages_table_on_the_stand_in(kinetics_root, fake_nvdec, tmp
     frames = torch.randint(0, 255, (4, 64, 48, 3), dtype=torch.uint8)
     crop = bench.train_crop(frames, bench._Rng(1), (40, 48), 32, uint8=True)
     assert crop.shape == (3, 4, 32, 32) and crop.dtype == torch.uint8
+
+
+@pytest.mark.parametrize("kind", [*user_videos.ORIENTED, "rotate90-hflip.webm", "vflip.mkv"])
+def test_nvdec_shows_turned_and_mirrored_videos_as_players_do(kind, tmp_path, fake_nvdec):
+    """NVDEC decodes the picture as coded (PyNvVideoCodec has no display-matrix handling): the
+    reader applies the header's matrix, so a phone or front-camera video comes out as the CPU
+    decoders give it, not sideways or mirrored only on the GPU path."""
+    path, shown = user_videos.make(kind, tmp_path)
+    reader = get_decoder("nvdec").open(path)
+    idx = [0, 7, 3, reader.num_frames - 1]
+    frames = reader.get_frames(idx)
+    assert frames.shape[1:3] == shown.shape[1:3]  # (H, W) as shown: turned by 90° where due
+    assert torch.equal(frames, PyAVReader(path).get_frames(idx))

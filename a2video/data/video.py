@@ -176,11 +176,17 @@ def display_orientation(matrix: Sequence[int] | None) -> Orientation:
 
 
 def apply_orientation(frames, orientation: Orientation):
-    """uint8 ``(m, H, W, C)`` numpy frames as shown (a contiguous copy unless upright)."""
-    import numpy as np
-
+    """``(m, H, W, C)`` frames as shown: a numpy array, or a tensor on any device (NVDEC's);
+    a contiguous copy unless upright."""
     if orientation == UPRIGHT:
         return frames
+    if isinstance(frames, torch.Tensor):
+        if orientation.transpose:
+            frames = frames.transpose(1, 2)
+        dims = [d for d, flip in ((1, orientation.flip_rows), (2, orientation.flip_cols)) if flip]
+        return frames.flip(dims) if dims else frames.contiguous()
+    import numpy as np
+
     if orientation.transpose:
         frames = frames.transpose(0, 2, 1, 3)
     if orientation.flip_rows:
@@ -843,6 +849,8 @@ class NvdecReader:
             raise VideoDecodeError(path, f"NVDEC cannot open: {_short(err)}") from None
         if self.num_frames <= 0:
             raise VideoDecodeError(path, "no decodable video frames")
+        # NVDEC hands over the frames as coded: the header's display matrix is applied here
+        self.orientation = display_orientation(display_matrix(path))
 
     def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
         uniq, pos = _unique(indices, self.num_frames, self.path)
@@ -854,7 +862,7 @@ class NvdecReader:
             raise VideoDecodeError(
                 self.path, f"truncated or corrupt: NVDEC returned {len(frames)} of {len(uniq)}"
             )
-        tensor = nvdec_frames_to_uint8(frames, self.path)
+        tensor = apply_orientation(nvdec_frames_to_uint8(frames, self.path), self.orientation)
         return select_frames(tensor, pos)
 
     def close(self) -> None:
