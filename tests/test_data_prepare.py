@@ -849,3 +849,93 @@ def test_a_copy_shows_what_a_turned_or_mirrored_source_shows(kind, tmp_path):
     reader.close()
     assert frames.shape == shown.shape
     assert (frames.float() - torch.from_numpy(shown).float()).abs().mean() < 8
+
+
+# --------------------------------------------------------------------------- prepared-copy lookups
+def _old_find_prepared_root(video) -> Path | None:
+    """find_prepared_root as it was, one marker look-up per parent of each video: the reference."""
+    for folder in Path(os.path.abspath(video)).parents:
+        if (folder / MARKER).is_file():
+            return folder
+    return None
+
+
+def _mixed_tree(root: Path) -> list[str]:
+    """Prepared and unprepared folders, a copy nested in another, and videos reached through
+    folder links, file links (absolute, relative, with ``..``, chained), a loop and a dangling
+    link; the video paths, as a split names them."""
+    marker = json.dumps({"frame_step": 2, "encoding": {"short_side": 64}})
+    for folder in ("plain/a", "copy/b", "copy/inner/c", "copy/inner/d", "links/e"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "v.mp4").write_bytes(b"")
+    for copy in ("copy", "copy/inner"):
+        (root / copy / MARKER).write_text(marker)
+    links = root / "links"
+    (links / "b").symlink_to(root / "copy" / "b", target_is_directory=True)
+    (links / "e" / "abs.mp4").symlink_to(root / "copy" / "inner" / "c" / "v.mp4")
+    (links / "e" / "rel.mp4").symlink_to(Path("..") / ".." / "plain" / "a" / "v.mp4")
+    (links / "e" / "plain_rel.mp4").symlink_to("v.mp4")
+    (links / "e" / "chain.mp4").symlink_to(links / "e" / "abs.mp4")
+    (links / "e" / "loop.mp4").symlink_to(links / "e" / "loop2.mp4")
+    (links / "e" / "loop2.mp4").symlink_to(links / "e" / "loop.mp4")
+    (links / "e" / "gone.mp4").symlink_to(root / "nowhere" / "v.mp4")
+    (root / "copy" / "inner" / "d" / "up.mp4").symlink_to(root / "links" / "b" / "v.mp4")
+    videos = sorted(str(p) for p in root.rglob("*.mp4"))
+    return [*videos, str(links / "b" / "v.mp4"), str(root / "plain" / "a" / "absent.mp4")]
+
+
+def test_the_lookups_of_a_split_answer_as_each_videos_own(tmp_path, monkeypatch):
+    """records_prepared looks each folder up once for all the split's videos: the copy each
+    video lies in (the nearest marker, links not resolved; None outside one) and where its
+    links lead are those the per-video calls found, whatever the order of the videos."""
+    from a2video.data import prepare
+
+    videos = _mixed_tree(tmp_path)
+    monkeypatch.chdir(tmp_path / "links")
+    videos += ["e/abs.mp4", "b/v.mp4", "../plain/a/v.mp4"]  # relative to the working folder
+    lookups = prepare._Lookups()
+    for video in [*videos, *reversed(videos)]:
+        real = os.path.realpath(video)
+        assert lookups.realpath(video) == real, video
+        assert lookups.root(video) == _old_find_prepared_root(video), video
+        assert lookups.root(real) == _old_find_prepared_root(real), video
+        assert prepare.find_prepared_root(video) == _old_find_prepared_root(video), video
+    assert {str(r) for r in (lookups.root(v) for v in videos) if r} == {
+        str(tmp_path / "copy"),
+        str(tmp_path / "copy" / "inner"),
+    }
+    copied = [v for v in videos if prepare._copy_roots(v)]
+    assert len(copied) < len(videos) and prepare.records_prepared(copied) == (2, 64)
+    with pytest.raises(prepare.PrepareError, match="mixes videos of prepared copies"):
+        prepare.records_prepared(videos)
+
+
+def test_each_folder_above_a_split_is_looked_up_once(tmp_path, monkeypatch):
+    """400 class folders share their parents, and their links their targets' folders: each
+    path is stat'ed once per split (the per-video look-up stat'ed the parents' markers and
+    lstat'ed every component of each video's path and link target once per class folder)."""
+    from collections import Counter
+
+    from a2video.data import prepare
+
+    (tmp_path / "src" / "x").mkdir(parents=True)
+    (tmp_path / "src" / "x" / "clip.mp4").write_bytes(b"")
+    videos = []
+    for c in range(20):
+        (tmp_path / "train" / f"class{c}").mkdir(parents=True)
+        for v in range(3):
+            video = tmp_path / "train" / f"class{c}" / f"v{v}.mp4"
+            video.symlink_to(tmp_path / "src" / "x" / "clip.mp4")
+            videos.append(str(video))
+    calls: Counter = Counter()
+    for name in ("stat", "lstat"):
+
+        def counting(path, *args, _real=getattr(os, name), _name=name, **kwargs):
+            calls[_name, os.fspath(path)] += 1
+            return _real(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, name, counting)
+    assert prepare.records_prepared(videos) == (1, None)
+    assert calls and max(calls.values()) == 1, calls.most_common(3)
+    markers = [p for kind, p in calls if kind == "stat" and p.endswith(MARKER)]
+    assert len(markers) == len({os.path.dirname(p) for p in markers})

@@ -132,22 +132,22 @@ def find_prepared_root(video: str | os.PathLike) -> Path | None:
     """The prepared copy a video file lies in: the nearest folder above it holding
     ``a2video_prepared.json`` (None outside one). Symlinks in the path are not resolved, so a
     copy assembled from links to another tree is still found."""
-    for folder in Path(os.path.abspath(video)).parents:
-        if (folder / MARKER).is_file():
-            return folder
-    return None
+    return _Lookups().root(video)
 
 
-def _copy_roots(video: str | os.PathLike) -> list[Path]:
+def _copy_roots(video: str | os.PathLike, lookups: _Lookups | None = None) -> list[Path]:
     """The prepared copies a video lies in: through the links in its path, and where they lead
-    (a dataset root of links to a copy's folders)."""
-    roots = [find_prepared_root(video), find_prepared_root(os.path.realpath(video))]
+    (a dataset root of links to a copy's folders); ``lookups`` keeps what many calls share."""
+    lookups = lookups or _Lookups()
+    roots = [lookups.root(video), lookups.root(lookups.realpath(video))]
     return [r for r in roots if r is not None]
 
 
-def _step_in(video: str | os.PathLike, roots: list[Path]) -> tuple[int, Path | None]:
+def _step_in(
+    video: str | os.PathLike, roots: list[Path], lookups: _Lookups
+) -> tuple[int, Path | None]:
     """``(frame_step, root)`` of ``video`` in its copies ``roots`` (:func:`video_frame_step`)."""
-    found = [(read_frame_step(r), r) for r in roots]
+    found = [(lookups.frame_step(r), r) for r in roots]
     if not found:
         return 1, None
     if len({step for step, _ in found}) > 1:
@@ -164,7 +164,8 @@ def video_frame_step(video: str | os.PathLike) -> tuple[int, Path | None]:
     (:func:`find_prepared_root`), through the links in its path or where they lead (a dataset
     root of links to a copy's folders), ``(1, None)`` outside one. Both a copy: a
     :class:`PrepareError` where their steps differ."""
-    return _step_in(video, _copy_roots(video))
+    lookups = _Lookups()
+    return _step_in(video, _copy_roots(video, lookups), lookups)
 
 
 def _one_per_folder(videos: Iterable[str | os.PathLike]) -> Iterator[str | os.PathLike]:
@@ -175,6 +176,85 @@ def _one_per_folder(videos: Iterable[str | os.PathLike]) -> Iterator[str | os.Pa
         if folder not in folders:
             folders.add(folder)
             yield video
+
+
+class _LinkLoop(Exception):
+    """A path whose links lead back to it (:meth:`_Lookups.realpath` leaves it to realpath)."""
+
+
+def _plain(path: str) -> bool:
+    """Whether ``path`` resolves component by component as written: no ``..`` (after a link
+    it leads elsewhere than where the text points) and no leading ``//``."""
+    return ".." not in path.split(os.sep) and not path.startswith("//")
+
+
+class _Lookups:
+    """:func:`find_prepared_root`, ``os.path.realpath`` and :func:`read_frame_step` for the
+    videos of a whole split, each folder's marker and real path read once: its 400 class
+    folders share their parents (each looked up 400 times before), and links share their
+    targets' folders. The answers are those of the per-video calls."""
+
+    def __init__(self) -> None:
+        self._roots: dict[str, Path | None] = {}  # folder -> find_prepared_root of a file in it
+        self._real: dict[str, str] = {}  # absolute plain path -> os.path.realpath of it
+        self._steps: dict[Path, int] = {}  # prepared root -> read_frame_step of it
+
+    def root(self, video: str | os.PathLike) -> Path | None:
+        """:func:`find_prepared_root` of ``video``."""
+        folder = os.path.dirname(os.path.abspath(video))
+        walked = []
+        while folder not in self._roots:
+            walked.append(folder)
+            if (Path(folder) / MARKER).is_file():
+                self._roots[folder] = Path(folder)
+                break
+            parent = os.path.dirname(folder)
+            if parent == folder:  # the file system's root
+                self._roots[folder] = None
+                break
+            folder = parent
+        root = self._roots[folder]
+        self._roots.update(dict.fromkeys(walked, root))
+        return root
+
+    def frame_step(self, root: Path) -> int:
+        """:func:`read_frame_step` of ``root``."""
+        if root not in self._steps:
+            self._steps[root] = read_frame_step(root)
+        return self._steps[root]
+
+    def realpath(self, path: str | os.PathLike) -> str:
+        """``os.path.realpath(path)``, each folder above it (and above its links' targets)
+        resolved once for all calls."""
+        path = os.fspath(path)
+        if not _plain(path):
+            return os.path.realpath(path)
+        try:
+            return self._resolved(os.path.abspath(path), set())
+        except _LinkLoop:
+            return os.path.realpath(path)  # realpath says where its loop stops
+
+    def _resolved(self, path: str, resolving: set[str]) -> str:
+        if path in self._real:
+            return self._real[path]
+        parent, name = os.path.split(path)
+        if not name:  # the file system's root
+            return path
+        if path in resolving:
+            raise _LinkLoop(path)
+        resolving.add(path)
+        # realpath resolves the components in order: this one follows its resolved parent
+        here = os.path.join(self._resolved(parent, resolving), name)
+        if os.path.islink(here):
+            target = os.readlink(here)
+            if _plain(target):
+                target = os.path.normpath(os.path.join(os.path.dirname(here), target))
+                here = self._resolved(target, resolving)
+            else:
+                here = os.path.realpath(here)
+        resolving.discard(path)
+        self._real[path] = here
+        return here
 
 
 def records_prepared(videos: Iterable[str | os.PathLike]) -> tuple[int, int | None]:
@@ -189,9 +269,10 @@ def records_prepared(videos: Iterable[str | os.PathLike]) -> tuple[int, int | No
     """
     first: dict[int, str] = {}  # step -> a video with it
     sides: dict[Path, int] = {}
+    lookups = _Lookups()  # each folder above the split's videos looked up once
     for video in _one_per_folder(videos):
-        roots = _copy_roots(video)
-        first.setdefault(_step_in(video, roots)[0], str(video))
+        roots = _copy_roots(video, lookups)
+        first.setdefault(_step_in(video, roots, lookups)[0], str(video))
         for root in roots:
             if root not in sides:
                 encoding = _read_marker(root / MARKER).get("encoding") or {}
