@@ -413,6 +413,36 @@ def test_a_node_without_a_usable_temporary_folder_lists_in_every_process(listed_
     assert {name: (d.records, dm.missing[name]) for name, d in dm.datasets.items()} == reference
 
 
+def test_no_listing_cache_in_the_working_folder(listed_root, tmp_path, monkeypatch, caplog):
+    """$TMPDIR unset and /tmp, /var/tmp, /usr/tmp unwritable: tempfile's last resort is the
+    working folder; the listings are not cached there (the run's folder stays as it was),
+    each process lists, and one line says so."""
+    reference = _splits(listed_root, listing_cache=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.chdir(run)
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.delenv(name, raising=False)
+    nowhere = [str(tmp_path / "no" / d) for d in ("tmp", "var_tmp", "usr_tmp")]
+    monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: [*nowhere, os.getcwd()])
+    monkeypatch.setattr(tempfile, "tempdir", None)  # found again, as in a new process
+    monkeypatch.setattr(listing, "_said", set())
+    assert tempfile.gettempdir() == str(run)
+    with caplog.at_level(logging.DEBUG, logger="a2video"):
+        for _ in range(2):
+            dm = KineticsDataModule(str(listed_root), num_workers=0)
+            dm.prepare_data()
+            for stage in ("fit", "test"):
+                dm.setup(stage)
+            assert {n: (d.records, dm.missing[n]) for n, d in dm.datasets.items()} == reference
+    assert list(run.iterdir()) == []
+    said = [r for r in caplog.records if r.levelno >= logging.INFO and "cached" in r.getMessage()]
+    assert len(said) == 1 and "set TMPDIR" in said[0].getMessage(), caplog.text
+    monkeypatch.setenv("TMPDIR", str(run))  # the user's choice: cached there
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    assert listing.cache_dir().parent == run
+
+
 def test_prepare_data_leaves_a_broken_split_to_setup(listed_root):
     """An error raised in prepare_data would stop local rank 0 alone, the other ranks waiting
     at its barrier: it is setup, on every rank, that says it."""

@@ -17,6 +17,10 @@ folder changed less than :data:`SETTLE_SECONDS` before it was read (a download s
 is not cached, so two changes within one timestamp tick cannot hide. A file system that keeps
 no folder times (some FUSE mounts of object stores) needs ``listing_cache=False``.
 Files are replaced atomically (two nodes sharing one temporary folder may write at once).
+
+A node whose only temporary folder is the working folder (``tempfile``'s last resort when
+``$TMPDIR``, ``/tmp``, ``/var/tmp`` and ``/usr/tmp`` are not writable) caches nothing, so that
+no cache folder is made in the run's folder.
 """
 
 from __future__ import annotations
@@ -38,12 +42,35 @@ log = logging.getLogger(__name__)
 VERSION = 1
 # a folder modified less than this before it was read is not cached (timestamp ticks, clocks)
 SETTLE_SECONDS = 2.0
+_said: set[str] = set()  # working folders said to be no temporary folder (one line each)
 
 
 def cache_dir() -> Path:
-    """This user's cache folder in the node's temporary folder."""
+    """This user's cache folder in the node's temporary folder; an OSError where the node has
+    none (``tempfile`` finds no writable one, or falls back to the working folder)."""
     uid = os.getuid() if hasattr(os, "getuid") else "user"
-    return Path(tempfile.gettempdir()) / f"a2video-listings-{uid}"
+    folder = tempfile.gettempdir()
+    if _is_the_working_folder(folder):
+        if folder not in _said and ann.first_process():
+            log.info(
+                "video listings not cached: no writable temporary folder but the working "
+                "folder %s (set TMPDIR to cache them once per node)",
+                folder,
+            )
+        _said.add(folder)
+        raise OSError(f"{folder}: the working folder, not a temporary folder")
+    return Path(folder) / f"a2video-listings-{uid}"
+
+
+def _is_the_working_folder(folder: str) -> bool:
+    """Whether ``folder`` (``tempfile.gettempdir()``) is the working folder that ``tempfile``
+    falls back to, rather than a temporary folder (one that $TMPDIR, $TEMP or $TMP names is
+    the user's choice)."""
+    here = os.getcwd()  # (tempfile's last candidate, as it names it)
+    if folder != here:
+        return False
+    named = (os.environ.get(k) for k in ("TMPDIR", "TEMP", "TMP"))
+    return not any(v and os.path.realpath(v) == os.path.realpath(here) for v in named)
 
 
 def _key(video_dir: str | os.PathLike, recursive: bool) -> list:
