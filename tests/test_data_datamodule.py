@@ -413,6 +413,64 @@ def test_a_node_without_a_usable_temporary_folder_lists_in_every_process(listed_
     assert {name: (d.records, dm.missing[name]) for name, d in dm.datasets.items()} == reference
 
 
+def _age(path: Path, days: float) -> None:
+    then = time.time() - days * 24 * 3600
+    os.utime(path, (then, then))
+
+
+def test_the_listing_cache_keeps_what_was_used_in_the_last_days(listed_root, tmp_path):
+    """The cache folder is pruned when a listing is written, at most once a day: listings not
+    read nor written for KEEP_DAYS days (and writers' leftover temp files) go, one read since
+    stays, and so does any file that is not the cache's."""
+    KineticsDataModule(str(listed_root)).prepare_data()
+    folder = listing.cache_dir()
+    train, val = (listing.cache_path(listed_root / s) for s in ("train", "val"))
+    gone = folder / "0123456789abcdef01234567.json"  # another dataset's, long unused
+    leftover = folder / f".{gone.name}.4242.tmp.node7"  # its writer was killed
+    other = folder / "notes.txt"
+    for path in (gone, leftover, other):
+        path.write_text("{}")
+    days = listing.KEEP_DAYS + 1
+    for path in (train, val, gone, leftover, other):
+        _age(path, days)
+    _age(folder / listing.PRUNED, 2)  # pruned two days ago
+    assert listing.load(listed_root / "train") is not None  # used today
+    listing.scan(listed_root / "test")  # a listing written: the folder is pruned
+    kept = {p.name for p in folder.iterdir()}
+    assert kept == {train.name, listing.cache_path(listed_root / "test").name, other.name,
+                    listing.PRUNED}  # fmt: skip
+    assert _splits(listed_root) == _splits(listed_root, listing_cache=False)  # val listed again
+    # once a day: a listing written again within the day prunes nothing
+    gone.write_text("{}")
+    _age(gone, days)
+    listing.scan(listed_root / "test")
+    assert gone.exists()
+
+
+def test_a_listing_pruned_under_a_reader_is_listed_again(listed_root, monkeypatch):
+    """Another process prunes the cache between this one's check of the folder and its read
+    of the file: setup lists the folders and gets what listing them gets."""
+    reference = _splits(listed_root, listing_cache=False)
+    KineticsDataModule(str(listed_root)).prepare_data()
+    folder = listing.cache_dir()
+    own_folder = listing._own_folder
+
+    def pruned_meanwhile(path: Path) -> bool:
+        mine = own_folder(path)
+        for cached in folder.glob("*.json"):
+            _age(cached, listing.KEEP_DAYS + 1)
+        _age(folder / listing.PRUNED, 2)
+        listing.prune(folder)
+        return mine
+
+    scans = []
+    find = ann.find_kinetics_videos
+    monkeypatch.setattr(listing, "_own_folder", pruned_meanwhile)
+    monkeypatch.setattr(ann, "find_kinetics_videos", lambda *a: scans.append(a) or find(*a))
+    assert _splits(listed_root) == reference
+    assert scans and not list(folder.glob("*.json"))
+
+
 def test_no_listing_cache_in_the_working_folder(listed_root, tmp_path, monkeypatch, caplog):
     """$TMPDIR unset and /tmp, /var/tmp, /usr/tmp unwritable: tempfile's last resort is the
     working folder; the listings are not cached there (the run's folder stays as it was),

@@ -18,6 +18,12 @@ is not cached, so two changes within one timestamp tick cannot hide. A file syst
 no folder times (some FUSE mounts of object stores) needs ``listing_cache=False``.
 Files are replaced atomically (two nodes sharing one temporary folder may write at once).
 
+The folder is pruned as a cache: a listing not read nor written for :data:`KEEP_DAYS` days is
+removed, checked at most once a day (the time of its :data:`PRUNED` stamp) and only when a
+listing is written (a listing read is marked used, at most once a day: its time is set to now).
+A listing removed while a process is about to read it is just not there: that process lists
+the folders, as without a cache.
+
 A node whose only temporary folder is the working folder (``tempfile``'s last resort when
 ``$TMPDIR``, ``/tmp``, ``/var/tmp`` and ``/usr/tmp`` are not writable) caches nothing, so that
 no cache folder is made in the run's folder.
@@ -25,10 +31,12 @@ no cache folder is made in the run's folder.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import re
 import socket
 import tempfile
 import time
@@ -42,6 +50,12 @@ log = logging.getLogger(__name__)
 VERSION = 1
 # a folder modified less than this before it was read is not cached (timestamp ticks, clocks)
 SETTLE_SECONDS = 2.0
+# a listing neither read nor written for this long is removed (when a listing is written)
+KEEP_DAYS = 7
+DAY = 24 * 3600.0
+PRUNED = ".pruned"  # the cache folder's stamp: its time is that of the last pruning
+# the cache files and the temp files of their writers (replaced_atomically, host suffix)
+_CACHE_FILE = re.compile(r"\.?[0-9a-f]{24}\.json(\.\d+\.tmp\..+)?")
 _said: set[str] = set()  # working folders said to be no temporary folder (one line each)
 
 
@@ -111,7 +125,9 @@ def load(video_dir: str | os.PathLike, recursive: bool = False) -> ann.KineticsV
         path = cache_path(video_dir, recursive)
         if not _own_folder(path.parent):
             return None
-        data = json.loads(path.read_bytes())
+        with open(path, "rb") as f:  # (pruned meanwhile: FileNotFoundError, listed again)
+            used = os.fstat(f.fileno()).st_mtime
+            data = json.loads(f.read())
         if data["version"] != VERSION or data["key"] != _key(video_dir, recursive):
             return None
         for folder, state in data["folders"]:
@@ -125,6 +141,9 @@ def load(video_dir: str | os.PathLike, recursive: bool = False) -> ann.KineticsV
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None  # absent, or not a listing: the folders are read
+    if time.time() - used > DAY:  # used: kept by the pruning (marked at most once a day)
+        with contextlib.suppress(OSError):
+            os.utime(path)
     return ann.KineticsVideos(index, replacements)
 
 
@@ -169,6 +188,31 @@ def _write(
     path.parent.mkdir(mode=0o700, exist_ok=True)
     if not _own_folder(path.parent):
         raise OSError(f"{path.parent} is not this user's own folder")
+    prune(path.parent)
     # the host in the temp name: two nodes' processes of one pid sharing this folder
     with replaced_atomically(path, suffix=f".{socket.gethostname()}") as tmp:
         tmp.write_text(json.dumps(data), encoding="utf-8")
+
+
+def prune(folder: Path) -> None:
+    """Remove the listings (and writers' temp files) in this user's cache ``folder`` not read
+    nor written for :data:`KEEP_DAYS` days, at most once a day (its :data:`PRUNED` stamp).
+    A process reading one meanwhile either has it open (its data stays readable) or finds
+    none and lists the folders."""
+    now, stamp = time.time(), folder / PRUNED
+    with contextlib.suppress(OSError):
+        if now - os.stat(stamp).st_mtime < DAY:
+            return
+    try:
+        stamp.touch()  # the other writers of the day skip it from now on
+        entries = list(os.scandir(folder))
+    except OSError as err:
+        log.debug("%s: not pruned: %s", folder, err)
+        return
+    for entry in entries:
+        if not _CACHE_FILE.fullmatch(entry.name):
+            continue
+        with contextlib.suppress(OSError):  # gone already: another process pruned it
+            if now - entry.stat(follow_symlinks=False).st_mtime > KEEP_DAYS * DAY:
+                os.unlink(entry.path)
+                log.debug("%s: unused for %d days, removed", entry.path, KEEP_DAYS)
