@@ -499,6 +499,10 @@ def test_no_listing_cache_in_the_working_folder(listed_root, tmp_path, monkeypat
     monkeypatch.setenv("TMPDIR", str(run))  # the user's choice: cached there
     monkeypatch.setattr(tempfile, "tempdir", None)
     assert listing.cache_dir().parent == run
+    monkeypatch.delenv("TMPDIR")  # a run started in /tmp: cached there too
+    monkeypatch.chdir("/tmp")
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp")
+    assert listing.cache_dir().parent == Path("/tmp")
 
 
 def test_prepare_data_leaves_a_broken_split_to_setup(listed_root):

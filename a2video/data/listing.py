@@ -78,13 +78,14 @@ def cache_dir() -> Path:
 
 def _is_the_working_folder(folder: str) -> bool:
     """Whether ``folder`` (``tempfile.gettempdir()``) is the working folder that ``tempfile``
-    falls back to, rather than a temporary folder (one that $TMPDIR, $TEMP or $TMP names is
-    the user's choice)."""
+    falls back to, rather than one of the temporary folders it tries first (a run started in
+    one of those, or with $TMPDIR naming its working folder, caches there)."""
     here = os.getcwd()  # (tempfile's last candidate, as it names it)
     if folder != here:
         return False
-    named = (os.environ.get(k) for k in ("TMPDIR", "TEMP", "TMP"))
-    return not any(v and os.path.realpath(v) == os.path.realpath(here) for v in named)
+    tried = [os.environ.get(k) for k in ("TMPDIR", "TEMP", "TMP")]
+    tried += ["/tmp", "/var/tmp", "/usr/tmp"]  # (POSIX's; elsewhere such a run lists)
+    return not any(t and os.path.realpath(t) == os.path.realpath(here) for t in tried)
 
 
 def _key(video_dir: str | os.PathLike, recursive: bool) -> list:
