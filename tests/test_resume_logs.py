@@ -1,5 +1,6 @@
 """The loggers of a killed and resumed fit read as the uninterrupted run's: one version folder,
-every step's rows once (TensorBoard events and metrics.csv), nothing lost."""
+every step's rows once (TensorBoard events and metrics.csv), nothing lost; the loggers of one run
+share its version folder."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from a2video.training.logs import (
     drop_csv_rows,
     drop_tensorboard_events,
     resume_logs,
+    share_version,
 )
 
 
@@ -150,6 +152,65 @@ def test_a_resume_into_the_version_the_user_set_keeps_its_rows(tmp_path):
     assert [r["step"] for r in _rows(Path(again.log_dir) / "metrics.csv")] == list("0123")
 
 
+# ------------------------------------------------------------------------- one version a run
+def _versions(*loggers) -> list:
+    share_version(SimpleNamespace(loggers=loggers))
+    return [logger.version for logger in loggers]
+
+
+def test_the_loggers_of_a_run_share_the_next_version_free_in_all_their_folders(tmp_path):
+    """Earlier runs left version_0 and version_1 in the shared folder: TensorBoard and CSV both
+    write to version_2 (before: each took the next after the other's, version_2 and _3); with
+    other save_dirs, the next after the highest version in any of them, a new folder for both."""
+    for n in (0, 1):
+        (tmp_path / f"shared/lightning_logs/version_{n}").mkdir(parents=True)
+    (tmp_path / "csv/lightning_logs/version_4").mkdir(parents=True)
+    tb, csv_logger = TensorBoardLogger(tmp_path / "shared"), CSVLogger(tmp_path / "shared")
+    assert _versions(tb, csv_logger) == [2, 2]
+    _log(tb, range(2))  # TensorBoard makes its folder first, as in a fit's setup
+    _log(csv_logger, range(2))
+    assert sorted(p.name for p in Path(tb.log_dir).iterdir() if p.suffix != ".yaml") == [
+        next(Path(tb.log_dir).glob("events.*")).name,
+        "metrics.csv",
+    ]
+    apart = [TensorBoardLogger(tmp_path / "shared"), CSVLogger(tmp_path / "csv")]
+    assert _versions(*apart) == [5, 5]
+
+
+def test_a_logger_joins_the_version_of_the_run_where_that_folder_is_free_of_its_logs(tmp_path):
+    """A resumed fit (or a user's ``version``) sets TensorBoard's version 0: a CSV logger added
+    beside it writes to version_0 too; where that folder holds a metrics.csv already (another
+    run's), the CSV logger gets a new version, never that file."""
+    tb = TensorBoardLogger(tmp_path, version=0)
+    _log(tb, range(2))
+    assert _versions(tb, CSVLogger(tmp_path)) == [0, 0]
+    _log(CSVLogger(tmp_path, version=0), range(2))  # another run's CSV rows there
+    assert _versions(tb, CSVLogger(tmp_path)) == [0, 1]
+
+
+def test_the_cli_runs_loggers_share_one_version_and_csv_opens_it_quietly(
+    kinetics_root, tmp_path, recwarn
+):
+    """Through ``train.py``'s CLI: TensorBoard opens its folder first (Lightning's setup), then
+    the CSV logger writes into the same one, without Lightning's warning that earlier logs
+    there will be deleted (there is no metrics.csv there to delete)."""
+    from a2video.data import KineticsDataModule
+    from a2video.training.cli import A2VideoCLI
+    from a2video.training.module import VideoClassifier
+
+    (tmp_path / "lightning_logs/version_0").mkdir(parents=True)  # an earlier run's
+    (tmp_path / "loggers.yaml").write_text(LOGGERS.replace("RUN", str(tmp_path)))
+    args = ["--config", str(tmp_path / "loggers.yaml"), "--model.arch", "a2net_tiny"]
+    args += ["--data.data_root", kinetics_root, "--trainer.default_root_dir", str(tmp_path)]
+    cli = A2VideoCLI(VideoClassifier, KineticsDataModule, run=False, args=args)
+    for logger in cli.trainer.loggers:
+        _ = logger.experiment
+    assert [logger.log_dir for logger in cli.trainer.loggers] == [
+        str(tmp_path / "lightning_logs/version_1")
+    ] * 2
+    assert not [w for w in recwarn if "exists and is not empty" in str(w.message)]
+
+
 # ----------------------------------------------------------------------- end to end, with kills
 LOGGERS = """
 trainer:
@@ -175,10 +236,10 @@ def _logged_fit(run: Path, data_root: str, *extra: str, **kw):
 def _logs(run: Path) -> tuple[dict, list[dict[str, str]]]:
     """The run's TensorBoard scalars and metrics.csv rows (CSV values rounded)."""
     folders = sorted((run / "lightning_logs").iterdir())
-    assert [f.name for f in folders] == ["version_0", "version_1"]  # TensorBoard's, CSV's
+    assert [f.name for f in folders] == ["version_0"]  # TensorBoard's and CSV's (before: two)
     rows = [
         {k: v and str(round(float(v), 5)) for k, v in r.items()}
-        for r in _rows(folders[1] / "metrics.csv")
+        for r in _rows(folders[0] / "metrics.csv")
     ]
     return _scalars(folders[0]), rows
 

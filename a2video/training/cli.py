@@ -12,9 +12,10 @@ Everything a run needs is in one YAML file; this class only sets the defaults ev
 - VersionedRichProgressBar, LearningRateMonitor (when a logger is on), SaveOnSigterm,
   :class:`a2video.training.resume.ResumeState` (exactly-once resume: data position and RNG
   streams in every checkpoint), :class:`a2video.training.logs.ResumeLogs` (a resumed fit goes on
-  in its logger folders, each step logged once) and CollectiveWatchdog: in multi-process runs
-  a collective that waits more than ``--collective_timeout`` seconds (default 1800) ends the run
-  with an error naming the stage.
+  in its logger folders, each step logged once; :func:`~a2video.training.logs.share_version`:
+  a run's TensorBoard and CSV loggers share one ``version_N``) and CollectiveWatchdog: in
+  multi-process runs a collective that waits more than ``--collective_timeout`` seconds (default
+  1800) ends the run with an error naming the stage.
 - ``trainer.use_distributed_sampler: false``: our DataModules shard themselves without padding
   val/test; the metrics deduplicate by video index anyway.
 - ``data.num_classes``, ``data.class_names`` and ``data.spec`` (the clip and test-view
@@ -76,7 +77,7 @@ from a2video.training.checkpoint import (
     same_option,
     saved_model_options,
 )
-from a2video.training.logs import LOGS_KEY, ResumeLogs, resume_logs
+from a2video.training.logs import LOGS_KEY, ResumeLogs, resume_logs, share_version
 from a2video.training.module import SCHEDULE_OPTIONS, SGD_OPTIONS
 from a2video.training.outputs import FolderSnapshot, folder_snapshot, remove_failed_start
 from a2video.training.resume import ResumeState
@@ -1098,6 +1099,7 @@ class A2VideoCLI(LightningCLI):
                 if hasattr(callback, "resume_transfer"):  # a2video.training.finetune.Finetune
                     callback.resume_transfer(str(config.ckpt_path), self._saved_transfer)
             resume_logs(self.trainer, getattr(self, "_saved_logs", {}))  # the same log folders
+        share_version(self.trainer)  # one version_N for the run's loggers
         for key in getattr(self, "_derived_dirpaths", ()):  # the callbacks hold it now
             config[key].dirpath = None
         if self.subcommand == "fit":

@@ -18,6 +18,16 @@ told to use the old folder deletes its ``metrics.csv``. :class:`ResumeLogs` (ins
   logs again, or, from an older checkpoint than the last, those it supersedes. One line says
   how many went. A resume that fails before (a wrong data_root) drops nothing.
 
+**One version folder per run.** Lightning numbers each logger's folder on its own (the next
+``version_N`` free under its ``save_dir/name``), so a TensorBoard and a CSV logger sharing a
+``save_dir`` split one run over ``version_0`` (TensorBoard's, with ``config.yaml``) and
+``version_1`` (``metrics.csv``), and the next run over ``version_2`` and ``version_3``.
+:func:`share_version` (``A2VideoCLI`` calls it for every command) gives the loggers whose version
+is unset one version: that of the run's loggers whose version is set (a resumed fit's, or one
+the user set) where that folder is new to them, or theirs and free of their kind of logs; else
+the next after every version in all their folders. No logger is put into another run's existing
+folder.
+
 Rows are kept by their logged step: Lightning logs a batch's rows (and an epoch's figures) at the
 step of its optimizer step, counted from 0, so a checkpoint of ``global_step`` S covers the rows
 of steps below S and none of the later ones.
@@ -28,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import re
 import struct
 import warnings
 from collections.abc import Iterator
@@ -45,13 +56,15 @@ __all__ = [
     "drop_csv_rows",
     "drop_tensorboard_events",
     "resume_logs",
+    "share_version",
 ]
 
 LOGS_KEY = "a2video_logs"
 CSV_FILE = "metrics.csv"  # Lightning's CSVLogger's file in its version folder
 EVENTS_PREFIX = "events.out.tfevents."  # TensorBoard's event files
-# Lightning's CSVLogger deletes the metrics.csv of a version folder it opens, and says so
-_CSV_DELETES = "Experiment logs directory .* exists and is not empty"
+# Lightning's CSVLogger deletes the metrics.csv of a version folder it opens, and says so where
+# the folder holds any file (a regular expression: the folder's, escaped)
+_CSV_DELETES = "Experiment logs directory {} exists and is not empty"
 
 
 def _versioned(logger: Logger) -> bool:
@@ -61,6 +74,11 @@ def _versioned(logger: Logger) -> bool:
 
 def _record(logger: Logger) -> dict[str, Any]:
     return {"logger": type(logger).__name__, "name": logger.name, "version": logger.version}
+
+
+def _own_file(logger: Logger, name: str) -> bool:
+    """Whether the file ``name`` holds rows of ``logger``'s kind."""
+    return name.startswith(CSV_FILE if isinstance(logger, CSVLogger) else EVENTS_PREFIX)
 
 
 def _files(log_dir: str) -> Iterator[str]:
@@ -110,7 +128,7 @@ def _open_csv(logger: CSVLogger) -> None:
         header = next(csv.reader(f), [])
     os.replace(path, aside)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_CSV_DELETES)
+        warnings.filterwarnings("ignore", message=_CSV_DELETES.format(".*"))
         writer = logger.experiment
     os.replace(aside, path)
     writer.metrics_keys = [k for k in header if k]  # (the writer's columns so far)
@@ -171,6 +189,47 @@ def _drop_events(paths: list[str], step: int) -> tuple[int, int | None]:
     return dropped, last
 
 
+# ---------------------------------------------------------------------------- one version a run
+def _folder(logger: Logger, version: int | str) -> str:
+    """``logger``'s folder were its version ``version`` (Lightning's naming)."""
+    name = version if isinstance(version, str) else f"version_{version}"
+    return os.path.abspath(os.path.join(logger.root_dir, name))
+
+
+def share_version(trainer: Trainer) -> None:
+    """Give the TensorBoard / CSV loggers of ``trainer`` whose version is unset one version, the
+    run's: that of its first logger whose version is set (by :func:`resume_logs` or the user)
+    where, for each of them, that folder does not exist yet or is a set logger's holding none
+    of its kind of logs (a CSV logger's ``metrics.csv``, TensorBoard's events); else the next
+    version after all those under their ``save_dir/name`` folders. Before the command runs:
+    Lightning reads the versions as it sets up. (Lightning's CSV writer opening such a shared
+    folder warns that the earlier logs there will be deleted: where it has no metrics.csv, the
+    only file the writer deletes, that warning is left out.)"""
+    loggers = [logger for logger in trainer.loggers if _versioned(logger)]
+    unset = [logger for logger in loggers if logger._version is None]
+    given = [logger for logger in loggers if logger._version is not None]
+    own = {os.path.abspath(logger.log_dir) for logger in given}
+
+    def joins(logger: Logger, version: int | str) -> bool:
+        folder = _folder(logger, version)
+        if not os.path.exists(folder):
+            return True
+        return folder in own and not any(_own_file(logger, n) for n in os.listdir(folder))
+
+    version = given[0]._version if given else None
+    if unset and (version is None or not all(joins(logger, version) for logger in unset)):
+        version = max(logger._get_next_version() for logger in unset)
+    for logger in unset:
+        logger._version = version
+    for logger in loggers:  # opening the folder a TensorBoard logger made, Lightning's CSV
+        # writer says it will delete the earlier logs there: it deletes only a metrics.csv
+        if isinstance(logger, CSVLogger) and not os.path.isfile(
+            os.path.join(logger.log_dir, CSV_FILE)
+        ):
+            message = _CSV_DELETES.format(re.escape(logger.log_dir))
+            warnings.filterwarnings("ignore", message=message)
+
+
 # ---------------------------------------------------------------------------------- at a resume
 # A resumed logger's rows to drop when its fit starts training: (logger, the checkpoint's step,
 # the TensorBoard event files its folder held before the logger's writer opened)
@@ -214,7 +273,7 @@ def _continue(logger: Logger, step: int) -> Drop:
     if isinstance(logger, CSVLogger):
         _open_csv(logger)
         return logger, step, []
-    events = [p for p in _files(logger.log_dir) if os.path.basename(p).startswith(EVENTS_PREFIX)]
+    events = [p for p in _files(logger.log_dir) if _own_file(logger, os.path.basename(p))]
     return logger, step, events  # (before its writer opens its own file)
 
 
