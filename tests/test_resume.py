@@ -142,7 +142,7 @@ EXACT_SCRIPT = textwrap.dedent(
 
     class Record(Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            if os.environ.get("KILL_IN") == "validation":
+            if os.environ.get("KILL_IN", "training") != "training":
                 pass
             elif trainer.global_step == int(os.environ.get("KILL_AT", -1)):
                 sig = getattr(signal, os.environ.get("SIG", "SIGKILL"))
@@ -178,7 +178,17 @@ EXACT_SCRIPT = textwrap.dedent(
                     os.killpg(os.getpgid(0), signal.SIGKILL)
                 os.kill(os.getpid(), signal.SIGKILL)
 
+        def on_train_epoch_end(self, trainer, pl_module):  # before last.ckpt at the epoch end
+            if os.environ.get("KILL_IN") == "epoch_end" and trainer.global_step == int(
+                os.environ.get("KILL_AT", -1)
+            ):
+                os.kill(os.getpid(), signal.SIGKILL)
+
         def on_validation_end(self, trainer, pl_module):  # which epochs were validated, figures
+            if os.environ.get("KILL_IN") == "validation_end" and trainer.global_step == int(
+                os.environ.get("KILL_AT", -1)
+            ):  # killed after the validation logged, before last.ckpt is saved after it
+                os.kill(os.getpid(), signal.SIGKILL)
             figures = {k: float(v) for k, v in trainer.callback_metrics.items()
                        if k.startswith("val/")}
             with open(os.environ["STEP_LOG"] + f".val.{trainer.global_rank}", "a") as f:

@@ -152,6 +152,49 @@ def test_a_resume_into_the_version_the_user_set_keeps_its_rows(tmp_path):
     assert [r["step"] for r in _rows(Path(again.log_dir) / "metrics.csv")] == list("0123")
 
 
+@pytest.mark.parametrize("validated_before_checkpoint", [False, True])
+def test_a_validation_after_the_checkpoint_is_logged_once(tmp_path, validated_before_checkpoint):
+    """Step 5 ends an epoch: its batch row, then ``last.ckpt`` at its end (global_step 6), its
+    validation's row, and the epoch's figures, all logged at step 5. Killed between the
+    validation's row and ``last.ckpt`` saved again after it, the resumed run validates again:
+    the killed run's validation row goes (before: twice). Saved after the validation, the
+    resumed run does not validate again: its row stays. The epoch figures are logged once."""
+    loggers = (TensorBoardLogger(tmp_path, version=0), CSVLogger(tmp_path, version=0))
+    callback = ResumeLogs()
+    batch, val, epoch_end = {"train/loss": 1.0}, {"val/top1": 0.5}, {"train/top1": 0.25}
+
+    def log(metrics: dict, loggers=loggers) -> None:  # as Lightning's logger connector does
+        for logger in loggers:
+            logger.log_metrics({**metrics, "epoch": 1}, step=5)
+            logger.save()
+
+    log(batch)
+    if validated_before_checkpoint:
+        log(val)
+    callback.on_save_checkpoint(_fitting(*loggers), None, checkpoint := {"global_step": 6})
+    if not validated_before_checkpoint:
+        log(val)  # then killed
+    again = [TensorBoardLogger(tmp_path), CSVLogger(tmp_path)]
+    resume_logs(SimpleNamespace(loggers=again, callbacks=[callback]), checkpoint)
+    callback.on_train_start(None, None)
+    if not validated_before_checkpoint:
+        log(val, again)
+    log(epoch_end, again)
+    callback.on_train_end(None, None)
+    rows = _rows(tmp_path / "lightning_logs/version_0/metrics.csv")
+    assert [[k for k in ("train/loss", "val/top1", "train/top1") if r[k]] for r in rows] == [
+        ["train/loss"],
+        ["val/top1"],
+        ["train/top1"],
+    ]
+    assert _scalars(tmp_path / "lightning_logs/version_0") == {
+        "train/loss": [(5, 1.0)],
+        "val/top1": [(5, 0.5)],
+        "train/top1": [(5, 0.25)],
+        "epoch": [(5, 1.0)] * 3,
+    }
+
+
 # ------------------------------------------------------------------------- one version a run
 def _versions(*loggers) -> list:
     share_version(SimpleNamespace(loggers=loggers))
@@ -271,6 +314,33 @@ def test_a_killed_and_resumed_fit_logs_what_the_uninterrupted_run_logs(
     assert [s for s, _ in scalars["train/loss"]] == list(range(6))
     assert scalars == whole_scalars
     assert rows == whole_rows
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("kill_in", "validates_again"), [("validation_end", True), ("epoch_end", False)]
+)
+def test_a_fit_killed_about_a_validation_logs_it_once(
+    kinetics_root, tmp_path, logged_whole, kill_in, validates_again
+):
+    """Step 6 ends the last epoch and is a step checkpoint's (every 2 steps): ``last.ckpt`` is
+    saved at its batch end, again after its validation, and at the epoch end. Killed (SIGKILL)
+    after the validation logged its rows and before ``last.ckpt`` was saved after them, the
+    resumed run validates again and the killed run's rows of it go (before: each val/* value
+    twice at step 5); killed after that save, before the epoch end's, it does not validate
+    again and they stay. Either way the logs are the uninterrupted run's."""
+    run = tmp_path / "run"
+    killed = _logged_fit(run, kinetics_root, kill_at=6, kill_in=kill_in)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    resumed = _fit_ok(_logged_fit(run, kinetics_root, "--ckpt_path", "last"))
+    scalars, rows = _logs(run)
+    whole_scalars, whole_rows = _logs(logged_whole)
+    assert [s for s, _ in scalars["val/top1"]] == [2, 5]
+    assert scalars == whole_scalars
+    assert rows == whole_rows
+    said = "after the checkpoint (its validation or epoch end), which this run logged again"
+    assert (said in resumed.stdout + resumed.stderr) == validates_again
 
 
 def test_a_fit_stopped_inside_an_epoch_and_resumed_logs_each_epoch_figure_once(

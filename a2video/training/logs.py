@@ -30,7 +30,13 @@ folder.
 
 Rows are kept by their logged step: Lightning logs a batch's rows (and an epoch's figures) at the
 step of its optimizer step, counted from 0, so a checkpoint of ``global_step`` S covers the rows
-of steps below S and none of the later ones.
+of steps below S and none of the later ones. Except one case: the validation and epoch end after
+batch S-1 log at step S-1 too, and a checkpoint saved at that batch's end (``last.ckpt`` every
+N steps) resumes with them, so a kill between their rows and ``last.ckpt`` saved again after
+them left those rows twice. The rows of step S-1 that the resumed run logs again (its
+validation's, its epoch figures) are dropped from the killed run's once it has
+(:func:`drop_relogged_csv_rows`, :func:`drop_relogged_events`); those it does not log again stay
+(the batch's own, a validation the checkpoint was saved after).
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ __all__ = [
     "LOGS_KEY",
     "ResumeLogs",
     "drop_csv_rows",
+    "drop_relogged_csv_rows",
+    "drop_relogged_events",
     "drop_tensorboard_events",
     "resume_logs",
     "share_version",
@@ -97,21 +105,50 @@ def _step(value: str | None) -> int | None:
         return None
 
 
+def _read_csv(path: str) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _write_csv(path: str, header: list[str], rows: list[dict[str, str]]) -> None:
+    with replaced_atomically(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def drop_csv_rows(path: str, step: int) -> tuple[int, int | None]:
     """Rewrite the ``metrics.csv`` at ``path`` (atomically) without its rows logged at ``step``
     or later (its columns kept). Returns how many rows went, and the last step among them."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        header, rows = list(reader.fieldnames or []), list(reader)
+    header, rows = _read_csv(path)
     steps = [_step(r.get("step")) for r in rows]
     gone = [s for s in steps if s is not None and s >= step]
     if gone:
-        kept = [r for r, s in zip(rows, steps, strict=True) if s is None or s < step]
-        with replaced_atomically(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=header)
-            writer.writeheader()
-            writer.writerows(kept)
+        _write_csv(
+            path, header, [r for r, s in zip(rows, steps, strict=True) if s is None or s < step]
+        )
     return len(gone), max(gone, default=None)
+
+
+def _metrics(row: dict[str, str]) -> set[str]:
+    """The values a ``metrics.csv`` row holds, less the step and epoch Lightning adds to each."""
+    return {k for k, v in row.items() if v not in (None, "") and k not in ("step", "epoch")}
+
+
+def drop_relogged_csv_rows(path: str, step: int, old: int) -> int:
+    """Rewrite the ``metrics.csv`` at ``path`` without those of its first ``old`` rows (a killed
+    run's) logged at ``step`` whose values the later rows (the resumed run's) log again at
+    ``step``. Returns how many rows went."""
+    header, rows = _read_csv(path)
+    again = set().union(*(_metrics(r) for r in rows[old:] if _step(r.get("step")) == step))
+    gone = {
+        i for i, r in enumerate(rows[:old])
+        if _step(r.get("step")) == step and _metrics(r) and _metrics(r) <= again
+    }  # fmt: skip
+    if gone:
+        _write_csv(path, header, [r for i, r in enumerate(rows) if i not in gone])
+    return len(gone)
 
 
 def _open_csv(logger: CSVLogger) -> None:
@@ -138,8 +175,8 @@ def _open_csv(logger: CSVLogger) -> None:
 _HEADER = struct.Struct("<QI")  # a TFRecord: length, its masked CRC; the data; the data's CRC
 
 
-def _records(path: str) -> Iterator[tuple[int, int, int]]:
-    """``(start, end, step)`` of each whole event record of a TensorBoard event file, in file
+def _records(path: str) -> Iterator[tuple[int, int, Any]]:
+    """``(start, end, event)`` of each whole event record of a TensorBoard event file, in file
     order; a record cut short (a kill while it was written) ends the file."""
     from tensorboard.compat.proto.event_pb2 import Event
 
@@ -154,21 +191,18 @@ def _records(path: str) -> Iterator[tuple[int, int, int]]:
             if len(data) < length or len(f.read(4)) < 4:
                 return
             end = start + _HEADER.size + length + 4
-            yield start, end, int(Event.FromString(data).step)
+            yield start, end, Event.FromString(data)
             start = end
 
 
-def drop_tensorboard_events(path: str, step: int) -> tuple[int, int | None]:
-    """Rewrite the TensorBoard event file at ``path`` without its events of ``step`` or later
-    (and a record cut short at its end). Returns how many events went (one per logged value)
-    and the last step among them. Where the kept events are the file's start, it is cut after
-    them in place; else they are copied to a new file that replaces it."""
-    records = list(_records(path))
-    kept = [(a, b) for a, b, s in records if s < step]
-    gone = [s for _, _, s in records if s >= step]
+def _keep_records(path: str, records: list[tuple[int, int, Any]], keep: list[bool]) -> None:
+    """Rewrite the event file at ``path`` with its ``records`` marked in ``keep`` (and without
+    a record cut short at its end). Where those are the file's start, it is cut after them in
+    place; else they are copied to a new file that replaces it."""
+    kept = [(a, b) for (a, b, _), k in zip(records, keep, strict=True) if k]
     end = kept[-1][1] if kept else 0
-    if not gone and end == os.path.getsize(path):
-        return 0, None
+    if len(kept) == len(records) and end == os.path.getsize(path):
+        return
     if kept == [(a, b) for a, b, _ in records[: len(kept)]]:
         os.truncate(path, end)
     else:
@@ -176,7 +210,35 @@ def drop_tensorboard_events(path: str, step: int) -> tuple[int, int | None]:
             for a, b in kept:
                 src.seek(a)
                 out.write(src.read(b - a))
+
+
+def drop_tensorboard_events(path: str, step: int) -> tuple[int, int | None]:
+    """Rewrite the TensorBoard event file at ``path`` without its events of ``step`` or later
+    (and a record cut short at its end). Returns how many events went (one per logged value)
+    and the last step among them."""
+    records = list(_records(path))
+    _keep_records(path, records, [event.step < step for _, _, event in records])
+    gone = [int(event.step) for _, _, event in records if event.step >= step]
     return len(gone), max(gone, default=None)
+
+
+def _tags(event: Any) -> set[str]:
+    return {value.tag for value in event.summary.value}
+
+
+def drop_relogged_events(path: str, step: int, again: set[str]) -> int:
+    """Rewrite the TensorBoard event file at ``path`` (a killed run's) without its values
+    logged at ``step`` whose tags are in ``again`` (those the resumed run logs again at
+    ``step``), each with the ``epoch`` value Lightning logs after a row's values. Returns how
+    many events went."""
+    records = list(_records(path))
+    keep, gone = [], False
+    for _, _, event in records:
+        tags = _tags(event) if event.step == step else set()
+        gone = bool(tags) and (gone if tags == {"epoch"} else tags <= again)
+        keep.append(not gone)
+    _keep_records(path, records, keep)
+    return keep.count(False)
 
 
 def _drop_events(paths: list[str], step: int) -> tuple[int, int | None]:
@@ -277,11 +339,14 @@ def _continue(logger: Logger, step: int) -> Drop:
     return logger, step, events  # (before its writer opens its own file)
 
 
-def _drop_rows(logger: Logger, step: int, events: list[str]) -> None:
-    """Drop the rows of ``logger``'s folder logged at ``step`` or later, in one line."""
+def _drop_rows(logger: Logger, step: int, events: list[str]) -> int:
+    """Drop the rows of ``logger``'s folder logged at ``step`` or later, in one line. Returns
+    how many rows its metrics.csv keeps (0 for TensorBoard)."""
+    rows = 0
     if isinstance(logger, CSVLogger):
         path = os.path.join(logger.log_dir, CSV_FILE)
         dropped, last = drop_csv_rows(path, step) if os.path.isfile(path) else (0, None)
+        rows = len(_read_csv(path)[1]) if os.path.isfile(path) else 0
         what = f"rows of {path}"
     else:
         dropped, last = _drop_events(events, step)
@@ -292,21 +357,75 @@ def _drop_rows(logger: Logger, step: int, events: list[str]) -> None:
             f"{step}-{last}, after the checkpoint, are dropped; this run logs its own from "
             f"step {step} on"
         )
+    return rows
+
+
+def _drop_relogged(logger: Logger, step: int, events: list[str], old: int) -> int:
+    """Drop the killed run's values of ``logger`` logged at ``step``, the resumed checkpoint's
+    last step, that this run logged there again (``old``: the killed run's metrics.csv rows,
+    ``events``: its event files), in one line. Returns how many of those rows are left."""
+    logger.save()
+    if isinstance(logger, CSVLogger):
+        path = os.path.join(logger.log_dir, CSV_FILE)
+        dropped = drop_relogged_csv_rows(path, step, old) if os.path.isfile(path) else 0
+        old, what = old - dropped, f"rows of {path}"
+    else:
+        mine = [p for p in _files(logger.log_dir) if _own_file(logger, os.path.basename(p))]
+        again = [
+            _tags(e) for p in mine if p not in events for *_, e in _records(p) if e.step == step
+        ]
+        tags = set().union(*again) - {"epoch"}
+        dropped = sum(drop_relogged_events(path, step, tags) for path in events) if tags else 0
+        what = f"TensorBoard values in {logger.log_dir}"
+    if dropped:
+        rank_zero_info(
+            f"a2video: resuming at step {step + 1}: the {dropped} {what} logged at step {step} "
+            "after the checkpoint (its validation or epoch end), which this run logged again, "
+            "are dropped"
+        )
+    return old
 
 
 # ---------------------------------------------------------------------------------- the callback
 class ResumeLogs(Callback):
     """At each checkpoint of a fit: the loggers flushed, their files synced to disk (rank 0),
     and their names and versions recorded for :func:`resume_logs`; in a resumed fit, as it
-    starts training, the rows logged after its checkpoint dropped (rank 0)."""
+    starts training, the rows logged after its checkpoint dropped (rank 0).
+
+    A checkpoint saved at a batch's end, before the validation or epoch end that follows it,
+    resumes with them, and they log at the batch's step (the checkpoint's ``global_step`` less
+    one), where the killed run may have logged them too (killed between their rows and the
+    next checkpoint): the killed run's rows of that step that the resumed run logs again are
+    dropped, as the resumed run's next batch starts (at its checkpoints and end too). The rows
+    of that step that it does not log again stay: the batch's own, and a validation's or epoch
+    end's that the checkpoint was saved after.
+    """
 
     def __init__(self) -> None:
         self.drops: list[Drop] = []  # set by resume_logs, on rank 0
+        # (logger, the checkpoint's last step, the killed run's event files / metrics.csv rows)
+        self.relogs: list[list[Any]] = []
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         drops, self.drops = self.drops, []
         for logger, step, events in drops:
-            _drop_rows(logger, step, events)
+            rows = _drop_rows(logger, step, events)
+            if step > 0:
+                self.relogs.append([logger, step - 1, events, rows])
+
+    def _drop_relogged(self, done: bool) -> None:
+        for relog in self.relogs:
+            relog[3] = _drop_relogged(*relog)
+        if done:
+            self.relogs = []
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._drop_relogged(done=True)  # (a validation and epoch end resumed have logged)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._drop_relogged(done=True)
 
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
@@ -318,6 +437,7 @@ class ResumeLogs(Callback):
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.save()
+            self._drop_relogged(done=False)
             for logger in loggers:
                 for path in _files(logger.log_dir):
                     sync_to_disk(path)
