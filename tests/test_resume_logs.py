@@ -203,8 +203,9 @@ def _versions(*loggers) -> list:
 
 def test_the_loggers_of_a_run_share_the_next_version_free_in_all_their_folders(tmp_path):
     """Earlier runs left version_0 and version_1 in the shared folder: TensorBoard and CSV both
-    write to version_2 (before: each took the next after the other's, version_2 and _3); with
-    other save_dirs, the next after the highest version in any of them, a new folder for both."""
+    write to version_2 (before, in a fit, TensorBoard made version_2 first and the CSV logger
+    took version_3); with other save_dirs, the next after the highest version in any of them,
+    a new folder for both."""
     for n in (0, 1):
         (tmp_path / f"shared/lightning_logs/version_{n}").mkdir(parents=True)
     (tmp_path / "csv/lightning_logs/version_4").mkdir(parents=True)
