@@ -288,6 +288,34 @@ def test_a_data_root_the_attention_notebook_cannot_read_is_refused_before_the_ke
     assert main([*argv, attention]) == 0 and len(no_kernel) == 1
 
 
+def test_the_kernel_reads_the_data_root_the_runner_checked(
+    no_kernel, tiny_run, tmp_path, monkeypatch
+):
+    """A checkpoint recording a relative data root (``--data.data_root data``, a run without a
+    saved config) passed the check from the folder the runner ran in, then the kernel, which
+    moves to the repository root, found no such folder (a traceback, exit status 1)."""
+    from tiny_checkpoint import relative_data_checkpoint
+
+    from a2video.explore import notebooks
+
+    project = tmp_path / "project"
+    relative_data_checkpoint(tiny_run["ckpt"], project, saved_config=False)
+    monkeypatch.chdir(project)
+    attention = str(repo_root() / "notebooks" / "attention_maps.ipynb")
+    argv = ["--out", str(tmp_path / "out"), "--ckpt", "runs/x/checkpoints/last.ckpt", attention]
+    assert notebooks.main(argv) == 0
+    env = no_kernel[-1][1]
+    assert env["A2VIDEO_DATA"] == str(project / "data")
+    monkeypatch.chdir(repo_root())  # where the kernel's first cell moves
+    with notebooks._environ(env):
+        _, data, _ = notebooks.notebook_paths()
+    assert data == project / "data"
+    # --data given: the kernel reads it (made absolute) instead
+    monkeypatch.chdir(project)
+    assert notebooks.main([*argv[:4], "--data", "data", attention]) == 0
+    assert no_kernel[-1][1]["A2VIDEO_DATA"] == str((project / "data").resolve())
+
+
 def test_a_checkpoints_run_folder_is_above_checkpoints_else_its_own():
     """A checkpoint outside a ``checkpoints/`` folder made the folder above it the "run": for
     /tmp/x/model.ckpt, every scores.npz anywhere under /tmp was a candidate."""

@@ -115,6 +115,30 @@ def test_load_predictor_restores_the_network_classes_clip_and_datamodule(tiny_ru
     assert (dm.spec.frames, dm.spec.crop_size, dm.spec.num_views) == (4, 32, 1)
 
 
+def test_a_relative_data_root_is_the_folder_the_run_read_from_any_working_directory(
+    tiny_run, tmp_path, monkeypatch
+):
+    """A run started in its project folder with ``--data.data_root data`` keeps ``data`` as the
+    DataModule's argument: the attention notebook, which moves to the repository root, rebuilt
+    the DataModule on the root's ``data`` (no such folder: a traceback in the kernel). The
+    run's saved config holds the absolute path; a checkpoint without one keeps the relative."""
+    from tiny_checkpoint import relative_data_checkpoint
+
+    from a2video.explore.predict import load_predictor
+
+    project = tmp_path / "project"
+    ckpt = relative_data_checkpoint(tiny_run["ckpt"], project, saved_config=True)
+    monkeypatch.chdir(tmp_path)  # no data/ here
+    predictor = load_predictor(ckpt)
+    dm = predictor.datamodule(num_clips=1, num_crops=1, num_workers=0)
+    assert dm.data_root == str(project / "data")
+    dm.setup("test")
+    assert dm.class_names == predictor.class_names and len(dm.datasets["test"]) == 4
+    assert predictor.datamodule(tiny_run["data"]).data_root == tiny_run["data"]  # as given
+    older = relative_data_checkpoint(tiny_run["ckpt"], tmp_path / "older", saved_config=False)
+    assert load_predictor(older).recorded_data_root() == "data"
+
+
 def test_predict_names_the_right_class_of_the_videos_the_model_learned(tiny_run, capsys):
     from a2video.explore.predict import load_predictor
 

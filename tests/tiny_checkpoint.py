@@ -95,3 +95,23 @@ def widen_checkpoint(ckpt: str, out: Path, num_classes: int = 400) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(c, out)
     return str(out)
+
+
+def relative_data_checkpoint(ckpt: str, project: Path, *, saved_config: bool) -> Path:
+    """The tiny checkpoint as a run started in ``project`` records it with ``--data.data_root
+    data``: ``project/data`` (a link to the tiny dataset), the DataModule's ``data_root``
+    relative as typed, and (``saved_config``) the run's config with it made absolute, as
+    ``train.py`` saves it; without, as older runs did. Returns
+    ``project/runs/x/checkpoints/last.ckpt``."""
+    import torch
+
+    c = torch.load(ckpt, map_location="cpu", weights_only=True)
+    data = project / "data"
+    project.mkdir(parents=True, exist_ok=True)
+    data.symlink_to(c["datamodule_hyper_parameters"]["data_root"], target_is_directory=True)
+    c["datamodule_hyper_parameters"]["data_root"] = "data"
+    c["a2video"]["config"] = f"data:\n  data_root: {data}\n" if saved_config else None
+    out = project / "runs" / "x" / "checkpoints" / "last.ckpt"
+    out.parent.mkdir(parents=True)
+    torch.save(c, out)
+    return out

@@ -122,10 +122,15 @@ def needs(path: str | os.PathLike) -> set[str]:
     return {what for call, what in _NEEDS.items() if call in code}
 
 
-def _check_checkpoint(ckpt: Path, unsafe: bool, notebook: Path, data: Path | None) -> None:
+def _check_checkpoint(ckpt: Path, unsafe: bool, notebook: Path, data: Path | None) -> str:
     """Refuse (one line, before any kernel starts) a checkpoint the notebook cannot load: a
     missing file, one safe loading refuses, one without a2video's metadata; and a data root
-    (``data``, else the one the checkpoint records) whose test split the notebook cannot read."""
+    (``data``, else the one the checkpoint records) whose test split the notebook cannot read.
+
+    Returns:
+        The data root checked, absolute: the kernel is given it, since it runs in another
+        folder (the repository root) where a relative one names another folder or none.
+    """
     from a2video.data.annotations import AnnotationError
     from a2video.explore.predict import load_predictor
 
@@ -140,11 +145,13 @@ def _check_checkpoint(ckpt: Path, unsafe: bool, notebook: Path, data: Path | Non
         f"({notebook.name} reads its test videos)"
     )
     try:
-        predictor.datamodule(data, num_clips=1, num_crops=1, num_workers=0).setup("test")
+        dm = predictor.datamodule(data, num_clips=1, num_crops=1, num_workers=0)
+        dm.setup("test")
     except AnnotationError as err:  # its fix names train.py's --data.data_root
         raise ValueError(f"{err.file}: {err.message}; {fix}") from None
     except ValueError as err:  # no data root recorded
         raise ValueError(f"{ckpt}: {err}; {fix}") from None
+    return os.path.abspath(dm.data_root)
 
 
 def _check_run(notebook: Path) -> str:
@@ -304,7 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 first.setdefault(what, path)
         if "ckpt" in first:  # first: an untrusted checkpoint is refused before anything else
             ckpt, data, _ = notebook_paths()
-            _check_checkpoint(ckpt, args.unsafe_load, first["ckpt"], data)
+            checked = _check_checkpoint(ckpt, args.unsafe_load, first["ckpt"], data)
+            env.setdefault(ENV_VARS["data"], checked)  # what was checked is what the kernel reads
         if "run" in first:
             print(_check_run(first["run"]), flush=True)
     if args.unsafe_load:

@@ -65,6 +65,8 @@ class Predictor:
         datamodule_class: Name of the DataModule class the checkpoint was trained with (in
             :mod:`a2video.data`), when the checkpoint records it.
         datamodule_hparams: That DataModule's constructor arguments.
+        run_data_root: The data root of the run's saved config, absolute where the folder
+            existed when the run started (None where the checkpoint keeps no config).
     """
 
     model: nn.Module
@@ -74,6 +76,7 @@ class Predictor:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     datamodule_class: str | None = None
     datamodule_hparams: dict[str, Any] = field(default_factory=dict)
+    run_data_root: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -93,11 +96,27 @@ class Predictor:
             self.clip_spec, **{k: v for k, v in values.items() if v is not None}
         )
 
+    def recorded_data_root(self) -> str | None:
+        """The dataset root the checkpoint was trained on, as the run found it.
+
+        The DataModule's argument is kept as typed; a relative one named a folder of the
+        directory the run started in, not of this process's (the notebooks move to the
+        repository root), so the run's saved config's absolute path is used where that folder
+        exists; otherwise (moved, another machine) the argument as typed.
+        """
+        given = self.datamodule_hparams.get("data_root")
+        absolute = self.run_data_root
+        if given is not None and os.path.isabs(os.fspath(given)):
+            return os.fspath(given)
+        if absolute and os.path.isabs(absolute) and os.path.isdir(absolute):
+            return absolute
+        return None if given is None else os.fspath(given)
+
     def datamodule(self, data_root: str | os.PathLike | None = None, **overrides: Any):
         """The DataModule the checkpoint was trained with, rebuilt from its recorded arguments.
 
         Args:
-            data_root: Dataset root (default: the recorded one).
+            data_root: Dataset root (default: the recorded one, :meth:`recorded_data_root`).
             **overrides: Constructor arguments to replace (``num_workers``, ``num_clips``, …).
 
         Returns:
@@ -120,8 +139,9 @@ class Predictor:
         spec = self.spec()
         for key in ("frames", "stride", "crop_size", "test_scale", "mean", "std"):
             kwargs.setdefault(key, getattr(spec, key))
-        if data_root is not None:
-            kwargs["data_root"] = os.fspath(data_root)
+        recorded = self.recorded_data_root()
+        if data_root is not None or recorded is not None:
+            kwargs["data_root"] = os.fspath(data_root) if data_root is not None else recorded
         kwargs["normalize_on_device"] = False  # its loaders are iterated directly: float clips
         kwargs.update(overrides)
         if "data_root" not in kwargs:
@@ -165,7 +185,7 @@ def load_predictor(
             checkpoint's arch is not registered.
     """
     from a2video.models import build_model, load_weights
-    from a2video.training.checkpoint import CheckpointError, load_checkpoint
+    from a2video.training.checkpoint import CheckpointError, load_checkpoint, saved_config
 
     device = resolve_device(device)  # before the (slow) load
     checkpoint = load_checkpoint(ckpt, unsafe=unsafe, map_location="cpu")
@@ -185,6 +205,8 @@ def load_predictor(
     names = list(meta.get("class_names") or [str(i) for i in range(num_classes)])
     # Lightning stores the DataModule's state under its class name, its arguments apart.
     dm_class = next((k for k in checkpoint if k.endswith("DataModule")), None)
+    data = saved_config(checkpoint).get("data")
+    run_root = data.get("data_root") if isinstance(data, dict) else None
     return Predictor(
         model=model,
         class_names=names,
@@ -193,6 +215,7 @@ def load_predictor(
         device=device,
         datamodule_class=dm_class,
         datamodule_hparams=dict(checkpoint.get("datamodule_hyper_parameters") or {}),
+        run_data_root=run_root if isinstance(run_root, str) else None,
     )
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "recorded_monitor",
     "safe_globals",
     "same_option",
+    "saved_config",
     "saved_model_options",
 ]
 
@@ -288,16 +289,22 @@ def recorded_monitor(ckpt: dict[str, Any], name: str = "") -> tuple[str, str] | 
     return _config_monitor(ckpt)
 
 
-def _config_monitor(ckpt: dict[str, Any]) -> tuple[str, str] | None:
-    """``checkpoint.monitor`` / ``checkpoint.mode`` of the run's YAML stored in the file."""
+def saved_config(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The run's resolved YAML stored in the checkpoint (``checkpoint["a2video"]["config"]``,
+    its existing relative paths made absolute), parsed; empty where it holds none."""
     import yaml
 
     text = (ckpt.get("a2video") or {}).get("config")
     try:
         config = yaml.safe_load(text) if isinstance(text, str) else None
     except yaml.YAMLError:
-        return None
-    watch = config.get("checkpoint") if isinstance(config, dict) else None
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _config_monitor(ckpt: dict[str, Any]) -> tuple[str, str] | None:
+    """``checkpoint.monitor`` / ``checkpoint.mode`` of the run's YAML stored in the file."""
+    watch = saved_config(ckpt).get("checkpoint")
     if isinstance(watch, dict) and watch.get("monitor") and watch.get("mode") in ("min", "max"):
         return str(watch["monitor"]), str(watch["mode"])
     return None
