@@ -194,3 +194,33 @@ def test_export_refuses_to_write_over_the_checkpoint_it_reads(tiny_run, tmp_path
         assert "would write over the checkpoint it reads (--ckpt); pass --out" in err
     assert ckpt.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_export_refuses_to_write_over_another_checkpoint_and_replaces_an_earlier_export(
+    tiny_run, tmp_path, capsys
+):
+    """``--out runs/x/checkpoints/best.ckpt`` (or a state dict's ``.pt``) replaced the trained
+    file with the export without a word; an earlier export at ``--out`` is still replaced."""
+    import shutil
+
+    from a2video.cli import main
+
+    best = tmp_path / "best.ckpt"
+    shutil.copy(tiny_run["ckpt"], best)
+    weights = tmp_path / "weights.pt"
+    torch.save(torch.nn.Linear(2, 3).state_dict(), weights)
+    for target in (best, weights):
+        before = target.read_bytes()
+        with pytest.raises(SystemExit) as exit_:
+            main(["export", "--ckpt", tiny_run["ckpt"], "--format", "torchscript",
+                  "--out", str(target)])  # fmt: skip
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.count("\n") == 1, err
+        assert f"{target}: a file of trained weights (a checkpoint or state dict)" in err
+        assert "pass --out with another file" in err and "Traceback" not in err
+        assert target.read_bytes() == before
+    out = tmp_path / "model.pt"
+    for _ in range(2):  # the second run replaces the first's TorchScript file
+        assert main(["export", "--ckpt", tiny_run["ckpt"], "--format", "torchscript",
+                     "--out", str(out)]) == 0  # fmt: skip
+    assert "parity OK" in capsys.readouterr().out

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from a2video.explore.export import SUFFIX, export_model, parity_check
     from a2video.explore.predict import load_predictor
     from a2video.models import check_clip_size
+    from a2video.training.checkpoint import holds_weights
 
     for flag, value in (("--batch", args.batch), ("--frames", args.frames), ("--size", args.size)):
         if value is not None and value < 1:
@@ -58,10 +59,16 @@ def run(args: argparse.Namespace) -> int:
     )
     shape = (args.batch, 3, frames, size, size)
     out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(SUFFIX[args.format])
+    other = out.with_name(out.stem + "_export" + SUFFIX[args.format])
     if out.exists() and out.resolve() == Path(args.ckpt).resolve():
         raise ValueError(
             f"{out}: the export would write over the checkpoint it reads (--ckpt); pass --out "
-            f"with another file, e.g. {out.with_name(out.stem + '_export' + SUFFIX[args.format])}"
+            f"with another file, e.g. {other}"
+        )
+    if holds_weights(out):  # e.g. the run's best checkpoint: an earlier export is replaced
+        raise ValueError(
+            f"{out}: a file of trained weights (a checkpoint or state dict); the export would "
+            f"write over it: pass --out with another file, e.g. {other}"
         )
     path = export_model(predictor.model, out, shape, fmt=args.format, opset=args.opset)
     print(f"exported {predictor.meta.get('arch')} to {path} ({args.format}, input {list(shape)})")

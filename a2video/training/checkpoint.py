@@ -41,6 +41,7 @@ __all__ = [
     "atomic_save",
     "find_best_checkpoint",
     "find_run_checkpoint",
+    "holds_weights",
     "load_checkpoint",
     "not_a_file",
     "options_from_checkpoint",
@@ -238,6 +239,25 @@ def load_checkpoint(
             "pass a file written by Trainer.save_checkpoint / ModelCheckpoint."
         )
     return ckpt
+
+
+def holds_weights(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file of weights ``torch.save`` wrote (a checkpoint, a state dict:
+    a zip holding ``data.pkl``, or a legacy pickle), not a TorchScript archive (whose zip holds
+    ``constants.pkl`` and ``code/`` too) nor anything else."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return False
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:1] == b"\x80":
+        return True
+    if not (head.startswith(b"PK") and zipfile.is_zipfile(path)):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        members = archive.namelist()
+    script = any(m.endswith("constants.pkl") or "/code/" in m for m in members)
+    return not script and any(m.endswith("data.pkl") for m in members)
 
 
 def not_a_file(path: str | os.PathLike) -> str:
