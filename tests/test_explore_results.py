@@ -445,3 +445,27 @@ def test_report_says_why_a_run_without_mistakes_has_no_gallery(tmp_path, capsys)
     assert "no mistakes.png: every scored video's top-1 is right" in err, err
     assert main([str(scores), "--out", str(tmp_path / "figs"), "--mistakes", "0"]) == 0
     assert "no mistakes.png" not in capsys.readouterr().err  # none asked for: nothing to say
+
+
+def test_a_report_without_a_gallery_leaves_no_earlier_reports_gallery_in_its_folder(
+    tmp_path, capsys
+):
+    """Reporting a run with mistakes, then one without (or ``--mistakes 0``), into the same
+    ``--out`` left the first run's mistakes.png there, beside figures of the second, while
+    stderr said the second has no mistakes.png."""
+    from a2video.explore.report import main
+
+    figs = tmp_path / "figs"
+    wrong = synthetic_run(tmp_path / "wrong", num_classes=4, videos=8, clips=2, crops=1)
+    right = synthetic_run(tmp_path / "right", num_classes=4, videos=8, clips=2, crops=1)
+    arrays = dict(np.load(right))
+    labels = arrays["label"].astype(np.int64)
+    arrays["probs"] = np.eye(4, dtype=arrays["probs"].dtype)[labels]  # every top-1 right
+    np.savez_compressed(right, **arrays)
+    for run, argv in ((right, []), (wrong, ["--mistakes", "0"])):
+        assert main([str(wrong), "--out", str(figs)]) == 0
+        assert (figs / "mistakes.png").is_file()
+        assert main([str(run), "--out", str(figs), *argv]) == 0
+        assert not (figs / "mistakes.png").exists()
+        assert (figs / "per_class.png").is_file()
+    capsys.readouterr()

@@ -3,10 +3,10 @@
 ``python -m a2video.explore.report RUN --out DIR`` reads RUN's ``scores.npz`` (the file, or in a
 run folder the newest a test wrote: :func:`a2video.explore.results.find_scores`; stderr names
 it) and writes ``per_class.png``, ``confused_pairs.png``, ``views.png``, ``mistakes.png`` (where a
-top-1 is wrong; otherwise stderr says why it is absent) and ``class_<worst class>.png``; only the
-videos the gallery and the class report show are decoded. ``--synthetic-400`` first writes a
-made-up 400-class, 2,000-video run into the folder RUN
-(:func:`a2video.explore.results.synthetic_run`), to see the figures at Kinetics scale; a folder
+top-1 is wrong; otherwise stderr says why it is absent, and an earlier report's is removed)
+and ``class_<worst class>.png``; only the videos the gallery and the class report show are
+decoded. ``--synthetic-400`` first writes a made-up 400-class, 2,000-video run into the folder
+RUN (:func:`a2video.explore.results.synthetic_run`), to see the figures at Kinetics scale; a folder
 holding a real run's results is refused, so the made-up scores never hide them.
 """
 
@@ -54,7 +54,8 @@ def write_report(
         dpi: Resolution (72: frames at 122 px, the notebooks' setting).
 
     Returns:
-        The files written.
+        The files written. Where no gallery is drawn (no wrong top-1, or ``mistakes`` 0), a
+        ``mistakes.png`` an earlier report left in ``out`` is removed: it showed another run.
 
     Raises:
         ValueError: ``out`` is a file, ``mistakes`` is negative, ``class_name`` is not a class
@@ -110,6 +111,9 @@ def write_report(
         fig.savefig(path, dpi=dpi)
         plt.close(fig)
         written.append(path)
+    gallery = out / "mistakes.png"
+    if "mistakes" not in figures and gallery.is_file():  # an earlier report's, of another run
+        gallery.unlink()
     return written
 
 
