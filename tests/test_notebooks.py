@@ -316,6 +316,24 @@ def test_the_kernel_reads_the_data_root_the_runner_checked(
     assert no_kernel[-1][1]["A2VIDEO_DATA"] == str((project / "data").resolve())
 
 
+def test_out_naming_a_file_is_one_line_before_the_kernel(no_kernel, tmp_path, capsys):
+    """The inputs were checked and reported, then making the folder failed: a FileExistsError
+    traceback."""
+    from a2video.explore.notebooks import main
+    from a2video.explore.results import synthetic_run
+
+    synthetic_run(tmp_path / "run", num_classes=4, videos=8, clips=2, crops=1)
+    out = tmp_path / "executed"
+    out.write_text("mine")
+    explore = str(repo_root() / "notebooks" / "explore_predictions.ipynb")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(out), "--run", str(tmp_path / "run"), explore])
+    captured = capsys.readouterr()
+    assert exit_.value.code == 2 and captured.err.count("\n") == 1, captured.err
+    assert f"{out}: a file, not a folder; --out takes the folder" in captured.err
+    assert out.read_text() == "mine" and no_kernel == [] and captured.out == ""
+
+
 def test_a_checkpoints_run_folder_is_above_checkpoints_else_its_own():
     """A checkpoint outside a ``checkpoints/`` folder made the folder above it the "run": for
     /tmp/x/model.ckpt, every scores.npz anywhere under /tmp was a candidate."""

@@ -305,6 +305,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     prog = "python -m a2video.explore.notebooks"
     with exit_on_user_error(prog, "--unsafe-load"), _environ(env):
+        if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+            raise ValueError(
+                f"{args.out}: a file, not a folder; --out takes the folder for the executed "
+                "notebooks (or pass --execute-in-place)"
+            )
         first: dict[str, Path] = {}  # each input once, for the first notebook that needs it
         for path in paths:
             for what in needs(path):
