@@ -348,6 +348,23 @@ def test_report_refuses_a_bad_class_out_file_or_negative_mistakes_in_one_line(tm
     assert not out.exists()
 
 
+def test_report_refuses_videos_without_synthetic_400_in_one_line(tmp_path, capsys):
+    """``--videos`` without ``--synthetic-400`` was ignored without a word: the figures showed
+    the run's own videos, not the files given."""
+    from a2video.explore.report import main
+
+    run = _write_scores(tmp_path / "run" / "scores.npz")
+    out = tmp_path / "figs"
+    assert main([str(run), "--out", str(out), "--videos", str(tmp_path / "a.mp4")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert err.endswith(
+        "--videos: only with --synthetic-400 (the files a made-up run's videos "
+        "cycle over); a run's figures show the videos its test read: drop --videos"
+    )
+    assert not out.exists()
+
+
 def test_an_empty_scores_file_is_one_line_and_a_killed_write_leaves_none(tmp_path, capsys):
     """A 0-byte scores.npz (a test killed while numpy wrote it) ended in an EOFError traceback;
     save_results now writes through a temp file, so a killed write leaves no such file."""

@@ -152,6 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from a2video.explore.results import describe_scores, load_run, synthetic_run
 
     try:
+        if args.videos and not args.synthetic_400:  # a real run's videos are its own
+            raise ValueError(
+                "--videos: only with --synthetic-400 (the files a made-up run's videos cycle "
+                "over); a run's figures show the videos its test read: drop --videos"
+            )
         _out_folder(args.out)  # before a made-up run is written
         if args.synthetic_400:
             synthetic_run(args.run, video_files=args.videos)
