@@ -207,7 +207,7 @@ def test_notebooks_read_what_they_need_from_their_code():
     from a2video.explore.notebooks import needs
 
     assert needs(repo_root() / "notebooks" / "explore_predictions.ipynb") == {"run"}
-    assert needs(repo_root() / "notebooks" / "attention_maps.ipynb") == {"ckpt"}
+    assert needs(repo_root() / "notebooks" / "attention_maps.ipynb") == {"ckpt", "blocks"}
 
 
 def test_explore_notebook_runs_without_a_checkpoint_and_names_its_scores(
@@ -314,6 +314,33 @@ def test_the_kernel_reads_the_data_root_the_runner_checked(
     monkeypatch.chdir(project)
     assert notebooks.main([*argv[:4], "--data", "data", attention]) == 0
     assert no_kernel[-1][1]["A2VIDEO_DATA"] == str((project / "data").resolve())
+
+
+def test_a_checkpoint_without_a2_blocks_is_refused_before_the_attention_kernel(
+    no_kernel, tiny_run, tmp_path, capsys
+):
+    """An i3d_tiny checkpoint ran the attention notebook to the end with its maps and
+    descriptor figures left out, and nothing saying why (``a2video predict --attention``
+    refuses it)."""
+    import torch
+
+    from a2video.explore.notebooks import main
+
+    ckpt = torch.load(tiny_run["ckpt"], map_location="cpu", weights_only=True)
+    ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if ".attn." not in k}
+    ckpt["a2video"]["arch"] = ckpt["hyper_parameters"]["arch"] = "i3d_tiny"
+    path = tmp_path / "i3d_tiny.ckpt"
+    torch.save(ckpt, path)
+    attention = str(repo_root() / "notebooks" / "attention_maps.ipynb")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(tmp_path / "out"), "--ckpt", str(path), attention])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.count("\n") == 0, err
+    assert err.endswith(
+        f"{path}: i3d_tiny has no A2-block (attention_maps.ipynb draws their maps); pass --ckpt "
+        "with the checkpoint of an A2-Net (a2net_*)"
+    ), err
+    assert no_kernel == [] and not (tmp_path / "out").exists()
 
 
 def test_out_naming_a_file_is_one_line_before_the_kernel(no_kernel, tmp_path, capsys):

@@ -100,12 +100,18 @@ def unsafe_load() -> bool:
 
 
 # What a notebook's code calls -> the input it needs (checked before its kernel starts).
-_NEEDS = {"notebook_scores(": "run", "load_run(": "run", "load_predictor(": "ckpt"}
+_NEEDS = {
+    "notebook_scores(": "run",
+    "load_run(": "run",
+    "load_predictor(": "ckpt",
+    "capture_attention(": "blocks",  # the checkpoint's network must have A2-blocks
+}
 
 
 def needs(path: str | os.PathLike) -> set[str]:
     """The inputs a notebook reads, from its code: ``"run"`` (a test run's ``scores.npz``:
-    ``notebook_scores``, ``load_run``) and ``"ckpt"`` (a checkpoint: ``load_predictor``).
+    ``notebook_scores``, ``load_run``), ``"ckpt"`` (a checkpoint: ``load_predictor``) and
+    ``"blocks"`` (that checkpoint's A²-blocks: ``capture_attention``).
 
     Raises:
         FileNotFoundError: no such notebook.
@@ -122,10 +128,13 @@ def needs(path: str | os.PathLike) -> set[str]:
     return {what for call, what in _NEEDS.items() if call in code}
 
 
-def _check_checkpoint(ckpt: Path, unsafe: bool, notebook: Path, data: Path | None) -> str:
+def _check_checkpoint(
+    ckpt: Path, unsafe: bool, notebook: Path, data: Path | None, blocks: Path | None = None
+) -> str:
     """Refuse (one line, before any kernel starts) a checkpoint the notebook cannot load: a
-    missing file, one safe loading refuses, one without a2video's metadata; and a data root
-    (``data``, else the one the checkpoint records) whose test split the notebook cannot read.
+    missing file, one safe loading refuses, one without a2video's metadata, one without
+    A²-blocks where the notebook ``blocks`` draws them; and a data root (``data``, else the
+    one the checkpoint records) whose test split the notebook cannot read.
 
     Returns:
         The data root checked, absolute: the kernel is given it, since it runs in another
@@ -140,6 +149,14 @@ def _check_checkpoint(ckpt: Path, unsafe: bool, notebook: Path, data: Path | Non
             "(a .ckpt written by train.py or finetune_ucf.py), or run `make demo`"
         )
     predictor = load_predictor(ckpt, unsafe=unsafe)
+    if blocks is not None:
+        from a2video.explore.attention_maps import attention_blocks
+
+        if not attention_blocks(predictor.model):  # its figures would be left empty
+            raise ValueError(
+                f"{ckpt}: {predictor.meta.get('arch')} has no A2-block ({blocks.name} draws "
+                "their maps); pass --ckpt with the checkpoint of an A2-Net (a2net_*)"
+            )
     fix = (
         f"pass --data DIR (A2VIDEO_DATA in Jupyter), the dataset {ckpt.name} was trained on "
         f"({notebook.name} reads its test videos)"
@@ -316,7 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 first.setdefault(what, path)
         if "ckpt" in first:  # first: an untrusted checkpoint is refused before anything else
             ckpt, data, _ = notebook_paths()
-            checked = _check_checkpoint(ckpt, args.unsafe_load, first["ckpt"], data)
+            checked = _check_checkpoint(
+                ckpt, args.unsafe_load, first["ckpt"], data, first.get("blocks")
+            )
             env.setdefault(ENV_VARS["data"], checked)  # what was checked is what the kernel reads
         if "run" in first:
             print(_check_run(first["run"]), flush=True)
