@@ -46,6 +46,27 @@ def test_truncated_and_foreign_files_named_with_fix(tmp_path):
         load_checkpoint(tmp_path / "missing.ckpt")
 
 
+def test_a_torchscript_export_given_as_a_checkpoint_is_named_not_called_corrupt(tmp_path):
+    """``a2video predict --ckpt model.pt`` on an ``a2video export --format torchscript`` file said
+    "unreadable checkpoint (Cannot use weights_only=True with TorchScript archives...); the file
+    is truncated or corrupt: re-copy it" after a torch UserWarning; it is neither. Saved
+    weights are still told apart from it (``holds_weights``: export refuses to replace them)."""
+    import warnings
+
+    script = tmp_path / "model.pt"
+    torch.jit.save(torch.jit.trace(torch.nn.Linear(2, 3), torch.zeros(1, 2)), str(script))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no torch warning on the way
+        with pytest.raises(CheckpointError) as err:
+            load_checkpoint(script)
+    message = str(err.value)
+    assert message.startswith(f"{script}: not a PyTorch checkpoint (a TorchScript program"), message
+    assert "corrupt" not in message and "\n" not in message
+    weights = tmp_path / "weights.pt"
+    torch.save(torch.nn.Linear(2, 3).state_dict(), weights)
+    assert ck.holds_weights(weights) and not ck.holds_weights(script)
+
+
 def test_flipped_bytes_inside_a_checkpoint_are_refused_not_loaded(tmp_path):
     """A bit flip or bad copy inside a tensor leaves a valid zip directory, and torch.load reads
     other numbers without a word: the members' CRC-32 catch it."""

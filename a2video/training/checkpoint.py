@@ -167,6 +167,11 @@ def _diagnose(path: str, verify: bool = True) -> str | None:
             return "the file is truncated or corrupt (incomplete zip archive)"
         with zipfile.ZipFile(path) as archive:
             members = archive.namelist()
+        if _torchscript(members):  # torch.load refuses it as weights_only: not "corrupt"
+            return (
+                "not a PyTorch checkpoint (a TorchScript program, e.g. written by `a2video export "
+                "--format torchscript`: torch.jit.load runs it)"
+            )
         if not any(m.endswith("data.pkl") for m in members):  # torch.save's zip holds one
             npz = members and all(m.endswith(".npy") for m in members)
             what = "a NumPy .npz, e.g. a test's scores.npz" if npz else f"a zip of {members[:3]}"
@@ -256,8 +261,12 @@ def holds_weights(path: str | os.PathLike) -> bool:
         return False
     with zipfile.ZipFile(path) as archive:
         members = archive.namelist()
-    script = any(m.endswith("constants.pkl") or "/code/" in m for m in members)
-    return not script and any(m.endswith("data.pkl") for m in members)
+    return not _torchscript(members) and any(m.endswith("data.pkl") for m in members)
+
+
+def _torchscript(members: list[str]) -> bool:
+    """Whether a zip's member names are a TorchScript archive's (``torch.jit.save``)."""
+    return any(m.endswith("/constants.pkl") or "/code/" in m for m in members)
 
 
 def not_a_file(path: str | os.PathLike) -> str:
