@@ -190,6 +190,27 @@ def test_fit_uses_step_schedule_in_epochs_and_sgd_groups(tmp_path):
     assert lrs == pytest.approx([0.2] * 4 + [0.02] * 4)  # 4 steps per epoch, milestone epoch 1
 
 
+def test_milestones_in_epochs_fall_on_epoch_starts_with_accumulation(tmp_path):
+    """4 batches per epoch, ``accumulate_grad_batches`` 3: Lightning steps after batches 3 and 4,
+    2 optimizer steps per epoch, so milestone epoch 1 is step 2. Before, an epoch counted
+    4 / 3 steps and the LR dropped at step 1, for the last batch of epoch 0."""
+    from lightning.pytorch import Callback
+
+    lrs: list[float] = []
+
+    class LR(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    model = tiny_model(scheduler="step", milestones=[1.0], gamma=0.1, lr=0.2)
+    trainer = tiny_trainer(
+        tmp_path, max_epochs=2, limit_val_batches=0, accumulate_grad_batches=3, callbacks=[LR()]
+    )
+    trainer.fit(model, TinyVideoData())
+    assert trainer.global_step == 4
+    assert lrs == pytest.approx([0.2] * 4 + [0.02] * 4)
+
+
 def test_lr_scaled_linearly_with_global_batch(tmp_path):
     model = tiny_model(lr=0.1, lr_base_batch_size=64, scheduler="constant")
     trainer = tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0)

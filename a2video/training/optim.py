@@ -133,10 +133,12 @@ def global_batch_size(trainer: Trainer) -> int | None:
 
 
 def steps_per_epoch(trainer: Trainer, total: int) -> float:
-    """Optimizer steps per epoch (to place warm-up and milestones given in epochs)."""
+    """Optimizer steps per epoch (to place warm-up and milestones given in epochs): Lightning
+    steps once per ``accumulate_grad_batches`` batches and at the epoch's last batch, so
+    ``ceil(batches / accumulate)``, as ``Trainer.estimated_stepping_batches`` counts them."""
     batches = trainer.num_training_batches
     if isinstance(batches, (int, float)) and math.isfinite(batches) and batches > 0:
-        return max(1.0, batches / trainer.accumulate_grad_batches)
+        return float(max(1, math.ceil(batches / trainer.accumulate_grad_batches)))
     epochs = trainer.max_epochs
     return total / epochs if epochs and epochs > 0 else float(total)
 
