@@ -211,6 +211,31 @@ def test_milestones_in_epochs_fall_on_epoch_starts_with_accumulation(tmp_path):
     assert lrs == pytest.approx([0.2] * 4 + [0.02] * 4)
 
 
+def test_a_fit_without_an_end_refuses_the_cosine_and_runs_the_step_schedule(tmp_path):
+    """``max_epochs -1`` (a fit that ``max_time`` or a callback ends): the cosine, which needs
+    the run's length, stops in one line naming the options; the step schedule runs, its
+    milestones in epochs. Before, both stopped with ``OverflowError: cannot convert float
+    infinity to integer`` from inside Lightning's ``configure_optimizers`` call."""
+    from lightning.pytorch import Callback
+
+    lrs: list[float] = []
+
+    class LRThenStop(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            trainer.should_stop = trainer.current_epoch == 1
+
+    endless = {"max_epochs": -1, "limit_val_batches": 0}
+    with pytest.raises(ValueError, match=r"--trainer\.max_epochs N or --trainer\.max_steps N"):
+        tiny_trainer(tmp_path / "cosine", **endless).fit(tiny_model(), TinyVideoData())
+    model = tiny_model(scheduler="step", milestones=[1.0], gamma=0.1, lr=0.2)
+    trainer = tiny_trainer(tmp_path / "step", callbacks=[LRThenStop()], **endless)
+    trainer.fit(model, TinyVideoData())
+    assert lrs == pytest.approx([0.2] * 4 + [0.02] * 4)
+
+
 def test_lr_scaled_linearly_with_global_batch(tmp_path):
     model = tiny_model(lr=0.1, lr_base_batch_size=64, scheduler="constant")
     trainer = tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0)

@@ -680,7 +680,7 @@ class VideoClassifier(LightningModule):
         self._configured_schedule = None
         if self.lr_scheduler_fn is not None:  # Lightning's default: stepped once per epoch
             return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_fn(optimizer)}
-        total = int(self.trainer.estimated_stepping_batches)
+        total = self._schedule_length(self.trainer.estimated_stepping_batches)
         per_epoch = steps_per_epoch(self.trainer, total)
         schedule = WarmupSchedule(
             total_steps=total,
@@ -693,6 +693,23 @@ class VideoClassifier(LightningModule):
         self._configured_schedule = dict(vars(schedule))
         sched = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _schedule_length(self, stepping_batches: float) -> int:
+        """The built-in schedule's optimizer steps: a fit without an end (``max_epochs -1`` and
+        ``max_steps -1``, stopped by ``max_time`` or a callback) has none, which the cosine needs
+        (one line naming the options that give it one) and the step and constant ones do not."""
+        if math.isfinite(stepping_batches):
+            return int(stepping_batches)
+        if self.trainer.train_dataloader is None:  # Lightning counts no batches for an endless fit
+            self.trainer.fit_loop.setup_data()  # (as estimated_stepping_batches does otherwise)
+        if self.hparams.scheduler == "cosine":
+            raise ValueError(
+                "--model.scheduler cosine: it decays the LR over the whole fit, and this fit has "
+                "no end (--trainer.max_epochs -1 and --trainer.max_steps -1; max_time does not "
+                "count); set --trainer.max_epochs N or --trainer.max_steps N, or use "
+                "--model.scheduler step or constant"
+            )
+        return 0
 
     # ------------------------------------------------------------------ checkpoints
     def setup(self, stage: str) -> None:
