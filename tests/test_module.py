@@ -211,6 +211,30 @@ def test_milestones_in_epochs_fall_on_epoch_starts_with_accumulation(tmp_path):
     assert lrs == pytest.approx([0.2] * 4 + [0.02] * 4)
 
 
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({"scheduler": "step", "milestones": [1.0, 0.25]}, "model.milestones [1] (epochs)"),
+        ({"warmup_epochs": 1.0}, "model.warmup_epochs 1 does not end before it"),
+        ({"scheduler": "step", "milestones": [0.25], "warmup_epochs": 0.25}, None),
+    ],
+)
+def test_schedule_epochs_past_the_fits_end_are_said(tmp_path, options, said):
+    """A fit of 2 steps (``max_steps``; 4 per epoch): a milestone or a warm-up placed at or
+    after its end is named in one warning (the config's 40-epoch milestones under
+    ``--trainer.max_epochs 5`` left the LR constant without a word); one inside it is not."""
+    import warnings
+
+    trainer = tiny_trainer(tmp_path, max_epochs=4, max_steps=2, limit_val_batches=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(tiny_model(**options), TinyVideoData())
+    past = [str(w.message) for w in caught if "a2video: this fit is" in str(w.message)]
+    assert len(past) == (said is not None), past
+    if said is not None:
+        assert said in past[0] and "this fit is 2 optimizer steps (0.5 epochs of 4)" in past[0]
+
+
 def test_a_fit_without_an_end_refuses_the_cosine_and_runs_the_step_schedule(tmp_path):
     """``max_epochs -1`` (a fit that ``max_time`` or a callback ends): the cosine, which needs
     the run's length, stops in one line naming the options; the step schedule runs, its

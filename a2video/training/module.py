@@ -691,8 +691,36 @@ class VideoClassifier(LightningModule):
             min_ratio=hp.min_lr_ratio,
         )
         self._configured_schedule = dict(vars(schedule))
+        if total > 0:
+            self._say_schedule_past_the_end(schedule, per_epoch)
         sched = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _say_schedule_past_the_end(self, schedule: WarmupSchedule, per_epoch: float) -> None:
+        """One warning where the schedule's epochs lie at or past this fit's end (a shorter
+        ``--trainer.max_epochs`` or ``max_steps`` than the config's schedule was written for):
+        the LR would never drop at those milestones, or never finish its warm-up."""
+        hp, total = self.hparams, schedule.total_steps
+        late = [m for m in hp.milestones or [] if round(m * per_epoch) >= total]
+        late = late if schedule.kind == "step" else []
+        said = []
+        if late:
+            said.append(
+                f"model.milestones [{', '.join(f'{m:g}' for m in late)}] (epochs) are at or "
+                f"past its end: the LR is never multiplied by {hp.gamma:g} there"
+            )
+        if schedule.warmup_steps >= total:
+            said.append(
+                f"model.warmup_epochs {hp.warmup_epochs:g} does not end before it: the LR never "
+                "reaches the configured one"
+            )
+        if said:
+            rank_zero_warn(
+                f"a2video: this fit is {total} optimizer steps ({total / per_epoch:g} epochs of "
+                f"{per_epoch:g}); " + "; ".join(said) + ". Give epochs inside the fit "
+                "(--model.milestones, --model.warmup_epochs) or train longer "
+                "(--trainer.max_epochs, --trainer.max_steps)"
+            )
 
     def _schedule_length(self, stepping_batches: float) -> int:
         """The built-in schedule's optimizer steps: a fit without an end (``max_epochs -1`` and
