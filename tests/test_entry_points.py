@@ -515,6 +515,30 @@ def test_fit_from_a_weights_only_checkpoint_is_one_line(kinetics_root, ucf_root,
     assert line.endswith(f"from its weights with --ckpt {weights} (not --ckpt_path)"), line
 
 
+def test_fit_from_a_bare_state_dict_names_the_option_that_starts_from_it(
+    kinetics_root, tmp_path, capsys
+):
+    """``fit --ckpt_path`` of a bare state dict (a PySlowFast user's init weights) stops in one
+    line naming the option that starts a new run from its weights (before: only "pass a .ckpt
+    written by train.py"); that option trains from it."""
+    from tiny_fit import tiny_fit_args
+
+    from a2video.data import KineticsDataModule
+    from a2video.models import build_model
+
+    classes = KineticsDataModule(kinetics_root, num_workers=0).num_classes
+    weights = tmp_path / "init.pt"
+    torch.save(build_model("a2net_tiny", num_classes=classes).state_dict(), weights)
+    argv = tiny_fit_args(kinetics_root, tmp_path / "run", *ONE_EPOCH)
+    line = _user_error(capsys, _train_main(), [*argv, "--ckpt_path", str(weights)])
+    assert line.startswith(f"train.py: error: {weights}: not a Lightning checkpoint"), line
+    start = line.split("start a new run from the weights it holds with ")[1]
+    start = start.removesuffix(" (not --ckpt_path).")
+    assert f"--trainer.callbacks.pretrained {weights} " in start + " ", line
+    _train_main()([*argv, *start.split()])
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
 def _test_best(kinetics_root: str, run: Path, caplog, *extra: str) -> str:
     """``train.py test --ckpt_path best`` of ``run``: its one ``--ckpt_path best:`` info line."""
     from tiny_fit import TINY_CLIP

@@ -765,9 +765,13 @@ class A2VideoCLI(LightningCLI):
             )
         ckpt = load_checkpoint(ckpt_path, unsafe=bool(config.get("unsafe_load")))
         if "state_dict" not in ckpt or "pytorch-lightning_version" not in ckpt:
+            # a bare state dict (PySlowFast's init file): fit starts a new run from its weights
+            start = self.weights_option.format(path=ckpt_path) if subcommand == "fit" else ""
             raise CheckpointError(
                 f"{ckpt_path}: not a Lightning checkpoint (no state_dict / "
-                "pytorch-lightning_version); pass a .ckpt written by train.py or finetune_ucf.py."
+                "pytorch-lightning_version); pass a .ckpt written by train.py or finetune_ucf.py"
+                + (f", or start a new run from the weights it holds with {start}" if start else "")
+                + "."
             )
         if subcommand == "fit":
             self._check_training_state(str(ckpt_path), ckpt)
