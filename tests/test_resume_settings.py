@@ -9,6 +9,8 @@ an optimizer state that cannot drive this run's optimizer stops in one line.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from lightning.pytorch import Callback
@@ -165,6 +167,39 @@ def test_a_max_steps_stop_resumes_inside_its_epoch(kinetics_root, tmp_path):
     first = fit("run", "resumed.txt", "--trainer.max_steps", "1")
     resumed = fit("run", "resumed.txt", "--ckpt_path", "last")
     assert resumed == full, (first, resumed)
+
+
+class StopAtStepOne(Callback):
+    """Stops the fit after its first step, inside the epoch, as ``max_time`` does (a stop that
+    Lightning validates before ending, unlike ``max_steps``); only once, so a resume goes on."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == 1:
+            trainer.should_stop = True
+
+
+def test_a_stop_validated_inside_its_epoch_keeps_its_best_checkpoint(kinetics_root, tmp_path):
+    """A stop inside an epoch that validates (``max_time``), then ``--ckpt_path last``: the best
+    checkpoint of that validation is in ``last.ckpt``'s record, so the resumed run keeps
+    ``save_top_k 1``. Before, ``last.ckpt`` was written before the best one was recorded: the
+    resume forgot it and kept writing best files beside it (two ``best-*.ckpt`` after one
+    stop)."""
+    from tiny_fit import tiny_fit_args
+
+    from a2video.training.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    args = ["--data.num_workers", "0", "--trainer.limit_train_batches", "2"]
+    args += ["--trainer.check_val_every_n_epoch", "1"]
+    stop = "--trainer.callbacks+=test_resume_settings.StopAtStepOne"
+    _train(tiny_fit_args(kinetics_root, run, *args, stop))
+    best = [p.name for p in (run / "checkpoints").glob("best-*.ckpt")]
+    assert best == ["best-epoch000-step0000001.ckpt"], best
+    states = load_checkpoint(run / "checkpoints" / "last.ckpt")["callbacks"]
+    recorded = [s["best_model_path"] for k, s in states.items() if "val/top1" in k]
+    assert [os.path.basename(p) for p in recorded] == best, states
+    _train(tiny_fit_args(kinetics_root, run, *args, "--ckpt_path", "last"))
+    assert len(list((run / "checkpoints").glob("best-*.ckpt"))) == 1
 
 
 def test_a_resume_with_another_data_order_says_so(kinetics_root, tmp_path, caplog):

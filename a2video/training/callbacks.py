@@ -125,7 +125,18 @@ class LastCheckpoint(ModelCheckpoint):
         # A validation inside the epoch (val_check_interval) whose EarlyStopping ends the fit:
         # the stop is known only now, after this batch's end. A validation after a batch whose
         # end was saved: saved again, or a resume from that batch's end validates once more.
-        if stops_mid_epoch(trainer) or self._last_global_step_saved == trainer.global_step:
+        stopping = stops_mid_epoch(trainer)
+        if stopping:
+            # The validation of a stop (max_time): the other ModelCheckpoints (best-*.ckpt) that
+            # record it at the train epoch's end, after this save, record it now, so last.ckpt
+            # holds their top-k (a resume does not validate again); at the epoch's end their
+            # hook finds this step saved and does nothing.
+            for callback in trainer.checkpoint_callbacks:
+                if isinstance(callback, ModelCheckpoint) and not isinstance(
+                    callback, LastCheckpoint
+                ):
+                    callback.on_train_epoch_end(trainer, pl_module)
+        if stopping or self._last_global_step_saved == trainer.global_step:
             self._save_last(trainer, again=True)
 
     def _save_last(self, trainer: Trainer, again: bool = False) -> None:
