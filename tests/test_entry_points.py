@@ -266,6 +266,13 @@ def test_a_checkpoint_given_as_config_is_one_line(subcommand, tmp_path, capsys):
         # abbreviations: argparse read `--ckpt X` as --ckpt_path X (a resume of X's run)
         (["--ckpt", "x.ckpt"], "--ckpt x.ckpt; ckpt belongs to finetune_ucf.py"),
         (["--trainer.max_epo", "3"], "--trainer.max_epo 3; did you mean --trainer.max_epochs?"),
+        # a class_path's init_args (jsonargparse: ~700 characters over every type of the Union)
+        (["--model.optimizer.init_args.weight_decy", "0.01"],
+         "error: model.optimizer: torch.optim.AdamW has no option 'weight_decy'; did you mean "
+         "weight_decay?"),
+        (["--trainer.logger", '{"class_path": "CSVLogger", "init_args": {"save_dri": "x"}}'],
+         "error: trainer.logger: lightning.pytorch.loggers.CSVLogger has no option 'save_dri'; "
+         "did you mean save_dir?"),
     ],
 )  # fmt: skip
 def test_a_command_line_mistake_is_one_line_with_the_fix(given, said, tmp_path, capsys):

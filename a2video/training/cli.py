@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import ast
 import difflib
+import importlib
+import inspect
 import os
 import re
 import sys
@@ -408,6 +410,28 @@ def _config_suggestion(path: str) -> str | None:
     return relative if not relative.startswith("..") else found
 
 
+def _unaccepted_option(message: str) -> str | None:
+    """A key a ``class_path``'s ``init_args`` do not take (the optimizer's ``weight_decay``
+    misspelt, a logger's ``save_dir``…) as one short line naming the class and the key meant
+    (difflib over its signature); jsonargparse's message wraps it in every type of the option's
+    Union. None for other messages."""
+    key = re.match(r'Parser key "([^"]+)"', message)
+    bad = re.search(r"Option '([^']+)' is not accepted", message)
+    path = re.search(r"class_path(?:=| )'([\w.]+)'", message)
+    if not (key and bad and path):
+        return None
+    module, _, name = path.group(1).rpartition(".")
+    try:
+        params = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return None
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    names = [n for n, p in params.items() if n != "params" and p.kind not in variadic]
+    close = difflib.get_close_matches(bad.group(1), names, n=1)
+    fix = f"did you mean {close[0]}?" if close else f"its options are {', '.join(names)}"
+    return f"{key.group(1)}: {path.group(1)} has no option {bad.group(1)!r}; {fix}"
+
+
 def _parser_fix(message: str, parser: Any) -> str:
     """What to do about a jsonargparse error: the option meant (difflib over the parser's own
     options), where a finetune_ucf.py option belongs, the config file meant, the value meant."""
@@ -503,7 +527,8 @@ class A2VideoArgumentParser(LightningArgumentParser):
             super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
         text = _one_line(message).rstrip(".")
-        exit_with_user_error(f"{text}; {_parser_fix(text, parser)}", prog=_prog_words(self)[0])
+        said = _unaccepted_option(text) or f"{text}; {_parser_fix(text, parser)}"
+        exit_with_user_error(said, prog=_prog_words(self)[0])
 
 
 def _config_name(log_dir: str, stage: str) -> str:
