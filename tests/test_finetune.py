@@ -371,6 +371,21 @@ def test_folds_beside_another_data_fold_is_a_user_error(argv, said, capsys):
 
 
 # --------------------------------------------------------------------------- folds
+def test_print_config_with_several_folds_says_they_are_not_in_it(ucf_root, tmp_path, capsys):
+    """``fit --folds all --print_config`` prints fold 1's run (``folds: null``, ``fold: 1``):
+    one line on stderr says so and how to rerun all the folds from the file. Before, the file,
+    rerun as ``--config FILE``, fine-tuned fold 1 alone, without a word."""
+    args = ["fit", "--model.arch", "a2net_tiny", "--data.data_root", ucf_root, "--folds", "all"]
+    args += ["--trainer.default_root_dir", str(tmp_path / "run"), "--print_config"]
+    with pytest.raises(SystemExit) as stop:
+        run_folds(args)
+    out = capsys.readouterr()
+    assert stop.value.code in (0, None)
+    assert "\nfolds: null\n" in out.out and "  fold: 1\n" in out.out
+    assert "--folds all is a command-line option, not in the printed config" in out.err
+    assert "rerun it with --config FILE --folds all" in out.err
+
+
 def test_folds_all_reports_three_results_and_their_mean(train_ckpt, ucf_root, tmp_path):
     root = tmp_path / "ucf_folds"
     args = ["fit", "--model.arch", "a2net_tiny", "--data.data_root", ucf_root, "--ckpt", train_ckpt]

@@ -632,6 +632,13 @@ def run_folds(
         rank_zero = cli.trainer.is_global_zero
     elif not rest or rest[0] != "fit":
         raise ValueError("--folds with several folds runs fit (then the test of each fold)")
+    elif any(arg.split("=", 1)[0] == "--print_config" for arg in rest):
+        # the fold loop is this function's, not a config key: the first fold's run is printed
+        print(
+            f"a2video: --folds {value} is a command-line option, not in the printed config "
+            f"(fold {folds[0]}'s run); rerun it with --config FILE --folds {value}",
+            file=sys.stderr,
+        )
     for fold in folds if len(folds) > 1 else []:
         cli = FinetuneCLI(model_class, datamodule_class, args=rest, fold=fold, **cli_kwargs)
         runs.append(cli.results | {"fold": fold})
