@@ -522,6 +522,24 @@ def test_fit_from_a_weights_only_checkpoint_is_one_line(kinetics_root, ucf_root,
     assert line.endswith(f"from its weights with --ckpt {weights} (not --ckpt_path)"), line
 
 
+def test_a_resume_with_fewer_epochs_than_trained_is_one_line(kinetics_root, tmp_path, capsys):
+    """``fit --ckpt_path last --trainer.max_epochs 1`` after 3 epochs: one line naming the
+    file, the epoch and the options (Lightning's MisconfigurationException traceback before);
+    the checkpoints are left as they were."""
+    from tiny_fit import tiny_fit_args
+
+    run = tmp_path / "run"
+    three = ["--trainer.max_epochs", "3", "--trainer.limit_train_batches", "1"]
+    _train_main()(tiny_fit_args(kinetics_root, run, "--data.num_workers", "0", *three))
+    kept = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    argv = tiny_fit_args(kinetics_root, run, *ONE_EPOCH, "--ckpt_path", "last")
+    line = _user_error(capsys, _train_main(), argv)
+    last = run / "checkpoints" / "last.ckpt"
+    assert line.startswith(f"train.py: error: {last}: it was written in epoch 2 (from 0), "), line
+    assert "past --trainer.max_epochs 1" in line and "above 2 to train on" in line, line
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == kept
+
+
 def test_fit_from_a_bare_state_dict_names_the_option_that_starts_from_it(
     kinetics_root, tmp_path, capsys
 ):

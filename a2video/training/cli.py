@@ -617,6 +617,21 @@ def _log_dirs(trainer: Any) -> list[str]:
     return [str(f) for f in folders if f] + [str(trainer.default_root_dir)]
 
 
+def _refuse_fewer_epochs(ckpt_path: str, ckpt: dict[str, Any], config: Any) -> None:
+    """One line, before anything runs, for ``fit --ckpt_path`` of a checkpoint written after
+    more epochs than ``--trainer.max_epochs`` (Lightning's own check stopped the fit with a
+    MisconfigurationException traceback, after the processes had started)."""
+    epoch, max_epochs = ckpt.get("epoch"), config.trainer.get("max_epochs")
+    if not isinstance(epoch, int) or max_epochs in (None, -1) or epoch <= int(max_epochs):
+        return
+    raise CheckpointError(
+        f"{ckpt_path}: it was written in epoch {epoch} (from 0), past --trainer.max_epochs "
+        f"{max_epochs}, so fit has nothing left to train; give --trainer.max_epochs above "
+        f"{epoch} to train on (the schedule follows it), or evaluate it with test --ckpt_path "
+        f"{ckpt_path}"
+    )
+
+
 def _val_check_interval_error(err: ValueError) -> ValueError | None:
     """One line naming the options for Lightning's "`val_check_interval` (N) must be less than
     or equal to the number of the training batches (M)", which ended the fit in a traceback
@@ -800,6 +815,7 @@ class A2VideoCLI(LightningCLI):
             )
         if subcommand == "fit":
             self._check_training_state(str(ckpt_path), ckpt)
+            _refuse_fewer_epochs(str(ckpt_path), ckpt, config)
         saved = saved_model_options(ckpt)
         self._saved_hparams = saved
         self._saved_weights = set(ckpt["state_dict"])
