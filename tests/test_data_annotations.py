@@ -54,6 +54,31 @@ def test_kinetics_missing_videos_skipped_and_counted_in_one_line(kinetics_root, 
     assert "fix: " in lines[0] and "check-data" in lines[0]  # what to do about it
 
 
+def test_a_class_without_any_video_is_named(kinetics_root, tmp_path, caplog):
+    """A train CSV listing two videos of a class that has none on disk (a class folder named
+    otherwise): one warning names the class. Before, only the count of missing videos was
+    said, and the class trained on nothing."""
+    csv_path = tmp_path / "train.csv"
+    rows = _csv_rows(Path(kinetics_root) / "annotations" / "train.csv")
+    extra = [{**rows[0], "label": "juggling", "youtube_id": f"gone{i:07d}"} for i in range(2)]
+    _write_rows(csv_path, rows + extra)
+    classes = ann.read_kinetics_classes(csv_path)
+    with caplog.at_level(logging.WARNING, logger="a2video.data.annotations"):
+        ann.read_kinetics_csv(csv_path, Path(kinetics_root) / "train", classes)
+    said = [r.getMessage() for r in caplog.records if "no video of" in r.getMessage()]
+    assert len(said) == 1, said
+    assert f"no video of 1 of its {len(classes)} classes" in said[0], said[0]
+    assert "'juggling' (2 listed)" in said[0] and "check-data" in said[0], said[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="a2video.data.annotations"):
+        ann.read_kinetics_csv(
+            Path(kinetics_root) / "annotations" / "train.csv",
+            Path(kinetics_root) / "train",
+            classes,
+        )
+    assert not [r for r in caplog.records if "no video of" in r.getMessage()]
+
+
 @pytest.mark.parametrize("structure", ["flat", "per-class"])
 def test_kinetics_flat_and_per_class_layouts_give_the_same_videos(
     kinetics_root, tmp_path, structure

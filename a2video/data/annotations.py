@@ -33,6 +33,7 @@ import operator
 import os
 import re
 import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -683,6 +684,7 @@ def read_kinetics_csv(
     if replaced and first_process():
         log.info("%s: %d listed videos read from CVDF's replacements", csv_path, replaced)
     _log_missing(csv_path, video_dir, len(rows), missing)
+    _log_classes_without_videos(csv_path, video_dir, rows, records, class_names)
     return SplitAnnotations(records, list(class_names), str(csv_path), missing, header)
 
 
@@ -713,6 +715,34 @@ def _log_missing(source, video_dir, listed: int, missing: list) -> None:
             video_dir,
             100.0 * len(missing) / max(listed, 1),
             missing[0][1],
+        )
+
+
+def _log_classes_without_videos(
+    source,
+    video_dir,
+    rows: list[tuple[int, str, str]],
+    records: list[VideoRecord],
+    class_names: list[str],
+) -> None:
+    """One warning naming the classes a split lists videos of and has none of on disk (a class
+    folder named otherwise, another download's labels): the model still has their outputs and
+    never trains on, or is scored on, them; the missing-videos line alone gave only a count."""
+    listed = Counter(label for _, label, _ in rows if label)
+    found = {class_names[r.label] for r in records if r.label >= 0}
+    empty = sorted(name for name in listed if name not in found)
+    if empty and first_process():
+        shown = ", ".join(f"{name!r} ({listed[name]} listed)" for name in empty[:5])
+        more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+        log.warning(
+            "%s: no video of %d of its %d classes is under %s: %s%s; fix: put their videos "
+            "there (a class folder named otherwise?); `a2video check-data` lists each one",
+            source,
+            len(empty),
+            len(listed),
+            video_dir,
+            shown,
+            more,
         )
 
 
