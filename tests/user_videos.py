@@ -54,13 +54,7 @@ ORIENTED = (
 )
 KINDS = (
     "vfr",
-    "rotate90",
-    "rotate270",
-    "rotate180",
-    "hflip",
-    "vflip",
-    "rotate90-hflip",
-    "rotate90-vflip",
+    *ORIENTED,
     "odd444",
     "yuvj420p",
     "yuv444p",
