@@ -66,9 +66,9 @@ def test_csv_rows_from_a_step_on_are_dropped(tmp_path):
     logger.log_metrics({"val/top1": 0.5}, step=5)  # a new column
     logger.save()
     path = Path(logger.log_dir) / "metrics.csv"
-    dropped, last = drop_csv_rows(str(path), 3)
+    dropped, last, kept = drop_csv_rows(str(path), 3)
     header = path.read_text().splitlines()[0].split(",")
-    assert (dropped, last) == (4, 5) and "val/top1" in header
+    assert (dropped, last, kept) == (4, 5, 3) and "val/top1" in header
     assert [r["step"] for r in _rows(path)] == ["0", "1", "2"]
 
 

@@ -118,17 +118,17 @@ def _write_csv(path: str, header: list[str], rows: list[dict[str, str]]) -> None
         writer.writerows(rows)
 
 
-def drop_csv_rows(path: str, step: int) -> tuple[int, int | None]:
+def drop_csv_rows(path: str, step: int) -> tuple[int, int | None, int]:
     """Rewrite the ``metrics.csv`` at ``path`` (atomically) without its rows logged at ``step``
-    or later (its columns kept). Returns how many rows went, and the last step among them."""
+    or later (its columns kept). Returns how many rows went, the last step among them, and how
+    many rows it keeps."""
     header, rows = _read_csv(path)
     steps = [_step(r.get("step")) for r in rows]
     gone = [s for s in steps if s is not None and s >= step]
+    kept = [r for r, s in zip(rows, steps, strict=True) if s is None or s < step]
     if gone:
-        _write_csv(
-            path, header, [r for r, s in zip(rows, steps, strict=True) if s is None or s < step]
-        )
-    return len(gone), max(gone, default=None)
+        _write_csv(path, header, kept)
+    return len(gone), max(gone, default=None), len(kept)
 
 
 def _metrics(row: dict[str, str]) -> set[str]:
@@ -345,8 +345,7 @@ def _drop_rows(logger: Logger, step: int, events: list[str]) -> int:
     rows = 0
     if isinstance(logger, CSVLogger):
         path = os.path.join(logger.log_dir, CSV_FILE)
-        dropped, last = drop_csv_rows(path, step) if os.path.isfile(path) else (0, None)
-        rows = len(_read_csv(path)[1]) if os.path.isfile(path) else 0
+        dropped, last, rows = drop_csv_rows(path, step) if os.path.isfile(path) else (0, None, 0)
         what = f"rows of {path}"
     else:
         dropped, last = _drop_events(events, step)
