@@ -655,7 +655,8 @@ class PyAVReader:
             self.fps = float(rate) if rate else 0.0
             self.height = int(stream.codec_context.height)
             self.width = int(stream.codec_context.width)
-            self.orientation = UPRIGHT  # the display matrix's, read from the first frame
+            # how players show the frames (display matrix): read once, at the first frame decoded
+            self.orientation: Orientation | None = None
         except VideoDecodeError:
             self.close()
             raise
@@ -697,7 +698,8 @@ class PyAVReader:
                 continue
             if not started:
                 started = True
-                self.orientation = video_orientation(self.path, frame)
+                if self.orientation is None:
+                    self.orientation = video_orientation(self.path, frame)
                 if frame.pts > first and seek:
                     return  # the seek overshot
             if frame.pts in wanted:
