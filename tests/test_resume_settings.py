@@ -202,6 +202,66 @@ def test_a_stop_validated_inside_its_epoch_keeps_its_best_checkpoint(kinetics_ro
     assert len(list((run / "checkpoints").glob("best-*.ckpt"))) == 1
 
 
+class EarlyStoppingLog(Callback):
+    """Appends ``when step wait_count best_score`` of the run's EarlyStopping to ``path`` at the
+    train start (after a resume's restore) and end (a CLI run's
+    ``--trainer.callbacks+=test_resume_settings.EarlyStoppingLog``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _write(self, trainer, when: str) -> None:
+        (stopping,) = trainer.early_stopping_callbacks
+        with open(self.path, "a") as f:
+            f.write(f"{when} {trainer.global_step} {stopping.wait_count} {stopping.best_score}\n")
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._write(trainer, "start")
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._write(trainer, "end")
+
+
+def test_a_stop_validated_inside_its_epoch_keeps_its_early_stopping_count(kinetics_root, tmp_path):
+    """EarlyStopping on ``val/loss`` (checked at the train epoch's end) and a stop inside an epoch
+    that validates (``max_time``), then ``--ckpt_path last``: the resumed run starts from the
+    stopped run's EarlyStopping as it ended, which counted the stop's validation once, and counts
+    each later validation once. ``min_delta`` 1e6: only the first validation is a best, every
+    later one adds 1 to ``wait_count``. Before, ``last.ckpt`` was written before EarlyStopping
+    counted the stop's validation: the resume started from ``best_score inf``, took the next
+    validation as its best and ended one wait short (1 of 2)."""
+    from tiny_fit import tiny_fit_args
+
+    from a2video.training.checkpoint import load_checkpoint
+
+    run, log = tmp_path / "run", tmp_path / "early_stopping.txt"
+    args = ["--data.num_workers", "0", "--trainer.limit_train_batches", "2"]
+    args += ["--trainer.check_val_every_n_epoch", "1"]
+    args += ["--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor", "val/loss"]
+    args += ["--trainer.callbacks.min_delta", "1e6", "--trainer.callbacks.patience", "10"]
+    args += ["--trainer.callbacks+=test_resume_settings.EarlyStoppingLog"]
+    args += ["--trainer.callbacks.path", str(log)]
+    stop = "--trainer.callbacks+=test_resume_settings.StopAtStepOne"
+    _train(tiny_fit_args(kinetics_root, run, *args, stop))
+
+    def states(ckpt: str) -> list[tuple[int, float]]:
+        saved = load_checkpoint(run / "checkpoints" / ckpt)["callbacks"]
+        found = [s for k, s in saved.items() if k.startswith("EarlyStopping")]
+        return [(s["wait_count"], float(s["best_score"])) for s in found]
+
+    stopped = states("last.ckpt")
+    _train(tiny_fit_args(kinetics_root, run, *args, "--ckpt_path", "last"))
+    rows = [line.split() for line in log.read_text().splitlines()]
+    got = [(when, int(step), int(wait), float(best)) for when, step, wait, best in rows]
+    (_, _, _, first_best), (_, _, wait, stop_best), resumed, end = got
+    assert first_best == float("inf") and wait == 0 and stop_best < float("inf"), got
+    assert stopped == [(0, stop_best)], stopped  # the stop's validation, counted once
+    assert resumed == ("start", 1, 0, stop_best), got  # before: ("start", 1, 0, inf)
+    # validations at steps 1 (the stop), 2 and 4: the first the best, two waits
+    assert end == ("end", 4, 2, stop_best), got
+    assert states("last.ckpt") == [(2, stop_best)]  # an epoch end's save: as the run ended
+
+
 def test_a_resume_with_another_data_order_says_so(kinetics_root, tmp_path, caplog):
     """A mid-epoch checkpoint resumed with another ``--data.seed``: skipping the first batches of
     a different shuffle would train some videos twice and others never in that epoch, so the

@@ -17,6 +17,7 @@ vain ends the run with a message naming the stage instead of hanging.
 
 from __future__ import annotations
 
+import copy
 import faulthandler
 import os
 import re
@@ -89,6 +90,30 @@ def monitor_only(trainer: Trainer, values: dict[str, Any]) -> None:
     trainer.callback_metrics.update({k: torch.as_tensor(v).detach() for k, v in values.items()})
 
 
+def early_stopping_ahead(trainer: Trainer) -> dict[str, dict[str, Any]]:
+    """The states the EarlyStoppings that check at the train epoch's end will have after they
+    count the validation that just ended, by callback state key; the callbacks are untouched.
+
+    Only those monitoring a figure this validation logged: one logged in the train epoch (its
+    end comes later) is counted there. Called at the end of a validation inside ``fit``.
+    """
+    logged = {m.meta.name for m in trainer.fit_loop.epoch_loop.val_loop._results.result_metrics}
+    states = {}
+    for callback in trainer.early_stopping_callbacks:
+        current = trainer.callback_metrics.get(callback.monitor)
+        # (_check_on_train_epoch_end False: it counted this validation already, at its end)
+        if not callback._check_on_train_epoch_end or current is None:
+            continue
+        if callback.monitor not in logged or trainer.fast_dev_run:
+            continue
+        ahead = copy.copy(callback)  # its figures are rebound, never changed in place
+        stop, reason = ahead._evaluate_stopping_criteria(current.squeeze())
+        if stop:  # as EarlyStopping._run_early_stopping_check records a stop
+            ahead.stopped_epoch, ahead.stopping_reason_message = trainer.current_epoch, reason
+        states[callback.state_key] = ahead.state_dict()
+    return states
+
+
 class LastCheckpoint(ModelCheckpoint):
     """``last.ckpt`` every ``every_n_train_steps`` optimizer steps and at every epoch end.
 
@@ -105,6 +130,8 @@ class LastCheckpoint(ModelCheckpoint):
     def __init__(self, every_n_train_steps: int = 500, **kwargs: Any) -> None:
         kwargs.update(save_top_k=0, monitor=None, save_last=True, enable_version_counter=False)
         super().__init__(every_n_train_steps=every_n_train_steps or None, **kwargs)
+        # callback state key -> state written instead of the callback's own (a stop's saves)
+        self._states_ahead: dict[str, dict[str, Any]] = {}
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -126,18 +153,29 @@ class LastCheckpoint(ModelCheckpoint):
         # the stop is known only now, after this batch's end. A validation after a batch whose
         # end was saved: saved again, or a resume from that batch's end validates once more.
         stopping = stops_mid_epoch(trainer)
-        if stopping:
-            # The validation of a stop (max_time): the other ModelCheckpoints (best-*.ckpt) that
-            # record it at the train epoch's end, after this save, record it now, so last.ckpt
-            # holds their top-k (a resume does not validate again); at the epoch's end their
-            # hook finds this step saved and does nothing.
-            for callback in trainer.checkpoint_callbacks:
-                if isinstance(callback, ModelCheckpoint) and not isinstance(
-                    callback, LastCheckpoint
-                ):
-                    callback.on_train_epoch_end(trainer, pl_module)
-        if stopping or self._last_global_step_saved == trainer.global_step:
-            self._save_last(trainer, again=True)
+        try:
+            if stopping:
+                # The validation of a stop (max_time), which a resume does not run again: the
+                # EarlyStoppings that count it at the train epoch's end, after this save, are
+                # saved as they will be then (and count it once, then); the other
+                # ModelCheckpoints (best-*.ckpt) record it now, so last.ckpt holds their top-k;
+                # at the epoch's end their hook finds this step saved and does nothing.
+                self._states_ahead = early_stopping_ahead(trainer)
+                for callback in trainer.checkpoint_callbacks:
+                    if isinstance(callback, ModelCheckpoint) and not isinstance(
+                        callback, LastCheckpoint
+                    ):
+                        callback.on_train_epoch_end(trainer, pl_module)
+            if stopping or self._last_global_step_saved == trainer.global_step:
+                self._save_last(trainer, again=True)
+        finally:
+            self._states_ahead = {}
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if self._states_ahead and "callbacks" in checkpoint:
+            checkpoint["callbacks"].update(self._states_ahead)
 
     def _save_last(self, trainer: Trainer, again: bool = False) -> None:
         """Write ``last.ckpt`` now, unless Lightning would not (dry run, sanity check, not fit)
