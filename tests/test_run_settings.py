@@ -10,7 +10,8 @@
   given, and the saved config records the value used;
 - a run's saved ``config.yaml`` reproduces it from any folder: a resumed fit's has no
   ``ckpt_path`` (reused, it would resume the old run's last.ckpt, at its end by then), and the
-  data and weights it names by a relative path are absolute there;
+  data and weights it names by a relative path are absolute there; rerun with another
+  ``--trainer.default_root_dir``, its logs go there with its checkpoints;
 - the ``Finetune`` callback inflates ImageNet kernels as the model's ``arch_options.inflate``
   says (the one setting of ``train.py``'s ``pretrained_2d`` and of ``--ckpt``).
 """
@@ -187,6 +188,42 @@ def test_a_resume_with_the_runs_own_settings_keeps_its_config_as_it_was(kinetics
     _train_main()([*args, "--ckpt_path", "last"])
     assert sorted(p.name for p in tmp_path.glob("config*.yaml")) == ["config.yaml"]
     assert (tmp_path / "config.yaml").read_bytes() == earlier
+
+
+def test_a_saved_config_rerun_in_another_folder_logs_there(kinetics_root, tmp_path, caplog):
+    """``fit --config runs/a/.../config.yaml --trainer.default_root_dir runs/b``: the saved
+    config names its TensorBoard logger with ``save_dir runs/a``, which followed the new folder
+    only for the checkpoints: run b logged into ``runs/a/lightning_logs/version_1``, beside run
+    a's logs. Now the logs go to ``runs/b/lightning_logs/version_0`` too, one line says so, and a
+    ``save_dir`` typed on the command line is kept."""
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    tensorboard = ["--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger"]
+    _train_main()(tiny_fit_args(kinetics_root, a, *ONE_STEP, *tensorboard,
+                                "--trainer.logger.save_dir", str(a)))  # fmt: skip
+
+    def save_dir(run: Path) -> str:
+        saved = yaml.safe_load((run / "lightning_logs" / "version_0" / "config.yaml").read_text())
+        return saved["trainer"]["logger"]["init_args"]["save_dir"]
+
+    config = a / "lightning_logs" / "version_0" / "config.yaml"
+    assert save_dir(a) == str(a)
+    with caplog.at_level("INFO"):
+        _train_main()(["fit", "--config", str(config), "--trainer.default_root_dir", str(b)])
+    assert sorted(p.name for p in (a / "lightning_logs").iterdir()) == ["version_0"]
+    assert any((b / "lightning_logs" / "version_0").glob("events.out.tfevents.*"))
+    assert (b / "checkpoints" / "last.ckpt").is_file()
+    said = [r.getMessage() for r in caplog.records if "the logs follow" in r.getMessage()]
+    assert said == [
+        f"a2video: the logs follow trainer.default_root_dir {b} (the config file's is {a}): "
+        f"logger save_dir {a} -> {b}; give --trainer.logger.save_dir {a} on the command line "
+        "to log there instead"
+    ], said
+    assert save_dir(b) == str(b)  # what a rerun of run b's config uses
+
+    _train_main()(["fit", "--config", str(config), "--trainer.default_root_dir", str(c),
+                   "--trainer.logger.save_dir", str(a)])  # fmt: skip
+    assert sorted(p.name for p in (a / "lightning_logs").iterdir()) == ["version_0", "version_1"]
+    assert (c / "checkpoints" / "last.ckpt").is_file() and not (c / "lightning_logs").exists()
 
 
 def test_the_finetune_callback_refuses_an_inflate_that_disagrees_with_the_models(tmp_path):

@@ -202,17 +202,86 @@ _FROM_THE_DATA = {
 }
 
 
+def _config_files(argv: Sequence[str]) -> list[str]:
+    """The ``--config`` files of the command line ``argv``, in order."""
+    paths = []
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            paths.append(arg.split("=", 1)[1])
+        elif arg in ("--config", "-c") and i + 1 < len(argv):
+            paths.append(argv[i + 1])
+    return paths
+
+
+def _trainer_in_files(argv: Sequence[str]) -> list[dict[str, Any]]:
+    """The ``trainer`` sections of the readable ``--config`` files of ``argv``, in order."""
+    found = []
+    for path in _config_files(argv):
+        try:
+            with open(path, encoding="utf-8") as f:
+                trainer = (yaml.safe_load(f) or {}).get("trainer")
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+            continue  # the parser reports it
+        if isinstance(trainer, dict):
+            found.append(trainer)
+    return found
+
+
+def _save_dirs(loggers: Any) -> list[Any]:
+    """The ``init_args`` of the ``class_path`` loggers in ``loggers`` (one or a list) that have
+    a ``save_dir``: mappings, as a config file or the parsed config holds them."""
+    found = []
+    for logger in loggers if isinstance(loggers, (list, tuple)) else [loggers]:
+        init_args = logger.get("init_args") if hasattr(logger, "get") else None
+        if hasattr(init_args, "get") and isinstance(init_args.get("save_dir"), str):
+            found.append(init_args)
+    return found
+
+
+def _inside(path: str, folder: str) -> str | None:
+    """``path`` relative to ``folder`` where it lies in it (``.`` for the folder), else None."""
+    path, folder = os.path.abspath(path), os.path.abspath(folder)
+    return os.path.relpath(path, folder) if os.path.commonpath([path, folder]) == folder else None
+
+
+def _move_logs_with_the_root(config: Any, argv: Sequence[str]) -> None:
+    """A logger ``save_dir`` that a ``--config`` file puts in that file's ``default_root_dir``
+    (a run's saved config.yaml: ``runs/a``) follows ``trainer.default_root_dir`` set elsewhere
+    (``--trainer.default_root_dir runs/b``), as the checkpoints do: the logs go to ``runs/b``,
+    not beside the old run's in ``runs/a/lightning_logs/version_1``; one line says so. A
+    ``save_dir`` typed on the command line, or outside that folder, is kept."""
+    files = _trainer_in_files(argv)
+    roots = [t["default_root_dir"] for t in files if isinstance(t.get("default_root_dir"), str)]
+    old, new = (roots[-1] if roots else None), run_root(config)
+    if old is None or _inside(new, old) == ".":
+        return
+    in_files = {os.path.abspath(a["save_dir"]) for t in files for a in _save_dirs(t.get("logger"))}
+    typed = typed_value(argv, "--trainer.logger.save_dir", "--trainer.logger.init_args.save_dir")
+    moved = []
+    for init_args in _save_dirs(config.trainer.get("logger")):
+        save_dir = init_args["save_dir"]
+        where = _inside(save_dir, old)
+        if where is None or save_dir == typed or os.path.abspath(save_dir) not in in_files:
+            continue
+        init_args["save_dir"] = new if where == "." else os.path.join(new, where)
+        moved.append((save_dir, init_args["save_dir"]))
+    if moved:
+        kept = moved[0][0] if len(moved) == 1 else "DIR"
+        rank_zero_info(
+            f"a2video: the logs follow trainer.default_root_dir {new} (the config file's is "
+            f"{old}): logger save_dir {', '.join(f'{a} -> {b}' for a, b in moved)}; give "
+            f"--trainer.logger.save_dir {kept} on the command line to log there instead"
+        )
+
+
 def _refuse_data_derived_model_options(argv: list[str], checkpoint_option: str) -> None:
     """One line for ``--model.num_classes`` (command line or a ``--config`` file): jsonargparse
     said it "must be given via data.num_classes", an option that does not exist. A ``--config``
     file that is not text (a checkpoint: ``--config last.ckpt``) is named in one line with the
     option that takes it (``checkpoint_option``, ``{path}`` in it replaced)."""
     given = [a.split("=", 1)[0][len("--model.") :] for a in argv if a.startswith("--model.")]
-    for i, arg in enumerate(argv):
-        path = arg.split("=", 1)[1] if arg.startswith("--config=") else None
-        if arg in ("--config", "-c") and i + 1 < len(argv):
-            path = argv[i + 1]
-        if path and os.path.isfile(path):
+    for path in _config_files(argv):
+        if os.path.isfile(path):
             try:
                 with open(path, encoding="utf-8") as f:
                     model = (yaml.safe_load(f) or {}).get("model")
@@ -895,6 +964,7 @@ class A2VideoCLI(LightningCLI):
                 config[key].dirpath = _checkpoint_dir(config, key)
                 self._derived_dirpaths.append(key)
         _seed_data_from_run(config)
+        _move_logs_with_the_root(config, self._args or [])
         if self.subcommand == "validate":
             _say_test_views_in_validate(self._args or [])
         if self.subcommand == "fit":
