@@ -671,18 +671,23 @@ _VAL_CHECK_TOO_LONG = re.compile(
 )
 
 
-def _run_folders(trainer: Any) -> list[str]:
-    """The folders a command of ``trainer`` writes into as it starts: its loggers' folders
-    (``<root>/lightning_logs``, where ``version_N`` is made) and ``default_root_dir``."""
-    folders = [getattr(logger, "root_dir", None) for logger in trainer.loggers]
-    return [str(f) for f in folders if f] + [str(trainer.default_root_dir)]
+def _run_folders(trainer: Any, versions: bool = False) -> list[str]:
+    """The folders a command of ``trainer`` writes into as it starts: its loggers' and
+    ``default_root_dir`` (a run without a logger writes there). Read locally: no broadcast.
 
-
-def _log_dirs(trainer: Any) -> list[str]:
-    """The folders a command of ``trainer`` writes its start-up files into (config, hparams,
-    class names): its loggers' ``version_N`` (``save_dir`` of loggers without one) and
-    ``default_root_dir`` (without a logger). Read locally: no broadcast, on rank 0 alone."""
-    folders = [getattr(logger, "log_dir", None) or logger.save_dir for logger in trainer.loggers]
+    Args:
+        trainer: the command's Trainer.
+        versions: False: the loggers' folders ``version_N`` is made in
+            (``<save_dir>/lightning_logs``; loggers without one left out), to take stock of
+            before the command; True: the ``version_N`` themselves (``save_dir`` of loggers
+            without one), where it wrote its start-up files (config, hparams, class names).
+    """
+    if versions:
+        folders = [
+            getattr(logger, "log_dir", None) or logger.save_dir for logger in trainer.loggers
+        ]
+    else:
+        folders = [getattr(logger, "root_dir", None) for logger in trainer.loggers]
     return [str(f) for f in folders if f] + [str(trainer.default_root_dir)]
 
 
@@ -1072,7 +1077,7 @@ class A2VideoCLI(LightningCLI):
         progress = trainer.fit_loop.epoch_loop.batch_progress.total.ready
         if progress or trainer.logged_metrics or not trainer.is_global_zero:
             return
-        removed = remove_failed_start(snapshot, _log_dirs(trainer))
+        removed = remove_failed_start(snapshot, _run_folders(trainer, versions=True))
         tops = [p for p in removed if os.path.dirname(p) not in removed]  # the outermost ones
         if tops:
             rank_zero_info(
