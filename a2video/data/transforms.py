@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as F
 
 from .sampling import spread
 from .video import select_frames
@@ -41,6 +40,15 @@ def to_tchw(frames: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _resize(x: torch.Tensor, size: list[int]) -> torch.Tensor:
+    """torchvision's antialiased resize. Imported at first use, so what only stacks and normalises
+    batches (``VideoClassifier``, the batch ring, the GPU benchmarks) imports without torchvision,
+    which a GPU host's own torch may lack or not match."""
+    from torchvision.transforms.v2.functional import resize
+
+    return resize(x, size, antialias=True)
+
+
 def short_side_shape(h: int, w: int, size: int) -> tuple[int, int]:
     """(H, W) after resizing the short side to ``size``, keeping the aspect ratio."""
     if h <= w:
@@ -53,7 +61,7 @@ def short_side_resize(x: torch.Tensor, size: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     if min(h, w) == size:
         return x
-    return F.resize(x, list(short_side_shape(h, w, size)), antialias=True)
+    return _resize(x, list(short_side_shape(h, w, size)))
 
 
 def source_box(
@@ -78,7 +86,7 @@ def resized_crop(x: torch.Tensor, short: int, top: int, left: int, size: int) ->
     region = x[..., y0:y1, x0:x1]
     if region.shape[-2:] == (size, size):
         return region
-    return F.resize(region, [size, size], antialias=True)
+    return _resize(region, [size, size])
 
 
 def crop(x: torch.Tensor, top: int, left: int, size: int) -> torch.Tensor:
