@@ -11,6 +11,13 @@ import torch
 torch.set_num_threads(int(os.environ.get("A2VIDEO_TEST_THREADS", "2")))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # A GPU host's own python may have pytest without pytest-timeout: the `timeout` marks then
+    # do nothing, instead of failing --strict-markers at import of every module that uses one.
+    if not config.pluginmanager.hasplugin("timeout"):
+        config.addinivalue_line("markers", "timeout(seconds): needs pytest-timeout to act")
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
