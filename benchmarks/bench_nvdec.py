@@ -347,6 +347,17 @@ def _one_thread(_: int) -> None:
     torch.set_num_threads(1)  # parallelism comes from the workers, as in the DataModule
 
 
+def emit(args, row: dict) -> None:
+    """Print a result row as JSON and, with ``--json``, rewrite that file with every row so far:
+    a run stopped by a timeout (gpu_checks.sh caps each section) keeps the rows it finished."""
+    print(json.dumps(row), flush=True)
+    if getattr(args, "json", None):
+        rows = vars(args).setdefault("rows", [])
+        rows.append(row)
+        info = getattr(args, "info", {})
+        Path(args.json).write_text(json.dumps({**info, "results": rows}, indent=1))
+
+
 def mixed_main(videos: list[str], args) -> list[dict]:
     """For each K: CPU only, NVDEC only, then both at the suggested (or given) share."""
     threads = args.threads[0]
@@ -358,9 +369,9 @@ def mixed_main(videos: list[str], args) -> list[dict]:
     for repeat in args.repeats:
         on = args.rings[0] == "on"
         cpu = run_mixed(videos, 0.0, args.cpu_workers, threads, repeat, args, args.device, ring=on)
-        print(json.dumps(cpu), flush=True)
+        emit(args, cpu)
         nvdec = run_mixed(videos, 1.0, args.cpu_workers, threads, repeat, args, args.device)
-        print(json.dumps(nvdec), flush=True)
+        emit(args, nvdec)
         suggested = nvdec["clips_per_s"] / max(nvdec["clips_per_s"] + cpu["clips_per_s"], 1e-9)
         share = args.share if args.share is not None else suggested
         both = run_mixed(
@@ -368,7 +379,7 @@ def mixed_main(videos: list[str], args) -> list[dict]:
         )
         both["suggested_nvdec_share"] = round(suggested, 3)
         both["sum_of_single_rates"] = round(cpu["clips_per_s"] + nvdec["clips_per_s"], 1)
-        print(json.dumps(both), flush=True)
+        emit(args, both)
         print(
             f"K={repeat}: cpu {cpu['clips_per_s']} + nvdec {nvdec['clips_per_s']} clips/s alone; "
             f"mixed at nvdec_share {both['nvdec_share']}: {both['clips_per_s']} clips/s "
@@ -394,7 +405,7 @@ def fed_runs(videos: list[str], repeat: int, shares, args) -> list[dict]:
                     videos, share, args.cpu_workers, args.threads[0], repeat, args, args.device,
                     step, ring=ring == "on",
                 )  # fmt: skip
-                print(json.dumps(fed), flush=True)
+                emit(args, fed)
                 print(
                     f"K={repeat}, nvdec_share {share:.2f}, batch ring {ring}: with a "
                     f"{args.gpu_rate} clips/s stand-in step, {waits}: {fed['clips_per_s']} "
@@ -921,6 +932,7 @@ def main(argv=None) -> int:
         "command": " ".join([sys.executable, *sys.argv]),
     }
     print(json.dumps(info), flush=True)
+    args.info = info  # what emit() writes beside the rows
     if args.cpu_workers:
         info.update(cpu_workers=args.cpu_workers, cpu_decoder=args.cpu_decoder)
         results = mixed_main(videos, args)
@@ -932,7 +944,7 @@ def main(argv=None) -> int:
         for threads in args.threads:
             r = run_config(videos, threads, repeat, args)
             results.append(r)
-            print(json.dumps(r), flush=True)
+            emit(args, r)
     best = max(results, key=lambda r: r["clips_per_s"])
     print(f"best: {best['clips_per_s']} clips/s ({best['threads']} threads, K={best['repeat']})")
     if args.json:

@@ -177,6 +177,45 @@ def test_bench_nvdec_mixed_mode_runs_on_the_stand_in(kinetics_root, small_clip, 
     assert {thread for _, thread in FakeSimpleDecoder.opened} >= {"a2video-nvdec-0"}
 
 
+def test_bench_nvdec_writes_each_mixed_row_to_its_json_as_the_row_ends(tmp_path, monkeypatch):
+    """A mixed run stopped in its third configuration (gpu_checks.sh's timeout) leaves the two
+    rows it finished in ``--json``, beside the run's info."""
+    import importlib.util
+    import json
+    import types
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "bench_nvdec", root / "benchmarks" / "bench_nvdec.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    class Cut(Exception):
+        pass
+
+    done: list[float] = []
+
+    def run_mixed(videos, share, *args, **kwargs) -> dict:
+        if len(done) == 2:
+            raise Cut
+        done.append(share)
+        return {"mode": "cpu" if share == 0 else "nvdec", "clips_per_s": 100.0 * len(done)}
+
+    monkeypatch.setattr(bench, "run_mixed", run_mixed)
+    out = tmp_path / "mixed.json"
+    args = types.SimpleNamespace(
+        threads=[4], repeats=[4], share=None, fed_shares=None, gpu_rate=0.0, rings=["on"],
+        cpu_workers=2, device="cuda", json=str(out), info={"device": "H200"},
+    )  # fmt: skip
+    with pytest.raises(Cut):
+        bench.mixed_main([], args)
+    written = json.loads(out.read_text())
+    assert written["device"] == "H200"
+    assert [r["mode"] for r in written["results"]] == ["cpu", "nvdec"]
+
+
 def test_bench_nvdec_fed_shares_runs_only_the_fed_loader(
     kinetics_root, small_clip, fake_nvdec, monkeypatch
 ):
