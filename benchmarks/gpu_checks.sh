@@ -36,7 +36,7 @@
 #   .gpuwork/site.tar.xz            decord2 + PyNvVideoCodec for python3.12, pruned (22 MB):
 #                                   `bash benchmarks/gpu_site.sh`
 #   .whl/pynvvideocodec-*.whl       or the NVDEC wheel alone (then no mixed-loader rows)
-#   .whl/{pytest,pluggy,iniconfig}-*.whl   only for a host whose python3 lacks pytest
+#   .whl/{pytest,pluggy,iniconfig,pygments,packaging}-*.whl   only for a host without pytest
 #   .gpuwork/videos/{prepared,web,prepared_fs4}   videos for the NVDEC rows
 # Without PyNvVideoCodec (or torchvision, which the library's transforms resize with) the NVDEC
 # part is skipped; without decord2 only NVDEC alone is measured.
@@ -85,9 +85,14 @@ if ls .whl/pynvvideocodec-*.whl >/dev/null 2>&1 && ! found PyNvVideoCodec; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
     .whl/pynvvideocodec-*.whl || echo "gpu_checks: PyNvVideoCodec did not install"
 fi
-if ! found pytest; then  # pure-Python wheels are zip files: no pip needed
-  for wheel in .whl/pytest-*.whl .whl/pluggy-*.whl .whl/iniconfig-*.whl; do
-    [ -f "$wheel" ] && "$PY" -m zipfile -e "$wheel" "$SITE"
+# pytest for the gpu tests where the host's python3 lacks it: the pure-Python wheels of pytest
+# and of what it needs and the host lacks, carried in .whl/ (zip files: no pip needed)
+if ! found pytest; then
+  for pkg in pytest pluggy iniconfig pygments packaging; do
+    found "$pkg" && continue
+    for wheel in .whl/"$pkg"-*-py3-none-any.whl; do
+      [ -f "$wheel" ] && "$PY" -m zipfile -e "$wheel" "$SITE"
+    done
   done
 fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version \
@@ -174,8 +179,9 @@ if cap=$(slot 90 30); then
       | tee "$OUT/gpu_tests.txt"
     ended "GPU tests" $? "$cap"
   else
-    echo "gpu_checks: no pytest on this host: the GPU tests did not run (carry .whl/pytest-*.whl," \
-      "pluggy-*.whl and iniconfig-*.whl: docs/performance.md)" | tee "$OUT/gpu_tests.txt"
+    echo "gpu_checks: no pytest on this host: the GPU tests did not run (carry the wheels of" \
+      "pytest, pluggy, iniconfig, pygments, packaging in .whl: docs/performance.md)" \
+      | tee "$OUT/gpu_tests.txt"
   fi
 fi
 
