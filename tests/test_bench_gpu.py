@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from bare_host import bare_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +38,92 @@ runpy.run_path(script, run_name="__main__")
 assert not BLOCKED & set(sys.modules), BLOCKED & set(sys.modules)
 print("BLOCKED-MODULES-NEVER-IMPORTED")
 """
+
+
+# What benchmarks/gpu_checks.sh runs on the GPU host, from its top-level imports on: each entry
+# point's --help and the modules its sections import late.
+ENTRY_POINTS = """
+import importlib, runpy, sys
+
+for script in ("bench_gpu.py", "bench_handover.py", "bench_nvdec.py"):
+    sys.argv = [script, "--help"]
+    try:
+        runpy.run_path(f"benchmarks/{script}", run_name="__main__")
+    except SystemExit as stop:
+        assert stop.code in (0, None), (script, stop.code)
+for module in ("a2video.training.module", "a2video.data.datamodules", "a2video.data.mixed"):
+    importlib.import_module(module)
+print("ENTRY-POINTS-IMPORTED")
+"""
+# bench_handover and the batch ring need no torchvision (the GPU host's python3 may lack it, or
+# hold one built for another torch); Lightning and torchmetrics import it where installed
+NO_TORCHVISION = """
+import sys
+
+import a2video.data.datasets, a2video.data.ring, a2video.data.transforms
+
+assert "torchvision" not in sys.modules, "a2video.data imports torchvision at import"
+"""
+
+
+@pytest.mark.timeout(120)
+def test_gpu_checks_entry_points_import_without_the_packages_a_gpu_host_lacks(tmp_path) -> None:
+    """No decord, PyAV or jsonargparse on the GPU host: a top-level import of any of them in a
+    bench, in the library modules its sections use or in tests/test_gpu.py would cost the whole
+    GPU call. The benches' top-level imports, then the `gpu` tests' collection."""
+    env = bare_env(tmp_path / "site")
+    run = dict(capture_output=True, text=True, env=env, cwd=ROOT, timeout=100)
+    proc = subprocess.run([sys.executable, "-c", ENTRY_POINTS], **run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ENTRY-POINTS-IMPORTED" in proc.stdout
+    proc = subprocess.run([sys.executable, "-c", NO_TORCHVISION], **run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tests = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "gpu"]
+    proc = subprocess.run([*tests, "tests/test_gpu.py", "-p", "no:cacheprovider"], **run)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert re.search(r"\d+ tests? collected", proc.stdout), proc.stdout[-3000:]
+
+
+@pytest.mark.timeout(240)
+def test_gpu_checks_sh_runs_its_sections_in_order_on_a_bare_cpu_host(tmp_path) -> None:
+    """benchmarks/gpu_checks.sh end to end, tiny, on the CPU, without decord, PyAV, jsonargparse
+    or PyNvVideoCodec: each section writes its file under $OUT, the NVDEC part is skipped, and
+    the log names each section's end, in the order of importance, within 8 files."""
+    out = tmp_path / "out"
+    env = bare_env(tmp_path / "site")
+    env.update(
+        PYTHON=sys.executable,
+        OUT=str(out),
+        GPU_SITE=str(tmp_path / "gpusite"),
+        GPU_BENCH_S="30",
+        GPU_BENCH_SECTIONS="info,lightning_compiled",
+        GPU_BENCH_ARGS="--arch-scale tiny --device cpu --steps 1 --warmup 0 --lightning-batch 2 "
+        "--compile-backend eager --compile-estimate-s 1",
+        HANDOVER_ARGS="--batch-clips 2 --frames 2 --crop 16 --workers 1 --prefetch 2 --rounds 1 "
+        "--fill-s 0.1 --worker-reps 1",
+    )
+    script = ["bash", "benchmarks/gpu_checks.sh"]
+    proc = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, timeout=220)
+    log = (out / "log.txt").read_text()
+    assert proc.returncode == 0, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    ends = re.findall(r"gpu_checks: (.+) ended at \d+ s \((.+)\)", log)
+    assert ends == [("bench_gpu", "exit 0"), ("handover", "exit 0"), ("GPU tests", "exit 0")]
+    assert "the NVDEC benches are skipped" in log and "gpu_checks: no av on this host" not in log
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == [
+        "bench_gpu/bench_gpu.json",
+        "bench_gpu/bench_gpu.md",
+        "gpu_tests.txt",
+        "handover.json",
+        "log.txt",
+    ]
+    (pair,) = json.loads((out / "bench_gpu" / "bench_gpu.json").read_text())["sections"][
+        "lightning"
+    ]
+    assert pair["mode"] == "compiled" and pair["raw_ms"] > 0 and pair["lightning_ms"] > 0
+    assert json.loads((out / "handover.json").read_text())["training_process_ms_per_batch"]
+    assert "skipped" in (out / "gpu_tests.txt").read_text()  # no CUDA here
 
 
 @pytest.mark.timeout(300)
