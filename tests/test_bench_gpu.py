@@ -1,4 +1,5 @@
-"""benchmarks/bench_gpu.py runs on the CPU with tiny nets, without decord, PyAV or jsonargparse."""
+"""benchmarks/bench_gpu.py and the GPU call (gpu_checks.sh) run on the CPU with tiny nets, as on a
+GPU host: without decord, PyAV or jsonargparse."""
 
 from __future__ import annotations
 
