@@ -3,6 +3,8 @@ classes, 2,000 videos), and keep their figures, none larger than about 20 inches
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nbclient  # noqa: F401  (a dev dependency: imported, never skipped)
 import pytest
 
@@ -200,6 +202,7 @@ def no_kernel(monkeypatch):
     monkeypatch.setattr(notebooks, "execute_notebook", execute)
     monkeypatch.delenv("A2VIDEO_CKPT", raising=False)
     monkeypatch.delenv("A2VIDEO_RUN", raising=False)
+    monkeypatch.delenv("A2VIDEO_VIDEO", raising=False)
     return ran
 
 
@@ -207,7 +210,7 @@ def test_notebooks_read_what_they_need_from_their_code():
     from a2video.explore.notebooks import needs
 
     assert needs(repo_root() / "notebooks" / "explore_predictions.ipynb") == {"run"}
-    assert needs(repo_root() / "notebooks" / "attention_maps.ipynb") == {"ckpt", "blocks"}
+    assert needs(repo_root() / "notebooks" / "attention_maps.ipynb") == {"ckpt", "blocks", "video"}
 
 
 def test_explore_notebook_runs_without_a_checkpoint_and_names_its_scores(
@@ -341,6 +344,53 @@ def test_a_checkpoint_without_a2_blocks_is_refused_before_the_attention_kernel(
         "with the checkpoint of an A2-Net (a2net_*)"
     ), err
     assert no_kernel == [] and not (tmp_path / "out").exists()
+
+
+def test_a_video_the_attention_notebook_cannot_draw_is_refused_before_the_kernel(
+    no_kernel, tiny_run, tmp_path, monkeypatch, capsys
+):
+    """``A2VIDEO_VIDEO`` was not checked: a missing file, a text file named .mp4 or an mp4 cut
+    before its index passed the runner's checks, then failed in the notebook's second cell (a
+    traceback, exit status 1). A file whose centre clip decodes (only its tail cut) is drawn."""
+    import os
+
+    import numpy as np
+
+    from a2video.data.synthetic import write_special
+    from a2video.explore.notebooks import main
+
+    rng = np.random.default_rng(0)
+    attention = str(repo_root() / "notebooks" / "attention_maps.ipynb")
+    argv = ["--out", str(tmp_path / "out"), "--ckpt", tiny_run["ckpt"], "--data", tiny_run["data"]]
+    fix = (
+        "(attention_maps.ipynb draws its centre clip); pass --video VIDEO (A2VIDEO_VIDEO in "
+        "Jupyter) with a video file it can decode, or leave it out for the first test video"
+    )
+    missing = tmp_path / "no_such.mp4"
+    text = write_special(tmp_path / "page.mp4", "text", rng)
+    cut = write_special(tmp_path / "cut_index.mp4", "truncated-moov", rng)
+    for video, reason in (
+        (missing, "file not found"),
+        (text, "not a readable video"),
+        (cut, "not a readable video"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main([*argv, "--video", str(video), attention])
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 2 and err.count("\n") == 0, err
+        assert f"error: {video}: {reason}" in err and err.endswith(fix), err
+    # set in the environment as in Jupyter: relative to the repository root, where it moves
+    monkeypatch.setenv("A2VIDEO_VIDEO", os.path.relpath(text, repo_root()))
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, attention])
+    assert exit_.value.code == 2 and "page.mp4: not a readable video" in capsys.readouterr().err
+    assert no_kernel == [] and not (tmp_path / "out").exists()
+    monkeypatch.delenv("A2VIDEO_VIDEO")
+    tail = write_special(tmp_path / "cut_tail.mp4", "truncated", rng)  # its centre decodes
+    for video in (sorted(Path(tiny_run["data"]).rglob("*.mp4"))[0], tail):
+        assert main([*argv, "--video", str(video), attention]) == 0
+        assert no_kernel[-1][1]["A2VIDEO_VIDEO"] == str(Path(video).resolve())
+    assert main([*argv, attention]) == 0 and "A2VIDEO_VIDEO" not in no_kernel[-1][1]
 
 
 def test_out_naming_a_file_is_one_line_before_the_kernel(no_kernel, tmp_path, capsys):

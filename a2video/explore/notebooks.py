@@ -4,15 +4,16 @@
 against the demo's run and saves their outputs (figures included) in the files, so they show on
 a repository page; ``--run`` (the test run's ``scores.npz`` the explore notebook reads),
 ``--ckpt`` / ``--data`` (the attention notebook's model and videos, nothing else) point them
-elsewhere. The notebooks read their paths from the environment variables ``A2VIDEO_RUN``,
-``A2VIDEO_CKPT`` and ``A2VIDEO_DATA`` (see their first cell), which this module sets for the
-kernel.
+elsewhere, ``--video`` the file the attention notebook draws. The notebooks read their paths
+from the environment variables ``A2VIDEO_RUN``, ``A2VIDEO_CKPT``, ``A2VIDEO_DATA`` and
+``A2VIDEO_VIDEO`` (see their first cell), which this module sets for the kernel.
 
 Before any kernel starts, the inputs of the notebooks asked for are checked (:func:`needs`): the
 run's ``scores.npz`` for a notebook that reads one (stdout names the file), the checkpoint for a
 notebook that loads one (the explore notebook needs none) and the data root whose test videos
-it reads (``--data``, else the checkpoint's); a missing or wrong one ends in one line and exit
-status 2.
+it reads (``--data``, else the checkpoint's), and the video it draws where one is chosen
+(``--video``: its centre clip decoded as the notebook decodes it); a missing or wrong one ends
+in one line and exit status 2.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from a2video.explore.predict import Predictor
 
 __all__ = [
     "DEMO_RUNS",
@@ -33,13 +38,19 @@ __all__ = [
     "needs",
     "notebook_paths",
     "notebook_scores",
+    "notebook_video",
     "repo_root",
     "run_of",
     "unsafe_load",
 ]
 
 NOTEBOOKS = ("explore_predictions.ipynb", "attention_maps.ipynb")
-ENV_VARS = {"ckpt": "A2VIDEO_CKPT", "data": "A2VIDEO_DATA", "run": "A2VIDEO_RUN"}
+ENV_VARS = {
+    "ckpt": "A2VIDEO_CKPT",
+    "data": "A2VIDEO_DATA",
+    "run": "A2VIDEO_RUN",
+    "video": "A2VIDEO_VIDEO",
+}
 UNSAFE_ENV = "A2VIDEO_UNSAFE_LOAD"  # set to 1 by --unsafe-load; read by the notebooks' loader
 # Where the demo leaves its checkpoints, first found wins: `make demo` (python -m a2video.demo)
 # fine-tunes on the UCF-101 layout (tested with 10x3 views, so its run holds predictions.csv)
@@ -88,6 +99,13 @@ def notebook_paths() -> tuple[Path, Path | None, Path | None]:
     return ckpt, data, (found[-1] if found else None)
 
 
+def notebook_video() -> Path | None:
+    """The video the attention notebook draws: ``A2VIDEO_VIDEO`` (relative: from the repository
+    root, where the notebook moves), else None (the first test video)."""
+    video = os.environ.get("A2VIDEO_VIDEO")
+    return repo_root() / video if video else None
+
+
 def run_of(ckpt: Path) -> Path:
     """The run folder of a checkpoint: above its ``checkpoints/`` folder, else its own folder
     (not the folder above: for ``/tmp/model.ckpt`` that was ``/``, searched for runs)."""
@@ -105,13 +123,15 @@ _NEEDS = {
     "load_run(": "run",
     "load_predictor(": "ckpt",
     "capture_attention(": "blocks",  # the checkpoint's network must have A2-blocks
+    "centre_clip(": "video",  # A2VIDEO_VIDEO where set (the checkpoint's clip of it)
 }
 
 
 def needs(path: str | os.PathLike) -> set[str]:
     """The inputs a notebook reads, from its code: ``"run"`` (a test run's ``scores.npz``:
-    ``notebook_scores``, ``load_run``), ``"ckpt"`` (a checkpoint: ``load_predictor``) and
-    ``"blocks"`` (that checkpoint's A²-blocks: ``capture_attention``).
+    ``notebook_scores``, ``load_run``), ``"ckpt"`` (a checkpoint: ``load_predictor``),
+    ``"blocks"`` (that checkpoint's A²-blocks: ``capture_attention``) and ``"video"`` (a video's
+    centre clip as that checkpoint sees it: ``centre_clip``).
 
     Raises:
         FileNotFoundError: no such notebook.
@@ -130,15 +150,16 @@ def needs(path: str | os.PathLike) -> set[str]:
 
 def _check_checkpoint(
     ckpt: Path, unsafe: bool, notebook: Path, data: Path | None, blocks: Path | None = None
-) -> str:
+) -> tuple[str, Predictor]:
     """Refuse (one line, before any kernel starts) a checkpoint the notebook cannot load: a
     missing file, one safe loading refuses, one without a2video's metadata, one without
     A²-blocks where the notebook ``blocks`` draws them; and a data root (``data``, else the
     one the checkpoint records) whose test split the notebook cannot read.
 
     Returns:
-        The data root checked, absolute: the kernel is given it, since it runs in another
-        folder (the repository root) where a relative one names another folder or none.
+        The data root checked, absolute (the kernel is given it, since it runs in another
+        folder, the repository root, where a relative one names another folder or none), and
+        the checkpoint loaded.
     """
     from a2video.data.annotations import AnnotationError
     from a2video.explore.predict import load_predictor
@@ -168,7 +189,29 @@ def _check_checkpoint(
         raise ValueError(f"{err.file}: {err.message}; {fix}") from None
     except ValueError as err:  # no data root recorded
         raise ValueError(f"{ckpt}: {err}; {fix}") from None
-    return os.path.abspath(dm.data_root)
+    return os.path.abspath(dm.data_root), predictor
+
+
+def _check_video(predictor: Predictor, video: Path, notebook: Path) -> str:
+    """Refuse (one line, before any kernel starts) a video the notebook cannot draw: its centre
+    clip is decoded as the notebook decodes it (:func:`a2video.explore.predict.centre_clip`),
+    so a missing file, one that is no video and one cut short there are named with the fix.
+
+    Returns:
+        The video checked, absolute (the kernel is given it).
+    """
+    from a2video.data.video import VideoDecodeError
+    from a2video.explore.predict import centre_clip
+
+    try:
+        centre_clip(predictor, video)
+    except VideoDecodeError as err:
+        raise ValueError(
+            f"{err} ({notebook.name} draws its centre clip); pass --video VIDEO (A2VIDEO_VIDEO "
+            "in Jupyter) with a video file it can decode, or leave it out for the first test "
+            "video"
+        ) from None
+    return os.path.abspath(video)
 
 
 def _check_run(notebook: Path) -> str:
@@ -297,6 +340,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--data", default=None, help="dataset root (sets A2VIDEO_DATA)")
     parser.add_argument(
+        "--video",
+        default=None,
+        help="video attention_maps.ipynb draws (sets A2VIDEO_VIDEO; default: the first test video)",
+    )
+    parser.add_argument(
         "--run",
         default=None,
         help="run folder or scores.npz of explore_predictions.ipynb (sets A2VIDEO_RUN; default: "
@@ -333,10 +381,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 first.setdefault(what, path)
         if "ckpt" in first:  # first: an untrusted checkpoint is refused before anything else
             ckpt, data, _ = notebook_paths()
-            checked = _check_checkpoint(
+            checked, predictor = _check_checkpoint(
                 ckpt, args.unsafe_load, first["ckpt"], data, first.get("blocks")
             )
             env.setdefault(ENV_VARS["data"], checked)  # what was checked is what the kernel reads
+            if "video" in first and (video := notebook_video()) is not None:
+                env[ENV_VARS["video"]] = _check_video(predictor, video, first["video"])
         if "run" in first:
             print(_check_run(first["run"]), flush=True)
     if args.unsafe_load:
