@@ -242,9 +242,16 @@ def test_report_names_a_missing_folder_and_the_run_folder_above_checkpoints(tmp_
 # ---------------------------------------------------------------- which scores.npz, and refusals
 
 
-def _write_scores(path, *, views: bool = True, stage: str | None = None, age: float = 0.0):
+def _write_scores(
+    path,
+    *,
+    views: bool = True,
+    stage: str | None = None,
+    age: float = 0.0,
+    names: list[str] | None = None,
+):
     """A small scores.npz: a test's (with per-view scores) or a predict's (without), ``age``
-    seconds old."""
+    seconds old, of classes ``names`` (default c0, c1, ...)."""
     import dataclasses
     import os
     import time
@@ -254,7 +261,7 @@ def _write_scores(path, *, views: bool = True, stage: str | None = None, age: fl
         res = dataclasses.replace(
             res, view_topk_scores=None, view_topk_classes=None, subset_pred=None, views=None
         )
-    names = [f"c{i}" for i in range(N_CLASSES)]
+    names = names or [f"c{i}" for i in range(N_CLASSES)]
     recorded = {"stage": stage} if stage else {}
     save_results(path, res, names, [f"v{i}.mp4" for i in range(N_VIDEOS)], **recorded)
     stamp = time.time() - age
@@ -333,7 +340,10 @@ def test_report_refuses_a_bad_class_out_file_or_negative_mistakes_in_one_line(tm
     out = tmp_path / "figs"
     assert main([str(run), "--out", str(out), "--class", "c9x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == f"python -m a2video.explore.report: error: {run}: no class 'c9x'"  # no quotes
+    assert err[-1] == (  # no quotes around it
+        f"python -m a2video.explore.report: error: {run}: no class 'c9x': not a class name, "
+        "nor an index in 0..6; its classes begin 'c0', 'c1', 'c2'"
+    )
     assert not out.exists()  # nothing left behind
     afile = tmp_path / "afile"
     afile.write_text("mine\n")
@@ -346,6 +356,28 @@ def test_report_refuses_a_bad_class_out_file_or_negative_mistakes_in_one_line(tm
             main([str(run), "--out", str(out), "--mistakes", bad])
         assert exit_.value.code == 2 and f"--mistakes: {says}" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_report_class_is_a_name_else_an_index(tmp_path, capsys):
+    """``--class 3`` was read as a name only ("no class '3'"), though predictions.csv names a
+    class by index (``label``) as well as by name (``label_name``)."""
+    from a2video.explore.report import main
+
+    run = _write_scores(tmp_path / "run" / "scores.npz")  # classes c0..c6
+    out = tmp_path / "figs"
+    assert main([str(run), "--out", str(out), "--class", "3", "--mistakes", "0"]) == 0
+    assert (out / "class_c3.png").is_file() and not list(out.glob("class_3*"))
+    # a name all digits is that class; digits naming no class are an index
+    names = ["7", "3", "c2", "c3", "c4", "c5", "c6"]
+    digits = load_run(_write_scores(tmp_path / "digits" / "scores.npz", names=names))
+    assert [digits.class_index(c) for c in ("3", "7", "4", "c4", 4)] == [1, 0, 4, 4, 4]
+    for unknown, hint in (("9", "its classes begin '7', '3', 'c2'"), ("c44", "did you mean 'c4'?")):
+        with pytest.raises(KeyError) as err:
+            digits.class_index(unknown)
+        assert err.value.args[0] == (
+            f"no class '{unknown}': not a class name, nor an index in 0..6; {hint}"
+        )
+    capsys.readouterr()
 
 
 def test_report_refuses_videos_without_synthetic_400_in_one_line(tmp_path, capsys):

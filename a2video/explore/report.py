@@ -50,7 +50,8 @@ def write_report(
             or the run read already.
         out: Folder to write into (created; not a file).
         mistakes: Rows of the gallery (0 or more).
-        class_name: Class of the class report (default: the worst class).
+        class_name: Class of the class report, a name or an index in digits
+            (:meth:`~a2video.explore.results.RunResults.class_index`; default: the worst class).
         dpi: Resolution (72: frames at 122 px, the notebooks' setting).
 
     Returns:
@@ -136,7 +137,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run", help="run folder (the newest scores.npz a test wrote under it) or a scores.npz"
     )
     parser.add_argument("--out", required=True, help="folder for the PNGs")
-    parser.add_argument("--class", dest="class_name", default=None, help="class of the report")
+    parser.add_argument(
+        "--class",
+        dest="class_name",
+        default=None,
+        help="class of the report: its name or index (default: the worst class)",
+    )
     parser.add_argument("--mistakes", type=_count, default=6, help="rows of the gallery")
     parser.add_argument(
         "--synthetic-400",

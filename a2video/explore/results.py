@@ -312,22 +312,31 @@ class RunResults:
         return rows[order].tolist()[:n]
 
     def class_index(self, name_or_index: str | int) -> int:
-        """A class by name or number.
+        """A class by name or index; a string is a class name first, else, all digits, an
+        index (``--class 3`` of the report; a class named ``"3"`` is that class).
 
         Raises:
-            KeyError: no such class (the message names a few close ones).
+            KeyError: no such class (one line naming the close names, else the first ones).
         """
+        last = self.num_classes - 1
         if isinstance(name_or_index, int | np.integer):
-            if not 0 <= int(name_or_index) < self.num_classes:
-                raise KeyError(f"class {name_or_index} is not in 0..{self.num_classes - 1}")
+            if not 0 <= int(name_or_index) <= last:
+                raise KeyError(f"class {name_or_index} is not in 0..{last}")
             return int(name_or_index)
-        if name_or_index in self.class_names:
-            return self.class_names.index(name_or_index)
+        name = str(name_or_index)
+        if name in self.class_names:
+            return self.class_names.index(name)
+        if name.isascii() and name.isdigit() and int(name) <= last:
+            return int(name)
         import difflib
 
-        close = difflib.get_close_matches(str(name_or_index), self.class_names, n=3)
-        hint = f"; did you mean {close}?" if close else ""
-        raise KeyError(f"no class {name_or_index!r}{hint}")
+        near = difflib.get_close_matches(name, self.class_names, n=3)
+        hint = (
+            f"did you mean {', '.join(map(repr, near))}?"
+            if near  # else the names' form: none is alike
+            else f"its classes begin {', '.join(map(repr, self.class_names[:3]))}"
+        )
+        raise KeyError(f"no class {name!r}: not a class name, nor an index in 0..{last}; {hint}")
 
 
 def _not_scores(path: Path, err: BaseException) -> str:
