@@ -144,6 +144,29 @@ def test_a_live_webm_of_unknown_size_is_turned_too(folder, tmp_path):
         assert _close(frames, shown), name
 
 
+@pytest.mark.parametrize("second", [False, True], ids=["seekhead", "second-seekhead"])
+@pytest.mark.parametrize("kind", ["rotate90-hflip.mkv", "hflip.webm"])
+def test_tracks_after_the_clusters_are_found_through_the_seekhead(kind, second, folder, tmp_path):
+    """Tracks written after the media are listed only in the SeekHead (with ``second``: in a
+    second SeekHead the first lists); FFmpeg's demuxer follows it. The header reader stopped at
+    the first Cluster: no display matrix, so decord's frames were shown as stored and PyAV's
+    turned by the rotation alone (no mirror). Cut anywhere in the Tracks it reads as none."""
+    path, shown = user_videos.make(kind, folder)
+    late = user_videos.tracks_after_clusters(
+        path, tmp_path / f"late{Path(path).suffix}", second_seekhead=second
+    )
+    data = Path(late).read_bytes()
+    tracks = data.index(b"\x16\x54\xae\x6b\x01")  # the Tracks element, size in 8 bytes
+    assert tracks > data.index(b"\x1f\x43\xb6\x75")  # after the first Cluster
+    assert display_matrix(late) == _ffmpeg_matrix(late) == display_matrix(path) is not None
+    for name, frames in _decoded(late).items():
+        assert _close(frames, shown), name
+    cut = tmp_path / f"cut{Path(path).suffix}"
+    for n in range(tracks, len(data)):
+        cut.write_bytes(data[:n])
+        assert display_matrix(cut) is None, n
+
+
 def test_a_pitched_matroska_pose_is_shown_as_stored_as_ffmpeg_shows_it(folder, tmp_path):
     """RFC 9559 flips upside down with a pitch of 180 degrees; FFmpeg maps no pitch to a display
     matrix (ffplay shows such a file as stored), and neither do the decoders here."""

@@ -225,3 +225,61 @@ def make(kind: str, folder: str | Path) -> tuple[str, np.ndarray | None]:
         frames = pattern(n, w, h)
         _encode(path, frames, codec="libsvtav1", options={"preset": "12"})
     return str(path), frames
+
+
+# Matroska element IDs the rewrite below moves (RFC 9559)
+_SEGMENT, _SEEKHEAD, _SEEK, _SEEK_ID, _SEEK_POSITION = (
+    0x18538067, 0x114D9B74, 0x4DBB, 0x53AB, 0x53AC
+)  # fmt: skip
+_INFO, _TAGS, _TRACKS, _CLUSTER = 0x1549A966, 0x1254C367, 0x1654AE6B, 0x1F43B675
+
+
+def tracks_after_clusters(path: str, out: str | Path, *, second_seekhead: bool = False) -> str:
+    """A copy of the Matroska/WebM file ``path`` (as PyAV writes it) whose Tracks come after
+    its Clusters, found only through the SeekHead, as muxers that write the track headers last
+    leave them. The Segment is rewritten as: a SeekHead listing Info, Tags and the Tracks (with
+    ``second_seekhead``: a second SeekHead at the end that lists the Tracks), Info, Tags, the
+    Clusters, the Tracks. The Cues (cluster offsets, which move) and Void are left out: players
+    read the Clusters in order. Every size is written in 8 bytes. Returns the path written."""
+    data = Path(path).read_bytes()
+
+    def element(pos: int) -> tuple[int, int, int]:  # (id, body start, body end)
+        n = 9 - data[pos].bit_length()
+        eid, pos = int.from_bytes(data[pos : pos + n], "big"), pos + n
+        n = 9 - data[pos].bit_length()
+        size = int.from_bytes(data[pos : pos + n], "big") & ((1 << 7 * n) - 1)
+        return eid, pos + n, pos + n + size
+
+    def encode(eid: int, body: bytes) -> bytes:
+        size = (1 << 56 | len(body)).to_bytes(8, "big")  # an 8-byte EBML size
+        return eid.to_bytes((eid.bit_length() + 7) // 8, "big") + size + body
+
+    def seekhead(entries: list[tuple[int, int]]) -> bytes:
+        return encode(_SEEKHEAD, b"".join(
+            encode(_SEEK, encode(_SEEK_ID, eid.to_bytes(4, "big"))
+                   + encode(_SEEK_POSITION, at.to_bytes(8, "big")))
+            for eid, at in entries
+        ))  # fmt: skip
+
+    _, _, header_end = element(0)
+    eid, pos, end = element(header_end)
+    assert eid == _SEGMENT
+    children: dict[int, list[bytes]] = {}
+    while pos < end:
+        eid, body, stop = element(pos)
+        children.setdefault(eid, []).append(encode(eid, data[body:stop]))
+        pos = stop
+    info, tags, tracks = (b"".join(children.get(k, [])) for k in (_INFO, _TAGS, _TRACKS))
+    clusters = b"".join(children[_CLUSTER])
+    first = len(seekhead([(0, 0)] * 3))  # its size does not depend on the positions
+    at_tracks = first + len(info) + len(tags) + len(clusters)
+    last = b""
+    if second_seekhead:
+        last = seekhead([(_TRACKS, at_tracks)])
+        listed = (_SEEKHEAD, at_tracks + len(tracks))
+    else:
+        listed = (_TRACKS, at_tracks)
+    head = seekhead([(_INFO, first), (_TAGS, first + len(info)), listed])
+    segment = encode(_SEGMENT, head + info + tags + clusters + tracks + last)
+    Path(out).write_bytes(data[:header_end] + segment)
+    return str(out)

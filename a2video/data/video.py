@@ -306,37 +306,88 @@ def _combine(track: list[int], movie: list[int]) -> tuple[int, ...]:
 # Matroska/WebM element IDs (EBML, RFC 9559) on the way to a video track's Projection pose
 _EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 _EBML, _SEGMENT, _TRACKS, _CLUSTER = 0x1A45DFA3, 0x18538067, 0x1654AE6B, 0x1F43B675
+_SEEKHEAD, _SEEK, _SEEK_ID, _SEEK_POSITION = 0x114D9B74, 0x4DBB, 0x53AB, 0x53AC
 _TRACK_ENTRY, _TRACK_TYPE, _VIDEO, _PROJECTION = 0xAE, 0x83, 0xE0, 0x7670
 _PROJECTION_TYPE, _PROJECTION_PRIVATE = 0x7671, 0x7672
 _YAW, _PITCH, _ROLL = 0x7673, 0x7674, 0x7675
-_MKV_LEVEL1_MAX = 64  # Segment children looked at before the Tracks (SeekHead, Info, Tags...)
-_MKV_TRACKS_MAX = 1 << 20  # the largest Tracks element read (a few hundred bytes is usual)
+_MKV_LEVEL1_MAX = 64  # Segment children looked at (SeekHead, Info, Tags...; FFmpeg keeps 64)
+_MKV_ELEMENT_MAX = 1 << 20  # the largest Tracks or SeekHead read (a few hundred bytes is usual)
+_MKV_SEEKHEADS_MAX = 4  # SeekHeads read (RFC 9559: a second one, listed in the first, at most)
 
 
 def _mkv_matrix(f, size: int) -> tuple[int, ...] | None:
     """The Matroska/WebM display matrix of :func:`display_matrix`: the first video track's
     ``Projection``, as matroskadec.c maps it. Walks the Segment's children from its start to
-    the Tracks element and reads that one alone; stops at the first Cluster (Tracks written
-    after the media, found only through the SeekHead, are not looked for)."""
+    the Tracks element and reads that one alone; where the first Cluster (or the end) comes
+    first, follows the SeekHeads met on the way to the Tracks they point at, as FFmpeg does
+    (Tracks written after the media). Reads element headers, and whole only a Tracks element
+    and up to :data:`_MKV_SEEKHEADS_MAX` SeekHeads of at most :data:`_MKV_ELEMENT_MAX` bytes."""
     eid, body, length = _ebml_head(f, 0)
     if eid != _EBML or length is None:
         return None
     eid, pos, length = _ebml_head(f, body + length)
     if eid != _SEGMENT:
         return None
+    segment = pos  # SeekPositions count from here
     end = size if length is None else min(size, pos + length)  # live WebM: size unknown
+    heads: dict[int, tuple[int, int]] = {}  # the SeekHeads met: offset -> (body, size)
     for _ in range(_MKV_LEVEL1_MAX):
         if pos >= end:
-            return None
+            break
         eid, body, length = _ebml_head(f, pos)
-        if eid == _TRACKS and length is not None and length <= _MKV_TRACKS_MAX:
-            f.seek(body)
-            data = f.read(length)
-            return _tracks_matrix(data) if len(data) == length else None  # cut: unreadable
-        if eid in (_TRACKS, _CLUSTER) or length is None:
-            return None
+        if eid == _TRACKS:
+            return _mkv_tracks(f, body, length)
+        if eid == _CLUSTER or length is None:
+            break
+        if eid == _SEEKHEAD and len(heads) < _MKV_SEEKHEADS_MAX:
+            heads[pos] = (body, length)  # read only where no Tracks come before a Cluster
         pos = body + length
+    seen = set(heads)  # the SeekHeads read, by offset
+    seeks = [seek for head in heads.values() for seek in _mkv_seeks(f, *head, segment)]
+    for eid, pos in seeks:  # in order; the entries of a SeekHead listed in one join the end
+        if eid == _TRACKS:  # the first one listed, as FFmpeg reads it
+            kind, body, length = _ebml_head(f, pos)
+            return _mkv_tracks(f, body, length) if kind == _TRACKS else None
+        if eid == _SEEKHEAD and pos not in seen and len(seen) < _MKV_SEEKHEADS_MAX:
+            seen.add(pos)
+            kind, body, length = _ebml_head(f, pos)
+            if kind == _SEEKHEAD:
+                seeks += _mkv_seeks(f, body, length, segment)
     return None
+
+
+def _mkv_element(f, body: int, length: int | None) -> bytes | None:
+    """An element's body (``None``: unknown size, larger than :data:`_MKV_ELEMENT_MAX`, or cut
+    off by the file's end)."""
+    if length is None or length > _MKV_ELEMENT_MAX:
+        return None
+    f.seek(body)
+    data = f.read(length)
+    return data if len(data) == length else None
+
+
+def _mkv_tracks(f, body: int, length: int | None) -> tuple[int, ...] | None:
+    """The display matrix of the Tracks element whose body starts at ``body``."""
+    data = _mkv_element(f, body, length)
+    return None if data is None else _tracks_matrix(data)
+
+
+def _mkv_seeks(f, body: int, length: int | None, segment: int) -> list[tuple[int, int]]:
+    """``(element ID, file offset)`` of a SeekHead's Seek entries (``segment``: the Segment's
+    body start, which their SeekPosition counts from)."""
+    data = _mkv_element(f, body, length)
+    seeks: list[tuple[int, int]] = []
+    if data is None:
+        return seeks
+    try:
+        for eid, start, stop in _ebml_children(data, 0, len(data)):
+            fields = _ebml_fields(data, start, stop) if eid == _SEEK else {}
+            if _SEEK_ID in fields and _SEEK_POSITION in fields:
+                target = _ebml_uint(data, fields[_SEEK_ID], 0)
+                seeks.append((target, segment + _ebml_uint(data, fields[_SEEK_POSITION], 0)))
+    except ValueError:  # a corrupt entry: those before it, and the walk to the Tracks, stand
+        pass
+    return seeks
 
 
 def _tracks_matrix(data: bytes) -> tuple[int, ...] | None:
