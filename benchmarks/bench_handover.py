@@ -145,6 +145,9 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu, or cuda: pin and copy for real")
     parser.add_argument("--json", default=None, help="also write the result here")
     args = parser.parse_args(argv)
+    if args.workers < 1 or args.prefetch < 1 or args.workers * args.prefetch < 2:
+        # one batch is waited for first; the timed batches are the others in flight
+        parser.error("--workers x --prefetch must be at least 2 (the batches in flight it times)")
     torch.set_num_threads(1)
     device = torch.device(args.device)
     spec = ClipSpec(args.frames, 8, (args.crop, args.crop), args.crop, args.crop)

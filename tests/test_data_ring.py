@@ -254,3 +254,18 @@ def test_bench_handover_runs_without_pyav_decord_or_jsonargparse(tmp_path):
     assert set(result["training_process_ms_per_batch"]) == {"copy", "ring"}
     assert result["batch_mb"] == round(2 * 3 * 2 * 16 * 16 / 1e6, 1) and not result["ring_pinned"]
     assert "| ring |" in proc.stdout
+
+
+def test_bench_handover_refuses_fewer_than_two_batches_in_flight(capsys):
+    """One worker prefetching one batch leaves no batch to time: one line, not a division by
+    zero after the loader started."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_handover
+
+    with pytest.raises(SystemExit) as exit_:
+        bench_handover.main(["--workers", "1", "--prefetch", "1"])
+    assert exit_.value.code == 2
+    assert "--workers x --prefetch must be at least 2" in capsys.readouterr().err
