@@ -396,6 +396,55 @@ def test_a_kill_during_a_validation_resumes_with_that_validation(
     assert _best(run) == _best(whole)
 
 
+def test_a_checkpoint_written_before_the_resumed_runs_first_batch_holds_the_restored_rng():
+    """A resumed run restores the RNG states at its first training batch; a checkpoint it
+    writes before that batch (after a resumed validation or epoch end) records those states,
+    not the ones the process started with, so a resume from it draws what the batch drew."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from a2video.training.resume import ResumeState, capture_rng
+
+    saved = capture_rng()
+    expected = torch.rand(4)  # what the first batch after the resume draws
+    trainer = SimpleNamespace(
+        state=SimpleNamespace(fn="fit"), world_size=1, global_rank=0, current_epoch=0,
+        train_dataloader=None, ckpt_path="last.ckpt",
+    )  # fmt: skip
+    resumed = ResumeState()
+    resumed.on_load_checkpoint(trainer, None, {RESUME_KEY: {"world_size": 1, "rng": [saved]}})
+    resumed.on_train_start(trainer, None)
+    resumed.on_save_checkpoint(trainer, None, checkpoint := {})
+    again = ResumeState()
+    again.on_load_checkpoint(trainer, None, checkpoint)
+    again.on_train_start(trainer, None)
+    again.on_train_batch_start(trainer, None, None, 0)
+    assert torch.equal(torch.rand(4), expected)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_resumed_run_killed_before_its_first_batch_resumes_with_the_same_randomness(
+    kinetics_root, tmp_path, uninterrupted
+):
+    """1 process, batch 4, 3 steps per epoch, ``last.ckpt`` at every step: killed while
+    validating after step 3 (its last checkpoint: that batch's end); the resumed run validates,
+    saves after the validation and at the epoch's end, and is killed before its first batch;
+    resumed from its epoch-end checkpoint, the run's losses and videos are the uninterrupted
+    run's. (That checkpoint held the RNG states the resumed process had started with, not the
+    restored ones: step 4's dropout differed, and every loss after it.)"""
+    extra = ("--data.batch_size", "4")
+    whole, run = uninterrupted(*extra), tmp_path / "resumed"
+    killed = _exact_fit(run, kinetics_root, *extra, kill_at=3, kill_in="validation")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    again = _exact_fit(run, kinetics_root, *extra, "--ckpt_path", "last", kill_at=3)
+    assert again.returncode == -signal.SIGKILL, again.stderr[-3000:]
+    assert (run / "steps.val.0").exists()  # validated, saved after it, killed before a batch
+    _fit_ok(_exact_fit(run, kinetics_root, *extra, "--ckpt_path", "last"))
+    _assert_same_steps(whole, run, 1)
+
+
 @pytest.mark.timeout(420)
 def test_resume_is_exactly_once_under_ddp(kinetics_root, tmp_path, uninterrupted):
     """2 gloo ranks, batch 2 per rank (3 steps per epoch): killed after step 2, each rank's

@@ -10,7 +10,8 @@ the same order, with the same augmentation and dropout randomness as an uninterr
 - **RNG streams.** torch (CPU and CUDA), NumPy and Python ``random`` states of every rank, gathered
   to rank 0 when the checkpoint is written and restored, per rank, just before the first training
   batch after the resume, when no draw can come in between (the DataModules' loaders draw their
-  worker seeds from their own generator, not torch's global one).
+  worker seeds from their own generator, not torch's global one). A checkpoint the resumed run
+  writes before that batch (after a resumed validation or epoch end) records the restored states.
 
 - **What follows the saved batch.** A checkpoint written at a training batch's end (a step
   checkpoint, a SIGTERM save) after which the run was to validate (the epoch's end, a
@@ -384,7 +385,9 @@ class ResumeState(Callback):
     ) -> None:
         if trainer.state.fn != "fit":
             return
-        rng = _gather(capture_rng())
+        # a resumed run saving before its first training batch (a resumed validation or epoch
+        # end) saves the RNG states that batch starts from, not those the process began with
+        rng = _gather(self._rng_pending if self._rng_pending is not None else capture_rng())
         state: dict[str, Any] = {"version": VERSION, "world_size": len(rng), "rng": rng}
         state["bad_videos"] = _gather(_bad_video_counts(trainer, pl_module))
         state["train_acc"] = _gather(_train_acc_sums(pl_module))
