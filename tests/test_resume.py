@@ -136,6 +136,7 @@ EXACT_SCRIPT = textwrap.dedent(
     import json, os, signal, subprocess, sys, torch
     torch.set_num_threads(1)
     from lightning.pytorch import Callback
+    from lightning.pytorch.callbacks import Checkpoint
     from a2video.data import KineticsDataModule
     from a2video.training.cli import A2VideoCLI
     from a2video.training.module import VideoClassifier
@@ -200,7 +201,21 @@ EXACT_SCRIPT = textwrap.dedent(
         def on_exception(self, trainer, pl_module, exception):  # a stop after an epoch's end
             self._epoch_figures(trainer, trainer.current_epoch - 1)
 
-    A2VideoCLI(VideoClassifier, KineticsDataModule, trainer_defaults={"callbacks": [Record()]})
+    class KillAfterSaves(Checkpoint):  # after the checkpoint callbacks: right after their saves
+        def _kill(self, trainer, where):
+            if os.environ.get("KILL_IN") == where and trainer.global_step == int(
+                os.environ.get("KILL_AT", -1)
+            ):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def on_train_batch_end(self, trainer, *args):  # before Lightning logs the batch's row
+            self._kill(trainer, "batch_saved")
+
+        def on_train_epoch_end(self, trainer, pl_module):  # before the epoch's figures
+            self._kill(trainer, "epoch_saved")
+
+    A2VideoCLI(VideoClassifier, KineticsDataModule,
+               trainer_defaults={"callbacks": [Record(), KillAfterSaves()]})
     """
 )
 EXACT_ARGS = [

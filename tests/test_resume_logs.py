@@ -17,6 +17,7 @@ from test_resume import _exact_fit, _fit_ok
 from a2video.training.checkpoint import load_checkpoint
 from a2video.training.logs import (
     LOGS_KEY,
+    OWED_KEY,
     ResumeLogs,
     drop_csv_rows,
     drop_tensorboard_events,
@@ -56,8 +57,10 @@ def _killed_run(tmp_path: Path, checkpointed_at: int) -> dict:
 
 
 def _fitting(*loggers) -> SimpleNamespace:
-    """What ResumeLogs reads of a fitting Trainer on rank 0."""
-    return SimpleNamespace(state=SimpleNamespace(fn="fit"), loggers=loggers, is_global_zero=True)
+    """What ResumeLogs reads of a fitting Trainer on rank 0 (saving outside a batch's or an
+    epoch's end)."""
+    fit = SimpleNamespace(fn="fit")
+    return SimpleNamespace(state=fit, loggers=loggers, is_global_zero=True, training=False)
 
 
 def test_csv_rows_from_a_step_on_are_dropped(tmp_path):
@@ -193,6 +196,79 @@ def test_a_validation_after_the_checkpoint_is_logged_once(tmp_path, validated_be
         "train/top1": [(5, 0.25)],
         "epoch": [(5, 1.0)] * 3,
     }
+
+
+def test_a_checkpoint_records_the_row_lightning_logs_right_after_it(tmp_path):
+    """Saved where ModelCheckpoint saves, at a batch's end and at the epoch's end, a checkpoint
+    records the row Lightning logs next at that step (the batch's own, the epoch's figures),
+    which a resume from it does not log again: each is the row metrics.csv holds."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.callbacks import Checkpoint
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    class Model(BoringModel):
+        def training_step(self, batch, batch_idx):
+            out = super().training_step(batch, batch_idx)
+            self.log("train/loss", out["loss"])
+            self.log("train/mean", out["loss"], on_step=False, on_epoch=True)
+            return out
+
+    class Saves(Checkpoint):  # after the other callbacks, as ModelCheckpoint
+        def __init__(self) -> None:
+            self.owed: list = []
+
+        def _save(self, trainer) -> None:
+            self.owed.append(trainer._checkpoint_connector.dump_checkpoint()[OWED_KEY])
+
+        def on_train_batch_end(self, trainer, *args) -> None:
+            self._save(trainer)
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            self._save(trainer)
+
+    logger = CSVLogger(tmp_path)
+    trainer = Trainer(
+        max_epochs=2, limit_train_batches=3, limit_val_batches=0, log_every_n_steps=1,
+        logger=logger, callbacks=[ResumeLogs(), saves := Saves()], default_root_dir=tmp_path,
+        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+    )  # fmt: skip
+    trainer.fit(Model())
+    rows = [
+        {k: float(v) for k, v in r.items() if v and k != "step"} | {"step": int(r["step"])}
+        for r in _rows(Path(logger.log_dir) / "metrics.csv")
+    ]
+    assert [{**o["metrics"], "step": o["step"]} for o in saves.owed] == rows
+    assert [o["step"] for o in saves.owed] == [0, 1, 2, 2, 3, 4, 5, 5]
+
+
+def test_a_resume_logs_the_row_its_checkpoint_owes_once(tmp_path):
+    """A checkpoint saved at step 4's batch end records the batch's row (step 3), which
+    Lightning logs right after the save. Killed before that row was logged, the resumed run
+    logs it (before: lost); killed after, the killed run's copy goes: once either way."""
+    owed = {"step": 3, "metrics": {"train/loss": 3.0, "epoch": 1}}
+    for logged in (False, True):
+        root = tmp_path / str(logged)
+        loggers = (TensorBoardLogger(root / "tb"), CSVLogger(root / "csv"))
+        for logger in loggers:
+            _log(logger, range(3))
+        callback = ResumeLogs()
+        callback.on_save_checkpoint(_fitting(*loggers), None, checkpoint := {"global_step": 4})
+        checkpoint[OWED_KEY] = owed
+        for logger in loggers if logged else ():
+            logger.log_metrics(owed["metrics"], step=3)
+            logger.save()
+        again = [TensorBoardLogger(root / "tb"), CSVLogger(root / "csv")]
+        resume_logs(SimpleNamespace(loggers=again, callbacks=[callback]), checkpoint)
+        callback.on_load_checkpoint(_fitting(), None, checkpoint)
+        callback.on_train_start(None, None)
+        callback.on_train_end(None, None)
+        rows = _rows(Path(again[1].log_dir) / "metrics.csv")
+        assert [(r["step"], r["train/loss"]) for r in rows if r["train/loss"]] == [
+            ("0", "0.0"), ("1", "1.0"), ("2", "2.0"), ("3", "3.0")
+        ], logged  # fmt: skip
+        scalars = _scalars(Path(again[0].log_dir))
+        assert scalars["train/loss"] == [(0, 0.0), (1, 1.0), (2, 2.0), (3, 3.0)], logged
+        assert scalars["epoch"] == [(3, 1.0)], logged
 
 
 # ------------------------------------------------------------------------- one version a run
@@ -340,8 +416,62 @@ def test_a_fit_killed_about_a_validation_logs_it_once(
     assert [s for s, _ in scalars["val/top1"]] == [2, 5]
     assert scalars == whole_scalars
     assert rows == whole_rows
-    said = "after the checkpoint (its validation or epoch end), which this run logged again"
+    said = "after the checkpoint (its batch's own, its validation or epoch end), which this run"
     assert (said in resumed.stdout + resumed.stderr) == validates_again
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("kill_in", "kill_at", "lost"),
+    [("batch_saved", 4, "train/loss"), ("epoch_saved", 3, "train/top1")],
+)
+def test_a_fit_killed_right_after_a_save_logs_the_rows_that_followed_it(
+    kinetics_root, tmp_path, logged_whole, kill_in, kill_at, lost
+):
+    """Killed (SIGKILL) right after ``last.ckpt`` was saved and before Lightning logged the rows
+    that follow that save at its step: the batch's own (saved at its end, step 4: its
+    ``train/loss`` of step 3) or the epoch's figures (saved at epoch 0's end: step 2). The
+    resume does not run that batch or epoch end again: the checkpoint records those rows and the
+    resumed run logs them (before: lost). Its logs are the uninterrupted run's."""
+    run = tmp_path / "run"
+    killed = _logged_fit(run, kinetics_root, kill_at=kill_at, kill_in=kill_in)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == kill_at
+    assert kill_at - 1 not in [s for s, _ in _logs(run)[0].get(lost, [])]  # not logged yet
+    _fit_ok(_logged_fit(run, kinetics_root, "--ckpt_path", "last"))
+    scalars, rows = _logs(run)
+    whole_scalars, whole_rows = _logs(logged_whole)
+    assert kill_at - 1 in [s for s, _ in scalars[lost]]
+    assert scalars == whole_scalars
+    assert rows == whole_rows
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    "kills",
+    [[("validation_end", 6)] * 2, [("epoch_saved", 3), ("training", 3)]],
+    ids=["after-its-validation-twice", "before-its-first-batch"],
+)
+def test_a_fit_killed_twice_logs_what_the_uninterrupted_run_logs(
+    kinetics_root, tmp_path, logged_whole, kills
+):
+    """Killed, resumed and killed again before the resumed run dropped the first run's rows of
+    the checkpoint's last step (that happens at its next batch or save): after it validated
+    again (step 6's validation: three runs' val rows at step 5), or after it logged the epoch
+    figures its checkpoint owed (epoch 0's, step 2) and before its first batch. The last resume
+    drops every earlier copy of the rows it logs again: the logs are the uninterrupted run's."""
+    run = tmp_path / "run"
+    for n, (kill_in, kill_at) in enumerate(kills):
+        resume = ("--ckpt_path", "last") if n else ()
+        killed = _logged_fit(run, kinetics_root, *resume, kill_at=kill_at, kill_in=kill_in)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    _fit_ok(_logged_fit(run, kinetics_root, "--ckpt_path", "last"))
+    scalars, rows = _logs(run)
+    whole_scalars, whole_rows = _logs(logged_whole)
+    assert scalars == whole_scalars
+    assert rows == whole_rows
 
 
 def test_a_fit_stopped_inside_an_epoch_and_resumed_logs_each_epoch_figure_once(

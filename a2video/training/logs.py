@@ -30,13 +30,22 @@ folder.
 
 Rows are kept by their logged step: Lightning logs a batch's rows (and an epoch's figures) at the
 step of its optimizer step, counted from 0, so a checkpoint of ``global_step`` S covers the rows
-of steps below S and none of the later ones. Except one case: the validation and epoch end after
-batch S-1 log at step S-1 too, and a checkpoint saved at that batch's end (``last.ckpt`` every
-N steps) resumes with them, so a kill between their rows and ``last.ckpt`` saved again after
-them left those rows twice. The rows of step S-1 that the resumed run logs again (its
-validation's, its epoch figures) are dropped from the killed run's once it has
-(:func:`drop_relogged_csv_rows`, :func:`drop_relogged_events`); those it does not log again stay
-(the batch's own, a validation the checkpoint was saved after).
+of steps below S and none of the later ones. Except at step S-1, the last the checkpoint covers:
+
+- The validation and epoch end after batch S-1 log at step S-1 too, and a checkpoint saved at
+  that batch's end (``last.ckpt`` every N steps) resumes with them, so a kill between their rows
+  and ``last.ckpt`` saved again after them left those rows twice.
+- Lightning logs the rows that follow a save at that point after the save: a batch's own after
+  its ``on_train_batch_end`` hooks (where ModelCheckpoint saves), the epoch's figures after the
+  ``on_train_epoch_end`` hooks. A resume does not run that batch or epoch end again, so a kill
+  between the save and those rows lost them. The checkpoint records them
+  (``checkpoint["a2video_logs_owed"]``) and the resumed run logs them as it starts training.
+
+The rows of step S-1 that the resumed run logs again (those, its validation's, its epoch
+figures) are dropped from the killed run's once it has (:func:`drop_relogged_csv_rows`,
+:func:`drop_relogged_events`); those it does not log again stay (a validation the checkpoint
+was saved after). A second kill before that leaves both runs' rows there: the next resume drops
+every copy of a row it logs again.
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
@@ -58,6 +68,7 @@ from a2video.atomic_write import replaced_atomically, sync_to_disk
 
 __all__ = [
     "LOGS_KEY",
+    "OWED_KEY",
     "ResumeLogs",
     "drop_csv_rows",
     "drop_relogged_csv_rows",
@@ -68,6 +79,7 @@ __all__ = [
 ]
 
 LOGS_KEY = "a2video_logs"
+OWED_KEY = "a2video_logs_owed"  # the row Lightning logs right after the checkpoint (_owed)
 CSV_FILE = "metrics.csv"  # Lightning's CSVLogger's file in its version folder
 EVENTS_PREFIX = "events.out.tfevents."  # TensorBoard's event files
 # Lightning's CSVLogger deletes the metrics.csv of a version folder it opens, and says so where
@@ -292,6 +304,48 @@ def share_version(trainer: Trainer) -> None:
             warnings.filterwarnings("ignore", message=message)
 
 
+# ------------------------------------------------------------------------ the rows after a save
+def _owed(trainer: Trainer) -> dict[str, Any] | None:
+    """The row Lightning logs right after a checkpoint written now that a resume from it does
+    not log: a training batch's own (a save at its end: ``_TrainingEpochLoop.advance`` logs
+    the batch after its ``on_train_batch_end`` hooks, where ModelCheckpoint saves) or the
+    epoch's figures (a save at its end: ``_FitLoop.on_advance_end`` logs them after the
+    ``on_train_epoch_end`` hooks). ``{"step": ..., "metrics": ...}`` as Lightning's logger
+    connector will log them (``_LoggerConnector.update_train_step_metrics``,
+    ``update_train_epoch_metrics``), or None. On every rank: an epoch figure not computed yet
+    is computed here (a collective), as Lightning computes it next."""
+    if not trainer.training or trainer.validating or trainer.sanity_checking:
+        return None
+    fit = trainer.fit_loop
+    loop, connector = fit.epoch_loop, trainer._logger_connector
+    epoch, batch = fit.epoch_progress.current, loop.batch_progress.current
+    if epoch.processed == epoch.completed + 1:  # inside on_train_epoch_end
+        step = loop._batches_that_stepped - 1
+    elif batch.processed == batch.completed + 1:  # inside on_train_batch_end
+        if fit._should_accumulate() and trainer.lightning_module.automatic_optimization:
+            return None
+        if not (connector.should_update_logs or trainer.fast_dev_run):
+            return None
+        step = loop._batches_that_stepped
+    else:
+        return None
+    metrics = convert_tensors_to_scalars(connector.metrics["log"])
+    if not metrics:
+        return None
+    if "step" in metrics:  # (Lightning's log_metrics: a logged "step" is the row's step)
+        step = int(metrics.pop("step"))
+    else:
+        metrics.setdefault("epoch", trainer.current_epoch)
+    return {"step": int(step), "metrics": metrics}
+
+
+def _log_owed(logger: Logger, owed: dict[str, Any]) -> None:
+    """Log the row :func:`_owed` recorded (the killed run may have logged it too: that copy
+    goes as a row this run logged again, :func:`_drop_relogged`)."""
+    logger.log_metrics(dict(owed["metrics"]), step=int(owed["step"]))
+    logger.save()
+
+
 # ---------------------------------------------------------------------------------- at a resume
 # A resumed logger's rows to drop when its fit starts training: (logger, the checkpoint's step,
 # the TensorBoard event files its folder held before the logger's writer opened)
@@ -379,8 +433,8 @@ def _drop_relogged(logger: Logger, step: int, events: list[str], old: int) -> in
     if dropped:
         rank_zero_info(
             f"a2video: resuming at step {step + 1}: the {dropped} {what} logged at step {step} "
-            "after the checkpoint (its validation or epoch end), which this run logged again, "
-            "are dropped"
+            "after the checkpoint (its batch's own, its validation or epoch end), which this run "
+            "logged again, are dropped"
         )
     return old
 
@@ -394,23 +448,33 @@ class ResumeLogs(Callback):
     A checkpoint saved at a batch's end, before the validation or epoch end that follows it,
     resumes with them, and they log at the batch's step (the checkpoint's ``global_step`` less
     one), where the killed run may have logged them too (killed between their rows and the
-    next checkpoint): the killed run's rows of that step that the resumed run logs again are
-    dropped, as the resumed run's next batch starts (at its checkpoints and end too). The rows
-    of that step that it does not log again stay: the batch's own, and a validation's or epoch
-    end's that the checkpoint was saved after.
+    next checkpoint). A checkpoint records the row Lightning logs right after it (a batch's own,
+    an epoch's figures), which the resumed run logs as it starts (:func:`_owed`). The killed
+    run's rows of that step that the resumed run logs again are dropped, as the resumed run's
+    next batch starts (at its checkpoints and end too). The rows of that step that it does not
+    log again stay: a validation's or epoch end's that the checkpoint was saved after.
     """
 
     def __init__(self) -> None:
         self.drops: list[Drop] = []  # set by resume_logs, on rank 0
         # (logger, the checkpoint's last step, the killed run's event files / metrics.csv rows)
         self.relogs: list[list[Any]] = []
+        self.owed: dict[str, Any] | None = None  # the resumed checkpoint's (_owed)
+
+    def on_load_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self.owed = checkpoint.get(OWED_KEY) if trainer.state.fn == "fit" else None
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         drops, self.drops = self.drops, []
+        owed, self.owed = self.owed, None
         for logger, step, events in drops:
             rows = _drop_rows(logger, step, events)
             if step > 0:
                 self.relogs.append([logger, step - 1, events, rows])
+                if owed and int(owed["step"]) == step - 1:
+                    _log_owed(logger, owed)
 
     def _drop_relogged(self, done: bool) -> None:
         for relog in self.relogs:
@@ -433,6 +497,9 @@ class ResumeLogs(Callback):
         if trainer.state.fn != "fit" or not loggers:
             return
         checkpoint[LOGS_KEY] = [_record(logger) for logger in loggers]
+        owed = _owed(trainer)
+        if owed is not None:
+            checkpoint[OWED_KEY] = owed
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.save()
