@@ -53,7 +53,20 @@ def _killed_run(tmp_path: Path, checkpointed_at: int) -> dict:
     _log(tb_logger, range(6))
     ResumeLogs().on_save_checkpoint(_fitting(tb_logger, csv_logger), None, checkpoint := {})
     checkpoint["global_step"] = checkpointed_at
+    tb_logger.experiment.close()
+    _started_earlier(Path(tb_logger.log_dir))
     return checkpoint
+
+
+def _started_earlier(log_dir: Path) -> None:
+    """Date the event files of ``log_dir`` a minute back, as a killed run's are beside its
+    resume's: TensorBoard reads a folder's files in name order, events.out.tfevents.<time>.
+    <host>.<pid>.<count>, and two writers of one test process in one second differ by the count
+    alone, where ".10" sorts before ".9" (the resumed run's rows were read first)."""
+    for path in log_dir.glob("events.out.tfevents.*"):
+        parts = path.name.split(".")  # (a host name may hold dots: the time is 4th)
+        parts[3] = str(int(parts[3]) - 60)
+        path.rename(path.with_name(".".join(parts)))
 
 
 def _fitting(*loggers) -> SimpleNamespace:
