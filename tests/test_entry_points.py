@@ -212,6 +212,21 @@ def test_wrong_data_root(tmp_path, capsys):
     assert line.startswith("a2video synth: error: ") and "/proc/no" in line, line
 
 
+def test_data_root_of_the_other_layout(kinetics_root, ucf_root, tmp_path, capsys):
+    """A UCF-101 folder given to train.py (or a Kinetics one to finetune_ucf.py) is named as the
+    other layout's root, with the entry point for it, not only as a missing annotation file."""
+    run_dir = ["--trainer.default_root_dir", str(tmp_path / "run")]  # not the demo's folders
+    argv = ["fit", "--config", DEMO, "--data.data_root", ucf_root, *run_dir]
+    line = _user_error(capsys, _train_main(), argv)
+    said = f"train.py: error: {ucf_root}: no annotations/ folder, not a kinetics dataset root"
+    assert line.startswith(said) and "a ucf101 root" in line and "finetune_ucf.py" in line, line
+    argv = ["fit", "--config", DEMO_UCF, "--data.data_root", kinetics_root, *run_dir]
+    line = _user_error(capsys, _finetune_main, argv)
+    said = f"finetune_ucf.py: error: {kinetics_root}: no ucfTrainTestlist/ folder, not a ucf101"
+    assert line.startswith(said) and "a kinetics root" in line and "use train.py" in line, line
+    assert not (tmp_path / "run").exists()
+
+
 def test_missing_annotation_folder(ucf_root, tmp_path, capsys):
     argv = ["fit", "--config", DEMO_UCF, "--data.data_root", ucf_root]
     argv += ["--trainer.default_root_dir", str(tmp_path / "run")]  # not the demo's folders

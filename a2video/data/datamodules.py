@@ -48,7 +48,7 @@ from .datasets import (
     collate_clips,
 )
 from .mixed import KeyBatches, MixedLoader
-from .prepare import records_prepared
+from .prepare import LAYOUT_MARKERS, records_prepared
 from .ring import BatchRing, RingDataLoader
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
 from .video import check_decoder
@@ -79,6 +79,8 @@ _ROOT_HOLDS = {
     "kinetics": "train/, val/ and annotations/",
     "ucf101": "UCF-101/ and ucfTrainTestlist/",
 }
+# the entry point that trains on a layout (said when a root of the other layout is given)
+_ENTRY_POINTS = {"kinetics": "train.py", "ucf101": "finetune_ucf.py"}
 
 
 def to_model_input(batch, mean, std, module=None):
@@ -250,9 +252,39 @@ class VideoDataModule(L.LightningDataModule):
                 fix=f"pass --data.data_root DIR (data_root=), the {self.layout} dataset's folder "
                 f"({_ROOT_HOLDS.get(self.layout, 'its videos')})",
             )
-        self.class_names: list[str] = self._read_class_names()
+        try:
+            self.class_names: list[str] = self._read_class_names()
+        except ann.AnnotationError as err:
+            other = self._other_layout_error(err)
+            if other is None:
+                raise
+            raise other from err
         if not self.class_names:
             raise ann.AnnotationError(self.data_root, "no classes found")
+
+    def _other_layout_error(self, err: ann.AnnotationError) -> ann.AnnotationError | None:
+        """A root of the other layout (a UCF-101 folder given to Kinetics, or the reverse),
+        named as such with its entry point, in place of ``err`` (an annotation file not found
+        in this layout's default annotation folder); None where ``err`` is about anything else."""
+        if self.annotation_dir is not None or self.layout not in LAYOUT_MARKERS:
+            return None
+        own = os.path.join(self.data_root, LAYOUT_MARKERS[self.layout])
+        if os.path.isdir(own) or not os.path.abspath(err.file).startswith(os.path.abspath(own)):
+            return None
+        other = next(
+            (name for name, marker in LAYOUT_MARKERS.items()
+             if name != self.layout and os.path.isdir(os.path.join(self.data_root, marker))),
+            None,
+        )  # fmt: skip
+        if other is None:
+            return None
+        return ann.AnnotationError(
+            self.data_root,
+            f"no {LAYOUT_MARKERS[self.layout]}/ folder, not a {self.layout} dataset root (it "
+            f"holds {LAYOUT_MARKERS[other]}/: a {other} root)",
+            fix=f"use {_ENTRY_POINTS[other]} for {other} data, or pass --data.data_root DIR "
+            f"(data_root=), the {self.layout} dataset's folder ({_ROOT_HOLDS[self.layout]})",
+        )
 
     # ------------------------------------------------------------------ to override
     def _read_class_names(self) -> list[str]:
