@@ -115,7 +115,8 @@ def test_prepare_refuses_dst_inside_src(kinetics_root, capsys):
     assert "inside the source" in err and "Traceback" not in err
     assert not (Path(kinetics_root) / "fast").exists()
     assert main(["prepare", kinetics_root, "/tmp/x", "--layout", "ucf101"]) == 2
-    assert "not a ucf101 dataset root" in capsys.readouterr().err
+    err = capsys.readouterr().err  # a root of the other layout names --layout of that one
+    assert "not a ucf101 dataset root" in err and "fix: pass --layout kinetics" in err, err
     missing = str(Path(kinetics_root) / "nowhere")
     assert main(["prepare", missing, "/tmp/x", "--layout", "kinetics"]) == 2
     err = capsys.readouterr().err  # one line, naming the folder and what SRC must hold

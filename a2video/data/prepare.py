@@ -330,6 +330,16 @@ def check_paths(src: Path, dst: Path, layout: str) -> None:
     if d in s.parents:
         raise PrepareError(f"the source {src} is inside {dst}: choose a DST outside SRC")
     if not (src / LAYOUT_MARKERS[layout]).is_dir():
+        other = next(
+            (name for name, marker in LAYOUT_MARKERS.items()
+             if name != layout and (src / marker).is_dir()),
+            None,
+        )  # fmt: skip
+        if other is not None:  # as check-data says it
+            raise PrepareError(
+                f"{src}: no {LAYOUT_MARKERS[layout]}/ folder, not a {layout} dataset root (it "
+                f"holds {LAYOUT_MARKERS[other]}/: a {other} root); fix: pass --layout {other}"
+            )
         raise PrepareError(
             f"{src}: no {LAYOUT_MARKERS[layout]}/ folder, not a {layout} dataset root "
             "(fix: point SRC at the dataset root or pick the right --layout)"
