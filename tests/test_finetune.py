@@ -640,3 +640,32 @@ def test_one_fold_of_a_folds_runs_folder_runs_as_its_fold(train_ckpt, ucf_root, 
     assert [r["fold"] for r in summary["folds"]] == [2] and summary["num_tested"] == 1
     saved = json.loads((root / "folds.json").read_text())
     assert [r["fold"] for r in saved["folds"]] == [2] and saved["folds"][0]["metrics"]
+
+
+def test_test_of_a_fold_in_a_folds_runs_folder(ucf_root, tmp_path, capsys):
+    """``test --folds 2 --ckpt_path last`` in a ``--folds`` run's folder tests fold 2's
+    ``last.ckpt`` (``fit --folds 2 --ckpt_path last`` resumes it there); it ended in "no last
+    checkpoint here" (the run folder has none of its own). Without ``--folds`` the line names it."""
+    from a2video.training.finetune import main
+
+    root = tmp_path / "folds"
+    root.mkdir()
+    summary = {"folds": [{"fold": 1, "metrics": {"test/top1": 0.5}}], "num_folds": 1}
+    (root / "folds.json").write_text(json.dumps(summary))
+    base = ["--model.arch", "a2net_tiny", "--data.data_root", ucf_root, *CLIP, *QUIET]
+    base += ["--trainer.default_root_dir", str(root)]
+    main(["fit", *base, "--folds", "2", "--trainer.max_steps", "1", "--test_after_fit", "false"])
+    assert (root / "fold2" / "checkpoints" / "last.ckpt").is_file()
+    saved = (root / "folds.json").read_text()
+    capsys.readouterr()
+
+    main(["test", *base, "--folds", "2", "--ckpt_path", "last"])
+    assert (root / "fold2" / "predictions.csv").is_file()
+    assert not (root / "predictions.csv").exists()
+    assert (root / "folds.json").read_text() == saved  # a test leaves the folds' summary as it is
+
+    with pytest.raises(SystemExit) as stop:
+        main(["test", *base, "--ckpt_path", "last"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1, err
+    assert f"{root}: a --folds run's folder" in err and "pass --folds N" in err, err

@@ -396,7 +396,8 @@ class FinetuneCLI(A2VideoCLI):
             type=str | None,
             default=None,
             help="UCF-101 folds to run one after another: 'all' (1, 2, 3) or e.g. '1,3'; the "
-            "mean of their test accuracies is reported (command line only, with fit).",
+            "mean of their test accuracies is reported (command line only, with fit; "
+            "validate/test/predict --folds N: fold N of a --folds run's folder).",
         )
         parser.add_argument(
             "--test_after_fit",
@@ -424,10 +425,28 @@ class FinetuneCLI(A2VideoCLI):
                     f"a2video: {root} holds a --folds run: fold {self.fold} runs in "
                     f"{config.trainer.default_root_dir} and joins its folds.json"
                 )
+            elif _holds_folds(root):  # evaluates that run's fold (its folds.json is fit's)
+                config.trainer.default_root_dir = os.path.join(root, f"fold{config.data.fold}")
+                rank_zero_info(
+                    f"a2video: {root} holds a --folds run: {subcommand} of fold "
+                    f"{config.data.fold} in {config.trainer.default_root_dir}"
+                )
         evaluates = subcommand in ("validate", "test", "predict")
         if evaluates:  # before "no --ckpt_path was given" (which --ckpt meant)
             self._refuse_ckpt_outside_fit(config, subcommand)
-        super()._parse_ckpt_path()
+        try:
+            super()._parse_ckpt_path()
+        except CheckpointError as err:
+            root = run_root(config)
+            if not (evaluates and config.get("ckpt_path") in ("last", "best")):
+                raise
+            if not _holds_folds(root):
+                raise
+            raise CheckpointError(
+                f"{root}: a --folds run's folder, its checkpoints are in fold1/…fold3/; pass "
+                f"--folds N for fold N's --ckpt_path {config.ckpt_path} (or "
+                f"--trainer.default_root_dir {os.path.join(root, 'foldN')} --data.fold N)"
+            ) from err
         if evaluates:  # --ckpt_path best / last resolved to their file now
             self._refuse_ckpt_outside_fit(config, subcommand)
         self._check_saved_fold(config)
