@@ -388,3 +388,13 @@ def test_check_data_lists_a_video_that_crashes_the_decoder(kinetics_root, monkey
     assert code == 1 and len(listed) == 1, (out, err)
     assert culprit in listed[0] and check.CRASHED in listed[0]
     assert " ok, " in out and out.count("listed:") == 1
+
+
+def test_check_data_a_mistyped_kinetics_split_names_the_splits_there(kinetics_root, capsys):
+    """``--split trian``: the line names the splits whose CSVs are there and the one meant; it
+    named ``--data.trian_split FILE``, an option of neither check-data nor train.py."""
+    args = ["check-data", "--layout", "kinetics", kinetics_root, "--split", "trian"]
+    code, out, err = run_cli([*args, "--no-progress"], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "no annotation file for split 'trian'" in err and "(did you mean 'train'?)" in err, err
+    assert "name a split whose annotation file is in" in err and "--data." not in err, err

@@ -27,6 +27,7 @@ line and the fix, raised while the DataModule is built, before any training star
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import logging
 import operator
@@ -307,14 +308,37 @@ def find_kinetics_csv(annotation_dir: str | os.PathLike, split: str) -> Path:
         return found
     names = KINETICS_CSV_NAMES.get(split, (f"{split}.csv",))
     inside = [f"{d}/{w}.csv" for d in KINETICS_TARBALL_DIRS for w in _split_words(split)]
+    what = (
+        f"no annotation file for split {split!r} (looked for {', '.join(names)}, then "
+        f"{', '.join(inside)})"
+    )
+    stages = ("train", "val", "test")
+    # a split name of no stage (a typo: 'trian') where the folder holds the stages' CSVs: name them
+    there = [] if split in stages else [s for s in stages if _has_kinetics_csv(annotation_dir, s)]
+    if there:
+        near = difflib.get_close_matches(split, there, n=1)
+        raise AnnotationError(
+            Path(annotation_dir) / names[0],
+            what,
+            fix=f"name a split whose annotation file is in {annotation_dir}: "
+            f"{', '.join(there)}{f' (did you mean {near[0]!r}?)' if near else ''}, or give the "
+            "split as a path to a CSV / 'path label' list",
+        )
+    option = f" (--data.{split}_split FILE)" if split in stages else ""
     raise AnnotationError(
         Path(annotation_dir) / names[0],
-        f"no annotation file for split {split!r} (looked for {', '.join(names)}, then "
-        f"{', '.join(inside)})",
+        what,
         fix="pass --data.annotation_dir DIR (check-data: --annotation-dir DIR; Python: "
         "annotation_dir=), the folder holding the Kinetics CSVs (CVDF: <root>/annotations), "
-        f"or give the split as a path to a CSV / 'path label' list (--data.{split}_split FILE)",
+        f"or give the split as a path to a CSV / 'path label' list{option}",
     )
+
+
+def _has_kinetics_csv(annotation_dir: str | os.PathLike, split: str) -> bool:
+    try:
+        return locate_kinetics_csv(annotation_dir, split) is not None
+    except AnnotationError:  # in two tarball folders: there, but which is the user's to say
+        return True
 
 
 def _split_words(split: str) -> tuple[str, ...]:
