@@ -4,6 +4,7 @@ with a tiny checkpoint trained in the session."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -419,3 +420,29 @@ def test_predict_labels_the_videos_of_a_folder_and_names_wrong_files(tiny_run, t
     for bad in (["--views", "10x2"], ["--topk", "0"]):
         code, _, err = run_cli(["predict", "--ckpt", tiny_run["ckpt"], *bad, good[0]], capsys)
         assert code == 2 and err.startswith("a2video predict: error: "), err
+
+
+def test_predict_draws_a_progress_bar_on_a_terminal_only(tiny_run, capsys, monkeypatch):
+    """``a2video predict`` of a folder at 10x3 ran for minutes with nothing on the screen: on a
+    terminal it draws a bar over the files on stderr (not with --no-progress, nor into a pipe or
+    a log, where stderr stays the unreadable files' lines)."""
+    import io
+
+    import pandas as pd
+
+    good = pd.read_csv(f"{tiny_run['run']}/predictions.csv")["video"][:2].tolist()
+    argv = ["predict", "--ckpt", tiny_run["ckpt"], "--views", "1x1", *good]
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for extra, drawn in (([], True), (["--no-progress"], False)):
+        screen = Terminal()
+        monkeypatch.setattr(sys, "stderr", screen)
+        code, out, _ = run_cli([*argv, *extra], capsys)
+        monkeypatch.undo()
+        assert code == 0 and len(out.splitlines()) == 2, out
+        assert ("predict: 100%" in screen.getvalue() and "2/2" in screen.getvalue()) == drawn
+    code, _, err = run_cli(argv, capsys)  # stderr not a terminal
+    assert code == 0 and err == "", err

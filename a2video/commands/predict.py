@@ -44,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write each A2-block's gather maps over the frames of every video as PNGs "
         "(DIR/<video>/<block>.png)",
     )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (it is drawn on stderr only where stderr is a terminal)",
+    )
 
 
 def video_files(paths: list[str]) -> list[str]:
@@ -108,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         topk=args.topk,
         decoder=args.decoder,
         batch_size=args.batch_size,
+        progress=not args.no_progress and sys.stderr.isatty(),  # not into a log or a pipe
     )
     stride = predictor.clip_spec.stride
     for root, step in sorted({(r.prepared_root, r.frame_step) for r in results if r.prepared_root}):

@@ -295,6 +295,7 @@ def predict_videos(
     topk: int = 5,
     decoder: str = "auto",
     batch_size: int = 16,
+    progress: bool = False,
 ) -> list[VideoPrediction]:
     """Top-k classes of each file from ``clips × crops`` views (the test set's pipeline).
 
@@ -312,10 +313,13 @@ def predict_videos(
         topk: Classes listed per video.
         decoder: Decoder name (``auto``, ``decord``, ``pyav``, ``torchcodec``).
         batch_size: Views per forward pass.
+        progress: A tqdm progress bar over the files, on stderr.
 
     Returns:
         One :class:`VideoPrediction` per path, in order.
     """
+    from tqdm import tqdm
+
     from a2video.data.annotations import VideoRecord
     from a2video.data.datasets import VideoClipDataset
     from a2video.data.prepare import video_frame_step
@@ -326,7 +330,8 @@ def predict_videos(
     records = [VideoRecord(path=os.fspath(p), label=-1) for p in paths]
     datasets: dict[int, VideoClipDataset] = {}  # one per frame_step met
     results = []
-    for i, path in enumerate(paths):
+    bar = tqdm(paths, desc="predict", unit="video", disable=not progress)
+    for i, path in enumerate(bar):
         step, root = video_frame_step(path)
         if step not in datasets:
             datasets[step] = VideoClipDataset(
