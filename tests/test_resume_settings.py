@@ -489,3 +489,23 @@ def test_a_resume_keeps_the_bad_videos_it_met(broken_kinetics_root, tmp_path):
     # the epoch's figure at its end; before it, the stopped run's figure of the epoch so far,
     # logged by Lightning at the max_steps stop (step 3), stays
     assert bad_videos("full", 0) and bad_videos("run", 0)[-1:] == bad_videos("full", 0)
+
+
+def test_restored_train_counts_compute_without_a_before_update_warning():
+    """A resume at an epoch's last batch computes that epoch's ``train/top1`` from the counts
+    the checkpoint holds, with no batch trained: torchmetrics warned "compute ... was called
+    before the update method" over the right figure."""
+    import warnings
+
+    from torch import nn
+
+    from a2video.training.metrics import ClipAccuracy
+    from a2video.training.resume import _restore_train_acc_sums
+
+    module = nn.Module()
+    module.train_acc = ClipAccuracy(k=5)
+    _restore_train_acc_sums(module, [{"correct": [3.0, 4.0], "total": 4.0}], 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        acc = module.train_acc.compute()
+    assert (float(acc["top1"]), float(acc["top5"])) == (0.75, 1.0)

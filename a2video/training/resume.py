@@ -243,6 +243,9 @@ def _restore_train_acc_sums(pl_module: LightningModule, saved: Any, rank: int) -
     metric.correct += torch.tensor(counts["correct"], dtype=metric.correct.dtype,
                                    device=metric.correct.device)  # fmt: skip
     metric.total += float(counts["total"])
+    # the restored counts are the epoch's updates so far: torchmetrics' "compute before update"
+    # warning was said at a resumed epoch's end with no batch left to train
+    metric._update_count += 1
 
 
 def _summed(saved: Any) -> dict[str, Any] | None:
