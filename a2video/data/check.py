@@ -65,7 +65,7 @@ def check_root(
     ``layout`` dataset (no ``annotations/`` for Kinetics, no ``ucfTrainTestlist/`` for UCF-101,
     as ``a2video prepare`` checks), when its annotation folder is the one to read. A root of the
     other layout names ``--layout`` of that one."""
-    from .prepare import LAYOUT_MARKERS
+    from .prepare import LAYOUT_MARKERS, not_this_layout, other_layout
 
     path = Path(root)
     if not path.is_dir():
@@ -84,15 +84,13 @@ def check_root(
     marker = LAYOUT_MARKERS[layout]
     if (path / marker).is_dir() or not _uses_annotation_dir(layout, splits):
         return
-    others = [name for name in LAYOUT_MARKERS if name != layout]
-    other = next((name for name in others if (path / LAYOUT_MARKERS[name]).is_dir()), None)
+    other = other_layout(path, layout)
     if other is not None:
         raise CheckDataError(
-            f"{root}: no {marker}/ folder, not a {layout} dataset root (it holds "
-            f"{LAYOUT_MARKERS[other]}/: a {other} root); fix: pass --layout {other}"
+            f"{root}: {not_this_layout(layout, other)}; fix: pass --layout {other}"
         )
     raise CheckDataError(
-        f"{root}: no {marker}/ folder, not a {layout} dataset root; fix: point ROOT at the "
+        f"{root}: {not_this_layout(layout)}; fix: point ROOT at the "
         f"dataset's root (it holds {_ROOT_HOLDS[layout]}), pass --annotation-dir DIR (the folder "
         f"holding {_ANNOTATIONS_HOLD[layout]}), or pick the right --layout"
     )

@@ -48,7 +48,7 @@ from .datasets import (
     collate_clips,
 )
 from .mixed import KeyBatches, MixedLoader
-from .prepare import LAYOUT_MARKERS, records_prepared
+from .prepare import LAYOUT_MARKERS, not_this_layout, other_layout, records_prepared
 from .ring import BatchRing, RingDataLoader
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
 from .video import check_decoder
@@ -269,19 +269,14 @@ class VideoDataModule(L.LightningDataModule):
         if self.annotation_dir is not None or self.layout not in LAYOUT_MARKERS:
             return None
         own = os.path.join(self.data_root, LAYOUT_MARKERS[self.layout])
-        if os.path.isdir(own) or not os.path.abspath(err.file).startswith(os.path.abspath(own)):
+        if not os.path.abspath(err.file).startswith(os.path.abspath(own)):
             return None
-        other = next(
-            (name for name, marker in LAYOUT_MARKERS.items()
-             if name != self.layout and os.path.isdir(os.path.join(self.data_root, marker))),
-            None,
-        )  # fmt: skip
+        other = other_layout(self.data_root, self.layout)
         if other is None:
             return None
         return ann.AnnotationError(
             self.data_root,
-            f"no {LAYOUT_MARKERS[self.layout]}/ folder, not a {self.layout} dataset root (it "
-            f"holds {LAYOUT_MARKERS[other]}/: a {other} root)",
+            not_this_layout(self.layout, other),
             fix=f"use {_ENTRY_POINTS[other]} for {other} data, or pass --data.data_root DIR "
             f"(data_root=), the {self.layout} dataset's folder ({_ROOT_HOLDS[self.layout]})",
         )

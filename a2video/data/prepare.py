@@ -48,6 +48,22 @@ JOURNAL = ".a2video_unreadable.jsonl"  # DST's unreadable sources, one JSON line
 LAYOUT_MARKERS = {"kinetics": "annotations", "ucf101": "ucfTrainTestlist"}
 
 
+def other_layout(root: str | os.PathLike, layout: str) -> str | None:
+    """The layout whose marker folder ``root`` holds where ``layout``'s is absent (a UCF-101
+    root given as Kinetics, or the reverse), else None."""
+    if os.path.isdir(os.path.join(root, LAYOUT_MARKERS[layout])):
+        return None
+    found = (n for n, m in LAYOUT_MARKERS.items() if os.path.isdir(os.path.join(root, m)))
+    return next(found, None)
+
+
+def not_this_layout(layout: str, other: str | None = None) -> str:
+    """``no <marker>/ folder, not a <layout> dataset root`` and, given ``other``
+    (:func:`other_layout`), what the root holds instead: one wording for every entry point."""
+    said = f"no {LAYOUT_MARKERS[layout]}/ folder, not a {layout} dataset root"
+    return said if other is None else f"{said} (it holds {LAYOUT_MARKERS[other]}/: a {other} root)"
+
+
 class PrepareError(ValueError):
     """Bad arguments to :func:`prepare_dataset` (one line, with the fix)."""
 
@@ -330,18 +346,13 @@ def check_paths(src: Path, dst: Path, layout: str) -> None:
     if d in s.parents:
         raise PrepareError(f"the source {src} is inside {dst}: choose a DST outside SRC")
     if not (src / LAYOUT_MARKERS[layout]).is_dir():
-        other = next(
-            (name for name, marker in LAYOUT_MARKERS.items()
-             if name != layout and (src / marker).is_dir()),
-            None,
-        )  # fmt: skip
+        other = other_layout(src, layout)
         if other is not None:  # as check-data says it
             raise PrepareError(
-                f"{src}: no {LAYOUT_MARKERS[layout]}/ folder, not a {layout} dataset root (it "
-                f"holds {LAYOUT_MARKERS[other]}/: a {other} root); fix: pass --layout {other}"
+                f"{src}: {not_this_layout(layout, other)}; fix: pass --layout {other}"
             )
         raise PrepareError(
-            f"{src}: no {LAYOUT_MARKERS[layout]}/ folder, not a {layout} dataset root "
+            f"{src}: {not_this_layout(layout)} "
             "(fix: point SRC at the dataset root or pick the right --layout)"
         )
 
